@@ -1,0 +1,1 @@
+"""fusec: a JIT kernel fusion compiler embedded in Python."""

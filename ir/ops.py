@@ -1,0 +1,128 @@
+"""The op table: every op the IR knows, grouped by kind. Semantics are documented here and
+defined executably by backends/interpret (the reference interpreter).
+
+Structure
+  kernel()          {name, sizes, div16, unit_strides} region(^params...) ending in `return`.
+                    Params are tensors and scalars. Ops in the kernel's own block outside tile
+                    loops are the host part (`alloc`) and pure scalar values that every
+                    program recomputes; each top-level parallel `tile_for` nest is one launch
+                    whose grid is the product of its parallel loops' tile counts.
+                    sizes: [[symbol, param index, dim], ...] binds every size symbol to a
+                      tensor param's size along dim (dim -1: the value of an int param).
+                    div16: size symbols the specialization proved divisible by 16.
+                    unit_strides: [[param index, dim], ...] dims whose stride is known to be
+                      1. Allocated tensors are contiguous (row-major).
+  alloc()           {zero} -> tensor: an output tensor, shape from the result type.
+  return(vals...)   terminator of `kernel`: the tensors the kernel returns.
+  tile_for(inits...) {extent, block, parallel, dim} -> carried results; region
+                    (^(%t: tileidx, carried...)) ending in `yield(carried...)`. Iterates
+                    begin = 0, block, 2*block, ... < extent. parallel=true loops are grid
+                    dimensions (only allowed as the outermost loops of a nest), the others
+                    sequential. `dim` is the position of the tile dim in the source (Config
+                    order).
+  for(lo, hi, step, inits...) -> carried results; region (^(%i, carried...)): a sequential
+                    scalar loop, i = lo, lo+step, ... < hi (step > 0).
+  if(cond, ) -> results; two regions (then, else) each ending in `yield`.
+  yield(vals...)    terminator of tile_for/for/if regions.
+
+Tile values (held by one program)
+  tile_index(%t)    -> tile<i32>[block]: begin + arange(block) of the tile loop handle.
+  tile_begin(%t)    -> i32: the first index of the tile.
+  const {value}     -> any tile type: a splat of a Python bool/int/float.
+  arange {start, end} -> tile<i32>[end - start].
+  symval {expr}     -> i32|i64 scalar: the runtime value of a symbolic size expression.
+  unary ops         same type in and out; FLOAT_UNARY need a float dtype.
+  binary ops        two operands of one type, result of that type (COMPARE: bool result).
+  where(c, a, b)    c bool; a, b and the result share a type; shapes all equal.
+  cast(x)           -> the result type's dtype (same shape). float->int truncates toward
+                    zero and saturates; half floats round to nearest even.
+  broadcast(x)      -> result shape: x has the same rank, every dim 1 or equal.
+  expand_dims(x) {axis} -> a new dim of size 1 at `axis`.
+  permute(x) {perm}  -> dims reordered: result.shape[i] = x.shape[perm[i]].
+  reduce(x) {kind, axis} -> x's shape without `axis`. kind in REDUCE_KINDS. sum of
+                    bool/int gives int64 (the result type says), of floats the float type
+                    (half floats accumulate in float32); argmax/argmin give the int32 lane
+                    index of the first extreme. Masked lanes were replaced with the
+                    reduction's identity by the frontend (`where`), so reduce sees all lanes.
+  dot(a, b)         a [M, K] x b [K, N] -> [M, N] in the result's dtype (accumulated in it).
+
+Memory
+  load(%tensor, idx0..idx{r-1}, [mask], [other]) {checked, mask, other} -> tile: element
+                    [idx0[l], idx1[l], ...] for every lane l. Index tiles have the result's
+                    shape (int32/int64). checked[d]: lanes with idx_d outside [0, size_d) read
+                    `other` (0 when absent); lanes with mask false also read `other`.
+  store(%tensor, idx..., value, [mask]) {checked, mask}: lanes out of bounds on a checked
+                    dim, or with mask false, are not written.
+  atomic_add(%tensor, idx..., value, [mask]) {checked, mask} -> the old values (0 where not
+                    written).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+FLOAT_UNARY = ("exp", "exp2", "log", "log2", "sqrt", "rsqrt", "sin", "cos", "tanh", "erf",
+               "sigmoid", "gelu", "gelu_tanh", "silu", "floor", "ceil")
+NUMERIC_UNARY = ("neg", "abs", "relu")
+BITWISE_UNARY = ("not",)
+UNARY = FLOAT_UNARY + NUMERIC_UNARY + BITWISE_UNARY
+ARITH_BINARY = ("add", "sub", "mul", "div", "floordiv", "mod", "maximum", "minimum", "pow")
+BITWISE_BINARY = ("and", "or", "xor")
+BINARY = ARITH_BINARY + BITWISE_BINARY
+COMPARE = ("eq", "ne", "lt", "le", "gt", "ge")
+REDUCE_KINDS = ("sum", "max", "min", "argmax", "argmin")
+TERMINATORS = ("return", "yield")
+REGION_OPS = ("kernel", "tile_for", "for", "if")
+MEMORY_WRITE = ("store", "atomic_add")
+# Ops with no side effects: removable when unused, mergeable when identical.
+PURE = (UNARY + BINARY + COMPARE
+        + ("where", "cast", "broadcast", "expand_dims", "permute", "reduce", "dot",
+           "tile_index", "tile_begin", "const", "arange", "symval"))
+
+
+@dataclass(frozen=True)
+class OpInfo:
+    name: str
+    kind: str                    # unary, binary, compare, where, shape, ..., structure, memory
+    n_regions: int = 0
+    terminator: bool = False
+
+
+def _table() -> dict[str, OpInfo]:
+    table: dict[str, OpInfo] = {}
+    for names, kind in ((UNARY, "unary"), (BINARY, "binary"), (COMPARE, "compare")):
+        for n in names:
+            table[n] = OpInfo(n, kind)
+    for n, kind in (("where", "where"), ("cast", "cast"), ("broadcast", "shape"),
+                    ("expand_dims", "shape"), ("permute", "shape"), ("reduce", "reduce"),
+                    ("dot", "dot"), ("tile_index", "index"), ("tile_begin", "index"),
+                    ("const", "const"), ("arange", "const"), ("symval", "const"),
+                    ("load", "memory"), ("store", "memory"), ("atomic_add", "memory"),
+                    ("alloc", "host")):
+        table[n] = OpInfo(n, kind)
+    table["kernel"] = OpInfo("kernel", "structure", 1)
+    table["tile_for"] = OpInfo("tile_for", "structure", 1)
+    table["for"] = OpInfo("for", "structure", 1)
+    table["if"] = OpInfo("if", "structure", 2)
+    table["return"] = OpInfo("return", "structure", terminator=True)
+    table["yield"] = OpInfo("yield", "structure", terminator=True)
+    return table
+
+
+OPS: dict[str, OpInfo] = _table()
+
+
+def memory_operands(op) -> tuple:
+    """Split a load/store/atomic_add's operands into (tensor, indices, value, mask, other)."""
+    tensor = op.operands[0]
+    rank = tensor.type.rank
+    idx = op.operands[1:1 + rank]
+    rest = op.operands[1 + rank:]
+    value = None
+    if op.name != "load":
+        value, rest = rest[0], rest[1:]
+    mask = other = None
+    if op.attrs.get("mask"):
+        mask, rest = rest[0], rest[1:]
+    if op.attrs.get("other"):
+        other, rest = rest[0], rest[1:]
+    return tensor, idx, value, mask, other

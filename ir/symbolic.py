@@ -1,0 +1,57 @@
+"""Symbolic sizes: sympy expressions over integer, non-negative size symbols.
+
+Every size symbol is made by `size_symbol` so that the same name always gives the same sympy
+object (same assumptions), which the parser relies on for round-tripping.
+"""
+from __future__ import annotations
+
+import re
+
+import sympy
+
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z_0-9]*")
+_FUNCTIONS = {"floor": sympy.floor, "ceiling": sympy.ceiling, "Mod": sympy.Mod,
+              "Max": sympy.Max, "Min": sympy.Min}
+
+
+def size_symbol(name: str) -> sympy.Symbol:
+    return sympy.Symbol(name, integer=True, nonnegative=True)
+
+
+def as_expr(value) -> sympy.Expr:
+    if isinstance(value, sympy.Basic):
+        return value
+    if isinstance(value, bool):
+        raise TypeError("a bool is not a size")
+    if isinstance(value, int):
+        return sympy.Integer(value)
+    raise TypeError(f"not a symbolic size: {value!r}")
+
+
+def expr_to_text(expr: sympy.Expr) -> str:
+    return str(expr)
+
+
+def expr_from_text(text: str) -> sympy.Expr:
+    names = {name: size_symbol(name) for name in _IDENT.findall(text) if name not in _FUNCTIONS}
+    try:
+        return sympy.sympify(text, locals={**names, **_FUNCTIONS})
+    except (sympy.SympifyError, SyntaxError, TypeError) as exc:
+        raise ValueError(f"bad size expression {text!r}: {exc}") from None
+
+
+def is_simple(expr: sympy.Expr) -> bool:
+    """Integers and bare symbols print without quotes in types."""
+    return isinstance(expr, (sympy.Integer, sympy.Symbol))
+
+
+def ceil_div(a, b) -> sympy.Expr:
+    return sympy.ceiling(sympy.Rational(1, 1) * as_expr(a) / as_expr(b))
+
+
+def floor_div(a, b) -> sympy.Expr:
+    return sympy.floor(as_expr(a) / as_expr(b))
+
+
+def free_names(expr: sympy.Expr) -> set[str]:
+    return {s.name for s in expr.free_symbols}
