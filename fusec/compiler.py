@@ -1,0 +1,265 @@
+"""From a kernel function and a specialization to a CompiledKernel: trace -> passes ->
+backend, keeping every stage's text in `CompiledKernel.asm`."""
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+
+from . import arrays
+from .backends.common import size_function
+from .codegen import TraceOptions, Tracer, TraceState, _Return, _Source
+from .errors import CompilationError, LaunchError
+from .ir import Block, Builder, Loc, Module, Op, TensorType, TileType, scalar
+from .ir import dtypes as D
+from .ir.symbolic import size_symbol
+from .passes.manager import DEFAULT_PIPELINE, PassManager
+from .specialize import ConstParam, ScalarParam, TensorParam
+from .values import SymSize, TensorArg, TileVal
+
+BACKENDS = ("cpu", "interpret", "cuda", "ptx")
+TILE_ELEMENTS_CAP = {"cpu": 16384, "interpret": 16384}   # default tiles stay cache-sized
+
+
+@dataclass(frozen=True)
+class Config:
+    """Block sizes (in the order the fusec.tile dims appear in the source), warps, stages."""
+    blocks: tuple = ()
+    warps: int = 4
+    stages: int = 3
+
+    def __init__(self, blocks=(), warps: int = 4, stages: int = 3):
+        object.__setattr__(self, "blocks", tuple(blocks))
+        object.__setattr__(self, "warps", warps)
+        object.__setattr__(self, "stages", stages)
+
+
+def _default_block(dim: int, parallel: bool, ndims: int) -> int:
+    if not parallel:
+        return 32
+    return 1024 if ndims == 1 else 32
+
+
+def trace(fn, params: list, blocks=None, default_block=_default_block):
+    """Trace `fn` for the given param specs. Returns (module, guards, blocks used)."""
+    source = _Source.of(fn)
+    kernel_name = fn.__name__
+    body = Block()
+    sizes, div16, unit_strides, hints, wide = [], [], [], {}, set()
+    values = {}
+    for p in params:
+        if isinstance(p, ConstParam):
+            values[p.name] = p.value
+            continue
+        index = len(body.args)
+        if isinstance(p, TensorParam):
+            dims = []
+            for d, (fixed, is16, hint) in enumerate(zip(p.sizes, p.div16, p.hints)):
+                if fixed is not None:
+                    dims.append(fixed)
+                    continue
+                sym = size_symbol(f"{p.name}_s{d}")
+                sizes.append([sym.name, index, d])
+                hints[sym.name] = hint
+                if is16:
+                    div16.append(sym.name)
+                dims.append(sym)
+            unit_strides += [[index, d] for d, u in enumerate(p.unit_stride) if u]
+            arg = body.add_arg(TensorType(p.dtype, dims), p.name)
+            values[p.name] = TensorArg(arg, p.name)
+        else:
+            dtype = {"i": D.int64 if p.wide else D.int32, "f": D.float64, "b": D.bool_}[p.kind]
+            arg = body.add_arg(scalar(dtype), p.name)
+            if p.kind == "i":
+                if p.is_one:
+                    values[p.name] = 1
+                    continue
+                sym = size_symbol(p.name)
+                sizes.append([sym.name, index, -1])
+                hints[sym.name] = p.hint
+                if p.div16:
+                    div16.append(sym.name)
+                if p.wide:
+                    wide.add(sym.name)
+                values[p.name] = SymSize(sym)
+            else:
+                values[p.name] = TileVal(arg, weak=True)
+    loc = Loc(source.file, source.line0, source.col0 + 1)
+    attrs = {"name": kernel_name, "sizes": sizes, "div16": div16, "unit_strides": unit_strides}
+    builder = Builder(body, loc)
+    kernel = Op("kernel", [], [], attrs, [body], loc)
+    used_blocks = []
+
+    def choose(dim, parallel, ndims):
+        b = default_block(dim, parallel, ndims)
+        used_blocks.append((dim, b))
+        return b
+
+    options = TraceOptions(blocks=list(blocks) if blocks is not None else None,
+                           default_block=choose, size_hints=hints, wide_symbols=wide)
+    state = TraceState(kernel_name)
+    tracer = Tracer(source, builder, options, state)
+    tracer.vars = dict(values)
+    returned = None
+    try:
+        tracer.visit_body(source.tree.body)
+    except _Return as r:
+        returned = r.value
+    outs = returned if isinstance(returned, tuple) else (() if returned is None else (returned,))
+    for o in outs:
+        if not isinstance(o, TensorArg):
+            raise CompilationError(f"kernel {kernel_name!r} must return tensors (its arguments "
+                                   f"or outputs made with fusec.empty & co), got "
+                                   f"{type(o).__name__}", source.file, source.line0,
+                                   source.col0 + 1, kernel_name)
+    with builder.at_end(body):
+        builder.create("return", [o.value for o in outs])
+    module = Module([kernel])
+    return module, state.guards, dict(used_blocks), isinstance(returned, tuple)
+
+
+def _max_tile_elements(module: Module) -> int:
+    biggest = 0
+    for op in module.walk():
+        for r in op.results:
+            if isinstance(r.type, TileType):
+                biggest = max(biggest, r.type.numel)
+    return biggest
+
+
+def trace_with_default_blocks(fn, params, cap: int):
+    """Trace with default blocks, shrinking them until every tile holds <= cap elements."""
+    shrink: dict[int, int] = {}
+
+    def policy(dim, parallel, ndims):
+        return shrink.get(dim, _default_block(dim, parallel, ndims))
+
+    for _ in range(32):
+        module, guards, used, returns_tuple = trace(fn, params, None, policy)
+        n = _max_tile_elements(module)
+        if n <= cap or not used or all(b == 1 for b in used.values()):
+            return module, guards, [used[d] for d in sorted(used)], returns_tuple
+        dim = max(used, key=lambda d: used[d])
+        factor = 1
+        while n // factor > cap and used[dim] // factor > 1:
+            factor *= 2
+        shrink[dim] = max(1, used[dim] // factor)
+    return module, guards, [used[d] for d in sorted(used)], returns_tuple
+
+
+class CompiledKernel:
+    """One kernel compiled for one specialization, target and config."""
+
+    def __init__(self, name, module, asm, backend, target, config, guards, run_fn,
+                 returns_tuple):
+        self.name = name
+        self.module = module
+        self.asm = asm
+        self.backend = backend
+        self.target = target
+        self.config = config
+        self.guards = guards
+        self._run = run_fn
+        self._returns_tuple = returns_tuple
+        kernel = module.kernel()
+        body = kernel.regions[0]
+        self._n_params = len(body.args)
+        self._allocs = [(op.results[0].type, size_function_list(op.results[0].type),
+                         op.attrs.get("zero", False))
+                        for op in body.ops if op.name == "alloc"]
+        alloc_values = [op.results[0] for op in body.ops if op.name == "alloc"]
+        term = body.terminator
+        self._returns = []
+        for v in term.operands:
+            if v in body.args:
+                self._returns.append(("param", body.args.index(v)))
+            else:
+                self._returns.append(("alloc", alloc_values.index(v)))
+        self._sizes = kernel.attrs.get("sizes", [])
+        self.num_launches = sum(1 for op in body.ops
+                                if op.name == "tile_for" and op.attrs.get("parallel"))
+
+    def __repr__(self):
+        return f"<CompiledKernel {self.name} backend={self.backend} target={self.target}>"
+
+    def run(self, runtime_args: list):
+        """runtime_args: the kernel's runtime params (arrays and Python scalars) in order."""
+        views = [arrays.numpy_view(a) if arrays.is_array(a) else a for a in runtime_args]
+        symbols = {}
+        for name, index, dim in self._sizes:
+            v = views[index]
+            symbols[name] = int(v) if dim < 0 else v.shape[dim]
+        like = next((a for a in runtime_args if arrays.is_array(a)), None)
+        outputs = []
+        for t, shape_fns, zero in self._allocs:
+            shape = [f(symbols) for f in shape_fns]
+            if any(s < 0 for s in shape):
+                raise ValueError(f"kernel {self.name!r}: output shape {shape} is negative")
+            outputs.append(arrays.allocate(like, shape, t.dtype, zero))
+        out_views = [arrays.numpy_view(o) for o in outputs]
+        try:
+            self._run(views + out_views)
+        except (CompilationError, TypeError, ValueError):
+            raise
+        except Exception as exc:
+            raise LaunchError(f"kernel {self.name!r} failed on backend {self.backend}: "
+                              f"{type(exc).__name__}: {exc}") from exc
+        results = [runtime_args[i] if kind == "param" else outputs[i]
+                   for kind, i in self._returns]
+        if self._returns_tuple:
+            return tuple(results)
+        return results[0] if len(results) == 1 else (None if not results else tuple(results))
+
+
+def size_function_list(t: TensorType):
+    return [size_function(d) for d in t.shape]
+
+
+def _record_stage(asm: dict):
+    counts: dict[str, int] = {}
+
+    def on_stage(name, module):
+        counts[name] = counts.get(name, 0) + 1
+        key = name if counts[name] == 1 else f"{name}.{counts[name]}"
+        asm[key] = str(module)
+    return on_stage
+
+
+def _dump(asm: dict):
+    wanted = os.environ.get("FUSEC_DUMP")
+    if not wanted:
+        return
+    for stage in wanted.split(","):
+        stages = list(asm) if stage == "all" else [stage]
+        for s in stages:
+            if s in asm:
+                text = asm[s]
+                print(f"// ----- fusec stage: {s} -----", file=sys.stderr)
+                print(text if isinstance(text, str) else f"<{len(text)} bytes>", file=sys.stderr)
+
+
+def build(fn, params, backend: str, target: str, config: Config | None):
+    cap = TILE_ELEMENTS_CAP.get(backend, 16384)
+    if config is not None:
+        module, guards, used, returns_tuple = trace(fn, params, config.blocks)
+        blocks = list(config.blocks)
+    else:
+        module, guards, blocks, returns_tuple = trace_with_default_blocks(fn, params, cap)
+    asm = {"ir": str(module)}
+    PassManager(DEFAULT_PIPELINE, on_stage=_record_stage(asm)).run(module)
+    kernel = module.kernel()
+    if backend == "interpret":
+        from .backends.interpret import run as interpret_run
+        run_fn = lambda args: interpret_run(kernel, args)  # noqa: E731
+    elif backend == "cpu":
+        from .backends.llvm import compile_cpu
+        compiled = compile_cpu(kernel)
+        asm.update(compiled.asm)
+        run_fn = compiled.run
+    else:
+        raise NotImplementedError(f"backend {backend!r} (target {target}) is not available "
+                                  "yet: the CUDA C and PTX backends come with the GPU issue")
+    _dump(asm)
+    used_config = config or Config(blocks=blocks)
+    return CompiledKernel(fn.__name__, module, asm, backend, target, used_config, guards,
+                          run_fn, returns_tuple)

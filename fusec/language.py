@@ -1,0 +1,44 @@
+"""`fusec.language` (imported as `fl`): dtypes and the tile-level functions of kernels.
+
+The functions here are markers: calling one outside a kernel raises. Inside a kernel the
+tracer looks up their meaning by name in `builtins.BUILTINS`.
+"""
+from __future__ import annotations
+
+from .ir.dtypes import (bfloat16, bool_, float16, float32, float64, int8, int16, int32, int64,
+                        uint8)
+
+bool = bool_  # noqa: A001  (fl.bool is the DSL's name for the dtype)
+
+
+def _marker(name: str, signature: str):
+    def builtin(*args, **kwargs):
+        raise RuntimeError(f"fl.{name} can only be used inside a @fusec.kernel or @fusec.func")
+    builtin.__name__ = builtin.__qualname__ = name
+    builtin.__doc__ = f"fl.{name}{signature} (traced inside kernels only)"
+    builtin._fusec_builtin = name
+    return builtin
+
+
+_SIGNATURES = {
+    "zeros": "(shape, dtype=fl.float32)", "full": "(shape, value, dtype=None)",
+    "arange": "(start, end=None)", "where": "(cond, a, b)", "maximum": "(a, b)",
+    "minimum": "(a, b)", "dot": "(a, b, out_dtype=fl.float32)", "trans": "(x)",
+    "load": "(x[index], mask=None, other=None)", "store": "(x[index], value, mask=None)",
+    "atomic_add": "(x[index], value, mask=None)", "cast": "(x, dtype)",
+    "gelu": '(x, approximate="none")', "cdiv": "(a, b)",
+}
+_UNARY = ("exp", "exp2", "log", "log2", "sqrt", "rsqrt", "abs", "sin", "cos", "tanh", "erf",
+          "sigmoid", "relu", "silu", "floor", "ceil")
+_REDUCTIONS = ("sum", "max", "min", "mean", "argmax", "argmin")
+
+for _name in _UNARY:
+    _SIGNATURES[_name] = "(x)"
+for _name in _REDUCTIONS:
+    _SIGNATURES[_name] = "(x, axis=None, keepdims=False)"
+
+for _name, _sig in _SIGNATURES.items():
+    globals()[_name] = _marker(_name, _sig)
+
+__all__ = ["bool", "bool_", "int8", "int16", "int32", "int64", "uint8", "float16", "bfloat16",
+           "float32", "float64", *_SIGNATURES]
