@@ -80,5 +80,8 @@ def allocate(like, shape, dtype: D.DType, zero: bool):
         torch = _torch()
         fn = torch.zeros if zero else torch.empty
         return fn(tuple(shape), dtype=torch_dtype(dtype), device=like.device)
+    if dtype == D.bfloat16:
+        raise TypeError("a bfloat16 output needs torch tensor arguments (numpy has no "
+                        "bfloat16); pass torch tensors or allocate another dtype")
     fn = np.zeros if zero else np.empty
     return fn(tuple(shape), dtype=STORAGE[dtype])

@@ -156,7 +156,7 @@ class Tracer(ast.NodeVisitor):
             raise SemanticError(f"{what} allocates an output and must be called before the "
                                 "tile loops (in the kernel's host part)")
 
-    def check(self, what: str):
+    def check_device(self, what: str):
         if not self.state.tile_depth:
             raise SemanticError(f"{what} must be inside a tile loop (`for t in fusec.tile(...)`); "
                                 "whole-tensor statements outside tile loops are not supported yet")
@@ -209,7 +209,7 @@ class Tracer(ast.NodeVisitor):
             index = self.visit(target.slice)
             if not isinstance(obj, TensorArg):
                 raise self.error(target, "only tensors can be stored into (x[tm, :] = value)")
-            self.check("storing into a tensor")
+            self.check_device("storing into a tensor")
             self.sem.store(obj, _as_index_tuple(index), value, self.full_block)
         else:
             raise self.error(target, f"unsupported assignment target {type(target).__name__}")
@@ -361,17 +361,14 @@ class Tracer(ast.NodeVisitor):
         self.state.tile_depth += 1
         try:
             with self.b.at_end(outer_block):
-                blocks = []
-                for (extent, block, dim), target in zip(dims, targets):
+                blocks, handles = [], []
+                for extent, block, dim in dims:
                     body = Block([HANDLE])
                     self.b.create("tile_for", [], [], {"extent": extent, "block": block,
                                                        "parallel": True, "dim": dim}, [body])
                     self.b.block = body
                     blocks.append(body)
-                handles = []
-                for body, (extent, block, dim), target in zip(blocks, dims, targets):
-                    with self.b.at_end(body):
-                        handles.append(self._handle(body.args[0], extent, block, dim))
+                    handles.append(self._handle(body.args[0], extent, block, dim))
                 saved = dict(self.vars)
                 for target, h in zip(targets, handles):
                     self.assign(target, h, node)
@@ -558,10 +555,12 @@ class Tracer(ast.NodeVisitor):
                 return getattr(obj, name)
             raise self.error(node, f"tensors in kernels have .shape, .dtype and .ndim, not "
                                    f".{name}")
+        if obj is fl_module and not hasattr(obj, name):
+            raise SemanticError(f"unknown function fl.{name}")
         try:
             return getattr(obj, name)
         except AttributeError:
-            raise self.error(node, f"{_describe(obj)} has no attribute {name!r}") from None
+            raise SemanticError(f"{_describe(obj)} has no attribute {name!r}") from None
 
     def visit_BinOp(self, node):
         return self.binop(type(node.op), self.visit(node.left), self.visit(node.right), node)
@@ -637,7 +636,7 @@ class Tracer(ast.NodeVisitor):
         if isinstance(obj, TensorArg):
             if self.in_address:
                 return (obj, _as_index_tuple(index))
-            self.check(f"loading from {obj.name!r}")
+            self.check_device(f"loading from {obj.name!r}")
             return self.sem.load(obj, _as_index_tuple(index), self.full_block)
         if isinstance(obj, TileVal):
             return self.reshape_subscript(obj, _as_index_tuple(index), node)
@@ -687,7 +686,7 @@ class Tracer(ast.NodeVisitor):
         builtin = getattr(fn, "_fusec_builtin", None)
         if builtin is not None:
             if builtin not in ("cdiv",):
-                self.check(f"fl.{builtin}")
+                self.check_device(f"fl.{builtin}")
             return call_builtin(self, builtin, args, kwargs)
         host = getattr(fn, "_fusec_host", None)
         if host is not None:

@@ -159,6 +159,7 @@ class CompiledKernel:
         self.target = target
         self.config = config
         self.guards = guards
+        self.runtime_positions = None    # set by the Kernel: which call args are not constexpr
         self._run = run_fn
         self._returns_tuple = returns_tuple
         kernel = module.kernel()
@@ -181,6 +182,12 @@ class CompiledKernel:
 
     def __repr__(self):
         return f"<CompiledKernel {self.name} backend={self.backend} target={self.target}>"
+
+    def __call__(self, *args):
+        """Launch with all the kernel's arguments (constexpr ones included, and ignored)."""
+        if self.runtime_positions is None:
+            return self.run(list(args))
+        return self.run([args[i] for i in self.runtime_positions])
 
     def run(self, runtime_args: list):
         """runtime_args: the kernel's runtime params (arrays and Python scalars) in order."""

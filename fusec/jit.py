@@ -102,6 +102,8 @@ class Kernel:
             if compiled is not None:
                 return compiled
         compiled = build(self.fn, specs, backend, target, config)
+        compiled.runtime_positions = [i for i, p in enumerate(self.params)
+                                      if p.name not in self.constexprs]
         guards = self._guards.setdefault(base_key, [(g, size_function(g)) for g in
                                                     compiled.guards])
         self._compiled[(base_key, self._buckets(guards, specs, spec_values or values))] = compiled

@@ -50,6 +50,10 @@ def _identity(kind: str, dtype: DType):
     return lo if high else hi
 
 
+# torch's meaning of arithmetic on bools
+_BOOL_ARITH = {"add": "or", "mul": "and", "maximum": "or", "minimum": "and"}
+
+
 def _weak_kind(value) -> str:
     if isinstance(value, bool):
         return "b"
@@ -208,8 +212,10 @@ class Semantic:
             dtype = D.DEFAULT_FLOAT
         if name in ("and", "or", "xor") and dtype.is_float:
             raise SemanticError(f"bitwise {name} needs bool or int operands, got {dtype}")
-        if name in ("sub", "neg") and dtype.is_bool:
-            raise SemanticError("subtraction of bools is not supported; use ^ or ~")
+        if dtype.is_bool and name in _BOOL_ARITH:
+            name = _BOOL_ARITH[name]
+        if dtype.is_bool and name not in ("and", "or", "xor"):
+            raise SemanticError(f"{name} of bools is not supported; cast them with .to() first")
         (ta, tb), masks, weak = self._operands([a, b], dtype)
         v = self.b.value(name, [ta.value, tb.value], ta.type)
         return TileVal(v, masks, weak)
