@@ -59,8 +59,13 @@ def cast(x: np.ndarray, src: D.DType, dst: D.DType) -> np.ndarray:
     if src.is_float and dst.is_int:
         info = np.iinfo(STORAGE[dst])
         with np.errstate(invalid="ignore"):
-            t = np.trunc(np.nan_to_num(x.astype(np.float64), nan=0.0))
-            return np.clip(t, info.min, info.max).astype(STORAGE[dst])
+            t = np.trunc(np.nan_to_num(x.astype(np.float64), nan=0.0, posinf=np.inf,
+                                       neginf=-np.inf))
+            # compare in float64 before converting: float(2**63 - 1) rounds up to 2**63
+            too_high, too_low = t >= float(info.max), t <= float(info.min)
+            inner = np.where(too_high | too_low, 0, t).astype(STORAGE[dst])
+            return np.where(too_high, info.max, np.where(too_low, info.min, inner)).astype(
+                STORAGE[dst])
     if dst.is_float:
         return round_to(x.astype(np.float64) if src.is_int else x, dst)
     return x.astype(STORAGE[dst])          # int -> int wraps, bool -> int is 0/1

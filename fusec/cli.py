@@ -3,6 +3,7 @@ build) plug in through `_SUBCOMMANDS`."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Callable
 
@@ -93,5 +94,9 @@ def main(argv: list[str] | None = None) -> int:
         args.handler(args)
     except CommandError as exc:
         print(f"fusec {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        # The reader (`| head`, a failed filecheck) went away: not worth a traceback.
+        sys.stdout = open(os.devnull, "w")
         return 1
     return 0

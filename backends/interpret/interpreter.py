@@ -144,7 +144,7 @@ class Interpreter:
 
     # -- tile values ------------------------------------------------------------------------
     def op_const(self, op, ins, t):
-        return [np.full(t.shape, op.attrs["value"], dtype=COMPUTE[t.dtype])]
+        return [round_to(np.full(t.shape, op.attrs["value"], dtype=COMPUTE[t.dtype]), t.dtype)]
 
     def op_arange(self, op, ins, t):
         return [np.arange(op.attrs["start"], op.attrs["end"], dtype=np.int32)]
