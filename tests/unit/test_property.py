@@ -42,7 +42,7 @@ def generated(x, y, z):
         a = x[tm, :]
         b = y[tm, :]
         bias = z[:][None, :]
-        v = {body}
+        v = a * 0.0 + ({body})
         r = {reduced}
         out[tm, :] = v * 0.25 + r
     return out

@@ -1,0 +1,326 @@
+"""Target-neutral lowering of one program of a launch nest to LLVM IR.
+
+Every IR value has a representation in `env` (values.py: Scalar, Buf, INLINE, Handle,
+Tensor). `elem(v, idx)` yields the element of v at a tile index (a tuple of i32 values / ints):
+loaded from a buffer, or computed by the op's rule in ELEM_RULES, memoized within one loop
+body. Ops that materialize (memory.py: stores, atomics; reduce.py; dot.py; control.py:
+loops, ifs) have rules in OP_RULES and emit loop nests (loops.py) whose bodies call elem();
+so do values the plan (plan.py) materializes. The target (cpu.py,
+later nvptx) sets up tensors and scalars in `env`, provides `sym(expr)` for size
+expressions, and wraps programs into functions.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import llvmlite.ir as ir
+
+from ...ir import dtypes as D
+from ...ir.core import Block, Op, Value
+from ...ir.dtypes import DType
+from ...ir.ops import BINARY, COMPARE, UNARY
+from . import arith, control, dot, loops, memory, reduce
+from .context import Ctx
+from .plan import Plan
+from .types import I1, I8, I32, I64, buffer, compute
+from .values import INLINE, Buf, Handle, Scalar, numel, rank
+
+
+class Lowering:
+    def __init__(self, ctx: Ctx, kernel: Op, plan: Plan, sym: Callable):
+        self.ctx = ctx
+        self.kernel = kernel
+        self.plan = plan
+        self.sym = sym                       # sympy expr -> i64 value (target supplied)
+        self.env: dict[Value, object] = {}
+        self.memo: dict = {}
+        self.work = 0                        # rough element-ops per program (threading)
+        self._weight = 1
+
+    @property
+    def b(self) -> ir.IRBuilder:
+        return self.ctx.b
+
+    # -- elements --------------------------------------------------------------------------
+    def elem(self, v: Value, idx: tuple) -> ir.Value:
+        rep = self.env[v]
+        if isinstance(rep, Scalar):
+            return rep.value
+        key = (v, idx)
+        hit = self.memo.get(key)
+        if hit is None:
+            if isinstance(rep, Buf):
+                hit = self.buf_load(rep, idx)
+            elif rep is INLINE:
+                hit = ELEM_RULES[v.op.name](self, v.op, idx)
+            else:
+                raise TypeError(f"{v} is not a tile value ({rep})")
+            self.memo[key] = hit
+        return hit
+
+    def linear(self, buf: Buf, idx) -> ir.Value:
+        """Row-major element offset (i64) of idx in a buffer."""
+        b = self.b
+        off = None
+        for i, stride in buf.terms(idx):
+            if isinstance(i, int):
+                if i == 0:
+                    continue
+                term = ir.Constant(I64, i * stride)
+            else:
+                term = b.sext(i, I64)
+                if stride != 1:
+                    term = b.mul(term, ir.Constant(I64, stride), flags=("nsw", "nuw"))
+            off = term if off is None else b.add(off, term, flags=("nsw", "nuw"))
+        return off if off is not None else ir.Constant(I64, 0)
+
+    def buf_load(self, buf: Buf, idx) -> ir.Value:
+        """An element of a buffer (bool buffers hold i8, read back as i1)."""
+        ptr = self.b.gep(buf.ptr, [self.linear(buf, idx)], inbounds=True)
+        v = self.b.load(ptr)
+        return self.b.trunc(v, I1) if buf.dtype == D.bool_ else v
+
+    def buf_store(self, buf: Buf, idx, value) -> None:
+        if value.type == I1:
+            value = self.b.zext(value, I8)
+        self.b.store(value, self.b.gep(buf.ptr, [self.linear(buf, idx)], inbounds=True))
+
+    raw_load, raw_store = buf_load, buf_store
+
+    def new_buffer(self, dtype: DType | None, shape, elem_ty: ir.Type | None = None) -> Buf:
+        """A scratch buffer for a tile of `dtype` (elements of its buffer type), or of an
+        explicit element type (accumulators; dtype None)."""
+        ty = elem_ty or buffer(dtype)
+        ptr = self.ctx.target.alloc_buffer(self.ctx, ty, numel(shape))
+        return Buf(ptr, tuple(shape), dtype)
+
+    def for_each(self, shape, body: Callable[[tuple], None]) -> None:
+        """A loop nest over a static tile shape; body(idx) gets a fresh elem memo."""
+        self.work += numel(shape) * self._weight
+
+        def wrapped(idx):
+            saved, self.memo = self.memo, {}
+            body(idx)
+            self.memo = saved
+        loops.nest(self.ctx, shape, wrapped)
+
+    def materialize(self, v: Value, fn: Callable[[tuple], ir.Value], into: Buf | None = None):
+        buf = into or self.new_buffer(v.type.dtype, v.type.shape)
+        self.for_each(v.type.shape, lambda idx: self.buf_store(buf, idx, fn(idx)))
+        return buf
+
+    # -- ops -------------------------------------------------------------------------------
+    def emit_block(self, block: Block) -> list[Value]:
+        """Emit a block's ops; returns its terminator's operands."""
+        for op in block.ops:
+            if op.name in ("yield", "return"):
+                return op.operands
+            self.emit_op(op)
+        return []
+
+    def emit_op(self, op: Op) -> None:
+        rule = OP_RULES.get(op.name)
+        if rule is not None:
+            rule(self, op)
+            return
+        elem_rule = ELEM_RULES.get(op.name)
+        if elem_rule is None:
+            raise NotImplementedError(f"llvm backend: op {op.name!r} (at {op.loc}) is not "
+                                      f"supported")
+        v = op.results[0]
+        if rank(v) == 0:
+            self.env[v] = Scalar(elem_rule(self, op, ()))
+        elif v in self.plan.materialized:
+            self.env[v] = self.materialize(v, lambda idx: elem_rule(self, op, idx))
+        else:
+            self.env[v] = INLINE
+
+    def emit_prologue(self, launch, skip: set[int]) -> None:
+        """The kernel block's ops before `launch` that every program recomputes: pure values
+        (and loops/ifs that write no memory; ops of serial launches, `skip`, ran in their
+        own launch). They do not depend on the program id: emitted once per function."""
+        for op in self.kernel.regions[0].ops:
+            if op is launch.first:
+                return
+            if op.name in ("alloc", "return") or id(op) in skip or (
+                    op.name == "tile_for" and op.attrs.get("parallel")):
+                continue
+            self.emit_op(op)
+
+    def emit_program(self, launch, coords: list[ir.Value]) -> None:
+        """One program of a launch: the bodies of its parallel loops with the grid
+        coordinates `coords` (i32, outermost first) as tile indices; or the ops of a serial
+        launch."""
+        loops_ = launch.loops
+        if launch.serial:
+            for op in launch.ops:
+                self.emit_op(op)
+            return
+
+        def level(k: int):
+            loop = loops_[k]
+            body = loop.regions[0]
+            begin = self.b.mul(coords[k], ir.Constant(I32, loop.attrs["block"]),
+                               flags=("nsw", "nuw"))
+            self.env[body.args[0]] = Handle(begin, loop.attrs["block"])
+            for op in body.ops:
+                if op.name == "yield":
+                    break
+                if k + 1 < len(loops_) and op is loops_[k + 1]:
+                    level(k + 1)
+                    continue
+                if k + 1 < len(loops_) and any(o.name == "atomic_add" for o in op.walk()):
+                    raise NotImplementedError(
+                        f"llvm backend: atomic_add (at {op.loc}) between nested parallel "
+                        f"tile loops would run once per program")
+                self.emit_op(op)
+        level(0)
+
+    # -- carried values ----------------------------------------------------------------------
+    def carried_slot(self, v: Value):
+        """A fresh home for a loop-carried / if-result tile value (None for scalars)."""
+        if rank(v) == 0:
+            return None
+        return self.new_buffer(v.type.dtype, v.type.shape)
+
+    def write_slots(self, slots: list, values: list[Value]) -> None:
+        """Write yielded tile values into their slots (loop-carried buffers), each computed
+        from the slots' old contents: a slot that another value reads, or that its own
+        value reads other than at the same element, is staged through a temporary."""
+        reads = [self.buffers_read(v, set()) if slot is not None else set()
+                 for slot, v in zip(slots, values)]
+        staged, direct = [], []
+        for i, (slot, v) in enumerate(zip(slots, values)):
+            if slot is None or self.env[v] is slot:
+                continue
+            others = any(slot.ptr in r for j, r in enumerate(reads) if j != i)
+            if others or (slot.ptr in reads[i] and not self._same_element(v, slot.ptr)):
+                tmp = self.new_buffer(slot.dtype, slot.shape)
+                self.materialize(v, lambda idx, _v=v: self.elem(_v, idx), into=tmp)
+                staged.append((slot, tmp))
+            else:
+                direct.append((slot, v))
+        for slot, v in direct:
+            self.materialize(v, lambda idx, _v=v: self.elem(_v, idx), into=slot)
+        for slot, tmp in staged:
+            self.for_each(slot.shape, lambda idx, s=tmp, d=slot:
+                          self.buf_store(d, idx, self.buf_load(s, idx)))
+
+    def _same_element(self, v: Value, ptr) -> bool:
+        """Every path from inline value v to the buffer `ptr` keeps the element index."""
+        if self.env.get(v) is not INLINE:
+            return True
+        same_index = v.op.name not in ("broadcast", "expand_dims", "permute")
+        for o in v.op.operands:
+            if ptr in self.buffers_read(o, set()) and not (same_index and
+                                                            self._same_element(o, ptr)):
+                return False
+        return True
+
+    def buffers_read(self, v: Value, out: set, seen: set | None = None) -> set:
+        """Buffers (pointers) an inline value's elements read."""
+        seen = set() if seen is None else seen
+        if v in seen:
+            return out
+        seen.add(v)
+        rep = self.env.get(v)
+        if isinstance(rep, Buf):
+            out.add(rep.ptr)
+        elif rep is INLINE:
+            for o in v.op.operands:
+                self.buffers_read(o, out, seen)
+        return out
+
+
+# == element rules ================================================================================
+def _unary(L: Lowering, op: Op, idx):
+    d = op.results[0].type.dtype
+    return arith.unary(L.ctx, op.name, d, L.elem(op.operands[0], idx))
+
+
+def _binary(L: Lowering, op: Op, idx):
+    d = op.results[0].type.dtype
+    return arith.binary(L.ctx, op.name, d, L.elem(op.operands[0], idx),
+                        L.elem(op.operands[1], idx))
+
+
+def _compare(L: Lowering, op: Op, idx):
+    d = op.operands[0].type.dtype
+    return arith.compare(L.ctx, op.name, d, L.elem(op.operands[0], idx),
+                         L.elem(op.operands[1], idx))
+
+
+def _where(L: Lowering, op: Op, idx):
+    c, a, b = (L.elem(v, idx) for v in op.operands)
+    return L.b.select(c, a, b)
+
+
+def _cast(L: Lowering, op: Op, idx):
+    return arith.cast(L.ctx, op.operands[0].type.dtype, op.results[0].type.dtype,
+                      L.elem(op.operands[0], idx))
+
+
+def _broadcast(L: Lowering, op: Op, idx):
+    src = op.operands[0].type.shape
+    dst = op.results[0].type.shape
+    return L.elem(op.operands[0], tuple(0 if s == 1 and t != 1 else i
+                                        for i, s, t in zip(idx, src, dst)))
+
+
+def _expand_dims(L: Lowering, op: Op, idx):
+    axis = op.attrs["axis"]
+    return L.elem(op.operands[0], idx[:axis] + idx[axis + 1:])
+
+
+def _permute(L: Lowering, op: Op, idx):
+    perm = op.attrs["perm"]
+    src = [0] * len(perm)
+    for i, p in enumerate(perm):
+        src[p] = idx[i]
+    return L.elem(op.operands[0], tuple(src))
+
+
+def _const(L: Lowering, op: Op, idx):
+    return arith.constant(op.results[0].type.dtype, op.attrs["value"])
+
+
+def _lane(L: Lowering, base: ir.Value, i) -> ir.Value:
+    if isinstance(i, int):
+        return L.b.add(base, ir.Constant(I32, i), flags=("nsw",)) if i else base
+    return L.b.add(base, i, flags=("nsw",))
+
+
+def _arange(L: Lowering, op: Op, idx):
+    return _lane(L, ir.Constant(I32, op.attrs["start"]), idx[0])
+
+
+def _tile_index(L: Lowering, op: Op, idx):
+    return _lane(L, L.env[op.operands[0]].begin, idx[0])
+
+
+def _tile_begin(L: Lowering, op: Op, idx):
+    return L.env[op.operands[0]].begin
+
+
+def _symval(L: Lowering, op: Op, idx):
+    v = L.sym(op.attrs["expr"])
+    ty = compute(op.results[0].type.dtype)
+    return L.b.trunc(v, ty) if ty != I64 else v
+
+
+ELEM_RULES: dict[str, Callable] = {}
+ELEM_RULES.update({n: _unary for n in UNARY})
+ELEM_RULES.update({n: _binary for n in BINARY})
+ELEM_RULES.update({n: _compare for n in COMPARE})
+ELEM_RULES.update({"where": _where, "cast": _cast, "broadcast": _broadcast,
+                   "expand_dims": _expand_dims, "permute": _permute, "const": _const,
+                   "arange": _arange, "tile_index": _tile_index, "tile_begin": _tile_begin,
+                   "symval": _symval, "load": memory.load})
+
+
+# ops that materialize: they emit their own loop nests
+OP_RULES: dict[str, Callable] = {
+    "store": memory.store, "atomic_add": memory.atomic_add, "reduce": reduce.reduce,
+    "dot": dot.dot, "tile_for": control.tile_for, "for": control.for_, "if": control.if_,
+    "alloc": control.alloc,
+}

@@ -1,0 +1,313 @@
+"""Float math (the IR's FLOAT_UNARY ops) as scalar LLVM IR, keyed by op name and type.
+
+float32 functions are written out in LLVM IR (range reduction + polynomial, selects instead
+of branches) so that the loop vectorizer can turn them into SIMD code: a call to libm per
+element would block it. float64 functions call the C math library (they follow the
+interpreter's formulas exactly, which the tests compare against at rtol 1e-12). Half floats
+use the float32 versions and are rounded by the caller.
+
+Accuracy (float32, against the float64 reference): exp/exp2/log/log2/tanh/sigmoid/silu
+within ~2 ulp, erf/gelu/gelu_tanh within ~4 ulp over the whole range (relative, also on the
+small tails of gelu for negative inputs). sin/cos call libm (sinf/cosf): not vectorized.
+
+Polynomial coefficients were fitted by least squares (mpmath, 50 digits) on Chebyshev nodes
+and rounded to float32; tests/unit/test_llvm_math.py checks the error bounds.
+"""
+from __future__ import annotations
+
+import math
+
+import llvmlite.ir as ir
+
+from .context import Ctx
+from .types import F32, F64, I32
+
+LOG2E = 1.4426950408889634
+LN2_HI = 0.693147182464599609375          # float32(ln 2)
+LN2_LO = -1.904654323148236e-09           # ln 2 - LN2_HI
+INV_SQRT2 = 0.7071067811865476
+SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+
+# exp(r) for |r| <= ln2/2: Taylor to degree 7 (truncation error < 0.05 ulp).
+_EXP_POLY = [1.0, 1.0, 1 / 2, 1 / 6, 1 / 24, 1 / 120, 1 / 720, 1 / 5040]
+# log: fdlibm/FreeBSD e_logf.c, |(log(1+s)-log(1-s))/s - Lg(s)| < 2**-34.24.
+_LG1, _LG2, _LG3, _LG4 = 0.66666662693, 0.40000972152, 0.28498786688, 0.24279078841
+# tanh(x) = x + x^3 P(x^2) for |x| < 0.625.
+_TANH_POLY = [-0.3333333432674408, 0.1333330273628235, -0.05395911633968353,
+              0.02176789753139019, -0.008340987376868725, 0.002289738040417433]
+_TANH_SMALL = 0.625
+# erf(x) = x P(x^2) for |x| < 1.
+_ERF_POLY = [1.1283791065216064, -0.3761262595653534, 0.1128358244895935,
+             -0.026853691786527634, 0.005188099108636379, -0.0008008189033716917,
+             7.847259257687256e-05]
+# erfc(z) = t exp(-z^2 + G(t)), t = 1 / (1 + z/2), for 0.5 <= z <= 10.5 (the form of
+# Numerical Recipes' erfcc, refitted).
+_ERFC_POLY = [-1.2655363082885742, 1.000714898109436, 0.3658381998538971,
+              0.15038445591926575, -0.3951967656612396, 0.7882419228553772,
+              -1.9172217845916748, 2.222254514694214, -1.2062488794326782,
+              0.25680410861968994]
+
+
+class _F32:
+    """Terse float32 arithmetic on a builder (the math below reads like the formulas)."""
+
+    def __init__(self, ctx: Ctx):
+        self.ctx, self.b = ctx, ctx.b
+
+    def k(self, v: float) -> ir.Constant:
+        return ir.Constant(F32, v)
+
+    def add(self, a, b): return self.b.fadd(a, b)
+    def sub(self, a, b): return self.b.fsub(a, b)
+    def mul(self, a, b): return self.b.fmul(a, b)
+    def div(self, a, b): return self.b.fdiv(a, b)
+    def lt(self, a, b): return self.b.fcmp_ordered("<", a, b)
+    def gt(self, a, b): return self.b.fcmp_ordered(">", a, b)
+    def eq(self, a, b): return self.b.fcmp_ordered("==", a, b)
+    def isnan(self, a): return self.b.fcmp_unordered("uno", a, a)
+    def sel(self, c, a, b): return self.b.select(c, a, b)
+    def fma(self, a, b, c): return self.ctx.intrinsic("fma", [a, b, c])
+    def abs(self, a): return self.ctx.intrinsic("fabs", [a])
+    def rint(self, a): return self.ctx.intrinsic("rint", [a])
+    def copysign(self, a, s): return self.ctx.intrinsic("copysign", [a, s])
+
+    def clamp(self, x, lo: float, hi: float):
+        """Clamp with NaN mapped to `lo` (so no NaN reaches float->int conversions)."""
+        x = self.sel(self.gt(x, self.k(lo)), x, self.k(lo))
+        return self.sel(self.lt(x, self.k(hi)), x, self.k(hi))
+
+    def poly(self, x, coefs):
+        """Horner evaluation of sum(coefs[i] * x**i) with fused multiply-adds."""
+        p = self.k(coefs[-1])
+        for c in reversed(coefs[:-1]):
+            p = self.fma(p, x, self.k(c))
+        return p
+
+    def ldexp2(self, p, n):
+        """p * 2**n for int32 n in [-160, 130]: two steps keep each factor normal, so the
+        result rounds once (also into the subnormal range)."""
+        b = self.b
+        n1 = b.ashr(n, ir.Constant(I32, 1))
+        n2 = b.sub(n, n1)
+        s1 = b.bitcast(b.shl(b.add(n1, ir.Constant(I32, 127)), ir.Constant(I32, 23)), F32)
+        s2 = b.bitcast(b.shl(b.add(n2, ir.Constant(I32, 127)), ir.Constant(I32, 23)), F32)
+        return self.mul(self.mul(p, s1), s2)
+
+    def nan_passthrough(self, x, result):
+        return self.sel(self.isnan(x), x, result)
+
+
+def _exp_core(f: _F32, a, b=None):
+    """exp(a + b), b a small correction (|b| < 4) carrying the low part of the argument.
+    Not NaN-aware: callers select the NaN input through."""
+    a = f.clamp(a, -110.0, 90.0)            # exp overflows above 88.8, is 0 below -103.9
+    s = a if b is None else f.add(a, b)
+    n = f.rint(f.mul(s, f.k(LOG2E)))
+    r = f.fma(n, f.k(-LN2_HI), a)            # exact-ish: n * LN2_HI is close to a
+    if b is not None:
+        r = f.add(r, b)
+    r = f.fma(n, f.k(-LN2_LO), r)
+    return f.ldexp2(f.poly(r, _EXP_POLY), f.b.fptosi(n, I32))
+
+
+def exp_f32(ctx, x):
+    f = _F32(ctx)
+    return f.nan_passthrough(x, _exp_core(f, x))
+
+
+def exp2_f32(ctx, x):
+    f = _F32(ctx)
+    xc = f.clamp(x, -160.0, 130.0)
+    n = f.rint(xc)
+    r = f.mul(f.sub(xc, n), f.k(math.log(2.0)))
+    return f.nan_passthrough(x, f.ldexp2(f.poly(r, _EXP_POLY), f.b.fptosi(n, I32)))
+
+
+def _log_parts(f: _F32, x):
+    """x = 2**e * (1 + g), g in [sqrt(1/2) - 1, sqrt(2) - 1): returns (e as float, log1p(g)).
+    Only meaningful for finite x > 0."""
+    b = f.b
+    tiny = f.lt(x, f.k(1.1754943508222875e-38))
+    xs = f.sel(tiny, f.mul(x, f.k(8388608.0)), x)          # subnormals: scale by 2**23
+    bits = b.bitcast(xs, I32)
+    e = b.sub(b.lshr(bits, ir.Constant(I32, 23)), ir.Constant(I32, 127))
+    e = b.sub(e, b.select(tiny, ir.Constant(I32, 23), ir.Constant(I32, 0)))
+    m = b.bitcast(b.or_(b.and_(bits, ir.Constant(I32, 0x007FFFFF)),
+                        ir.Constant(I32, 0x3F800000)), F32)
+    big = f.gt(m, f.k(1.4142135623730951))
+    m = f.sel(big, f.mul(m, f.k(0.5)), m)
+    e = b.add(e, b.zext(big, I32))
+    g = f.sub(m, f.k(1.0))
+    s = f.div(g, f.add(g, f.k(2.0)))
+    z = f.mul(s, s)
+    w = f.mul(z, z)
+    r = f.add(f.mul(z, f.fma(w, f.k(_LG3), f.k(_LG1))), f.mul(w, f.fma(w, f.k(_LG4), f.k(_LG2))))
+    hfsq = f.mul(f.mul(f.k(0.5), g), g)
+    log1p = f.sub(g, f.sub(hfsq, f.mul(s, f.add(hfsq, r))))
+    return b.sitofp(e, F32), log1p
+
+
+def _log_specials(f: _F32, x, result):
+    result = f.sel(f.eq(x, f.k(math.inf)), f.k(math.inf), result)
+    result = f.sel(f.eq(x, f.k(0.0)), f.k(-math.inf), result)
+    result = f.sel(f.lt(x, f.k(0.0)), f.k(math.nan), result)
+    return f.nan_passthrough(x, result)
+
+
+def log_f32(ctx, x):
+    f = _F32(ctx)
+    e, log1p = _log_parts(f, x)
+    result = f.fma(e, f.k(LN2_HI), f.fma(e, f.k(LN2_LO), log1p))
+    return _log_specials(f, x, result)
+
+
+def log2_f32(ctx, x):
+    f = _F32(ctx)
+    e, log1p = _log_parts(f, x)
+    return _log_specials(f, x, f.fma(log1p, f.k(LOG2E), e))
+
+
+def tanh_f32(ctx, x):
+    f = _F32(ctx)
+    a = f.abs(x)
+    s = f.mul(x, x)
+    small = f.fma(f.mul(x, s), f.poly(s, _TANH_POLY), x)
+    e = _exp_core(f, f.add(a, a))
+    large = f.copysign(f.sub(f.k(1.0), f.div(f.k(2.0), f.add(e, f.k(1.0)))), x)
+    return f.nan_passthrough(x, f.sel(f.lt(a, f.k(_TANH_SMALL)), small, large))
+
+
+def _sigmoid_parts(f: _F32, x, b=None):
+    """(numerator, denominator) of sigmoid(x + b) without overflow: with e = exp(-|x|),
+    1 / (1 + e) for x >= 0 and e / (1 + e) below, which keeps tiny results accurate."""
+    neg = f.lt(x, f.k(0.0))
+    e = _exp_core(f, f.b.fneg(f.abs(x)), None if b is None else f.sel(neg, b, f.b.fneg(b)))
+    return f.sel(neg, e, f.k(1.0)), f.add(f.k(1.0), e)
+
+
+def sigmoid_f32(ctx, x):
+    f = _F32(ctx)
+    num, den = _sigmoid_parts(f, x)
+    return f.nan_passthrough(x, f.div(num, den))
+
+
+def silu_f32(ctx, x):
+    f = _F32(ctx)
+    num, den = _sigmoid_parts(f, x)
+    return f.nan_passthrough(x, f.div(f.mul(x, num), den))
+
+
+def _erfc_large(f: _F32, z, sq_hi, sq_lo):
+    """erfc(z) for z >= 1 (clamped to <= ~20 by the caller), with z*z = sq_hi + sq_lo given
+    exactly: the exponent is formed without rounding error, which keeps erfc's relative
+    accuracy on its far tail."""
+    t = f.div(f.k(1.0), f.fma(z, f.k(0.5), f.k(1.0)))
+    g = f.poly(t, _ERFC_POLY)
+    return f.mul(t, _exp_core(f, f.b.fneg(sq_hi), f.sub(g, sq_lo)))
+
+
+def erf_f32(ctx, x):
+    f = _F32(ctx)
+    a = f.sel(f.lt(f.abs(x), f.k(10.0)), f.abs(x), f.k(10.0))     # erf(10) == 1
+    s = f.mul(x, x)
+    small = f.mul(x, f.poly(s, _ERF_POLY))
+    hi = f.mul(a, a)
+    lo = f.fma(a, a, f.b.fneg(hi))
+    large = f.copysign(f.sub(f.k(1.0), _erfc_large(f, a, hi, lo)), x)
+    return f.nan_passthrough(x, f.sel(f.lt(f.abs(x), f.k(1.0)), small, large))
+
+
+def gelu_f32(ctx, x):
+    """0.5 x (1 + erf(x / sqrt 2)); below x = -sqrt(2)/2 as 0.5 x erfc(|x| / sqrt 2), which
+    avoids the cancellation in 1 + erf and keeps the tiny negative tail accurate."""
+    f = _F32(ctx)
+    xc = f.clamp(x, -20.0, 20.0)
+    z = f.mul(xc, f.k(INV_SQRT2))
+    small = f.fma(z, f.poly(f.mul(z, z), _ERF_POLY), f.k(1.0))
+    hi = f.mul(xc, xc)
+    lo = f.fma(xc, xc, f.b.fneg(hi))
+    erfc = _erfc_large(f, f.abs(z), f.mul(hi, f.k(0.5)), f.mul(lo, f.k(0.5)))
+    large = f.sel(f.gt(x, f.k(0.0)), f.sub(f.k(2.0), erfc), erfc)
+    use_small = f.b.and_(f.lt(z, f.k(1.0)), f.gt(z, f.k(-0.5)))
+    one_plus_erf = f.sel(use_small, small, large)
+    return f.nan_passthrough(x, f.mul(f.mul(f.k(0.5), x), one_plus_erf))
+
+
+def gelu_tanh_f32(ctx, x):
+    """0.5 x (1 + tanh(u)) = x sigmoid(2u), u = sqrt(2/pi) (x + 0.044715 x^3); 2u is formed
+    in double and split into a float32 hi + lo pair for an accurate exp."""
+    f = _F32(ctx)
+    b = f.b
+    d = b.fpext(x, F64)
+    cube = b.fmul(b.fmul(d, d), d)
+    w = b.fmul(ir.Constant(F64, 2.0 * SQRT_2_OVER_PI),
+               b.fadd(d, b.fmul(ir.Constant(F64, 0.044715), cube)))
+    w = b.select(b.fcmp_ordered(">", w, ir.Constant(F64, -200.0)), w, ir.Constant(F64, -200.0))
+    w = b.select(b.fcmp_ordered("<", w, ir.Constant(F64, 200.0)), w, ir.Constant(F64, 200.0))
+    hi = b.fptrunc(w, F32)
+    lo = b.fptrunc(b.fsub(w, b.fpext(hi, F64)), F32)
+    num, den = _sigmoid_parts(f, hi, lo)
+    return f.nan_passthrough(x, f.div(f.mul(x, num), den))
+
+
+def _intrinsic(name):
+    return lambda ctx, x: ctx.intrinsic(name, [x])
+
+
+def _libm(name):
+    return lambda ctx, x: ctx.call_libm(name, [x])
+
+
+def _rsqrt(ctx, x):
+    return ctx.b.fdiv(ir.Constant(x.type, 1.0), ctx.intrinsic("sqrt", [x]))
+
+
+# -- float64: the interpreter's formulas over libm -------------------------------------------
+def _sigmoid_f64(ctx, x):
+    b = ctx.b
+    t = ctx.call_libm("tanh", [b.fmul(ir.Constant(F64, 0.5), x)])
+    return b.fmul(ir.Constant(F64, 0.5), b.fadd(ir.Constant(F64, 1.0), t))
+
+
+def _gelu_f64(ctx, x):
+    b = ctx.b
+    e = ctx.call_libm("erf", [b.fdiv(x, ir.Constant(F64, math.sqrt(2)))])
+    return b.fmul(b.fmul(ir.Constant(F64, 0.5), x), b.fadd(ir.Constant(F64, 1.0), e))
+
+
+def _gelu_tanh_f64(ctx, x):
+    b = ctx.b
+    cube = b.fmul(b.fmul(x, x), x)
+    u = b.fmul(ir.Constant(F64, SQRT_2_OVER_PI),
+               b.fadd(x, b.fmul(ir.Constant(F64, 0.044715), cube)))
+    t = ctx.call_libm("tanh", [u])
+    return b.fmul(b.fmul(ir.Constant(F64, 0.5), x), b.fadd(ir.Constant(F64, 1.0), t))
+
+
+def _silu_f64(ctx, x):
+    return ctx.b.fmul(x, _sigmoid_f64(ctx, x))
+
+
+_COMMON = {"sqrt": _intrinsic("sqrt"), "rsqrt": _rsqrt, "floor": _intrinsic("floor"),
+           "ceil": _intrinsic("ceil"), "sin": _libm("sin"), "cos": _libm("cos")}
+
+MATH = {
+    "float": _COMMON | {
+        "exp": exp_f32, "exp2": exp2_f32, "log": log_f32, "log2": log2_f32,
+        "tanh": tanh_f32, "erf": erf_f32, "sigmoid": sigmoid_f32, "silu": silu_f32,
+        "gelu": gelu_f32, "gelu_tanh": gelu_tanh_f32},
+    "double": _COMMON | {
+        "exp": _libm("exp"), "exp2": _libm("exp2"), "log": _libm("log"),
+        "log2": _libm("log2"), "tanh": _libm("tanh"), "erf": _libm("erf"),
+        "sigmoid": _sigmoid_f64, "silu": _silu_f64, "gelu": _gelu_f64,
+        "gelu_tanh": _gelu_tanh_f64},
+}
+
+
+def float_unary(ctx: Ctx, name: str, x: ir.Value) -> ir.Value:
+    """FLOAT_UNARY op `name` on a float or double value."""
+    try:
+        fn = MATH[str(x.type)][name]
+    except KeyError:
+        raise NotImplementedError(f"llvm backend: float op {name!r} on {x.type}") from None
+    return fn(ctx, x)

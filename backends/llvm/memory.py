@@ -1,0 +1,145 @@
+"""Loads, stores and atomics: lanes address tensor elements through sizes and strides;
+lanes out of bounds on a checked dim or masked off never touch memory (the access is
+guarded by a branch, which the loop vectorizer turns into masked SIMD loads/stores)."""
+from __future__ import annotations
+
+from typing import Callable
+
+import llvmlite.ir as ir
+
+from ...ir import dtypes as D
+from ...ir.core import Op
+from ...ir.dtypes import DType
+from ...ir.ops import memory_operands
+from . import arith
+from .types import F32, I8, I16, I32, I64, is_signed
+from .values import Scalar, Tensor
+
+
+def address(L, op: Op, idx: tuple):
+    """(element pointer, valid mask or None) of a load/store/atomic lane."""
+    tensor_v, idx_vs, _, mask_v, _ = memory_operands(op)
+    t: Tensor = L.env[tensor_v]
+    b = L.b
+    valid = None
+    off = None
+    for d, (iv, checked) in enumerate(zip(idx_vs, op.attrs["checked"])):
+        x = L.elem(iv, idx)
+        if x.type != I64:
+            x = b.sext(x, I64) if is_signed(iv.type.dtype) else b.zext(x, I64)
+        if checked:
+            ok = b.icmp_unsigned("<", x, t.sizes[d])       # also rejects x < 0
+            valid = ok if valid is None else b.and_(valid, ok)
+        stride = t.strides[d]
+        term = x if isinstance(stride, ir.Constant) and stride.constant == 1 \
+            else b.mul(x, stride)
+        off = term if off is None else b.add(off, term)
+    if mask_v is not None:
+        m = L.elem(mask_v, idx)
+        valid = m if valid is None else b.and_(valid, m)
+    ptr = b.gep(t.ptr, [off if off is not None else ir.Constant(I64, 0)])
+    return ptr, valid
+
+
+def guarded(L, valid, then: Callable[[], ir.Value | None], other: ir.Value | None):
+    """then() under `valid` (None: always); returns phi(then(), other) when other given."""
+    if valid is None:
+        return then()
+    b = L.b
+    fn = b.function
+    pre = b.block
+    on = fn.append_basic_block("lane.on")
+    merge = fn.append_basic_block("lane.merge")
+    b.cbranch(valid, on, merge)
+    b.position_at_end(on)
+    v = then()
+    on_end = b.block
+    b.branch(merge)
+    b.position_at_end(merge)
+    if other is None:
+        return None
+    phi = b.phi(other.type)
+    phi.add_incoming(v, on_end)
+    phi.add_incoming(other, pre)
+    return phi
+
+
+def load(L, op: Op, idx):
+    d = op.operands[0].type.dtype
+    _, _, _, _, other_v = memory_operands(op)
+    ptr, valid = address(L, op, idx)
+    other = L.elem(other_v, idx) if other_v is not None else arith.zero(d)
+    return guarded(L, valid, lambda: arith.from_storage(L.ctx, d, L.b.load(ptr)), other)
+
+
+def store(L, op: Op):
+    tensor_v, _, value_v, _, _ = memory_operands(op)
+    d = tensor_v.type.dtype
+
+    def body(idx):
+        ptr, valid = address(L, op, idx)
+        val = arith.to_storage(L.ctx, d, L.elem(value_v, idx))
+        guarded(L, valid, lambda: L.b.store(val, ptr), None)
+    L.for_each(value_v.type.shape, body)
+
+
+def atomic_add(L, op: Op):
+    tensor_v, _, value_v, _, _ = memory_operands(op)
+    d = tensor_v.type.dtype
+    result = op.results[0]
+    shape = value_v.type.shape
+    out = L.new_buffer(d, shape) if shape else None
+    scalar = []
+
+    def body(idx):
+        ptr, valid = address(L, op, idx)
+        val = L.elem(value_v, idx)
+        old = guarded(L, valid, lambda: _atomic_rmw_add(L, d, ptr, val), arith.zero(d))
+        if out is not None:
+            L.buf_store(out, idx, old)
+        else:
+            scalar.append(old)
+    L.for_each(shape, body)
+    L.env[result] = out if out is not None else Scalar(scalar[0])
+
+
+def _atomic_rmw_add(L, d: DType, ptr, val):
+    """Atomically add a compute-type value to a storage element; returns the old value."""
+    b = L.b
+    if d.is_bool:      # np.add.at on bools is a logical or
+        old = b.atomic_rmw("or", ptr, b.zext(val, I8), "monotonic")
+        return b.icmp_unsigned("!=", old, ir.Constant(I8, 0))
+    if d.is_int:
+        return b.atomic_rmw("add", ptr, val, "monotonic")
+    if not d.is_half:
+        return b.atomic_rmw("fadd", ptr, val, "monotonic")
+    # half floats: compare-and-swap loop on the 16-bit pattern, rounding each sum
+    iptr = b.bitcast(ptr, I16.as_pointer())
+    first = b.load_atomic(iptr, "monotonic", 2)
+    fn = b.function
+    pre = b.block
+    loop_bb = fn.append_basic_block("cas.loop")
+    done = fn.append_basic_block("cas.done")
+    b.branch(loop_bb)
+    b.position_at_end(loop_bb)
+    cur = b.phi(I16)
+    cur_val = _half_bits_to_f32(L, d, cur)
+    new = arith.to_storage(L.ctx, d, arith.round_half(L.ctx, d, b.fadd(cur_val, val)))
+    new_bits = b.bitcast(new, I16) if new.type != I16 else new
+    pair = b.cmpxchg(iptr, cur, new_bits, "monotonic", "monotonic")
+    seen = b.extract_value(pair, 0)
+    ok = b.extract_value(pair, 1)
+    cur.add_incoming(first, pre)
+    cur.add_incoming(seen, b.block)
+    b.cbranch(ok, done, loop_bb)
+    b.position_at_end(done)
+    return cur_val
+
+
+def _half_bits_to_f32(L, d: DType, bits):
+    b = L.b
+    if d == D.float16:
+        return b.fpext(b.bitcast(bits, ir.HalfType()), F32)
+    return b.bitcast(b.shl(b.zext(bits, I32), ir.Constant(I32, 16)), F32)
+
+

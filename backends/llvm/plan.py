@@ -1,0 +1,139 @@
+"""The fusion plan: which tile values get a buffer and which are computed inline.
+
+A tile value is *materialized* when a loop nest at its definition writes all its elements
+into a buffer; it is *inline* when every consumer recomputes the element it needs inside its
+own loop nest. Inline is the default, so `out[t] = gelu(x[t] + b[t])` is one loop that
+loads, computes and stores each element (and vectorizes). A value is materialized when
+recomputing it would repeat real work:
+
+- it has several consumers, is used inside a nested region (a loop body would recompute it
+  every iteration), is expanded by a broadcast, or feeds a dot -- unless it is cheap (index
+  arithmetic, constants, views of buffers);
+- it is a load and a store to a tensor that may alias the loaded one lies between the load
+  and the point where its consumers read it (tile semantics: a program loads a whole tile
+  before later stores; params may alias each other, allocs alias nothing);
+- it is a load with guarded lanes that an innermost-axis reduction reads (vectorization).
+
+Views (broadcast, expand_dims, permute) are never materialized themselves: the demand is
+passed to the value they view, and the view reads that buffer with remapped indices.
+Results of reduce, dot, atomic_add and of loops/ifs always live in buffers (lower.py).
+"""
+from __future__ import annotations
+
+from ...ir.core import Op, Value
+from ...ir.ops import BINARY, COMPARE, UNARY, memory_operands
+from ...ir.types import TileType
+
+INLINE_OPS = frozenset(UNARY + BINARY + COMPARE + (
+    "where", "cast", "broadcast", "expand_dims", "permute", "const", "arange", "tile_index",
+    "load"))
+VIEW_OPS = frozenset(("broadcast", "expand_dims", "permute"))
+_FREE = frozenset(("const", "arange", "tile_index"))
+_CHEAP = frozenset(("add", "sub", "mul", "and", "or", "xor", "not", "neg", "abs", "relu",
+                    "maximum", "minimum", "where", "cast") + COMPARE)
+_CHEAP_COST = 3            # arithmetic ops an inline value may repeat instead of a buffer
+_INF = 1 << 30
+
+
+def _rank(v: Value) -> int:
+    return v.type.rank if isinstance(v.type, TileType) else 0
+
+
+def _expanding(op: Op) -> bool:
+    return op.name == "broadcast" and op.operands[0].type.shape != op.results[0].type.shape
+
+
+class Plan:
+    def __init__(self, kernel: Op):
+        self.kernel = kernel
+        self.params = set(kernel.regions[0].args)
+        self.uses: dict[Value, list[Op]] = {}
+        ops = list(kernel.walk())
+        for op in ops:
+            for v in op.operands:
+                self.uses.setdefault(v, []).append(op)
+        self.materialized: set[Value] = set()
+        repeated: set[Value] = set()            # views whose elements are read repeatedly
+        for op in reversed(ops):                # consumers are decided before producers
+            if op.name not in INLINE_OPS or not op.results or _rank(op.results[0]) == 0:
+                continue
+            v = op.results[0]
+            if not self._repeated(op, v, repeated) or self.cost(v) <= _CHEAP_COST:
+                continue
+            (repeated if op.name in VIEW_OPS else self.materialized).add(v)
+        for op in ops:
+            if op.name == "load" and _rank(op.results[0]) and op.results[0] not in \
+                    self.materialized and (self._load_hazard(op) or self._guarded_row(op)):
+                self.materialized.add(op.results[0])
+
+    def is_inline(self, v: Value) -> bool:
+        op = v.op
+        return (op is not None and op.name in INLINE_OPS and _rank(v) > 0
+                and v not in self.materialized)
+
+    # -- decisions -------------------------------------------------------------------------
+    def _repeated(self, op: Op, v: Value, repeated: set) -> bool:
+        consumers = self.uses.get(v, [])
+        return (len(set(consumers)) > 1
+                or any(c.parent is not op.parent for c in consumers)
+                or any(_expanding(c) or c.name == "dot" for c in consumers)
+                or any(c.name in VIEW_OPS and c.results[0] in repeated for c in consumers))
+
+    def cost(self, v: Value, depth: int = 0) -> int:
+        """Work to recompute one element of v (0: free to recompute; _INF: never)."""
+        op = v.op
+        if op is None or _rank(v) == 0 or v in self.materialized or op.name not in INLINE_OPS:
+            return 0
+        if op.name in _FREE:
+            return 0
+        if depth > 8:
+            return _INF
+        if op.name in VIEW_OPS:
+            return self.cost(op.operands[0], depth + 1)
+        if op.name in _CHEAP:
+            return 1 + sum(self.cost(o, depth + 1) for o in op.operands)
+        return _INF
+
+    def _eval_sites(self, v: Value, out: list) -> None:
+        """The ops where the elements of inline value v are computed: its materializing
+        consumers, through chains of inline consumers."""
+        for c in self.uses.get(v, []):
+            if c.results and self.is_inline(c.results[0]):
+                self._eval_sites(c.results[0], out)
+            else:
+                out.append(c)
+
+    def _guarded_row(self, load: Op) -> bool:
+        """A load with guarded lanes (checked dims or a mask) read by a reduction along the
+        innermost axis: reduce.py's accumulator lanes become straight-line SIMD code only
+        when the elements are branch-free, so the load gets its own (vectorized) loop."""
+        guarded = any(load.attrs.get("checked", [])) or load.attrs.get("mask")
+        if not guarded:
+            return False
+        sites: list[Op] = []
+        self._eval_sites(load.results[0], sites)
+        return any(s.name == "reduce" and s.attrs["axis"] == s.operands[0].type.rank - 1
+                   for s in sites)
+
+    def may_alias(self, a: Value, b: Value) -> bool:
+        return a is b or (a in self.params and b in self.params)
+
+    def _load_hazard(self, load: Op) -> bool:
+        tensor = load.operands[0]
+        block = load.parent
+        sites: list[Op] = []
+        self._eval_sites(load.results[0], sites)
+        positions = [block.ops.index(_ancestor_in(s, block)) for s in sites]
+        start = block.ops.index(load)
+        for op in block.ops[start + 1:max(positions, default=start) + 1]:
+            for inner in op.walk():
+                if inner.name in ("store", "atomic_add") and \
+                        self.may_alias(memory_operands(inner)[0], tensor):
+                    return True
+        return False
+
+
+def _ancestor_in(op: Op, block) -> Op:
+    while op.parent is not block:
+        op = op.parent.parent
+    return op

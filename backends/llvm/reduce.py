@@ -1,0 +1,222 @@
+"""reduce: sum / max / min / argmax / argmin of a tile along one axis.
+
+Along the innermost axis each output element is reduced with W interleaved partial
+accumulators (lane l accumulates elements l, l + W, l + 2W, ...) kept in a small buffer
+and merged at the end: the W-wide update is a plain elementwise step that the vectorizers
+turn into SIMD code for every kind (the loop vectorizer does not recognize NaN-propagating
+max/min or argmax reductions, nor select-guarded ones). Along an outer axis the
+accumulators form a tile of the output's shape, updated in input order (the innermost loop
+runs over contiguous elements).
+
+Semantics (the interpreter's): sums of ints give int64 (wrapping); float sums accumulate in
+the target's accumulator type (CPU: float64) and round once; max/min propagate NaN;
+argmax/argmin give the int32 index of the first extreme, a NaN counting as the extreme.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import llvmlite.ir as ir
+
+from ...ir import dtypes as D
+from ...ir.core import Op
+from ...ir.dtypes import DType
+from . import arith, loops
+from .types import F32, I1, I32, I64, compute, is_signed
+from .values import Buf, Scalar
+
+LANES = 16                       # partial accumulators per innermost-axis reduction
+
+
+@dataclass
+class Spec:
+    """A reduction over accumulator tuples (one value; or value and index for arg kinds)."""
+    types: list                  # accumulator LLVM types
+    identity: list               # their initial values
+    step: Callable               # (accs, element, lane index i32) -> accs
+    merge: Callable              # (accs, accs of later lanes) -> accs
+    finish: Callable             # accs -> result in the output's compute type
+
+
+def _value_spec(L, kind: str, d: DType, out: DType) -> Spec:
+    b, ctx = L.b, L.ctx
+    cty = compute(d)
+    if kind == "sum" and d.is_float:
+        acc = ctx.target.sum_accumulator(d)
+        ext = (lambda x: x) if acc == cty else (lambda x: b.fpext(x, acc))
+        add = lambda a, x: b.fadd(a, x)                                   # noqa: E731
+        to_out = (lambda a: a) if acc == compute(out) else (lambda a: b.fptrunc(a, F32))
+        return Spec([acc], [ir.Constant(acc, 0.0)], lambda a, x, i: [add(a[0], ext(x))],
+                    lambda a, c: [add(a[0], c[0])],
+                    lambda a: arith.round_half(ctx, out, to_out(a[0])))
+    if kind == "sum":
+        widen = (lambda x: x) if cty == I64 else (
+            (lambda x: b.sext(x, I64)) if is_signed(d) else (lambda x: b.zext(x, I64)))
+        return Spec([I64], [ir.Constant(I64, 0)], lambda a, x, i: [b.add(a[0], widen(x))],
+                    lambda a, c: [b.add(a[0], c[0])], lambda a: a[0])
+    if d.is_float:                   # NaN-propagating, like numpy
+        name = "maximum" if kind == "max" else "minimum"
+        ident = float("-inf") if kind == "max" else float("inf")
+        f = lambda x, y: ctx.intrinsic(name, [x, y])                       # noqa: E731
+    elif d.is_bool:
+        ident = 0 if kind == "max" else 1
+        f = b.or_ if kind == "max" else b.and_
+    else:
+        ident = _int_extreme(d, kind != "max")
+        pred = ">" if kind == "max" else "<"
+        cmp = b.icmp_signed if is_signed(d) else b.icmp_unsigned
+        f = lambda x, y: b.select(cmp(pred, y, x), y, x)                   # noqa: E731
+    return Spec([cty], [ir.Constant(cty, ident)], lambda a, x, i: [f(a[0], x)],
+                lambda a, c: [f(a[0], c[0])], lambda a: a[0])
+
+
+def _int_extreme(d: DType, high: bool) -> int:
+    bits = compute(d).width
+    if is_signed(d):
+        return (1 << (bits - 1)) - 1 if high else -(1 << (bits - 1))
+    return (1 << bits) - 1 if high else 0
+
+
+def _arg_spec(L, kind: str, d: DType) -> Spec:
+    b = L.b
+    cty = compute(d)
+    op = ">" if kind == "argmax" else "<"
+    if d.is_float:
+        ident = float("-inf") if kind == "argmax" else float("inf")
+
+        def better(x, best):         # strictly better, or the first NaN
+            return b.or_(b.fcmp_ordered(op, x, best),
+                         b.and_(b.fcmp_unordered("uno", x, x),
+                                b.fcmp_ordered("ord", best, best)))
+
+        def same(x, best):
+            return b.or_(b.fcmp_ordered("==", x, best),
+                         b.and_(b.fcmp_unordered("uno", x, x),
+                                b.fcmp_unordered("uno", best, best)))
+    else:
+        ident = (0 if kind == "argmax" else 1) if d.is_bool else \
+            _int_extreme(d, kind == "argmin")
+        cmp = b.icmp_signed if is_signed(d) else b.icmp_unsigned
+        better = lambda x, best: cmp(op, x, best)                          # noqa: E731
+        same = lambda x, best: b.icmp_unsigned("==", x, best)              # noqa: E731
+
+    def step(a, x, i):
+        take = better(x, a[0])
+        return [b.select(take, x, a[0]), b.select(take, i, a[1])]
+
+    def merge(a, c):               # c holds later lanes: it wins ties only with a lower index
+        take = b.or_(better(c[0], a[0]),
+                     b.and_(same(c[0], a[0]), b.icmp_signed("<", c[1], a[1])))
+        return [b.select(take, c[0], a[0]), b.select(take, c[1], a[1])]
+    return Spec([cty, I32], [ir.Constant(cty, ident), ir.Constant(I32, 0)], step, merge,
+                lambda a: a[1])
+
+
+def reduce(L, op: Op):
+    x = op.operands[0]
+    kind, axis = op.attrs["kind"], op.attrs["axis"]
+    d = x.type.dtype
+    res = op.results[0]
+    spec = (_arg_spec(L, kind, d) if kind in ("argmax", "argmin")
+            else _value_spec(L, kind, d, res.type.dtype))
+    if axis == x.type.rank - 1:
+        _innermost(L, x, res, spec)
+    else:
+        _outer(L, x, axis, res, spec)
+
+
+def _innermost(L, x, res, spec: Spec) -> None:
+    shape = x.type.shape
+    n = shape[-1]
+    out_shape = res.type.shape
+    out = L.new_buffer(res.type.dtype, out_shape) if out_shape else None
+    scalar = []
+
+    def per_output(out_idx):
+        accs = _reduce_row(L, spec, n, lambda lane: L.elem(x, out_idx + (lane,)))
+        val = spec.finish(accs)
+        if out is not None:
+            L.buf_store(out, out_idx, val)
+        else:
+            scalar.append(val)
+    L.for_each(out_shape, per_output)
+    L.env[res] = out if out is not None else Scalar(scalar[0])
+
+
+def _reduce_row(L, spec: Spec, n: int, element) -> list:
+    """Reduce element(lane) for lane in range(n) (lane: i32 value or int)."""
+    b = L.b
+    L.work += n * L._weight
+
+    def fresh(fn):               # elements are computed per iteration: a fresh memo
+        def body(*args):
+            saved, L.memo = L.memo, {}
+            r = fn(*args)
+            L.memo = saved
+            return r
+        return body
+
+    if n < 2 * LANES:
+        if n == 1:
+            return spec.step(spec.identity, element(0), ir.Constant(I32, 0))
+        return loops.counted(L.ctx, n, fresh(lambda i, a: spec.step(a, element(i), i)),
+                             spec.identity, name="red")
+    chunks = n // LANES
+    bufs = [_acc_buffer(L, t, (LANES,)) for t in spec.types]
+    for buf, v0 in zip(bufs, spec.identity):
+        L.for_each((LANES,), lambda idx, buf=buf, v0=v0: L.raw_store(buf, idx, v0))
+
+    def chunk(c, _):
+        base = b.mul(c, ir.Constant(I32, LANES), flags=("nsw", "nuw"))
+
+        def lane(idx):
+            i = b.add(base, _i32(idx[0]), flags=("nsw", "nuw"))
+            cur = [L.raw_load(buf, idx) for buf in bufs]
+            for buf, v in zip(bufs, spec.step(cur, element(i), i)):
+                L.raw_store(buf, idx, v)
+        L.for_each((LANES,), lane)
+        return []
+    loops.counted(L.ctx, chunks, chunk, name="chunk")
+    # the lanes past the last full chunk go to accumulator 0 (they come after its lanes)
+    if n % LANES:
+        first = chunks * LANES
+        acc0 = [L.raw_load(buf, (0,)) for buf in bufs]
+        acc0 = loops.counted(L.ctx, n - first, fresh(lambda i, a: spec.step(
+            a, element(b.add(i, ir.Constant(I32, first), flags=("nsw", "nuw"))),
+            b.add(i, ir.Constant(I32, first), flags=("nsw", "nuw")))), acc0, name="tail")
+        for buf, v in zip(bufs, acc0):
+            L.raw_store(buf, (0,), v)
+    accs = [L.raw_load(buf, (0,)) for buf in bufs]
+    for lane in range(1, LANES):
+        accs = spec.merge(accs, [L.raw_load(buf, (lane,)) for buf in bufs])
+    return accs
+
+
+def _acc_buffer(L, ty, shape) -> Buf:
+    if ty == I1:
+        return L.new_buffer(D.bool_, shape)
+    return L.new_buffer(None, shape, elem_ty=ty)
+
+
+def _i32(i):
+    return ir.Constant(I32, i) if isinstance(i, int) else i
+
+
+def _outer(L, x, axis: int, res, spec: Spec) -> None:
+    out_shape = res.type.shape
+    bufs = [_acc_buffer(L, t, out_shape) for t in spec.types]
+    for buf, v0 in zip(bufs, spec.identity):
+        L.for_each(out_shape, lambda idx, buf=buf, v0=v0: L.raw_store(buf, idx, v0))
+
+    def update(idx):
+        out_idx = idx[:axis] + idx[axis + 1:]
+        cur = [L.raw_load(buf, out_idx) for buf in bufs]
+        for buf, v in zip(bufs, spec.step(cur, L.elem(x, idx), _i32(idx[axis]))):
+            L.raw_store(buf, out_idx, v)
+    L.for_each(x.type.shape, update)
+    out = L.new_buffer(res.type.dtype, out_shape)
+    L.for_each(out_shape, lambda idx: L.buf_store(
+        out, idx, spec.finish([L.raw_load(buf, idx) for buf in bufs])))
+    L.env[res] = out
+
