@@ -60,7 +60,7 @@ def _next_pow2(n: int) -> int:
 class TraceOptions:
     """What the tracer needs to know beyond the arguments' types."""
     blocks: list | None = None            # Config.blocks, in source order of tile dims
-    default_block: object = None          # (dim index, parallel, n dims) -> int
+    default_block: object = None   # (dim index, parallel, n dims, position) -> int
     size_hints: dict = field(default_factory=dict)   # symbol name -> concrete size
     wide_symbols: set = field(default_factory=set)   # int params needing int64
 
@@ -316,10 +316,11 @@ class Tracer(ast.NodeVisitor):
             raise self.error(call, f"fusec.tile got {len(sizes)} sizes but {len(blocks)} blocks")
         parallel = self.state.tile_depth == 0
         dims = []
-        for size, fixed in zip(sizes, blocks):
+        for position, (size, fixed) in enumerate(zip(sizes, blocks)):
             dim = self.state.next_dim()
             extent = size_value(size)
-            dims.append((extent, self.choose_block(dim, fixed, parallel, len(sizes)), dim))
+            block = self.choose_block(dim, fixed, parallel, len(sizes), position)
+            dims.append((extent, block, dim))
         targets = node.target.elts if isinstance(node.target, ast.Tuple) else [node.target]
         if len(targets) != len(dims):
             raise self.error(node.target, f"fusec.tile yields {len(dims)} tile(s); unpack "
@@ -335,7 +336,8 @@ class Tracer(ast.NodeVisitor):
         finally:
             self.state.tile_depth -= 1
 
-    def choose_block(self, dim: int, fixed, parallel: bool, ndims: int) -> int:
+    def choose_block(self, dim: int, fixed, parallel: bool, ndims: int,
+                     position: int) -> int:
         if fixed is not None:
             block = fixed
         elif self.options.blocks is not None:
@@ -344,7 +346,7 @@ class Tracer(ast.NodeVisitor):
                                     f"but the kernel has more tile dims (dim {dim})")
             block = self.options.blocks[dim]
         else:
-            block = self.options.default_block(dim, parallel, ndims)
+            block = self.options.default_block(dim, parallel, ndims, position)
         if not isinstance(block, int) or isinstance(block, bool) or block < 1:
             raise SemanticError(f"block sizes must be positive ints, got {block!r}")
         return block

@@ -34,10 +34,14 @@ class Config:
         object.__setattr__(self, "stages", stages)
 
 
-def _default_block(dim: int, parallel: bool, ndims: int) -> int:
+def _default_block(dim: int, parallel: bool, ndims: int, position: int) -> int:
+    """Until the autotuner lands: long rows of the innermost dim (contiguous, vectorizable),
+    a few of the others. Measured on bias+gelu: [8, 512] runs 2x faster than [32, 32]."""
     if not parallel:
         return 32
-    return 1024 if ndims == 1 else 32
+    if ndims == 1:
+        return 1024
+    return 512 if position == ndims - 1 else 8
 
 
 def trace(fn, params: list, blocks=None, default_block=_default_block):
@@ -90,8 +94,8 @@ def trace(fn, params: list, blocks=None, default_block=_default_block):
     kernel = Op("kernel", [], [], attrs, [body], loc)
     used_blocks = []
 
-    def choose(dim, parallel, ndims):
-        b = default_block(dim, parallel, ndims)
+    def choose(dim, parallel, ndims, position):
+        b = default_block(dim, parallel, ndims, position)
         used_blocks.append((dim, b))
         return b
 
@@ -131,8 +135,8 @@ def trace_with_default_blocks(fn, params, cap: int):
     """Trace with default blocks, shrinking them until every tile holds <= cap elements."""
     shrink: dict[int, int] = {}
 
-    def policy(dim, parallel, ndims):
-        return shrink.get(dim, _default_block(dim, parallel, ndims))
+    def policy(dim, parallel, ndims, position):
+        return shrink.get(dim, _default_block(dim, parallel, ndims, position))
 
     for _ in range(32):
         module, guards, used, returns_tuple = trace(fn, params, None, policy)

@@ -49,10 +49,19 @@ class IndexRanges:
             self._div16[symbol] = 16 * sympy.Dummy(f"{symbol}_16ths", integer=True,
                                                    nonnegative=True)
         self._cache: dict[Value, Range | None] = {}
+        self._proofs: dict[sympy.Expr, bool] = {}
 
     def proves_nonnegative(self, expr) -> bool:
-        expr = sympy.sympify(expr).xreplace(self._div16)
-        if expr.is_nonnegative or sympy.simplify(expr).is_nonnegative:
+        # the same bounds come back for every load/store of a tile: prove each once
+        expr = sympy.sympify(expr)
+        if expr not in self._proofs:
+            self._proofs[expr] = self._prove_nonnegative(expr)
+        return self._proofs[expr]
+
+    def _prove_nonnegative(self, expr) -> bool:
+        expr = expr.xreplace(self._div16)
+        if expr.is_nonnegative or sympy.expand(expr).is_nonnegative \
+                or sympy.simplify(expr).is_nonnegative:
             return True
         bound = _lower_bound_without_rounding(expr)
         return bound is not None and sympy.simplify(bound).is_nonnegative is True
