@@ -114,8 +114,9 @@ class Tracer(ast.NodeVisitor):
         self.options = options
         self.state = state              # shared with inlined helpers: tile counter, guards
         self.vars: dict[str, object] = {}
-        self.current_target: str | None = None
-        self.in_runtime_flow = 0
+        self.current_target: str | None = None   # name being assigned (names allocs)
+        self.in_runtime_flow = 0                  # depth of runtime loops/ifs (no return)
+        self.in_address = False     # tracing fl.load/store's first argument: x[...] is an address
 
     # -- locations and errors --------------------------------------------------------------
     def loc_of(self, node) -> Loc:
@@ -647,8 +648,6 @@ class Tracer(ast.NodeVisitor):
         except Exception as exc:
             raise self.error(node, f"cannot index {_describe(obj)}: {exc}") from None
 
-    in_address = False
-
     def reshape_subscript(self, x: TileVal, items, node):
         """t[:, None] / t[None, :]: insert size-1 dims; `:` keeps a dim."""
         out, dim = x, 0
@@ -661,9 +660,8 @@ class Tracer(ast.NodeVisitor):
             else:
                 raise self.error(node, "tiles can only be indexed with ':' and None "
                                        "(to add dims); index tensors to load elements")
-        if dim != x.rank + sum(i is None for i in items):
-            if dim - sum(i is None for i in items) > x.rank:
-                raise self.error(node, f"too many indices for a tile of rank {x.rank}")
+        if dim - sum(i is None for i in items) > x.rank:
+            raise self.error(node, f"too many indices for a tile of rank {x.rank}")
         return out
 
     def visit_Call(self, node):

@@ -7,13 +7,19 @@ from __future__ import annotations
 import functools
 
 
+def marker(prefix: str, name: str, signature: str, tag: str, where: str):
+    """A stand-in function that the tracer recognizes by its `tag` attribute (set to
+    `name`) and that raises when called outside a kernel."""
+    def stand_in(*args, **kwargs):
+        raise RuntimeError(f"{prefix}{name} can only be used inside {where}")
+    stand_in.__name__ = stand_in.__qualname__ = name
+    stand_in.__doc__ = f"{prefix}{name}{signature} (traced inside kernels only)"
+    setattr(stand_in, tag, name)
+    return stand_in
+
+
 def _host_marker(name: str, signature: str):
-    def marker(*args, **kwargs):
-        raise RuntimeError(f"fusec.{name} can only be used inside a @fusec.kernel")
-    marker.__name__ = marker.__qualname__ = name
-    marker.__doc__ = f"fusec.{name}{signature}: allocates an output in a kernel's host part."
-    marker._fusec_host = name
-    return marker
+    return marker("fusec.", name, signature, "_fusec_host", "a @fusec.kernel's host part")
 
 
 empty = _host_marker("empty", "(shape, dtype=fl.float32)")

@@ -5,6 +5,7 @@ tracer looks up their meaning by name in `builtins.BUILTINS`.
 """
 from __future__ import annotations
 
+from .dsl import marker
 from .ir.dtypes import (bfloat16, bool_, float16, float32, float64, int8, int16, int32, int64,
                         uint8)
 
@@ -12,12 +13,7 @@ bool = bool_  # noqa: A001  (fl.bool is the DSL's name for the dtype)
 
 
 def _marker(name: str, signature: str):
-    def builtin(*args, **kwargs):
-        raise RuntimeError(f"fl.{name} can only be used inside a @fusec.kernel or @fusec.func")
-    builtin.__name__ = builtin.__qualname__ = name
-    builtin.__doc__ = f"fl.{name}{signature} (traced inside kernels only)"
-    builtin._fusec_builtin = name
-    return builtin
+    return marker("fl.", name, signature, "_fusec_builtin", "a @fusec.kernel or @fusec.func")
 
 
 _SIGNATURES = {

@@ -181,16 +181,17 @@ def test_traced_types_follow_promotion():
 
 # -- errors ---------------------------------------------------------------------------------
 
-def test_unknown_fl_function_points_at_the_source():
-    @fusec.kernel
-    def bad(x):
-        out = fusec.empty_like(x)
-        for t in fusec.tile(x.shape[0]):
-            out[t] = fl.expp(x[t])
-        return out
+@fusec.kernel
+def unknown_function(x):
+    out = fusec.empty_like(x)
+    for t in fusec.tile(x.shape[0]):
+        out[t] = fl.expp(x[t])
+    return out
 
+
+def test_unknown_fl_function_points_at_the_source():
     with pytest.raises(fusec.CompilationError) as info:
-        bad(np.zeros(4, np.float32))
+        unknown_function(np.zeros(4, np.float32))
     msg = str(info.value)
     assert "unknown function fl.expp" in msg and "test_frontend.py" in msg and "out[t] = fl.expp(x[t])" in msg
     caret_line = msg.splitlines()[-1]
@@ -248,16 +249,9 @@ def test_rank_errors():
 
 
 def test_frontend_debug_reraises_raw(monkeypatch):
-    @fusec.kernel
-    def bad(x):
-        out = fusec.empty_like(x)
-        for t in fusec.tile(x.shape[0]):
-            out[t] = fl.expp(x[t])
-        return out
-
     monkeypatch.setenv("FUSEC_FRONTEND_DEBUG", "1")
     with pytest.raises(Exception) as info:
-        bad(np.zeros(4, np.float32))
+        unknown_function(np.zeros(4, np.float32))
     assert not isinstance(info.value, fusec.CompilationError)
     assert "fl.expp" in str(info.value)
 
