@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from . import arrays
 from .backends.common import size_function
+from .backends.stages import Stages
 from .codegen import TraceOptions, Tracer, TraceState, _Return, _Source
 from .errors import CompilationError, LaunchError
 from .ir import Block, Builder, Loc, Module, Op, TensorType, TileType, scalar
@@ -256,7 +257,7 @@ def build(fn, params, backend: str, target: str, config: Config | None):
         blocks = list(config.blocks)
     else:
         module, guards, blocks, returns_tuple = trace_with_default_blocks(fn, params, cap)
-    asm = {"ir": str(module)}
+    asm = Stages({"ir": str(module)})
     PassManager(DEFAULT_PIPELINE, on_stage=_record_stage(asm)).run(module)
     kernel = module.kernel()
     if backend == "interpret":

@@ -7,9 +7,10 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
-import re
 
 import llvmlite.binding as llvm
+
+from ..stages import Lazy, Stages
 
 
 @functools.lru_cache(maxsize=1)
@@ -56,20 +57,34 @@ def optimize(module: llvm.ModuleRef, tm: llvm.TargetMachine) -> None:
     pb.getModulePassManager().run(module, pb)
 
 
-_SYMBOL_USE = re.compile(r"(?:\$|\bcall[q]?\s+|\bjmp[q]?\s+)([A-Za-z_][\w.]*)")
-_LABEL = re.compile(r"^([A-Za-z_.][\w.$]*):", re.M)
-
-
-def external_symbols(asm: str) -> set[str]:
-    """Symbols referenced by the assembly but not defined in it (libm, libcalls)."""
-    defined = set(_LABEL.findall(asm))
-    used = {s for s in _SYMBOL_USE.findall(asm) if not s.startswith(".L")}
-    return used - defined
+def elf_undefined_symbols(obj: bytes) -> set[str]:
+    """Names an ELF64 (little-endian) object file uses but does not define."""
+    shoff = int.from_bytes(obj[0x28:0x30], "little")
+    shentsize = int.from_bytes(obj[0x3A:0x3C], "little")
+    shnum = int.from_bytes(obj[0x3C:0x3E], "little")
+    sections = []
+    for i in range(shnum):
+        h = obj[shoff + i * shentsize: shoff + (i + 1) * shentsize]
+        sections.append((int.from_bytes(h[4:8], "little"), int.from_bytes(h[24:32], "little"),
+                         int.from_bytes(h[32:40], "little"), int.from_bytes(h[40:44], "little")))
+    undefined = set()
+    for kind, offset, size, link in sections:
+        if kind != 2:                                   # SHT_SYMTAB
+            continue
+        _, str_offset, str_size, _ = sections[link]
+        names = obj[str_offset:str_offset + str_size]
+        for at in range(offset + 24, offset + size, 24):   # entry 0 is the null symbol
+            name_at = int.from_bytes(obj[at:at + 4], "little")
+            shndx = int.from_bytes(obj[at + 6:at + 8], "little")
+            if shndx == 0 and name_at:
+                undefined.add(names[name_at:names.index(b"\0", name_at)].decode())
+    return undefined
 
 
 class JitModule:
     """A compiled module: keeps the engine alive and exposes function addresses and the
-    text of every stage."""
+    text of every stage. Code is generated once, as an object file, which the engine loads
+    after its undefined symbols are checked; the assembly text is made only if read."""
 
     def __init__(self, llvm_ir: str):
         tm = host_target_machine()
@@ -79,16 +94,19 @@ class JitModule:
         mod.verify()
         optimize(mod, tm)
         opt_ir = str(mod)
-        # Emit the assembly from a copy: codegen passes rewrite the module they run on.
-        self.asm = {"llvm": llvm_ir, "llvm-opt": opt_ir,
-                    "asm": tm.emit_assembly(llvm.parse_assembly(opt_ir))}
-        missing = sorted(s for s in external_symbols(self.asm["asm"])
+        self.asm = Stages({"llvm": llvm_ir, "llvm-opt": opt_ir, "asm": Lazy(
+            lambda: host_target_machine().emit_assembly(llvm.parse_assembly(opt_ir)))})
+        obj = tm.emit_object(mod)
+        missing = sorted(s for s in elf_undefined_symbols(obj)
                          if not llvm.address_of_symbol(s))
         if missing:
             raise NotImplementedError(
                 f"llvm backend: the generated code needs symbols this process does not "
                 f"provide: {', '.join(missing)}")
-        self.engine = llvm.create_mcjit_compiler(mod, new_target_machine())
+        empty = llvm.parse_assembly("")
+        empty.triple = tm.triple
+        self.engine = llvm.create_mcjit_compiler(empty, new_target_machine())
+        self.engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
         self.engine.finalize_object()
         self.module = mod
 
