@@ -76,8 +76,28 @@ def _add_opt(subparsers) -> None:
     p.set_defaults(handler=run_opt)
 
 
+def run_cache(args: argparse.Namespace) -> None:
+    from .autotune.cache import DiskCache
+    cache = DiskCache(args.dir) if args.dir else DiskCache()
+    if args.action == "clear":
+        print(f"removed {cache.clear()} entries from {cache.root}")
+        return
+    info = cache.info()
+    print(f"cache folder: {info['root']}\nentries: {info['entries']}\n"
+          f"size: {info['bytes'] / 2**20:.2f} MiB (cap {info['max_bytes'] / 2**30:.1f} GiB)")
+
+
+def _add_cache(subparsers) -> None:
+    p = subparsers.add_parser("cache", help="show or clear the on-disk kernel cache",
+                              description="The cache folder is FUSEC_CACHE_DIR, else the "
+                                          "user cache folder.")
+    p.add_argument("action", choices=["info", "clear"])
+    p.add_argument("--dir", help="a cache folder other than the default")
+    p.set_defaults(handler=run_cache)
+
+
 # Each entry adds one subcommand (a parser with `handler` set) to the `fusec` parser.
-_SUBCOMMANDS: list[Callable] = [_add_opt]
+_SUBCOMMANDS: list[Callable] = [_add_opt, _add_cache]
 
 
 def build_parser() -> argparse.ArgumentParser:

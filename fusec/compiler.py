@@ -260,18 +260,23 @@ def build(fn, params, backend: str, target: str, config: Config | None):
     asm = Stages({"ir": str(module)})
     PassManager(DEFAULT_PIPELINE, on_stage=_record_stage(asm)).run(module)
     kernel = module.kernel()
+    from_cache = False
     if backend == "interpret":
         from .backends.interpret import run as interpret_run
         run_fn = lambda args: interpret_run(kernel, args)  # noqa: E731
     elif backend == "cpu":
+        from .autotune.cache import default_cache
         from .backends.llvm import compile_cpu
-        compiled = compile_cpu(kernel)
+        compiled = compile_cpu(kernel, cache=default_cache())
         asm.update(compiled.asm)
         run_fn = compiled.run
+        from_cache = compiled.from_cache
     else:
         raise NotImplementedError(f"backend {backend!r} (target {target}) is not available "
                                   "yet: the CUDA C and PTX backends come with the GPU issue")
     _dump(asm)
     used_config = config or Config(blocks=blocks)
-    return CompiledKernel(fn.__name__, module, asm, backend, target, used_config, guards,
-                          run_fn, returns_tuple)
+    compiled_kernel = CompiledKernel(fn.__name__, module, asm, backend, target, used_config,
+                                     guards, run_fn, returns_tuple)
+    compiled_kernel.from_cache = from_cache     # native code came from the disk cache
+    return compiled_kernel

@@ -3,9 +3,14 @@ reference checker with tolerances by dtype."""
 from __future__ import annotations
 
 import math
+import os
+import tempfile
 
 import numpy as np
 import pytest
+
+# Tests never touch the user's cache folder: one fresh folder per test session.
+os.environ["FUSEC_CACHE_DIR"] = tempfile.mkdtemp(prefix="fusec-test-cache-")
 
 CPU_BACKENDS = ["interpret", "cpu"]
 

@@ -89,6 +89,7 @@ class CompiledCPUKernel:
         self.name = kernel.attrs.get("name", "kernel")
         self.asm = asm
         self._jit = jit                          # keeps the machine code alive
+        self.from_cache = jit.from_cache         # object code loaded from the disk cache
         self._layout = layout
         self._fns = fns
         self._works = works
@@ -186,8 +187,9 @@ def _with_function_attributes(text: str) -> str:
     return text + f"\nattributes #0 = {{ {' '.join(attrs)} }}\n"
 
 
-def compile_cpu(kernel: Op) -> CompiledCPUKernel:
-    """Compile a kernel op (after passes) to native code for this CPU."""
+def compile_cpu(kernel: Op, cache=None) -> CompiledCPUKernel:
+    """Compile a kernel op (after passes) to native code for this CPU. `cache` (see
+    JitModule) keeps the optimized object code across processes."""
     if kernel.name != "kernel":
         raise TypeError(f"compile_cpu expects a kernel op, got {kernel.name!r}")
     tm = host_target_machine()
@@ -205,7 +207,7 @@ def compile_cpu(kernel: Op) -> CompiledCPUKernel:
     for k in range(len(layout.launches)):
         names.append(f"{base}_{k}")
         works.append(_emit_launch(module, target, kernel, plan, layout, k, names[-1]))
-    jit = JitModule(_with_function_attributes(str(module)))
+    jit = JitModule(_with_function_attributes(str(module)), cache)
     fns = [PROGRAM_FN(jit.address(n)) for n in names]
     return CompiledCPUKernel(kernel, jit.asm, jit, layout, fns, works, target.scratch_bytes)
 

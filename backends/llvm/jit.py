@@ -86,17 +86,35 @@ class JitModule:
     text of every stage. Code is generated once, as an object file, which the engine loads
     after its undefined symbols are checked; the assembly text is made only if read."""
 
-    def __init__(self, llvm_ir: str):
+    def __init__(self, llvm_ir: str, cache=None):
+        """cache: an object with key(*parts), get(key) and put(key, files, info) (the disk
+        cache of fusec.autotune, handed down by the compiler), or None."""
         tm = host_target_machine()
+        key = None
+        if cache is not None:
+            key = cache.key("llvm-cpu-object", llvm_ir, tm.triple, llvm.get_host_cpu_name(),
+                            llvm.get_host_cpu_features().flatten(), list(llvm.llvm_version_info))
+            cached = cache.get(key)
+            if cached is not None and {"object.o", "llvm-opt.ll"} <= set(cached):
+                self._load(llvm_ir, cached["llvm-opt.ll"].decode(), cached["object.o"], tm)
+                self.from_cache = True
+                return
         mod = llvm.parse_assembly(llvm_ir)
         mod.triple = tm.triple
         mod.data_layout = str(tm.target_data)
         mod.verify()
         optimize(mod, tm)
         opt_ir = str(mod)
+        obj = tm.emit_object(mod)
+        self._load(llvm_ir, opt_ir, obj, tm)
+        self.from_cache = False
+        if cache is not None:
+            cache.put(key, {"object.o": obj, "llvm-opt.ll": opt_ir.encode()},
+                      {"kind": "llvm-cpu-object"})
+
+    def _load(self, llvm_ir: str, opt_ir: str, obj: bytes, tm) -> None:
         self.asm = Stages({"llvm": llvm_ir, "llvm-opt": opt_ir, "asm": Lazy(
             lambda: host_target_machine().emit_assembly(llvm.parse_assembly(opt_ir)))})
-        obj = tm.emit_object(mod)
         missing = sorted(s for s in elf_undefined_symbols(obj)
                          if not llvm.address_of_symbol(s))
         if missing:
@@ -108,7 +126,6 @@ class JitModule:
         self.engine = llvm.create_mcjit_compiler(empty, new_target_machine())
         self.engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
         self.engine.finalize_object()
-        self.module = mod
 
     def address(self, name: str) -> int:
         return self.engine.get_function_address(name)

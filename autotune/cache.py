@@ -1,0 +1,195 @@
+"""The on-disk cache of compiled artifacts (CPU object code now; cubins and tuning results
+with later work).
+
+Layout: <root>/<key[:2]>/<key>/{meta.json, <artifact files>}. An entry is written into a
+temporary folder and renamed into place, under a per-key file lock, so readers only ever see
+complete entries. meta.json (JSON, never pickle) holds a sha256 per artifact; an entry whose
+files do not match is removed and rebuilt. Keys hash the parts given by the caller together
+with fusec's own version and a hash of its sources, so a changed compiler never reads old
+entries. The folder is created 0700; if it cannot be written, a temporary folder is used
+with a warning. The total size is capped: least recently used entries go first.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+from filelock import FileLock, Timeout
+
+DEFAULT_MAX_BYTES = 2 * 2 ** 30
+_META = "meta.json"
+
+
+@functools.lru_cache(maxsize=1)
+def compiler_fingerprint() -> str:
+    """sha256 over fusec's version and every source file of its packages."""
+    import fusec
+    from fusec import autotune, backends, ir, passes
+    digest = hashlib.sha256(fusec.__version__.encode())
+    for package in (fusec, ir, passes, backends, autotune):
+        root = Path(package.__file__).parent
+        for path in sorted(root.rglob("*")):
+            if path.suffix in (".py", ".lark") and "__pycache__" not in path.parts:
+                digest.update(str(path.relative_to(root)).encode())
+                digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def _default_root() -> Path:
+    env = os.environ.get("FUSEC_CACHE_DIR")
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+    return Path(platformdirs.user_cache_dir("fusec"))
+
+
+def _usable(root: Path) -> bool:
+    try:
+        root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=root, prefix=".probe-", delete=True)
+        probe.close()
+        return True
+    except OSError:
+        return False
+
+
+class DiskCache:
+    def __init__(self, root: str | Path | None = None, max_bytes: int = DEFAULT_MAX_BYTES):
+        wanted = Path(root) if root is not None else _default_root()
+        if not _usable(wanted):
+            fallback = Path(tempfile.mkdtemp(prefix="fusec-cache-"))
+            warnings.warn(f"fusec: cache folder {wanted} cannot be written; using {fallback} "
+                          "for this process", RuntimeWarning, stacklevel=2)
+            wanted = fallback
+        self.root = wanted
+        self.max_bytes = max_bytes
+        self.hits = 0
+        self.misses = 0
+
+    # -- keys ------------------------------------------------------------------------------
+    def key(self, *parts) -> str:
+        """A key for JSON-able parts, covering the compiler's own sources."""
+        text = json.dumps([compiler_fingerprint(), *parts], sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def _entry(self, key: str) -> Path:
+        if len(key) != 64 or any(c not in "0123456789abcdef" for c in key):
+            raise ValueError(f"bad cache key {key!r}")
+        return self.root / key[:2] / key
+
+    def _lock(self, key: str) -> FileLock:
+        folder = self.root / key[:2]
+        folder.mkdir(mode=0o700, exist_ok=True)
+        return FileLock(str(folder / f".{key}.lock"), timeout=60)
+
+    # -- read ------------------------------------------------------------------------------
+    def get(self, key: str) -> dict[str, bytes] | None:
+        """The entry's artifacts by name, or None (missing, or corrupt and now removed)."""
+        entry = self._entry(key)
+        try:
+            meta = json.loads((entry / _META).read_text())
+            files = {}
+            for name, digest in meta["files"].items():
+                data = (entry / name).read_bytes()
+                if hashlib.sha256(data).hexdigest() != digest:
+                    raise ValueError(f"checksum mismatch in {name}")
+                files[name] = data
+        except FileNotFoundError:
+            self.misses += 1
+            return None
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            self._remove(key)                     # corrupt or truncated: rebuild it
+            self.misses += 1
+            return None
+        try:
+            os.utime(entry / _META)               # recently used, for eviction
+        except OSError:
+            pass
+        self.hits += 1
+        return files
+
+    # -- write -----------------------------------------------------------------------------
+    def put(self, key: str, files: dict[str, bytes], info: dict | None = None) -> None:
+        entry = self._entry(key)
+        for name in files:
+            if name == _META or "/" in name or name.startswith("."):
+                raise ValueError(f"bad artifact name {name!r}")
+        try:
+            with self._lock(key):
+                if (entry / _META).exists():
+                    return                        # another process wrote it first
+                tmp = Path(tempfile.mkdtemp(prefix=f".{key[:8]}-", dir=entry.parent))
+                try:
+                    for name, data in files.items():
+                        (tmp / name).write_bytes(data)
+                    meta = {"files": {n: hashlib.sha256(d).hexdigest() for n, d in files.items()},
+                            "created": time.time(), "info": info or {}}
+                    (tmp / _META).write_text(json.dumps(meta, sort_keys=True))
+                    if entry.exists():            # a corrupt leftover without meta.json
+                        shutil.rmtree(entry, ignore_errors=True)
+                    os.replace(tmp, entry)
+                finally:
+                    shutil.rmtree(tmp, ignore_errors=True)
+        except (OSError, Timeout) as exc:
+            warnings.warn(f"fusec: could not write cache entry {key[:12]}: {exc}",
+                          RuntimeWarning, stacklevel=2)
+            return
+        self._evict()
+
+    def _remove(self, key: str) -> None:
+        shutil.rmtree(self._entry(key), ignore_errors=True)
+
+    # -- housekeeping ----------------------------------------------------------------------
+    def entries(self) -> list[tuple[Path, int, float]]:
+        """(folder, bytes, last used) of every complete entry."""
+        out = []
+        for meta in self.root.glob(f"??/*/{_META}"):
+            folder = meta.parent
+            try:
+                size = sum(f.stat().st_size for f in folder.iterdir())
+                out.append((folder, size, meta.stat().st_mtime))
+            except OSError:
+                continue
+        return out
+
+    def _evict(self) -> None:
+        entries = self.entries()
+        total = sum(size for _, size, _ in entries)
+        for folder, size, _ in sorted(entries, key=lambda e: e[2]):
+            if total <= self.max_bytes:
+                break
+            shutil.rmtree(folder, ignore_errors=True)
+            total -= size
+
+    def info(self) -> dict:
+        entries = self.entries()
+        return {"root": str(self.root), "entries": len(entries),
+                "bytes": sum(size for _, size, _ in entries), "max_bytes": self.max_bytes}
+
+    def clear(self) -> int:
+        entries = self.entries()
+        for folder, _, _ in entries:
+            shutil.rmtree(folder, ignore_errors=True)
+        return len(entries)
+
+
+_DEFAULT: tuple[Path, DiskCache] | None = None
+
+
+def default_cache() -> DiskCache | None:
+    """The process's cache (FUSEC_CACHE_DIR, else the user cache folder); None when
+    FUSEC_DISABLE_CACHE=1."""
+    global _DEFAULT
+    if os.environ.get("FUSEC_DISABLE_CACHE") == "1":
+        return None
+    wanted = _default_root()
+    if _DEFAULT is None or _DEFAULT[0] != wanted:
+        _DEFAULT = (wanted, DiskCache(wanted))
+    return _DEFAULT[1]
