@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import sys
+
+import sympy
 from dataclasses import dataclass
 
 from . import arrays
@@ -50,7 +52,7 @@ def trace(fn, params: list, blocks=None, default_block=_default_block):
     source = _Source.of(fn)
     kernel_name = fn.__name__
     body = Block()
-    sizes, div16, unit_strides, hints, wide = [], [], [], {}, set()
+    sizes, div16, unit_strides, hints, wide, signed = [], [], [], {}, set(), []
     values = {}
     for p in params:
         if isinstance(p, ConstParam):
@@ -79,7 +81,11 @@ def trace(fn, params: list, blocks=None, default_block=_default_block):
                 if p.is_one:
                     values[p.name] = 1
                     continue
-                sym = size_symbol(p.name)
+                if p.nonneg:
+                    sym = size_symbol(p.name)
+                else:
+                    sym = sympy.Symbol(p.name, integer=True)
+                    signed.append(p.name)
                 sizes.append([sym.name, index, -1])
                 hints[sym.name] = p.hint
                 if p.div16:
@@ -91,6 +97,8 @@ def trace(fn, params: list, blocks=None, default_block=_default_block):
                 values[p.name] = TileVal(arg, weak=True)
     loc = Loc(source.file, source.line0, source.col0 + 1)
     attrs = {"name": kernel_name, "sizes": sizes, "div16": div16, "unit_strides": unit_strides}
+    if signed:
+        attrs["signed"] = signed
     builder = Builder(body, loc)
     kernel = Op("kernel", [], [], attrs, [body], loc)
     used_blocks = []
@@ -182,6 +190,9 @@ class CompiledKernel:
             else:
                 self._returns.append(("alloc", alloc_values.index(v)))
         self._sizes = kernel.attrs.get("sizes", [])
+        written = {op.operands[0] for op in kernel.walk() if op.name in ("store", "atomic_add")}
+        self._written = [(i, arg.name) for i, arg in enumerate(body.args) if arg in written]
+        self.validate = None     # set by the Kernel: checks call args match the specialization
         self.num_launches = sum(1 for op in body.ops
                                 if op.name == "tile_for" and op.attrs.get("parallel"))
 
@@ -189,7 +200,10 @@ class CompiledKernel:
         return f"<CompiledKernel {self.name} backend={self.backend} target={self.target}>"
 
     def __call__(self, *args):
-        """Launch with all the kernel's arguments (constexpr ones included, and ignored)."""
+        """Launch with all the kernel's arguments (constexpr ones included, and ignored).
+        Arguments that do not match the specialization compiled for raise ValueError."""
+        if self.validate is not None:
+            self.validate(args)
         if self.runtime_positions is None:
             return self.run(list(args))
         return self.run([args[i] for i in self.runtime_positions])
@@ -197,6 +211,10 @@ class CompiledKernel:
     def run(self, runtime_args: list):
         """runtime_args: the kernel's runtime params (arrays and Python scalars) in order."""
         views = [arrays.numpy_view(a) if arrays.is_array(a) else a for a in runtime_args]
+        for i, name in self._written:
+            if not views[i].flags.writeable:
+                raise ValueError(f"kernel {self.name!r}: argument {name!r} is read-only but "
+                                 "the kernel writes into it")
         symbols = {}
         for name, index, dim in self._sizes:
             v = views[index]

@@ -92,24 +92,49 @@ class Kernel:
             return config if isinstance(config, Config) else Config(**config)
         return self.configs[0] if self.configs else None
 
-    def _lookup(self, values, backend, target, config, spec_values=None):
-        base_key, specs = self._describe(spec_values or values)
-        base_key = (base_key, backend, target, config)
+    def _key(self, values, backend, target, config):
+        """(full key or None when not compiled yet, base key, param specs)."""
+        arg_keys, specs = self._describe(values)
+        base_key = (arg_keys, backend, target, config)
         guards = self._guards.get(base_key)
-        if guards is not None:
-            full_key = (base_key, self._buckets(guards, specs, spec_values or values))
-            compiled = self._compiled.get(full_key)
-            if compiled is not None:
-                return compiled
+        full_key = None if guards is None else (base_key, self._buckets(guards, specs))
+        return full_key, base_key, specs
+
+    def _lookup(self, values, backend, target, config):
+        full_key, base_key, specs = self._key(values, backend, target, config)
+        compiled = self._compiled.get(full_key) if full_key is not None else None
+        if compiled is not None:
+            return compiled
         compiled = build(self.fn, specs, backend, target, config)
         compiled.runtime_positions = [i for i, p in enumerate(self.params)
                                       if p.name not in self.constexprs]
         guards = self._guards.setdefault(base_key, [(g, size_function(g)) for g in
                                                     compiled.guards])
-        self._compiled[(base_key, self._buckets(guards, specs, spec_values or values))] = compiled
+        full_key = (base_key, self._buckets(guards, specs))
+        self._compiled[full_key] = compiled
+        compiled.validate = lambda args: self._validate(full_key, args)
         return compiled
 
-    def _buckets(self, guards, specs, values):
+    def _validate(self, full_key, args):
+        """Raise ValueError naming the first argument outside the specialization of the
+        compiled kernel stored under full_key."""
+        values = self._bind(args, {})
+        _, backend, target, config = full_key[0]
+        key, _, _ = self._key(values, backend, target, config)
+        if key == full_key:
+            return
+        got = key[0][0] if key else self._describe(values)[0]
+        for p, want_part, got_part in zip(self.params, full_key[0][0], got):
+            if want_part != got_part:
+                raise ValueError(f"{self.fn.__name__}(): argument {p.name!r} does not match "
+                                 f"the specialization this CompiledKernel was built for "
+                                 f"({want_part} vs {got_part}); call the kernel itself, which "
+                                 "compiles a matching one")
+        raise ValueError(f"{self.fn.__name__}(): a size used as a whole-extent ':' tile falls "
+                         "in another power-of-two bucket than this CompiledKernel was built for;"
+                         " call the kernel itself, which compiles a matching one")
+
+    def _buckets(self, guards, specs):
         if not guards:
             return ()
         symbols = {}

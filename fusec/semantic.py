@@ -78,8 +78,12 @@ class Semantic:
             value = float(value)
         return TileVal(self.b.value("const", [], TileType(dtype, tuple(shape)), value=value))
 
+    wide_symbols: set = frozenset()     # int params whose values need int64
+
     def symval(self, expr: sympy.Expr) -> TileVal:
-        return TileVal(self.b.value("symval", [], scalar(D.int32), expr=expr), weak=True)
+        wide = any(s.name in self.wide_symbols for s in expr.free_symbols)
+        dtype = D.int64 if wide else D.int32
+        return TileVal(self.b.value("symval", [], scalar(dtype), expr=expr), weak=True)
 
     def to_tile(self, x, dtype: DType | None = None) -> TileVal:
         """A Python number or runtime size as a tile (of `dtype` when given)."""

@@ -55,6 +55,7 @@ class ScalarParam:
     div16: bool = False
     wide: bool = False    # needs int64
     hint: object = None
+    nonneg: bool = True   # >= 0 (sizes, offsets); a negative value gets its own compile
 
 
 @dataclass(frozen=True)
@@ -73,12 +74,13 @@ _INT32_MAX = 2 ** 31 - 1
 def describe(name: str, value, constexpr: bool, static_shapes: bool):
     """(key part, param spec) for one argument; raises TypeError naming the parameter."""
     if constexpr:
+        # the type is part of the key (1, 1.0 and True trace differently) and floats go by
+        # repr (so -0.0 differs from 0.0 and a NaN matches itself)
         try:
-            hash(value)
-            key_value = value
+            key_value = repr(value) if isinstance(value, float) else (hash(value), value)[1]
         except TypeError:
             key_value = repr(value)
-        return ("c", key_value), ConstParam(name, value)
+        return ("c", type(value).__qualname__, key_value), ConstParam(name, value)
     if isinstance(value, TensorSpec) or arrays.is_array(value):
         if isinstance(value, TensorSpec):
             dtype, shape, strides = value.dtype, value.shape, value.strides
@@ -105,7 +107,9 @@ def describe(name: str, value, constexpr: bool, static_shapes: bool):
     if isinstance(value, int):
         wide = not -_INT32_MAX - 1 <= value <= _INT32_MAX
         fact = _size_fact(value) if value > 0 else ""
-        return ("i", fact, wide), ScalarParam(name, "i", fact == 1, fact == "d16", wide, value)
+        nonneg = value >= 0
+        return ("i", fact, wide, nonneg), ScalarParam(name, "i", fact == 1, fact == "d16", wide,
+                                                      value, nonneg)
     if isinstance(value, float):
         return ("f",), ScalarParam(name, "f", hint=value)
     scalar_types = ("numpy", "torch")

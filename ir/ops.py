@@ -10,6 +10,8 @@ Structure
                     sizes: [[symbol, param index, dim], ...] binds every size symbol to a
                       tensor param's size along dim (dim -1: the value of an int param).
                     div16: size symbols the specialization proved divisible by 16.
+                    signed: int-param symbols that may be negative (every other size symbol
+                      is known to be >= 0).
                     unit_strides: [[param index, dim], ...] dims whose stride is known to be
                       1. Allocated tensors are contiguous (row-major).
   alloc()           {zero} -> tensor: an output tensor, shape from the result type.

@@ -48,6 +48,10 @@ class IndexRanges:
             symbol = size_symbol(entry) if isinstance(entry, str) else entry
             self._div16[symbol] = 16 * sympy.Dummy(f"{symbol}_16ths", integer=True,
                                                    nonnegative=True)
+        # int parameters that may be negative (the specialization saw a negative value):
+        # their symbols lose the nonnegative assumption every size symbol carries
+        self._signed = {size_symbol(name): sympy.Symbol(name, integer=True)
+                        for name in kernel.attrs.get("signed", ())}
         self._cache: dict[Value, Range | None] = {}
         self._proofs: dict[sympy.Expr, bool] = {}
 
@@ -59,7 +63,7 @@ class IndexRanges:
         return self._proofs[expr]
 
     def _prove_nonnegative(self, expr) -> bool:
-        expr = expr.xreplace(self._div16)
+        expr = expr.xreplace(self._signed).xreplace(self._div16)
         if expr.is_nonnegative or sympy.expand(expr).is_nonnegative \
                 or sympy.simplify(expr).is_nonnegative:
             return True
@@ -88,8 +92,14 @@ class IndexRanges:
         loop = v.owner.parent
         if loop is None or loop.name != "for" or v.index != 0 or not _is_int_tile(v):
             return None
-        lo, hi = self.of(loop.operands[0]), self.of(loop.operands[1])
-        return None if lo is None or hi is None else (lo[0], hi[1] - 1)
+        lo, hi, step = (self.of(v) for v in loop.operands[:3])
+        if lo is None or hi is None or step is None:
+            return None
+        if self.proves_nonnegative(step[0] - 1):          # counts up: lo <= i < hi
+            return (lo[0], hi[1] - 1)
+        if self.proves_nonnegative(-1 - step[1]):         # counts down: hi < i <= lo
+            return (hi[0] + 1, lo[1])
+        return None
 
 
 def _rounding_bounds(atom: sympy.Expr) -> tuple[sympy.Expr, sympy.Expr]:
