@@ -407,9 +407,9 @@ class Tracer(ast.NodeVisitor):
             inits = result
         else:
             raise self.error(node, "the types of loop-carried variables did not settle")
-        op = result
-        for name, value, init in zip(carried, op.results, inits):
-            self.vars[name] = TileVal(value, init.masks, init.weak)
+        op, weak = result
+        for name, value, init, out_weak in zip(carried, op.results, inits, weak):
+            self.vars[name] = TileVal(value, init.masks, init.weak and out_weak)
 
     def _try_carried(self, node, kind, spec, carried, inits):
         """Trace the loop once. Returns (True, loop op), or (False, widened inits) when a
@@ -426,10 +426,11 @@ class Tracer(ast.NodeVisitor):
             op_name, operands = "tile_for", [v.value for v in inits]
             attrs = {"extent": extent, "block": block, "parallel": False, "dim": dim}
         else:
-            lo, hi, step = spec
-            wide = any(isinstance(v, TileVal) and v.dtype == D.int64 for v in (lo, hi, step))
-            bound_type = D.int64 if wide else D.int32
-            bounds = [self.sem.to_tile(v, bound_type).value for v in (lo, hi, step)]
+            tiles = [self.sem.to_tile(v) for v in spec]
+            if any(not (t.dtype.is_int or t.dtype.is_bool) or t.rank for t in tiles):
+                raise self.error(node.iter, "range() takes int scalars")
+            bound_type = D.int64 if any(t.dtype == D.int64 for t in tiles) else D.int32
+            bounds = [self.sem.cast(t, bound_type).value for t in tiles]
             body = Block([scalar(bound_type)] + types)
             self.assign(node.target, TileVal(body.args[0]), node)
             op_name, operands, attrs = "for", bounds + [v.value for v in inits], {}
@@ -439,6 +440,7 @@ class Tracer(ast.NodeVisitor):
         try:
             with self.b.at_end(body):
                 self.visit_body(node.body)
+                self._check_rebinding(node, saved_vars, "loop")
                 outs = [self.sem.to_tile(self.vars[n]) for n in carried]
                 if all(o.type == i.type for o, i in zip(outs, inits)):
                     self.b.create("yield", [o.value for o in outs])
@@ -446,7 +448,8 @@ class Tracer(ast.NodeVisitor):
             self.in_runtime_flow -= 1
             self.vars = saved_vars
         if all(o.type == i.type for o, i in zip(outs, inits)):
-            return True, self.b.create(op_name, operands, types, attrs, [body])
+            op = self.b.create(op_name, operands, types, attrs, [body])
+            return True, (op, [o.weak for o in outs])
         self.state.restore(saved_state)
         widened = []
         for name, out, init in zip(carried, outs, inits):
@@ -481,6 +484,7 @@ class Tracer(ast.NodeVisitor):
                 self.vars = dict(before)
                 with self.b.at_end(block):
                     self.visit_body(stmts)
+                    self._check_rebinding(node, before, "if")
                 branches.append((block, dict(self.vars)))
         finally:
             self.in_runtime_flow -= 1
@@ -502,19 +506,41 @@ class Tracer(ast.NodeVisitor):
             with self.b.at_end(else_block):
                 tb = self.sem.broadcast_to(tb, shape)
             outs.append((n, ta, tb))
-        with self.b.at_end(then_block):
-            self.b.create("yield", [ta.value for _, ta, _ in outs])
-        with self.b.at_end(else_block):
-            self.b.create("yield", [tb.value for _, _, tb in outs])
-        op = self.b.create("if", [cond.value], [ta.type for _, ta, _ in outs], {},
+        # lane masks that differ between the branches leave the `if` as extra results
+        mask_slots = [(i, d) for i, (_, ta, tb) in enumerate(outs)
+                      for d, (m1, m2) in enumerate(zip(ta.masks, tb.masks)) if m1 is not m2]
+        yields = []
+        for block, pick in ((then_block, 1), (else_block, 2)):
+            with self.b.at_end(block):
+                masks = []
+                for i, d in mask_slots:
+                    tile = outs[i][pick]
+                    m = tile.masks[d]
+                    masks.append(m if m is not None else
+                                 self.sem.const(True, D.bool_, (tile.shape[d],)).value)
+                values = [o[pick].value for o in outs] + masks
+                self.b.create("yield", values)
+                yields.append(values)
+        op = self.b.create("if", [cond.value], [v.type for v in yields[0]], {},
                            [then_block, else_block])
         self.vars = before
-        for (n, ta, tb), r in zip(outs, op.results):
-            masks = tuple(m1 if m1 is m2 else None for m1, m2 in zip(ta.masks, tb.masks))
+        extra = dict(zip(mask_slots, op.results[len(outs):]))
+        for i, ((n, ta, tb), r) in enumerate(zip(outs, op.results)):
+            masks = tuple(m1 if m1 is m2 else extra[(i, d)]
+                          for d, (m1, m2) in enumerate(zip(ta.masks, tb.masks)))
             self.vars[n] = TileVal(r, masks, ta.weak and tb.weak)
         for n in names:                     # defined in one branch only: not visible after
             if n not in results and (n in then_vars or n in else_vars) and n not in before:
                 self.vars.pop(n, None)
+
+    def _check_rebinding(self, node, before: dict, what: str):
+        """Only tile values may change inside runtime control flow (they become SSA values
+        carried by the loop or `if`); a tensor, size or tile rebound there cannot."""
+        for name, old in before.items():
+            new = self.vars.get(name, old)
+            if new is not old and not (_carriable(old) and _carriable(new)):
+                raise self.error(node, f"{name!r} ({_describe_value(old)}) is rebound inside a "
+                                       f"runtime {what}; only tile values can change there")
 
     # -- expressions -----------------------------------------------------------------------
     def visit_Constant(self, node):
@@ -757,6 +783,11 @@ def _carriable(value) -> bool:
 
 def _as_index_tuple(index):
     return index if isinstance(index, tuple) else (index,)
+
+
+def _describe_value(value) -> str:
+    kinds = {TensorArg: "a tensor", SymSize: "a size", TileHandle: "a tile"}
+    return kinds.get(type(value), f"a {type(value).__name__}")
 
 
 def _describe(obj) -> str:

@@ -193,8 +193,13 @@ class CompiledKernel:
         written = {op.operands[0] for op in kernel.walk() if op.name in ("store", "atomic_add")}
         self._written = [(i, arg.name) for i, arg in enumerate(body.args) if arg in written]
         self.validate = None     # set by the Kernel: checks call args match the specialization
-        self.num_launches = sum(1 for op in body.ops
-                                if op.name == "tile_for" and op.attrs.get("parallel"))
+        # a parallel loop that no other parallel loop encloses starts one launch (also
+        # when it sits in a top-level runtime `for` or `if`: counted once per call site)
+        self.num_launches = sum(
+            1 for op in kernel.walk()
+            if op.name == "tile_for" and op.attrs.get("parallel")
+            and not (op.parent.parent.name == "tile_for"
+                     and op.parent.parent.attrs.get("parallel")))
 
     def __repr__(self):
         return f"<CompiledKernel {self.name} backend={self.backend} target={self.target}>"

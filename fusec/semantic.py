@@ -379,6 +379,12 @@ class Semantic:
                 dims.append(item.block)
             elif isinstance(item, slice):
                 start, stop = item.start, item.stop
+                if item.step not in (None, 1):
+                    raise SemanticError(f"index {d}: slice steps are not supported "
+                                        f"(got step {item.step})")
+                if any(isinstance(v, int) and v < 0 for v in (start, stop)):
+                    raise SemanticError(f"index {d}: negative slice bounds are not supported "
+                                        "(they do not count from the end here)")
                 if start is None and stop is None:
                     length = full_blocks(size)
                     idx = self.b.value("arange", [], TileType(D.INDEX, (length,)), start=0,
@@ -394,6 +400,9 @@ class Semantic:
                 per_item.append((idx, len(dims), self.lt_size(idx, size), None))
                 dims.append(length)
             else:
+                if isinstance(item, int) and not isinstance(item, bool) and item < 0:
+                    raise SemanticError(f"index {d}: negative indices are not supported (they "
+                                        "do not count from the end here)")
                 s = self.to_tile(item)
                 if s.rank != 0 or not (s.dtype.is_int):
                     raise SemanticError(f"index {d} must be a tile handle, a slice, an int or an "
@@ -417,15 +426,39 @@ class Semantic:
                     v.type.shape[:a] + (1,) + v.type.shape[a:]), axis=a)
         return v
 
-    def _gather_indices(self, items):
+    def _gather_indices(self, tensor: TensorArg, items):
         tiles = [self.to_tile(i) for i in items]
         for d, t in enumerate(tiles):
             if not t.dtype.is_int:
                 raise SemanticError(f"index {d} must be an int tile, got {t.type}")
         shape = broadcast_shapes(*(t.shape for t in tiles))
+        store_masks = [self._merge_dim([self.broadcast_to(t, shape) for t in tiles], d)
+                       for d in range(len(shape))]
+        masks = list(store_masks)
+        for t, size in zip(tiles, tensor.value.type.shape):
+            bound = self._in_bounds_along_one_dim(t, size, len(shape))
+            if bound is not None:
+                axis, mask = bound
+                masks[axis] = self.and_masks(masks[axis], mask)
         tiles = [self.broadcast_to(t, shape) for t in tiles]
-        masks = tuple(self._merge_dim(tiles, d) for d in range(len(shape)))
-        return [t.value for t in tiles], shape, masks, list(masks)
+        return [t.value for t in tiles], shape, tuple(masks), store_masks
+
+    def _in_bounds_along_one_dim(self, index: TileVal, size, rank: int):
+        """Gathered lanes outside the tensor are masked lanes too (reductions skip them).
+        Lane masks are per dim, so this is recorded when the index tile varies along one
+        dim only (t.index + 1, rows[:, None]); returns (axis, 1-D mask) or None."""
+        varying = [d for d, n in enumerate(index.shape) if n != 1]
+        if len(varying) != 1:
+            return None
+        inside = self.binary("and", self.compare("ge", index, 0),
+                             self.compare("lt", index, SymSize(size) if not size.is_Integer
+                                          else int(size)))
+        v = inside.value
+        for d in reversed(range(index.rank)):       # squeeze the size-1 dims
+            if d != varying[0]:
+                v = self.b.value("reduce", [v], v.type.with_shape(
+                    v.type.shape[:d] + v.type.shape[d + 1:]), kind="max", axis=d)
+        return rank - index.rank + varying[0], v
 
     def indices(self, tensor: TensorArg, items, full_blocks):
         if len(items) > tensor.ndim:
@@ -438,7 +471,7 @@ class Semantic:
                 raise SemanticError(
                     f"indexing {tensor.name!r} mixes index tiles with tile handles or slices; "
                     "use t.index[:, None]-style index tiles for every dim instead")
-            return self._gather_indices(items)
+            return self._gather_indices(tensor, items)
         return self._block_indices(tensor, items, full_blocks)
 
     def load(self, tensor: TensorArg, items, full_blocks, mask=None, other=None) -> TileVal:

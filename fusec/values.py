@@ -72,7 +72,7 @@ class TileHandle:
     cache: dict = field(default_factory=dict)   # index / begin / mask values, built once
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class SymSize:
     """A size known only at run time (a tensor's size or an int parameter), as sympy."""
     expr: sympy.Expr
@@ -119,6 +119,21 @@ class SymSize:
     def __mod__(self, o):
         o = self._lift(o)
         return NotImplemented if o is NotImplemented else self._wrap(sympy.Mod(self.expr, o))
+
+    def __eq__(self, other):
+        o = self._lift(other)
+        if o is NotImplemented:
+            return False
+        diff = sympy.simplify(self.expr - o)
+        if diff.is_number:
+            return diff == 0
+        from .semantic import SemanticError
+        raise SemanticError(f"whether sizes {self.expr} and {o} are equal is only known at run "
+                            "time; compare them on the device (e.g. in fl.where) or specialize "
+                            "with static_shapes=True")
+
+    def __hash__(self):
+        return hash(self.expr)
 
     def __repr__(self) -> str:
         return f"SymSize({self.expr})"

@@ -25,15 +25,19 @@ def _gelu_tanh(x):
     return 0.5 * x * (1.0 + np.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x ** 3)))
 
 
+_erfc = np.vectorize(math.erfc, otypes=[np.float64])
+
+
 def _sigmoid(x):
-    return 0.5 * (1.0 + np.tanh(0.5 * x))      # overflow-free form of 1 / (1 + exp(-x))
+    with np.errstate(over="ignore"):
+        return 1.0 / (1.0 + np.exp(-x))       # exp overflowing to inf gives the right 0
 
 
 # Float math, evaluated on float64 arrays.
 FLOAT_UNARY = {
     "exp": np.exp, "exp2": np.exp2, "log": np.log, "log2": np.log2, "sqrt": np.sqrt,
     "rsqrt": lambda x: 1.0 / np.sqrt(x), "sin": np.sin, "cos": np.cos, "tanh": np.tanh,
-    "erf": _erf, "sigmoid": _sigmoid, "gelu": lambda x: 0.5 * x * (1.0 + _erf(x / math.sqrt(2))),
+    "erf": _erf, "sigmoid": _sigmoid, "gelu": lambda x: 0.5 * x * _erfc(-x / math.sqrt(2)),
     "gelu_tanh": _gelu_tanh, "silu": lambda x: x * _sigmoid(x), "floor": np.floor,
     "ceil": np.ceil,
 }
@@ -64,7 +68,7 @@ def _bitwise(logical, bitwise):
 
 BINARY = {
     "add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide,
-    "floordiv": lambda a, b: (np.floor(a / b) if a.dtype.kind == "f"
+    "floordiv": lambda a, b: (np.floor_divide(a, b) if a.dtype.kind == "f"
                               else _int_div(a, b, np.floor_divide)),
     "mod": lambda a, b: np.mod(a, b) if a.dtype.kind == "f" else _int_div(a, b, np.mod),
     "maximum": np.maximum, "minimum": np.minimum, "pow": _pow,
@@ -214,6 +218,10 @@ class Interpreter:
         array, safe, valid, value, _ = self._lanes(op, ins)
         dtype = op.operands[0].type.dtype
         stored = to_storage(np.broadcast_to(value, valid.shape), dtype)
+        if array.ndim == 0:                  # a 0-d tensor: one lane, no index
+            if valid:
+                array[()] = stored
+            return []
         array[tuple(i[valid] for i in safe)] = stored[valid]
         return []
 

@@ -248,6 +248,24 @@ def _fmod(ctx, d, x, y):
     return b.select(b.fcmp_ordered("==", r, zero), signed_zero, r)
 
 
+def _ffloordiv(ctx, d, x, y):
+    """np.floor_divide / Python's float //: from the remainder, so that
+    (x // y) * y + x % y == x holds (7.0 // 0.1 is 69, not floor(7.0 / 0.1) = 70)."""
+    b = ctx.b
+    zero = _zero(x.type)
+    r = b.frem(x, y)
+    q = b.fdiv(b.fsub(x, r), y)
+    fix = b.and_(b.fcmp_ordered("!=", r, zero),
+                 b.xor(b.fcmp_ordered("<", y, zero), b.fcmp_ordered("<", r, zero)))
+    q = b.select(fix, b.fsub(q, ir.Constant(x.type, 1.0)), q)
+    f = ctx.intrinsic("floor", [q])
+    f = b.select(b.fcmp_ordered(">", b.fsub(q, f), ir.Constant(x.type, 0.5)),
+                 b.fadd(f, ir.Constant(x.type, 1.0)), f)
+    f = b.select(b.fcmp_ordered("==", q, zero), ctx.intrinsic("copysign", [zero, b.fdiv(x, y)]),
+                 f)
+    return b.select(b.fcmp_ordered("==", y, zero), b.fdiv(x, y), f)
+
+
 def _fmax(ctx, d, x, y):
     """np.maximum: NaN in either operand gives NaN."""
     b = ctx.b
@@ -266,7 +284,7 @@ FLOAT_BINARY = {
     "sub": _rounded(lambda c, d, x, y: c.b.fsub(x, y)),
     "mul": _rounded(lambda c, d, x, y: c.b.fmul(x, y)),
     "div": _rounded(lambda c, d, x, y: c.b.fdiv(x, y)),
-    "floordiv": _rounded(lambda c, d, x, y: c.intrinsic("floor", [c.b.fdiv(x, y)])),
+    "floordiv": _rounded(_ffloordiv),
     "mod": _rounded(_fmod),
     "pow": _rounded(lambda c, d, x, y: c.intrinsic("pow", [x, y])),
     "maximum": _fmax, "minimum": _fmin,

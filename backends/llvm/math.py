@@ -264,15 +264,18 @@ def _rsqrt(ctx, x):
 
 # -- float64: the interpreter's formulas over libm -------------------------------------------
 def _sigmoid_f64(ctx, x):
+    """1 / (1 + exp(-x)): keeps the tail (sigmoid(-40) = 4.2e-18) that 0.5 * (1 + tanh)
+    cancels to 0; exp overflowing to inf gives the right 0."""
     b = ctx.b
-    t = ctx.call_libm("tanh", [b.fmul(ir.Constant(F64, 0.5), x)])
-    return b.fmul(ir.Constant(F64, 0.5), b.fadd(ir.Constant(F64, 1.0), t))
+    e = ctx.call_libm("exp", [b.fneg(x)])
+    return b.fdiv(ir.Constant(F64, 1.0), b.fadd(ir.Constant(F64, 1.0), e))
 
 
 def _gelu_f64(ctx, x):
+    """0.5 * x * erfc(-x / sqrt 2): erfc keeps the negative tail that 1 + erf cancels."""
     b = ctx.b
-    e = ctx.call_libm("erf", [b.fdiv(x, ir.Constant(F64, math.sqrt(2)))])
-    return b.fmul(b.fmul(ir.Constant(F64, 0.5), x), b.fadd(ir.Constant(F64, 1.0), e))
+    e = ctx.call_libm("erfc", [b.fdiv(b.fneg(x), ir.Constant(F64, math.sqrt(2)))])
+    return b.fmul(b.fmul(ir.Constant(F64, 0.5), x), e)
 
 
 def _gelu_tanh_f64(ctx, x):

@@ -128,7 +128,7 @@ def _int_ref(op, a, b, dtype):
 def _float_ref(op, a, b):
     with np.errstate(all="ignore"):
         return {"add": a + b, "sub": a - b, "mul": a * b, "div": a / b,
-                "floordiv": np.floor(a / b), "mod": np.mod(a, b), "maximum": np.maximum(a, b),
+                "floordiv": np.floor_divide(a, b), "mod": np.mod(a, b), "maximum": np.maximum(a, b),
                 "minimum": np.minimum(a, b), "pow": np.power(np.abs(a), b)}[op]
 
 

@@ -96,3 +96,137 @@ def test_compiled_kernel_refuses_arguments_outside_its_specialization():
     assert (ok == 1).all()
     with pytest.raises(ValueError, match="argument 'x' does not match"):
         ck(np.zeros(100, np.float32)[:50])
+
+
+def test_rebinding_a_tensor_in_a_runtime_loop_is_an_error():
+    @fusec.kernel
+    def pingpong(a, b, n: int):
+        for t in fusec.tile(a.shape[0]):
+            for i in range(n):
+                b[t] = a[t] + 1.0
+                a, b = b, a
+        return a
+
+    with pytest.raises(fusec.CompilationError, match="'a' \\(a tensor\\) is rebound inside a "
+                                                     "runtime loop"):
+        pingpong(np.zeros(4, np.float32), np.zeros(4, np.float32), 3)
+
+
+@fusec.kernel
+def pick_then_max(x, y, use_y: bool):
+    out = fusec.empty([x.shape[0]], fl.float32)
+    for tm in fusec.tile(x.shape[0]):
+        if use_y:
+            r = y[tm, :]
+        else:
+            r = x[tm, :]
+        out[tm] = fl.max(r, axis=1)
+    return out
+
+
+def test_lane_masks_flow_through_runtime_ifs(backend):
+    x = -np.arange(1, 31, dtype=np.float32).reshape(3, 10)
+    y = x - 100
+    np.testing.assert_array_equal(pick_then_max(x, y, False), x.max(1))
+    np.testing.assert_array_equal(pick_then_max(x, y, True), y.max(1))
+
+
+@fusec.kernel
+def gather_stats(x):
+    out = fusec.empty([2], fl.float32)
+    for t in fusec.tile(x.shape[0], block=16):
+        g = x[t.index + 1]
+        out[0] = fl.max(g)
+        out[1] = fl.mean(g)
+    return out
+
+
+def test_out_of_bounds_gather_lanes_are_masked_for_reductions(backend):
+    x = -np.arange(1, 11, dtype=np.float32)
+    got = gather_stats(x)
+    np.testing.assert_allclose(got, [x[1:].max(), x[1:].mean()], rtol=1e-6)
+
+
+def test_loop_carried_value_from_a_python_number_takes_the_tile_dtype(backend):
+    @fusec.kernel
+    def k(x32, h16):
+        out = fusec.empty([x32.shape[0]], fl.float32)
+        for t in fusec.tile(x32.shape[0]):
+            acc = 0.0
+            for i in range(2):
+                acc = acc + x32[t]
+            out[t] = acc * h16[t]
+        return out
+
+    got = k(np.full(3, 1.0001, np.float32), np.ones(3, np.float16))
+    np.testing.assert_allclose(got, 2.0002, rtol=1e-6)
+
+
+def test_slice_steps_negative_indices_and_size_equality_are_refused():
+    @fusec.kernel
+    def steps(x):
+        out = fusec.empty([x.shape[0]], fl.float32)
+        for tm in fusec.tile(x.shape[0]):
+            out[tm] = fl.sum(x[tm, ::2], axis=1)
+        return out
+
+    @fusec.kernel
+    def last(x):
+        out = fusec.empty([x.shape[0]], fl.float32)
+        for tm in fusec.tile(x.shape[0]):
+            out[tm] = x[tm, -1]
+        return out
+
+    @fusec.kernel
+    def same_shape(x, y):
+        assert x.shape == y.shape
+        return x
+
+    with pytest.raises(fusec.CompilationError, match="slice steps are not supported"):
+        steps(np.zeros((2, 8), np.float32))
+    with pytest.raises(fusec.CompilationError, match="negative indices are not supported"):
+        last(np.zeros((2, 8), np.float32))
+    with pytest.raises(fusec.CompilationError, match="only known at run time"):
+        same_shape(np.zeros(3, np.float32), np.zeros(3, np.float32))
+
+
+def test_float_floordiv_and_mod_follow_python(backend):
+    @fusec.kernel
+    def divmod_(a, b):
+        out = fusec.empty([2, a.shape[0]], a.dtype)
+        for t in fusec.tile(a.shape[0]):
+            out[0, t] = a[t] // b[t]
+            out[1, t] = a[t] % b[t]
+        return out
+
+    a = np.array([7.0, 1.0, -7.5, 5.0], np.float64)
+    b = np.array([0.1, 0.1, 2.0, -3.0], np.float64)
+    got = divmod_(a, b)
+    np.testing.assert_array_equal(got[0], a // b)
+    np.testing.assert_allclose(got[1], a % b)
+
+
+def test_float64_sigmoid_and_gelu_keep_their_tails(backend):
+    @fusec.kernel
+    def tails(x):
+        out = fusec.empty([2, x.shape[0]], x.dtype)
+        for t in fusec.tile(x.shape[0]):
+            out[0, t] = fl.sigmoid(x[t])
+            out[1, t] = fl.gelu(x[t])
+        return out
+
+    got = tails(np.array([-40.0, -10.0], np.float64))
+    np.testing.assert_allclose(got[0], [4.248354255291589e-18, 4.5397868702434395e-05])
+    np.testing.assert_allclose(got[1][1], -7.619853024160527e-23)
+
+
+def test_num_launches_counts_loops_inside_runtime_control_flow():
+    @fusec.kernel
+    def repeated(x, n: int):
+        for i in range(n):
+            for t in fusec.tile(x.shape[0]):
+                x[t] = x[t] + 1.0
+        return x
+
+    ck = repeated.compile(np.zeros(3, np.float32), 3, backend="interpret")
+    assert ck.num_launches == 1
