@@ -85,3 +85,22 @@ def allocate(like, shape, dtype: D.DType, zero: bool):
                         "bfloat16); pass torch tensors or allocate another dtype")
     fn = np.zeros if zero else np.empty
     return fn(tuple(shape), dtype=STORAGE[dtype])
+
+
+_ARCHS: dict[int, str] = {}
+
+
+def cuda_arch(value=None) -> str | None:
+    """"sm_XY" of the CUDA device holding torch tensor `value` (else of the current
+    device); None where torch sees no GPU. Memoized per device (read on every GPU call)."""
+    index = value.device.index if value is not None else None
+    arch = _ARCHS.get(index) if index is not None else None
+    if arch is None:
+        torch = _torch()
+        if torch is None or not torch.cuda.is_available():
+            return None
+        if index is None:
+            index = torch.cuda.current_device()
+        major, minor = torch.cuda.get_device_capability(index)
+        arch = _ARCHS[index] = f"sm_{major}{minor}"
+    return arch

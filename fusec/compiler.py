@@ -21,6 +21,7 @@ from .specialize import ConstParam, ScalarParam, TensorParam
 from .values import SymSize, TensorArg, TileVal
 
 BACKENDS = ("cpu", "interpret", "cuda", "ptx")
+DEVICE_BACKENDS = ("cuda",)    # run on torch CUDA tensors, not numpy views
 TILE_ELEMENTS_CAP = {"cpu": 16384, "interpret": 16384}   # default tiles stay cache-sized
 
 
@@ -215,11 +216,14 @@ class CompiledKernel:
 
     def run(self, runtime_args: list):
         """runtime_args: the kernel's runtime params (arrays and Python scalars) in order."""
-        views = [arrays.numpy_view(a) if arrays.is_array(a) else a for a in runtime_args]
-        for i, name in self._written:
-            if not views[i].flags.writeable:
-                raise ValueError(f"kernel {self.name!r}: argument {name!r} is read-only but "
-                                 "the kernel writes into it")
+        if self.backend in DEVICE_BACKENDS:      # they take the torch tensors themselves
+            views = list(runtime_args)
+        else:
+            views = [arrays.numpy_view(a) if arrays.is_array(a) else a for a in runtime_args]
+            for i, name in self._written:
+                if not views[i].flags.writeable:
+                    raise ValueError(f"kernel {self.name!r}: argument {name!r} is read-only "
+                                     "but the kernel writes into it")
         symbols = {}
         for name, index, dim in self._sizes:
             v = views[index]
@@ -231,7 +235,8 @@ class CompiledKernel:
             if any(s < 0 for s in shape):
                 raise ValueError(f"kernel {self.name!r}: output shape {shape} is negative")
             outputs.append(arrays.allocate(like, shape, t.dtype, zero))
-        out_views = [arrays.numpy_view(o) for o in outputs]
+        out_views = outputs if self.backend in DEVICE_BACKENDS else \
+            [arrays.numpy_view(o) for o in outputs]
         try:
             self._run(views + out_views)
         except (CompilationError, TypeError, ValueError):
@@ -273,6 +278,21 @@ def _dump(asm: dict):
                 print(text if isinstance(text, str) else f"<{len(text)} bytes>", file=sys.stderr)
 
 
+def cuda_target(target: str | None) -> str:
+    """The GPU arch to compile for: an explicit "sm_XY", or ("cuda"/None) the current
+    device's."""
+    if target not in (None, "cuda"):
+        if not target.startswith("sm_"):
+            raise ValueError(f"backend 'cuda' compiles for a GPU arch like 'sm_80' or "
+                             f"'sm_90', not target {target!r}")
+        return target
+    arch = arrays.cuda_arch()
+    if arch is None:
+        raise ValueError("backend 'cuda': no CUDA GPU here to read the arch from; pass "
+                         "target='sm_80' or target='sm_90' to compile without one")
+    return arch
+
+
 def build(fn, params, backend: str, target: str, config: Config | None):
     cap = TILE_ELEMENTS_CAP.get(backend, 16384)
     if config is not None:
@@ -294,9 +314,16 @@ def build(fn, params, backend: str, target: str, config: Config | None):
         asm.update(compiled.asm)
         run_fn = compiled.run
         from_cache = compiled.from_cache
+    elif backend == "cuda":
+        from .backends.cuda import compile_cuda
+        target = cuda_target(target)
+        warps = config.warps if config is not None else Config().warps
+        compiled = compile_cuda(kernel, arch=target, warps=warps)
+        asm.update(compiled.asm)
+        run_fn = compiled.run
     else:
         raise NotImplementedError(f"backend {backend!r} (target {target}) is not available "
-                                  "yet: the CUDA C and PTX backends come with the GPU issue")
+                                  "yet: the PTX backend comes with a later issue")
     _dump(asm)
     used_config = config or Config(blocks=blocks)
     compiled_kernel = CompiledKernel(fn.__name__, module, asm, backend, target, used_config,

@@ -78,7 +78,12 @@ class Kernel:
                              f"({', '.join(sorted(devices))})")
         on_gpu = devices == {"cuda"}
         if target is None:
-            target = "cuda" if on_gpu else "cpu"
+            if on_gpu:       # the device's own arch (part of the key: one build per arch)
+                target = arrays.cuda_arch(next(v for v in values if arrays.is_array(v)))
+            elif backend in ("cuda", "ptx"):
+                target = "cuda"          # the current device's arch, read by build()
+            else:
+                target = "cpu"
         if backend is None:
             backend = "cuda" if target != "cpu" else "cpu"
         if on_gpu and backend in ("cpu", "interpret"):

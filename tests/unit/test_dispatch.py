@@ -95,9 +95,15 @@ def test_torch_cpu_tensors_in_and_out(backend, dtype):
     torch.testing.assert_close(out, (x.double() * 2.0).to(dtype), rtol=1e-2, atol=1e-2)
 
 
-def test_cuda_tensors_need_the_gpu_backends():
-    with pytest.raises((ValueError, NotImplementedError)):
-        scale.compile(fusec.TensorSpec([64], fl.float32), 1.0, target="sm_90")
+def test_gpu_targets_compile_without_a_gpu():
+    ck = scale.compile(fusec.TensorSpec([64], fl.float32), 1.0, target="sm_90")
+    assert (ck.backend, ck.target) == ("cuda", "sm_90")
+    assert ck.asm["cubin"][:4] == b"\x7fELF" and "__global__" in ck.asm["cuda"]
+    if not torch.cuda.is_available():
+        with pytest.raises(fusec.LaunchError, match="torch sees none"):
+            ck(torch.ones(64), 1.0)
+    with pytest.raises(NotImplementedError, match="PTX"):
+        scale.compile(fusec.TensorSpec([64], fl.float32), 1.0, backend="ptx", target="sm_90")
 
 
 def test_unknown_backend_is_rejected():

@@ -1,0 +1,374 @@
+"""CUDA C for a kernel op (after passes): one `extern "C" __global__` function per launch
+(launches.py: a top-level parallel tile loop nest, or a serial run of top-level writes).
+
+SIMT mapping (simple and correct for every op; the fast mappings come later):
+- one thread block per program; the grid is the product of the nest's parallel loops,
+  flattened onto blockIdx.x (the last loop fastest), each program's tile coordinates
+  recovered by div/mod with the grid dims;
+- a materialized tile value (plan.py) is written by all threads striding over its flattened
+  elements into a per-program buffer, then `__syncthreads()`; inline values are recomputed
+  per element inside their consumer's loop; a reduce / dot output element is computed by one
+  thread looping over the reduced axis / K;
+- scalars (rank 0) are computed redundantly by every thread, so control flow (for, if,
+  sequential tile loops) is uniform across the block and barriers inside it are legal;
+- barriers: after every strided loop (its writes are read by other threads), and before
+  one when some thread may still be reading memory outside a loop (a scalar read of a
+  buffer or tensor) that the loop could overwrite;
+- buffers live in one arena per program: static shared memory when they fit in 48 KB,
+  else a slice of a global scratch tensor the runtime allocates (programs x bytes).
+
+`elem(v, idx)` yields the element of v at a tile index (a tuple of C int expressions or
+Python ints): a buffer read, or the op's rule in ELEM_RULES, bound to a const local and
+memoized per C scope (rules: elements.py). Ops that write memory or loop (memory.py,
+reduce.py, dot.py, control.py) have rules in OP_RULES.
+"""
+from __future__ import annotations
+
+import contextlib
+import re
+from typing import Callable
+
+from ...ir import dtypes as D
+from ...ir.core import Block, Op, Value
+from ...ir.dtypes import DType
+from ..llvm.launches import serial_ops
+from . import arith, control, dot, memory, reduce
+from .elements import ELEM_RULES
+from .layout import Layout, c_name
+from .plan import Plan
+from .types import SIZEOF, compute
+from .values import INLINE, Buf, Handle, Scalar, Tensor, numel, rank
+
+VIEW_OPS = ("broadcast", "expand_dims", "permute")
+SHARED_BYTES = 48 << 10         # static shared memory a block may declare
+ALIGN = 16
+# expressions not worth a local: names, literals, `(name + name)` lane indices
+_TRIVIAL = re.compile(r"^(-?[\w.]+|\(\w+ \+ \w+\))$")
+
+
+class FunctionEmitter:
+    """Emits the body of one device function (one launch)."""
+
+    def __init__(self, kernel: Op, plan: Plan, layout: Layout):
+        self.kernel = kernel
+        self.plan = plan
+        self.layout = layout
+        self.lines: list[str] = []
+        self.depth = 1
+        self.env: dict[Value, object] = {}
+        self.memo: list[dict] = [{}]
+        self._counts: dict[str, int] = {}
+        self.buffers: list[tuple[str, str, int]] = []     # (name, C type, byte offset)
+        self.arena_bytes = 0
+        self.in_loop = 0              # > 0 inside a strided (per-element) loop
+        self.need_sync = False        # a thread may be reading memory a loop could overwrite
+
+    # -- text --------------------------------------------------------------------------------
+    def line(self, text: str) -> None:
+        self.lines.append("  " * self.depth + text)
+
+    def fresh(self, base: str | None) -> str:
+        base = c_name(base, "v")
+        n = self._counts.get(base, 0)
+        self._counts[base] = n + 1
+        return f"{base}_{n}"
+
+    def declare(self, ctype: str, expr: str, base: str | None, force: bool = False,
+                mutable: bool = False) -> str:
+        """Bind expr to a new local (trivial expressions are returned as they are)."""
+        if not force and not mutable and _TRIVIAL.match(expr):
+            return expr
+        name = self.fresh(base)
+        self.line(f"{'' if mutable else 'const '}{ctype} {name} = {expr};")
+        return name
+
+    @contextlib.contextmanager
+    def block(self, header: str):
+        """A C block: `header { ... }` with its own memo scope (locals die at `}`)."""
+        self.line(header + " {")
+        self.depth += 1
+        self.memo.append({})
+        try:
+            yield
+        finally:
+            self.memo.pop()
+            self.depth -= 1
+            self.line("}")
+
+    def sync(self) -> None:
+        self.line("__syncthreads();")
+        self.need_sync = False
+
+    def note_read(self) -> None:
+        """A read of memory (buffer or tensor): outside a strided loop other threads could
+        overwrite it next, so the next strided loop starts with a barrier."""
+        if not self.in_loop:
+            self.need_sync = True
+
+    # -- elements ----------------------------------------------------------------------------
+    def elem(self, v: Value, idx: tuple) -> str:
+        rep = self.env[v]
+        if isinstance(rep, Scalar):
+            return rep.expr
+        key = (v, idx)
+        for scope in reversed(self.memo):
+            hit = scope.get(key)
+            if hit is not None:
+                return hit
+        if isinstance(rep, Buf):
+            self.note_read()
+            hit = rep.at(idx)
+        elif rep is INLINE:
+            hit = ELEM_RULES[v.op.name](self, v.op, idx)
+            if v.op.name not in VIEW_OPS:     # a view's element is its operand's
+                hit = self.declare(compute(v.type.dtype), hit, v.name or v.op.name)
+        else:
+            raise TypeError(f"{v} is not a tile value ({rep})")
+        self.memo[-1][key] = hit
+        return hit
+
+    def scalar_from(self, buf: Buf) -> Scalar:
+        """A rank-0 result held in a one-element buffer, read by every thread."""
+        self.note_read()
+        return Scalar(self.declare(buf.ctype, buf.at(()), buf.name, force=True))
+
+    def new_buffer(self, dtype: DType | None, shape, ctype: str | None = None,
+                   base: str = "buf") -> Buf:
+        """A tile buffer in the program's arena (elements of the dtype's compute type, or of
+        an explicit C type for accumulators)."""
+        ctype = ctype or compute(dtype)
+        name = self.fresh(base)
+        offset = self.arena_bytes
+        self.arena_bytes = (offset + numel(shape) * SIZEOF[ctype] + ALIGN - 1) // ALIGN * ALIGN
+        self.buffers.append((name, ctype, offset))
+        return Buf(name, tuple(shape), dtype, ctype)
+
+    def for_each(self, shape, body: Callable[[tuple], None]) -> None:
+        """A strided loop: the block's threads share the flattened elements of `shape`;
+        body(idx) emits one element's work. Ends with a barrier."""
+        # a barrier inside a per-element loop would be divergent (a hang): never nest them
+        assert not self.in_loop, "strided loops do not nest"
+        if self.need_sync:
+            self.sync()
+        e = self.fresh("e")
+        with self.block(f"for (int {e} = threadIdx.x; {e} < {numel(shape)}; "
+                        f"{e} += blockDim.x)"):
+            self.in_loop += 1
+            idx, inner = [], 1
+            for d in reversed(range(len(shape))):
+                n = shape[d]
+                if n == 1:
+                    idx.append(0)
+                else:
+                    q = e if inner == 1 else f"{e} / {inner}"
+                    outer = numel(shape[:d])
+                    expr = q if outer == 1 else f"{q} % {n}" if inner == 1 else f"({q}) % {n}"
+                    idx.append(self.declare("int", expr, f"i{d}", force=True))
+                inner *= n
+            body(tuple(reversed(idx)))
+            self.in_loop -= 1
+        self.sync()
+
+    def materialize(self, v: Value, fn: Callable[[tuple], str], into: Buf | None = None) -> Buf:
+        buf = into or self.new_buffer(v.type.dtype, v.type.shape, base=v.name or v.op.name)
+        self.for_each(v.type.shape, lambda idx: self.line(f"{buf.at(idx)} = {fn(idx)};"))
+        return buf
+
+    def sym(self, expr) -> str:
+        """A size expression's value (a long long kernel parameter)."""
+        return self.layout.slot_name(self.layout.sym_slots[expr])
+
+    # -- ops ---------------------------------------------------------------------------------
+    def emit_block(self, block: Block) -> list[Value]:
+        for op in block.ops:
+            if op.name in ("yield", "return"):
+                return op.operands
+            self.emit_op(op)
+        return []
+
+    def emit_op(self, op: Op) -> None:
+        rule = OP_RULES.get(op.name)
+        if rule is not None:
+            rule(self, op)
+            return
+        elem_rule = ELEM_RULES.get(op.name)
+        if elem_rule is None:
+            raise NotImplementedError(f"cuda backend: op {op.name!r} (at {op.loc}) is not "
+                                      "supported")
+        v = op.results[0]
+        if rank(v) == 0:
+            self.env[v] = Scalar(self.declare(compute(v.type.dtype), elem_rule(self, op, ()),
+                                              v.name or op.name))
+        elif v in self.plan.materialized:
+            self.env[v] = self.materialize(v, lambda idx: elem_rule(self, op, idx))
+        else:
+            self.env[v] = INLINE
+
+    def emit_prologue(self, launch, skip: set[int]) -> None:
+        """Top-level pure ops before `launch`, recomputed by every program (ops of serial
+        launches, `skip`, ran in their own launch)."""
+        for op in self.kernel.regions[0].ops:
+            if op is launch.first:
+                return
+            if op.name in ("alloc", "return") or id(op) in skip or (
+                    op.name == "tile_for" and op.attrs.get("parallel")):
+                continue
+            self.emit_op(op)
+
+    def emit_program(self, launch, coords: list[str]) -> None:
+        """The bodies of the launch's parallel loops with the program's grid coordinates as
+        tile indices; or the ops of a serial launch."""
+        if launch.serial:
+            for op in launch.ops:
+                self.emit_op(op)
+            return
+        loops = launch.loops
+
+        def level(k: int):
+            loop = loops[k]
+            body = loop.regions[0]
+            begin = self.declare("int", f"{coords[k]} * {loop.attrs['block']}",
+                                 f"{body.args[0].name or 'tile'}_begin", force=True)
+            self.env[body.args[0]] = Handle(begin, loop.attrs["block"])
+            for op in body.ops:
+                if op.name == "yield":
+                    break
+                if k + 1 < len(loops) and op is loops[k + 1]:
+                    level(k + 1)
+                    continue
+                if k + 1 < len(loops) and any(o.name == "atomic_add" for o in op.walk()):
+                    raise NotImplementedError(
+                        f"cuda backend: atomic_add (at {op.loc}) between nested parallel "
+                        "tile loops would run once per program")
+                self.emit_op(op)
+        level(0)
+
+    # -- carried values ----------------------------------------------------------------------
+    def carried_slot(self, v: Value) -> Buf | None:
+        """A fresh home for a loop-carried / if-result tile value (None for scalars)."""
+        if rank(v) == 0:
+            return None
+        return self.new_buffer(v.type.dtype, v.type.shape, base="carried")
+
+    def write_slots(self, slots: list, values: list[Value]) -> None:
+        """Write yielded tile values into their slots, each computed from the slots' old
+        contents: a slot that another value reads, or that its own value reads at another
+        element, is staged through a temporary (threads write different elements)."""
+        reads = [self.buffers_read(v, set()) if slot is not None else set()
+                 for slot, v in zip(slots, values)]
+        staged, direct = [], []
+        for i, (slot, v) in enumerate(zip(slots, values)):
+            if slot is None or self.env[v] is slot:
+                continue
+            others = any(slot.name in r for j, r in enumerate(reads) if j != i)
+            if others or (slot.name in reads[i] and not self._same_element(v, slot.name)):
+                tmp = self.new_buffer(slot.dtype, slot.shape, base="staged")
+                self.materialize(v, lambda idx, _v=v: self.elem(_v, idx), into=tmp)
+                staged.append((slot, tmp))
+            else:
+                direct.append((slot, v))
+        for slot, v in direct:
+            self.materialize(v, lambda idx, _v=v: self.elem(_v, idx), into=slot)
+        for slot, tmp in staged:
+            self.for_each(slot.shape, lambda idx, s=tmp, d=slot:
+                          self.line(f"{d.at(idx)} = {s.at(idx)};"))
+
+    def _same_element(self, v: Value, name: str) -> bool:
+        """Every path from inline value v to the buffer `name` keeps the element index."""
+        if self.env.get(v) is not INLINE:
+            return True
+        same_index = v.op.name not in ("broadcast", "expand_dims", "permute")
+        for o in v.op.operands:
+            if name in self.buffers_read(o, set()) and not (same_index and
+                                                             self._same_element(o, name)):
+                return False
+        return True
+
+    def buffers_read(self, v: Value, out: set, seen: set | None = None) -> set:
+        """Names of the buffers an inline value's elements read."""
+        seen = set() if seen is None else seen
+        if v in seen:
+            return out
+        seen.add(v)
+        rep = self.env.get(v)
+        if isinstance(rep, Buf):
+            out.add(rep.name)
+        elif rep is INLINE:
+            for o in v.op.operands:
+                self.buffers_read(o, out, seen)
+        return out
+
+
+# ops that materialize or loop: they emit their own statements
+OP_RULES: dict[str, Callable] = {
+    "store": memory.store, "atomic_add": memory.atomic_add, "reduce": reduce.reduce,
+    "dot": dot.dot, "tile_for": control.tile_for, "for": control.for_, "if": control.if_,
+    "alloc": control.alloc,
+}
+
+
+# == functions ===================================================================================
+def _bind_params(E: FunctionEmitter, layout: Layout) -> None:
+    """Tensors and scalar params in env; scalars converted from their 8-byte parameter."""
+    for pos, slot, v, unit, r in layout.tensors:
+        names = [layout.slot_name(slot + i) for i in range(1 + 2 * r)]
+        strides = ["1" if d in unit else names[1 + r + d] for d in range(r)]
+        E.env[v] = Tensor(names[0], names[1:1 + r], strides, v.type.dtype)
+    for pos, slot, v in layout.scalars:
+        d = v.type.dtype
+        raw = layout.slot_name(slot)
+        if d.is_bool:
+            expr = f"({raw} != 0)"
+        elif d.is_int:
+            expr = f"(({compute(d)}){raw})"
+        else:            # a double parameter; narrower floats round as the interpreter's
+            expr = raw if d == D.float64 else arith.round_half(d, f"((float){raw})")
+        E.env[v] = Scalar(E.declare(compute(d), expr, v.name or "param", force=True))
+
+
+def emit_function(kernel: Op, plan: Plan, layout: Layout, k: int, fname: str,
+                  nthreads: int) -> tuple[str, int]:
+    """The source of launch k's device function and its global scratch bytes per program
+    (0: its buffers live in shared memory)."""
+    launch = layout.launches[k]
+    E = FunctionEmitter(kernel, plan, layout)
+    _bind_params(E, layout)
+    E.emit_prologue(launch, serial_ops(layout.launches))
+    coords = []
+    if launch.loops:
+        E.line("// program coordinates: blockIdx.x row-major over the grid, the last dim "
+               "fastest")
+        E.line("long long fc_rest = blockIdx.x;")
+        grid = [layout.slot_name(s) for s in layout.grid_slots[k]]
+        for d in reversed(range(len(grid))):
+            if d == 0:
+                coords.append(E.declare("int", "(int)fc_rest", "pid0", force=True))
+            else:
+                coords.append(E.declare("int", f"(int)(fc_rest % {grid[d]})", f"pid{d}",
+                                        force=True))
+                E.line(f"fc_rest /= {grid[d]};")
+        coords.reverse()
+    E.emit_program(launch, coords)
+    body = E.lines
+    while body and body[-1].strip() == "__syncthreads();":     # nothing left to wait for
+        body.pop()
+    arena = E.arena_bytes
+    scratch = 0
+    head = []
+    if arena:
+        if arena <= SHARED_BYTES:
+            head.append(f"  __shared__ __align__({ALIGN}) unsigned char fc_arena[{arena}];")
+        else:
+            scratch = arena
+            head.append(f"  // tile buffers ({arena} bytes) exceed shared memory: a slice of "
+                        "global scratch per program")
+            head.append(f"  unsigned char* fc_arena = {layout.slot_name(layout.scratch_slots[k])}"
+                        f" + (unsigned long long)blockIdx.x * {arena}ULL;")
+        for name, ctype, offset in E.buffers:
+            head.append(f"  {ctype}* {name} = ({ctype}*)(fc_arena + {offset});")
+    what = "serial launch (one program)" if launch.serial else \
+        f"grid of {len(launch.loops)} parallel tile loop(s)"
+    src = (f"// launch {k}: {what}\n"
+           f"extern \"C\" __global__ void __launch_bounds__({nthreads}) {fname}(\n"
+           f"    {layout.signature()}) {{\n" + "\n".join(head + body) + "\n}\n")
+    return src, scratch

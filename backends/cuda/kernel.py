@@ -1,0 +1,82 @@
+"""compile_cuda: a kernel op (after passes) -> CUDA C -> cubin, and the compiled kernel.
+
+    ck = compile_cuda(kernel_op, arch="sm_90", warps=4)     # no GPU needed
+    ck.asm["cuda"], ck.asm["ptx"], ck.asm["cubin"]
+    ck.run(args)       # as backends.interpret.run, with torch CUDA tensors (runtime.py)
+"""
+from __future__ import annotations
+
+from ...ir.core import Op
+from ..stages import Stages
+from . import nvrtc
+from .emit import emit_function
+from .layout import Layout, c_name
+from .plan import Plan
+from .prelude import PRELUDE
+from .runtime import Runtime
+
+
+def function_names(kernel: Op, n: int) -> list[str]:
+    base = "fusec_" + c_name(kernel.attrs.get("name", "kernel"), "kernel")
+    return [f"{base}_{k}" for k in range(n)]
+
+
+def emit_source(kernel: Op, warps: int = 4, arch: str = "") -> tuple[str, Layout, list[str],
+                                                                       list[int]]:
+    """(CUDA C source, argument layout, function names, global scratch bytes per program of
+    each launch)."""
+    if kernel.name != "kernel":
+        raise TypeError(f"compile_cuda expects a kernel op, got {kernel.name!r}")
+    if not isinstance(warps, int) or not 1 <= warps <= 32:
+        raise ValueError(f"cuda backend: warps must be an int in 1..32, got {warps!r}")
+    nthreads = warps * 32
+    plan = Plan(kernel)
+    layout = Layout(kernel)
+    names = function_names(kernel, len(layout.launches))
+    parts, scratch = [], []
+    for k, name in enumerate(names):
+        src, nbytes = emit_function(kernel, plan, layout, k, name, nthreads)
+        parts.append(src)
+        scratch.append(nbytes)
+    head = (f"// fusec CUDA C: kernel {kernel.attrs.get('name')!r}"
+            + (f" for {arch}" if arch else "")
+            + f", {len(names)} launch(es), {nthreads} threads per program\n")
+    return head + PRELUDE + "\n" + "\n".join(parts), layout, names, scratch
+
+
+class CompiledCUDAKernel:
+    """A kernel compiled to a cubin. `run(args)` follows backends.interpret.run with torch
+    CUDA tensors for the tensor arguments (params, then one output per alloc)."""
+
+    def __init__(self, kernel: Op, arch: str, warps: int, asm: Stages, layout: Layout,
+                 functions: list[str], scratch_bytes: list[int]):
+        self.kernel = kernel
+        self.name = kernel.attrs.get("name", "kernel")
+        self.arch = arch
+        self.warps = warps
+        self.asm = asm
+        self.layout = layout
+        self.functions = functions
+        self.scratch_bytes = scratch_bytes
+        self.num_launches = len(functions)
+        self._runtime: Runtime | None = None
+
+    def run(self, args) -> None:
+        if self._runtime is None:
+            self._runtime = Runtime(self.name, self.asm["cubin"], self.arch, self.functions,
+                                    self.layout, self.warps * 32, self.scratch_bytes)
+        self._runtime.launch(list(args))
+
+    __call__ = run
+
+    def __repr__(self):
+        return f"<CompiledCUDAKernel {self.name} {self.arch} launches={self.num_launches}>"
+
+
+def compile_cuda(kernel: Op, arch: str = "sm_90", warps: int = 4) -> CompiledCUDAKernel:
+    """Emit CUDA C for a kernel op (after passes) and compile it with NVRTC for `arch`."""
+    nvrtc.check_arch(arch)
+    source, layout, names, scratch = emit_source(kernel, warps, arch)
+    cubin, ptx, _ = nvrtc.compile_source(source, arch, f"{names[0] if names else 'fusec'}.cu")
+    asm = Stages({"cuda": source, "ptx": ptx, "cubin": cubin})
+    return CompiledCUDAKernel(kernel, arch, warps, asm, layout, names, scratch)

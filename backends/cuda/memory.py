@@ -1,0 +1,93 @@
+"""Loads, stores and atomics: lanes address tensor elements through sizes and strides (64-bit
+offsets); lanes out of bounds on a checked dim or masked off never touch memory: a load
+reads `other` (0 when absent) there, a store or atomic skips the lane."""
+from __future__ import annotations
+
+from ...ir.core import Op
+from ...ir.ops import memory_operands
+from . import arith
+from .types import compute, zero
+
+
+def address(E, op: Op, idx: tuple) -> tuple[str, str | None]:
+    """(element offset, valid flag or None) of a load/store/atomic lane, as locals."""
+    tensor_v, idx_vs, _, mask_v, _ = memory_operands(op)
+    t = E.env[tensor_v]
+    terms, conds = [], []
+    for d, (iv, checked) in enumerate(zip(idx_vs, op.attrs["checked"])):
+        x = f"(long long){E.elem(iv, idx)}"
+        if checked:      # unsigned compare: also rejects negative indices
+            conds.append(f"(unsigned long long){x} < (unsigned long long){t.sizes[d]}")
+        terms.append(x if t.strides[d] == "1" else f"{x} * {t.strides[d]}")
+    if mask_v is not None:
+        conds.append(E.elem(mask_v, idx))
+    off = E.declare("long long", " + ".join(terms) if terms else "0LL", "off", force=True)
+    valid = E.declare("bool", " && ".join(conds), "ok", force=True) if conds else None
+    return off, valid
+
+
+def load(E, op: Op, idx):
+    tensor_v, _, _, _, other_v = memory_operands(op)
+    t = E.env[tensor_v]
+    d = tensor_v.type.dtype
+    other = E.elem(other_v, idx) if other_v is not None else zero(d)
+    off, valid = address(E, op, idx)
+    E.note_read()
+    read = arith.from_storage(d, f"{t.ptr}[{off}]")
+    base = op.results[0].name or "ld"
+    if valid is None:
+        return E.declare(compute(d), read, base, force=True)
+    var = E.declare(compute(d), other, base, mutable=True)
+    E.line(f"if ({valid}) {var} = {read};")
+    return var
+
+
+def store(E, op: Op):
+    tensor_v, _, value_v, _, _ = memory_operands(op)
+    t = E.env[tensor_v]
+    d = tensor_v.type.dtype
+
+    def body(idx):
+        off, valid = address(E, op, idx)
+
+        def write():
+            val = arith.to_storage(d, E.elem(value_v, idx))
+            E.line(f"{t.ptr}[{off}] = {val};")
+        if valid is None:
+            write()
+        else:
+            with E.block(f"if ({valid})"):
+                write()
+    E.for_each(value_v.type.shape, body)
+
+
+# atomicAdd overloads (sm_60+): float, double, int, and long long through its unsigned twin
+_ATOMIC = {
+    "float32": "atomicAdd({p}, {v})",
+    "float64": "atomicAdd({p}, {v})",
+    "int32": "atomicAdd({p}, {v})",
+    "int64": "(long long)atomicAdd((unsigned long long*)({p}), (unsigned long long)({v}))",
+}
+
+
+def atomic_add(E, op: Op):
+    tensor_v, _, value_v, _, _ = memory_operands(op)
+    t = E.env[tensor_v]
+    d = tensor_v.type.dtype
+    fmt = _ATOMIC.get(d.name)
+    if fmt is None:
+        raise NotImplementedError(f"cuda backend: atomic_add (at {op.loc}) on {d} tensors "
+                                  f"(supported: {', '.join(_ATOMIC)})")
+    shape = value_v.type.shape
+    out = E.new_buffer(d, shape, base="old")       # the old values (0 where not written)
+
+    def body(idx):
+        off, valid = address(E, op, idx)
+        val = E.elem(value_v, idx)
+        call = fmt.format(p=f"{t.ptr} + {off}", v=val)
+        if valid is None:
+            E.line(f"{out.at(idx)} = {call};")
+        else:
+            E.line(f"{out.at(idx)} = {valid} ? {call} : {zero(d)};")
+    E.for_each(shape, body)
+    E.env[op.results[0]] = out if shape else E.scalar_from(out)

@@ -1,0 +1,194 @@
+"""Loading and launching a compiled CUDA kernel with the driver API (cuda.bindings.driver),
+on the stream torch is using.
+
+- Loading (once per device): the cubin goes into the device's *primary* context -- the one
+  the CUDA runtime, hence torch, uses -- with cuModuleLoadData; cuModuleGetFunction per
+  launch. A cubin runs on devices of its arch's major with a minor >= its own (sm_90a only
+  on sm_90); others are refused with a clear error rather than a driver error.
+- Calling (`launch(args)`): args follow backends.interpret.run (params, then one output per
+  alloc) with torch CUDA tensors for every tensor. The 8-byte parameter values of the call
+  (layout.py) are written into one int64 array whose kernelParams pointers were made once;
+  each launch goes to `torch.cuda.current_stream(device)` with grid (programs, 1, 1) and
+  warps*32 threads. Global scratch (tile buffers over the shared-memory budget) is a
+  torch.empty on the device per call (torch's caching allocator: stream-ordered, cheap).
+- Every driver call is checked; failures raise CUDAError naming the kernel and the call.
+  Errors in the kernel itself (an illegal address) surface at the next synchronization, as
+  with any CUDA launch.
+
+Nothing here touches torch or the driver at import time: compiling needs no GPU.
+"""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from .errors import CUDAError, NoGPUError
+from .layout import Layout
+
+MAX_GRID_X = (1 << 31) - 1
+
+
+def _driver():
+    from cuda.bindings import driver
+    return driver
+
+
+def _torch():
+    import torch
+    if not torch.cuda.is_available():
+        raise NoGPUError("this kernel was compiled for a CUDA GPU, but torch sees none "
+                         "(torch.cuda.is_available() is False): call it on a machine with "
+                         "a GPU, or compile for the CPU (backend='cpu')")
+    return torch
+
+
+def check(result, what: str, kernel: str):
+    """The values of a driver call's result tuple; CUDAError unless it succeeded."""
+    drv = _driver()
+    err, *rest = result if isinstance(result, tuple) else (result,)
+    if err != drv.CUresult.CUDA_SUCCESS:
+        _, name = drv.cuGetErrorName(err)
+        _, text = drv.cuGetErrorString(err)
+        decode = lambda s: s.decode() if isinstance(s, bytes) else str(s)   # noqa: E731
+        raise CUDAError(f"kernel {kernel!r}: {what} failed: {decode(name)}: {decode(text)}")
+    if not rest:
+        return None
+    return rest[0] if len(rest) == 1 else rest
+
+
+def runs_on(cubin_arch: str, device_arch: str) -> bool:
+    """Whether SASS for cubin_arch (sm_XY[a]) runs on a device of device_arch (sm_XY)."""
+    want = cubin_arch.removeprefix("sm_")
+    have = device_arch.removeprefix("sm_")
+    if want.endswith("a"):
+        return want[:-1] == have
+    return want[:-1] == have[:-1] and int(want[-1]) <= int(have[-1])
+
+
+class _Loaded:
+    __slots__ = ("ctx", "ctx_id", "module", "functions")
+
+    def __init__(self, ctx, module, functions):
+        self.ctx, self.ctx_id, self.module, self.functions = ctx, int(ctx), module, functions
+
+
+class Runtime:
+    def __init__(self, name: str, cubin: bytes, arch: str, functions: list[str],
+                 layout: Layout, nthreads: int, scratch_bytes: list[int]):
+        self.name = name
+        self.cubin = cubin
+        self.arch = arch
+        self.function_names = functions
+        self.layout = layout
+        self.nthreads = nthreads
+        self.scratch_bytes = scratch_bytes
+        n = max(1, layout.n_slots)
+        self._vals = np.zeros(n, dtype=np.int64)
+        base = self._vals.ctypes.data
+        self._ptrs = np.array([base + 8 * i for i in range(n)], dtype=np.uint64)
+        self._params = self._ptrs.ctypes.data
+        self._loaded: dict[int, _Loaded] = {}
+        self._lock = threading.Lock()        # the parameter array is shared by calls
+        self._torch = None
+        self._dtypes = None
+        self._device = None
+
+    # -- loading -----------------------------------------------------------------------------
+    def _load(self, device: int) -> _Loaded:
+        torch = _torch()
+        major, minor = torch.cuda.get_device_capability(device)
+        have = f"sm_{major}{minor}"
+        if not runs_on(self.arch, have):
+            raise CUDAError(f"kernel {self.name!r} was compiled for {self.arch} but device "
+                            f"{device} is {have}: compile it for target={have!r}")
+        drv = _driver()
+        check(drv.cuInit(0), "cuInit", self.name)
+        dev = check(drv.cuDeviceGet(device), "cuDeviceGet", self.name)
+        ctx = check(drv.cuDevicePrimaryCtxRetain(dev), "cuDevicePrimaryCtxRetain", self.name)
+        check(drv.cuCtxPushCurrent(ctx), "cuCtxPushCurrent", self.name)
+        try:
+            module = check(drv.cuModuleLoadData(self.cubin), "cuModuleLoadData", self.name)
+            fns = [check(drv.cuModuleGetFunction(module, f.encode()),
+                         f"cuModuleGetFunction({f})", self.name) for f in self.function_names]
+        finally:
+            check(drv.cuCtxPopCurrent(), "cuCtxPopCurrent", self.name)
+        loaded = _Loaded(ctx, module, fns)
+        self._loaded[device] = loaded
+        return loaded
+
+    # -- arguments ---------------------------------------------------------------------------
+    def _describe(self, a, pos: int, v, unit):
+        """(pointer, shape, strides) of a torch CUDA tensor argument, checked."""
+        torch = self._torch
+        if not isinstance(a, torch.Tensor) or a.device.type != "cuda":
+            raise TypeError(f"kernel {self.name!r}, argument {pos}: expected a torch CUDA "
+                            f"tensor for {v.type}, got {_kind(a)}")
+        want = self._dtypes[v.type.dtype]
+        if a.dtype != want:
+            raise TypeError(f"kernel {self.name!r}, argument {pos}: expected dtype {want} "
+                            f"for {v.type}, got {a.dtype}")
+        if a.dim() != v.type.rank:
+            raise ValueError(f"kernel {self.name!r}, argument {pos}: expected rank "
+                             f"{v.type.rank}, got {a.dim()}")
+        if self._device is None:
+            self._device = a.device.index
+        elif a.device.index != self._device:
+            raise ValueError(f"kernel {self.name!r}, argument {pos}: on cuda:{a.device.index}"
+                             f" but other tensors are on cuda:{self._device}")
+        shape, strides = a.shape, a.stride()
+        if pos >= self.layout.n_params and not a.is_contiguous():
+            raise ValueError(f"kernel {self.name!r}, argument {pos}: outputs (alloc) must be "
+                             "contiguous")
+        for d in unit:
+            if strides[d] != 1 and shape[d] > 1 and a.numel():
+                raise ValueError(f"kernel {self.name!r}, argument {pos}: dim {d} was "
+                                 f"specialized for unit stride, got stride {strides[d]}")
+        return a.data_ptr(), list(shape), list(strides)
+
+    # -- calling -----------------------------------------------------------------------------
+    def launch(self, args: list) -> None:
+        if self._torch is None:             # first call: torch, a GPU, the dtype table
+            self._torch = _torch()
+            from ...ir.dtypes import ALL_DTYPES
+            self._dtypes = {d: getattr(self._torch, d.name) for d in ALL_DTYPES}
+        torch = self._torch
+        with self._lock:
+            self._device = None
+            vals, programs = self.layout.pack(args, self._describe)
+            device = self._device if self._device is not None else torch.cuda.current_device()
+            loaded = self._loaded.get(device) or self._load(device)
+            drv = _driver()
+            stream = drv.CUstream(torch.cuda.current_stream(device).cuda_stream)
+            pushed = int(check(drv.cuCtxGetCurrent(), "cuCtxGetCurrent", self.name)) \
+                != loaded.ctx_id
+            if pushed:
+                check(drv.cuCtxPushCurrent(loaded.ctx), "cuCtxPushCurrent", self.name)
+            scratch = []                  # alive until every launch is enqueued
+            try:
+                for k, fn in enumerate(loaded.functions):
+                    n = programs[k]
+                    if n <= 0:
+                        continue
+                    if n > MAX_GRID_X:
+                        raise CUDAError(f"kernel {self.name!r}: launch {k} has {n} programs, "
+                                        f"more than the grid allows ({MAX_GRID_X})")
+                    if self.scratch_bytes[k]:
+                        buf = torch.empty(n * self.scratch_bytes[k], dtype=torch.uint8,
+                                          device=f"cuda:{device}")
+                        scratch.append(buf)
+                        vals[self.layout.scratch_slots[k]] = buf.data_ptr()
+                    self._vals[:] = vals
+                    check(drv.cuLaunchKernel(fn, n, 1, 1, self.nthreads, 1, 1, 0, stream,
+                                             self._params, 0),
+                          f"cuLaunchKernel({self.function_names[k]}, grid={n}, "
+                          f"block={self.nthreads})", self.name)
+            finally:
+                if pushed:
+                    check(drv.cuCtxPopCurrent(), "cuCtxPopCurrent", self.name)
+
+
+def _kind(a) -> str:
+    device = getattr(a, "device", None)
+    where = f" on {device}" if device is not None else ""
+    return f"{type(a).__module__}.{type(a).__name__}{where}"

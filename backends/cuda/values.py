@@ -1,0 +1,78 @@
+"""How the emitter represents IR values (emit.py's `env`); every field is C source text.
+
+  Scalar(expr)        a rank-0 value, computed redundantly by every thread of the block;
+  Buf(name, shape)    a materialized tile: a row-major array in the program's arena
+                      (shared memory, or a global scratch slice when it is too large);
+  INLINE              a tile recomputed per element where it is consumed (plan.py);
+  Handle(begin)       a tile loop handle (begin: the tile's first index, an int);
+  Tensor(ptr, ...)    a tensor in global memory: data pointer, sizes and strides (elements).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ...ir.core import Value
+from ...ir.dtypes import DType
+from ...ir.types import TileType
+
+
+@dataclass
+class Scalar:
+    expr: str
+
+
+@dataclass
+class Buf:
+    name: str
+    shape: tuple[int, ...]
+    dtype: DType | None              # IR dtype of the elements (None: an accumulator)
+    ctype: str
+
+    def offset(self, idx) -> str:
+        """Row-major element offset of idx (ints fold into constants)."""
+        stride, terms, const = 1, [], 0
+        for i, n in zip(reversed(idx), reversed(self.shape)):
+            if isinstance(i, int):
+                const += i * stride
+            else:
+                terms.append(i if stride == 1 else f"{i} * {stride}")
+            stride *= n
+        if const or not terms:
+            terms.append(str(const))
+        return " + ".join(reversed(terms))
+
+    def at(self, idx) -> str:
+        return f"{self.name}[{self.offset(idx)}]"
+
+
+@dataclass
+class Handle:
+    begin: str
+    block: int
+
+
+@dataclass
+class Tensor:
+    ptr: str
+    sizes: list[str]
+    strides: list[str]               # "1" where the specialization knows a unit stride
+    dtype: DType
+
+
+class _Inline:
+    def __repr__(self):
+        return "INLINE"
+
+
+INLINE = _Inline()
+
+
+def rank(v: Value) -> int:
+    return v.type.rank if isinstance(v.type, TileType) else 0
+
+
+def numel(shape) -> int:
+    n = 1
+    for s in shape:
+        n *= s
+    return n

@@ -1,0 +1,163 @@
+"""fusec on the GPU vs torch eager vs torch.compile vs hand-written Triton vs the copy
+ceiling, bf16, side by side in one run. CUDA events, median of many runs after warm-up,
+data larger than L2. Prints a table; writes JSON with --json.
+
+    python3 benchmarks/gpu.py [--json out.json] [--repeat 50]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+from bias_gelu import bias_gelu  # noqa: E402
+from layernorm import layernorm  # noqa: E402
+from rmsnorm import rmsnorm  # noqa: E402
+from softmax import softmax  # noqa: E402
+
+try:
+    import triton
+    import triton.language as tl
+except ImportError:                         # the table says "-" for Triton then
+    triton = None
+
+if triton is not None:
+    @triton.jit
+    def _tr_softmax(x_ptr, out_ptr, n_cols, BLOCK: tl.constexpr):
+        row = tl.program_id(0)
+        cols = tl.arange(0, BLOCK)
+        mask = cols < n_cols
+        x = tl.load(x_ptr + row * n_cols + cols, mask=mask, other=-float("inf")).to(tl.float32)
+        e = tl.exp(x - tl.max(x, axis=0))
+        tl.store(out_ptr + row * n_cols + cols, (e / tl.sum(e, axis=0)).to(tl.bfloat16), mask=mask)
+
+    @triton.jit
+    def _tr_norm(x_ptr, w_ptr, b_ptr, out_ptr, n_cols, eps, RMS: tl.constexpr,
+                 BLOCK: tl.constexpr):
+        row = tl.program_id(0)
+        cols = tl.arange(0, BLOCK)
+        mask = cols < n_cols
+        x = tl.load(x_ptr + row * n_cols + cols, mask=mask, other=0.0).to(tl.float32)
+        w = tl.load(w_ptr + cols, mask=mask, other=0.0).to(tl.float32)
+        if RMS:
+            y = x * tl.rsqrt(tl.sum(x * x, axis=0) / n_cols + eps) * w
+        else:
+            mean = tl.sum(x, axis=0) / n_cols
+            c = tl.where(mask, x - mean, 0.0)
+            b = tl.load(b_ptr + cols, mask=mask, other=0.0).to(tl.float32)
+            y = c * tl.rsqrt(tl.sum(c * c, axis=0) / n_cols + eps) * w + b
+        tl.store(out_ptr + row * n_cols + cols, y.to(tl.bfloat16), mask=mask)
+
+    @triton.jit
+    def _tr_bias_gelu(x_ptr, b_ptr, out_ptr, n_cols, n, BLOCK: tl.constexpr):
+        offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+        mask = offs < n
+        v = tl.load(x_ptr + offs, mask=mask).to(tl.float32) + \
+            tl.load(b_ptr + offs % n_cols, mask=mask).to(tl.float32)
+        y = 0.5 * v * (1.0 + tl.math.erf(v * 0.7071067811865476))
+        tl.store(out_ptr + offs, y.to(tl.bfloat16), mask=mask)
+
+
+def _triton_cases(x, w, b, xg, bg):
+    if triton is None:
+        return {}
+    m, n = x.shape
+    block = triton.next_power_of_2(n)
+
+    def softmax_tr():
+        out = torch.empty_like(x)
+        _tr_softmax[(m,)](x, out, n, BLOCK=block, num_warps=8)
+        return out
+
+    def norm_tr(rms):
+        def run():
+            out = torch.empty_like(x)
+            _tr_norm[(m,)](x, w, b, out, n, 1e-5, RMS=rms, BLOCK=block, num_warps=8)
+            return out
+        return run
+
+    def bias_gelu_tr():
+        out = torch.empty_like(xg)
+        total = xg.numel()
+        _tr_bias_gelu[(triton.cdiv(total, 1024),)](xg, bg, out, xg.shape[1], total,
+                                                     BLOCK=1024, num_warps=4)
+        return out
+    return {"softmax": softmax_tr, "layernorm": norm_tr(False), "rmsnorm": norm_tr(True),
+            "bias_gelu": bias_gelu_tr}
+
+
+def time_ms(fn, repeat: int) -> float:
+    for _ in range(3):
+        fn()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(repeat):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end))
+    times.sort()
+    return times[len(times) // 2]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--repeat", type=int, default=50)
+    ap.add_argument("--json")
+    args = ap.parse_args()
+    torch.manual_seed(0)
+    dev = "cuda"
+    x = torch.randn(32768, 4096, device=dev, dtype=torch.bfloat16)
+    w = torch.randn(4096, device=dev, dtype=torch.bfloat16)
+    b = torch.randn(4096, device=dev, dtype=torch.bfloat16)
+    xg = torch.randn(16384, 8192, device=dev, dtype=torch.bfloat16)
+    bg = torch.randn(8192, device=dev, dtype=torch.bfloat16)
+    eager = {
+        "softmax": lambda: torch.softmax(x.float(), dim=1).to(torch.bfloat16),
+        "layernorm": lambda: torch.nn.functional.layer_norm(x, (4096,), w, b, 1e-5),
+        "rmsnorm": lambda: (x.float() * torch.rsqrt(x.float().pow(2).mean(1, keepdim=True)
+                                                    + 1e-6) * w.float()).to(torch.bfloat16),
+        "bias_gelu": lambda: torch.nn.functional.gelu(xg + bg),
+    }
+    fusec_cases = {
+        "softmax": lambda: softmax(x), "layernorm": lambda: layernorm(x, w, b, 1e-5),
+        "rmsnorm": lambda: rmsnorm(x, w, 1e-6), "bias_gelu": lambda: bias_gelu(xg, bg),
+    }
+    compiled = {k: torch.compile(v) for k, v in eager.items()}
+    triton_cases = _triton_cases(x, w, b, xg, bg)
+    copy_src = torch.empty(x.numel() * 2, dtype=torch.uint8, device=dev)
+    copy_dst = torch.empty_like(copy_src)
+    copy_ms = time_ms(lambda: copy_dst.copy_(copy_src), args.repeat)
+    copy_gbps = 2 * copy_src.numel() / copy_ms / 1e6
+    name = torch.cuda.get_device_name()
+    print(f"# {name}; device-to-device copy {copy_gbps:.0f} GB/s")
+    print(f"{'kernel':<10} {'impl':<14} {'ms':>8} {'GB/s':>7} {'% copy':>7}")
+    rows = []
+    for kernel in eager:
+        nbytes = 2 * (xg if kernel == "bias_gelu" else x).numel() * 2
+        impls = {"fusec-cuda": fusec_cases[kernel], "torch-eager": eager[kernel],
+                 "torch.compile": compiled[kernel]}
+        if kernel in triton_cases:
+            impls["triton"] = triton_cases[kernel]
+        for impl, fn in impls.items():
+            try:
+                ms = time_ms(fn, args.repeat)
+            except Exception as exc:                 # report and go on with the others
+                print(f"{kernel:<10} {impl:<14} failed: {type(exc).__name__}: {exc}")
+                continue
+            gbps = nbytes / ms / 1e6
+            rows.append({"kernel": kernel, "impl": impl, "ms": ms, "GBps": gbps})
+            print(f"{kernel:<10} {impl:<14} {ms:>8.3f} {gbps:>7.0f} {100 * gbps / copy_gbps:>6.0f}%")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"device": name, "copy_GBps": copy_gbps,
+                                               "results": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# One command for the GPU machine: install fusec there, run the GPU tests and the compile
+# tests and the GPU benchmarks; logs under $OUT (env.log, install.log, gpu.log, bench.log,
+# bench.json, compile.log).
+#
+#   device run: command="bash scripts/device.sh", carry=[".whl"]
+#
+# .whl/ holds the wheels the machine's image lacks (pure Python: lark, platformdirs,
+# filecheck); everything else fusec needs (torch, numpy, sympy, llvmlite, cuda-bindings,
+# nvidia-cuda-nvrtc, filelock, pytest, pytest-xdist) is in the image. Nothing is fetched.
+set -uo pipefail
+OUT=${OUT:-/tmp/fusec-device-out}
+mkdir -p "$OUT"
+cd "$(dirname "$0")/.."
+export PYTHONUNBUFFERED=1
+
+{
+  python3 --version
+  nvidia-smi --query-gpu=name,driver_version,compute_cap --format=csv,noheader
+  python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda,
+torch.cuda.get_device_name(0), torch.cuda.get_device_capability(0))"
+  python3 -c "from cuda.bindings import nvrtc; import cuda.bindings as b;
+print('cuda-bindings', b.__version__, 'nvrtc', nvrtc.nvrtcVersion()[1:])"
+  which g++ || echo "no g++: the CPU-emulation tests of tests/compile will skip"
+} 2>&1 | tee "$OUT/env.log"
+
+{
+  if ls .whl/*.whl >/dev/null 2>&1; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+      --target /tmp/site .whl/*.whl || exit 1
+  else
+    echo "no .whl/*.whl carried: lark and platformdirs must already be installed"
+  fi
+} 2>&1 | tee "$OUT/install.log"
+export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+python3 -m pip install -q --no-deps --no-build-isolation -e . 2>&1 | tee -a "$OUT/install.log"
+python3 -c "import fusec.backends.cuda" 2>&1 | tee -a "$OUT/install.log" || exit 1
+
+# several workers when pytest-xdist is there (each one its own CUDA context)
+PAR=()
+python3 -c "import xdist" 2>/dev/null && PAR=(-n 8)
+
+status=0
+python3 -m pytest -q -m gpu tests/gpu tests/unit/test_hardware.py "${PAR[@]}" 2>&1 \
+  | tee "$OUT/gpu.log"
+status=$((status | PIPESTATUS[0]))
+# benchmarks: fusec vs torch eager / torch.compile / Triton / copy (bf16, see benchmarks/)
+timeout "${BENCH_TIMEOUT:-240}" python3 benchmarks/gpu.py --json "$OUT/bench.json" 2>&1 \
+  | tee "$OUT/bench.log"
+if [ "${SKIP_COMPILE_TESTS:-0}" != 1 ]; then
+  python3 -m pytest -q tests/compile "${PAR[@]}" 2>&1 | tee "$OUT/compile.log"
+  status=$((status | PIPESTATUS[0]))
+fi
+echo "exit status: $status" | tee -a "$OUT/gpu.log"
+exit $status

@@ -1,0 +1,189 @@
+"""CUDA C backend, no GPU needed: every example and the op kernels of tests/unit/test_ops.py
+(a representative subset of dtypes) go through `kernel.compile(..., target=sm_XY)` to a
+cubin for sm_80 and sm_90: an ELF image holding every launch's kernel symbol. Also the
+NVRTC error path and what the emitted source promises (no headers, accurate math)."""
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import fusec
+import fusec.language as fl
+from fusec.backends.cuda import NVRTCError, compile_cuda
+from fusec.backends.cuda.nvrtc import compile_source
+
+HERE = Path(__file__).resolve().parent
+EXAMPLES = HERE.parents[1] / "examples"
+sys.path.insert(0, str(HERE.parent / "unit"))
+sys.path.insert(0, str(EXAMPLES))
+import test_ops as ops  # noqa: E402
+
+ARCHS = ("sm_80", "sm_90")
+DTYPES = ("bool", "int8", "int64", "float16", "bfloat16", "float32", "float64")
+FLOATS = ("float16", "bfloat16", "float32", "float64")
+EXAMPLE_NAMES = sorted(p.stem for p in EXAMPLES.glob("*.py")
+                       if not p.stem.startswith("_") and p.stem != "run_all")
+
+
+def assert_cubin(ck, arch: str) -> None:
+    assert ck.backend == "cuda" and ck.target == arch
+    cubin = ck.asm["cubin"]
+    assert isinstance(cubin, bytes) and cubin[:4] == b"\x7fELF"
+    assert ck.num_launches >= 1
+    for k in range(ck.num_launches):
+        symbol = f"fusec_{ck.name}_{k}".encode()
+        assert symbol in cubin, symbol
+        assert f'__global__ void __launch_bounds__(128) {symbol.decode()}(' in ck.asm["cuda"]
+    assert f".target {arch}" in ck.asm["ptx"]
+
+
+def spec(n, dtype):
+    return fusec.TensorSpec(n if isinstance(n, (list, tuple)) else [n], getattr(fl, dtype))
+
+
+@pytest.mark.parametrize("name", EXAMPLE_NAMES)
+def test_examples_build_for_every_arch(name, monkeypatch):
+    module = importlib.import_module(name)
+    kernels = [v for v in vars(module).values() if isinstance(v, fusec.Kernel)]
+    built = []
+    for kernel in kernels:
+        def compile_(*args, _orig=kernel.compile, **kwargs):
+            kwargs.pop("backend", None)
+            for arch in ARCHS:
+                ck = _orig(*args, backend="cuda", target=arch, **kwargs)
+                assert_cubin(ck, arch)
+                built.append(ck)
+            return _orig(*args, backend="interpret", **kwargs)     # main() checks itself
+        monkeypatch.setattr(kernel, "compile", compile_)
+    module.main(backend="interpret")
+    assert len(built) >= 2 * len(kernels)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_unary_kernels_build(arch, dtype):
+    out = dtype if dtype in FLOATS else "float32"
+    names = sorted(ops.UNARY_REF) if dtype in FLOATS else ["exp", "sqrt"]
+    names += [] if dtype == "bool" else sorted(ops.NUMERIC_REF)
+    for name in names:
+        o = out if name in ops.UNARY_REF else dtype
+        assert_cubin(ops.UNARY_KERNELS[name].compile(spec(1000, dtype), getattr(fl, o),
+                                                     target=arch), arch)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_binary_kernels_build(arch, dtype):
+    for op in ("add", "sub", "mul", "div", "floordiv", "mod", "maximum", "minimum", "pow",
+               "and", "or", "xor", "eq", "ne", "lt", "le", "gt", "ge"):
+        if dtype == "bool" and op in ("sub", "div", "floordiv", "mod", "pow"):
+            continue
+        if dtype in FLOATS and op in ("and", "or", "xor"):
+            continue
+        if op in ("eq", "ne", "lt", "le", "gt", "ge"):
+            out = "bool"
+        elif op == "div" and dtype not in FLOATS:
+            out = "float32"
+        else:
+            out = dtype
+        ck = ops.binary.compile(spec(1000, dtype), spec(1000, dtype), op, getattr(fl, out),
+                                target=arch)
+        assert_cubin(ck, arch)
+
+
+@fusec.kernel
+def cast(x, OUT: fusec.constexpr):
+    out = fusec.empty(x.shape, OUT)
+    for t in fusec.tile(x.shape[0]):
+        out[t] = x[t].to(OUT)
+    return out
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_cast_kernels_build(arch):
+    for src in DTYPES:
+        for dst in DTYPES + ("int32", "uint8"):
+            assert_cubin(cast.compile(spec(100, src), getattr(fl, dst), target=arch), arch)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("kind", sorted(ops.REDUCE_KERNELS))
+def test_reduction_kernels_build(arch, kind):
+    rows, cols = ops.REDUCE_KERNELS[kind]
+    for dtype in DTYPES:
+        if kind == "mean" and dtype not in FLOATS:
+            continue
+        out = "int32" if kind.startswith("arg") else \
+            "int64" if kind == "sum" and dtype not in FLOATS else dtype
+        assert_cubin(rows.compile(spec([5, 100], dtype), getattr(fl, out), target=arch), arch)
+        assert_cubin(cols.compile(spec([100, 5], dtype), getattr(fl, out), target=arch), arch)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("dtype,out", [("float32", "float32"), ("float16", "float32"),
+                                       ("bfloat16", "float32"), ("float64", "float64"),
+                                       ("int8", "int32")])
+def test_dot_kernels_build(arch, dtype, out):
+    ck = ops.matmul.compile(spec([65, 47], dtype), spec([47, 100], dtype), getattr(fl, out),
+                            target=arch)
+    assert_cubin(ck, arch)
+
+
+def test_source_needs_no_header_and_uses_accurate_math():
+    ck = ops.UNARY_KERNELS["exp"].compile(spec(100, "float16"), fl.float16, target="sm_90")
+    src = ck.asm["cuda"]
+    assert "#include" not in src
+    assert "expf(" in src and "__expf" not in src
+    assert "fc_f2h(" in src and "cuda_fp16" not in src
+
+
+def test_large_tiles_use_global_scratch_small_ones_shared_memory():
+    x = spec([257, 1000], "float32")
+    softmax = importlib.import_module("softmax").softmax
+    big = softmax.compile(x, target="sm_90")                       # [16, 1024] f32 tiles
+    assert "__shared__" not in big.asm["cuda"] and "fc_scratch0 +" in big.asm["cuda"]
+    small = softmax.compile(x, target="sm_90", config=fusec.Config(blocks=[1], warps=2))
+    assert "__shared__ __align__(16) unsigned char fc_arena[" in small.asm["cuda"]
+    assert "__launch_bounds__(64)" in small.asm["cuda"]
+
+
+def test_compile_without_a_gpu_then_calling_raises_a_clear_error():
+    ck = ops.UNARY_KERNELS["exp"].compile(spec(10, "float32"), fl.float32, target="sm_80")
+    try:
+        import torch
+        if torch.cuda.is_available():
+            pytest.skip("a GPU is here")
+    except ImportError:
+        pass
+    with pytest.raises(fusec.LaunchError, match="torch sees none"):
+        ck(np.ones(10, np.float32), fl.float32)
+
+
+def test_nvrtc_errors_show_the_log_and_the_source_line():
+    src = 'extern "C" __global__ void k(float* x) {\n  x[0] = undefined_name;\n}\n'
+    with pytest.raises(NVRTCError) as info:
+        compile_source(src, "sm_90", "bad.cu")
+    text = str(info.value)
+    assert "undefined_name" in text and "bad.cu(2)" in text
+    assert ">     2 |   x[0] = undefined_name;" in text
+
+
+def test_bad_arch_and_unsupported_constructs_are_named():
+    with pytest.raises(ValueError, match="not a CUDA arch"):
+        compile_cuda(ops.binary.compile(spec(10, "float32"), spec(10, "float32"), "add",
+                                        fl.float32, backend="interpret").module.kernel(),
+                     arch="cpu")
+
+    @fusec.kernel
+    def hist(x, idx):
+        out = fusec.zeros([8], fl.float16)
+        for t in fusec.tile(x.shape[0]):
+            j = idx[t]
+            fl.atomic_add(out[j], x[t])
+        return out
+    with pytest.raises(NotImplementedError, match="atomic_add .* on float16"):
+        hist.compile(spec(100, "float16"), spec(100, "int32"), target="sm_90")

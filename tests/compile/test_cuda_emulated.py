@@ -1,0 +1,218 @@
+"""The CUDA backend's generated source, run on the CPU (cuda_emulator.py: one host thread
+per CUDA thread, a barrier for __syncthreads) against the reference interpreter: the SIMT
+mapping, barriers, buffers, half-float bit conversions, integer helpers and casts checked
+without a GPU. Skipped without a host C++ compiler."""
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import fusec
+import fusec.language as fl
+from conftest import as_input, assert_close, output_float64, random_array
+
+import cuda_emulator
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "unit"))
+sys.path.insert(0, str(HERE.parents[1] / "examples"))
+import test_ops as ops  # noqa: E402
+
+pytestmark = pytest.mark.skipif(cuda_emulator.compiler() is None,
+                                reason="needs a host C++ compiler (g++)")
+
+SIZES = (1, 7, 1000, 4097)
+FLOATS = ("float16", "bfloat16", "float32", "float64")
+
+
+def _tol(dtype: str) -> str:
+    return dtype if dtype in FLOATS else "exact"
+
+
+def _check(kernel, args, consts=(), out_dtype="float32", what="", warps=4):
+    """Emulated CUDA vs the interpreter on the same specialization."""
+    ck = kernel.compile(*args, *consts, backend="interpret")
+    want = output_float64(ck(*args, *consts))
+    got = output_float64(cuda_emulator.Emulated(ck, warps)(*args, *consts))
+    with np.errstate(all="ignore"):
+        assert_close(got, want, _tol(out_dtype), what)
+
+
+@pytest.mark.parametrize("name", ["exp", "log", "tanh", "gelu", "sigmoid", "floor"])
+@pytest.mark.parametrize("dtype", ["float32", "float64", "float16", "bfloat16", "int8"])
+def test_float_unary(name, dtype):
+    out = dtype if dtype in FLOATS else "float32"
+    x, _ = random_array((1000,), dtype, seed=1, low=0.1 if name == "log" else -3.0)
+    _check(ops.UNARY_KERNELS[name], [as_input(x, dtype)], [getattr(fl, out)], out,
+           f"{name}({dtype})")
+
+
+# (tests/compile/test_cuda_emulated_ir.py runs every op on every dtype at the IR level)
+@pytest.mark.parametrize("op,dtype", [
+    ("floordiv", "int8"), ("mod", "int32"), ("pow", "int64"), ("sub", "uint8"),
+    ("add", "bool"), ("mod", "float16"), ("floordiv", "bfloat16"), ("div", "float32"),
+    ("maximum", "float64"), ("div", "int32"), ("ne", "float32"), ("xor", "int8")])
+def test_binary(op, dtype):
+    is_float = dtype in FLOATS
+    x, _ = random_array((1000,), dtype, seed=3)
+    y, _ = random_array((1000,), dtype, seed=4)
+    if dtype not in FLOATS and dtype != "bool":
+        y[::7] = 0                            # division by zero gives 0
+        if dtype != "uint8":
+            y[3::7] = -1
+            x[3::7] = np.iinfo(dtype).min    # INT_MIN // -1 wraps
+    if op == "pow" and not is_float:
+        y = np.abs(y % 4).astype(y.dtype)
+    out = "bool" if op == "ne" else "float32" if op == "div" and not is_float else dtype
+    _check(ops.binary, [as_input(x, dtype), as_input(y, dtype)], [op, getattr(fl, out)], out,
+           f"{op}({dtype})")
+
+
+@fusec.kernel
+def cast(x, OUT: fusec.constexpr):
+    out = fusec.empty(x.shape, OUT)
+    for t in fusec.tile(x.shape[0]):
+        out[t] = x[t].to(OUT)
+    return out
+
+
+@pytest.mark.parametrize("src", ["int64", "float16", "bfloat16", "float64"])
+def test_casts(src):
+    import torch
+    x, _ = random_array((100,), src, seed=3, low=-300.0, high=300.0)
+    if src in FLOATS and src != "bfloat16":
+        x[:4] = [np.nan, np.inf, -np.inf, 1e30 if src != "float16" else 65504]
+    for dst in ("bool", "int8", "int32", "int64", "uint8", "float16", "bfloat16", "float32",
+                "float64"):
+        inp = as_input(x, src)
+        if dst == "bfloat16" and isinstance(inp, np.ndarray):
+            inp = torch.from_numpy(inp)
+        _check(cast, [inp], [getattr(fl, dst)], dst, f"{src}->{dst}")
+
+
+@pytest.mark.parametrize("kind,dtype", [
+    (k, "float32") for k in ("sum", "max", "min", "mean", "argmax", "argmin")] + [
+    ("sum", "bfloat16"), ("argmin", "float16"), ("sum", "bool"), ("max", "int8"),
+    ("mean", "float64")])
+def test_reductions(kind, dtype):
+    rows, cols = ops.REDUCE_KERNELS[kind]
+    if kind in ("argmax", "argmin"):
+        out = "int32"
+    elif kind == "sum" and dtype not in FLOATS:
+        out = "int64"
+    else:
+        out = dtype
+    for n in (7, 100):
+        x, _ = random_array((5, n), dtype, seed=n)
+        if dtype in ("float32", "float64") and kind != "mean":
+            x[1, 3] = np.nan                  # NaN propagates / is the arg extreme
+        _check(rows, [as_input(x, dtype)], [getattr(fl, out)], out, f"{kind} rows {dtype}")
+        xt = np.ascontiguousarray(x.T)
+        _check(cols, [as_input(xt, dtype)], [getattr(fl, out)], out, f"{kind} cols {dtype}")
+
+
+@pytest.mark.parametrize("dtype,out", [("float32", "float32"), ("bfloat16", "float32"),
+                                       ("int8", "int32")])
+def test_dot(dtype, out):
+    a, _ = random_array((65, 47), dtype, seed=1)
+    b, _ = random_array((47, 100), dtype, seed=2)
+    _check(ops.matmul, [as_input(a, dtype), as_input(b, dtype)], [getattr(fl, out)], out,
+           f"dot {dtype}")
+
+
+@pytest.mark.parametrize("n", SIZES)
+def test_strided_input_and_sizes(n):
+    base = np.random.default_rng(n).standard_normal((n, 3)).astype(np.float32)
+    _check(ops.UNARY_KERNELS["exp"], [base[:, 1]], [fl.float32], "float32", f"exp strided {n}")
+
+
+@fusec.kernel
+def shift_in_place(x):
+    for t in fusec.tile(x.shape[0] - 1, block=64):
+        x[t] = x[t.index + 1]                 # the whole tile is loaded before the store
+    return x
+
+
+@fusec.kernel
+def scatter_add(x, idx, out_size: int):
+    out = fusec.zeros([out_size], fl.float32)
+    for t in fusec.tile(x.shape[0]):
+        j = idx[t]          # (fl.atomic_add(out[idx[t]], ...) trips the frontend)
+        fl.atomic_add(out[j], x[t])
+    return out
+
+
+@fusec.kernel
+def total(x):
+    out = fusec.zeros([1], fl.float32)
+    for t in fusec.tile(x.shape[0], block=256):
+        fl.atomic_add(out[0], fl.sum(x[t]))
+    return out
+
+
+@fusec.kernel
+def loop_scalar_carried(x, steps: int):
+    out = fusec.empty_like(x)
+    for t in fusec.tile(x.shape[0]):
+        v = x[t]
+        s = 0.0
+        for i in range(steps):
+            s = s + fl.sum(v) * 0.5
+            if i % 2 == 0:
+                v = v * 0.5
+            else:
+                v = v + 1.0
+        out[t] = v + s
+    return out
+
+
+def test_in_place_shift_loads_before_storing():
+    x = np.arange(300, dtype=np.float32)
+    want = x.copy()
+    want[:-1] = x[1:]
+    ck = shift_in_place.compile(x.copy(), backend="interpret")
+    got = cuda_emulator.Emulated(ck)(x.copy())
+    np.testing.assert_array_equal(got, want)
+
+
+def test_atomics():
+    x, _ = random_array((1000,), "float32", seed=5)
+    idx = np.random.default_rng(6).integers(0, 17, size=1000).astype(np.int32)
+    _check(scatter_add, [x, idx, 17], what="scatter_add")
+    _check(total, [x], what="total")
+
+
+def test_loops_ifs_and_carried_scalars():
+    x, _ = random_array((1000,), "float32", seed=7)
+    _check(loop_scalar_carried, [x, 5], what="loops")
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in (HERE.parents[1] / "examples").glob(
+    "*.py") if not p.stem.startswith("_") and p.stem != "run_all"))
+def test_examples(name, monkeypatch):
+    """Every example's kernels, emulated, against the example's own float64 reference."""
+    module = importlib.import_module(name)
+    kernels = [v for v in vars(module).values() if isinstance(v, fusec.Kernel)]
+    for kernel in kernels:
+        original = kernel.compile
+
+        def emulated(*args, _orig=original, **kwargs):
+            kwargs["backend"] = "interpret"
+            return cuda_emulator.Emulated(_orig(*args, **kwargs))
+        monkeypatch.setattr(kernel, "compile", emulated)
+    assert module.main(backend="interpret") is not None
+
+
+@pytest.mark.parametrize("warps", [1, 8])
+def test_any_number_of_warps(warps):
+    """Strided loops and per-thread reductions do not assume 128 threads."""
+    rows, _ = ops.REDUCE_KERNELS["argmax"]
+    x, _ = random_array((300, 70), "float32", seed=warps)
+    _check(rows, [x], [fl.int32], "int32", f"argmax, {warps} warps", warps=warps)
+    a, _ = random_array((33, 20), "float32", seed=1)
+    b, _ = random_array((20, 65), "float32", seed=2)
+    _check(ops.matmul, [a, b], [fl.float32], "float32", f"dot, {warps} warps", warps=warps)

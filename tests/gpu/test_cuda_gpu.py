@@ -1,0 +1,224 @@
+"""The CUDA C backend on a GPU: every example and the op kernels of tests/unit/test_ops.py
+(every op on every dtype, sizes 1, 7, 100, 1000, 4097) on torch CUDA tensors against float64
+references, with outputs poisoned (NaN / garbage) before the kernel writes them; strided
+inputs, in-place kernels, atomics, loops, several launches, streams, warps, errors."""
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import fusec
+import fusec.language as fl
+from conftest import assert_close, random_array, round_to_dtype
+
+HERE = Path(__file__).resolve().parent
+EXAMPLES = HERE.parents[1] / "examples"
+sys.path.insert(0, str(HERE.parent / "unit"))
+sys.path.insert(0, str(EXAMPLES))
+import test_ops as ops  # noqa: E402
+
+pytestmark = pytest.mark.gpu
+
+SIZES = (1, 7, 100, 1000, 4097)
+EXAMPLE_NAMES = sorted(p.stem for p in EXAMPLES.glob("*.py")
+                       if not p.stem.startswith("_") and p.stem != "run_all")
+
+
+def to_cuda(a, dtype_name: str | None = None):
+    """numpy array (bfloat16 as its uint16 bits when dtype_name says so) or torch CPU
+    tensor -> torch CUDA tensor; anything else unchanged."""
+    if isinstance(a, np.ndarray):
+        t = torch.from_numpy(np.ascontiguousarray(a))
+        if dtype_name == "bfloat16":
+            t = t.view(torch.int16).view(torch.bfloat16)
+        return t.cuda()
+    if isinstance(a, torch.Tensor):
+        return a.cuda()
+    return a
+
+
+def to_host(out) -> np.ndarray:
+    if isinstance(out, torch.Tensor):
+        return out.detach().to(torch.float64).cpu().numpy()
+    return np.asarray(out).astype(np.float64)
+
+
+@pytest.fixture(autouse=True)
+def poisoned_outputs(monkeypatch):
+    """Outputs fusec allocates start as NaN (floats) or garbage (ints, bools): a lane the
+    kernel does not write cannot pass for a right answer."""
+    original = fusec.arrays.allocate
+
+    def allocate(like, shape, dtype, zero):
+        out = original(like, shape, dtype, zero)
+        if not zero and isinstance(out, torch.Tensor):
+            out.fill_(float("nan") if dtype.is_float else True if dtype.is_bool else 77)
+        return out
+    monkeypatch.setattr(fusec.arrays, "allocate", allocate)
+
+
+@pytest.fixture
+def backend(monkeypatch):
+    """test_ops' tests, run on CUDA tensors (their inputs moved, their outputs read back)."""
+    monkeypatch.setenv("FUSEC_BACKEND", "cuda")
+    monkeypatch.setattr(ops, "SIZES", SIZES)
+    monkeypatch.setattr(ops, "as_input", to_cuda)
+    monkeypatch.setattr(ops, "output_float64", to_host)
+    return "cuda"
+
+
+test_float_unary = ops.test_float_unary
+test_numeric_unary = ops.test_numeric_unary
+test_binary = ops.test_binary
+test_casts = ops.test_casts
+test_reductions = ops.test_reductions
+test_dot = ops.test_dot
+
+
+@pytest.mark.parametrize("name", EXAMPLE_NAMES)
+def test_examples(name, monkeypatch):
+    """Each example's main(), its inputs moved to the GPU, checked by its own reference."""
+    module = importlib.import_module(name)
+    arch = fusec.arrays.cuda_arch()
+    for kernel in [v for v in vars(module).values() if isinstance(v, fusec.Kernel)]:
+        def compile_(*args, _orig=kernel.compile, **kwargs):
+            kwargs.pop("backend", None)
+            ck = _orig(*[to_cuda(a) for a in args], **kwargs)
+            assert ck.backend == "cuda" and ck.target == arch
+            return lambda *a: to_host(ck(*[to_cuda(x) for x in a]))
+        monkeypatch.setattr(kernel, "compile", compile_)
+    assert module.main(backend="cuda") is not None
+
+
+@pytest.mark.parametrize("n", SIZES)
+def test_strided_inputs(n):
+    base = torch.randn(n, 3, device="cuda")
+    x = base[:, 1]                                    # stride 3
+    got = ops.UNARY_KERNELS["exp"](x, fl.float32)
+    assert got.is_cuda
+    assert_close(to_host(got), np.exp(to_host(x)).astype(np.float32), "float32", f"exp {n}")
+    m = torch.randn(max(1, n // 10), 37, device="cuda").t()     # transposed: [37, n/10]
+    rows, _ = ops.REDUCE_KERNELS["sum"]
+    assert_close(to_host(rows(m, fl.float32)) / 6, to_host(m).sum(axis=1) / 6, "float32")
+
+
+@fusec.kernel
+def axpy_into(x, y, out, alpha: float):
+    for t in fusec.tile(x.shape[0]):
+        out[t] = alpha * x[t] + y[t]
+    return out
+
+
+@pytest.mark.parametrize("n", SIZES)
+def test_in_place_into_a_poisoned_param(n):
+    x, xv = random_array((n,), "float32", seed=n)
+    y, yv = random_array((n,), "float32", seed=n + 1)
+    out = torch.full((n,), float("nan"), device="cuda")
+    res = axpy_into(to_cuda(x), to_cuda(y), out, 0.5)
+    assert res is out
+    assert_close(to_host(out), round_to_dtype(0.5 * xv + yv, "float32"), "float32")
+
+
+@fusec.kernel
+def scatter_add(x, idx, out_size: int):
+    out = fusec.zeros([out_size], x.dtype)
+    for t in fusec.tile(x.shape[0]):
+        j = idx[t]
+        fl.atomic_add(out[j], x[t])
+    return out
+
+
+@fusec.kernel
+def total(x):
+    out = fusec.zeros([1], fl.float32)
+    for t in fusec.tile(x.shape[0], block=256):
+        fl.atomic_add(out[0], fl.sum(x[t]))
+    return out
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "int32", "int64"])
+def test_atomics(dtype):
+    n = 4097
+    x, xv = random_array((n,), dtype, seed=5)
+    idx = np.random.default_rng(6).integers(0, 17, size=n).astype(np.int32)
+    got = to_host(scatter_add(to_cuda(x), to_cuda(idx), 17))
+    want = np.zeros(17)
+    np.add.at(want, idx, xv)
+    assert_close(got / 30, want / 30, dtype if dtype.startswith("float") else "exact")
+    if dtype == "float32":
+        assert_close(to_host(total(to_cuda(x))) / 60, np.array([xv.sum()]) / 60, "float32")
+
+
+@fusec.kernel
+def loops_and_ifs(x, steps: int):
+    out = fusec.empty_like(x)
+    for t in fusec.tile(x.shape[0]):
+        v = x[t]
+        s = 0.0
+        for i in range(steps):
+            s = s + fl.sum(v) * 0.5
+            if i % 2 == 0:
+                v = v * 0.5
+            else:
+                v = v + 1.0
+        out[t] = v + s
+    return out
+
+
+def test_loops_ifs_and_carried_values():
+    x, _ = random_array((4097,), "float32", seed=7)
+    xc = to_cuda(x)
+    want = loops_and_ifs.compile(x, 5, backend="interpret")(x, 5)
+    assert_close(to_host(loops_and_ifs(xc, 5)), want.astype(np.float64), "float32")
+
+
+@fusec.kernel
+def two_passes(x):
+    tmp = fusec.empty_like(x)
+    out = fusec.empty_like(x)
+    for t in fusec.tile(x.shape[0]):
+        tmp[t] = x[t] * 2.0
+    for t in fusec.tile(x.shape[0]):
+        out[t] = tmp[t] + 1.0
+    return out
+
+
+def test_several_launches_in_order_on_a_side_stream():
+    x = torch.randn(100_003, device="cuda")
+    ck = two_passes.compile(x)
+    assert ck.num_launches == 2
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        out = two_passes(x)
+    stream.synchronize()
+    torch.testing.assert_close(out, x * 2.0 + 1.0)
+
+
+def test_config_blocks_and_warps():
+    a, av = random_array((65, 47), "float32", seed=1)
+    b, bv = random_array((47, 100), "float32", seed=2)
+    for warps in (1, 2, 8):
+        ck = ops.matmul.compile(to_cuda(a), to_cuda(b), fl.float32,
+                                config=fusec.Config(blocks=[16, 32, 8], warps=warps))
+        assert f"__launch_bounds__({32 * warps})" in ck.asm["cuda"]
+        got = to_host(ck(to_cuda(a), to_cuda(b), fl.float32))
+        assert_close(got / 7, (av @ bv) / 7, "float32")
+
+
+def test_wrong_arch_and_wrong_arrays_raise_clear_errors():
+    here = fusec.arrays.cuda_arch()
+    other = "sm_80" if here != "sm_80" else "sm_90"
+    x = torch.ones(10, device="cuda")
+    ck = ops.UNARY_KERNELS["exp"].compile(x, fl.float32, target=other)
+    with pytest.raises(fusec.LaunchError, match=f"compiled for {other}"):
+        ck(x, fl.float32)
+    ck = ops.UNARY_KERNELS["exp"].compile(x, fl.float32)
+    assert ck.target == here
+    with pytest.raises(TypeError, match="torch CUDA tensor"):
+        ck(torch.ones(10), fl.float32)
