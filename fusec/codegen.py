@@ -660,10 +660,14 @@ class Tracer(ast.NodeVisitor):
         return self.visit(node.body if cond else node.orelse)
 
     def visit_Subscript(self, node):
-        obj = self.visit(node.value)
-        index = self.visit(node.slice)
+        address, self.in_address = self.in_address, False    # only the outermost x[...]
+        try:
+            obj = self.visit(node.value)
+            index = self.visit(node.slice)
+        finally:
+            self.in_address = address
         if isinstance(obj, TensorArg):
-            if self.in_address:
+            if address:
                 return (obj, _as_index_tuple(index))
             self.check_device(f"loading from {obj.name!r}")
             return self.sem.load(obj, _as_index_tuple(index), self.full_block)

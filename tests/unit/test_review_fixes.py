@@ -230,3 +230,15 @@ def test_num_launches_counts_loops_inside_runtime_control_flow():
 
     ck = repeated.compile(np.zeros(3, np.float32), 3, backend="interpret")
     assert ck.num_launches == 1
+
+
+def test_address_argument_may_index_with_loaded_values(backend):
+    @fusec.kernel
+    def histogram(idx, n_bins: int):
+        out = fusec.zeros([n_bins], fl.int32)
+        for t in fusec.tile(idx.shape[0], block=16):
+            fl.atomic_add(out[idx[t]], fl.full([t], 1, fl.int32))
+        return out
+
+    idx = np.array([0, 2, 2, 1, 2, 0, 3], dtype=np.int32)
+    np.testing.assert_array_equal(histogram(idx, 4), np.bincount(idx, minlength=4))
