@@ -81,3 +81,15 @@ def grid_dims(nest: Op) -> list[Op]:
 def grid_of(nest: Op, symbols: dict[str, int]) -> list[int]:
     return [-(-eval_size(loop.attrs["extent"], symbols) // loop.attrs["block"])
             for loop in grid_dims(nest)]
+
+
+def size_expressions(kernel: Op) -> list:
+    """Every distinct size expression a kernel evaluates at run time (tile loop extents and
+    symvals), in program order: the backends pass their values as launch arguments."""
+    exprs = []
+    for op in kernel.walk():
+        e = op.attrs.get("extent") if op.name == "tile_for" else \
+            op.attrs.get("expr") if op.name == "symval" else None
+        if e is not None and e not in exprs:
+            exprs.append(e)
+    return exprs

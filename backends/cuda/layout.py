@@ -19,19 +19,9 @@ import struct
 
 from ...ir.core import Op
 from ...ir.types import TensorType, TileType
-from ..common import bind_symbols, size_function
+from ..common import bind_symbols, size_expressions, size_function
 from ..llvm.launches import Launch, launches
 from .types import storage
-
-
-def _size_exprs(kernel: Op) -> list:
-    exprs = []
-    for op in kernel.walk():
-        e = op.attrs.get("extent") if op.name == "tile_for" else \
-            op.attrs.get("expr") if op.name == "symval" else None
-        if e is not None and e not in exprs:
-            exprs.append(e)
-    return exprs
 
 
 def c_name(name: str | None, fallback: str) -> str:
@@ -71,7 +61,7 @@ class Layout:
                 ctype = "double" if v.type.dtype.is_float else "long long"
                 self.params.append((ctype, f"{base}_raw"))
         self.sym_slots: dict = {}
-        for k, e in enumerate(_size_exprs(kernel)):
+        for k, e in enumerate(size_expressions(kernel)):
             self.sym_slots[e] = len(self.params)
             self.params.append(("long long", f"fc_size{k}"))
         self.launches: list[Launch] = launches(kernel)

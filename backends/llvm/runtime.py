@@ -34,23 +34,13 @@ import numpy as np
 
 from ...ir.core import Op
 from ...ir.types import TensorType, TileType
-from ..common import bind_symbols, size_function
+from ..common import bind_symbols, size_expressions, size_function
 from ..numeric import STORAGE
 from .launches import launches
 
 PROGRAM_FN = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
                               ctypes.c_void_p)
 PARALLEL_WORK = 1 << 16        # element-ops below which a launch runs on the calling thread
-
-
-def _size_exprs(kernel: Op) -> list:
-    exprs = []
-    for op in kernel.walk():
-        e = op.attrs.get("extent") if op.name == "tile_for" else \
-            op.attrs.get("expr") if op.name == "symval" else None
-        if e is not None and e not in exprs:
-            exprs.append(e)
-    return exprs
 
 
 class ArgLayout:
@@ -78,7 +68,7 @@ class ArgLayout:
                 self.scalars.append((pos, slot, v))
                 slot += 1
         self.sym_slots = {}
-        for e in _size_exprs(kernel):
+        for e in size_expressions(kernel):
             self.sym_slots[e] = slot
             slot += 1
         self.launches = launches(kernel)
