@@ -35,6 +35,7 @@ from ..llvm.launches import serial_ops
 from . import arith, control, dot, memory, reduce
 from .elements import ELEM_RULES
 from .layout import Layout, c_name
+from ..carried import CarriedSlots
 from .plan import Plan
 from .types import SIZEOF, compute
 from .values import INLINE, Buf, Handle, Scalar, Tensor, numel, rank
@@ -46,7 +47,7 @@ ALIGN = 16
 _TRIVIAL = re.compile(r"^(-?[\w.]+|\(\w+ \+ \w+\))$")
 
 
-class FunctionEmitter:
+class FunctionEmitter(CarriedSlots):
     """Emits the body of one device function (one launch)."""
 
     def __init__(self, kernel: Op, plan: Plan, layout: Layout):
@@ -250,53 +251,15 @@ class FunctionEmitter:
             return None
         return self.new_buffer(v.type.dtype, v.type.shape, base="carried")
 
-    def write_slots(self, slots: list, values: list[Value]) -> None:
-        """Write yielded tile values into their slots, each computed from the slots' old
-        contents: a slot that another value reads, or that its own value reads at another
-        element, is staged through a temporary (threads write different elements)."""
-        reads = [self.buffers_read(v, set()) if slot is not None else set()
-                 for slot, v in zip(slots, values)]
-        staged, direct = [], []
-        for i, (slot, v) in enumerate(zip(slots, values)):
-            if slot is None or self.env[v] is slot:
-                continue
-            others = any(slot.name in r for j, r in enumerate(reads) if j != i)
-            if others or (slot.name in reads[i] and not self._same_element(v, slot.name)):
-                tmp = self.new_buffer(slot.dtype, slot.shape, base="staged")
-                self.materialize(v, lambda idx, _v=v: self.elem(_v, idx), into=tmp)
-                staged.append((slot, tmp))
-            else:
-                direct.append((slot, v))
-        for slot, v in direct:
-            self.materialize(v, lambda idx, _v=v: self.elem(_v, idx), into=slot)
-        for slot, tmp in staged:
-            self.for_each(slot.shape, lambda idx, s=tmp, d=slot:
-                          self.line(f"{d.at(idx)} = {s.at(idx)};"))
+    # hooks of CarriedSlots
+    def buffer_key(self, rep):
+        return rep.name if isinstance(rep, Buf) else None
 
-    def _same_element(self, v: Value, name: str) -> bool:
-        """Every path from inline value v to the buffer `name` keeps the element index."""
-        if self.env.get(v) is not INLINE:
-            return True
-        same_index = v.op.name not in ("broadcast", "expand_dims", "permute")
-        for o in v.op.operands:
-            if name in self.buffers_read(o, set()) and not (same_index and
-                                                             self._same_element(o, name)):
-                return False
-        return True
+    def staging_buffer(self, slot: Buf) -> Buf:
+        return self.new_buffer(slot.dtype, slot.shape, base="staged")
 
-    def buffers_read(self, v: Value, out: set, seen: set | None = None) -> set:
-        """Names of the buffers an inline value's elements read."""
-        seen = set() if seen is None else seen
-        if v in seen:
-            return out
-        seen.add(v)
-        rep = self.env.get(v)
-        if isinstance(rep, Buf):
-            out.add(rep.name)
-        elif rep is INLINE:
-            for o in v.op.operands:
-                self.buffers_read(o, out, seen)
-        return out
+    def copy_element(self, dst: Buf, src: Buf, idx) -> None:
+        self.line(f"{dst.at(idx)} = {src.at(idx)};")
 
 
 # ops that materialize or loop: they emit their own statements

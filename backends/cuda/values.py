@@ -11,9 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ...ir.core import Value
 from ...ir.dtypes import DType
-from ...ir.types import TileType
+from ..carried import INLINE, numel, rank  # noqa: F401  (re-exported)
 
 
 @dataclass
@@ -57,22 +56,3 @@ class Tensor:
     sizes: list[str]
     strides: list[str]               # "1" where the specialization knows a unit stride
     dtype: DType
-
-
-class _Inline:
-    def __repr__(self):
-        return "INLINE"
-
-
-INLINE = _Inline()
-
-
-def rank(v: Value) -> int:
-    return v.type.rank if isinstance(v.type, TileType) else 0
-
-
-def numel(shape) -> int:
-    n = 1
-    for s in shape:
-        n *= s
-    return n

@@ -21,12 +21,13 @@ from ...ir.dtypes import DType
 from ...ir.ops import BINARY, COMPARE, UNARY
 from . import arith, control, dot, loops, memory, reduce
 from .context import Ctx
+from ..carried import CarriedSlots
 from .plan import Plan
 from .types import I1, I8, I32, I64, buffer, compute
 from .values import INLINE, Buf, Handle, Scalar, numel, rank
 
 
-class Lowering:
+class Lowering(CarriedSlots):
     def __init__(self, ctx: Ctx, kernel: Op, plan: Plan, sym: Callable):
         self.ctx = ctx
         self.kernel = kernel
@@ -183,53 +184,15 @@ class Lowering:
             return None
         return self.new_buffer(v.type.dtype, v.type.shape)
 
-    def write_slots(self, slots: list, values: list[Value]) -> None:
-        """Write yielded tile values into their slots (loop-carried buffers), each computed
-        from the slots' old contents: a slot that another value reads, or that its own
-        value reads other than at the same element, is staged through a temporary."""
-        reads = [self.buffers_read(v, set()) if slot is not None else set()
-                 for slot, v in zip(slots, values)]
-        staged, direct = [], []
-        for i, (slot, v) in enumerate(zip(slots, values)):
-            if slot is None or self.env[v] is slot:
-                continue
-            others = any(slot.ptr in r for j, r in enumerate(reads) if j != i)
-            if others or (slot.ptr in reads[i] and not self._same_element(v, slot.ptr)):
-                tmp = self.new_buffer(slot.dtype, slot.shape)
-                self.materialize(v, lambda idx, _v=v: self.elem(_v, idx), into=tmp)
-                staged.append((slot, tmp))
-            else:
-                direct.append((slot, v))
-        for slot, v in direct:
-            self.materialize(v, lambda idx, _v=v: self.elem(_v, idx), into=slot)
-        for slot, tmp in staged:
-            self.for_each(slot.shape, lambda idx, s=tmp, d=slot:
-                          self.buf_store(d, idx, self.buf_load(s, idx)))
+    # hooks of CarriedSlots
+    def buffer_key(self, rep):
+        return rep.ptr if isinstance(rep, Buf) else None
 
-    def _same_element(self, v: Value, ptr) -> bool:
-        """Every path from inline value v to the buffer `ptr` keeps the element index."""
-        if self.env.get(v) is not INLINE:
-            return True
-        same_index = v.op.name not in ("broadcast", "expand_dims", "permute")
-        for o in v.op.operands:
-            if ptr in self.buffers_read(o, set()) and not (same_index and
-                                                            self._same_element(o, ptr)):
-                return False
-        return True
+    def staging_buffer(self, slot: Buf) -> Buf:
+        return self.new_buffer(slot.dtype, slot.shape)
 
-    def buffers_read(self, v: Value, out: set, seen: set | None = None) -> set:
-        """Buffers (pointers) an inline value's elements read."""
-        seen = set() if seen is None else seen
-        if v in seen:
-            return out
-        seen.add(v)
-        rep = self.env.get(v)
-        if isinstance(rep, Buf):
-            out.add(rep.ptr)
-        elif rep is INLINE:
-            for o in v.op.operands:
-                self.buffers_read(o, out, seen)
-        return out
+    def copy_element(self, dst: Buf, src: Buf, idx) -> None:
+        self.buf_store(dst, idx, self.buf_load(src, idx))
 
 
 # == element rules ================================================================================

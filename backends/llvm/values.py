@@ -14,7 +14,7 @@ import llvmlite.ir as ir
 
 from ...ir.core import Value
 from ...ir.dtypes import DType
-from ...ir.types import TileType
+from ..carried import INLINE, numel, rank  # noqa: F401  (re-exported)
 
 
 @dataclass
@@ -50,22 +50,3 @@ class Tensor:
     strides: list                    # i64 values (constant 1 where known unit)
     dtype: DType
     value: Value                     # the IR value (param or alloc), for diagnostics
-
-
-class _Inline:
-    def __repr__(self):
-        return "INLINE"
-
-
-INLINE = _Inline()
-
-
-def rank(v: Value) -> int:
-    return v.type.rank if isinstance(v.type, TileType) else 0
-
-
-def numel(shape) -> int:
-    n = 1
-    for s in shape:
-        n *= s
-    return n
