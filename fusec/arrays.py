@@ -57,6 +57,13 @@ def element_strides(value) -> tuple[int, ...]:
     return tuple(value.stride())
 
 
+def data_address(value) -> int:
+    """The address of the first element (what a kernel's data pointer holds)."""
+    if isinstance(value, np.ndarray):
+        return value.ctypes.data
+    return value.data_ptr()
+
+
 def device_of(value) -> str:
     if isinstance(value, np.ndarray):
         return "cpu"

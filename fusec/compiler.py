@@ -22,7 +22,8 @@ from .values import SymSize, TensorArg, TileVal
 
 BACKENDS = ("cpu", "interpret", "cuda", "ptx")
 DEVICE_BACKENDS = ("cuda",)    # run on torch CUDA tensors, not numpy views
-TILE_ELEMENTS_CAP = {"cpu": 16384, "interpret": 16384}   # default tiles stay cache-sized
+TILE_ELEMENTS_CAP = {"cpu": 16384, "interpret": 16384,   # default tiles stay cache-sized
+                     "cuda": 4096}   # GPU: a program = one thread block, at most 32 elements a thread
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,7 @@ def trace(fn, params: list, blocks=None, default_block=_default_block):
     kernel_name = fn.__name__
     body = Block()
     sizes, div16, unit_strides, hints, wide, signed = [], [], [], {}, set(), []
+    aligned = []
     values = {}
     for p in params:
         if isinstance(p, ConstParam):
@@ -73,6 +75,8 @@ def trace(fn, params: list, blocks=None, default_block=_default_block):
                     div16.append(sym.name)
                 dims.append(sym)
             unit_strides += [[index, d] for d, u in enumerate(p.unit_stride) if u]
+            if p.aligned16:
+                aligned.append(index)
             arg = body.add_arg(TensorType(p.dtype, dims), p.name)
             values[p.name] = TensorArg(arg, p.name)
         else:
@@ -97,7 +101,8 @@ def trace(fn, params: list, blocks=None, default_block=_default_block):
             else:
                 values[p.name] = TileVal(arg, weak=True)
     loc = Loc(source.file, source.line0, source.col0 + 1)
-    attrs = {"name": kernel_name, "sizes": sizes, "div16": div16, "unit_strides": unit_strides}
+    attrs = {"name": kernel_name, "sizes": sizes, "div16": div16, "unit_strides": unit_strides,
+             "aligned": aligned}
     if signed:
         attrs["signed"] = signed
     builder = Builder(body, loc)

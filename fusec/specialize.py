@@ -1,7 +1,8 @@
 """Specialization: what a compiled kernel may assume about its arguments, and the key of it.
 
-A key holds, per argument: tensors' dtype, rank and, per size and stride, whether it is 1 or
-divisible by 16 (every size when static_shapes=True); ints' ==1 / divisible by 16 / needs
+A key holds, per argument: tensors' dtype, rank, whether the data pointer is 16-byte aligned
+and, per size and stride, whether it is 1 or divisible by 16 (every size when
+static_shapes=True); ints' ==1 / divisible by 16 / needs
 int64; constexpr values. Nothing here runs sympy: it is on every call's path.
 """
 from __future__ import annotations
@@ -18,6 +19,7 @@ class TensorSpec:
     shape: tuple
     dtype: object = D.float32
     strides: tuple | None = None
+    aligned16: bool = True      # data pointer a multiple of 16 bytes (as fresh allocations)
 
     def __post_init__(self):
         object.__setattr__(self, "shape", tuple(int(s) for s in self.shape))
@@ -45,6 +47,7 @@ class TensorParam:
     div16: tuple          # bool per dim
     unit_stride: tuple    # bool per dim
     hints: tuple          # the concrete sizes of the call that triggered the compile
+    aligned16: bool = True  # the data pointer is a multiple of 16 bytes (vector access)
 
 
 @dataclass(frozen=True)
@@ -84,23 +87,25 @@ def describe(name: str, value, constexpr: bool, static_shapes: bool):
     if isinstance(value, TensorSpec) or arrays.is_array(value):
         if isinstance(value, TensorSpec):
             dtype, shape, strides = value.dtype, value.shape, value.strides
+            aligned = value.aligned16
         else:
             try:
                 dtype = arrays.dtype_of(value)
             except TypeError as exc:
                 raise TypeError(f"argument {name!r}: {exc}") from None
             shape, strides = tuple(value.shape), arrays.element_strides(value)
+            aligned = arrays.data_address(value) % 16 == 0
         if static_shapes:
             facts = tuple(shape)
         else:
             facts = tuple(_size_fact(n) for n in shape)
         stride_facts = tuple(_size_fact(s) if n != 1 else "b" for s, n in zip(strides, shape))
-        key = ("t", dtype.name, len(shape), facts, stride_facts)
+        key = ("t", dtype.name, len(shape), facts, stride_facts, aligned)
         sizes = tuple(n if (static_shapes or n == 1) else None for n in shape)
         param = TensorParam(name, dtype, sizes, tuple(f == "d16" for f in facts)
                             if not static_shapes else (False,) * len(shape),
                             tuple(s == 1 or n == 1 for s, n in zip(strides, shape)),
-                            tuple(shape))
+                            tuple(shape), aligned)
         return key, param
     if isinstance(value, bool):
         return ("b",), ScalarParam(name, "b", hint=value)

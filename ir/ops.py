@@ -2,7 +2,7 @@
 defined executably by backends/interpret (the reference interpreter).
 
 Structure
-  kernel()          {name, sizes, div16, unit_strides} region(^params...) ending in `return`.
+  kernel()          {name, sizes, div16, unit_strides, aligned} region(^params...) ending in `return`.
                     Params are tensors and scalars. Ops in the kernel's own block outside tile
                     loops are the host part (`alloc`) and pure scalar values that every
                     program recomputes; each top-level parallel `tile_for` nest is one launch
@@ -14,6 +14,8 @@ Structure
                       is known to be >= 0).
                     unit_strides: [[param index, dim], ...] dims whose stride is known to be
                       1. Allocated tensors are contiguous (row-major).
+                    aligned: [param index, ...] tensor params whose data pointer is a
+                      multiple of 16 bytes (allocated tensors always are).
   alloc()           {zero} -> tensor: an output tensor, shape from the result type.
   return(vals...)   terminator of `kernel`: the tensors the kernel returns.
   tile_for(inits...) {extent, block, parallel, dim} -> carried results; region
