@@ -55,7 +55,7 @@ def trace(fn, params: list, blocks=None, default_block=_default_block):
     kernel_name = fn.__name__
     body = Block()
     sizes, div16, unit_strides, hints, wide, signed = [], [], [], {}, set(), []
-    aligned = []
+    aligned, stride16 = [], []
     values = {}
     for p in params:
         if isinstance(p, ConstParam):
@@ -77,6 +77,7 @@ def trace(fn, params: list, blocks=None, default_block=_default_block):
             unit_strides += [[index, d] for d, u in enumerate(p.unit_stride) if u]
             if p.aligned16:
                 aligned.append(index)
+            stride16 += [[index, d] for d, s16 in enumerate(p.stride16) if s16]
             arg = body.add_arg(TensorType(p.dtype, dims), p.name)
             values[p.name] = TensorArg(arg, p.name)
         else:
@@ -102,7 +103,7 @@ def trace(fn, params: list, blocks=None, default_block=_default_block):
                 values[p.name] = TileVal(arg, weak=True)
     loc = Loc(source.file, source.line0, source.col0 + 1)
     attrs = {"name": kernel_name, "sizes": sizes, "div16": div16, "unit_strides": unit_strides,
-             "aligned": aligned}
+             "aligned": aligned, "stride16": stride16}
     if signed:
         attrs["signed"] = signed
     builder = Builder(body, loc)

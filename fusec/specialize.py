@@ -48,6 +48,7 @@ class TensorParam:
     unit_stride: tuple    # bool per dim
     hints: tuple          # the concrete sizes of the call that triggered the compile
     aligned16: bool = True  # the data pointer is a multiple of 16 bytes (vector access)
+    stride16: tuple = ()    # bool per dim: the stride is a multiple of 16 elements
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,8 @@ def describe(name: str, value, constexpr: bool, static_shapes: bool):
         param = TensorParam(name, dtype, sizes, tuple(f == "d16" for f in facts)
                             if not static_shapes else (False,) * len(shape),
                             tuple(s == 1 or n == 1 for s, n in zip(strides, shape)),
-                            tuple(shape), aligned)
+                            tuple(shape), aligned,
+                            tuple(f == "d16" for f in stride_facts))
         return key, param
     if isinstance(value, bool):
         return ("b",), ScalarParam(name, "b", hint=value)

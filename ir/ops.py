@@ -2,7 +2,7 @@
 defined executably by backends/interpret (the reference interpreter).
 
 Structure
-  kernel()          {name, sizes, div16, unit_strides, aligned} region(^params...) ending in `return`.
+  kernel()          {name, sizes, div16, unit_strides, aligned, stride16} region(^params...) ending in `return`.
                     Params are tensors and scalars. Ops in the kernel's own block outside tile
                     loops are the host part (`alloc`) and pure scalar values that every
                     program recomputes; each top-level parallel `tile_for` nest is one launch
@@ -16,6 +16,8 @@ Structure
                       1. Allocated tensors are contiguous (row-major).
                     aligned: [param index, ...] tensor params whose data pointer is a
                       multiple of 16 bytes (allocated tensors always are).
+                    stride16: [[param index, dim], ...] dims whose stride (in elements) is
+                      known to be a multiple of 16.
   alloc()           {zero} -> tensor: an output tensor, shape from the result type.
   return(vals...)   terminator of `kernel`: the tensors the kernel returns.
   tile_for(inits...) {extent, block, parallel, dim} -> carried results; region
