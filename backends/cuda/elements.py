@@ -67,7 +67,7 @@ def _arange(E, op: Op, idx):
     i, start = idx[0], op.attrs["start"]
     if isinstance(i, int):
         return str(start + i)
-    return _lane(str(start), i) if start else i
+    return _lane(str(start), i) if start else str(i)
 
 
 def _tile_index(E, op: Op, idx):

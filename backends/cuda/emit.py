@@ -38,7 +38,8 @@ from .layout import Layout, c_name
 from ..carried import CarriedSlots
 from .plan import Plan
 from .types import SIZEOF, compute
-from .values import INLINE, Buf, Handle, Scalar, Tensor, numel, rank
+from .values import INLINE, Buf, Handle, Lane, Scalar, Tensor, numel, rank
+from .vector import ACCESS_TYPE, VectorFacts
 
 VIEW_OPS = ("broadcast", "expand_dims", "permute")
 SHARED_BYTES = 48 << 10         # static shared memory a block may declare
@@ -50,10 +51,11 @@ _TRIVIAL = re.compile(r"^(-?[\w.]+|\(\w+ \+ \w+\))$")
 class FunctionEmitter(CarriedSlots):
     """Emits the body of one device function (one launch)."""
 
-    def __init__(self, kernel: Op, plan: Plan, layout: Layout):
+    def __init__(self, kernel: Op, plan: Plan, layout: Layout, nthreads: int):
         self.kernel = kernel
         self.plan = plan
         self.layout = layout
+        self.nthreads = nthreads
         self.lines: list[str] = []
         self.depth = 1
         self.env: dict[Value, object] = {}
@@ -63,6 +65,7 @@ class FunctionEmitter(CarriedSlots):
         self.arena_bytes = 0
         self.in_loop = 0              # > 0 inside a strided (per-element) loop
         self.need_sync = False        # a thread may be reading memory a loop could overwrite
+        self.vec = VectorFacts(kernel, self.env)
 
     # -- text --------------------------------------------------------------------------------
     def line(self, text: str) -> None:
@@ -118,6 +121,9 @@ class FunctionEmitter(CarriedSlots):
                 return hit
         if isinstance(rep, Buf):
             self.note_read()
+            lane = idx[-1] if idx else None
+            if isinstance(lane, Lane) and rep.shape[-1] % lane.width == 0:
+                return self._read_buffer_group(v, rep, idx)
             hit = rep.at(idx)
         elif rep is INLINE:
             hit = ELEM_RULES[v.op.name](self, v.op, idx)
@@ -127,6 +133,54 @@ class FunctionEmitter(CarriedSlots):
             raise TypeError(f"{v} is not a tile value ({rep})")
         self.memo[-1][key] = hit
         return hit
+
+    def group(self, idx: tuple) -> list[tuple]:
+        """The indices of the Lane group that idx (its last component a Lane) belongs to."""
+        lane = idx[-1]
+        return [idx[:-1] + (Lane(lane.base, j, lane.width),) for j in range(lane.width)]
+
+    def read_vector(self, ctype: str, width: int, address: str, nbytes: int, base: str,
+                    valid: str | None = None) -> str:
+        """A local array of `width` ctype elements loaded from `address` (aligned to
+        min(16, nbytes)) by accesses of up to 16 bytes; zeros where `valid` is false."""
+        arr = self.fresh(base)
+        self.line(f"__align__(16) {ctype} {arr}[{width}] = {{}};")
+        chunk = min(16, nbytes)
+        vt = ACCESS_TYPE[chunk]
+        self._guarded(valid, [f"(({vt}*){arr})[{c}] = ((const {vt}*)({address}))[{c}];"
+                              for c in range(nbytes // chunk)])
+        return arr
+
+    def write_vector(self, ctype: str, values: list[str], address: str, base: str,
+                     valid: str | None = None) -> None:
+        """Store `values` (ctype expressions) to consecutive elements at `address`."""
+        arr = self.fresh(base)
+        self.line(f"__align__(16) {ctype} {arr}[{len(values)}] = {{{', '.join(values)}}};")
+        nbytes = len(values) * SIZEOF[ctype]
+        chunk = min(16, nbytes)
+        vt = ACCESS_TYPE[chunk]
+        self._guarded(valid, [f"(({vt}*)({address}))[{c}] = ((const {vt}*){arr})[{c}];"
+                              for c in range(nbytes // chunk)])
+
+    def _guarded(self, valid: str | None, lines: list[str]) -> None:
+        if valid is None:
+            for text in lines:
+                self.line(text)
+            return
+        with self.block(f"if ({valid})"):
+            for text in lines:
+                self.line(text)
+
+    def _read_buffer_group(self, v: Value, buf: Buf, idx: tuple) -> str:
+        group = self.group(idx)
+        arr = self.read_vector(buf.ctype, len(group), f"&{buf.at(group[0])}",
+                               len(group) * SIZEOF[buf.ctype], buf.name + "_v")
+        for j, gidx in enumerate(group):
+            self.memo[-1][(v, gidx)] = f"{arr}[{j}]"
+        return self.memo[-1][(v, idx)]
+
+    def write_buffer_group(self, buf: Buf, group: list[tuple], values: list[str]) -> None:
+        self.write_vector(buf.ctype, values, f"&{buf.at(group[0])}", buf.name + "_w")
 
     def scalar_from(self, buf: Buf) -> Scalar:
         """A rank-0 result held in a one-element buffer, read by every thread."""
@@ -144,35 +198,71 @@ class FunctionEmitter(CarriedSlots):
         self.buffers.append((name, ctype, offset))
         return Buf(name, tuple(shape), dtype, ctype)
 
-    def for_each(self, shape, body: Callable[[tuple], None]) -> None:
-        """A strided loop: the block's threads share the flattened elements of `shape`;
-        body(idx) emits one element's work. Ends with a barrier."""
+    def lane_width(self, shape) -> int:
+        """Elements of the last axis a thread handles together in a strided loop: the most
+        (up to 8) that still leave every thread of the block work."""
+        n, total = (shape[-1], numel(shape)) if shape else (1, 1)
+        for width in (8, 4, 2):
+            if n % width == 0 and total // width >= self.nthreads:
+                return width
+        return 1
+
+    def for_each(self, shape, body: Callable[[tuple], None],
+                 group_body: Callable[[list], None] | None = None) -> None:
+        """A strided loop: the block's threads share the flattened elements of `shape`, in
+        groups of lane_width consecutive elements of the last axis; body(idx) emits one
+        element's work (or group_body(indices) a whole group's). Ends with a barrier."""
         # a barrier inside a per-element loop would be divergent (a hang): never nest them
         assert not self.in_loop, "strided loops do not nest"
         if self.need_sync:
             self.sync()
+        width = self.lane_width(shape)
+        groups = list(shape)
+        if groups:
+            groups[-1] //= width
         e = self.fresh("e")
-        with self.block(f"for (int {e} = threadIdx.x; {e} < {numel(shape)}; "
+        with self.block(f"for (int {e} = threadIdx.x; {e} < {numel(groups)}; "
                         f"{e} += blockDim.x)"):
             self.in_loop += 1
-            idx, inner = [], 1
-            for d in reversed(range(len(shape))):
-                n = shape[d]
-                if n == 1:
-                    idx.append(0)
-                else:
-                    q = e if inner == 1 else f"{e} / {inner}"
-                    outer = numel(shape[:d])
-                    expr = q if outer == 1 else f"{q} % {n}" if inner == 1 else f"({q}) % {n}"
-                    idx.append(self.declare("int", expr, f"i{d}", force=True))
-                inner *= n
-            body(tuple(reversed(idx)))
+            idx = self.unflatten(e, groups)
+            if width > 1:
+                first = self.declare("int", f"{idx[-1]} * {width}", "lane", force=True)
+                group = self.group(idx[:-1] + (Lane(first, 0, width),))
+            else:
+                group = [idx]
+            if group_body is not None:
+                group_body(group)
+            else:
+                for gidx in group:
+                    body(gidx)
             self.in_loop -= 1
         self.sync()
 
+    def unflatten(self, e: str, shape) -> tuple:
+        """The tile index of flat row-major element e of shape (dims of extent 1: 0)."""
+        idx, inner = [], 1
+        for d in reversed(range(len(shape))):
+            n = shape[d]
+            if n == 1:
+                idx.append(0)
+            else:
+                q = e if inner == 1 else f"{e} / {inner}"
+                outer = numel(shape[:d])
+                expr = q if outer == 1 else f"{q} % {n}" if inner == 1 else f"({q}) % {n}"
+                idx.append(self.declare("int", expr, f"i{d}", force=True))
+            inner *= n
+        return tuple(reversed(idx))
+
     def materialize(self, v: Value, fn: Callable[[tuple], str], into: Buf | None = None) -> Buf:
         buf = into or self.new_buffer(v.type.dtype, v.type.shape, base=v.name or v.op.name)
-        self.for_each(v.type.shape, lambda idx: self.line(f"{buf.at(idx)} = {fn(idx)};"))
+
+        def group_body(group):
+            values = [fn(idx) for idx in group]
+            if len(group) > 1:
+                self.write_buffer_group(buf, group, values)
+            else:
+                self.line(f"{buf.at(group[0])} = {values[0]};")
+        self.for_each(v.type.shape, None, group_body)
         return buf
 
     def sym(self, expr) -> str:
@@ -294,7 +384,7 @@ def emit_function(kernel: Op, plan: Plan, layout: Layout, k: int, fname: str,
     """The source of launch k's device function and its global scratch bytes per program
     (0: its buffers live in shared memory)."""
     launch = layout.launches[k]
-    E = FunctionEmitter(kernel, plan, layout)
+    E = FunctionEmitter(kernel, plan, layout, nthreads)
     _bind_params(E, layout)
     E.emit_prologue(launch, serial_ops(layout.launches))
     coords = []

@@ -6,7 +6,8 @@ from __future__ import annotations
 from ...ir.core import Op
 from ...ir.ops import memory_operands
 from . import arith
-from .types import compute, zero
+from .types import SIZEOF, compute, storage, zero
+from .values import Lane
 
 
 def address(E, op: Op, idx: tuple) -> tuple[str, str | None]:
@@ -30,6 +31,9 @@ def load(E, op: Op, idx):
     tensor_v, _, _, _, other_v = memory_operands(op)
     t = E.env[tensor_v]
     d = tensor_v.type.dtype
+    lane = idx[-1] if idx else None
+    if isinstance(lane, Lane) and E.vec.width_bytes(E, op, lane.width):
+        return _load_group(E, op, idx)
     other = E.elem(other_v, idx) if other_v is not None else zero(d)
     off, valid = address(E, op, idx)
     E.note_read()
@@ -42,12 +46,33 @@ def load(E, op: Op, idx):
     return var
 
 
+def _load_group(E, op: Op, idx):
+    """A Lane group's elements by one vector load (vector.py), memoized for the group."""
+    tensor_v, _, _, _, other_v = memory_operands(op)
+    t = E.env[tensor_v]
+    d = tensor_v.type.dtype
+    group = E.group(idx)
+    off, valid = address(E, op, group[0])
+    E.note_read()
+    base = op.results[0].name or "ld"
+    arr = E.read_vector(storage(d), len(group), f"{t.ptr} + {off}",
+                        len(group) * SIZEOF[storage(d)], base + "_v", valid)
+    v = op.results[0]
+    for j, gidx in enumerate(group):
+        read = arith.from_storage(d, f"{arr}[{j}]")
+        if valid is not None:
+            other = E.elem(other_v, gidx) if other_v is not None else zero(d)
+            read = f"({valid} ? {read} : {other})"
+        E.memo[-1][(v, gidx)] = E.declare(compute(d), read, base, force=True)
+    return E.memo[-1][(v, idx)]
+
+
 def store(E, op: Op):
     tensor_v, _, value_v, _, _ = memory_operands(op)
     t = E.env[tensor_v]
     d = tensor_v.type.dtype
 
-    def body(idx):
+    def one(idx):
         off, valid = address(E, op, idx)
 
         def write():
@@ -58,7 +83,16 @@ def store(E, op: Op):
         else:
             with E.block(f"if ({valid})"):
                 write()
-    E.for_each(value_v.type.shape, body)
+
+    def group_body(group):
+        if len(group) == 1 or not E.vec.width_bytes(E, op, len(group)):
+            for idx in group:
+                one(idx)
+            return
+        values = [arith.to_storage(d, E.elem(value_v, idx)) for idx in group]
+        off, valid = address(E, op, group[0])
+        E.write_vector(storage(d), values, f"{t.ptr} + {off}", "st", valid)
+    E.for_each(value_v.type.shape, None, group_body)
 
 
 # atomicAdd overloads (sm_60+): float, double, int, and long long through its unsigned twin

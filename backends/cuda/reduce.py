@@ -1,6 +1,10 @@
-"""reduce: sum / max / min / argmax / argmin of a tile along one axis. Each output element
-is computed by one thread looping over the reduced axis (correct first; warp shuffles
-later).
+"""reduce: sum / max / min / argmax / argmin of a tile along one axis, cooperatively: a
+group of G threads (a power of two) per output element, each lane accumulating a strided
+share of the reduced axis -- in Lane groups of up to 8 consecutive elements when it is the
+last axis, so the loads under it are vector loads -- then the lanes' partials combined with
+warp shuffles (xor butterfly) and, for groups wider than a warp, through shared memory.
+G spreads the block's threads over the outputs: one warp per row for a few rows, the whole
+block for one row, one thread per output when there are more outputs than threads.
 
 Semantics (the interpreter's): sums of ints give int64 (wrapping); float sums accumulate in
 double and round once to the result type (as the interpreter's float64 sum); max/min
@@ -9,6 +13,7 @@ the extreme.
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 from ...ir import dtypes as D
@@ -16,6 +21,7 @@ from ...ir.core import Op
 from ...ir.dtypes import DType
 from . import arith
 from .types import MATH_TYPE, compute, float_literal, int_limits, int_literal
+from .values import Lane, numel
 
 
 @dataclass
@@ -26,6 +32,7 @@ class Spec:
     accs: list                   # [(C type, initial value)]
     step: str
     finish: str
+    combine: str                 # merges partial {b}/{j} into {a}/{i} (same order of terms)
 
 
 def _extreme(d: DType, high: bool) -> str:
@@ -42,10 +49,10 @@ def spec(kind: str, d: DType, out: DType) -> Spec:
     cty = compute(d)
     if kind == "sum" and d.is_float:
         return Spec([("double", "0.0")], "{a} += (double){x};",
-                    arith.cast(D.float64, out, "{a}"))
+                    arith.cast(D.float64, out, "{a}"), "{a} += {b};")
     if kind == "sum":       # bool and ints: int64, wrapping in its unsigned twin
         return Spec([("unsigned long long", "0ULL")], "{a} += (unsigned long long){x};",
-                    "(long long){a}")
+                    "(long long){a}", "{a} += {b};")
     if kind in ("max", "min"):
         if d.is_float:
             fn = "fc_fmax" if kind == "max" else "fc_fmin"
@@ -54,15 +61,39 @@ def spec(kind: str, d: DType, out: DType) -> Spec:
             step = "{a} = {a} || {x};" if kind == "max" else "{a} = {a} && {x};"
         else:
             step = f"if ({{x}} {'>' if kind == 'max' else '<'} {{a}}) {{a}} = {{x}};"
-        return Spec([(cty, _extreme(d, kind == "min"))], step, "{a}")
+        return Spec([(cty, _extreme(d, kind == "min"))], step, "{a}",
+                    step.replace("{x}", "{b}"))
     if kind in ("argmax", "argmin"):
         cmp = ">" if kind == "argmax" else "<"
         better = f"{{x}} {cmp} {{a}}"
+        # a partial wins when better, or as good and earlier (the first extreme wins)
+        wins = f"({{b}} {cmp} {{a}}) || ({{b}} == {{a}} && {{j}} < {{i}})"
         if d.is_float:           # strictly better, or the first NaN
             better = f"({better}) || ({{x}} != {{x}} && {{a}} == {{a}})"
+            wins = (f"({{b}} != {{b}}) ? ({{a}} == {{a}} || {{j}} < {{i}}) : "
+                    f"({{a}} == {{a}} && ({wins}))")
         return Spec([(cty, _extreme(d, kind == "argmin")), ("int", "0")],
-                    f"if ({better}) {{{{ {{a}} = {{x}}; {{i}} = {{k}}; }}}}", "{i}")
+                    f"if ({better}) {{{{ {{a}} = {{x}}; {{i}} = {{k}}; }}}}", "{i}",
+                    f"if ({wins}) {{{{ {{a}} = {{b}}; {{i}} = {{j}}; }}}}")
     raise NotImplementedError(f"cuda backend: reduce kind {kind!r}")
+
+
+# shuffles move 32/64-bit values: narrower accumulators travel as int
+_SHUFFLE_AS = {"bool": "int", "signed char": "int", "unsigned char": "unsigned int",
+               "short": "int"}
+
+
+def _next_pow2(n: int) -> int:
+    return 1 << max(0, n - 1).bit_length()
+
+
+def group_shape(nthreads: int, outs: int, n: int, last_axis: bool) -> tuple[int, int]:
+    """(G threads per output, V elements per Lane group)."""
+    g = max(1, nthreads // _next_pow2(outs))
+    width = 1
+    if last_axis:
+        width = next((w for w in (8, 4, 2) if n % w == 0 and n // w >= min(g, 32)), 1)
+    return min(g, _next_pow2(-(-n // width))), width
 
 
 def reduce(E, op: Op):
@@ -71,16 +102,76 @@ def reduce(E, op: Op):
     res = op.results[0]
     s = spec(kind, x.type.dtype, res.type.dtype)
     n = x.type.shape[axis]
+    outs = numel(res.type.shape)
     out = E.new_buffer(res.type.dtype, res.type.shape, base=res.name or kind)
-
-    def per_output(oidx):
-        names = [E.declare(ty, init, "acc" if j == 0 else "arg", mutable=True)
-                 for j, (ty, init) in enumerate(s.accs)]
-        fill = {"a": names[0], "i": names[-1]}
-        k = E.fresh("k")
-        with E.block(f"for (int {k} = 0; {k} < {n}; ++{k})"):
-            xe = E.elem(x, oidx[:axis] + (k,) + oidx[axis:])
-            E.line(s.step.format(x=xe, k=k, **fill))
-        E.line(f"{out.at(oidx)} = {s.finish.format(**fill)};")
-    E.for_each(res.type.shape, per_output)
+    g, width = group_shape(E.nthreads, outs, n, axis == x.type.rank - 1)
+    per_block = E.nthreads // g
+    parts = [E.new_buffer(None, (E.nthreads // 32,), ty, base="part")
+             for ty, _ in s.accs] if g > 32 else []
+    if E.need_sync:
+        E.sync()
+    ob = E.fresh("ob")
+    with E.block(f"for (int {ob} = 0; {ob} < {outs}; {ob} += {per_block})"):
+        E.in_loop += 1
+        o = E.declare("int", ob if g == E.nthreads else f"{ob} + (int)threadIdx.x / {g}",
+                      "o", force=True)
+        lane = E.declare("int", "0" if g == 1 else f"(int)threadIdx.x % {g}", "l", force=True)
+        live = None if outs % per_block == 0 else E.declare("bool", f"{o} < {outs}", "live",
+                                                              force=True)
+        accs = [E.declare(ty, init, "acc" if j == 0 else "arg", mutable=True)
+                for j, (ty, init) in enumerate(s.accs)]
+        fill = {"a": accs[0], "i": accs[-1]}
+        oidx = E.unflatten(o, res.type.shape)
+        with E.block(f"if ({live})") if live else _nothing():
+            kg = E.fresh("kg")
+            with E.block(f"for (int {kg} = {lane}; {kg} < {n // width}; {kg} += {g})"):
+                k0 = E.declare("int", f"{kg} * {width}", "k", force=True)
+                for j in range(width):
+                    k = Lane(k0, j, width) if width > 1 else k0
+                    xe = E.elem(x, oidx[:axis] + (k,) + oidx[axis:])
+                    E.line(s.step.format(x=xe, k=str(k), **fill))
+        _combine_warp(E, s, accs, fill, min(g, 32))
+        done = f"{lane} == 0" + (f" && {live}" if live else "")
+        if parts:
+            _combine_block(E, s, accs, fill, parts, g, lane, done)
+        with E.block(f"if ({done})"):
+            E.line(f"{out.at(oidx)} = {s.finish.format(**fill)};")
+        E.in_loop -= 1
+    E.sync()
     E.env[res] = out if res.type.shape else E.scalar_from(out)
+
+
+def _combine_warp(E, s: Spec, accs: list, fill: dict, width: int) -> None:
+    """Butterfly over `width` lanes (a power of two <= 32): every lane ends with the
+    combination of all of them."""
+    off = width // 2
+    while off >= 1:
+        others = []
+        for (ty, _), a in zip(s.accs, accs):
+            via = _SHUFFLE_AS.get(ty, ty)
+            others.append(E.declare(ty, f"({ty})__shfl_xor_sync(0xffffffffu, ({via}){a}, "
+                                        f"{off})", "other", force=True))
+        E.line(s.combine.format(b=others[0], j=others[-1], **fill))
+        off //= 2
+
+
+def _combine_block(E, s: Spec, accs: list, fill: dict, parts: list, g: int, lane: str,
+                   done: str) -> None:
+    """Groups wider than a warp: each warp's partial through shared memory to the group's
+    first thread."""
+    with E.block(f"if ({lane} % 32 == 0)"):
+        for part, a in zip(parts, accs):
+            E.line(f"{part.name}[threadIdx.x / 32] = {a};")
+    E.sync()
+    with E.block(f"if ({done})"):
+        w = E.fresh("w")
+        with E.block(f"for (int {w} = 1; {w} < {g // 32}; ++{w})"):
+            others = [E.declare(ty, f"{part.name}[threadIdx.x / 32 + {w}]", "other",
+                                force=True) for (ty, _), part in zip(s.accs, parts)]
+            E.line(s.combine.format(b=others[0], j=others[-1], **fill))
+    E.sync()       # the partials are read before the next outputs' lanes overwrite them
+
+
+@contextlib.contextmanager
+def _nothing():
+    yield

@@ -6,6 +6,11 @@
   INLINE              a tile recomputed per element where it is consumed (plan.py);
   Handle(begin)       a tile loop handle (begin: the tile's first index, an int);
   Tensor(ptr, ...)    a tensor in global memory: data pointer, sizes and strides (elements).
+
+A tile index is a tuple of C int expressions, Python ints and Lanes: `Lane(base, j, width)`
+is the j-th of `width` consecutive indices a thread handles together along a tile's last
+axis (base a multiple of width), which lets loads, stores and buffer reads of the group move
+as one vector (vector.py).
 """
 from __future__ import annotations
 
@@ -13,6 +18,19 @@ from dataclasses import dataclass
 
 from ...ir.dtypes import DType
 from ..carried import INLINE, numel, rank  # noqa: F401  (re-exported)
+
+
+@dataclass(frozen=True)
+class Lane:
+    base: str
+    j: int
+    width: int
+
+    def __str__(self) -> str:
+        return self.base if self.j == 0 else f"({self.base} + {self.j})"
+
+    def first(self) -> "Lane":
+        return Lane(self.base, 0, self.width)
 
 
 @dataclass
@@ -34,7 +52,7 @@ class Buf:
             if isinstance(i, int):
                 const += i * stride
             else:
-                terms.append(i if stride == 1 else f"{i} * {stride}")
+                terms.append(str(i) if stride == 1 else f"{i} * {stride}")
             stride *= n
         if const or not terms:
             terms.append(str(const))

@@ -41,6 +41,7 @@ thread_local fc_dim3 threadIdx, blockIdx;
 fc_dim3 blockDim, gridDim;
 static std::barrier<>* fc_barrier;
 void fc_sync() { fc_barrier->arrive_and_wait(); }
+unsigned long long fc_lanes[1024];     // __shfl_xor_sync's exchange, one slot per thread
 void fc_run(void (*fn)(const long long*), const long long* s, long long programs,
             int nthreads) {
   std::barrier<> bar(nthreads);
@@ -70,8 +71,24 @@ extern "C" {
 extern thread_local fc_dim3 threadIdx, blockIdx;
 extern fc_dim3 blockDim, gridDim;
 void fc_sync();
+extern unsigned long long fc_lanes[1024];
 }
 static inline void __syncthreads() { fc_sync(); }
+struct __attribute__((aligned(16))) uint4 { unsigned int x, y, z, w; };
+struct __attribute__((aligned(8))) uint2 { unsigned int x, y; };
+// every thread of the block runs the emitted shuffles (they are never under a branch), so
+// a block-wide exchange through memory between two barriers stands for the warp's
+template <typename T> static T __shfl_xor_sync(unsigned, T v, int lane_mask) {
+  unsigned long long bits = 0;
+  __builtin_memcpy(&bits, &v, sizeof(T));
+  fc_lanes[threadIdx.x] = bits;
+  fc_sync();
+  bits = fc_lanes[threadIdx.x ^ lane_mask];
+  fc_sync();
+  T r;
+  __builtin_memcpy(&r, &bits, sizeof(T));
+  return r;
+}
 #define __global__
 #define __device__
 #define __forceinline__ inline

@@ -1,0 +1,166 @@
+"""Vector access: when the `width` elements of a Lane group (values.py) of a load or store
+are consecutive in memory, 16-byte aligned where the access is, and all valid or all
+invalid, they move as one access of up to 16 bytes per thread instead of `width` narrow
+ones (a bf16 row: one 16-byte load per 8 elements).
+
+Proved from the IR and the specialization (kernel attrs `aligned`, `stride16`, `div16`,
+`unit_strides`), per access:
+- along the tile's last axis the index of the tensor's last dim steps by exactly 1 (its
+  *lane coefficient* is 1) and every other index does not change (coefficient 0);
+- the last-dim index at a group's first lane is a multiple of the width (group bases are);
+- the tensor's last dim has unit stride, its other dims strides of 16 elements, and its
+  data pointer is 16-byte aligned (allocated outputs: contiguous and aligned);
+- bounds checks and masks give every lane of a group the same answer: the last dim's size
+  is a multiple of the width, other checked indices and the mask have coefficient 0.
+"""
+from __future__ import annotations
+
+import math
+
+from ...ir.core import Op, Value
+from ...ir.ops import memory_operands
+from ...ir.types import TileType
+from .types import SIZEOF, storage
+
+# C types of one vector access by its width in bytes
+ACCESS_TYPE = {16: "uint4", 8: "uint2", 4: "unsigned int", 2: "unsigned short"}
+_BIG = 1 << 30                  # divisor of 0: a multiple of anything
+
+
+def _rank(v: Value) -> int:
+    return v.type.rank if isinstance(v.type, TileType) else 0
+
+
+class VectorFacts:
+    def __init__(self, kernel: Op, handles):
+        attrs = kernel.attrs
+        self.params = list(kernel.regions[0].args)
+        self.aligned = set(attrs.get("aligned", []))
+        self.stride16 = {tuple(x) for x in attrs.get("stride16", [])}
+        self.div16 = set(attrs.get("div16", []))
+        self.handles = handles          # env: tile loop handle values -> Handle(begin, block)
+        self._coeff: dict = {}
+
+    # -- analyses -----------------------------------------------------------------------------
+    def coeff(self, v: Value, axis: int) -> int | None:
+        """c with v[idx + e_axis] = v[idx] + c for every idx inside a Lane group along `axis`
+        (0: the same value; None: unknown)."""
+        if _rank(v) == 0:
+            return 0
+        key = (v, axis)
+        if key not in self._coeff:
+            self._coeff[key] = self._coeff_of(v, axis)
+        return self._coeff[key]
+
+    def _coeff_of(self, v: Value, axis: int) -> int | None:
+        op = v.op
+        if op is None:
+            return None
+        name = op.name
+        if name in ("tile_index", "arange"):
+            return 1
+        if name == "const":
+            return 0
+        if name == "expand_dims":
+            a = op.attrs["axis"]
+            return 0 if axis == a else self.coeff(op.operands[0], axis - (axis > a))
+        if name == "broadcast":
+            src = op.operands[0]
+            if _rank(src) == 0 or src.type.shape[axis] == 1:
+                return 0
+            return self.coeff(src, axis)
+        if name == "permute":
+            return self.coeff(op.operands[0], op.attrs["perm"][axis])
+        if name == "cast" and op.results[0].type.dtype.is_int and \
+                op.operands[0].type.dtype.is_int:
+            return self.coeff(op.operands[0], axis)
+        if name in ("add", "sub"):
+            a, b = (self.coeff(o, axis) for o in op.operands)
+            if a is None or b is None:
+                return None
+            c = a + b if name == "add" else a - b
+            return c if c in (0, 1) else None
+        if all(self.coeff(o, axis) == 0 for o in op.operands):
+            return 0                # any op of values that do not change along the group
+        return None
+
+    def divisor(self, v: Value, axis: int) -> int:
+        """A d such that v's value at the first lane of every group along `axis` is a
+        multiple of d (1: nothing known)."""
+        op = v.op
+        if op is None:
+            return 1
+        name = op.name
+        if name == "tile_index":
+            return self.handles[op.operands[0]].block
+        if name == "arange":
+            return abs(op.attrs["start"]) or _BIG
+        if name == "const" and isinstance(op.attrs["value"], int) and \
+                not isinstance(op.attrs["value"], bool):
+            return abs(op.attrs["value"]) or _BIG
+        if name == "symval":
+            expr = op.attrs["expr"]
+            if expr.is_Integer:
+                return abs(int(expr)) or _BIG
+            return 16 if expr.is_Symbol and expr.name in self.div16 else 1
+        if name in ("expand_dims", "broadcast", "permute") or (
+                name == "cast" and op.results[0].type.dtype.is_int):
+            src = op.operands[0]
+            if name == "expand_dims":
+                a = op.attrs["axis"]
+                axis = axis - (axis > a)
+            elif name == "permute":
+                axis = op.attrs["perm"][axis]
+            return self.divisor(src, min(axis, max(_rank(src) - 1, 0)))
+        if name in ("add", "sub"):
+            return math.gcd(*(self.divisor(o, axis) for o in op.operands))
+        if name == "mul":
+            a, b = (self.divisor(o, axis) for o in op.operands)
+            return min(a * b, _BIG)
+        return 1
+
+    # -- tensors -------------------------------------------------------------------------------
+    def _size_multiple(self, size, width: int) -> bool:
+        if getattr(size, "is_Integer", False) or isinstance(size, int):
+            return int(size) % width == 0
+        return getattr(size, "is_Symbol", False) and size.name in self.div16 and 16 % width == 0
+
+    def _stride_ok(self, tensor: Value, d: int) -> bool:
+        """The stride of dim d (not the last) is a multiple of 16 elements."""
+        shape = tensor.type.shape
+        if tensor in self.params:
+            return (self.params.index(tensor), d) in self.stride16
+        # an allocated output is contiguous: its stride is the product of the later sizes
+        return any(self._size_multiple(s, 16) for s in shape[d + 1:])
+
+    def _aligned(self, tensor: Value) -> bool:
+        return tensor not in self.params or self.params.index(tensor) in self.aligned
+
+    def width_bytes(self, E, op: Op, width: int) -> int | None:
+        """The bytes of one vector access of a Lane group of `width` elements of load/store/
+        atomic op (None: scalar accesses)."""
+        if op.name == "atomic_add":
+            return None
+        tensor, idx_vs, _, mask, _ = memory_operands(op)
+        esize = SIZEOF[storage(tensor.type.dtype)]
+        nbytes = width * esize
+        if nbytes < 2 or nbytes & (nbytes - 1) or not self._aligned(tensor):
+            return None
+        axis = _rank(op.results[0] if op.name == "load" else memory_operands(op)[2]) - 1
+        r = tensor.type.rank
+        if axis < 0 or r == 0 or E.env[tensor].strides[-1] != "1":
+            return None
+        checked = op.attrs["checked"]
+        for d, iv in enumerate(idx_vs):
+            want = 1 if d == r - 1 else 0
+            if self.coeff(iv, axis) != want:
+                return None
+            if d < r - 1 and tensor.type.shape[d] != 1 and not self._stride_ok(tensor, d):
+                return None
+        if self.divisor(idx_vs[-1], axis) % width:
+            return None
+        if checked[-1] and not self._size_multiple(tensor.type.shape[-1], width):
+            return None
+        if mask is not None and self.coeff(mask, axis) != 0:
+            return None
+        return min(16, nbytes)
