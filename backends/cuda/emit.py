@@ -30,6 +30,7 @@ from typing import Callable
 
 from ...ir import dtypes as D
 from ...ir.core import Block, Op, Value
+from ...ir.ops import memory_operands
 from ...ir.dtypes import DType
 from ..llvm.launches import serial_ops
 from . import arith, control, dot, memory, reduce
@@ -38,7 +39,8 @@ from .layout import Layout, c_name
 from ..carried import CarriedSlots
 from .plan import Plan
 from .types import SIZEOF, compute
-from .values import INLINE, Buf, Handle, Lane, Scalar, Tensor, numel, rank
+from .residency import UNROLL_MAX, register_tiles, slots
+from .values import INLINE, Buf, Handle, Lane, Reg, Scalar, Tensor, numel, rank
 from .vector import ACCESS_TYPE, VectorFacts
 
 VIEW_OPS = ("broadcast", "expand_dims", "permute")
@@ -66,6 +68,9 @@ class FunctionEmitter(CarriedSlots):
         self.in_loop = 0              # > 0 inside a strided (per-element) loop
         self.need_sync = False        # a thread may be reading memory a loop could overwrite
         self.vec = VectorFacts(kernel, self.env)
+        self.registers = register_tiles(plan, self.lane_width, nthreads)
+        self.slot: int | None = None           # the unrolled slot of the loop being emitted
+        self.slot_group: list | None = None    # ... and the indices of its Lane group
 
     # -- text --------------------------------------------------------------------------------
     def line(self, text: str) -> None:
@@ -125,6 +130,8 @@ class FunctionEmitter(CarriedSlots):
             if isinstance(lane, Lane) and rep.shape[-1] % lane.width == 0:
                 return self._read_buffer_group(v, rep, idx)
             hit = rep.at(idx)
+        elif isinstance(rep, Reg):
+            return self.reg_index(rep, idx)
         elif rep is INLINE:
             hit = ELEM_RULES[v.op.name](self, v.op, idx)
             if v.op.name not in VIEW_OPS:     # a view's element is its operand's
@@ -207,11 +214,13 @@ class FunctionEmitter(CarriedSlots):
                 return width
         return 1
 
-    def for_each(self, shape, body: Callable[[tuple], None],
-                 group_body: Callable[[list], None] | None = None) -> None:
+    def for_each(self, shape, body: Callable[[tuple], None] | None,
+                 group_body: Callable[[list], None] | None = None, sync: bool = True) -> None:
         """A strided loop: the block's threads share the flattened elements of `shape`, in
         groups of lane_width consecutive elements of the last axis; body(idx) emits one
-        element's work (or group_body(indices) a whole group's). Ends with a barrier."""
+        element's work (or group_body(indices) a whole group's). Unrolled at emission when
+        each thread has at most UNROLL_MAX groups (slots; register tiles need it). Ends with
+        a barrier unless `sync` is False (the loop wrote no memory another thread reads)."""
         # a barrier inside a per-element loop would be divergent (a hang): never nest them
         assert not self.in_loop, "strided loops do not nest"
         if self.need_sync:
@@ -220,23 +229,65 @@ class FunctionEmitter(CarriedSlots):
         groups = list(shape)
         if groups:
             groups[-1] //= width
-        e = self.fresh("e")
-        with self.block(f"for (int {e} = threadIdx.x; {e} < {numel(groups)}; "
-                        f"{e} += blockDim.x)"):
-            self.in_loop += 1
+        total = numel(groups)
+        n_slots = slots(shape, width, self.nthreads)
+
+        def one(e: str, slot: int | None):
             idx = self.unflatten(e, groups)
             if width > 1:
                 first = self.declare("int", f"{idx[-1]} * {width}", "lane", force=True)
                 group = self.group(idx[:-1] + (Lane(first, 0, width),))
             else:
                 group = [idx]
+            self.slot, self.slot_group = slot, group
             if group_body is not None:
                 group_body(group)
             else:
                 for gidx in group:
                     body(gidx)
-            self.in_loop -= 1
-        self.sync()
+            self.slot = self.slot_group = None
+
+        self.in_loop += 1
+        if n_slots <= UNROLL_MAX:
+            for m in range(n_slots):
+                e = self.fresh("e")
+                with self.block(f"/* slot {m} */"):
+                    self.line(f"const int {e} = (int)threadIdx.x + {m * self.nthreads};")
+                    if (m + 1) * self.nthreads > total:
+                        with self.block(f"if ({e} < {total})"):
+                            one(e, m)
+                    else:
+                        one(e, m)
+        else:
+            e = self.fresh("e")
+            with self.block(f"for (int {e} = threadIdx.x; {e} < {total}; "
+                            f"{e} += {self.nthreads})"):
+                one(e, None)
+        self.in_loop -= 1
+        if sync:
+            self.sync()
+
+    def _loads_stored_tensor(self, v: Value) -> bool:
+        """Whether computing v's elements loads from a tensor this kernel may store to."""
+        stored = [memory_operands(op)[0] for op in self.kernel.walk()
+                  if op.name in ("store", "atomic_add")]
+        seen, todo = set(), [v]
+        while todo:
+            u = todo.pop()
+            if u in seen or u.op is None or (u is not v and not self.plan.is_inline(u)):
+                continue
+            seen.add(u)
+            if u.op.name == "load" and any(self.plan.may_alias(u.op.operands[0], t)
+                                           for t in stored):
+                return True
+            todo.extend(u.op.operands)
+        return False
+
+    def reg_index(self, rep: Reg, idx: tuple) -> str:
+        """The register of a register tile's element at idx, read in the loop slot that
+        wrote it (residency.py guarantees that readers walk the same slots)."""
+        j = self.slot_group.index(idx)
+        return f"{rep.name}[{self.slot * rep.width + j}]"
 
     def unflatten(self, e: str, shape) -> tuple:
         """The tile index of flat row-major element e of shape (dims of extent 1: 0)."""
@@ -253,8 +304,22 @@ class FunctionEmitter(CarriedSlots):
             inner *= n
         return tuple(reversed(idx))
 
-    def materialize(self, v: Value, fn: Callable[[tuple], str], into: Buf | None = None) -> Buf:
-        buf = into or self.new_buffer(v.type.dtype, v.type.shape, base=v.name or v.op.name)
+    def materialize(self, v: Value, fn: Callable[[tuple], str], into: Buf | None = None):
+        """A buffer (or, for register tiles, a per-thread array) holding v's elements."""
+        shape = tuple(v.type.shape)
+        if into is None and v in self.registers:
+            width = self.lane_width(shape)
+            reg = Reg(self.fresh(v.name or v.op.name), shape, width)
+            n = slots(shape, width, self.nthreads) * width
+            self.line(f"{compute(v.type.dtype)} {reg.name}[{n}];")
+
+            def write_registers(group):
+                for j, idx in enumerate(group):
+                    self.line(f"{reg.name}[{self.slot * width + j}] = {fn(idx)};")
+            # other threads' later stores must not overtake these loads (in-place kernels)
+            self.for_each(shape, None, write_registers, sync=self._loads_stored_tensor(v))
+            return reg
+        buf = into or self.new_buffer(v.type.dtype, shape, base=v.name or v.op.name)
 
         def group_body(group):
             values = [fn(idx) for idx in group]
@@ -262,7 +327,7 @@ class FunctionEmitter(CarriedSlots):
                 self.write_buffer_group(buf, group, values)
             else:
                 self.line(f"{buf.at(group[0])} = {values[0]};")
-        self.for_each(v.type.shape, None, group_body)
+        self.for_each(shape, None, group_body)
         return buf
 
     def sym(self, expr) -> str:

@@ -21,6 +21,7 @@ from ...ir.core import Op
 from ...ir.dtypes import DType
 from . import arith
 from .types import MATH_TYPE, compute, float_literal, int_limits, int_literal
+from .residency import UNROLL_MAX
 from .values import Lane, numel
 
 
@@ -87,13 +88,8 @@ def _next_pow2(n: int) -> int:
     return 1 << max(0, n - 1).bit_length()
 
 
-def group_shape(nthreads: int, outs: int, n: int, last_axis: bool) -> tuple[int, int]:
-    """(G threads per output, V elements per Lane group)."""
-    g = max(1, nthreads // _next_pow2(outs))
-    width = 1
-    if last_axis:
-        width = next((w for w in (8, 4, 2) if n % w == 0 and n // w >= min(g, 32)), 1)
-    return min(g, _next_pow2(-(-n // width))), width
+def _prev_pow2(n: int) -> int:
+    return 1 << (max(n, 1).bit_length() - 1)
 
 
 def reduce(E, op: Op):
@@ -103,18 +99,28 @@ def reduce(E, op: Op):
     s = spec(kind, x.type.dtype, res.type.dtype)
     n = x.type.shape[axis]
     outs = numel(res.type.shape)
+    nt = E.nthreads
     out = E.new_buffer(res.type.dtype, res.type.shape, base=res.name or kind)
-    g, width = group_shape(E.nthreads, outs, n, axis == x.type.rank - 1)
-    per_block = E.nthreads // g
-    parts = [E.new_buffer(None, (E.nthreads // 32,), ty, base="part")
+    if axis == x.type.rank - 1:
+        # the strided loops' own grouping of this shape (residency.py relies on it)
+        width = E.lane_width(tuple(x.type.shape))
+        g = min(nt, _prev_pow2(n // width))
+    else:
+        width = 1
+        g = min(max(1, nt // _next_pow2(outs)), _next_pow2(n))
+    per_block = nt // g
+    n_groups = n // width
+    passes, rounds = -(-outs // per_block), -(-n_groups // g)
+    parts = [E.new_buffer(None, (nt // 32,), ty, base="part")
              for ty, _ in s.accs] if g > 32 else []
     if E.need_sync:
         E.sync()
-    ob = E.fresh("ob")
-    with E.block(f"for (int {ob} = 0; {ob} < {outs}; {ob} += {per_block})"):
-        E.in_loop += 1
-        o = E.declare("int", ob if g == E.nthreads else f"{ob} + (int)threadIdx.x / {g}",
-                      "o", force=True)
+    E.in_loop += 1
+    unrolled = passes * rounds <= UNROLL_MAX
+
+    def one_pass(ob: str, q: int | None):
+        o = E.declare("int", ob if g == nt else f"{ob} + (int)threadIdx.x / {g}", "o",
+                      force=True)
         lane = E.declare("int", "0" if g == 1 else f"(int)threadIdx.x % {g}", "l", force=True)
         live = None if outs % per_block == 0 else E.declare("bool", f"{o} < {outs}", "live",
                                                               force=True)
@@ -122,21 +128,47 @@ def reduce(E, op: Op):
                 for j, (ty, init) in enumerate(s.accs)]
         fill = {"a": accs[0], "i": accs[-1]}
         oidx = E.unflatten(o, res.type.shape)
+
+        def accumulate(kg: str, i: int | None):
+            k0 = E.declare("int", f"{kg} * {width}", "k", force=True)
+            group = [oidx[:axis] + ((Lane(k0, j, width) if width > 1 else k0),) + oidx[axis:]
+                     for j in range(width)]
+            if q is not None:      # the slot the strided loops give this thread's group
+                E.slot = (q * per_block * n_groups + i * g) // nt
+                E.slot_group = group
+            for idx in group:
+                k = idx[axis]
+                E.line(s.step.format(x=E.elem(x, idx), k=str(k), **fill))
+            E.slot = E.slot_group = None
+
         with E.block(f"if ({live})") if live else _nothing():
-            kg = E.fresh("kg")
-            with E.block(f"for (int {kg} = {lane}; {kg} < {n // width}; {kg} += {g})"):
-                k0 = E.declare("int", f"{kg} * {width}", "k", force=True)
-                for j in range(width):
-                    k = Lane(k0, j, width) if width > 1 else k0
-                    xe = E.elem(x, oidx[:axis] + (k,) + oidx[axis:])
-                    E.line(s.step.format(x=xe, k=str(k), **fill))
+            if q is not None:
+                for i in range(rounds):
+                    with E.block(f"/* round {i} */"):
+                        kg = E.declare("int", f"{lane} + {i * g}", "kg", force=True)
+                        with E.block(f"if ({kg} < {n_groups})") if (i + 1) * g > n_groups \
+                                else _nothing():
+                            accumulate(kg, i)
+            else:
+                kg = E.fresh("kg")
+                with E.block(f"for (int {kg} = {lane}; {kg} < {n_groups}; {kg} += {g})"):
+                    accumulate(kg, None)
         _combine_warp(E, s, accs, fill, min(g, 32))
         done = f"{lane} == 0" + (f" && {live}" if live else "")
         if parts:
             _combine_block(E, s, accs, fill, parts, g, lane, done)
         with E.block(f"if ({done})"):
             E.line(f"{out.at(oidx)} = {s.finish.format(**fill)};")
-        E.in_loop -= 1
+
+    if unrolled:
+        for q in range(passes):
+            with E.block(f"/* pass {q} */"):
+                one_pass(str(q * per_block), q)
+    else:
+        ob = E.fresh("ob")
+        with E.block(f"for (int {ob} = 0; {ob} < {outs}; {ob} += {per_block})"):
+            one_pass(ob, None)
+    E.in_loop -= 1
     E.sync()
     E.env[res] = out if res.type.shape else E.scalar_from(out)
 

@@ -4,6 +4,8 @@
   Buf(name, shape)    a materialized tile: a row-major array in the program's arena
                       (shared memory, or a global scratch slice when it is too large);
   INLINE              a tile recomputed per element where it is consumed (plan.py);
+  Reg(name, ...)      a register tile (residency.py): each thread's elements in a local
+                      array, element j of slot m at name[m * width + j];
   Handle(begin)       a tile loop handle (begin: the tile's first index, an int);
   Tensor(ptr, ...)    a tensor in global memory: data pointer, sizes and strides (elements).
 
@@ -60,6 +62,13 @@ class Buf:
 
     def at(self, idx) -> str:
         return f"{self.name}[{self.offset(idx)}]"
+
+
+@dataclass
+class Reg:
+    name: str
+    shape: tuple[int, ...]
+    width: int
 
 
 @dataclass
