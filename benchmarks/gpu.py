@@ -2,6 +2,11 @@
 ceiling, bf16, side by side in one run. CUDA events, median of many runs after warm-up,
 data larger than L2. Prints a table; writes JSON with --json.
 
+Two times per implementation: `call ms` times one call from Python (host dispatch included:
+what a user sees calling it once), `gpu ms` replays the call captured in a CUDA graph (the
+device's time alone, as the roofline counts it). The launch-overhead rows give the host
+time per call on a tiny input (mean over many calls, the GPU idle), per implementation.
+
     python3 benchmarks/gpu.py [--json out.json] [--repeat 50]
 """
 from __future__ import annotations
@@ -51,6 +56,14 @@ if triton is not None:
             b = tl.load(b_ptr + cols, mask=mask, other=0.0).to(tl.float32)
             y = c * tl.rsqrt(tl.sum(c * c, axis=0) / n_cols + eps) * w + b
         tl.store(out_ptr + row * n_cols + cols, y.to(tl.bfloat16), mask=mask)
+
+    @triton.jit
+    def _tr_add(a_ptr, b_ptr, out_ptr, n, BLOCK: tl.constexpr):
+        offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+        mask = offs < n
+        tl.store(out_ptr + offs, tl.load(a_ptr + offs, mask=mask) + tl.load(b_ptr + offs,
+                                                                            mask=mask),
+                 mask=mask)
 
     @triton.jit
     def _tr_bias_gelu(x_ptr, b_ptr, out_ptr, n_cols, n, BLOCK: tl.constexpr):
@@ -106,6 +119,53 @@ def time_ms(fn, repeat: int) -> float:
     return times[len(times) // 2]
 
 
+def graph_ms(fn, repeat: int) -> float:
+    """The device time of fn: one call captured in a CUDA graph, replays timed."""
+    fn()
+    torch.cuda.synchronize()
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):           # warm-up on a side stream, as capture wants
+        fn()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        fn()
+    return time_ms(graph.replay, repeat)
+
+
+def host_us(fn, calls: int = 2000) -> float:
+    """Mean host time of one call (launches queue up; the GPU is not the bottleneck)."""
+    import time
+    for _ in range(20):
+        fn()
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    elapsed = time.perf_counter() - start
+    torch.cuda.synchronize()
+    return elapsed / calls * 1e6
+
+
+def launch_overhead(rows: list) -> None:
+    """Host microseconds per call for a cached kernel on a tiny input."""
+    from vector_add import vector_add as fusec_add
+    a = torch.randn(1024, device="cuda")
+    bb = torch.randn(1024, device="cuda")
+    out = torch.empty_like(a)
+    cases = {"fusec-cuda add": lambda: fusec_add(a, bb),
+             "torch add": lambda: torch.add(a, bb),
+             "torch add_ (in place)": lambda: a.add_(bb)}
+    if triton is not None:
+        cases["triton add"] = lambda: _tr_add[(1,)](a, bb, out, 1024, BLOCK=1024)
+    print("# host launch overhead (us per call, tiny input)")
+    for impl, fn in cases.items():
+        us = host_us(fn)
+        rows.append({"kernel": "launch", "impl": impl, "host_us": us})
+        print(f"launch     {impl:<24} {us:>7.1f} us")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=50)
@@ -133,11 +193,12 @@ def main():
     triton_cases = _triton_cases(x, w, b, xg, bg)
     copy_src = torch.empty(x.numel() * 2, dtype=torch.uint8, device=dev)
     copy_dst = torch.empty_like(copy_src)
-    copy_ms = time_ms(lambda: copy_dst.copy_(copy_src), args.repeat)
+    copy_ms = graph_ms(lambda: copy_dst.copy_(copy_src), args.repeat)
     copy_gbps = 2 * copy_src.numel() / copy_ms / 1e6
     name = torch.cuda.get_device_name()
     print(f"# {name}; device-to-device copy {copy_gbps:.0f} GB/s")
-    print(f"{'kernel':<10} {'impl':<14} {'ms':>8} {'GB/s':>7} {'% copy':>7}")
+    print(f"{'kernel':<10} {'impl':<14} {'gpu ms':>8} {'GB/s':>7} {'% copy':>7} "
+          f"{'call ms':>8}")
     rows = []
     for kernel in eager:
         nbytes = 2 * (xg if kernel == "bias_gelu" else x).numel() * 2
@@ -147,13 +208,17 @@ def main():
             impls["triton"] = triton_cases[kernel]
         for impl, fn in impls.items():
             try:
-                ms = time_ms(fn, args.repeat)
+                call = time_ms(fn, args.repeat)
+                ms = graph_ms(fn, args.repeat)
             except Exception as exc:                 # report and go on with the others
                 print(f"{kernel:<10} {impl:<14} failed: {type(exc).__name__}: {exc}")
                 continue
             gbps = nbytes / ms / 1e6
-            rows.append({"kernel": kernel, "impl": impl, "ms": ms, "GBps": gbps})
-            print(f"{kernel:<10} {impl:<14} {ms:>8.3f} {gbps:>7.0f} {100 * gbps / copy_gbps:>6.0f}%")
+            rows.append({"kernel": kernel, "impl": impl, "ms": ms, "call_ms": call,
+                         "GBps": gbps})
+            print(f"{kernel:<10} {impl:<14} {ms:>8.3f} {gbps:>7.0f} "
+                  f"{100 * gbps / copy_gbps:>6.0f}% {call:>8.3f}")
+    launch_overhead(rows)
     if args.json:
         Path(args.json).write_text(json.dumps({"device": name, "copy_GBps": copy_gbps,
                                                "results": rows}, indent=1))
