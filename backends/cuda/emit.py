@@ -133,6 +133,10 @@ class FunctionEmitter(CarriedSlots):
         elif isinstance(rep, Reg):
             return self.reg_index(rep, idx)
         elif rep is INLINE:
+            lane = idx[-1]
+            if isinstance(lane, Lane) and lane.j and v.op.name not in VIEW_OPS and \
+                    self.vec.uniform(v, len(idx) - 1, lane.width):
+                return self.elem(v, idx[:-1] + (lane.first(),))     # one value per group
             hit = ELEM_RULES[v.op.name](self, v.op, idx)
             if v.op.name not in VIEW_OPS:     # a view's element is its operand's
                 hit = self.declare(compute(v.type.dtype), hit, v.name or v.op.name)

@@ -1,8 +1,10 @@
 """Device helper functions every generated source starts with.
 
 No #include at all: NVRTC compiles the source with no include path (math functions,
-atomics and the thread built-ins are NVRTC built-ins). Half floats are converted by bit
-manipulation (round to nearest even, like numpy), never with the cuda_fp16.h intrinsics;
+atomics and the thread built-ins are NVRTC built-ins). Half floats are converted by the
+sm_80+ cvt instructions (round to nearest even, like numpy; NaNs by bit manipulation, to
+keep numpy's quiet NaN bits) and by portable bit manipulation elsewhere (the host build);
+never with the cuda_fp16.h intrinsics;
 integer division never divides by zero or INT_MIN by -1; float // and % follow Python.
 Everything here is plain C++17, so the same source also builds with a host C++ compiler
 (tests/compile emulates CUDA on the CPU with it).
@@ -22,6 +24,13 @@ __device__ __forceinline__ double fc_f64_from_bits(unsigned long long u) {
 
 // ---- float16 <-> float32 (nearest even; NaN stays a quiet NaN) --------------------------
 __device__ __forceinline__ float fc_h2f(unsigned short h) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  if ((h & 0x7C00u) != 0x7C00u) {         // finite: the hardware conversion (exact)
+    float f;
+    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
+    return f;
+  }
+#endif
   unsigned int sign = (unsigned int)(h & 0x8000u) << 16;
   unsigned int exp = (h >> 10) & 0x1Fu, man = h & 0x3FFu;
   if (exp == 0x1Fu) return fc_f32_from_bits(sign | 0x7F800000u | (man << 13));
@@ -33,6 +42,11 @@ __device__ __forceinline__ unsigned short fc_f2h(float f) {
   unsigned int x = fc_f32_bits(f);
   unsigned int sign = (x >> 16) & 0x8000u, ax = x & 0x7FFFFFFFu;
   if (ax > 0x7F800000u) return (unsigned short)(sign | 0x7E00u | ((ax >> 13) & 0x3FFu));
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  unsigned short h;                      // not NaN: the hardware rounds to nearest even
+  asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));
+  return h;
+#else
   if (ax >= 0x477FF000u) return (unsigned short)(sign | 0x7C00u);   // >= 65520: inf
   if (ax >= 0x38800000u) {                                      // normal: rebias, round
     unsigned int r = ax - 0x38000000u;
@@ -42,6 +56,7 @@ __device__ __forceinline__ unsigned short fc_f2h(float f) {
   // subnormal or zero: |f| * 2^24 is exact; rintf rounds it to nearest even
   unsigned int m = (unsigned int)rintf(fc_f32_from_bits(ax) * 16777216.0f);
   return (unsigned short)(sign | m);
+#endif
 }
 __device__ __forceinline__ float fc_round_f16(float x) { return fc_h2f(fc_f2h(x)); }
 // double -> float16 rounded once: round to float with round-to-odd first (truncate, set
@@ -65,7 +80,13 @@ __device__ __forceinline__ float fc_bf2f(unsigned short b) {
 __device__ __forceinline__ unsigned short fc_f2bf(float f) {
   unsigned int x = fc_f32_bits(f);
   if ((x & 0x7FFFFFFFu) > 0x7F800000u) return (unsigned short)0x7FC0u;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  unsigned short b;                      // not NaN: the hardware rounds to nearest even
+  asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(b) : "f"(f));
+  return b;
+#else
   return (unsigned short)((x + 0x7FFFu + ((x >> 16) & 1u)) >> 16);
+#endif
 }
 __device__ __forceinline__ float fc_round_bf16(float x) { return fc_bf2f(fc_f2bf(x)); }
 

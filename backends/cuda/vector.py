@@ -25,6 +25,9 @@ from .types import SIZEOF, storage
 # C types of one vector access by its width in bytes
 ACCESS_TYPE = {16: "uint4", 8: "uint2", 4: "unsigned int", 2: "unsigned short"}
 _BIG = 1 << 30                  # divisor of 0: a multiple of anything
+# i < n and i >= n (and mirrored: n > i, n <= i) answer alike for a whole group when i's
+# first lane and n are multiples of the group's width
+_BOUND_CHECKS = ("lt", "ge", "gt", "le")
 
 
 def _rank(v: Value) -> int:
@@ -40,6 +43,7 @@ class VectorFacts:
         self.div16 = set(attrs.get("div16", []))
         self.handles = handles          # env: tile loop handle values -> Handle(begin, block)
         self._coeff: dict = {}
+        self._uniform: dict = {}
 
     # -- analyses -----------------------------------------------------------------------------
     def coeff(self, v: Value, axis: int) -> int | None:
@@ -83,6 +87,41 @@ class VectorFacts:
         if all(self.coeff(o, axis) == 0 for o in op.operands):
             return 0                # any op of values that do not change along the group
         return None
+
+    def uniform(self, v: Value, axis: int, width: int) -> bool:
+        """Whether v has one value over every Lane group of `width` along `axis` (its lane
+        coefficient is 0, or it is a bound check `lane < n` with the group's first index
+        and n multiples of width, or built from such values)."""
+        key = (v, axis, width)
+        hit = self._uniform.get(key)
+        if hit is None:
+            hit = self._uniform[key] = self._uniform_of(v, axis, width)
+        return hit
+
+    def _uniform_of(self, v: Value, axis: int, width: int) -> bool:
+        if self.coeff(v, axis) == 0:
+            return True
+        op = v.op
+        if op is None or op.name in ("tile_index", "arange"):
+            return False
+        if op.name in _BOUND_CHECKS:
+            a, b = op.operands
+            if op.name in ("gt", "le"):          # n > i, n <= i: the same checks mirrored
+                a, b = b, a
+            return (self.coeff(a, axis) == 1 and self.coeff(b, axis) == 0
+                    and self.divisor(a, axis) % width == 0
+                    and self.divisor(b, axis) % width == 0)
+        if op.name == "expand_dims":
+            a = op.attrs["axis"]
+            return axis == a or self.uniform(op.operands[0], axis - (axis > a), width)
+        if op.name == "broadcast":
+            src = op.operands[0]
+            return _rank(src) == 0 or src.type.shape[axis] == 1 or \
+                self.uniform(src, axis, width)
+        if op.name == "permute":
+            return False
+        return op.name not in ("load", "reduce", "dot") and all(
+            self.uniform(o, axis, width) for o in op.operands)
 
     def divisor(self, v: Value, axis: int) -> int:
         """A d such that v's value at the first lane of every group along `axis` is a
