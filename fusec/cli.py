@@ -96,8 +96,29 @@ def _add_cache(subparsers) -> None:
     p.set_defaults(handler=run_cache)
 
 
+def run_build(args: argparse.Namespace) -> None:
+    from .aot.cli import build_command
+    from .errors import CompilationError
+    try:
+        print(build_command(args))
+    except (CompilationError, ValueError, TypeError, OSError, ImportError,
+            RuntimeError) as exc:
+        raise CommandError(str(exc)) from None
+
+
+def _add_build(subparsers) -> None:
+    from .aot.cli import add_arguments
+    p = subparsers.add_parser(
+        "build", help="compile kernels ahead of time into an importable package",
+        description="Compile kernels of a Python module for several targets into a folder "
+                    "that is an importable Python package (and a C header + source for the "
+                    "GPU variants) running them without fusec.")
+    add_arguments(p)
+    p.set_defaults(handler=run_build)
+
+
 # Each entry adds one subcommand (a parser with `handler` set) to the `fusec` parser.
-_SUBCOMMANDS: list[Callable] = [_add_opt, _add_cache]
+_SUBCOMMANDS: list[Callable] = [_add_opt, _add_cache, _add_build]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,122 @@
+"""GPU variants: a cubin per variant and arch, loaded with the CUDA driver API
+(cuda.bindings.driver) into the device's primary context -- the one torch uses -- and
+launched with cuLaunchKernel on torch's current stream.
+
+A cubin for sm_XY runs on devices of the same major and a minor >= Y; one for sm_XYa only
+on sm_XY. Among the variants that run on a device the exact arch is preferred. The cubin's
+sha256 is checked before the driver sees it. Every parameter is an 8-byte slot (slots.py),
+written into one int64 array whose kernelParams pointers never change; each launch has
+grid (programs, 1, 1) and the variant's threads per program. Global scratch (tile buffers
+over the shared-memory budget) is a torch allocation on the device per call.
+Nothing touches the driver before the first GPU call.
+"""
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from .errors import LaunchError
+from .manifest import read_artifact
+
+MAX_GRID_X = (1 << 31) - 1
+
+
+def _driver():
+    from cuda.bindings import driver
+    return driver
+
+
+def runs_on(cubin_arch: str, device_arch: str) -> bool:
+    want = cubin_arch.removeprefix("sm_")
+    have = device_arch.removeprefix("sm_")
+    if want.endswith("a"):
+        return want[:-1] == have
+    return want[:-1] == have[:-1] and int(want[-1]) <= int(have[-1])
+
+
+def preference(cubin_arch: str, device_arch: str) -> tuple:
+    """Larger is better among archs that run on the device: sm_90a, then sm_90, then
+    sm_89, ... on an sm_90."""
+    number = cubin_arch.removeprefix("sm_").rstrip("a")
+    return (cubin_arch.rstrip("a") == device_arch, cubin_arch.endswith("a"), int(number))
+
+
+def check(result, what: str, kernel: str):
+    """The values of a driver call's result tuple; LaunchError unless it succeeded."""
+    drv = _driver()
+    err, *rest = result if isinstance(result, tuple) else (result,)
+    if err != drv.CUresult.CUDA_SUCCESS:
+        _, name = drv.cuGetErrorName(err)
+        _, text = drv.cuGetErrorString(err)
+        decode = lambda s: s.decode() if isinstance(s, bytes) else str(s)   # noqa: E731
+        raise LaunchError(f"kernel {kernel!r}: {what} failed: {decode(name)}: {decode(text)}")
+    if not rest:
+        return None
+    return rest[0] if len(rest) == 1 else rest
+
+
+class CudaVariant:
+    def __init__(self, root: Path, variant: dict, kernel: str):
+        self.root = root
+        self.variant = variant
+        self.kernel = kernel
+        self.arch = variant["target"]
+        self.threads = variant["cuda"]["threads"]
+        self.launches = variant["layout"]["launches"]
+        n = max(1, variant["layout"]["slots"])
+        self._vals = np.zeros(n, dtype=np.int64)
+        self._ptrs = np.array([self._vals.ctypes.data + 8 * i for i in range(n)],
+                              dtype=np.uint64)
+        self._loaded: dict[int, tuple] = {}      # device -> (context, module, functions)
+        self._lock = threading.Lock()
+
+    def _load(self, device: int) -> tuple:
+        data = read_artifact(self.root, self.variant["artifact"])
+        drv = _driver()
+        name = self.kernel
+        check(drv.cuInit(0), "cuInit", name)
+        dev = check(drv.cuDeviceGet(device), "cuDeviceGet", name)
+        ctx = check(drv.cuDevicePrimaryCtxRetain(dev), "cuDevicePrimaryCtxRetain", name)
+        check(drv.cuCtxPushCurrent(ctx), "cuCtxPushCurrent", name)
+        try:
+            module = check(drv.cuModuleLoadData(data), "cuModuleLoadData", name)
+            fns = [check(drv.cuModuleGetFunction(module, launch["function"].encode()),
+                         f"cuModuleGetFunction({launch['function']})", name)
+                   for launch in self.launches]
+        finally:
+            check(drv.cuCtxPopCurrent(), "cuCtxPopCurrent", name)
+        loaded = self._loaded[device] = (ctx, int(ctx), fns)
+        return loaded
+
+    def launch(self, vals: list[int], programs: list[int], device: int, torch) -> None:
+        drv = _driver()
+        name = self.kernel
+        with self._lock:
+            ctx, ctx_id, fns = self._loaded.get(device) or self._load(device)
+            stream = drv.CUstream(torch.cuda.current_stream(device).cuda_stream)
+            pushed = int(check(drv.cuCtxGetCurrent(), "cuCtxGetCurrent", name)) != ctx_id
+            if pushed:
+                check(drv.cuCtxPushCurrent(ctx), "cuCtxPushCurrent", name)
+            scratch = []                      # alive until every launch is enqueued
+            try:
+                for fn, n, launch in zip(fns, programs, self.launches):
+                    if n <= 0:
+                        continue
+                    if n > MAX_GRID_X:
+                        raise LaunchError(f"kernel {name!r}: {launch['function']} has {n} "
+                                          f"programs, more than a grid allows ({MAX_GRID_X})")
+                    if launch.get("scratch_bytes"):
+                        buf = torch.empty(n * launch["scratch_bytes"], dtype=torch.uint8,
+                                          device=f"cuda:{device}")
+                        scratch.append(buf)
+                        vals[launch["scratch_slot"]] = buf.data_ptr()
+                    self._vals[:len(vals)] = vals
+                    check(drv.cuLaunchKernel(fn, n, 1, 1, self.threads, 1, 1, 0, stream,
+                                             self._ptrs.ctypes.data, 0),
+                          f"cuLaunchKernel({launch['function']}, grid={n}, "
+                          f"block={self.threads})", name)
+            finally:
+                if pushed:
+                    check(drv.cuCtxPopCurrent(), "cuCtxPopCurrent", name)

@@ -1,0 +1,396 @@
+"""AOT packages end to end on this machine (no GPU): the example package built for sm_80,
+sm_90 and the CPU; its CPU variants run in a fresh process where fusec, lark, sympy,
+llvmlite, torch and cuda-python cannot be imported; refusals (no fitting variant, changed
+artifacts, bad manifests); the generated C compiled against cuda.h; `fusec build`."""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import itertools
+import json
+import os
+import runpy
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import fusec
+import fusec.aot
+from fusec.aot.runtime import ManifestError, load_package
+from fusec.cli import main as fusec_main
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples"
+EXAMPLE_BUILD = runpy.run_path(str(EXAMPLES / "aot" / "build.py"))
+
+TARGETS = "sm_80,sm_90,cpu"
+MAX_ROW = 16                     # softmax/layernorm rows: buckets 1, 2, 4, 8, 16
+
+
+@pytest.fixture(scope="module")
+def package(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("aot") / "aotkernels"
+    return EXAMPLE_BUILD["build"](out, TARGETS, MAX_ROW, log=None)
+
+
+_counter = itertools.count()
+
+
+def import_package(folder: Path):
+    """Import a package folder under a fresh module name (its own copy of the loader)."""
+    name = f"aotpkg{next(_counter)}"
+    spec = importlib.util.spec_from_file_location(name, folder / "__init__.py",
+                                                  submodule_search_locations=[str(folder)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def copy_of(package: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(package, tmp_path / "aotkernels"))
+
+
+def manifest_of(folder: Path) -> dict:
+    return json.loads((folder / "manifest.json").read_text())
+
+
+def test_package_holds_every_target_checksummed(package):
+    manifest = manifest_of(package)
+    assert manifest["name"] == "aotkernels" and manifest["fusec_version"] == fusec.__version__
+    assert set(manifest["kernels"]) == {"softmax", "layernorm", "bias_gelu", "vector_add"}
+    for name, spec in manifest["kernels"].items():
+        assert {v["target"] for v in spec["variants"]} == {"sm_80", "sm_90", "cpu"}, name
+        for v in spec["variants"]:
+            data = (package / v["artifact"]["path"]).read_bytes()
+            assert data[:4] == b"\x7fELF"                       # cubins and .so alike
+            assert hashlib.sha256(data).hexdigest() == v["artifact"]["sha256"]
+    buckets = sorted((g["min"], g["max"]) for v in manifest["kernels"]["softmax"]["variants"]
+                     if v["target"] == "cpu" for g in v["rules"]["guards"])
+    assert buckets == [(0, 1), (2, 2), (3, 4), (5, 8), (9, 16)]
+    runtime = ROOT / "fusec" / "aot" / "runtime"
+    for source in runtime.glob("*.py"):                         # the loader is a plain copy
+        assert (package / "_fusec_runtime" / source.name).read_bytes() == source.read_bytes()
+    assert {p.name for p in (package / "c").iterdir()} == {"aotkernels.h", "aotkernels.c"}
+
+
+BLOCKER = r"""
+import runpy, sys
+BLOCKED = ("fusec", "lark", "sympy", "llvmlite", "torch", "cuda")
+
+class Blocker:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in BLOCKED:
+            raise ImportError(f"{name} is blocked: packages run without the compiler")
+
+sys.meta_path.insert(0, Blocker())
+sys.argv = [sys.argv[1], sys.argv[2]]
+runpy.run_path(sys.argv[0], run_name="__main__")
+loaded = sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED)
+print("blocked modules imported:", loaded)
+"""
+
+
+def test_cpu_variants_run_without_the_compiler(package):
+    done = subprocess.run([sys.executable, "-c", BLOCKER, str(EXAMPLES / "aot" / "use.py"),
+                           str(package)], capture_output=True, text=True, cwd=package.parent,
+                          timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count(": ok") == 6, done.stdout
+    assert "blocked modules imported: []" in done.stdout
+
+
+def test_every_bucket_and_torch_cpu_tensors(package):
+    pkg = import_package(package)
+    rng = np.random.default_rng(1)
+    for n in (1, 2, 3, 5, 9, 16):
+        x = rng.standard_normal((7, n)).astype(np.float32)
+        e = np.exp(x - x.max(axis=1, keepdims=True))
+        np.testing.assert_allclose(pkg.softmax(x), e / e.sum(axis=1, keepdims=True),
+                                   rtol=1e-5, atol=1e-7, err_msg=f"N={n}")
+    torch = pytest.importorskip("torch")
+    a, b = torch.randn(1000), torch.randn(1000)
+    out = pkg.vector_add(a, b)
+    assert isinstance(out, torch.Tensor) and torch.equal(out, a + b)
+
+
+def test_a_call_no_variant_fits_lists_what_was_built(package):
+    pkg = import_package(package)
+    with pytest.raises(pkg.NoMatchingVariantError) as info:
+        pkg.softmax(np.zeros((3, 17), np.float32))
+    text = str(info.value)
+    assert "x = float32[3, 17]" in text
+    assert "cpu: x: float32[?,N<=16] (5 buckets) -- x has size 17 in dim 1, built for at " \
+           "most 16" in text
+    assert "sm_80: x: float32[?,N<=16] (5 buckets) -- runs on a GPU" in text
+    with pytest.raises(pkg.NoMatchingVariantError, match="sizes declared equal differ"):
+        pkg.layernorm(np.zeros((3, 8), np.float32), np.zeros(8, np.float32),
+                      np.zeros(9, np.float32))
+    with pytest.raises(pkg.NoMatchingVariantError, match="y has dtype float64, built for float32"):
+        pkg.vector_add(np.zeros(5, np.float32), np.zeros(5))
+    with pytest.raises(TypeError, match=r"softmax\(\): missing a required argument: 'x'"):
+        pkg.softmax()
+
+
+def test_gpu_variants_are_chosen_by_the_device_arch(package):
+    """What a CUDA call picks, without a GPU: the device's arch is all it depends on."""
+    softmax = import_package(package).softmax
+    assert {v.target for v in softmax._candidates("cuda:0", "sm_90")} == {"sm_90"}
+    assert {v.target for v in softmax._candidates("cuda:0", "sm_86")} == {"sm_80"}
+    assert softmax._candidates("cuda:0", "sm_75") == []
+    runtime = softmax.__module__.rsplit(".", 1)[0]          # the package's own loader
+    describe = importlib.import_module(f"{runtime}.args").describe
+    args = [describe("x", np.zeros((3, 9), np.float32))]
+    text = str(softmax._no_match(args, args, "cuda:0", "sm_86", []))
+    assert "sm_90: x: float32[?,N<=16] (5 buckets) -- does not run on this sm_86 device" in text
+
+
+def test_a_changed_artifact_is_refused(package, tmp_path):
+    folder = copy_of(package, tmp_path)
+    for v in manifest_of(folder)["kernels"]["vector_add"]["variants"]:
+        path = folder / v["artifact"]["path"]
+        data = bytearray(path.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        path.write_bytes(bytes(data))
+    pkg = import_package(folder)
+    with pytest.raises(pkg.ChecksumError, match=r"kernels/vector_add/.* does not match the "
+                                            r"manifest .* rebuild it"):
+        pkg.vector_add(np.zeros(32, np.float32), np.zeros(32, np.float32))
+    with pytest.raises(pkg.ChecksumError):
+        pkg.verify()
+    x = np.ones((2, 4), np.float32)
+    np.testing.assert_allclose(pkg.softmax(x), np.full((2, 4), 0.25))   # others still run
+
+
+def _edit(manifest: dict, how: str) -> str:
+    if how == "schema_version":
+        manifest["schema_version"] = 2
+        return "schema_version 2 is not the one this loader reads"
+    variant = manifest["kernels"]["softmax"]["variants"][0]
+    if how == "type":
+        variant["layout"]["slots"] = "13"
+        return r"kernels.softmax.variants\[0\].layout.slots: expected int, got str"
+    if how == "path":
+        variant["artifact"]["path"] = "../../etc/passwd"
+        return "is not inside the package"
+    variant["layout"]["sizes"][0]["expr"] = ["$nowhere"]
+    return "unknown size symbol 'nowhere'"
+
+
+@pytest.mark.parametrize("how", ["schema_version", "type", "path", "formula"])
+def test_a_bad_manifest_is_refused(package, tmp_path, how):
+    folder = copy_of(package, tmp_path)
+    manifest = manifest_of(folder)
+    message = _edit(manifest, how)
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ManifestError, match=message):
+        load_package(folder)
+
+
+def test_not_json_is_refused(tmp_path):
+    (tmp_path / "manifest.json").write_text("{not json")
+    with pytest.raises(ManifestError, match="is not valid JSON"):
+        load_package(tmp_path)
+
+
+def _cuda_include() -> Path | None:
+    for root in (os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH"), "/usr/local/cuda"):
+        if root and (Path(root) / "include" / "cuda.h").is_file():
+            return Path(root) / "include"
+    return None
+
+
+def test_generated_c_compiles_against_cuda_h(package, tmp_path):
+    cc, include = shutil.which(os.environ.get("CC", "cc")), _cuda_include()
+    if cc is None or include is None:
+        pytest.skip(f"needs a C compiler ({cc}) and cuda.h ({include})")
+    c = package / "c"
+    for source in (c / "aotkernels.c", EXAMPLES / "aot" / "use.c"):
+        done = subprocess.run([cc, "-std=c11", "-Wall", "-Wextra", "-Werror", "-c",
+                               str(source), f"-I{c}", f"-I{include}", "-o",
+                               str(tmp_path / f"{source.stem}.o")],
+                              capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+    symbols = subprocess.run(["nm", str(tmp_path / "aotkernels.o")], capture_output=True,
+                             text=True).stdout
+    exported = sorted(line.split()[-1] for line in symbols.splitlines() if " T " in line)
+    assert exported == sorted(["aotkernels_last_error"] + [
+        f"aotkernels_{k}{suffix}" for k in ("softmax", "layernorm", "bias_gelu", "vector_add")
+        for suffix in ("", "_output_shape")])
+
+
+@fusec.kernel
+def shift(x, k, scale: fusec.constexpr = 2.0):
+    out = fusec.empty_like(x)
+    for t in fusec.tile(x.shape[0]):
+        out[t] = x[t] * scale + k
+    return out
+
+
+def test_cli_build_with_ints_and_constexprs(tmp_path, capsys):
+    out = tmp_path / "shiftpkg"
+    argv = ["build", __file__, "--kernel", "shift", "--signature", "float32[?], int32<=100",
+            "--constexpr", "scale=2.0", "--target", "cpu", "--out", str(out), "--quiet"]
+    assert fusec_main(argv) == 0
+    assert "shift: 1 cpu variant(s)" in capsys.readouterr().out
+    pkg = import_package(out)
+    x = np.arange(5, dtype=np.float32)
+    np.testing.assert_array_equal(pkg.shift(x, 3), x * 2 + 3)
+    for args, message in [((x, 3, 3.0), r"scale = 3.0 \(constexpr\), built for 2.0"),
+                          ((x, -1), r"k = -1 is outside \[0, 100\]"),
+                          ((x, 2.5), "k is float 2.5, built for an int")]:
+        with pytest.raises(pkg.NoMatchingVariantError, match=message):
+            pkg.shift(*args)
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "keep.txt").write_text("")
+    assert fusec_main(argv[:-3] + ["--out", str(tmp_path / "other")]) == 1
+    assert "is not a fusec package: refusing to replace it" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("signature, targets, message", [
+    ("float32[?,?]", "cpu", "give it an upper bound"),
+    ("float32[?,N<=8]", "sm_75x", "'sm_75x' is neither 'cpu' nor a CUDA arch"),
+    ("float32[?,N<=8], int32", "cpu", "signature has 2 entries"),
+])
+def test_build_errors_name_the_cause(tmp_path, signature, targets, message):
+    sys.path.insert(0, str(EXAMPLES))
+    from softmax import softmax
+    with pytest.raises(ValueError, match=message):
+        fusec.aot.build(softmax, signature, targets, tmp_path / "pkg")
+    assert not (tmp_path / "pkg").exists()
+
+
+@pytest.mark.parametrize("target", ["cpu", "sm_90"])
+def test_manifest_slots_are_the_backends_launch_arguments(target):
+    """The loader packs a call's slots from the manifest alone; they must be the values the
+    backend's own argument layout packs for the same call."""
+    from fusec.aot.build import _entry
+    from fusec.aot.introspect import backend_kernel
+    from fusec.aot.runtime.args import describe
+    from fusec.aot.runtime.rules import bind_symbols
+    from fusec.aot.runtime.slots import SlotLayout
+    from fusec.aot.signature import parse_signature
+    from fusec.aot.specs import make_spec
+    from fusec.compiler import build
+    sys.path.insert(0, str(EXAMPLES))
+    from layernorm import layernorm
+    sigs = parse_signature("float32[?,N<=16], float32[N], float32[N], float",
+                           ["x", "weight", "bias", "eps"])
+    spec = make_spec(layernorm, sigs, {}, {("dim", "N"): 16})
+    compiled = build(layernorm.fn, spec.params, "cpu" if target == "cpu" else "cuda", target,
+                     None)
+    entry = _entry("layernorm", target, spec, compiled, []).entry | {"id": "test"}
+    rng = np.random.default_rng(0)
+    args = [rng.standard_normal((5, 13)).astype(np.float32),
+            rng.standard_normal(13).astype(np.float32),
+            rng.standard_normal(13).astype(np.float32), 1e-5]
+    out = np.empty((5, 13), np.float32)
+    runtime = [describe(str(i), a) for i, a in enumerate(args)]
+    slots = SlotLayout(entry, "test")
+    env = bind_symbols(entry["symbols"], runtime)
+    assert slots.output_shapes(env) == [(5, 13)]
+    ours, programs = slots.pack(runtime + [describe("out", out)], env)
+    backend = backend_kernel(compiled)
+    if target == "cpu":
+        theirs, grids = backend._layout.pack(args + [out])
+        assert list(theirs) == ours and [int(np.prod(g)) for g in grids] == programs
+    else:
+        theirs, their_programs = backend.layout.pack(
+            args + [out], lambda a, pos, v, unit: (a.ctypes.data, list(a.shape),
+                                                   [s // a.itemsize for s in a.strides]))
+        assert theirs == ours and their_programs == programs
+
+
+C_CHOICE = r"""
+#include "aotkernels.c"
+#include <stdlib.h>
+
+/* which GPU variant the C dispatch picks for softmax(x), without a GPU: argv = rows cols
+   stride0 stride1 address major minor; prints the variant id and the output shape */
+int main(int argc, char **argv) {
+    aotkernels_tensor x = {(CUdeviceptr)strtoull(argv[5], NULL, 10), AOTKERNELS_FLOAT32, 2,
+                           {atoll(argv[1]), atoll(argv[2])}, {atoll(argv[3]), atoll(argv[4])}};
+    fc_value params[1] = {{.tensor = &x}};
+    const fc_kernel *k = &fc_kernel_softmax;
+    int major = atoi(argv[6]), minor = atoi(argv[7]);
+    int64_t env[FC_MAX_SYMBOLS + 1];
+    char why[512];
+    fc_tensor out[FC_MAX_OUTPUTS];
+    for (int i = 0; argc == 8 && i < k->nvariants; i++) {
+        const fc_variant *v = &k->variants[i];
+        if (fc_runs_on(v, major, minor) && fc_is_best_arch(k, v, major, minor)
+            && fc_mismatch(k, v, params, env, why, sizeof why) == 0
+            && fc_fill_outputs(k, v, env, out) == CUDA_SUCCESS) {
+            printf("%s %lld %lld\n", v->id, (long long)out[0].sizes[0],
+                   (long long)out[0].sizes[1]);
+            return 0;
+        }
+    }
+    printf("none\n");
+    return 0;
+}
+"""
+
+
+def test_c_dispatch_picks_what_the_python_loader_picks(package, tmp_path):
+    """The C runtime's rules and arch choice, run on the CPU (its driver calls are never
+    reached, so the program links without libcuda), against the Python loader's choice for
+    the same tensors (sizes in and out of buckets, strides, alignment, archs)."""
+    cc, include = shutil.which(os.environ.get("CC", "cc")), _cuda_include()
+    if cc is None or include is None:
+        pytest.skip(f"needs a C compiler ({cc}) and cuda.h ({include})")
+    (tmp_path / "choice.c").write_text(C_CHOICE)
+    obj, exe = tmp_path / "choice.o", tmp_path / "choice"
+    built = subprocess.run([cc, "-std=c11", "-O1", "-c", "-o", str(obj),
+                            str(tmp_path / "choice.c"), f"-I{package / 'c'}", f"-I{include}"],
+                           capture_output=True, text=True)
+    assert built.returncode == 0, built.stderr
+    # the driver functions it references but never calls here resolve to address 0
+    undefined = subprocess.run(["nm", "-u", str(obj)], capture_output=True, text=True).stdout
+    driver = [line.split()[-1] for line in undefined.splitlines()
+              if line.split()[-1].startswith("cu")]
+    built = subprocess.run([cc, "-o", str(exe), str(obj), "-lpthread"]
+                           + [f"-Wl,--defsym,{name}=0" for name in driver],
+                           capture_output=True, text=True)
+    assert built.returncode == 0, built.stderr
+    softmax = import_package(package).softmax
+    args_module = importlib.import_module(f"{softmax.__module__.rsplit('.', 1)[0]}.args")
+    cases = [(7, 13, 13, 1, 4096, "sm_90"), (7, 13, 13, 1, 4096, "sm_86"),
+             (3, 16, 16, 1, 4096, "sm_90"), (5, 1, 1, 1, 4096, "sm_90"),
+             (2, 3, 1, 2, 4096, "sm_90"), (7, 13, 13, 1, 4100, "sm_90"),
+             (7, 17, 17, 1, 4096, "sm_90"), (7, 13, 13, 1, 4096, "sm_75")]
+    for rows, cols, s0, s1, address, arch in cases:
+        x = args_module.TensorArg(None, True, "float32", (rows, cols), (s0, s1), address,
+                                  "cuda:0", True)
+        want = next((v.id for v in softmax._candidates("cuda:0", arch)
+                     if v.rules.mismatch([x], lambda: {"x_s0": rows, "x_s1": cols}) is None),
+                    "none")
+        run = subprocess.run([str(exe), str(rows), str(cols), str(s0), str(s1), str(address),
+                              arch[3], arch[4]], capture_output=True, text=True)
+        got = run.stdout.split()
+        assert got[0] == want, (rows, cols, s0, s1, address, arch, run.stdout, run.stderr)
+        if want != "none":
+            assert got[1:] == [str(rows), str(cols)]
+
+
+def test_configs_given_or_from_the_tuner_hook(tmp_path):
+    asked = []
+
+    def tuner(kernel, params, backend, target):
+        asked.append((kernel.__name__, backend, target))
+        return {"blocks": [64]}
+
+    out = fusec.aot.build(shift, ["float32[?]", "int32"], "cpu", tmp_path / "tuned",
+                          tuner=tuner)
+    assert asked == [("shift", "cpu", "cpu")]
+    assert manifest_of(out)["kernels"]["shift"]["variants"][0]["config"]["blocks"] == [64]
+    out = fusec.aot.build(shift, ["float32[?]", "int32"], "cpu", tmp_path / "given",
+                          config='{"blocks": [128], "warps": 2}', tuner=tuner)
+    config = manifest_of(out)["kernels"]["shift"]["variants"][0]["config"]
+    assert config == {"blocks": [128], "warps": 2, "stages": 3} and len(asked) == 1
+    x = np.arange(300, dtype=np.float32)
+    np.testing.assert_array_equal(import_package(out).shift(x, 1), x * 2 + 1)
