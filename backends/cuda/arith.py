@@ -52,8 +52,9 @@ _MATH = {
         "cos": "cosf({x})", "tanh": "tanhf({x})", "erf": "erff({x})",
         "sigmoid": "(1.0f / (1.0f + expf(-({x}))))",
         "silu": "({x} / (1.0f + expf(-({x}))))",
-        # 0.5 x erfc(-x / sqrt 2): erfc keeps the negative tail that 1 + erf cancels
-        "gelu": "(0.5f * {x} * erfcf(-({x}) * 0.70710678118654752f))",
+        # 0.5 x (1 + erf(x / sqrt 2)), as torch computes it: erff is a third of erfcf's
+        # cost; for x << 0 the cancellation costs relative (not absolute) accuracy
+        "gelu": "(0.5f * {x} * (1.0f + erff({x} * 0.70710678118654752f)))",
         # 0.5 x (1 + tanh(u)) = x / (1 + exp(-2u)): no cancellation for x << 0
         "gelu_tanh": "({x} / (1.0f + expf(-1.5957691216057308f * ({x} + 0.044715f * {x} * "
                      "{x} * {x}))))",
@@ -71,6 +72,19 @@ _MATH = {
         "floor": "floor({x})", "ceil": "ceil({x})",
     },
 }
+
+# fast math (kernel attr fast_math): the SFU approximations Triton's and CUDA's
+# --use_fast_math use -- a few ulp (exp: relative error up to ~|x| * 2^-21), division by
+# __fdividef (0 for divisors beyond 2^126). float/half math only; double stays accurate.
+_FAST_MATH = {
+    "exp": "__expf({x})", "log": "__logf({x})", "log2": "__log2f({x})",
+    "sin": "__sinf({x})", "cos": "__cosf({x})", "rsqrt": "rsqrtf({x})",
+    "sigmoid": "__fdividef(1.0f, 1.0f + __expf(-({x})))",
+    "silu": "__fdividef({x}, 1.0f + __expf(-({x})))",
+    "gelu_tanh": "__fdividef({x}, 1.0f + __expf(-1.5957691216057308f * ({x} + 0.044715f * "
+                 "{x} * {x} * {x})))",
+}
+_FAST_BINARY = {"div": "__fdividef({x}, {y})"}
 
 
 def _neg(d, x):
@@ -104,13 +118,14 @@ def _not(d, x):
 _NUMERIC_UNARY = {"neg": _neg, "abs": _abs, "relu": _relu, "not": _not}
 
 
-def unary(name: str, d: DType, x: str) -> str:
+def unary(name: str, d: DType, x: str, fast: bool = False) -> str:
     rule = _NUMERIC_UNARY.get(name)
     if rule is not None:
         return rule(d, x)
     if not d.is_float:
         _unsupported(name, d)
-    fmt = _MATH[MATH_TYPE[d]].get(name)
+    fmt = _FAST_MATH.get(name) if fast and MATH_TYPE[d] == "float" else None
+    fmt = fmt or _MATH[MATH_TYPE[d]].get(name)
     if fmt is None:
         raise NotImplementedError(f"cuda backend: unknown unary op {name!r}")
     return round_half(d, fmt.format(x=x))
@@ -154,7 +169,7 @@ _POW = {"float": "powf({x}, {y})", "double": "pow({x}, {y})"}
 _EXACT = ("maximum", "minimum")          # results already representable: no rounding
 
 
-def binary(name: str, d: DType, x: str, y: str) -> str:
+def binary(name: str, d: DType, x: str, y: str, fast: bool = False) -> str:
     if d.is_bool:
         fmt = BOOL_BINARY.get(name)
         if fmt is None:
@@ -166,6 +181,8 @@ def binary(name: str, d: DType, x: str, y: str) -> str:
             _unsupported(name, d)
         return rule(d, x, y)
     fmt = _POW[MATH_TYPE[d]] if name == "pow" else FLOAT_BINARY.get(name)
+    if fast and MATH_TYPE[d] == "float":
+        fmt = _FAST_BINARY.get(name, fmt)
     if fmt is None:
         _unsupported(name, d)
     out = fmt.format(x=x, y=y)

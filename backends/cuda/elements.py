@@ -12,12 +12,13 @@ from .types import compute, literal
 
 
 def _unary(E, op: Op, idx):
-    return arith.unary(op.name, op.results[0].type.dtype, E.elem(op.operands[0], idx))
+    return arith.unary(op.name, op.results[0].type.dtype, E.elem(op.operands[0], idx),
+                       E.fast_math)
 
 
 def _binary(E, op: Op, idx):
     return arith.binary(op.name, op.results[0].type.dtype, E.elem(op.operands[0], idx),
-                        E.elem(op.operands[1], idx))
+                        E.elem(op.operands[1], idx), E.fast_math)
 
 
 def _compare(E, op: Op, idx):

@@ -69,6 +69,7 @@ class FunctionEmitter(CarriedSlots):
         self.need_sync = False        # a thread may be reading memory a loop could overwrite
         self.vec = VectorFacts(kernel, self.env)
         self.registers = register_tiles(plan, self.lane_width, nthreads)
+        self.fast_math = bool(kernel.attrs.get("fast_math"))    # arith.py's _FAST_MATH
         self.slot: int | None = None           # the unrolled slot of the loop being emitted
         self.slot_group: list | None = None    # ... and the indices of its Lane group
 
