@@ -109,11 +109,11 @@ static unsigned long long atomicAdd(unsigned long long* p, unsigned long long v)
   return fc_atomic(p, v);
 }
 // the fast-math intrinsics, as the accurate functions (the host has no SFU)
-static inline float __expf(float x) { return expf(x); }
-static inline float __logf(float x) { return logf(x); }
-static inline float __log2f(float x) { return log2f(x); }
-static inline float __sinf(float x) { return sinf(x); }
-static inline float __cosf(float x) { return cosf(x); }
+#define __expf expf
+#define __logf logf
+#define __log2f log2f
+#define __sinf sinf
+#define __cosf cosf
 static inline float rsqrtf(float x) { return 1.0f / sqrtf(x); }
 static inline float __fdividef(float x, float y) { return x / y; }
 static double fc_d(long long b) { double d; __builtin_memcpy(&d, &b, 8); return d; }
