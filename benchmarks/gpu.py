@@ -189,6 +189,18 @@ def main():
         "softmax": lambda: softmax(x), "layernorm": lambda: layernorm(x, w, b, 1e-5),
         "rmsnorm": lambda: rmsnorm(x, w, 1e-6), "bias_gelu": lambda: bias_gelu(xg, bg),
     }
+    # the PTX backend (one GPU thread per program for now): compiled kernels called directly
+    ptx_args = {"softmax": (x,), "layernorm": (x, w, b, 1e-5), "rmsnorm": (x, w, 1e-6),
+                "bias_gelu": (xg, bg)}
+    ptx_kernels = {"softmax": softmax, "layernorm": layernorm, "rmsnorm": rmsnorm,
+                   "bias_gelu": bias_gelu}
+    ptx_cases = {}
+    for k, kern in ptx_kernels.items():
+        try:
+            ck = kern.compile(*ptx_args[k], backend="ptx")
+            ptx_cases[k] = (lambda _ck=ck, _a=ptx_args[k]: _ck(*_a))
+        except Exception as exc:                    # reported in the table
+            ptx_cases[k] = exc
     compiled = {k: torch.compile(v) for k, v in eager.items()}
     triton_cases = _triton_cases(x, w, b, xg, bg)
     copy_src = torch.empty(x.numel() * 2, dtype=torch.uint8, device=dev)
@@ -202,12 +214,14 @@ def main():
     rows = []
     for kernel in eager:
         nbytes = 2 * (xg if kernel == "bias_gelu" else x).numel() * 2
-        impls = {"fusec-cuda": fusec_cases[kernel], "torch-eager": eager[kernel],
-                 "torch.compile": compiled[kernel]}
+        impls = {"fusec-cuda": fusec_cases[kernel], "fusec-ptx": ptx_cases[kernel],
+                 "torch-eager": eager[kernel], "torch.compile": compiled[kernel]}
         if kernel in triton_cases:
             impls["triton"] = triton_cases[kernel]
         for impl, fn in impls.items():
             try:
+                if isinstance(fn, Exception):
+                    raise fn
                 call = time_ms(fn, args.repeat)
                 ms = graph_ms(fn, args.repeat)
             except Exception as exc:                 # report and go on with the others

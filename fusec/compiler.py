@@ -2,13 +2,17 @@
 backend, keeping every stage's text in `CompiledKernel.asm`."""
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 
 import sympy
-from dataclasses import dataclass
 
 from . import arrays
+from .autotune.config import Config
+from .autotune.facts import KernelFacts
+from .autotune.fitting import kernel_facts, probe_factors
+from .autotune.space import shrink_to_cap
 from .backends.common import size_function
 from .backends.stages import Stages
 from .codegen import TraceOptions, Tracer, TraceState, _Return, _Source
@@ -21,27 +25,18 @@ from .specialize import ConstParam, ScalarParam, TensorParam
 from .values import SymSize, TensorArg, TileVal
 
 BACKENDS = ("cpu", "interpret", "cuda", "ptx")
-DEVICE_BACKENDS = ("cuda",)    # run on torch CUDA tensors, not numpy views
-TILE_ELEMENTS_CAP = {"cpu": 16384, "interpret": 16384,   # default tiles stay cache-sized
-                     "cuda": 4096}   # GPU: a program = one thread block, at most 32 elements a thread
-
-
-@dataclass(frozen=True)
-class Config:
-    """Block sizes (in the order the fusec.tile dims appear in the source), warps, stages."""
-    blocks: tuple = ()
-    warps: int = 4
-    stages: int = 3
-
-    def __init__(self, blocks=(), warps: int = 4, stages: int = 3):
-        object.__setattr__(self, "blocks", tuple(blocks))
-        object.__setattr__(self, "warps", warps)
-        object.__setattr__(self, "stages", stages)
+DEVICE_BACKENDS = ("cuda", "ptx")    # run on torch CUDA tensors, not numpy views
+TILE_ELEMENTS_CAP = {
+    "cpu": 16384, "interpret": 16384,   # default tiles stay cache-sized
+    "cuda": 4096,     # GPU: a program = one thread block, at most 32 elements a thread
+    "ptx": 256,       # a program = one thread: its tiles fit in its local memory
+}
 
 
 def _default_block(dim: int, parallel: bool, ndims: int, position: int) -> int:
-    """Until the autotuner lands: long rows of the innermost dim (contiguous, vectorizable),
-    a few of the others. Measured on bias+gelu: [8, 512] runs 2x faster than [32, 32]."""
+    """The fixed policy (autotune="default", the interpreter, and what the model's pick is
+    measured against): long rows of the innermost dim (contiguous, vectorizable), a few of
+    the others. Measured on bias+gelu: [8, 512] runs 2x faster than [32, 32]."""
     if not parallel:
         return 32
     if ndims == 1:
@@ -49,8 +44,21 @@ def _default_block(dim: int, parallel: bool, ndims: int, position: int) -> int:
     return 512 if position == ndims - 1 else 8
 
 
+def size_hints(params: list) -> dict:
+    """Size symbol -> its value in the call being specialized (tensor sizes, int params)."""
+    hints = {}
+    for p in params:
+        if isinstance(p, TensorParam):
+            for d, n in enumerate(p.hints):
+                hints[f"{p.name}_s{d}"] = n
+        elif isinstance(p, ScalarParam) and p.kind == "i":
+            hints[p.name] = p.hint
+    return hints
+
+
 def trace(fn, params: list, blocks=None, default_block=_default_block):
-    """Trace `fn` for the given param specs. Returns (module, guards, blocks used)."""
+    """Trace `fn` for the given param specs. Returns (module, guards, blocks the default
+    policy chose by dim, whether it returns a tuple)."""
     source = _Source.of(fn)
     kernel_name = fn.__name__
     body = Block()
@@ -149,22 +157,38 @@ def _max_tile_elements(module: Module) -> int:
 
 def trace_with_default_blocks(fn, params, cap: int):
     """Trace with default blocks, shrinking them until every tile holds <= cap elements."""
-    shrink: dict[int, int] = {}
+    module, guards, used, returns_tuple = trace(fn, params)
+    last = {"blocks": dict(used), "module": module}
 
-    def policy(dim, parallel, ndims, position):
-        return shrink.get(dim, _default_block(dim, parallel, ndims, position))
+    def tile_elements(blocks):
+        if blocks != last["blocks"]:
+            last["module"] = trace(fn, params, None,
+                                   lambda dim, *rest: blocks.get(dim) or _default_block(
+                                       dim, *rest))[0]
+            last["blocks"] = dict(blocks)
+        return _max_tile_elements(last["module"])
 
-    for _ in range(32):
-        module, guards, used, returns_tuple = trace(fn, params, None, policy)
-        n = _max_tile_elements(module)
-        if n <= cap or not used or all(b == 1 for b in used.values()):
-            return module, guards, [used[d] for d in sorted(used)], returns_tuple
-        dim = max(used, key=lambda d: used[d])
-        factor = 1
-        while n // factor > cap and used[dim] // factor > 1:
-            factor *= 2
-        shrink[dim] = max(1, used[dim] // factor)
-    return module, guards, [used[d] for d in sorted(used)], returns_tuple
+    blocks = shrink_to_cap(used, tile_elements, cap)
+    tile_elements(blocks)
+    return last["module"], guards, [blocks[d] for d in sorted(blocks)], returns_tuple
+
+
+def autotune_facts(fn, params) -> KernelFacts:
+    """What the autotuner reads (autotune/facts.py): the trace with the default policy's
+    blocks, and a probe trace with each tunable dim's block times its own prime."""
+    module, guards, used, _ = trace(fn, params)
+    base = {op.attrs["dim"]: op.attrs["block"] for op in module.walk()
+            if op.name == "tile_for"}
+    factors = probe_factors(sorted(used))
+    probe = None
+    if factors:
+        blocks = [base.get(d, 1) * factors.get(d, 1) for d in range(1 + max(base))]
+        try:
+            probe = trace(fn, params, blocks)[0]
+        except CompilationError:      # the source rejects such blocks: no model of it
+            pass
+    return kernel_facts(module, probe, factors, size_hints(params), set(base) - set(used),
+                        guards)
 
 
 class CompiledKernel:
@@ -219,6 +243,44 @@ class CompiledKernel:
         if self.runtime_positions is None:
             return self.run(list(args))
         return self.run([args[i] for i in self.runtime_positions])
+
+    def fast_path(self, runtime_args: list):
+        """A callable running later calls whose arguments match runtime_args in everything
+        the compile and the launch geometry depend on (dtypes, shapes, strides, alignment,
+        scalar values: the Kernel's call cache keys them so), with only the data pointers
+        new: the output shapes and, on a GPU, the launch parameters are worked out once.
+        Takes the kernel's whole argument list (constexprs included)."""
+        positions = self.runtime_positions or range(len(runtime_args))
+        native = getattr(self, "native", None)
+        if native is None:
+            return lambda args: self.run([args[i] for i in positions])
+        torch = arrays._torch()
+        like = next(a for a in runtime_args if arrays.is_array(a))
+        symbols = {}
+        for name, index, dim in self._sizes:
+            v = runtime_args[index]
+            symbols[name] = int(v) if dim < 0 else v.shape[dim]
+        outs = []
+        for t, shape_fns, zero in self._allocs:
+            shape = tuple(f(symbols) for f in shape_fns)
+            if any(s < 0 for s in shape):
+                return None                       # run() reports it
+            outs.append((torch.zeros if zero else torch.empty, shape,
+                         arrays.torch_dtype(t.dtype)))
+        device = like.device
+        plan = native.plan(list(runtime_args) + [make(shape, dtype=dt, device=device)
+                                                 for make, shape, dt in outs])
+        returns, as_tuple = self._returns, self._returns_tuple
+
+        def call(args):
+            rargs = [args[i] for i in positions]
+            made = [make(shape, dtype=dt, device=device) for make, shape, dt in outs]
+            plan.launch(rargs + made)
+            results = [rargs[i] if kind == "param" else made[i] for kind, i in returns]
+            if as_tuple:
+                return tuple(results)
+            return results[0] if len(results) == 1 else (tuple(results) or None)
+        return call
 
     def run(self, runtime_args: list):
         """runtime_args: the kernel's runtime params (arrays and Python scalars) in order."""
@@ -284,19 +346,35 @@ def _dump(asm: dict):
                 print(text if isinstance(text, str) else f"<{len(text)} bytes>", file=sys.stderr)
 
 
-def cuda_target(target: str | None) -> str:
+def cuda_target(target: str | None, backend: str = "cuda") -> str:
     """The GPU arch to compile for: an explicit "sm_XY", or ("cuda"/None) the current
     device's."""
     if target not in (None, "cuda"):
         if not target.startswith("sm_"):
-            raise ValueError(f"backend 'cuda' compiles for a GPU arch like 'sm_80' or "
+            raise ValueError(f"backend {backend!r} compiles for a GPU arch like 'sm_80' or "
                              f"'sm_90', not target {target!r}")
         return target
     arch = arrays.cuda_arch()
     if arch is None:
-        raise ValueError("backend 'cuda': no CUDA GPU here to read the arch from; pass "
+        raise ValueError(f"backend {backend!r}: no CUDA GPU here to read the arch from; pass "
                          "target='sm_80' or target='sm_90' to compile without one")
     return arch
+
+
+def _gpu_compiler(backend: str):
+    """compile_<backend>(kernel, arch=, warps=) of fusec.backends.<backend>, a GPU backend
+    (imported on first use: compiling for the CPU never loads the CUDA libraries)."""
+    module = importlib.import_module(f".backends.{backend}", __package__)
+    return getattr(module, f"compile_{backend}")
+
+
+def default_config(facts: KernelFacts, backend: str) -> Config:
+    """The fixed policy's config for a kernel, from its facts (no tracing)."""
+    cap = TILE_ELEMENTS_CAP.get(backend, 16384)
+    used = {d.dim: d.block for d in facts.tunable}
+    blocks = shrink_to_cap(used, lambda b: facts.tile_elements(facts.full_blocks(
+        [b.get(i, 1) for i in range(1 + max(b))])), cap) if used else {}
+    return Config(blocks=facts.full_blocks([blocks.get(d.dim, 1) for d in facts.dims]))
 
 
 def build(fn, params, backend: str, target: str, config: Config | None):
@@ -310,6 +388,7 @@ def build(fn, params, backend: str, target: str, config: Config | None):
     PassManager(DEFAULT_PIPELINE, on_stage=_record_stage(asm)).run(module)
     kernel = module.kernel()
     from_cache = False
+    native = None
     if backend == "interpret":
         from .backends.interpret import run as interpret_run
         run_fn = lambda args: interpret_run(kernel, args)  # noqa: E731
@@ -320,19 +399,19 @@ def build(fn, params, backend: str, target: str, config: Config | None):
         asm.update(compiled.asm)
         run_fn = compiled.run
         from_cache = compiled.from_cache
-    elif backend == "cuda":
-        from .backends.cuda import compile_cuda
-        target = cuda_target(target)
+    elif backend in DEVICE_BACKENDS:
+        target = cuda_target(target, backend)
         warps = config.warps if config is not None else Config().warps
-        compiled = compile_cuda(kernel, arch=target, warps=warps)
+        compiled = _gpu_compiler(backend)(kernel, arch=target, warps=warps)
         asm.update(compiled.asm)
         run_fn = compiled.run
+        native = compiled
     else:
-        raise NotImplementedError(f"backend {backend!r} (target {target}) is not available "
-                                  "yet: the PTX backend comes with a later issue")
+        raise NotImplementedError(f"backend {backend!r} (target {target}) is not available")
     _dump(asm)
     used_config = config or Config(blocks=blocks)
     compiled_kernel = CompiledKernel(fn.__name__, module, asm, backend, target, used_config,
                                      guards, run_fn, returns_tuple)
     compiled_kernel.from_cache = from_cache     # native code came from the disk cache
+    compiled_kernel.native = native             # the GPU backend's compiled kernel
     return compiled_kernel

@@ -5,20 +5,27 @@ import inspect
 import os
 import sys
 
-from . import arrays
+import numpy as np
+
+from . import arrays, tuning
+from .autotune.facts import next_pow2
 from .backends.common import size_function
-from .compiler import BACKENDS, CompiledKernel, Config, build
+from .compiler import BACKENDS, CompiledKernel, Config, autotune_facts, build, size_hints
 from .dsl import constexpr
 from .specialize import TensorSpec, describe
+
+
+CALL_CACHE_ENTRIES = 256        # distinct argument geometries remembered per kernel
+
+
+def _torch_tensor_type():
+    torch = arrays._torch()
+    return torch.Tensor if torch is not None else None
 
 
 def _is_constexpr(annotation) -> bool:
     return annotation is constexpr or isinstance(annotation, constexpr) or (
         isinstance(annotation, str) and annotation.split(".")[-1] == "constexpr")
-
-
-def _next_pow2(n: int) -> int:
-    return 1 if n <= 1 else 1 << (int(n) - 1).bit_length()
 
 
 def _check_backend(name: str, where: str) -> str:
@@ -28,6 +35,11 @@ def _check_backend(name: str, where: str) -> str:
 
 
 class Kernel:
+    """A kernel function with its compiled specializations. How a call's config is chosen
+    (autotune=True: measured on GPUs, the cost model's pick on the CPU, ...) is described in
+    fusec/tuning.py; `configs` restricts the choice to those configs; an explicit `config=`
+    to compile() wins over all."""
+
     def __init__(self, fn, configs=None, backend=None, static_shapes=False, autotune=True):
         self.fn = fn
         self.__name__ = fn.__name__
@@ -39,12 +51,25 @@ class Kernel:
                 raise TypeError(f"kernel {fn.__name__}: *args/**kwargs parameters are not "
                                 "supported")
         self.constexprs = {p.name for p in self.params if _is_constexpr(p.annotation)}
+        if configs is not None and (isinstance(configs, (str, dict, Config)) or
+                                    not hasattr(configs, "__iter__")):
+            raise TypeError(f"fusec.kernel: configs must be a list of fusec.Config, got "
+                            f"{configs!r}")
         self.configs = [c if isinstance(c, Config) else Config(**c) for c in (configs or [])]
         self.backend = _check_backend(backend, "fusec.kernel") if backend else None
         self.static_shapes = static_shapes
-        self.autotune = autotune
+        self.autotune = tuning.check_autotune(autotune)
+        self.runtime_positions = [i for i, p in enumerate(self.params)
+                                  if p.name not in self.constexprs]
         self._guards: dict = {}       # base key -> size expressions whose pow2 bucket matters
-        self._compiled: dict = {}     # full key -> CompiledKernel
+        self._compiled: dict = {}     # full key -> CompiledKernel (what calls look up)
+        self._candidates: dict = {}   # the same for configs the autotuner built
+        self._facts: dict = {}        # base key -> (whole-extent guards, {buckets: facts})
+        self.last_tuning = None       # the autotuner's last choice (autotune.tuner.Tuning)
+        # raw call arguments (_call_key) -> CompiledKernel.fast_path: a repeated call skips
+        # binding, specialization keys, validation and launch-parameter packing
+        self._calls: dict = {}
+        self._constexpr_flags = [p.name in self.constexprs for p in self.params]
 
     def __repr__(self):
         return f"<fusec.Kernel {self.fn.__name__}>"
@@ -92,10 +117,13 @@ class Kernel:
         return backend, target
 
     # -- compile and call ------------------------------------------------------------------
-    def _config(self, config):
-        if config is not None:
-            return config if isinstance(config, Config) else Config(**config)
-        return self.configs[0] if self.configs else None
+    @staticmethod
+    def _config(config):
+        if config is None or isinstance(config, Config):
+            return config
+        if isinstance(config, dict):
+            return Config(**config)
+        raise TypeError(f"config must be a fusec.Config, got {type(config).__name__}")
 
     def _key(self, values, backend, target, config):
         """(full key or None when not compiled yet, base key, param specs)."""
@@ -105,20 +133,74 @@ class Kernel:
         full_key = None if guards is None else (base_key, self._buckets(guards, specs))
         return full_key, base_key, specs
 
-    def _lookup(self, values, backend, target, config):
+    def _lookup(self, values, backend, target, config, can_run=False, table=None):
+        """The compiled kernel for a call: `config` explicit, or None to choose one (by the
+        policy; `can_run`: the values are a call's that may be launched to measure).
+        `table`: the cache to use (self._compiled unless said)."""
+        table = self._compiled if table is None else table
+        how = None
+        if config is None:
+            how = tuning.mode(self.autotune, backend, len(self.configs),
+                              lambda: can_run and tuning.runnable(values, backend))
+            config = ("autotune", how)          # one entry per way of choosing
         full_key, base_key, specs = self._key(values, backend, target, config)
-        compiled = self._compiled.get(full_key) if full_key is not None else None
+        compiled = table.get(full_key) if full_key is not None else None
         if compiled is not None:
             return compiled
-        compiled = build(self.fn, specs, backend, target, config)
-        compiled.runtime_positions = [i for i, p in enumerate(self.params)
-                                      if p.name not in self.constexprs]
+        extents = ()
+        if how is None:
+            compiled = build(self.fn, specs, backend, target, config)
+            compiled.runtime_positions = self.runtime_positions
+        elif how == "default" and not self.configs:
+            compiled = build(self.fn, specs, backend, target, None)   # the fixed policy
+            compiled.runtime_positions = self.runtime_positions
+        elif how == "default":
+            compiled = self._lookup(values, backend, target, self.configs[0],
+                                    table=self._candidates)
+        else:
+            compiled, extents = self._tuned(values, specs, base_key, backend, target, how)
         guards = self._guards.setdefault(base_key, [(g, size_function(g)) for g in
-                                                    compiled.guards])
+                                                    (*compiled.guards, *extents)])
         full_key = (base_key, self._buckets(guards, specs))
-        self._compiled[full_key] = compiled
-        compiled.validate = lambda args: self._validate(full_key, args)
+        table[full_key] = compiled
+        if compiled.validate is None:      # the entry of its own config checks calls
+            compiled.validate = lambda args: self._validate(full_key, args)
         return compiled
+
+    def _tuned(self, values, specs, base_key, backend, target, how):
+        """(compiled kernel of the autotuner's choice, tile extents it depends on)."""
+        facts = self._facts_for(base_key, specs)
+        if not facts.fitted and not self.configs:     # no model of it: the fixed policy
+            compiled = build(self.fn, specs, backend, target, None)
+            compiled.runtime_positions = self.runtime_positions
+            return compiled, ()
+        runtime_args = None
+        if how == "measure":
+            runtime_args = [values[i] for i in self.runtime_positions]
+
+        def build_for(config):
+            return self._lookup(values, backend, target, config, table=self._candidates)
+
+        choice = tuning.choose(self.fn.__name__, facts, backend, target, how, self.configs,
+                               (backend, target, base_key[0]), build_for, runtime_args)
+        self.last_tuning = choice
+        compiled = build_for(choice.config)
+        return compiled, tuple(d.extent_expr for d in facts.tunable)
+
+    def _facts_for(self, base_key, specs):
+        """The autotuner's facts (two traces), reused for calls whose whole-extent slices
+        fall in the same power-of-two buckets."""
+        hints = size_hints(specs)
+        guards, table = self._facts.get(base_key, ((), {}))
+        buckets = tuple(next_pow2(fn(hints)) for fn in guards)
+        facts = table.get(buckets)
+        if facts is not None:
+            return facts.at(hints)
+        facts = autotune_facts(self.fn, specs)
+        if base_key not in self._facts:
+            self._facts[base_key] = ([size_function(g) for g in facts.guards], table)
+        table[facts.full_extents] = facts
+        return facts
 
     def _validate(self, full_key, args):
         """Raise ValueError naming the first argument outside the specialization of the
@@ -142,14 +224,8 @@ class Kernel:
     def _buckets(self, guards, specs):
         if not guards:
             return ()
-        symbols = {}
-        for spec in specs:
-            if hasattr(spec, "hints"):
-                for d, n in enumerate(spec.hints):
-                    symbols[f"{spec.name}_s{d}"] = n
-            elif hasattr(spec, "hint") and spec.kind == "i":
-                symbols[spec.name] = spec.hint
-        return tuple(_next_pow2(fn(symbols)) for _, fn in guards)
+        symbols = size_hints(specs)
+        return tuple(next_pow2(fn(symbols)) for _, fn in guards)
 
     def compile(self, *args, target=None, backend=None, config=None, **kwargs) -> CompiledKernel:
         """Compile for arguments (arrays or fusec.TensorSpec) without running."""
@@ -158,18 +234,60 @@ class Kernel:
             backend = "cpu" if target == "cpu" else "cuda"
         backend, target = self._resolve_backend(
             [v for v in values if not isinstance(v, TensorSpec)], backend, target)
-        return self._lookup(values, backend, target, self._config(config))
+        return self._lookup(values, backend, target, self._config(config), can_run=True)
 
     def __call__(self, *args, **kwargs):
+        key = self._call_key(args) if not kwargs and len(args) == len(self.params) else None
+        if key is not None:
+            fast = self._calls.get(key)
+            if fast is not None:
+                return fast(args)
         values = self._bind(args, kwargs)
         backend, target = self._resolve_backend(values)
-        compiled = self._lookup(values, backend, target, self._config(None))
-        return compiled.run([v for p, v in zip(self.params, values)
-                             if p.name not in self.constexprs])
+        compiled = self._lookup(values, backend, target, None, can_run=True)
+        runtime_args = [values[i] for i in self.runtime_positions]
+        result = compiled.run(runtime_args)
+        if key is not None:
+            fast = compiled.fast_path(runtime_args)
+            if fast is not None:
+                if len(self._calls) >= CALL_CACHE_ENTRIES:
+                    self._calls.clear()
+                self._calls[key] = fast
+        return result
+
+    def _call_key(self, args):
+        """Everything about positional call arguments that the compile and the launch
+        parameters depend on -- tensors' dtype, shape, strides, device, 16-byte alignment
+        (and numpy's writability); scalars' values; the backend variables -- or None when an
+        argument is of a kind not keyed here (the full dispatch then runs every time)."""
+        parts = [os.environ.get("FUSEC_BACKEND"), os.environ.get("FUSEC_INTERPRET")]
+        for a, constant in zip(args, self._constexpr_flags):
+            t = type(a)
+            if t is _torch_tensor_type():
+                parts.append((a.dtype, a.shape, a.stride(), a.device, a.data_ptr() & 15))
+            elif t is np.ndarray:
+                parts.append((a.dtype.str, a.shape, a.strides, a.ctypes.data & 15,
+                              a.flags.writeable))
+            elif t is float:
+                parts.append(a.hex())               # -0.0 and 0.0 are different values
+            elif t is int or t is bool:
+                parts.append((t, a))
+            elif constant:
+                try:
+                    hash(a)
+                except TypeError:
+                    return None
+                parts.append((t, a))
+            else:
+                return None
+        return tuple(parts)
 
 
 def kernel(fn=None, *, configs=None, backend=None, static_shapes=False, autotune=True):
-    """`@fusec.kernel` or `@fusec.kernel(configs=..., backend=..., static_shapes=...)`."""
+    """`@fusec.kernel` or `@fusec.kernel(configs=..., backend=..., static_shapes=...,
+    autotune=...)`. autotune: True (the policy of fusec/tuning.py: measured on GPUs, the cost
+    model's pick on the CPU unless `configs` offers a choice), False (the model's pick),
+    "measure" (measured wherever the call runs here), "default" (the fixed block policy)."""
     def wrap(f):
         return Kernel(f, configs=configs, backend=backend, static_shapes=static_shapes,
                       autotune=autotune)

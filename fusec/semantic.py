@@ -7,6 +7,7 @@ at the tensor's bounds and the tile loop's extent.
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import sympy
@@ -15,6 +16,13 @@ from .ir import Builder, TensorType, TileType, Value, scalar
 from .ir import dtypes as D
 from .ir.dtypes import DType
 from .values import SymSize, TensorArg, TileHandle, TileVal, size_expr
+
+
+@functools.lru_cache(maxsize=4096)
+def _same_size(a, b) -> bool:
+    """Whether two size expressions are provably equal (sympy.simplify takes milliseconds:
+    memoized, as every trace of a kernel asks the same questions)."""
+    return sympy.simplify(a - b) == 0
 
 
 class SemanticError(Exception):
@@ -373,7 +381,7 @@ class Semantic:
             if isinstance(item, TileHandle):
                 idx = self.handle_index(item).value
                 bound = self.lt_size(idx, size)
-                extent_mask = None if sympy.simplify(item.extent - size) == 0 \
+                extent_mask = None if _same_size(item.extent, size) \
                     else self.handle_mask(item)
                 per_item.append((idx, len(dims), self.and_masks(extent_mask, bound), extent_mask))
                 dims.append(item.block)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One command for the GPU machine: install fusec there, run the GPU tests and the compile
 # tests and the GPU benchmarks; logs under $OUT (env.log, install.log, gpu.log, bench.log,
-# bench.json, compile.log).
+# bench.json, compile.log; memcheck.log and racecheck.log with SANITIZE=1).
 #
 #   device run: command="bash scripts/device.sh", carry=[".whl"]
 #
@@ -21,6 +21,8 @@ export PYTHONUNBUFFERED=1
 torch.cuda.get_device_name(0), torch.cuda.get_device_capability(0))"
   python3 -c "from cuda.bindings import nvrtc; import cuda.bindings as b;
 print('cuda-bindings', b.__version__, 'nvrtc', nvrtc.nvrtcVersion()[1:])"
+  python3 -c "from cuda.bindings import nvjitlink; print('nvjitlink', nvjitlink.version())" \
+    || echo "no nvJitLink: carry the nvidia-nvjitlink wheel in .whl/ for the ptx backend"
   which g++ || echo "no g++: the CPU-emulation tests of tests/compile will skip"
 } 2>&1 | tee "$OUT/env.log"
 
@@ -50,6 +52,16 @@ timeout "${BENCH_TIMEOUT:-240}" python3 benchmarks/gpu.py --json "$OUT/bench.jso
 if [ "${SKIP_COMPILE_TESTS:-0}" != 1 ]; then
   python3 -m pytest -q tests/compile "${PAR[@]}" 2>&1 | tee "$OUT/compile.log"
   status=$((status | PIPESTATUS[0]))
+fi
+if [ "${SANITIZE:-0}" = 1 ]; then      # the examples on both GPU backends, once each tool
+  SAN=/usr/local/cuda/bin/compute-sanitizer
+  for tool in memcheck racecheck; do
+    "$SAN" --tool "$tool" --report-api-errors no --error-exitcode 9 \
+      python3 -m pytest -q -m gpu tests/gpu/test_cuda_gpu.py -k "test_examples" \
+      > "$OUT/$tool.log" 2>&1
+    echo "$tool exit: $?" | tee -a "$OUT/$tool.log"
+    tail -5 "$OUT/$tool.log"
+  done
 fi
 echo "exit status: $status" | tee -a "$OUT/gpu.log"
 exit $status

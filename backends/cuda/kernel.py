@@ -61,13 +61,25 @@ class CompiledCUDAKernel:
         self.num_launches = len(functions)
         self._runtime: Runtime | None = None
 
-    def run(self, args) -> None:
+    PROGRAMS_PER_THREAD = False       # one thread block per program
+
+    def runtime(self) -> Runtime:
         if self._runtime is None:
+            threads = self.warps * 32
             self._runtime = Runtime(self.name, self.asm["cubin"], self.arch, self.functions,
-                                    self.layout, self.warps * 32, self.scratch_bytes)
-        self._runtime.launch(list(args))
+                                    self.layout, threads, self.scratch_bytes,
+                                    programs_per_block=threads if self.PROGRAMS_PER_THREAD
+                                    else 1)
+        return self._runtime
+
+    def run(self, args) -> None:
+        self.runtime().launch(list(args))
 
     __call__ = run
+
+    def plan(self, args):
+        """A LaunchPlan (runtime.py) for calls shaped like args (params, then outputs)."""
+        return self.runtime().plan(list(args))
 
     def __repr__(self):
         return f"<CompiledCUDAKernel {self.name} {self.arch} launches={self.num_launches}>"

@@ -47,22 +47,24 @@ def version() -> tuple[int, int]:
     return major, minor
 
 
-def check_arch(arch: str) -> str:
-    if not _ARCH.match(arch or ""):
-        raise ValueError(f"cuda backend: target {arch!r} is not a CUDA arch like 'sm_80' or "
-                         "'sm_90'")
+def check_arch(arch: str, backend: str = "cuda") -> str:
+    if not isinstance(arch, str) or not _ARCH.match(arch):
+        raise ValueError(f"{backend} backend: target {arch!r} is not a CUDA arch like "
+                         "'sm_80' or 'sm_90'")
     return arch
 
 
-def compile_source(source: str, arch: str, name: str = "kernel.cu",
-                   want_ptx: bool = True) -> tuple[bytes, str | None, str]:
-    """(cubin, PTX text or None, compile log) for `source` on `arch` (e.g. "sm_90")."""
+def compile_source(source: str, arch: str, name: str = "kernel.cu", want_ptx: bool = True,
+                   extra_options: tuple[str, ...] = ()) -> tuple[bytes, str | None, str]:
+    """(cubin, PTX text or None, compile log) for `source` on `arch` (e.g. "sm_90");
+    extra_options follow OPTIONS (`-rdc=true`: relocatable device code for a linker)."""
     nvrtc = _nvrtc()
     check_arch(arch)
     prog = _check(nvrtc.nvrtcCreateProgram(source.encode(), name.encode(), 0, [], []),
                   "nvrtcCreateProgram")
     try:
-        opts = [f"--gpu-architecture={arch}".encode()] + [o.encode() for o in OPTIONS]
+        opts = [f"--gpu-architecture={arch}".encode()] + [o.encode() for o in
+                                                          OPTIONS + tuple(extra_options)]
         result = nvrtc.nvrtcCompileProgram(prog, len(opts), opts)
         log = _log(prog)
         _check(result, f"compile of {name} for {arch}", log, source)

@@ -9,8 +9,11 @@ on the stream torch is using.
   alloc) with torch CUDA tensors for every tensor. The 8-byte parameter values of the call
   (layout.py) are written into one int64 array whose kernelParams pointers were made once;
   each launch goes to `torch.cuda.current_stream(device)` with grid (programs, 1, 1) and
-  warps*32 threads. Global scratch (tile buffers over the shared-memory budget) is a
-  torch.empty on the device per call (torch's caching allocator: stream-ordered, cheap).
+  warps*32 threads -- or, for code running `programs_per_block` programs per thread block
+  (the PTX backend: one per thread), ceil(programs / programs_per_block) blocks. Global
+  scratch (tile buffers over the shared-memory budget; the PTX backend's large buffers) is
+  a torch.empty of programs * bytes per program on the device per call (torch's caching
+  allocator: stream-ordered, cheap).
 - Every driver call is checked; failures raise CUDAError naming the kernel and the call.
   Errors in the kernel itself (an illegal address) surface at the next synchronization, as
   with any CUDA launch.
@@ -75,7 +78,8 @@ class _Loaded:
 
 class Runtime:
     def __init__(self, name: str, cubin: bytes, arch: str, functions: list[str],
-                 layout: Layout, nthreads: int, scratch_bytes: list[int]):
+                 layout: Layout, nthreads: int, scratch_bytes: list[int],
+                 programs_per_block: int = 1):
         self.name = name
         self.cubin = cubin
         self.arch = arch
@@ -83,6 +87,7 @@ class Runtime:
         self.layout = layout
         self.nthreads = nthreads
         self.scratch_bytes = scratch_bytes
+        self.programs_per_block = programs_per_block
         n = max(1, layout.n_slots)
         self._vals = np.zeros(n, dtype=np.int64)
         base = self._vals.ctypes.data
@@ -148,44 +153,83 @@ class Runtime:
 
     # -- calling -----------------------------------------------------------------------------
     def launch(self, args: list) -> None:
+        self.plan(args).launch(args)
+
+    def plan(self, args: list) -> "LaunchPlan":
+        """Check args (params, then outputs) and work out the launch parameters of calls
+        shaped like them."""
         if self._torch is None:             # first call: torch, a GPU, the dtype table
             self._torch = _torch()
             from ...ir.dtypes import ALL_DTYPES
             self._dtypes = {d: getattr(self._torch, d.name) for d in ALL_DTYPES}
-        torch = self._torch
         with self._lock:
             self._device = None
             vals, programs = self.layout.pack(args, self._describe)
-            device = self._device if self._device is not None else torch.cuda.current_device()
+            device = self._device if self._device is not None else \
+                self._torch.cuda.current_device()
             loaded = self._loaded.get(device) or self._load(device)
-            drv = _driver()
-            stream = drv.CUstream(torch.cuda.current_stream(device).cuda_stream)
-            pushed = int(check(drv.cuCtxGetCurrent(), "cuCtxGetCurrent", self.name)) \
-                != loaded.ctx_id
+        return LaunchPlan(self, vals, programs, device, loaded)
+
+
+def _raw_stream(torch):
+    """device -> the handle of torch's current stream on it (torch's internal accessor, as
+    Triton and Inductor use it, when there: a tenth of torch.cuda.current_stream's cost)."""
+    fast = getattr(torch._C, "_cuda_getCurrentRawStream", None)
+    if fast is not None:
+        return fast
+    return lambda device: torch.cuda.current_stream(device).cuda_stream
+
+
+class LaunchPlan:
+    """The parameter values of one call with everything but the data pointers worked out:
+    `launch(args)` for any args of the same shapes, strides and scalar values (the Kernel's
+    call cache guarantees it) writes the new pointers and launches, nothing else."""
+
+    def __init__(self, rt: Runtime, vals: list, programs: list, device: int, loaded):
+        self.rt = rt
+        self.template = np.array(vals, dtype=np.int64)
+        self.pointer_slots = [(slot, pos) for pos, slot, *_ in rt.layout.tensors]
+        self.device = device
+        self.loaded = loaded
+        self.stream_of = _raw_stream(rt._torch)
+        self.launches = []         # (launch index, function, blocks, scratch bytes)
+        for k, fn in enumerate(loaded.functions):
+            n = programs[k]
+            if n <= 0:
+                continue
+            blocks = -(-n // rt.programs_per_block)
+            if blocks > MAX_GRID_X:
+                raise CUDAError(f"kernel {rt.name!r}: launch {k} has {n} programs in {blocks} "
+                                f"blocks, more than the grid allows ({MAX_GRID_X})")
+            self.launches.append((k, fn, blocks, n * rt.scratch_bytes[k]))
+
+    def launch(self, args: list) -> None:
+        rt, torch, drv = self.rt, self.rt._torch, _driver()
+        with rt._lock:
+            slots = rt._vals
+            slots[:] = self.template
+            for slot, pos in self.pointer_slots:
+                slots[slot] = args[pos].data_ptr()
+            stream = drv.CUstream(self.stream_of(self.device))
+            current = check(drv.cuCtxGetCurrent(), "cuCtxGetCurrent", rt.name)
+            pushed = int(current) != self.loaded.ctx_id
             if pushed:
-                check(drv.cuCtxPushCurrent(loaded.ctx), "cuCtxPushCurrent", self.name)
+                check(drv.cuCtxPushCurrent(self.loaded.ctx), "cuCtxPushCurrent", rt.name)
             scratch = []                  # alive until every launch is enqueued
             try:
-                for k, fn in enumerate(loaded.functions):
-                    n = programs[k]
-                    if n <= 0:
-                        continue
-                    if n > MAX_GRID_X:
-                        raise CUDAError(f"kernel {self.name!r}: launch {k} has {n} programs, "
-                                        f"more than the grid allows ({MAX_GRID_X})")
-                    if self.scratch_bytes[k]:
-                        buf = torch.empty(n * self.scratch_bytes[k], dtype=torch.uint8,
-                                          device=f"cuda:{device}")
+                for k, fn, blocks, nbytes in self.launches:
+                    if nbytes:
+                        buf = torch.empty(nbytes, dtype=torch.uint8,
+                                          device=f"cuda:{self.device}")
                         scratch.append(buf)
-                        vals[self.layout.scratch_slots[k]] = buf.data_ptr()
-                    self._vals[:] = vals
-                    check(drv.cuLaunchKernel(fn, n, 1, 1, self.nthreads, 1, 1, 0, stream,
-                                             self._params, 0),
-                          f"cuLaunchKernel({self.function_names[k]}, grid={n}, "
-                          f"block={self.nthreads})", self.name)
+                        slots[rt.layout.scratch_slots[k]] = buf.data_ptr()
+                    check(drv.cuLaunchKernel(fn, blocks, 1, 1, rt.nthreads, 1, 1, 0, stream,
+                                             rt._params, 0),
+                          f"cuLaunchKernel({rt.function_names[k]}, grid={blocks}, "
+                          f"block={rt.nthreads})", rt.name)
             finally:
                 if pushed:
-                    check(drv.cuCtxPopCurrent(), "cuCtxPopCurrent", self.name)
+                    check(drv.cuCtxPopCurrent(), "cuCtxPopCurrent", rt.name)
 
 
 def _kind(a) -> str:

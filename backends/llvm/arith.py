@@ -239,7 +239,7 @@ BOOL_BINARY = {
 def _fmod(ctx, d, x, y):
     """np.mod: the result takes the divisor's sign; x % 0 is NaN (fmod's)."""
     b = ctx.b
-    r = b.frem(x, y)
+    r = ctx.frem(x, y)
     zero = _zero(x.type)
     fix = b.and_(b.fcmp_ordered("!=", r, zero),
                  b.xor(b.fcmp_ordered("<", y, zero), b.fcmp_ordered("<", r, zero)))
@@ -253,7 +253,7 @@ def _ffloordiv(ctx, d, x, y):
     (x // y) * y + x % y == x holds (7.0 // 0.1 is 69, not floor(7.0 / 0.1) = 70)."""
     b = ctx.b
     zero = _zero(x.type)
-    r = b.frem(x, y)
+    r = ctx.frem(x, y)
     q = b.fdiv(b.fsub(x, r), y)
     fix = b.and_(b.fcmp_ordered("!=", r, zero),
                  b.xor(b.fcmp_ordered("<", y, zero), b.fcmp_ordered("<", r, zero)))

@@ -16,9 +16,12 @@ def _mangle(ty: ir.Type) -> str:
 
 
 class Target:
-    """Target hooks used by the target-neutral lowering (cpu.py / a future nvptx.py)."""
+    """Target hooks used by the target-neutral lowering (cpu.py, nvptx.py)."""
 
     name = "generic"
+    # LLVM intrinsics / instructions the target cannot lower exactly, each replaced by a
+    # call to a math library function (llvm name -> libm name; `frem` is the instruction)
+    library_fallbacks: dict[str, str] = {}
 
     def libm(self, name: str, ty: ir.Type) -> str:
         """The symbol of a scalar math library function (`exp` for double, ...)."""
@@ -31,6 +34,10 @@ class Target:
     def alloc_buffer(self, ctx: "Ctx", elem: ir.Type, count: int) -> ir.Value:
         """A pointer to `count` elements of scratch memory private to one program."""
         raise NotImplementedError
+
+    def tensor_pointer(self, ctx: "Ctx", address: ir.Value, elem: ir.Type) -> ir.Value:
+        """A pointer to `elem` from a tensor's data address (i64) passed in an argument."""
+        return ctx.b.inttoptr(address, elem.as_pointer())
 
 
 class Ctx:
@@ -53,11 +60,21 @@ class Ctx:
     def intrinsic(self, name: str, args: list[ir.Value], ret: ir.Type | None = None,
                   overload: list[ir.Type] | None = None) -> ir.Value:
         """Call `llvm.<name>.<types>`: overloaded on the result type (or `overload`)."""
+        library = self.target.library_fallbacks.get(name)
+        if library is not None:
+            return self.call_libm(library, args)
         ret = ret or args[0].type
         types = overload if overload is not None else [ret]
         full = "llvm." + name + "".join("." + _mangle(t) for t in types)
         fn = self.declare(full, ret, [a.type for a in args])
         return self.b.call(fn, args)
+
+    def frem(self, x: ir.Value, y: ir.Value) -> ir.Value:
+        """The exact float remainder with the dividend's sign (C's fmod)."""
+        library = self.target.library_fallbacks.get("frem")
+        if library is not None:
+            return self.call_libm(library, [x, y])
+        return self.b.frem(x, y)
 
     def call_libm(self, name: str, args: list[ir.Value]) -> ir.Value:
         ty = args[0].type

@@ -15,15 +15,16 @@ import llvmlite.ir as ir
 
 from ...ir import dtypes as D
 from ...ir.core import Op
-from . import arith, loops
+from . import loops
+from .buffers import FunctionBuffers
 from .context import Ctx, Target
+from .entry import bind_arguments, run_program
 from .jit import JitModule, host_features, host_target_machine
 from .launches import serial_ops
 from .lower import Lowering
 from .plan import Plan
 from .runtime import PROGRAM_FN, ArgLayout, ScratchPool, run_grid
-from .values import Scalar, Tensor
-from .types import F32, F64, I8, I32, I64, I64P, VOID, compute, storage
+from .types import F64, I8, I64, I64P, VOID
 
 STACK_BUFFER_BYTES = 8 << 10       # buffers up to this size live on the stack ...
 STACK_TOTAL_BYTES = 64 << 10       # ... while a function's stack buffers stay below this
@@ -35,16 +36,11 @@ class CPUTarget(Target):
 
     def __init__(self):
         self.scratch_bytes = 0          # the arena size every function needs (max)
-        self._fn_scratch = 0
-        self._fn_stack = 0
-        self.alloca_builder: ir.IRBuilder | None = None
-        self.scratch_arg = None
+        self.buffers: FunctionBuffers | None = None
 
     def start_function(self, alloca_builder: ir.IRBuilder, scratch_arg) -> None:
-        self.alloca_builder = alloca_builder
-        self.scratch_arg = scratch_arg
-        self._fn_scratch = 0
-        self._fn_stack = 0
+        self.buffers = FunctionBuffers(alloca_builder, lambda: scratch_arg,
+                                       STACK_BUFFER_BYTES, STACK_TOTAL_BYTES)
 
     def libm(self, name: str, ty: ir.Type) -> str:
         return _LIBM[str(ty)].format(name)
@@ -55,24 +51,9 @@ class CPUTarget(Target):
         return F64
 
     def alloc_buffer(self, ctx: Ctx, elem: ir.Type, count: int) -> ir.Value:
-        nbytes = count * _size_of(elem)
-        b = self.alloca_builder
-        if nbytes <= STACK_BUFFER_BYTES and self._fn_stack + nbytes <= STACK_TOTAL_BYTES:
-            self._fn_stack += nbytes
-            ptr = b.alloca(ir.ArrayType(elem, count))
-            ptr.align = 64
-            return b.bitcast(ptr, elem.as_pointer())
-        offset = self._fn_scratch
-        self._fn_scratch = (offset + nbytes + 63) // 64 * 64
-        self.scratch_bytes = max(self.scratch_bytes, self._fn_scratch)
-        raw = b.gep(self.scratch_arg, [ir.Constant(I64, offset)], inbounds=True)
-        return b.bitcast(raw, elem.as_pointer())
-
-
-def _size_of(ty: ir.Type) -> int:
-    if isinstance(ty, ir.IntType):
-        return max(1, ty.width // 8)
-    return {"half": 2, "float": 4, "double": 8}[str(ty)]
+        ptr = self.buffers.alloc(elem, count)
+        self.scratch_bytes = max(self.scratch_bytes, self.buffers.scratch_bytes)
+        return ptr
 
 
 def _check_host() -> None:
@@ -134,46 +115,18 @@ def _emit_launch(module: ir.Module, target: CPUTarget, kernel: Op, plan: Plan,
 
     lowering = Lowering(ctx, kernel, plan,
                         sym=lambda e: slot(layout.sym_slots[e], "size"))
-    for pos, s, v, unit, _, _ in layout.tensors:
-        r = v.type.rank
-        ptr = b.inttoptr(slot(s, f"t{pos}.ptr"), storage(v.type.dtype).as_pointer())
-        sizes = [slot(s + 1 + d, f"t{pos}.size{d}") for d in range(r)]
-        strides = [ir.Constant(I64, 1) if d in unit else slot(s + 1 + r + d, f"t{pos}.stride{d}")
-                   for d in range(r)]
-        lowering.env[v] = Tensor(ptr, sizes, strides, v.type.dtype, v)
-    for pos, s, v in layout.scalars:
-        lowering.env[v] = Scalar(_scalar_param(ctx, v.type.dtype, slot(s, f"p{pos}")))
+    bind_arguments(lowering, layout, slot)
     lowering.emit_prologue(launch, serial_ops(layout.launches))
     grid = [slot(s, f"grid{d}") for d, s in enumerate(layout.grid_slots[k])]
 
     def program(pid, _):
-        coords = []
-        rest = pid
-        for g in reversed(grid[1:]):
-            coords.append(b.trunc(b.urem(rest, g), I32))
-            rest = b.udiv(rest, g)
-        if grid:
-            coords.append(b.trunc(rest, I32))
-        lowering.emit_program(launch, coords[::-1])
+        run_program(lowering, launch, grid, pid)
         return []
     loops.loop(ctx, pid_begin, lambda pid: b.icmp_signed("<", pid, pid_end),
                lambda pid: b.add(pid, ir.Constant(I64, 1), flags=("nsw",)), [], program,
                name="pid")
     b.ret_void()
     return max(1, lowering.work)
-
-
-def _scalar_param(ctx: Ctx, d, raw: ir.Value) -> ir.Value:
-    b = ctx.b
-    if d.is_bool:
-        return b.icmp_unsigned("!=", raw, ir.Constant(I64, 0))
-    if d.is_int:
-        ty = compute(d)
-        return raw if ty == I64 else b.trunc(raw, ty)
-    x = b.bitcast(raw, F64)
-    if d == D.float64:
-        return x
-    return arith.round_half(ctx, d, b.fptrunc(x, F32))
 
 
 def _with_function_attributes(text: str) -> str:

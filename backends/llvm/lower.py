@@ -6,7 +6,7 @@ loaded from a buffer, or computed by the op's rule in ELEM_RULES, memoized withi
 body. Ops that materialize (memory.py: stores, atomics; reduce.py; dot.py; control.py:
 loops, ifs) have rules in OP_RULES and emit loop nests (loops.py) whose bodies call elem();
 so do values the plan (plan.py) materializes. The target (cpu.py,
-later nvptx) sets up tensors and scalars in `env`, provides `sym(expr)` for size
+nvptx.py) sets up tensors and scalars in `env` (entry.py), provides `sym(expr)` for size
 expressions, and wraps programs into functions.
 """
 from __future__ import annotations

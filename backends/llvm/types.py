@@ -38,6 +38,13 @@ def buffer(d: DType) -> ir.Type:
     return BUFFER[d]
 
 
+def byte_size(ty: ir.Type) -> int:
+    """Bytes of one element of an LLVM scalar type in memory."""
+    if isinstance(ty, ir.IntType):
+        return max(1, ty.width // 8)
+    return {"half": 2, "float": 4, "double": 8}[str(ty)]
+
+
 def is_signed(d: DType) -> bool:
     """Signed integer arithmetic (sext, sdiv, icmp slt); bool and uint8 are unsigned."""
     return d.kind == "i"

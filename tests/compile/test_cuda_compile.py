@@ -37,7 +37,9 @@ def assert_cubin(ck, arch: str) -> None:
     for k in range(ck.num_launches):
         symbol = f"fusec_{ck.name}_{k}".encode()
         assert symbol in cubin, symbol
-        assert f'__global__ void __launch_bounds__(128) {symbol.decode()}(' in ck.asm["cuda"]
+        threads = ck.config.warps * 32            # the autotuner picks the warps
+        assert f'__global__ void __launch_bounds__({threads}) {symbol.decode()}(' in \
+            ck.asm["cuda"]
     assert f".target {arch}" in ck.asm["ptx"]
 
 

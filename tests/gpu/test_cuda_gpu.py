@@ -1,7 +1,8 @@
-"""The CUDA C backend on a GPU: every example and the op kernels of tests/unit/test_ops.py
-(every op on every dtype, sizes 1, 7, 100, 1000, 4097) on torch CUDA tensors against float64
-references, with outputs poisoned (NaN / garbage) before the kernel writes them; strided
-inputs, in-place kernels, atomics, loops, several launches, streams, warps, errors."""
+"""The GPU backends (CUDA C, and PTX through LLVM NVPTX; every test runs on both) on a
+GPU: every example and the op kernels of tests/unit/test_ops.py (every op on every dtype,
+sizes 1, 7, 100, 1000, 4097) on torch CUDA tensors against float64 references, with outputs
+poisoned (NaN / garbage) before the kernel writes them; strided inputs, in-place kernels,
+atomics, loops, several launches, streams, warps, errors."""
 from __future__ import annotations
 
 import importlib
@@ -25,6 +26,7 @@ import test_ops as ops  # noqa: E402
 pytestmark = pytest.mark.gpu
 
 SIZES = (1, 7, 100, 1000, 4097)
+GPU_BACKENDS = ("cuda", "ptx")
 EXAMPLE_NAMES = sorted(p.stem for p in EXAMPLES.glob("*.py")
                        if not p.stem.startswith("_") and p.stem != "run_all")
 
@@ -62,14 +64,21 @@ def poisoned_outputs(monkeypatch):
     monkeypatch.setattr(fusec.arrays, "allocate", allocate)
 
 
+@pytest.fixture(autouse=True, params=GPU_BACKENDS)
+def gpu_backend(request, monkeypatch):
+    """Every test runs on each GPU backend: kernels called on CUDA tensors (or compiled for
+    them without a backend) use the one FUSEC_BACKEND names."""
+    monkeypatch.setenv("FUSEC_BACKEND", request.param)
+    return request.param
+
+
 @pytest.fixture
-def backend(monkeypatch):
+def backend(gpu_backend, monkeypatch):
     """test_ops' tests, run on CUDA tensors (their inputs moved, their outputs read back)."""
-    monkeypatch.setenv("FUSEC_BACKEND", "cuda")
     monkeypatch.setattr(ops, "SIZES", SIZES)
     monkeypatch.setattr(ops, "as_input", to_cuda)
     monkeypatch.setattr(ops, "output_float64", to_host)
-    return "cuda"
+    return gpu_backend
 
 
 test_float_unary = ops.test_float_unary
@@ -81,7 +90,7 @@ test_dot = ops.test_dot
 
 
 @pytest.mark.parametrize("name", EXAMPLE_NAMES)
-def test_examples(name, monkeypatch):
+def test_examples(name, gpu_backend, monkeypatch):
     """Each example's main(), its inputs moved to the GPU, checked by its own reference."""
     module = importlib.import_module(name)
     arch = fusec.arrays.cuda_arch()
@@ -89,10 +98,10 @@ def test_examples(name, monkeypatch):
         def compile_(*args, _orig=kernel.compile, **kwargs):
             kwargs.pop("backend", None)
             ck = _orig(*[to_cuda(a) for a in args], **kwargs)
-            assert ck.backend == "cuda" and ck.target == arch
+            assert ck.backend == gpu_backend and ck.target == arch
             return lambda *a: to_host(ck(*[to_cuda(x) for x in a]))
         monkeypatch.setattr(kernel, "compile", compile_)
-    assert module.main(backend="cuda") is not None
+    assert module.main(backend=gpu_backend) is not None
 
 
 @pytest.mark.parametrize("n", SIZES)
@@ -200,25 +209,29 @@ def test_several_launches_in_order_on_a_side_stream():
     torch.testing.assert_close(out, x * 2.0 + 1.0)
 
 
-def test_config_blocks_and_warps():
+def test_config_blocks_and_warps(gpu_backend):
     a, av = random_array((65, 47), "float32", seed=1)
     b, bv = random_array((47, 100), "float32", seed=2)
     for warps in (1, 2, 8):
         ck = ops.matmul.compile(to_cuda(a), to_cuda(b), fl.float32,
                                 config=fusec.Config(blocks=[16, 32, 8], warps=warps))
-        assert f"__launch_bounds__({32 * warps})" in ck.asm["cuda"]
+        assert ck.backend == gpu_backend
+        if gpu_backend == "cuda":
+            assert f"__launch_bounds__({32 * warps})" in ck.asm["cuda"]
+        else:
+            assert f".maxntid {32 * warps}" in ck.asm["ptx"]
         got = to_host(ck(to_cuda(a), to_cuda(b), fl.float32))
         assert_close(got / 7, (av @ bv) / 7, "float32")
 
 
-def test_wrong_arch_and_wrong_arrays_raise_clear_errors():
+def test_wrong_arch_and_wrong_arrays_raise_clear_errors(gpu_backend):
     here = fusec.arrays.cuda_arch()
     other = "sm_80" if here != "sm_80" else "sm_90"
     x = torch.ones(10, device="cuda")
-    ck = ops.UNARY_KERNELS["exp"].compile(x, fl.float32, target=other)
+    ck = ops.UNARY_KERNELS["exp"].compile(x, fl.float32, target=other, backend=gpu_backend)
     with pytest.raises(fusec.LaunchError, match=f"compiled for {other}"):
         ck(x, fl.float32)
     ck = ops.UNARY_KERNELS["exp"].compile(x, fl.float32)
-    assert ck.target == here
+    assert (ck.backend, ck.target) == (gpu_backend, here)
     with pytest.raises(TypeError, match="torch CUDA tensor"):
         ck(torch.ones(10), fl.float32)

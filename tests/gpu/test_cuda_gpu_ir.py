@@ -1,8 +1,9 @@
 """The compiled CPU backend's IR-level tests (tests/unit/test_llvm_cpu.py: every op on every
 dtype with inf/NaN/-0.0 and full-range ints, casts, reductions, dot, masks, strides,
 atomics, control flow, grids, scalar params, outputs poisoned with 0xFF) re-run on the
-GPU: compile_cuda for this device's arch, numpy arguments copied to CUDA tensors with the
-same strides, results copied back, compared with the interpreter."""
+GPU, through each GPU backend (compile_cuda, compile_ptx) for this device's arch: numpy
+arguments copied to CUDA tensors with the same strides, results copied back, compared with
+the interpreter."""
 from __future__ import annotations
 
 import sys
@@ -14,6 +15,7 @@ import torch
 
 import fusec
 from fusec.backends.cuda import compile_cuda
+from fusec.backends.ptx import compile_ptx
 from fusec.ir.types import TensorType
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
@@ -25,7 +27,10 @@ pytestmark = pytest.mark.gpu
 _SKIP = {"test_contiguous_elementwise_is_vectorized", "test_bias_gelu_large_runs_on_threads",
          "test_strided_negative_and_broadcast_inputs", "test_argument_errors",
          "test_atomic_add"}
-ATOMIC_DTYPES = ("i32", "i64", "f32", "f64")       # CUDA's atomicAdd overloads
+COMPILERS = {"cuda": compile_cuda, "ptx": compile_ptx}
+# CUDA C's atomicAdd overloads; the PTX backend's LLVM atomics take every dtype
+ATOMIC_DTYPES = {"cuda": ("i32", "i64", "f32", "f64"),
+                 "ptx": ("i32", "i64", "u8", "f32", "f64", "f16", "bf16", "bool")}
 
 
 def _torch_dtype(dtype):
@@ -35,8 +40,8 @@ def _torch_dtype(dtype):
 class OnGPU:
     """compile_cpu's stand-in: `run(args)` with numpy arrays, executed on the GPU."""
 
-    def __init__(self, kernel):
-        self.ck = compile_cuda(kernel, arch=fusec.arrays.cuda_arch())
+    def __init__(self, kernel, compile_gpu):
+        self.ck = compile_gpu(kernel, arch=fusec.arrays.cuda_arch())
         self.num_launches = self.ck.num_launches
         body = kernel.regions[0]
         allocs = [op.results[0] for op in kernel.walk() if op.name == "alloc"]
@@ -80,9 +85,12 @@ def _int_view(a: np.ndarray):
     return {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}[a.itemsize]
 
 
-@pytest.fixture(autouse=True)
-def _on_gpu(monkeypatch):
-    monkeypatch.setattr(cpu_tests, "compile_cpu", lambda kernel, *a, **k: OnGPU(kernel))
+@pytest.fixture(autouse=True, params=sorted(COMPILERS))
+def gpu_backend(request, monkeypatch):
+    compile_gpu = COMPILERS[request.param]
+    monkeypatch.setattr(cpu_tests, "compile_cpu",
+                        lambda kernel, *a, **k: OnGPU(kernel, compile_gpu))
+    return request.param
 
 
 for _name in dir(cpu_tests):
@@ -90,6 +98,8 @@ for _name in dir(cpu_tests):
         globals()[_name] = getattr(cpu_tests, _name)
 
 
-@pytest.mark.parametrize("short", ATOMIC_DTYPES)
-def test_atomic_add(short):
+@pytest.mark.parametrize("short", ATOMIC_DTYPES["ptx"])
+def test_atomic_add(short, gpu_backend):
+    if short not in ATOMIC_DTYPES[gpu_backend]:
+        pytest.skip(f"no {short} atomic_add on the {gpu_backend} backend")
     cpu_tests.test_atomic_add(short)

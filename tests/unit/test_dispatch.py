@@ -102,8 +102,9 @@ def test_gpu_targets_compile_without_a_gpu():
     if not torch.cuda.is_available():
         with pytest.raises(fusec.LaunchError, match="torch sees none"):
             ck(torch.ones(64), 1.0)
-    with pytest.raises(NotImplementedError, match="PTX"):
-        scale.compile(fusec.TensorSpec([64], fl.float32), 1.0, backend="ptx", target="sm_90")
+    ck = scale.compile(fusec.TensorSpec([64], fl.float32), 1.0, backend="ptx", target="sm_90")
+    assert (ck.backend, ck.target) == ("ptx", "sm_90")
+    assert ck.asm["cubin"][:4] == b"\x7fELF" and ".entry fusec_scale_0(" in ck.asm["ptx"]
 
 
 def test_unknown_backend_is_rejected():

@@ -1,0 +1,173 @@
+"""The analytic cost model: seconds for one call of a kernel under one config, from what its
+programs do (facts.LaunchWork) and what the machine can do (machine.Machine). Pure
+functions; it orders candidates, it does not predict times to the microsecond.
+
+CPU (the LLVM backend splits a launch's programs into one contiguous range per core, or runs
+them all on the calling thread when the total work is small):
+    per program = overhead * (1 + loop iterations) + runs touched * cost per run
+                  + max(bytes in whole cache lines / bandwidth per core,
+                        work / vector rate, lanes past a short last axis counted idle)
+                  + (bytes re-fetched when an access walks more rows than the L1 has ways
+                     + tile buffers beyond the core's L2, out and back) / bandwidth
+    launch      = ceil(programs / cores used) * per program        (the slowest core)
+
+GPU (a program is one thread block of `warps` warps (cuda), or one thread of such blocks
+(ptx: Machine.thread_programs)):
+    occupancy   = blocks one SM holds at once (threads, registers, shared memory)
+    waves       = ceil(blocks / (SMs * occupancy))                 (wave quantization)
+    one wave    = max(bandwidth time (bytes in whole 32-byte sectors: coalescing),
+                      lane time of the SM's resident programs,
+                      one program's own latency: its ops spread over min(threads, outputs)
+                      lanes (one lane for a thread program), plus the memory latency of its
+                      loop iterations over `stages`)
+    launch      = launch overhead + waves * one wave
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .facts import LaunchWork
+from .machine import Machine
+
+REGISTERS_BASE = 32             # per thread: addresses, indices, loop state
+REGISTERS_MAX = 255             # per thread, the ISA's limit
+MEMORY_LATENCY = 0.6e-6         # s for a load to return on a GPU (labelled estimate)
+INFEASIBLE = math.inf
+
+
+def registers_per_thread(tile_elements, threads, thread_programs: bool = False):
+    """One register per element of the largest tile a thread holds, on top of the base (a
+    thread that is a whole program holds whole tiles, spilling past the limit)."""
+    if thread_programs:
+        return np.minimum(REGISTERS_MAX, REGISTERS_BASE + tile_elements)
+    return REGISTERS_BASE + np.ceil(tile_elements / threads)
+
+
+def shared_bytes(work: LaunchWork, stages: int, pipelined: bool, thread_programs=False):
+    """Tile buffers of one thread block; with a pipelined loop, `stages - 1` more copies of
+    the loop's loads in flight (none where a program is one thread: local memory)."""
+    if thread_programs:
+        return 0.0 * work.buffer_bytes
+    return work.buffer_bytes + ((stages - 1) * work.loop_bytes if pipelined else 0.0)
+
+
+def runs(work: LaunchWork):
+    """Contiguous runs of memory one program touches."""
+    return sum((b / np.maximum(run, 1.0) for b, run in work.accesses), 0.0)
+
+
+def line_bytes(work: LaunchWork, line: int):
+    """Bytes one program moves in whole cache lines (GPU: sectors): a short or strided run
+    still moves its lines whole."""
+    return sum((b / np.maximum(run, 1.0) * np.ceil(run / line) * line
+                for b, run in work.accesses), 0.0)
+
+
+def vector_seconds(work: LaunchWork, m: Machine):
+    """Element-operations at the vector rate: a last axis shorter than a vector (or not a
+    multiple of it) leaves lanes idle."""
+    lanes = m.vector_lanes
+    ops = sum((w * np.ceil(v / lanes) * lanes / np.maximum(v, 1.0)
+               for w, _, v in work.work_parts), 0.0)
+    return ops / m.rate
+
+
+def conflict_bytes(work: LaunchWork, ways: int):
+    """Bytes fetched again because one access walks more rows than the L1 has ways: rows of
+    a power-of-two stride map to the same sets and evict each other before reuse."""
+    total = 0.0
+    for b, run in work.accesses:
+        rows = b / np.maximum(run, 1.0)
+        total = total + b * np.maximum(0.0, 1.0 - ways / np.maximum(rows, 1.0))
+    return total
+
+
+def cpu_launch_seconds(work: LaunchWork, m: Machine):
+    total = work.programs * work.work
+    workers = np.where(total < m.serial_work, 1.0,
+                       np.maximum(1.0, np.minimum(m.units, work.programs)))
+    core_bandwidth = m.bandwidth / m.units
+    spill = np.maximum(0.0, work.buffer_bytes - m.cache_bytes) * 2
+    per_program = (m.program_overhead * (1 + work.iterations)     # a loop iteration: a
+                   + runs(work) * m.segment_cost                     # program's bookkeeping
+                   + np.maximum(line_bytes(work, m.line_bytes) / core_bandwidth,
+                                vector_seconds(work, m))
+                   + (spill + conflict_bytes(work, m.l1_ways)) / core_bandwidth)
+    overhead = np.where(workers > 1, m.launch_overhead, 0.0)
+    return overhead + np.ceil(work.programs / workers) * per_program
+
+
+def occupancy(work: LaunchWork, m: Machine, warps: int, stages: int, pipelined: bool):
+    """Thread blocks one SM runs at once (0: one does not fit)."""
+    threads = warps * m.warp_size
+    regs = registers_per_thread(work.tile_elements, threads, m.thread_programs)
+    smem = shared_bytes(work, stages, pipelined, m.thread_programs)
+    fits = (threads <= m.max_threads_per_block) & (regs <= REGISTERS_MAX) & \
+        (regs * threads <= m.regs_per_block) & (smem <= m.smem_per_block)
+    resident = np.minimum(np.minimum(m.max_programs_per_unit, m.max_threads_per_unit // threads),
+                          m.regs_per_unit // (regs * threads))
+    resident = np.where(smem > 0, np.minimum(resident, m.smem_per_unit // np.maximum(smem, 1)),
+                        resident)
+    return np.where(fits, resident, 0)
+
+
+def gpu_launch_seconds(work: LaunchWork, m: Machine, warps: int, stages: int,
+                       pipelined: bool):
+    resident = occupancy(work, m, warps, stages, pipelined)
+    threads = warps * m.warp_size
+    per_block = threads if m.thread_programs else 1          # programs of a thread block
+    blocks = np.ceil(work.programs / per_block)
+    concurrent = m.units * np.maximum(resident, 1)
+    waves = np.ceil(blocks / concurrent)
+    # programs the busiest SM holds in a wave: an SM draws at most its share of bandwidth
+    per_sm = np.ceil(np.minimum(blocks, concurrent) / m.units) * per_block
+    clock = m.rate / m.lanes_per_unit
+    if m.thread_programs:                                    # one thread does it all
+        serial = work.work
+    else:                                                    # spread over the block
+        serial = sum((w / np.minimum(threads, np.maximum(1.0, outputs))
+                      for w, outputs, _ in work.work_parts), 0.0)
+    own_latency = (m.program_overhead + serial / clock
+                   + work.iterations * MEMORY_LATENCY / (stages if pipelined else 1))
+    memory = per_sm * line_bytes(work, m.line_bytes) / (m.bandwidth / m.units)
+    lanes = per_sm * work.work / m.rate
+    seconds = m.launch_overhead + waves * np.maximum(np.maximum(memory, lanes), own_latency)
+    return np.where(resident > 0, seconds, INFEASIBLE)
+
+
+def estimate(launches: list[LaunchWork], m: Machine, warps: int = 4, stages: int = 3,
+             pipelined: bool = False):
+    """Seconds for one call (the launches run one after another): a float, or an array when
+    the LaunchWork fields are arrays over candidates."""
+    if m.kind == "cpu":
+        return sum(cpu_launch_seconds(w, m) for w in launches)
+    return sum(gpu_launch_seconds(w, m, warps, stages, pipelined) for w in launches)
+
+
+def spearman(xs: list[float], ys: list[float]) -> float | None:
+    """Rank correlation of two lists (ties share their mean rank); None under 3 points or
+    when one list is constant."""
+    if len(xs) != len(ys) or len(xs) < 3:
+        return None
+    rx, ry = _ranks(xs), _ranks(ys)
+    mx, my = sum(rx) / len(rx), sum(ry) / len(ry)
+    cov = sum((a - mx) * (b - my) for a, b in zip(rx, ry))
+    vx = sum((a - mx) ** 2 for a in rx)
+    vy = sum((b - my) ** 2 for b in ry)
+    return None if vx == 0 or vy == 0 else cov / math.sqrt(vx * vy)
+
+
+def _ranks(values: list[float]) -> list[float]:
+    order = sorted(range(len(values)), key=lambda i: values[i])
+    ranks = [0.0] * len(values)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            ranks[order[k]] = (i + j) / 2 + 1
+        i = j + 1
+    return ranks

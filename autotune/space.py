@@ -1,0 +1,163 @@
+"""The search space: candidate configs for one kernel and call, from its IR facts (facts.py)
+and the machine (machine.py).
+
+Block sizes are powers of two, not beyond the next power of two of the dim's extent (larger
+blocks only add masked lanes); dims feeding a dot start at the tensor-core multiple on GPUs.
+On GPUs, warps come with every block choice, and pipeline stages with kernels that have a
+dot. Candidates are dropped when a tile exceeds the backend's cap, when one program exceeds
+the GPU's shared memory, registers or threads, or when the grid leaves units of the machine
+idle (SMs; CPU cores once the work is large enough to be split) while other candidates fill
+it. The model (cost.py) orders the rest; the best MAX_CANDIDATES survive.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import cost
+from .config import Config
+from .facts import KernelFacts, next_pow2
+from .machine import Machine
+
+MAX_CANDIDATES = 32
+GPU_WARPS = (1, 2, 4, 8)
+DOT_STAGES = (2, 3, 4)
+TENSOR_CORE_MULTIPLE = 16
+
+
+@dataclass(frozen=True)
+class Candidate:
+    config: Config
+    estimate: float          # model seconds (inf: does not fit the machine)
+
+
+def shrink_to_cap(blocks: dict, tile_elements, cap: int) -> dict:
+    """The default policy's last step: halve the largest block until every tile holds at
+    most `cap` elements. `tile_elements(blocks)` gives the largest tile."""
+    blocks = dict(blocks)
+    for _ in range(64):
+        n = tile_elements(blocks)
+        if n <= cap or not blocks or all(b == 1 for b in blocks.values()):
+            break
+        dim = max(blocks, key=lambda d: blocks[d])
+        factor = 1
+        while n // factor > cap and blocks[dim] // factor > 1:
+            factor *= 2
+        blocks[dim] = max(1, blocks[dim] // factor)
+    return blocks
+
+
+def block_choices(facts: KernelFacts, machine: Machine, cap: int) -> dict:
+    """dim -> the block sizes tried for it."""
+    dots = facts.dot_dims if machine.kind == "gpu" else frozenset()
+    choices = {}
+    for d in facts.tunable:
+        low = TENSOR_CORE_MULTIPLE if d.dim in dots else 1
+        high = min(max(low, next_pow2(d.extent)), max(low, next_pow2(cap)))
+        choices[d.dim] = [1 << p for p in range(low.bit_length() - 1, high.bit_length())]
+    return choices
+
+
+def _warps(machine: Machine, tiles: np.ndarray) -> dict:
+    """warps -> which rows (block choices, by their largest tile) take them."""
+    if machine.kind != "gpu":
+        return {Config().warps: np.ones(len(tiles), bool)}
+    out = {}
+    for w in GPU_WARPS:
+        threads = w * machine.warp_size
+        if threads > machine.max_threads_per_block:
+            continue
+        if machine.thread_programs:        # warps gather programs: the grid decides
+            out[w] = np.ones(len(tiles), bool)
+        else:                              # no warp without a tile element to work on
+            out[w] = threads <= np.maximum(machine.warp_size, tiles)
+    return out
+
+
+def _stages(facts: KernelFacts, machine: Machine) -> tuple:
+    return DOT_STAGES if machine.kind == "gpu" and facts.has_dot else (Config().stages,)
+
+
+@dataclass
+class _Group:
+    """Configs sharing warps and stages: their blocks as a (configs, dims) array."""
+    warps: int
+    stages: int
+    blocks: np.ndarray
+
+
+def _groups(facts: KernelFacts, machine: Machine, cap: int | None) -> list[_Group]:
+    choices = block_choices(facts, machine, cap or 1 << 30)
+    base = np.array(facts.full_blocks([d.block for d in facts.dims]), dtype=np.float64)
+    combos = list(itertools.product(*(choices[d] for d in sorted(choices))))
+    matrix = np.tile(base, (len(combos), 1))
+    if choices:
+        matrix[:, sorted(choices)] = np.array(combos, dtype=np.float64)
+    tiles = facts.tile_elements(matrix)
+    if cap is not None:
+        matrix, tiles = matrix[tiles <= cap], tiles[tiles <= cap]
+    return [_Group(warps, stages, matrix[rows])
+            for warps, rows in _warps(machine, tiles).items()
+            for stages in _stages(facts, machine) if rows.any()]
+
+
+def _configs(group: _Group, rows=None) -> list:
+    picked = group.blocks if rows is None else group.blocks[rows]
+    return [Config(tuple(int(b) for b in row), group.warps, group.stages) for row in picked]
+
+
+def enumerate_space(facts: KernelFacts, machine: Machine, cap: int | None = None) -> list:
+    """Every config of the space before any pruning (cap=None) or within the tile cap."""
+    return [c for g in _groups(facts, machine, cap) for c in _configs(g)]
+
+
+def _score(facts: KernelFacts, machine: Machine, group: _Group) -> tuple:
+    """(model seconds, fill) per config of a group: fill is how much of the machine the
+    smallest launch's grid occupies (1.0: every unit; CPU work too small to split needs one
+    core)."""
+    launches = facts.work(group.blocks)
+    seconds = cost.estimate(launches, machine, group.warps, group.stages, facts.has_dot)
+    fill = np.ones(len(group.blocks))
+    per_block = group.warps * machine.warp_size if machine.thread_programs else 1
+    for w in launches:
+        units = machine.units
+        if machine.kind == "cpu":              # the runtime keeps small work on one core
+            units = np.where(w.programs * w.work < machine.serial_work, 1, units)
+        fill = np.minimum(fill, np.minimum(1.0, np.ceil(w.programs / per_block) / units))
+    return np.broadcast_to(seconds, fill.shape), fill
+
+
+def rank(facts: KernelFacts, machine: Machine, configs: list) -> list[Candidate]:
+    """Candidates in model order (fastest first; ties in the given order). Without a model
+    (facts not fitted) the given order stays, every estimate nan."""
+    if not facts.fitted or not configs:
+        return [Candidate(c, math.nan) for c in configs]
+    seconds = [float(_score(facts, machine, _Group(c.warps, c.stages, np.array(
+        [facts.full_blocks(c.blocks)], np.float64)))[0][0]) for c in configs]
+    order = sorted(range(len(configs)), key=lambda i: (seconds[i], i))
+    return [Candidate(configs[i], seconds[i]) for i in order]
+
+
+def candidates(facts: KernelFacts, machine: Machine, cap: int,
+               limit: int = MAX_CANDIDATES) -> list[Candidate]:
+    """The pruned space in model order, at most `limit` of them (none without a model)."""
+    if not facts.fitted:
+        return []
+    groups = _groups(facts, machine, cap)
+    scored = [(g, *_score(facts, machine, g)) for g in groups]
+    feasible = [np.isfinite(seconds) for _, seconds, _ in scored]   # inf: beyond the GPU
+    fills = [fill[ok] for (_, _, fill), ok in zip(scored, feasible) if ok.any()]
+    if not fills:
+        return []
+    best_fill = max(f.max() for f in fills)
+    kept = []                   # (seconds, position in the space, group, row)
+    position = 0
+    for (g, seconds, fill), ok in zip(scored, feasible):
+        for row in np.nonzero(ok & (fill >= best_fill))[0]:
+            kept.append((float(seconds[row]), position + int(row), g, int(row)))
+        position += len(g.blocks)
+    kept.sort(key=lambda k: k[:2])
+    return [Candidate(_configs(g, [row])[0], seconds) for seconds, _, g, row in kept[:limit]]

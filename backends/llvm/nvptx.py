@@ -1,0 +1,204 @@
+"""The NVPTX target: the CPU backend's lowering run by GPU threads, one program per thread
+(a correct-first mapping; the fast SIMT one lives in backends/cuda), emitted as PTX.
+
+Each launch of a kernel (launches.py) becomes one kernel entry
+
+    .entry fusec_<kernel>_<k>(.param .u64 slot_0, ..., .param .u64 slot_n-1)
+
+taking the 8-byte parameters of backends/cuda/layout.py's Layout in its order, so that the
+CUDA backend's runtime launches it. Thread pid = ctaid.x * ntid.x + tid.x runs program pid
+of the launch's grid (entry.run_program); threads past the grid's end return at once.
+
+- Tensors are global memory: a data address becomes an addrspace(1) pointer cast to a
+  generic one, from which LLVM's address space inference emits ld/st/atom.global.
+- Tile buffers (buffers.py): local memory (allocas) up to LOCAL_BUFFER_BYTES each and
+  LOCAL_TOTAL_BYTES per thread -- the driver reserves a thread's local memory for every
+  thread the GPU can hold at once -- the others in the launch's global scratch: the scratch
+  parameter + pid * the function's scratch bytes per program.
+- Float math: float32 from math.py's own implementations. What the CPU target takes from the
+  C math library (float64 math, sin/cos, pow) and the float remainder (NVPTX lowers `frem`
+  through a rounded division; C's fmod is exact) call `__fusec_<name>[f]` device functions,
+  DEVICE_LIBM, which backends/ptx links in.
+- Rounding: the target machine does not fuse floating-point ops on its own, so NVPTX emits
+  add.rn / mul.rn, which ptxas never contracts; only explicit fma (math.py) and the dot's
+  `contract` flags fuse -- the same float semantics as the CPU and the interpreter.
+"""
+from __future__ import annotations
+
+import functools
+
+import llvmlite.binding as llvm
+import llvmlite.ir as ir
+
+from ...ir.core import Op
+from .buffers import FunctionBuffers
+from .context import Ctx, Target
+from .entry import bind_arguments, run_program
+from .jit import optimize
+from .launches import serial_ops
+from .lower import Lowering
+from .plan import Plan
+from .types import F64, I8, I32, I64, VOID
+
+TRIPLE = "nvptx64-nvidia-cuda"
+GLOBAL = 1                       # NVPTX address space of global memory
+LOCAL_BUFFER_BYTES = 2 << 10     # a tile buffer up to this size lives in local memory ...
+LOCAL_TOTAL_BYTES = 4 << 10      # ... while a thread's local buffers stay below this (an
+                                 # H100 holds 270k threads: 4 KiB each reserve ~1 GiB)
+MATH_PREFIX = "__fusec_"
+# the device math library: C math function -> number of arguments (float and double
+# versions: `__fusec_sinf`, `__fusec_sin`)
+DEVICE_LIBM = {"sin": 1, "cos": 1, "exp": 1, "exp2": 1, "log": 1, "log2": 1, "tanh": 1,
+               "erf": 1, "erfc": 1, "pow": 2, "fmod": 2}
+_SUFFIX = {"float": "f", "double": ""}
+# LLVM math intrinsics (llvm.<name>.*) NVPTX has no exact instruction for
+UNSELECTABLE = frozenset(("pow", "powi", "exp", "exp2", "exp10", "log", "log2", "log10",
+                          "sin", "cos", "tan", "asin", "acos", "atan", "atan2", "sinh",
+                          "cosh", "tanh", "sincos", "frexp", "ldexp", "modf"))
+
+
+def device_function(name: str, type_name: str) -> str:
+    """The symbol of the device math library's `name` on "float" or "double" values."""
+    return f"{MATH_PREFIX}{name}{_SUFFIX[type_name]}"
+
+
+@functools.lru_cache(maxsize=1)
+def _init() -> None:
+    llvm.initialize_all_targets()
+    llvm.initialize_all_asmprinters()
+
+
+@functools.lru_cache(maxsize=None)
+def target_machine(arch: str) -> llvm.TargetMachine:
+    """The NVPTX target machine of a GPU arch ("sm_90"): LLVM's cpu name is the arch."""
+    _init()
+    target = llvm.Target.from_triple(TRIPLE)
+    return target.create_target_machine(cpu=arch, features="", opt=3)
+
+
+class NVPTXTarget(Target):
+    name = "nvptx"
+    library_fallbacks = {"pow": "pow", "frem": "fmod"}
+
+    def __init__(self):
+        self.buffers: FunctionBuffers | None = None
+
+    def start_function(self, entry: ir.IRBuilder, pid: ir.Value, scratch: ir.Value,
+                       per_program: ir.GlobalVariable) -> None:
+        """entry: positioned in the kernel's entry block after pid is known; scratch: the
+        launch's global scratch address (i64); per_program: the i64 constant that will hold
+        the function's scratch bytes per program (known once the function is emitted)."""
+        base = []
+
+        def scratch_base() -> ir.Value:
+            if not base:
+                offset = entry.mul(pid, entry.load(per_program), flags=("nuw",))
+                raw = entry.add(scratch, offset, flags=("nuw",))
+                base.append(self.tensor_pointer_at(entry, raw, I8))
+            return base[0]
+        self.buffers = FunctionBuffers(entry, scratch_base, LOCAL_BUFFER_BYTES,
+                                       LOCAL_TOTAL_BYTES)
+
+    def libm(self, name: str, ty: ir.Type) -> str:
+        if name not in DEVICE_LIBM:
+            raise NotImplementedError(f"ptx backend: no device math function {name!r}")
+        return device_function(name, str(ty))
+
+    def sum_accumulator(self, dtype) -> ir.Type:
+        return F64              # as the CPU and CUDA backends: float sums round once
+
+    def alloc_buffer(self, ctx: Ctx, elem: ir.Type, count: int) -> ir.Value:
+        return self.buffers.alloc(elem, count)
+
+    def tensor_pointer(self, ctx: Ctx, address: ir.Value, elem: ir.Type) -> ir.Value:
+        return self.tensor_pointer_at(ctx.b, address, elem)
+
+    @staticmethod
+    def tensor_pointer_at(b: ir.IRBuilder, address: ir.Value, elem: ir.Type) -> ir.Value:
+        return b.addrspacecast(b.inttoptr(address, elem.as_pointer(GLOBAL)), elem.as_pointer())
+
+
+def _special_register(ctx: Ctx, b: ir.IRBuilder, name: str) -> ir.Value:
+    fn = ctx.declare(f"llvm.nvvm.read.ptx.sreg.{name}", I32, [])
+    return b.zext(b.call(fn, []), I64)
+
+
+def _emit_launch(module: ir.Module, target: NVPTXTarget, kernel: Op, plan: Plan, layout,
+                 k: int, name: str, nthreads: int) -> int:
+    """Define the kernel entry of launch k; returns its global scratch bytes per program."""
+    launch = layout.launches[k]
+    fn = ir.Function(module, ir.FunctionType(VOID, [I64] * layout.n_slots), name=name)
+    fn.calling_convention = "ptx_kernel"
+    for i, arg in enumerate(fn.args):
+        arg.name = layout.slot_name(i)
+    # the calling convention marks a kernel for LLVM >= 20, the annotation for older ones
+    for key, value in (("kernel", 1), ("maxntidx", nthreads)):
+        module.add_named_metadata("nvvm.annotations", [fn, ir.MetaDataString(module, key),
+                                                       ir.Constant(I32, value)])
+    entry, start, past = (fn.append_basic_block(n) for n in ("entry", "start", "past_grid"))
+    ctx = Ctx(module, target)
+    eb = ir.IRBuilder(entry)
+    pid = eb.add(eb.mul(_special_register(ctx, eb, "ctaid.x"),
+                        _special_register(ctx, eb, "ntid.x"), flags=("nuw",)),
+                 _special_register(ctx, eb, "tid.x"), flags=("nuw",), name="pid")
+    grid = [fn.args[s] for s in layout.grid_slots[k]]
+    programs = ir.Constant(I64, 1)
+    for g in grid:
+        programs = eb.mul(programs, g, flags=("nuw",))
+    branch = eb.cbranch(eb.icmp_unsigned("<", pid, programs), start, past)
+    eb.position_before(branch)
+    per_program = ir.GlobalVariable(module, I64, name=f"{name}.scratch_per_program")
+    per_program.global_constant = True
+    per_program.linkage = "internal"
+    target.start_function(eb, pid, fn.args[layout.scratch_slots[k]], per_program)
+    b = ctx.b = ir.IRBuilder(start)
+    lowering = Lowering(ctx, kernel, plan, sym=lambda e: fn.args[layout.sym_slots[e]])
+    bind_arguments(lowering, layout, lambda i, _name: fn.args[i])
+    lowering.emit_prologue(launch, serial_ops(layout.launches))
+    run_program(lowering, launch, grid, pid)
+    b.ret_void()
+    ir.IRBuilder(past).ret_void()
+    scratch = target.buffers.scratch_bytes
+    per_program.initializer = ir.Constant(I64, scratch)
+    return scratch
+
+
+def emit_module(kernel: Op, layout, names: list[str], arch: str,
+                nthreads: int) -> tuple[str, list[int]]:
+    """(LLVM IR text of the kernel's launches for `arch`, global scratch bytes per program of
+    each launch). layout: backends/cuda/layout.py's Layout of the kernel."""
+    tm = target_machine(arch)
+    module = ir.Module(name=kernel.attrs.get("name", "kernel"))
+    module.triple = TRIPLE
+    module.data_layout = str(tm.target_data)
+    target = NVPTXTarget()
+    plan = Plan(kernel)
+    scratch = [_emit_launch(module, target, kernel, plan, layout, k, name, nthreads)
+               for k, name in enumerate(names)]
+    return str(module), scratch
+
+
+def math_functions(mod: llvm.ModuleRef) -> set[str]:
+    """The device math functions an (optimized) module calls."""
+    return {f.name for f in mod.functions if f.is_declaration and f.name.startswith(MATH_PREFIX)}
+
+
+def check_selectable(mod: llvm.ModuleRef) -> None:
+    """NotImplementedError for a call NVPTX cannot lower exactly: LLVM's code generator would
+    abort the process on one it cannot select at all (`llvm.pow`), or emit an approximate
+    instruction (`llvm.sin.f32` -> sin.approx)."""
+    bad = sorted(f.name for f in mod.functions if f.is_declaration
+                 and f.name.startswith("llvm.") and f.name.split(".")[1] in UNSELECTABLE)
+    if bad:
+        raise NotImplementedError(f"ptx backend: the generated code calls {', '.join(bad)}, "
+                                  "which NVPTX cannot lower exactly")
+
+
+def compile_module(llvm_ir: str, arch: str) -> tuple[str, str, set[str]]:
+    """(optimized LLVM IR, PTX text, device math functions it calls) for `arch`."""
+    tm = target_machine(arch)
+    mod = llvm.parse_assembly(llvm_ir)
+    mod.verify()
+    optimize(mod, tm)
+    check_selectable(mod)
+    return str(mod), tm.emit_assembly(mod), math_functions(mod)

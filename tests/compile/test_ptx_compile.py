@@ -1,0 +1,204 @@
+"""PTX backend, no GPU needed: the builds of tests/compile/test_cuda_compile.py (every
+example, the op kernels of tests/unit/test_ops.py for sm_80 and sm_90) through
+`backend="ptx"`: LLVM NVPTX -> PTX -> a cubin linked by nvJitLink holding every launch's
+kernel symbol. Also what the PTX promises (entries, the arch, exact float ops, global
+memory, the device math library) and the errors of the PTX path."""
+from __future__ import annotations
+
+import importlib
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import llvmlite.ir as ir
+import numpy as np
+import pytest
+
+import fusec
+import fusec.language as fl
+from fusec.backends.llvm import nvptx
+from fusec.backends.ptx import NVJitLinkError, compile_ptx
+from fusec.backends.ptx.link import LinkInput, link
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import test_cuda_compile as cuda_builds  # noqa: E402
+
+ops = cuda_builds.ops
+spec = cuda_builds.spec
+
+
+def assert_cubin(ck, arch: str) -> None:
+    assert ck.backend == "ptx" and ck.target == arch
+    cubin = ck.asm["cubin"]
+    assert isinstance(cubin, bytes) and cubin[:4] == b"\x7fELF"
+    assert ck.num_launches >= 1
+    ptx = ck.asm["ptx"]
+    assert f".target {arch}" in ptx
+    for k in range(ck.num_launches):
+        symbol = f"fusec_{ck.name}_{k}"
+        assert symbol.encode() in cubin, symbol
+        assert f".visible .entry {symbol}(" in ptx
+        assert f"define ptx_kernel void @\"{symbol}\"(" in ck.asm["llvm"]
+
+
+@pytest.fixture(autouse=True)
+def through_ptx(monkeypatch):
+    """GPU builds of the CUDA compile tests go through the PTX backend (where a kernel
+    resolves its backend: the tests patch `compile` on kernel instances themselves)."""
+    resolve = fusec.Kernel._resolve_backend
+
+    def to_ptx(self, *args, **kwargs):
+        backend, target = resolve(self, *args, **kwargs)
+        return ("ptx" if backend == "cuda" else backend), target
+    monkeypatch.setattr(fusec.Kernel, "_resolve_backend", to_ptx)
+    monkeypatch.setattr(cuda_builds, "assert_cubin", assert_cubin)
+
+
+test_examples_build_for_every_arch = cuda_builds.test_examples_build_for_every_arch
+test_unary_kernels_build = cuda_builds.test_unary_kernels_build
+test_binary_kernels_build = cuda_builds.test_binary_kernels_build
+test_cast_kernels_build = cuda_builds.test_cast_kernels_build
+test_reduction_kernels_build = cuda_builds.test_reduction_kernels_build
+test_dot_kernels_build = cuda_builds.test_dot_kernels_build
+
+
+@fusec.kernel
+def scaled_exp(x, alpha: float):
+    out = fusec.empty_like(x)
+    for t in fusec.tile(x.shape[0]):
+        out[t] = fl.exp(x[t] * alpha)
+    return out
+
+
+# one thread per program: the entry takes the CUDA layout's 8-byte slots (x: ptr, size,
+# stride; alpha; out: ptr, size, stride; the tile loop's extent; its grid; the scratch
+# pointer), reads its program id, stops past the grid, works on global memory with exact
+# float ops, and calls the device math library for float64 exp
+SCALED_EXP_F64_CHECKS = r"""
+CHECK:      .version {{[0-9]+\.[0-9]+}}
+CHECK-NEXT: .target sm_90
+CHECK-NEXT: .address_size 64
+CHECK:      .extern .func {{.*}} __fusec_exp
+CHECK:      .visible .entry fusec_scaled_exp_0(
+CHECK-COUNT-9: .param .u64 fusec_scaled_exp_0_param_{{[0-8]}},
+CHECK-NEXT: .param .u64 fusec_scaled_exp_0_param_9
+CHECK-NEXT: )
+CHECK-NEXT: .maxntid 64
+CHECK:      %ctaid.x
+CHECK:      %ntid.x
+CHECK:      %tid.x
+CHECK:      ld.param.{{[bu]}}64 [[GRID:%rd[0-9]+]], [fusec_scaled_exp_0_param_8]
+CHECK:      setp.ge.u64 {{%p[0-9]+}}, {{%rd[0-9]+}}, [[GRID]]
+CHECK:      ld.global.{{[bf]}}64
+CHECK:      mul.rn.f64
+CHECK:      call.uni (retval0), __fusec_exp,
+CHECK:      st.global.{{[bf]}}64
+CHECK:      ret;
+"""
+
+
+def test_ptx_text_filecheck(tmp_path):
+    ck = scaled_exp.compile(spec(1000, "float64"), 0.5, backend="ptx", target="sm_90",
+                            config=fusec.Config(blocks=[64], warps=2))
+    checks = tmp_path / "scaled_exp.check"
+    checks.write_text(SCALED_EXP_F64_CHECKS)
+    proc = subprocess.run([sys.executable, "-m", "filecheck", str(checks)],
+                          input=ck.asm["ptx"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert b"__fusec_exp" in ck.asm["cubin"]          # the library is linked in
+
+
+# (op, dtype) -> the device library functions its code calls (float32 exp/tanh/gelu/rsqrt
+# are inline polynomials and exact instructions; float64 follows the interpreter's formulas)
+MATH_CALLS = {("exp", "float64"): {"__fusec_exp"}, ("tanh", "float64"): {"__fusec_tanh"},
+              ("gelu", "float64"): {"__fusec_erfc"}, ("sin", "float64"): {"__fusec_sin"},
+              ("sin", "float32"): {"__fusec_sinf"}, ("sin", "float16"): {"__fusec_sinf"}}
+
+
+def test_float_ops_round_once_and_math_calls_the_device_library():
+    """No approximate or flush-to-zero instruction, every float add/sub/mul rounds on its
+    own (`.rn`: ptxas never contracts those into an fma), and only what the CPU takes from
+    libm (and fmod, pow) calls the device math library."""
+    for name in ("exp", "tanh", "gelu", "sin", "rsqrt"):
+        for dtype in ("float16", "float32", "float64"):
+            ck = ops.UNARY_KERNELS[name].compile(spec(100, dtype), getattr(fl, dtype),
+                                                 backend="ptx", target="sm_80")
+            ptx = ck.asm["ptx"]
+            assert ".approx" not in ptx and ".ftz" not in ptx, (name, dtype)
+            assert not re.search(r"\b(add|sub|mul)\.f(32|64)\b", ptx), (name, dtype)
+            calls = set(re.findall(r"call\.uni \(retval0\), (\w+),", ptx))
+            assert calls == MATH_CALLS.get((name, dtype), set()), (name, dtype)
+    for op, want in (("mod", "__fusec_fmodf"), ("floordiv", "__fusec_fmodf"),
+                     ("pow", "__fusec_powf")):
+        ck = ops.binary.compile(spec(100, "float32"), spec(100, "float32"), op, fl.float32,
+                                backend="ptx", target="sm_90")
+        assert f"call.uni (retval0), {want}," in ck.asm["ptx"], op
+
+
+def test_large_tiles_use_global_scratch_small_ones_local_memory():
+    softmax = importlib.import_module("softmax").softmax
+    big = softmax.compile(spec([257, 1000], "float32"), backend="ptx", target="sm_90")
+    assert big.config.blocks == (1,)                       # 256-element cap: one row a program
+    ck = compile_ptx(big.module.kernel(), "sm_90")         # [1, 1024] f32 rows: 4 KiB each
+    assert ck.scratch_bytes[0] >= 2 * 4096
+    small = compile_ptx(softmax.compile(spec([257, 64], "float32"), backend="ptx",
+                                        target="sm_90").module.kernel(), "sm_90")
+    assert small.scratch_bytes == [0] and "__local_depot" in small.asm["ptx"]
+
+
+def test_several_launches_and_an_exact_arch():
+    @fusec.kernel
+    def two_passes(x):
+        tmp = fusec.empty_like(x)
+        out = fusec.empty_like(x)
+        for t in fusec.tile(x.shape[0]):
+            tmp[t] = x[t] * 2.0
+        for t in fusec.tile(x.shape[0]):
+            out[t] = tmp[t] + 1.0
+        return out
+    ck = two_passes.compile(spec(1000, "float32"), backend="ptx", target="sm_90a")
+    assert ck.num_launches == 2 and ".target sm_90a" in ck.asm["ptx"]
+    assert_cubin(ck, "sm_90a")
+
+
+def test_calling_without_a_gpu_raises_a_clear_error():
+    ck = scaled_exp.compile(spec(10, "float32"), 0.5, backend="ptx", target="sm_80")
+    try:
+        import torch
+        if torch.cuda.is_available():
+            pytest.skip("a GPU is here")
+    except ImportError:
+        pass
+    with pytest.raises(fusec.LaunchError, match="torch sees none"):
+        ck(np.ones(10, np.float32), 0.5)
+
+
+def test_link_errors_carry_the_linker_log():
+    bad = b".version 7.8\n.target sm_90\n.address_size 64\n.visible .entry k() { bogus; }\n"
+    with pytest.raises(NVJitLinkError, match=r"(?s)add ptx 'bad.ptx' for sm_90 .*bogus"):
+        link([LinkInput("ptx", bad, "bad.ptx")], "sm_90")
+    ptx = scaled_exp.compile(spec(10, "float32"), 0.5, backend="ptx",
+                             target="sm_90").asm["ptx"].encode()
+    with pytest.raises(NVJitLinkError, match="SM version"):       # sm_90 PTX, sm_80 cubin
+        link([LinkInput("ptx", ptx, "k.ptx")], "sm_80")
+
+
+def test_bad_arguments_and_unlowerable_code_are_named():
+    kernel = scaled_exp.compile(spec(10, "float32"), 0.5, backend="interpret").module.kernel()
+    with pytest.raises(ValueError, match="ptx backend: target 'cpu' is not a CUDA arch"):
+        compile_ptx(kernel, arch="cpu")
+    with pytest.raises(ValueError, match="warps must be an int in 1..32, got 0"):
+        compile_ptx(kernel, arch="sm_90", warps=0)
+    with pytest.raises(ValueError, match="backend 'ptx' compiles for a GPU arch"):
+        scaled_exp.compile(spec(10, "float32"), 0.5, backend="ptx", target="x86")
+    # a math intrinsic NVPTX cannot select would abort the process inside LLVM
+    module = ir.Module("pow")
+    module.triple = nvptx.TRIPLE
+    f32 = ir.FloatType()
+    fn = ir.Function(module, ir.FunctionType(f32, [f32, f32]), name="k")
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    pow_ = ir.Function(module, ir.FunctionType(f32, [f32, f32]), name="llvm.pow.f32")
+    b.ret(b.call(pow_, list(fn.args)))
+    with pytest.raises(NotImplementedError, match="calls llvm.pow.f32, which NVPTX cannot"):
+        nvptx.compile_module(str(module), "sm_90")

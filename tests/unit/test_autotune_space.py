@@ -1,0 +1,172 @@
+"""The autotuner's view of a kernel (facts read from two traces) and its search space:
+surviving configs fit the hardware, respect the extents and the tensor-core multiples."""
+from __future__ import annotations
+
+import math
+
+import pytest
+
+import fusec
+import fusec.language as fl
+from fusec.autotune import cost, space
+from fusec.autotune.machine import cpu_machine, gpu_machine
+from fusec.autotune.space import MAX_CANDIDATES, next_pow2
+from fusec.compiler import TILE_ELEMENTS_CAP, _max_tile_elements, autotune_facts, trace
+from fusec.specialize import describe
+
+
+@fusec.kernel
+def softmax(x):
+    out = fusec.empty_like(x)
+    M, N = x.shape
+    for tm in fusec.tile(M):
+        row = x[tm, :].to(fl.float32)
+        e = fl.exp(row - fl.max(row, axis=1, keepdims=True))
+        out[tm, :] = e / fl.sum(e, axis=1, keepdims=True)
+    return out
+
+
+@fusec.kernel
+def matmul(a, b):
+    M, K = a.shape
+    out = fusec.empty([M, b.shape[1]], fl.float32)
+    for tm, tn in fusec.tile([M, b.shape[1]]):
+        acc = fl.zeros([tm, tn], fl.float32)
+        for tk in fusec.tile(K):
+            acc += fl.dot(a[tm, tk], b[tk, tn])
+        out[tm, tn] = acc
+    return out
+
+
+@fusec.kernel
+def column_sum(x):
+    M, N = x.shape
+    out = fusec.empty([N], fl.float32)
+    for tn in fusec.tile(N):
+        acc = fl.zeros([tn], fl.float32)
+        for tm in fusec.tile(M, block=16):
+            acc += fl.sum(x[tm, tn], axis=0)
+        out[tn] = acc
+    return out
+
+
+@fusec.kernel
+def shape_depends_on_block(x):
+    out = fusec.empty_like(x)
+    for t in fusec.tile(x.shape[0]):
+        if t.block > 2000:                  # the probe trace takes this branch
+            out[t] = (x[t] + 0.0) * 2.0
+        else:
+            out[t] = x[t] * 2.0
+    return out
+
+
+def params(kernel, *args):
+    return [describe(p.name, v, False, False)[1] for p, v in zip(kernel.params, args)]
+
+
+def spec(*shape):
+    return fusec.TensorSpec(shape, fl.float32)
+
+
+CASES = {"softmax": (softmax, [spec(4096, 1000)]),
+         "matmul": (matmul, [spec(300, 200), spec(200, 500)]),
+         "column_sum": (column_sum, [spec(1000, 77)])}
+GPU = gpu_machine(None, "sm_90")        # the labelled H100-class figures: no GPU needed
+THREADS = gpu_machine(None, "sm_80", thread_programs=True)    # the ptx backend's mapping
+CPU = cpu_machine(serial_work=1 << 16)
+CAPS = {id(CPU): TILE_ELEMENTS_CAP["cpu"], id(GPU): TILE_ELEMENTS_CAP["cuda"],
+        id(THREADS): TILE_ELEMENTS_CAP.get("ptx", 256)}
+
+
+@pytest.fixture(scope="module")
+def facts():
+    return {name: autotune_facts(k.fn, params(k, *args)) for name, (k, args) in CASES.items()}
+
+
+def test_facts_read_the_tile_dims(facts):
+    f = facts["matmul"]
+    assert [(d.parallel, d.extent, d.fixed) for d in f.dims] == \
+        [(True, 300, False), (True, 500, False), (False, 200, False)]
+    assert f.fitted and f.has_dot and f.dot_dims == {0, 1, 2}
+    assert facts["softmax"].full_extents == (1024,)            # the ':' over 1000 columns
+    assert facts["softmax"].reduction_lengths == (1024,)
+    col = facts["column_sum"]
+    assert [(d.parallel, d.fixed, d.block) for d in col.dims] == [(True, False, 1024),
+                                                                 (False, True, 16)]
+
+
+@pytest.mark.parametrize("name,blocks", [("matmul", [16, 64, 32]), ("matmul", [1, 256, 8]),
+                                         ("softmax", [3]), ("column_sum", [64, 16])])
+def test_fitted_tile_sizes_match_a_real_trace(facts, name, blocks):
+    kernel, args = CASES[name]
+    module = trace(kernel.fn, params(kernel, *args), blocks)[0]
+    assert facts[name].tile_elements(blocks) == _max_tile_elements(module)
+
+
+def test_a_kernel_whose_structure_follows_its_blocks_is_not_modelled():
+    f = autotune_facts(shape_depends_on_block.fn, params(shape_depends_on_block, spec(5000)))
+    assert not f.fitted
+    assert space.candidates(f, CPU, 16384) == []
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+@pytest.mark.parametrize("machine", [CPU, GPU, THREADS], ids=["cpu", "blocks", "threads"])
+def test_survivors_fit_the_machine_and_the_extents(facts, name, machine):
+    f = facts[name]
+    cap = CAPS[id(machine)]
+    found = space.candidates(f, machine, cap)
+    if not found:                 # only when even blocks of 1 make tiles beyond the cap
+        assert f.tile_elements(f.full_blocks([1] * len(f.dims))) > cap
+        return
+    assert len(found) <= MAX_CANDIDATES
+    estimates = [c.estimate for c in found]
+    assert estimates == sorted(estimates) and all(math.isfinite(e) for e in estimates)
+    for c in found:
+        blocks = c.config.blocks
+        for d in f.dims:
+            if d.fixed:
+                assert blocks[d.dim] == d.block
+            else:
+                assert blocks[d.dim] <= max(next_pow2(d.extent), 16)
+                assert blocks[d.dim] & (blocks[d.dim] - 1) == 0       # a power of two
+        (work,) = f.work(blocks)
+        assert work.tile_elements <= cap
+        if machine.kind == "gpu":
+            threads = c.config.warps * machine.warp_size
+            regs = cost.registers_per_thread(work.tile_elements, threads,
+                                             machine.thread_programs)
+            assert threads <= machine.max_threads_per_block
+            assert regs <= cost.REGISTERS_MAX and regs * threads <= machine.regs_per_block
+            assert cost.shared_bytes(work, c.config.stages, f.has_dot,
+                                     machine.thread_programs) <= machine.smem_per_block
+
+
+def test_dot_dims_take_tensor_core_multiples_on_gpus(facts):
+    found = space.candidates(facts["matmul"], GPU, TILE_ELEMENTS_CAP["cuda"])
+    assert all(b % space.TENSOR_CORE_MULTIPLE == 0 for c in found for b in c.config.blocks)
+    assert {c.config.stages for c in found} <= set(space.DOT_STAGES)
+    on_cpu = space.candidates(facts["matmul"], CPU, TILE_ELEMENTS_CAP["cpu"], limit=10 ** 6)
+    assert any(b < 16 for c in on_cpu for b in c.config.blocks)   # no such rule on CPUs
+
+
+def test_grids_that_leave_sms_idle_are_dropped(facts):
+    for c in space.candidates(facts["softmax"], GPU, TILE_ELEMENTS_CAP["cuda"]):
+        (work,) = facts["softmax"].work(c.config.blocks)
+        assert work.programs >= GPU.units
+    for c in space.candidates(facts["softmax"], THREADS, CAPS[id(THREADS)]):
+        (work,) = facts["softmax"].work(c.config.blocks)      # 32 programs a warp
+        assert math.ceil(work.programs / (c.config.warps * 32)) >= THREADS.units
+    unpruned = space.enumerate_space(facts["softmax"], GPU)
+    assert any(facts["softmax"].work(c.blocks)[0].programs < GPU.units for c in unpruned)
+
+
+def test_the_default_policy_is_recomputed_from_the_facts(facts):
+    from fusec.compiler import default_config, trace_with_default_blocks
+    for name, (kernel, args) in CASES.items():
+        for backend in ("cpu", "cuda"):
+            _, _, blocks, _ = trace_with_default_blocks(
+                kernel.fn, params(kernel, *args), TILE_ELEMENTS_CAP[backend])
+            tunable = [d.dim for d in facts[name].tunable]
+            got = default_config(facts[name], backend).blocks
+            assert [got[d] for d in tunable] == blocks, (name, backend)

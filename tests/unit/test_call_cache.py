@@ -1,0 +1,55 @@
+"""The Kernel's call cache: a repeated call with arguments of the same geometry skips the
+dispatch, and anything that changes the compile or the launch parameters misses it."""
+import numpy as np
+import pytest
+
+import fusec
+
+
+@fusec.kernel
+def scale(x, s):
+    out = fusec.empty_like(x)
+    for t in fusec.tile(x.shape[0]):
+        out[t] = x[t] * s
+    return out
+
+
+@fusec.kernel
+def add_into(x, y):
+    for t in fusec.tile(x.shape[0]):
+        x[t] = x[t] + y[t]
+
+
+def test_repeated_calls_hit_the_cache_and_read_new_data():
+    x = np.arange(100, dtype=np.float32)
+    scale(x, 2.0)
+    assert len(scale._calls) == 1
+    for k in range(3):
+        y = np.random.default_rng(k).standard_normal(100).astype(np.float32)
+        np.testing.assert_array_equal(scale(y, 2.0), y * np.float32(2.0))
+    assert len(scale._calls) == 1
+
+
+def test_scalar_values_and_shapes_are_part_of_the_key():
+    x = np.ones(37, dtype=np.float32)
+    assert np.signbit(scale(x, -0.0)).all()
+    assert not np.signbit(scale(x, 0.0)).any()         # -0.0 == 0.0, but not the same call
+    np.testing.assert_array_equal(scale(np.ones(38, np.float32), 3.0), np.full(38, 3.0))
+    assert scale(np.ones(5, np.float64), 1.5).dtype == np.float64
+
+
+def test_a_read_only_array_still_gets_its_error_after_a_cached_call():
+    x = np.zeros(16, np.float32)
+    y = np.ones(16, np.float32)
+    add_into(x, y)
+    add_into(x, y)
+    np.testing.assert_array_equal(x, np.full(16, 2.0))
+    x.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        add_into(x, y)
+
+
+def test_keyword_calls_and_unkeyed_types_take_the_full_dispatch():
+    x = np.arange(8, dtype=np.float32)
+    np.testing.assert_array_equal(scale(x, s=2.0), x * 2)
+    np.testing.assert_array_equal(scale(x, np.float32(2.0)), x * 2)
