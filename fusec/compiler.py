@@ -377,13 +377,16 @@ def default_config(facts: KernelFacts, backend: str) -> Config:
     return Config(blocks=facts.full_blocks([blocks.get(d.dim, 1) for d in facts.dims]))
 
 
-def build(fn, params, backend: str, target: str, config: Config | None):
+def build(fn, params, backend: str, target: str, config: Config | None,
+          fast_math: bool = False):
     cap = TILE_ELEMENTS_CAP.get(backend, 16384)
     if config is not None:
         module, guards, used, returns_tuple = trace(fn, params, config.blocks)
         blocks = list(config.blocks)
     else:
         module, guards, blocks, returns_tuple = trace_with_default_blocks(fn, params, cap)
+    if fast_math:             # read by the GPU backends' math tables
+        module.kernel().attrs["fast_math"] = True
     asm = Stages({"ir": str(module)})
     PassManager(DEFAULT_PIPELINE, on_stage=_record_stage(asm)).run(module)
     kernel = module.kernel()

@@ -36,11 +36,13 @@ def _check_backend(name: str, where: str) -> str:
 
 class Kernel:
     """A kernel function with its compiled specializations. How a call's config is chosen
-    (autotune=True: measured on GPUs, the cost model's pick on the CPU, ...) is described in
+    (autotune=True: the cost model's pick on the CPU, the fixed policy on GPUs, ...) is
+    described in
     fusec/tuning.py; `configs` restricts the choice to those configs; an explicit `config=`
     to compile() wins over all."""
 
-    def __init__(self, fn, configs=None, backend=None, static_shapes=False, autotune=True):
+    def __init__(self, fn, configs=None, backend=None, static_shapes=False, autotune=True,
+                 fast_math=False):
         self.fn = fn
         self.__name__ = fn.__name__
         self.__doc__ = fn.__doc__
@@ -58,6 +60,9 @@ class Kernel:
         self.configs = [c if isinstance(c, Config) else Config(**c) for c in (configs or [])]
         self.backend = _check_backend(backend, "fusec.kernel") if backend else None
         self.static_shapes = static_shapes
+        if not isinstance(fast_math, bool):
+            raise TypeError(f"fusec.kernel: fast_math must be True or False, got {fast_math!r}")
+        self.fast_math = fast_math
         self.autotune = tuning.check_autotune(autotune)
         self.runtime_positions = [i for i, p in enumerate(self.params)
                                   if p.name not in self.constexprs]
@@ -149,10 +154,12 @@ class Kernel:
             return compiled
         extents = ()
         if how is None:
-            compiled = build(self.fn, specs, backend, target, config)
+            compiled = build(self.fn, specs, backend, target, config,
+                             fast_math=self.fast_math)
             compiled.runtime_positions = self.runtime_positions
         elif how == "default" and not self.configs:
-            compiled = build(self.fn, specs, backend, target, None)   # the fixed policy
+            compiled = build(self.fn, specs, backend, target, None,
+                             fast_math=self.fast_math)   # the fixed policy
             compiled.runtime_positions = self.runtime_positions
         elif how == "default":
             compiled = self._lookup(values, backend, target, self.configs[0],
@@ -171,7 +178,8 @@ class Kernel:
         """(compiled kernel of the autotuner's choice, tile extents it depends on)."""
         facts = self._facts_for(base_key, specs)
         if not facts.fitted and not self.configs:     # no model of it: the fixed policy
-            compiled = build(self.fn, specs, backend, target, None)
+            compiled = build(self.fn, specs, backend, target, None,
+                             fast_math=self.fast_math)
             compiled.runtime_positions = self.runtime_positions
             return compiled, ()
         runtime_args = None
@@ -283,14 +291,19 @@ class Kernel:
         return tuple(parts)
 
 
-def kernel(fn=None, *, configs=None, backend=None, static_shapes=False, autotune=True):
+def kernel(fn=None, *, configs=None, backend=None, static_shapes=False, autotune=True,
+           fast_math=False):
     """`@fusec.kernel` or `@fusec.kernel(configs=..., backend=..., static_shapes=...,
-    autotune=...)`. autotune: True (the policy of fusec/tuning.py: measured on GPUs, the cost
-    model's pick on the CPU unless `configs` offers a choice), False (the model's pick),
-    "measure" (measured wherever the call runs here), "default" (the fixed block policy)."""
+    autotune=..., fast_math=...)`. autotune: True (the policy of fusec/tuning.py: the cost
+    model's pick on the CPU, the fixed block policy on GPUs, measured when `configs` offers a
+    choice), False (the model's pick),
+    "measure" (measured wherever the call runs here), "default" (the fixed block policy).
+    fast_math: on GPUs, float32/half exp, log, sin, cos, rsqrt, sigmoid, silu and division by
+    the hardware approximations (a few ulp; what Triton and --use_fast_math use) instead of
+    the correctly rounded / library functions."""
     def wrap(f):
         return Kernel(f, configs=configs, backend=backend, static_shapes=static_shapes,
-                      autotune=autotune)
+                      autotune=autotune, fast_math=fast_math)
     return wrap(fn) if fn is not None else wrap
 
 

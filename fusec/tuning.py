@@ -1,16 +1,19 @@
 """How a kernel call gets its config when none is given: the autotuning policy per backend
 and the plumbing between a call and the autotuner (autotune/tuner.py).
 
-The default policy (`@fusec.kernel(autotune=True)`):
-  cpu, cuda,  the model's pick, unmeasured: a first call should not wait for a dozen
-  ptx         compiles (a measured GPU tuning costs seconds per kernel and shape bucket; the
-              peers measure only when asked too: @triton.autotune, Inductor's max-autotune),
-              and the model mostly has to avoid the bad corners (short rows, too many rows,
-              idle cores or SMs). Measured when `configs=` lists more than one config (the
-              user asked for a choice among them) or with autotune="measure": the model's
-              best few and the default policy's config are compiled and timed on the call's
-              arguments (copies of those it writes), the result cached on disk so a later
-              process skips it.
+The default policy (`@fusec.kernel(autotune=True)`): a first call should not wait for a
+dozen compiles (a measured GPU tuning costs seconds per kernel and shape bucket; the peers
+measure only when asked too: @triton.autotune, Inductor's max-autotune), so nothing is
+measured unless asked:
+  cpu         the model's pick: on the CPU the model mostly has to avoid the bad corners
+              (short rows, too many rows, idle cores), and does
+  cuda, ptx   the fixed default-block policy: the GPU model is not calibrated yet (its order
+              matched measurement poorly on H200, and its pick ran softmax 2.4x slower than
+              the fixed policy), so it is used only where asked (autotune=False)
+Measured when `configs=` lists more than one config (the user asked for a choice among
+them) or with autotune="measure": the model's best few and the default policy's config are
+compiled and timed on the call's arguments (copies of those it writes), the result cached on
+disk so a later process skips it.
   interpret   the default policy's blocks, whatever `autotune` says (the reference
               interpreter is not for speed)
 autotune=False: the model's pick (no measuring); autotune="measure": measured wherever the
@@ -34,7 +37,7 @@ from .specialize import TensorSpec
 
 GPU_BACKENDS = ("cuda", "ptx")
 THREAD_PROGRAMS = ("ptx",)      # backends that run a program as one GPU thread
-POLICY = {"cuda": "model", "ptx": "model", "cpu": "model", "interpret": "default"}
+POLICY = {"cuda": "default", "ptx": "default", "cpu": "model", "interpret": "default"}
 AUTOTUNE_VALUES = (True, False, "measure", "default")
 
 
@@ -55,7 +58,9 @@ def mode(autotune, backend: str, n_configs: int, can_measure) -> str:
         return "model"
     wanted = "measure" if autotune == "measure" or n_configs > 1 else POLICY.get(backend,
                                                                                   "model")
-    return "measure" if wanted == "measure" and can_measure() else "model"
+    if wanted == "measure":
+        return "measure" if can_measure() else "model"
+    return wanted
 
 
 def runnable(values: list, backend: str) -> bool:

@@ -189,3 +189,14 @@ def test_bad_arch_and_unsupported_constructs_are_named():
         return out
     with pytest.raises(NotImplementedError, match="atomic_add .* on float16"):
         hist.compile(spec(100, "float16"), spec(100, "int32"), target="sm_90")
+
+
+def test_fast_math_swaps_float_math_for_the_hardware_approximations():
+    softmax = importlib.import_module("softmax").softmax
+    x = spec([64, 300], "bfloat16")
+    accurate = softmax.compile(x, target="sm_90").asm["cuda"]
+    fast = fusec.kernel(softmax.fn, fast_math=True).compile(x, target="sm_90").asm["cuda"]
+    assert "expf(" in accurate and "__expf" not in accurate and "__fdividef" not in accurate
+    assert "__expf(" in fast and "__fdividef(" in fast
+    with pytest.raises(TypeError, match="fast_math"):
+        fusec.kernel(softmax.fn, fast_math="yes")
