@@ -3,6 +3,7 @@ offsets); lanes out of bounds on a checked dim or masked off never touch memory:
 reads `other` (0 when absent) there, a store or atomic skips the lane."""
 from __future__ import annotations
 
+from ...ir import dtypes as D
 from ...ir.core import Op
 from ...ir.ops import memory_operands
 from . import arith
@@ -67,6 +68,20 @@ def _load_group(E, op: Op, idx):
     return E.memo[-1][(v, idx)]
 
 
+def stored_value(E, value_v, d, idx) -> str:
+    """The storage form of a stored element. A cast to the tensor's half type is rounded
+    once, by the conversion to storage (rounding twice to the same type changes nothing)."""
+    op = value_v.op
+    if op is not None and op.name == "cast" and d in _HALF and E.plan.is_inline(value_v) \
+            and op.operands[0].type.dtype in _FLOAT_SOURCES - {d}:
+        return arith.to_storage(d, E.elem(op.operands[0], idx))
+    return arith.to_storage(d, E.elem(value_v, idx))
+
+
+_HALF = frozenset((D.float16, D.bfloat16))
+_FLOAT_SOURCES = frozenset((D.float32, D.float16, D.bfloat16))   # computed in float
+
+
 def store(E, op: Op):
     tensor_v, _, value_v, _, _ = memory_operands(op)
     t = E.env[tensor_v]
@@ -76,7 +91,7 @@ def store(E, op: Op):
         off, valid = address(E, op, idx)
 
         def write():
-            val = arith.to_storage(d, E.elem(value_v, idx))
+            val = stored_value(E, value_v, d, idx)
             E.line(f"{t.ptr}[{off}] = {val};")
         if valid is None:
             write()
@@ -89,7 +104,7 @@ def store(E, op: Op):
             for idx in group:
                 one(idx)
             return
-        values = [arith.to_storage(d, E.elem(value_v, idx)) for idx in group]
+        values = [stored_value(E, value_v, d, idx) for idx in group]
         off, valid = address(E, op, group[0])
         E.write_vector(storage(d), values, f"{t.ptr} + {off}", "st", valid)
     E.for_each(value_v.type.shape, None, group_body)

@@ -2,8 +2,9 @@
 
 No #include at all: NVRTC compiles the source with no include path (math functions,
 atomics and the thread built-ins are NVRTC built-ins). Half floats are converted by the
-sm_80+ cvt instructions (round to nearest even, like numpy; NaNs by bit manipulation, to
-keep numpy's quiet NaN bits) and by portable bit manipulation elsewhere (the host build);
+sm_80+ cvt instructions (round to nearest even, like numpy; a NaN becomes the canonical
+NaN, not numpy's quiet NaN bits) and by portable bit manipulation elsewhere (the host
+build);
 never with the cuda_fp16.h intrinsics;
 integer division never divides by zero or INT_MIN by -1; float // and % follow Python.
 Everything here is plain C++17, so the same source also builds with a host C++ compiler
@@ -39,14 +40,14 @@ __device__ __forceinline__ float fc_h2f(unsigned short h) {
   return sign ? -f : f;
 }
 __device__ __forceinline__ unsigned short fc_f2h(float f) {
-  unsigned int x = fc_f32_bits(f);
-  unsigned int sign = (x >> 16) & 0x8000u, ax = x & 0x7FFFFFFFu;
-  if (ax > 0x7F800000u) return (unsigned short)(sign | 0x7E00u | ((ax >> 13) & 0x3FFu));
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  unsigned short h;                      // not NaN: the hardware rounds to nearest even
+  unsigned short h;                      // nearest even; a NaN stays a NaN (0x7FFF)
   asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));
   return h;
 #else
+  unsigned int x = fc_f32_bits(f);
+  unsigned int sign = (x >> 16) & 0x8000u, ax = x & 0x7FFFFFFFu;
+  if (ax > 0x7F800000u) return (unsigned short)(sign | 0x7E00u | ((ax >> 13) & 0x3FFu));
   if (ax >= 0x477FF000u) return (unsigned short)(sign | 0x7C00u);   // >= 65520: inf
   if (ax >= 0x38800000u) {                                      // normal: rebias, round
     unsigned int r = ax - 0x38000000u;
@@ -78,13 +79,13 @@ __device__ __forceinline__ float fc_bf2f(unsigned short b) {
   return fc_f32_from_bits((unsigned int)b << 16);
 }
 __device__ __forceinline__ unsigned short fc_f2bf(float f) {
-  unsigned int x = fc_f32_bits(f);
-  if ((x & 0x7FFFFFFFu) > 0x7F800000u) return (unsigned short)0x7FC0u;
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  unsigned short b;                      // not NaN: the hardware rounds to nearest even
+  unsigned short b;                      // nearest even; a NaN stays a NaN (0x7FFF)
   asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(b) : "f"(f));
   return b;
 #else
+  unsigned int x = fc_f32_bits(f);
+  if ((x & 0x7FFFFFFFu) > 0x7F800000u) return (unsigned short)0x7FC0u;
   return (unsigned short)((x + 0x7FFFu + ((x >> 16) & 1u)) >> 16);
 #endif
 }

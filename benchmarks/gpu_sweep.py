@@ -1,0 +1,70 @@
+"""Device time of the GPU examples over a grid of configs (blocks x warps), bf16, the
+shapes of benchmarks/gpu.py: the data the GPU default policy and the cost model are
+calibrated against.
+
+    python3 benchmarks/gpu_sweep.py [--json out.json] [--fast-math]
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+import fusec
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+from gpu import graph_ms  # noqa: E402
+from bias_gelu import bias_gelu  # noqa: E402
+from layernorm import layernorm  # noqa: E402
+from rmsnorm import rmsnorm  # noqa: E402
+from softmax import softmax  # noqa: E402
+
+ROW_BLOCKS = ([1], [2], [4])
+TILE_BLOCKS = ([8, 512], [4, 1024], [16, 256], [2, 2048], [1, 4096], [8, 1024])
+WARPS = (2, 4, 8, 16)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--json")
+    ap.add_argument("--fast-math", action="store_true")
+    ap.add_argument("--repeat", type=int, default=20)
+    args = ap.parse_args()
+    torch.manual_seed(0)
+    x = torch.randn(32768, 4096, device="cuda", dtype=torch.bfloat16)
+    w = torch.randn(4096, device="cuda", dtype=torch.bfloat16)
+    b = torch.randn(4096, device="cuda", dtype=torch.bfloat16)
+    xg = torch.randn(16384, 8192, device="cuda", dtype=torch.bfloat16)
+    bg = torch.randn(8192, device="cuda", dtype=torch.bfloat16)
+    cases = {"softmax": (softmax, (x,), ROW_BLOCKS, x),
+             "layernorm": (layernorm, (x, w, b, 1e-5), ROW_BLOCKS, x),
+             "rmsnorm": (rmsnorm, (x, w, 1e-6), ROW_BLOCKS, x),
+             "bias_gelu": (bias_gelu, (xg, bg), TILE_BLOCKS, xg)}
+    rows = []
+    for name, (kern, call_args, blocks, big) in cases.items():
+        kern = fusec.kernel(kern.fn, fast_math=args.fast_math)
+        nbytes = 2 * big.numel() * big.element_size()
+        for blk, warps in itertools.product(blocks, WARPS):
+            config = fusec.Config(blocks=blk, warps=warps)
+            try:
+                ck = kern.compile(*call_args, config=config)
+                ms = graph_ms(lambda: ck(*call_args), args.repeat)
+            except Exception as exc:         # a config that does not build or launch
+                print(f"{name:<10} {str(blk):<12} {warps:>2}  failed: {exc}"[:160])
+                continue
+            rows.append({"kernel": name, "blocks": blk, "warps": warps, "ms": ms,
+                         "GBps": nbytes / ms / 1e6})
+            print(f"{name:<10} {str(blk):<12} {warps:>2} {ms:8.3f} ms "
+                  f"{nbytes / ms / 1e6:7.0f} GB/s",
+                  flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()
