@@ -57,6 +57,7 @@ class BuiltVariant:
     entry: dict               # the manifest entry (its "artifact" filled by the writer)
     artifact: bytes
     specificity: int
+    ptx: bytes | None = None  # a GPU variant's PTX (the fallback for newer GPUs)
 
 
 def parse_targets(targets) -> list[str]:
@@ -128,6 +129,7 @@ def _variants_for_target(kb: KernelBuild, sigs: list, target: str, tuner: Tuner 
 
 def _entry(kernel_name: str, target: str, spec: Spec, compiled: CompiledKernel,
            guards: list) -> BuiltVariant:
+    ptx = None
     if target == "cpu":
         parts = cpu_parts(compiled)
         artifact = shared_library(parts["optimized_ir"], kernel_name)
@@ -138,6 +140,7 @@ def _entry(kernel_name: str, target: str, spec: Spec, compiled: CompiledKernel,
     else:
         parts = cuda_parts(compiled)
         artifact = parts["cubin"]
+        ptx = compiled.asm["ptx"].encode() if compiled.asm.get("ptx") else None
         layout = launch_layout(parts["layout"], parts["functions"])
         for launch, slot, nbytes in zip(layout["launches"], parts["layout"].scratch_slots,
                                         parts["scratch_bytes"]):
@@ -151,7 +154,7 @@ def _entry(kernel_name: str, target: str, spec: Spec, compiled: CompiledKernel,
              "config": config_entry(compiled.config or Config()),
              "layout": layout, "allocs": outputs(parts["layout"]),
              **host_facts(compiled), **extra}
-    return BuiltVariant(entry, artifact, spec.specificity)
+    return BuiltVariant(entry, artifact, spec.specificity, ptx)
 
 
 def build_variants(kb: KernelBuild, targets: list[str], tuner: Tuner | None = None,

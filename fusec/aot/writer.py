@@ -71,9 +71,12 @@ def write_package(out, kernels: dict, fusec_version: str) -> Path:
                 path = tmp / rel
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_bytes(v.artifact)
-                entries.append(v.entry | {"artifact": {
-                    "path": rel, "sha256": hashlib.sha256(v.artifact).hexdigest(),
-                    "bytes": len(v.artifact)}})
+                entry = v.entry | {"artifact": _file_entry(rel, v.artifact)}
+                if v.ptx:
+                    ptx_rel = f"kernels/{kernel_name}/{v.entry['id']}.ptx"
+                    (tmp / ptx_rel).write_bytes(v.ptx)
+                    entry["ptx"] = _file_entry(ptx_rel, v.ptx)
+                entries.append(entry)
             manifest["kernels"][kernel_name] = {"params": params, "variants": entries}
         check(manifest, SCHEMA)                 # what the loader will accept
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
@@ -94,3 +97,7 @@ def write_package(out, kernels: dict, fusec_version: str) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def _file_entry(rel: str, data: bytes) -> dict:
+    return {"path": rel, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}

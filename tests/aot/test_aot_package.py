@@ -394,3 +394,27 @@ def test_configs_given_or_from_the_tuner_hook(tmp_path):
     assert config == {"blocks": [128], "warps": 2, "stages": 3} and len(asked) == 1
     x = np.arange(300, dtype=np.float32)
     np.testing.assert_array_equal(import_package(out).shift(x, 1), x * 2 + 1)
+
+
+def test_gpu_variants_carry_their_ptx_for_newer_gpus(package, tmp_path):
+    manifest = manifest_of(package)
+    gpu = [v for k in manifest["kernels"].values() for v in k["variants"]
+           if v["target"] != "cpu"]
+    assert gpu and all("ptx" in v for v in gpu)
+    for v in gpu[:4]:
+        data = (package / v["ptx"]["path"]).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == v["ptx"]["sha256"]
+        assert f".target {v['target']}".encode() in data
+    softmax = import_package(package).softmax
+    assert {v.target for v in softmax._candidates("cuda:0", "sm_100")} == {"sm_90"}
+    assert {v.target for v in softmax._candidates("cuda:0", "sm_120")} == {"sm_90"}
+    assert {v.target for v in softmax._candidates("cuda:0", "sm_89")} == {"sm_80"}   # cubin
+    # a damaged PTX is refused like a damaged cubin
+    folder = copy_of(package, tmp_path)
+    v = next(v for v in manifest_of(folder)["kernels"]["softmax"]["variants"]
+             if v["target"] != "cpu")
+    (folder / v["ptx"]["path"]).write_bytes(b"// not the PTX that was built\n")
+    runtime = import_package(folder).softmax.__module__.rsplit(".", 1)[0]
+    manifest_module = importlib.import_module(f"{runtime}.manifest")
+    with pytest.raises(manifest_module.ChecksumError, match="does not match the manifest"):
+        manifest_module.read_artifact(folder, v["ptx"])

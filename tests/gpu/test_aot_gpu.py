@@ -124,3 +124,19 @@ def test_c_use(package, tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
     assert "softmax from C: [257, 61], max rel error" in done.stdout and ": ok" in done.stdout
     assert "no variant fits" in done.stdout
+
+
+def test_a_package_without_this_arch_runs_the_ptx_of_an_older_one(tmp_path):
+    """The next-arch fallback: built for an older major only, the driver compiles its PTX."""
+    major, minor = torch.cuda.get_device_capability()
+    older = "sm_80" if major >= 9 else None
+    if older is None:
+        pytest.skip("needs a device newer than sm_8x")
+    out = EXAMPLE_BUILD["build"](tmp_path / "oldkernels", older, 8, log=None)
+    sys.path.insert(0, str(out.parent))
+    pkg = importlib.import_module(out.name)
+    x = torch.randn(5, 7, device="cuda")
+    assert {v.target for v in pkg.softmax._candidates("cuda:0", device_arch())} == {older}
+    got = pkg.softmax(x)
+    want = torch.softmax(x.double(), dim=1)
+    assert ((got.double() - want).abs() / (1 + want.abs())).max() <= 1e-5

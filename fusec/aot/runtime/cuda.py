@@ -3,8 +3,10 @@
 launched with cuLaunchKernel on torch's current stream.
 
 A cubin for sm_XY runs on devices of the same major and a minor >= Y; one for sm_XYa only
-on sm_XY. Among the variants that run on a device the exact arch is preferred. The cubin's
-sha256 is checked before the driver sees it. Every parameter is an 8-byte slot (slots.py),
+on sm_XY. Among the variants that run on a device the exact arch is preferred. On a device
+no cubin runs on (a newer GPU), a variant's PTX for sm_XY (not sm_XYa) is compiled by the
+driver when the device's compute capability is >= XY: the next-arch fallback. The
+artifact's sha256 is checked before the driver sees it. Every parameter is an 8-byte slot (slots.py),
 written into one int64 array whose kernelParams pointers never change; each launch has
 grid (programs, 1, 1) and the variant's threads per program. Global scratch (tile buffers
 over the shared-memory budget) is a torch allocation on the device per call.
@@ -34,6 +36,13 @@ def runs_on(cubin_arch: str, device_arch: str) -> bool:
     if want.endswith("a"):
         return want[:-1] == have
     return want[:-1] == have[:-1] and int(want[-1]) <= int(have[-1])
+
+
+def ptx_runs_on(arch: str, device_arch: str) -> bool:
+    """Whether PTX written for arch (sm_XY) can be compiled for a device of device_arch."""
+    if arch.endswith("a"):
+        return False
+    return int(arch.removeprefix("sm_")) <= int(device_arch.removeprefix("sm_"))
 
 
 def preference(cubin_arch: str, device_arch: str) -> tuple:
@@ -73,11 +82,18 @@ class CudaVariant:
         self._lock = threading.Lock()
 
     def _load(self, device: int) -> tuple:
-        data = read_artifact(self.root, self.variant["artifact"])
         drv = _driver()
         name = self.kernel
         check(drv.cuInit(0), "cuInit", name)
         dev = check(drv.cuDeviceGet(device), "cuDeviceGet", name)
+        attr = drv.CUdevice_attribute
+        major, minor = (check(drv.cuDeviceGetAttribute(a, dev), "cuDeviceGetAttribute", name)
+                        for a in (attr.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR,
+                                  attr.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR))
+        if runs_on(self.arch, f"sm_{major}{minor}") or "ptx" not in self.variant:
+            data = read_artifact(self.root, self.variant["artifact"])
+        else:                       # the driver compiles the PTX (a NUL-terminated image)
+            data = read_artifact(self.root, self.variant["ptx"]) + b"\0"
         ctx = check(drv.cuDevicePrimaryCtxRetain(dev), "cuDevicePrimaryCtxRetain", name)
         check(drv.cuCtxPushCurrent(ctx), "cuCtxPushCurrent", name)
         try:

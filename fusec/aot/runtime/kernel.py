@@ -3,7 +3,8 @@ defaults, same results), it picks the variant for the device and the arguments, 
 the outputs, packs the launch slots and launches.
 
 Variant choice: numpy arrays and torch CPU tensors run the "cpu" variants, torch CUDA
-tensors the cubins that run on their device's arch (the exact arch first); among those,
+tensors the cubins that run on their device's arch (the exact arch first; on a GPU no cubin
+runs on, the PTX of the newest arch below it, cuda.py); among those,
 the first (in build order: most specialized signature first) whose rules the call meets.
 A call no variant fits raises NoMatchingVariantError listing every variant built, each
 with the reason it does not fit.
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from .args import TensorArg, allocate, describe
 from .cpu import CpuVariant
-from .cuda import CudaVariant, preference, runs_on
+from .cuda import CudaVariant, preference, ptx_runs_on, runs_on
 from .errors import ManifestError, NoMatchingVariantError
 from .manifest import artifact_path
 from .rules import Rules, bind_symbols
@@ -36,6 +37,9 @@ class Variant:
         self.returns_tuple = v["returns_tuple"]
         self.written = v["written"]
         artifact_path(root, v["artifact"]["path"])        # inside the package, or refused
+        self.has_ptx = "ptx" in v
+        if self.has_ptx:
+            artifact_path(root, v["ptx"]["path"])
         if self.target == "cpu":
             if "cpu" not in v:
                 raise ManifestError(f"{where}: a cpu variant needs a 'cpu' entry")
@@ -110,6 +114,9 @@ class PackagedKernel:
             else:
                 runnable = [v for v in self.variants
                             if v.target != "cpu" and runs_on(v.target, arch)]
+                if not runnable:            # a newer GPU: the PTX of the archs below it
+                    runnable = [v for v in self.variants if v.target != "cpu" and
+                                v.has_ptx and ptx_runs_on(v.target, arch)]
                 # per signature, the variants of the best arch that runs here, in build
                 # order (most specialized signature first)
                 best: dict[int, tuple] = {}

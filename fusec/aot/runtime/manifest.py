@@ -88,6 +88,8 @@ VARIANT = {
                       "arena_bytes": int},
     Optional("cuda"): {"threads": int},
     "artifact": {"path": str, "sha256": str, "bytes": int},
+    # a GPU variant's PTX: the driver compiles it for a device no cubin runs on (cuda.py)
+    Optional("ptx"): {"path": str, "sha256": str, "bytes": int},
 }
 SCHEMA = {
     "format": OneOf(FORMAT),
