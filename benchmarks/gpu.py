@@ -150,6 +150,35 @@ def host_us(fn, calls: int = 2000) -> float:
     return elapsed / calls * 1e6
 
 
+def matmul_rows(rows: list, repeat: int = 5) -> None:
+    """relu(a @ b + bias) * scale, bf16 in, fp32 accumulation: TFLOP/s against cuBLAS."""
+    from matmul_epilogue import matmul_bias_relu
+    print("# matmul + bias + relu * scale, bf16 (TFLOP/s counts 2*M*N*K)")
+    slow = set()                # implementations too slow to run at the next size
+    for n in (4096, 8192):
+        a = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
+        b = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
+        bias = torch.randn(n, device="cuda", dtype=torch.bfloat16)
+        eager = lambda: torch.relu(a @ b + bias) * 0.5                    # noqa: E731
+        impls = {"cuBLAS matmul alone": lambda: a @ b, "torch-eager": eager,
+                 "torch.compile": torch.compile(eager),
+                 "fusec-cuda": lambda: matmul_bias_relu(a, b, bias, 0.5)}
+        for impl, fn in impls.items():
+            if impl in slow:
+                print(f"matmul {n:<5} {impl:<20} skipped (over 50 ms at the smaller size)")
+                continue
+            try:
+                ms = graph_ms(fn, repeat)
+                if ms > 50:
+                    slow.add(impl)
+            except Exception as exc:
+                print(f"matmul {n:<5} {impl:<20} failed: {type(exc).__name__}: {exc}"[:200])
+                continue
+            tflops = 2 * n ** 3 / ms / 1e9
+            rows.append({"kernel": f"matmul{n}", "impl": impl, "ms": ms, "TFLOPs": tflops})
+            print(f"matmul {n:<5} {impl:<20} {ms:>9.3f} ms {tflops:>7.1f} TFLOP/s", flush=True)
+
+
 def launch_overhead(rows: list) -> None:
     """Host microseconds per call for a cached kernel on a tiny input."""
     from vector_add import vector_add as fusec_add
@@ -244,6 +273,7 @@ def main():
                          "GBps": gbps})
             print(f"{kernel:<10} {impl:<15} {ms:>8.3f} {gbps:>7.0f} "
                   f"{100 * gbps / copy_gbps:>6.0f}% {call:>8.3f}")
+    matmul_rows(rows)
     launch_overhead(rows)
     if args.json:
         Path(args.json).write_text(json.dumps({"device": name, "copy_GBps": copy_gbps,

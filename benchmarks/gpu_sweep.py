@@ -27,6 +27,10 @@ from softmax import softmax  # noqa: E402
 ROW_BLOCKS = ([1], [2], [4])
 TILE_BLOCKS = ([8, 512], [4, 1024], [16, 256], [2, 2048], [1, 4096], [8, 1024])
 WARPS = (2, 4, 8, 16)
+# the PTX backend runs a program per thread: tiles of a few elements, threads per block
+PTX_ROW_BLOCKS = ([1],)
+PTX_TILE_BLOCKS = ([1, 1], [1, 2], [1, 8], [1, 32], [1, 256], [2, 128])
+PTX_WARPS = (1, 4, 8)
 
 
 def main():
@@ -34,6 +38,7 @@ def main():
     ap.add_argument("--json")
     ap.add_argument("--fast-math", action="store_true")
     ap.add_argument("--repeat", type=int, default=20)
+    ap.add_argument("--backend", default="cuda", choices=("cuda", "ptx"))
     args = ap.parse_args()
     torch.manual_seed(0)
     x = torch.randn(32768, 4096, device="cuda", dtype=torch.bfloat16)
@@ -41,23 +46,26 @@ def main():
     b = torch.randn(4096, device="cuda", dtype=torch.bfloat16)
     xg = torch.randn(16384, 8192, device="cuda", dtype=torch.bfloat16)
     bg = torch.randn(8192, device="cuda", dtype=torch.bfloat16)
-    cases = {"softmax": (softmax, (x,), ROW_BLOCKS, x),
-             "layernorm": (layernorm, (x, w, b, 1e-5), ROW_BLOCKS, x),
-             "rmsnorm": (rmsnorm, (x, w, 1e-6), ROW_BLOCKS, x),
-             "bias_gelu": (bias_gelu, (xg, bg), TILE_BLOCKS, xg)}
+    ptx = args.backend == "ptx"
+    rows_b, tiles_b = (PTX_ROW_BLOCKS, PTX_TILE_BLOCKS) if ptx else (ROW_BLOCKS, TILE_BLOCKS)
+    cases = {"softmax": (softmax, (x,), rows_b, x),
+             "layernorm": (layernorm, (x, w, b, 1e-5), rows_b, x),
+             "rmsnorm": (rmsnorm, (x, w, 1e-6), rows_b, x),
+             "bias_gelu": (bias_gelu, (xg, bg), tiles_b, xg)}
     rows = []
     for name, (kern, call_args, blocks, big) in cases.items():
         kern = fusec.kernel(kern.fn, fast_math=args.fast_math)
         nbytes = 2 * big.numel() * big.element_size()
-        for blk, warps in itertools.product(blocks, WARPS):
+        for blk, warps in itertools.product(blocks, PTX_WARPS if ptx else WARPS):
             config = fusec.Config(blocks=blk, warps=warps)
             try:
-                ck = kern.compile(*call_args, config=config)
+                ck = kern.compile(*call_args, config=config, backend=args.backend)
                 ms = graph_ms(lambda: ck(*call_args), args.repeat)
             except Exception as exc:         # a config that does not build or launch
                 print(f"{name:<10} {str(blk):<12} {warps:>2}  failed: {exc}"[:160])
                 continue
-            rows.append({"kernel": name, "blocks": blk, "warps": warps, "ms": ms,
+            rows.append({"kernel": name, "backend": args.backend, "blocks": blk,
+                         "warps": warps, "ms": ms,
                          "GBps": nbytes / ms / 1e6})
             print(f"{name:<10} {str(blk):<12} {warps:>2} {ms:8.3f} ms "
                   f"{nbytes / ms / 1e6:7.0f} GB/s",
