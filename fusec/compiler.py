@@ -252,7 +252,7 @@ class CompiledKernel:
         Takes the kernel's whole argument list (constexprs included)."""
         positions = self.runtime_positions or range(len(runtime_args))
         native = getattr(self, "native", None)
-        if native is None:
+        if native is None or self.backend not in DEVICE_BACKENDS:
             return lambda args: self.run([args[i] for i in positions])
         torch = arrays._torch()
         like = next(a for a in runtime_args if arrays.is_array(a))
@@ -368,9 +368,19 @@ def _gpu_compiler(backend: str):
     return getattr(module, f"compile_{backend}")
 
 
+# The fixed policy's own cap where it is below the search space's: a PTX program is one
+# thread, and tiles of a few elements keep neighbouring threads on neighbouring memory
+# (H200, bias+gelu: 3x faster than 256-element tiles; benchmarks/RESULTS.md)
+POLICY_CAP = {"ptx": 8}
+
+
+def policy_cap(backend: str) -> int:
+    return POLICY_CAP.get(backend) or TILE_ELEMENTS_CAP.get(backend, 16384)
+
+
 def default_config(facts: KernelFacts, backend: str) -> Config:
     """The fixed policy's config for a kernel, from its facts (no tracing)."""
-    cap = TILE_ELEMENTS_CAP.get(backend, 16384)
+    cap = policy_cap(backend)
     used = {d.dim: d.block for d in facts.tunable}
     blocks = shrink_to_cap(used, lambda b: facts.tile_elements(facts.full_blocks(
         [b.get(i, 1) for i in range(1 + max(b))])), cap) if used else {}
@@ -379,7 +389,7 @@ def default_config(facts: KernelFacts, backend: str) -> Config:
 
 def build(fn, params, backend: str, target: str, config: Config | None,
           fast_math: bool = False):
-    cap = TILE_ELEMENTS_CAP.get(backend, 16384)
+    cap = policy_cap(backend)
     if config is not None:
         module, guards, used, returns_tuple = trace(fn, params, config.blocks)
         blocks = list(config.blocks)
@@ -402,6 +412,7 @@ def build(fn, params, backend: str, target: str, config: Config | None,
         asm.update(compiled.asm)
         run_fn = compiled.run
         from_cache = compiled.from_cache
+        native = compiled
     elif backend in DEVICE_BACKENDS:
         target = cuda_target(target, backend)
         warps = config.warps if config is not None else Config().warps
@@ -416,5 +427,5 @@ def build(fn, params, backend: str, target: str, config: Config | None,
     compiled_kernel = CompiledKernel(fn.__name__, module, asm, backend, target, used_config,
                                      guards, run_fn, returns_tuple)
     compiled_kernel.from_cache = from_cache     # native code came from the disk cache
-    compiled_kernel.native = native             # the GPU backend's compiled kernel
+    compiled_kernel.native = native     # the backend's compiled kernel (None: interpret)
     return compiled_kernel

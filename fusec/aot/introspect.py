@@ -1,6 +1,6 @@
 """What the AOT builder reads from a CompiledKernel beyond its public attributes, in one
-place: the backend's compiled kernel (CompiledCPUKernel / CompiledCUDAKernel, reached
-through the bound `run` the compiler stores) and the host-side facts the JIT's
+place: the backend's compiled kernel (CompiledCPUKernel / CompiledCUDAKernel: the
+CompiledKernel's `native`) and the host-side facts the JIT's
 CompiledKernel keeps (outputs, results, written params). When the compiler grows public
 accessors for these, only this file changes."""
 from __future__ import annotations
@@ -11,7 +11,7 @@ from ..compiler import CompiledKernel
 
 
 def backend_kernel(compiled: CompiledKernel):
-    kernel = getattr(compiled._run, "__self__", None)
+    kernel = getattr(compiled, "native", None)
     if kernel is None:
         raise TypeError(f"{compiled!r}: the {compiled.backend} backend keeps no compiled "
                         "kernel object an AOT build can read")
