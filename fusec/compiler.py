@@ -9,6 +9,7 @@ import sys
 import sympy
 
 from . import arrays
+from .autotune.cache import default_cache
 from .autotune.config import Config
 from .autotune.facts import KernelFacts
 from .autotune.fitting import kernel_facts, probe_factors
@@ -406,7 +407,6 @@ def build(fn, params, backend: str, target: str, config: Config | None,
         from .backends.interpret import run as interpret_run
         run_fn = lambda args: interpret_run(kernel, args)  # noqa: E731
     elif backend == "cpu":
-        from .autotune.cache import default_cache
         from .backends.llvm import compile_cpu
         compiled = compile_cpu(kernel, cache=default_cache())
         asm.update(compiled.asm)
@@ -416,10 +416,13 @@ def build(fn, params, backend: str, target: str, config: Config | None,
     elif backend in DEVICE_BACKENDS:
         target = cuda_target(target, backend)
         warps = config.warps if config is not None else Config().warps
-        compiled = _gpu_compiler(backend)(kernel, arch=target, warps=warps)
+        # the CUDA backend keeps NVRTC's cubins on disk (the PTX backend not yet)
+        extra = {"cache": default_cache()} if backend == "cuda" else {}
+        compiled = _gpu_compiler(backend)(kernel, arch=target, warps=warps, **extra)
         asm.update(compiled.asm)
         run_fn = compiled.run
         native = compiled
+        from_cache = getattr(compiled, "from_cache", False)
     else:
         raise NotImplementedError(f"backend {backend!r} (target {target}) is not available")
     _dump(asm)

@@ -85,10 +85,27 @@ class CompiledCUDAKernel:
         return f"<CompiledCUDAKernel {self.name} {self.arch} launches={self.num_launches}>"
 
 
-def compile_cuda(kernel: Op, arch: str = "sm_90", warps: int = 4) -> CompiledCUDAKernel:
-    """Emit CUDA C for a kernel op (after passes) and compile it with NVRTC for `arch`."""
+def compile_cuda(kernel: Op, arch: str = "sm_90", warps: int = 4,
+                 cache=None) -> CompiledCUDAKernel:
+    """Emit CUDA C for a kernel op (after passes) and compile it with NVRTC for `arch`.
+    cache: an object with key(*parts), get(key) and put(key, files, info) (the disk cache
+    of fusec.autotune) keeping NVRTC's output by source, arch and NVRTC version -- NVRTC is
+    most of a compile -- or None."""
     nvrtc.check_arch(arch)
     source, layout, names, scratch = emit_source(kernel, warps, arch)
-    cubin, ptx, _ = nvrtc.compile_source(source, arch, f"{names[0] if names else 'fusec'}.cu")
+    key = cached = None
+    if cache is not None:
+        key = cache.key("cuda-cubin", source, arch, nvrtc.OPTIONS, nvrtc.version())
+        cached = cache.get(key)
+    if cached is not None and {"kernel.cubin", "kernel.ptx"} <= set(cached):
+        cubin, ptx = cached["kernel.cubin"], cached["kernel.ptx"].decode()
+    else:
+        cubin, ptx, _ = nvrtc.compile_source(source, arch,
+                                             f"{names[0] if names else 'fusec'}.cu")
+        if cache is not None:
+            cache.put(key, {"kernel.cubin": cubin, "kernel.ptx": ptx.encode()},
+                      {"kind": "cuda-cubin", "arch": arch})
     asm = Stages({"cuda": source, "ptx": ptx, "cubin": cubin})
-    return CompiledCUDAKernel(kernel, arch, warps, asm, layout, names, scratch)
+    compiled = CompiledCUDAKernel(kernel, arch, warps, asm, layout, names, scratch)
+    compiled.from_cache = cached is not None
+    return compiled

@@ -200,3 +200,17 @@ def test_fast_math_swaps_float_math_for_the_hardware_approximations():
     assert "__expf(" in fast and "__fdividef(" in fast
     with pytest.raises(TypeError, match="fast_math"):
         fusec.kernel(softmax.fn, fast_math="yes")
+
+
+def test_cubins_come_from_the_disk_cache_the_second_time():
+    softmax = importlib.import_module("softmax").softmax
+    x = spec([33, 200], "float32")
+    first = fusec.kernel(softmax.fn).compile(x, target="sm_80", config=fusec.Config(
+        blocks=[2], warps=2))
+    again = fusec.kernel(softmax.fn).compile(x, target="sm_80", config=fusec.Config(
+        blocks=[2], warps=2))
+    assert again.from_cache and again.asm["cubin"] == first.asm["cubin"]
+    assert again.asm["ptx"] == first.asm["ptx"]
+    other_arch = fusec.kernel(softmax.fn).compile(x, target="sm_90", config=fusec.Config(
+        blocks=[2], warps=2))
+    assert not other_arch.from_cache and other_arch.asm["cubin"] != first.asm["cubin"]
