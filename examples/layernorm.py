@@ -5,7 +5,7 @@ import numpy as np
 
 import fusec
 import fusec.language as fl
-from _common import best_backend, check, rand
+from _common import best_backend, check, on_backend, rand
 
 
 @fusec.kernel
@@ -30,9 +30,11 @@ def reference(x, weight, bias, eps=1e-5):
 
 
 def main(backend=None, m=130, n=1000):
+    backend = backend or best_backend()
     x, w, b = rand(m, n, seed=6), rand(n, seed=7), rand(n, seed=8)
+    xd, wd, bd = on_backend(backend, x, w, b)
     start = time.perf_counter()
-    out = layernorm.compile(x, w, b, 1e-5, backend=backend or best_backend())(x, w, b, 1e-5)
+    out = layernorm.compile(xd, wd, bd, 1e-5, backend=backend)(xd, wd, bd, 1e-5)
     return check("layernorm", out, reference(x, w, b), started=start)
 
 

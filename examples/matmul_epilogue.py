@@ -5,7 +5,7 @@ import numpy as np
 
 import fusec
 import fusec.language as fl
-from _common import best_backend, check, rand
+from _common import best_backend, check, on_backend, rand
 
 
 @fusec.kernel
@@ -27,10 +27,12 @@ def reference(a, b, bias, scale):
 
 
 def main(backend=None, m=100, k=70, n=130):
+    backend = backend or best_backend()
     a, b, bias = rand(m, k, seed=11), rand(k, n, seed=12), rand(n, seed=13)
+    ad, bd, biasd = on_backend(backend, a, b, bias)
     start = time.perf_counter()
-    kernel = matmul_bias_relu.compile(a, b, bias, 0.5, backend=backend or best_backend())
-    out = kernel(a, b, bias, 0.5)
+    kernel = matmul_bias_relu.compile(ad, bd, biasd, 0.5, backend=backend)
+    out = kernel(ad, bd, biasd, 0.5)
     return check("matmul_bias_relu", out, reference(a, b, bias, 0.5), started=start)
 
 

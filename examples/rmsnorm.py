@@ -5,7 +5,7 @@ import numpy as np
 
 import fusec
 import fusec.language as fl
-from _common import best_backend, check, rand
+from _common import best_backend, check, on_backend, rand
 
 
 @fusec.kernel
@@ -25,9 +25,11 @@ def reference(x, weight, eps=1e-6):
 
 
 def main(backend=None, m=129, n=777):
+    backend = backend or best_backend()
     x, w = rand(m, n, seed=9), rand(n, seed=10)
+    xd, wd = on_backend(backend, x, w)
     start = time.perf_counter()
-    out = rmsnorm.compile(x, w, 1e-6, backend=backend or best_backend())(x, w, 1e-6)
+    out = rmsnorm.compile(xd, wd, 1e-6, backend=backend)(xd, wd, 1e-6)
     return check("rmsnorm", out, reference(x, w), started=start)
 
 

@@ -5,7 +5,7 @@ import numpy as np
 
 import fusec
 import fusec.language as fl
-from _common import best_backend, check, rand
+from _common import best_backend, check, on_backend, rand
 
 
 @fusec.kernel
@@ -26,9 +26,11 @@ def reference(x):
 
 
 def main(backend=None, m=257, n=1000):
+    backend = backend or best_backend()
     x = rand(m, n, seed=5)
+    (xd,) = on_backend(backend, x)
     start = time.perf_counter()
-    out = softmax.compile(x, backend=backend or best_backend())(x)
+    out = softmax.compile(xd, backend=backend)(xd)
     return check("softmax", out, reference(x), started=start)
 
 

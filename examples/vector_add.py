@@ -4,7 +4,7 @@ import time
 import numpy as np
 
 import fusec
-from _common import best_backend, check, rand
+from _common import best_backend, check, on_backend, rand
 
 
 @fusec.kernel
@@ -20,9 +20,11 @@ def reference(x, y):
 
 
 def main(backend=None, n=100_003):
+    backend = backend or best_backend()
     x, y = rand(n, seed=1), rand(n, seed=2)
+    xd, yd = on_backend(backend, x, y)
     start = time.perf_counter()
-    out = vector_add.compile(x, y, backend=backend or best_backend())(x, y)
+    out = vector_add.compile(xd, yd, backend=backend)(xd, yd)
     return check("vector_add", out, reference(x, y), started=start)
 
 

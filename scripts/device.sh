@@ -46,6 +46,9 @@ status=0
 python3 -m pytest -q -m gpu tests/gpu tests/unit/test_hardware.py "${PAR[@]}" 2>&1 \
   | tee "$OUT/gpu.log"
 status=$((status | PIPESTATUS[0]))
+# the main job of `make run`: every example on the best backend here (CUDA C)
+python3 examples/run_all.py 2>&1 | tee "$OUT/run_all.log"
+status=$((status | PIPESTATUS[0]))
 # benchmarks: fusec vs torch eager / torch.compile / Triton / copy (bf16, see benchmarks/)
 timeout "${BENCH_TIMEOUT:-240}" python3 benchmarks/gpu.py --json "$OUT/bench.json" 2>&1 \
   | tee "$OUT/bench.log"
