@@ -29,29 +29,40 @@ import re
 from typing import Callable
 
 from ...ir import dtypes as D
-from ...ir.core import Block, Op, Value
+from ...ir.core import Op, Value
 from ...ir.ops import memory_operands
 from ...ir.dtypes import DType
 from ..llvm.launches import serial_ops
 from . import arith, control, dot, memory, reduce
 from .elements import ELEM_RULES
 from .layout import Layout, c_name
-from ..carried import CarriedSlots
+from ..carried import VIEW_OPS, CarriedSlots
+from ..walk import OpWalker
 from .plan import Plan
 from .types import SIZEOF, compute
 from .residency import UNROLL_MAX, register_tiles, slots
 from .values import INLINE, Buf, Handle, Lane, Reg, Scalar, Tensor, numel, rank
 from .vector import ACCESS_TYPE, VectorFacts
 
-VIEW_OPS = ("broadcast", "expand_dims", "permute")
 SHARED_BYTES = 48 << 10         # static shared memory a block may declare
 ALIGN = 16
 # expressions not worth a local: names, literals, `(name + name)` lane indices
 _TRIVIAL = re.compile(r"^(-?[\w.]+|\(\w+ \+ \w+\))$")
 
 
-class FunctionEmitter(CarriedSlots):
+# ops that materialize or loop: they emit their own statements
+OP_RULES: dict[str, Callable] = {
+    "store": memory.store, "atomic_add": memory.atomic_add, "reduce": reduce.reduce,
+    "dot": dot.dot, "tile_for": control.tile_for, "for": control.for_, "if": control.if_,
+    "alloc": control.alloc,
+}
+
+
+class FunctionEmitter(OpWalker, CarriedSlots):
     """Emits the body of one device function (one launch)."""
+    BACKEND = "cuda"
+    op_rules = OP_RULES
+    elem_rules = ELEM_RULES
 
     def __init__(self, kernel: Op, plan: Plan, layout: Layout, nthreads: int):
         self.kernel = kernel
@@ -138,7 +149,7 @@ class FunctionEmitter(CarriedSlots):
             if isinstance(lane, Lane) and lane.j and v.op.name not in VIEW_OPS and \
                     self.vec.uniform(v, len(idx) - 1, lane.width):
                 return self.elem(v, idx[:-1] + (lane.first(),))     # one value per group
-            hit = ELEM_RULES[v.op.name](self, v.op, idx)
+            hit = self.elem_rules[v.op.name](self, v.op, idx)
             if v.op.name not in VIEW_OPS:     # a view's element is its operand's
                 hit = self.declare(compute(v.type.dtype), hit, v.name or v.op.name)
         else:
@@ -340,69 +351,13 @@ class FunctionEmitter(CarriedSlots):
         return self.layout.slot_name(self.layout.sym_slots[expr])
 
     # -- ops ---------------------------------------------------------------------------------
-    def emit_block(self, block: Block) -> list[Value]:
-        for op in block.ops:
-            if op.name in ("yield", "return"):
-                return op.operands
-            self.emit_op(op)
-        return []
+    # hooks of OpWalker
+    def scalar_value(self, v: Value, op: Op, value: str) -> Scalar:
+        return Scalar(self.declare(compute(v.type.dtype), value, v.name or op.name))
 
-    def emit_op(self, op: Op) -> None:
-        rule = OP_RULES.get(op.name)
-        if rule is not None:
-            rule(self, op)
-            return
-        elem_rule = ELEM_RULES.get(op.name)
-        if elem_rule is None:
-            raise NotImplementedError(f"cuda backend: op {op.name!r} (at {op.loc}) is not "
-                                      "supported")
-        v = op.results[0]
-        if rank(v) == 0:
-            self.env[v] = Scalar(self.declare(compute(v.type.dtype), elem_rule(self, op, ()),
-                                              v.name or op.name))
-        elif v in self.plan.materialized:
-            self.env[v] = self.materialize(v, lambda idx: elem_rule(self, op, idx))
-        else:
-            self.env[v] = INLINE
-
-    def emit_prologue(self, launch, skip: set[int]) -> None:
-        """Top-level pure ops before `launch`, recomputed by every program (ops of serial
-        launches, `skip`, ran in their own launch)."""
-        for op in self.kernel.regions[0].ops:
-            if op is launch.first:
-                return
-            if op.name in ("alloc", "return") or id(op) in skip or (
-                    op.name == "tile_for" and op.attrs.get("parallel")):
-                continue
-            self.emit_op(op)
-
-    def emit_program(self, launch, coords: list[str]) -> None:
-        """The bodies of the launch's parallel loops with the program's grid coordinates as
-        tile indices; or the ops of a serial launch."""
-        if launch.serial:
-            for op in launch.ops:
-                self.emit_op(op)
-            return
-        loops = launch.loops
-
-        def level(k: int):
-            loop = loops[k]
-            body = loop.regions[0]
-            begin = self.declare("int", f"{coords[k]} * {loop.attrs['block']}",
-                                 f"{body.args[0].name or 'tile'}_begin", force=True)
-            self.env[body.args[0]] = Handle(begin, loop.attrs["block"])
-            for op in body.ops:
-                if op.name == "yield":
-                    break
-                if k + 1 < len(loops) and op is loops[k + 1]:
-                    level(k + 1)
-                    continue
-                if k + 1 < len(loops) and any(o.name == "atomic_add" for o in op.walk()):
-                    raise NotImplementedError(
-                        f"cuda backend: atomic_add (at {op.loc}) between nested parallel "
-                        "tile loops would run once per program")
-                self.emit_op(op)
-        level(0)
+    def tile_begin(self, coord: str, block: int, handle: Value) -> Handle:
+        return Handle(self.declare("int", f"{coord} * {block}",
+                                   f"{handle.name or 'tile'}_begin", force=True), block)
 
     # -- carried values ----------------------------------------------------------------------
     def carried_slot(self, v: Value) -> Buf | None:
@@ -421,13 +376,6 @@ class FunctionEmitter(CarriedSlots):
     def copy_element(self, dst: Buf, src: Buf, idx) -> None:
         self.line(f"{dst.at(idx)} = {src.at(idx)};")
 
-
-# ops that materialize or loop: they emit their own statements
-OP_RULES: dict[str, Callable] = {
-    "store": memory.store, "atomic_add": memory.atomic_add, "reduce": reduce.reduce,
-    "dot": dot.dot, "tile_for": control.tile_for, "for": control.for_, "if": control.if_,
-    "alloc": control.alloc,
-}
 
 
 # == functions ===================================================================================

@@ -16,18 +16,20 @@ from typing import Callable
 import llvmlite.ir as ir
 
 from ...ir import dtypes as D
-from ...ir.core import Block, Op, Value
+from ...ir.core import Op, Value
 from ...ir.dtypes import DType
 from ...ir.ops import BINARY, COMPARE, UNARY
 from . import arith, control, dot, loops, memory, reduce
 from .context import Ctx
 from ..carried import CarriedSlots
+from ..walk import OpWalker
 from .plan import Plan
 from .types import I1, I8, I32, I64, buffer, compute
 from .values import INLINE, Buf, Handle, Scalar, numel, rank
 
 
-class Lowering(CarriedSlots):
+class Lowering(OpWalker, CarriedSlots):
+    BACKEND = "llvm"
     def __init__(self, ctx: Ctx, kernel: Op, plan: Plan, sym: Callable):
         self.ctx = ctx
         self.kernel = kernel
@@ -53,7 +55,7 @@ class Lowering(CarriedSlots):
             if isinstance(rep, Buf):
                 hit = self.buf_load(rep, idx)
             elif rep is INLINE:
-                hit = ELEM_RULES[v.op.name](self, v.op, idx)
+                hit = self.elem_rules[v.op.name](self, v.op, idx)
             else:
                 raise TypeError(f"{v} is not a tile value ({rep})")
             self.memo[key] = hit
@@ -111,71 +113,12 @@ class Lowering(CarriedSlots):
         return buf
 
     # -- ops -------------------------------------------------------------------------------
-    def emit_block(self, block: Block) -> list[Value]:
-        """Emit a block's ops; returns its terminator's operands."""
-        for op in block.ops:
-            if op.name in ("yield", "return"):
-                return op.operands
-            self.emit_op(op)
-        return []
+    # hooks of OpWalker
+    def scalar_value(self, v: Value, op: Op, value) -> Scalar:
+        return Scalar(value)
 
-    def emit_op(self, op: Op) -> None:
-        rule = OP_RULES.get(op.name)
-        if rule is not None:
-            rule(self, op)
-            return
-        elem_rule = ELEM_RULES.get(op.name)
-        if elem_rule is None:
-            raise NotImplementedError(f"llvm backend: op {op.name!r} (at {op.loc}) is not "
-                                      f"supported")
-        v = op.results[0]
-        if rank(v) == 0:
-            self.env[v] = Scalar(elem_rule(self, op, ()))
-        elif v in self.plan.materialized:
-            self.env[v] = self.materialize(v, lambda idx: elem_rule(self, op, idx))
-        else:
-            self.env[v] = INLINE
-
-    def emit_prologue(self, launch, skip: set[int]) -> None:
-        """The kernel block's ops before `launch` that every program recomputes: pure values
-        (and loops/ifs that write no memory; ops of serial launches, `skip`, ran in their
-        own launch). They do not depend on the program id: emitted once per function."""
-        for op in self.kernel.regions[0].ops:
-            if op is launch.first:
-                return
-            if op.name in ("alloc", "return") or id(op) in skip or (
-                    op.name == "tile_for" and op.attrs.get("parallel")):
-                continue
-            self.emit_op(op)
-
-    def emit_program(self, launch, coords: list[ir.Value]) -> None:
-        """One program of a launch: the bodies of its parallel loops with the grid
-        coordinates `coords` (i32, outermost first) as tile indices; or the ops of a serial
-        launch."""
-        loops_ = launch.loops
-        if launch.serial:
-            for op in launch.ops:
-                self.emit_op(op)
-            return
-
-        def level(k: int):
-            loop = loops_[k]
-            body = loop.regions[0]
-            begin = self.b.mul(coords[k], ir.Constant(I32, loop.attrs["block"]),
-                               flags=("nsw", "nuw"))
-            self.env[body.args[0]] = Handle(begin, loop.attrs["block"])
-            for op in body.ops:
-                if op.name == "yield":
-                    break
-                if k + 1 < len(loops_) and op is loops_[k + 1]:
-                    level(k + 1)
-                    continue
-                if k + 1 < len(loops_) and any(o.name == "atomic_add" for o in op.walk()):
-                    raise NotImplementedError(
-                        f"llvm backend: atomic_add (at {op.loc}) between nested parallel "
-                        f"tile loops would run once per program")
-                self.emit_op(op)
-        level(0)
+    def tile_begin(self, coord: ir.Value, block: int, handle: Value) -> Handle:
+        return Handle(self.b.mul(coord, ir.Constant(I32, block), flags=("nsw", "nuw")), block)
 
     # -- carried values ----------------------------------------------------------------------
     def carried_slot(self, v: Value):
@@ -287,3 +230,5 @@ OP_RULES: dict[str, Callable] = {
     "dot": dot.dot, "tile_for": control.tile_for, "for": control.for_, "if": control.if_,
     "alloc": control.alloc,
 }
+
+Lowering.op_rules, Lowering.elem_rules = OP_RULES, ELEM_RULES

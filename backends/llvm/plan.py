@@ -23,11 +23,11 @@ from __future__ import annotations
 from ...ir.core import Op, Value
 from ...ir.ops import BINARY, COMPARE, UNARY, memory_operands
 from ...ir.types import TileType
+from ..carried import VIEW_OPS
 
 INLINE_OPS = frozenset(UNARY + BINARY + COMPARE + (
     "where", "cast", "broadcast", "expand_dims", "permute", "const", "arange", "tile_index",
     "load"))
-VIEW_OPS = frozenset(("broadcast", "expand_dims", "permute"))
 _FREE = frozenset(("const", "arange", "tile_index"))
 _CHEAP = frozenset(("add", "sub", "mul", "and", "or", "xor", "not", "neg", "abs", "relu",
                     "maximum", "minimum", "where", "cast") + COMPARE)
