@@ -21,6 +21,7 @@ EXAMPLES = HERE.parents[1] / "examples"
 sys.path.insert(0, str(HERE.parent / "unit"))
 sys.path.insert(0, str(EXAMPLES))
 import test_ops as ops  # noqa: E402
+from device_kernels import cast  # noqa: E402
 
 ARCHS = ("sm_80", "sm_90")
 DTYPES = ("bool", "int8", "int64", "float16", "bfloat16", "float32", "float64")
@@ -95,14 +96,6 @@ def test_binary_kernels_build(arch, dtype):
         ck = ops.binary.compile(spec(1000, dtype), spec(1000, dtype), op, getattr(fl, out),
                                 target=arch)
         assert_cubin(ck, arch)
-
-
-@fusec.kernel
-def cast(x, OUT: fusec.constexpr):
-    out = fusec.empty(x.shape, OUT)
-    for t in fusec.tile(x.shape[0]):
-        out[t] = x[t].to(OUT)
-    return out
 
 
 @pytest.mark.parametrize("arch", ARCHS)

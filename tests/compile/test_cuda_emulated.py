@@ -16,6 +16,7 @@ import fusec.language as fl
 from conftest import as_input, assert_close, output_float64, random_array
 
 import cuda_emulator
+from device_kernels import cast, loops_and_ifs, scatter_add, shift_in_place, total
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "unit"))
@@ -72,14 +73,6 @@ def test_binary(op, dtype):
            f"{op}({dtype})")
 
 
-@fusec.kernel
-def cast(x, OUT: fusec.constexpr):
-    out = fusec.empty(x.shape, OUT)
-    for t in fusec.tile(x.shape[0]):
-        out[t] = x[t].to(OUT)
-    return out
-
-
 @pytest.mark.parametrize("src", ["int64", "float16", "bfloat16", "float64"])
 def test_casts(src):
     import torch
@@ -130,46 +123,6 @@ def test_strided_input_and_sizes(n):
     _check(ops.UNARY_KERNELS["exp"], [base[:, 1]], [fl.float32], "float32", f"exp strided {n}")
 
 
-@fusec.kernel
-def shift_in_place(x):
-    for t in fusec.tile(x.shape[0] - 1, block=64):
-        x[t] = x[t.index + 1]                 # the whole tile is loaded before the store
-    return x
-
-
-@fusec.kernel
-def scatter_add(x, idx, out_size: int):
-    out = fusec.zeros([out_size], fl.float32)
-    for t in fusec.tile(x.shape[0]):
-        j = idx[t]          # (fl.atomic_add(out[idx[t]], ...) trips the frontend)
-        fl.atomic_add(out[j], x[t])
-    return out
-
-
-@fusec.kernel
-def total(x):
-    out = fusec.zeros([1], fl.float32)
-    for t in fusec.tile(x.shape[0], block=256):
-        fl.atomic_add(out[0], fl.sum(x[t]))
-    return out
-
-
-@fusec.kernel
-def loop_scalar_carried(x, steps: int):
-    out = fusec.empty_like(x)
-    for t in fusec.tile(x.shape[0]):
-        v = x[t]
-        s = 0.0
-        for i in range(steps):
-            s = s + fl.sum(v) * 0.5
-            if i % 2 == 0:
-                v = v * 0.5
-            else:
-                v = v + 1.0
-        out[t] = v + s
-    return out
-
-
 def test_in_place_shift_loads_before_storing():
     x = np.arange(300, dtype=np.float32)
     want = x.copy()
@@ -188,7 +141,7 @@ def test_atomics():
 
 def test_loops_ifs_and_carried_scalars():
     x, _ = random_array((1000,), "float32", seed=7)
-    _check(loop_scalar_carried, [x, 5], what="loops")
+    _check(loops_and_ifs, [x, 5], what="loops")
 
 
 @pytest.mark.parametrize("name", sorted(p.stem for p in (HERE.parents[1] / "examples").glob(

@@ -23,6 +23,7 @@ from fusec.backends.ptx.link import LinkInput, link
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import test_cuda_compile as cuda_builds  # noqa: E402
+from device_kernels import two_passes  # noqa: E402
 
 ops = cuda_builds.ops
 spec = cuda_builds.spec
@@ -148,15 +149,6 @@ def test_large_tiles_use_global_scratch_small_ones_local_memory():
 
 
 def test_several_launches_and_an_exact_arch():
-    @fusec.kernel
-    def two_passes(x):
-        tmp = fusec.empty_like(x)
-        out = fusec.empty_like(x)
-        for t in fusec.tile(x.shape[0]):
-            tmp[t] = x[t] * 2.0
-        for t in fusec.tile(x.shape[0]):
-            out[t] = tmp[t] + 1.0
-        return out
     ck = two_passes.compile(spec(1000, "float32"), backend="ptx", target="sm_90a")
     assert ck.num_launches == 2 and ".target sm_90a" in ck.asm["ptx"]
     assert_cubin(ck, "sm_90a")

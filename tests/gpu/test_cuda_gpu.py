@@ -16,6 +16,7 @@ import torch
 import fusec
 import fusec.language as fl
 from conftest import assert_close, random_array, round_to_dtype
+from device_kernels import loops_and_ifs, scatter_add, total, two_passes
 
 HERE = Path(__file__).resolve().parent
 EXAMPLES = HERE.parents[1] / "examples"
@@ -134,23 +135,6 @@ def test_in_place_into_a_poisoned_param(n):
     assert_close(to_host(out), round_to_dtype(0.5 * xv + yv, "float32"), "float32")
 
 
-@fusec.kernel
-def scatter_add(x, idx, out_size: int):
-    out = fusec.zeros([out_size], x.dtype)
-    for t in fusec.tile(x.shape[0]):
-        j = idx[t]
-        fl.atomic_add(out[j], x[t])
-    return out
-
-
-@fusec.kernel
-def total(x):
-    out = fusec.zeros([1], fl.float32)
-    for t in fusec.tile(x.shape[0], block=256):
-        fl.atomic_add(out[0], fl.sum(x[t]))
-    return out
-
-
 @pytest.mark.parametrize("dtype", ["float32", "float64", "int32", "int64"])
 def test_atomics(dtype):
     n = 4097
@@ -164,22 +148,6 @@ def test_atomics(dtype):
         assert_close(to_host(total(to_cuda(x))) / 60, np.array([xv.sum()]) / 60, "float32")
 
 
-@fusec.kernel
-def loops_and_ifs(x, steps: int):
-    out = fusec.empty_like(x)
-    for t in fusec.tile(x.shape[0]):
-        v = x[t]
-        s = 0.0
-        for i in range(steps):
-            s = s + fl.sum(v) * 0.5
-            if i % 2 == 0:
-                v = v * 0.5
-            else:
-                v = v + 1.0
-        out[t] = v + s
-    return out
-
-
 def test_loops_ifs_and_carried_values():
     x, _ = random_array((4097,), "float32", seed=7)
     xc = to_cuda(x)
@@ -188,17 +156,6 @@ def test_loops_ifs_and_carried_values():
     # config the GPU call got
     want = loops_and_ifs.compile(x, 5, backend="interpret", config=ck.config)(x, 5)
     assert_close(to_host(loops_and_ifs(xc, 5)), want.astype(np.float64), "float32")
-
-
-@fusec.kernel
-def two_passes(x):
-    tmp = fusec.empty_like(x)
-    out = fusec.empty_like(x)
-    for t in fusec.tile(x.shape[0]):
-        tmp[t] = x[t] * 2.0
-    for t in fusec.tile(x.shape[0]):
-        out[t] = tmp[t] + 1.0
-    return out
 
 
 def test_several_launches_in_order_on_a_side_stream():

@@ -11,6 +11,7 @@ import fusec
 import fusec.language as fl
 from conftest import (as_input, assert_close, erf64, output_float64, random_array,
                       round_to_dtype)
+from device_kernels import cast
 
 SIZES = (1, 7, 100, 1000)
 ALL = ("bool", "int8", "int16", "int32", "int64", "uint8", "float16", "bfloat16", "float32",
@@ -180,13 +181,6 @@ def test_binary(backend, op, dtype):
 
 @pytest.mark.parametrize("src", ALL)
 def test_casts(backend, src):
-    @fusec.kernel
-    def cast(x, OUT: fusec.constexpr):
-        out = fusec.empty(x.shape, OUT)
-        for t in fusec.tile(x.shape[0]):
-            out[t] = x[t].to(OUT)
-        return out
-
     x, xv = random_array((100,), src, seed=3, low=-200.0, high=200.0)
     for dst in ALL:
         inp = as_input(x, src)

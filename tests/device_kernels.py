@@ -1,0 +1,64 @@
+"""Kernels the backend tests share (the CUDA emulation, the compile tests and the GPU
+tests run the same ones): casts, in-place and scatter writes, atomics, loops with carried
+values, two launches."""
+import fusec
+import fusec.language as fl
+
+
+@fusec.kernel
+def cast(x, OUT: fusec.constexpr):
+    out = fusec.empty(x.shape, OUT)
+    for t in fusec.tile(x.shape[0]):
+        out[t] = x[t].to(OUT)
+    return out
+
+
+@fusec.kernel
+def shift_in_place(x):
+    for t in fusec.tile(x.shape[0] - 1, block=64):
+        x[t] = x[t.index + 1]                 # the whole tile is loaded before the store
+    return x
+
+
+@fusec.kernel
+def scatter_add(x, idx, out_size: int):
+    out = fusec.zeros([out_size], x.dtype)
+    for t in fusec.tile(x.shape[0]):
+        j = idx[t]          # (fl.atomic_add(out[idx[t]], ...) trips the frontend)
+        fl.atomic_add(out[j], x[t])
+    return out
+
+
+@fusec.kernel
+def total(x):
+    out = fusec.zeros([1], fl.float32)
+    for t in fusec.tile(x.shape[0], block=256):
+        fl.atomic_add(out[0], fl.sum(x[t]))
+    return out
+
+
+@fusec.kernel
+def loops_and_ifs(x, steps: int):
+    out = fusec.empty_like(x)
+    for t in fusec.tile(x.shape[0]):
+        v = x[t]
+        s = 0.0
+        for i in range(steps):
+            s = s + fl.sum(v) * 0.5
+            if i % 2 == 0:
+                v = v * 0.5
+            else:
+                v = v + 1.0
+        out[t] = v + s
+    return out
+
+
+@fusec.kernel
+def two_passes(x):
+    tmp = fusec.empty_like(x)
+    out = fusec.empty_like(x)
+    for t in fusec.tile(x.shape[0]):
+        tmp[t] = x[t] * 2.0
+    for t in fusec.tile(x.shape[0]):
+        out[t] = tmp[t] + 1.0
+    return out
