@@ -197,6 +197,12 @@ def launch_overhead(rows: list) -> None:
         print(f"launch     {impl:<24} {us:>7.1f} us")
 
 
+def anchor_calls(x, w, b, xg, bg) -> dict:
+    """The anchor workloads as fusec calls: name -> (example kernel, its arguments)."""
+    return {"softmax": (softmax, (x,)), "layernorm": (layernorm, (x, w, b, 1e-5)),
+            "rmsnorm": (rmsnorm, (x, w, 1e-6)), "bias_gelu": (bias_gelu, (xg, bg))}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=50)
@@ -216,29 +222,16 @@ def main():
                                                     + 1e-6) * w.float()).to(torch.bfloat16),
         "bias_gelu": lambda: torch.nn.functional.gelu(xg + bg),
     }
-    fusec_cases = {
-        "softmax": lambda: softmax(x), "layernorm": lambda: layernorm(x, w, b, 1e-5),
-        "rmsnorm": lambda: rmsnorm(x, w, 1e-6), "bias_gelu": lambda: bias_gelu(xg, bg),
-    }
-    fast = {k: fusec.kernel(kern.fn, fast_math=True) for k, kern in
-            (("softmax", softmax), ("layernorm", layernorm), ("rmsnorm", rmsnorm),
-             ("bias_gelu", bias_gelu))}
-    fast_cases = {
-        "softmax": lambda: fast["softmax"](x),
-        "layernorm": lambda: fast["layernorm"](x, w, b, 1e-5),
-        "rmsnorm": lambda: fast["rmsnorm"](x, w, 1e-6),
-        "bias_gelu": lambda: fast["bias_gelu"](xg, bg),
-    }
+    fusec_calls = anchor_calls(x, w, b, xg, bg)
+    fusec_cases = {k: (lambda _k=kern, _a=a: _k(*_a)) for k, (kern, a) in fusec_calls.items()}
+    fast_cases = {k: (lambda _k=fusec.kernel(kern.fn, fast_math=True), _a=a: _k(*_a))
+                  for k, (kern, a) in fusec_calls.items()}
     # the PTX backend (one GPU thread per program for now): compiled kernels called directly
-    ptx_args = {"softmax": (x,), "layernorm": (x, w, b, 1e-5), "rmsnorm": (x, w, 1e-6),
-                "bias_gelu": (xg, bg)}
-    ptx_kernels = {"softmax": softmax, "layernorm": layernorm, "rmsnorm": rmsnorm,
-                   "bias_gelu": bias_gelu}
     ptx_cases = {}
-    for k, kern in ptx_kernels.items():
+    for k, (kern, a) in fusec_calls.items():
         try:
-            ck = kern.compile(*ptx_args[k], backend="ptx")
-            ptx_cases[k] = (lambda _ck=ck, _a=ptx_args[k]: _ck(*_a))
+            ck = kern.compile(*a, backend="ptx")
+            ptx_cases[k] = (lambda _ck=ck, _a=a: _ck(*_a))
         except Exception as exc:                    # reported in the table
             ptx_cases[k] = exc
     compiled = {k: torch.compile(v) for k, v in eager.items()}

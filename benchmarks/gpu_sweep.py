@@ -18,11 +18,7 @@ import fusec
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
-from gpu import graph_ms  # noqa: E402
-from bias_gelu import bias_gelu  # noqa: E402
-from layernorm import layernorm  # noqa: E402
-from rmsnorm import rmsnorm  # noqa: E402
-from softmax import softmax  # noqa: E402
+from gpu import anchor_calls, graph_ms  # noqa: E402
 
 ROW_BLOCKS = ([1], [2], [4])
 TILE_BLOCKS = ([8, 512], [4, 1024], [16, 256], [2, 2048], [1, 4096], [8, 1024])
@@ -48,10 +44,9 @@ def main():
     bg = torch.randn(8192, device="cuda", dtype=torch.bfloat16)
     ptx = args.backend == "ptx"
     rows_b, tiles_b = (PTX_ROW_BLOCKS, PTX_TILE_BLOCKS) if ptx else (ROW_BLOCKS, TILE_BLOCKS)
-    cases = {"softmax": (softmax, (x,), rows_b, x),
-             "layernorm": (layernorm, (x, w, b, 1e-5), rows_b, x),
-             "rmsnorm": (rmsnorm, (x, w, 1e-6), rows_b, x),
-             "bias_gelu": (bias_gelu, (xg, bg), tiles_b, xg)}
+    cases = {name: (kern, call_args, tiles_b if name == "bias_gelu" else rows_b,
+                    xg if name == "bias_gelu" else x)
+             for name, (kern, call_args) in anchor_calls(x, w, b, xg, bg).items()}
     rows = []
     for name, (kern, call_args, blocks, big) in cases.items():
         kern = fusec.kernel(kern.fn, fast_math=args.fast_math)

@@ -256,31 +256,18 @@ class CompiledKernel:
         if native is None or self.backend not in DEVICE_BACKENDS:
             return lambda args: self.run([args[i] for i in positions])
         torch = arrays._torch()
-        like = next(a for a in runtime_args if arrays.is_array(a))
-        symbols = {}
-        for name, index, dim in self._sizes:
-            v = runtime_args[index]
-            symbols[name] = int(v) if dim < 0 else v.shape[dim]
-        outs = []
-        for t, shape_fns, zero in self._allocs:
-            shape = tuple(f(symbols) for f in shape_fns)
-            if any(s < 0 for s in shape):
-                return None                       # run() reports it
-            outs.append((torch.zeros if zero else torch.empty, shape,
-                         arrays.torch_dtype(t.dtype)))
-        device = like.device
+        device = next(a for a in runtime_args if arrays.is_array(a)).device
+        outs = [(torch.zeros if zero else torch.empty, tuple(shape),
+                 arrays.torch_dtype(t.dtype))
+                for (t, _, zero), shape in zip(self._allocs, self._output_shapes(runtime_args))]
         plan = native.plan(list(runtime_args) + [make(shape, dtype=dt, device=device)
                                                  for make, shape, dt in outs])
-        returns, as_tuple = self._returns, self._returns_tuple
 
         def call(args):
             rargs = [args[i] for i in positions]
             made = [make(shape, dtype=dt, device=device) for make, shape, dt in outs]
-            plan.launch(rargs + made)
-            results = [rargs[i] if kind == "param" else made[i] for kind, i in returns]
-            if as_tuple:
-                return tuple(results)
-            return results[0] if len(results) == 1 else (tuple(results) or None)
+            self._launch(plan.launch, rargs + made)
+            return self._results(rargs, made)
         return call
 
     def run(self, runtime_args: list):
@@ -293,26 +280,39 @@ class CompiledKernel:
                 if not views[i].flags.writeable:
                     raise ValueError(f"kernel {self.name!r}: argument {name!r} is read-only "
                                      "but the kernel writes into it")
+        like = next((a for a in runtime_args if arrays.is_array(a)), None)
+        outputs = [arrays.allocate(like, shape, t.dtype, zero) for (t, _, zero), shape
+                   in zip(self._allocs, self._output_shapes(views))]
+        out_views = outputs if self.backend in DEVICE_BACKENDS else \
+            [arrays.numpy_view(o) for o in outputs]
+        self._launch(self._run, views + out_views)
+        return self._results(runtime_args, outputs)
+
+    def _output_shapes(self, runtime_args) -> list[list[int]]:
         symbols = {}
         for name, index, dim in self._sizes:
-            v = views[index]
+            v = runtime_args[index]
             symbols[name] = int(v) if dim < 0 else v.shape[dim]
-        like = next((a for a in runtime_args if arrays.is_array(a)), None)
-        outputs = []
-        for t, shape_fns, zero in self._allocs:
+        shapes = []
+        for _, shape_fns, _ in self._allocs:
             shape = [f(symbols) for f in shape_fns]
             if any(s < 0 for s in shape):
                 raise ValueError(f"kernel {self.name!r}: output shape {shape} is negative")
-            outputs.append(arrays.allocate(like, shape, t.dtype, zero))
-        out_views = outputs if self.backend in DEVICE_BACKENDS else \
-            [arrays.numpy_view(o) for o in outputs]
+            shapes.append(shape)
+        return shapes
+
+    def _launch(self, run, args) -> None:
+        """run(args), a backend's failure reported as LaunchError naming the kernel."""
         try:
-            self._run(views + out_views)
+            run(args)
         except (CompilationError, TypeError, ValueError):
             raise
         except Exception as exc:
             raise LaunchError(f"kernel {self.name!r} failed on backend {self.backend}: "
                               f"{type(exc).__name__}: {exc}") from exc
+
+    def _results(self, runtime_args, outputs):
+        """What a call returns: params and outputs, as the kernel's `return` says."""
         results = [runtime_args[i] if kind == "param" else outputs[i]
                    for kind, i in self._returns]
         if self._returns_tuple:

@@ -81,6 +81,8 @@ class FunctionEmitter(OpWalker, CarriedSlots):
         self.vec = VectorFacts(kernel, self.env)
         self.registers = register_tiles(plan, self.lane_width, nthreads)
         self.fast_math = bool(kernel.attrs.get("fast_math"))    # arith.py's _FAST_MATH
+        self.stored_tensors = [memory_operands(op)[0] for op in kernel.walk()
+                               if op.name in ("store", "atomic_add")]
         self.slot: int | None = None           # the unrolled slot of the loop being emitted
         self.slot_group: list | None = None    # ... and the indices of its Lane group
 
@@ -285,8 +287,6 @@ class FunctionEmitter(OpWalker, CarriedSlots):
 
     def _loads_stored_tensor(self, v: Value) -> bool:
         """Whether computing v's elements loads from a tensor this kernel may store to."""
-        stored = [memory_operands(op)[0] for op in self.kernel.walk()
-                  if op.name in ("store", "atomic_add")]
         seen, todo = set(), [v]
         while todo:
             u = todo.pop()
@@ -294,7 +294,7 @@ class FunctionEmitter(OpWalker, CarriedSlots):
                 continue
             seen.add(u)
             if u.op.name == "load" and any(self.plan.may_alias(u.op.operands[0], t)
-                                           for t in stored):
+                                           for t in self.stored_tensors):
                 return True
             todo.extend(u.op.operands)
         return False

@@ -153,13 +153,13 @@ def reduce(E, op: Op):
                     E.line(s.step.format(x=E.elem(x, idx), k=str(k), **fill))
             E.slot = E.slot_group = None
 
-        with E.block(f"if ({live})") if live else _nothing():
+        with E.block(f"if ({live})") if live else contextlib.nullcontext():
             if q is not None:
                 for i in range(rounds):
                     with E.block(f"/* round {i} */"):
                         kg = E.declare("int", f"{lane} + {i * g}", "kg", force=True)
                         with E.block(f"if ({kg} < {n_groups})") if (i + 1) * g > n_groups \
-                                else _nothing():
+                                else contextlib.nullcontext():
                             accumulate(kg, i)
             else:
                 kg = E.fresh("kg")
@@ -215,7 +215,3 @@ def _combine_block(E, s: Spec, accs: list, fill: dict, parts: list, g: int, lane
             E.line(s.combine.format(b=others[0], j=others[-1], **fill))
     E.sync()       # the partials are read before the next outputs' lanes overwrite them
 
-
-@contextlib.contextmanager
-def _nothing():
-    yield
