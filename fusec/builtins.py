@@ -12,6 +12,7 @@ import sympy
 from .ir import TensorType, dtypes as D
 from .ir.ops import FLOAT_UNARY, NUMERIC_UNARY
 from .semantic import SemanticError, size_value
+from .tensors import is_tensor
 from .values import SymSize, TensorArg, TileHandle, TileVal
 
 
@@ -88,14 +89,14 @@ def _dot(t, a, b, out_dtype=D.float32):
 
 
 def _trans(t, x):
-    x = t.sem.to_tile(x)
-    if x.rank != 2:
+    x = x if is_tensor(x) else t.sem.to_tile(x)
+    if len(x.shape) != 2:
         raise SemanticError(f"trans needs a 2-D tile, got shape {list(x.shape)}")
     return t.sem.permute(x, [1, 0])
 
 
 def _cast(t, x, dtype):
-    return t.sem.cast(t.sem.to_tile(x), _dtype(dtype, "dtype"))
+    return t.sem.cast(x if is_tensor(x) else t.sem.to_tile(x), _dtype(dtype, "dtype"))
 
 
 def _address(t, ref, what):

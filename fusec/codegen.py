@@ -22,6 +22,7 @@ from .errors import CompilationError
 from .ir import HANDLE, Block, Builder, Loc, Op, TensorType, TileType, Value, scalar
 from .ir import dtypes as D
 from .semantic import Semantic, SemanticError, broadcast_shapes, size_value
+from .tensors import TensorVal
 from .values import SymSize, TensorArg, TileHandle, TileVal
 
 _BINOPS = {ast.Add: "add", ast.Sub: "sub", ast.Mult: "mul", ast.Div: "div",
@@ -46,6 +47,10 @@ _PY_FUNCTIONS = {py_builtins.min, py_builtins.max, py_builtins.len, py_builtins.
                  py_builtins.tuple, py_builtins.list, py_builtins.print, py_builtins.enumerate,
                  py_builtins.zip, py_builtins.range}
 _PY_VALUES = (int, float, bool, str, type(None), tuple, list, D.DType)
+
+
+# values that become IR ops when computed with (tiles, and whole tensors outside tile loops)
+_TRACED = (TileVal, TensorArg)
 
 
 def _is_python(value) -> bool:
@@ -111,6 +116,8 @@ class Tracer(ast.NodeVisitor):
         self.b = builder
         self.sem = Semantic(builder)
         self.sem.wide_symbols = options.wide_symbols
+        self.sem.tensors.hints = options.size_hints
+        self.sem.tensors.equal_sizes = state.equal_sizes
         self.options = options
         self.state = state              # shared with inlined helpers: tile counter, guards
         self.vars: dict[str, object] = {}
@@ -160,7 +167,7 @@ class Tracer(ast.NodeVisitor):
     def check_device(self, what: str):
         if not self.state.tile_depth:
             raise SemanticError(f"{what} must be inside a tile loop (`for t in fusec.tile(...)`); "
-                                "whole-tensor statements outside tile loops are not supported yet")
+                                "outside them, operations take whole tensors")
 
     def full_block(self, size) -> int:
         """The tile length for a whole-extent slice `:` of a dim of `size`: the next power of
@@ -193,7 +200,7 @@ class Tracer(ast.NodeVisitor):
 
     def assign(self, target, value, node):
         if isinstance(target, ast.Name):
-            if isinstance(value, TileVal) and value.value.name is None and value.value.op \
+            if isinstance(value, _TRACED) and value.value.name is None and value.value.op \
                     is not None:
                 value.value.name = target.id
             self.vars[target.id] = value
@@ -210,6 +217,13 @@ class Tracer(ast.NodeVisitor):
             index = self.visit(target.slice)
             if not isinstance(obj, TensorArg):
                 raise self.error(target, "only tensors can be stored into (x[tm, :] = value)")
+            items = _as_index_tuple(index)
+            if not self.state.tile_depth and all(i == slice(None) for i in items):
+                self.sem.tensors.write(obj, value)      # out[:] = whole-tensor value
+                return
+            if isinstance(obj, TensorVal):
+                raise self.error(target, f"{obj.name!r} is a computed whole-tensor value; write "
+                                         "it into a tensor (out[:] = ...) to store into it")
             self.check_device("storing into a tensor")
             self.sem.store(obj, _as_index_tuple(index), value, self.full_block)
         else:
@@ -582,6 +596,10 @@ class Tracer(ast.NodeVisitor):
         if isinstance(obj, TensorArg):
             if name in ("shape", "dtype", "ndim"):
                 return getattr(obj, name)
+            if not self.state.tile_depth and name == "T":
+                return self.sem.permute(obj, list(reversed(range(obj.ndim))))
+            if not self.state.tile_depth and name in TILE_METHODS:
+                return _BoundMethod(name, obj)        # whole-tensor x.sum(axis=1) & co
             raise self.error(node, f"tensors in kernels have .shape, .dtype and .ndim, not "
                                    f".{name}")
         if obj is fl_module and not hasattr(obj, name):
@@ -597,7 +615,7 @@ class Tracer(ast.NodeVisitor):
     def binop(self, op, a, b, node):
         if op is ast.MatMult:
             return self.sem.dot(a, b)
-        if not isinstance(a, TileVal) and not isinstance(b, TileVal):
+        if not isinstance(a, _TRACED) and not isinstance(b, _TRACED):
             if op not in _PY_BINOPS:
                 raise self.error(node, f"unsupported operator {op.__name__}")
             try:
@@ -612,7 +630,7 @@ class Tracer(ast.NodeVisitor):
 
     def visit_UnaryOp(self, node):
         v = self.visit(node.operand)
-        if not isinstance(v, TileVal):
+        if not isinstance(v, _TRACED):
             ops = {ast.USub: lambda x: -x, ast.UAdd: lambda x: x, ast.Not: lambda x: not x,
                    ast.Invert: lambda x: ~x}
             return ops[type(node.op)](v)
@@ -634,7 +652,7 @@ class Tracer(ast.NodeVisitor):
                        for op, a, b in zip(node.ops, values, values[1:]))
         right = self.visit(node.comparators[0])
         op = type(node.ops[0])
-        if not isinstance(left, TileVal) and not isinstance(right, TileVal):
+        if not isinstance(left, _TRACED) and not isinstance(right, _TRACED):
             if isinstance(left, SymSize) or isinstance(right, SymSize):
                 return self.sem.compare(_CMPOPS[op], (left), (right))
             return _PY_CMPOPS[op](left, right)
@@ -669,6 +687,12 @@ class Tracer(ast.NodeVisitor):
         if isinstance(obj, TensorArg):
             if address:
                 return (obj, _as_index_tuple(index))
+            if not self.state.tile_depth:
+                return self.sem.tensors.index(obj, _as_index_tuple(index))
+            if isinstance(obj, TensorVal):
+                raise self.error(node, f"{obj.name!r} is a whole-tensor value computed outside "
+                                       "the tile loops; write it into a tensor (out = "
+                                       "fusec.empty_like(x); out[:] = ...) to index it in one")
             self.check_device(f"loading from {obj.name!r}")
             return self.sem.load(obj, _as_index_tuple(index), self.full_block)
         if isinstance(obj, TileVal):
@@ -715,7 +739,8 @@ class Tracer(ast.NodeVisitor):
     def call(self, fn, args, kwargs, node):
         builtin = getattr(fn, "_fusec_builtin", None)
         if builtin is not None:
-            if builtin not in ("cdiv",):
+            whole = any(isinstance(a, TensorArg) for a in (*args, *kwargs.values()))
+            if builtin not in ("cdiv",) and not whole:
                 self.check_device(f"fl.{builtin}")
             return call_builtin(self, builtin, args, kwargs)
         host = getattr(fn, "_fusec_host", None)
@@ -804,6 +829,7 @@ class TraceState:
     tile_depth: int = 0
     dims: int = 0
     guards: list = field(default_factory=list)
+    equal_sizes: list = field(default_factory=list)   # [size, size] assumed equal
 
     def next_dim(self) -> int:
         self.dims += 1

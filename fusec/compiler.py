@@ -21,7 +21,11 @@ from .errors import CompilationError, LaunchError
 from .ir import Block, Builder, Loc, Module, Op, TensorType, TileType, scalar
 from .ir import dtypes as D
 from .ir.symbolic import size_symbol
+from .passes.fuse import Fuse
 from .passes.manager import DEFAULT_PIPELINE, PassManager
+from .passes.tensor_graph import whole_tensor_ops
+from .passes.tile import Tile
+from .tensors import TensorVal
 from .specialize import ConstParam, ScalarParam, TensorParam
 from .values import SymSize, TensorArg, TileVal
 
@@ -135,6 +139,9 @@ def trace(fn, params: list, blocks=None, default_block=_default_block):
     except _Return as r:
         returned = r.value
     outs = returned if isinstance(returned, tuple) else (() if returned is None else (returned,))
+    with builder.at_end(body):
+        outs = tuple(tracer.sem.tensors.materialize(o, f"out{i}" if len(outs) > 1 else "out")
+                     if isinstance(o, TensorVal) else o for i, o in enumerate(outs))
     for o in outs:
         if not isinstance(o, TensorArg):
             raise CompilationError(f"kernel {kernel_name!r} must return tensors (its arguments "
@@ -143,8 +150,28 @@ def trace(fn, params: list, blocks=None, default_block=_default_block):
                                    source.col0 + 1, kernel_name)
     with builder.at_end(body):
         builder.create("return", [o.value for o in outs])
+    if state.equal_sizes:
+        attrs["equal_sizes"] = [list(p) for p in state.equal_sizes]
+        kernel.attrs["equal_sizes"] = attrs["equal_sizes"]
     module = Module([kernel])
+    module.traced_stages = tile_whole_tensor_ops(module, options, hints, state.guards)
     return module, state.guards, dict(used_blocks), isinstance(returned, tuple)
+
+
+def tile_whole_tensor_ops(module: Module, options: TraceOptions, hints: dict,
+                          guards: list) -> dict:
+    """Whole-tensor statements -> fusion groups -> tile loops, right after tracing (so that
+    block choices, the autotuner's facts and every backend see tile-level IR). Returns the
+    stages' texts: "ir" (as traced), "fuse", "tile" ({} when there are none)."""
+    if not whole_tensor_ops(module.kernel()):
+        return {}
+    stages = {"ir": str(module)}
+    Fuse(hints=hints).run(module)
+    stages["fuse"] = str(module)
+    Tile(blocks=options.blocks, default_block=options.default_block, hints=hints,
+         guards=guards).run(module)
+    stages["tile"] = str(module)
+    return stages
 
 
 def _max_tile_elements(module: Module) -> int:
@@ -222,6 +249,12 @@ class CompiledKernel:
             else:
                 self._returns.append(("alloc", alloc_values.index(v)))
         self._sizes = kernel.attrs.get("sizes", [])
+        # sizes broadcast against each other in whole-tensor ops: equal in every call
+        self._equal_sizes = [(a, b, size_function(a), size_function(b))
+                             for a, b in kernel.attrs.get("equal_sizes", [])]
+        self._size_names = {sym: (f"{body.args[i].name}.shape[{d}]" if d >= 0
+                                  else str(body.args[i].name))
+                            for sym, i, d in self._sizes}
         written = {op.operands[0] for op in kernel.walk() if op.name in ("store", "atomic_add")}
         self._written = [(i, arg.name) for i, arg in enumerate(body.args) if arg in written]
         self.validate = None     # set by the Kernel: checks call args match the specialization
@@ -293,6 +326,11 @@ class CompiledKernel:
         for name, index, dim in self._sizes:
             v = runtime_args[index]
             symbols[name] = int(v) if dim < 0 else v.shape[dim]
+        for a, b, fa, fb in self._equal_sizes:
+            if fa(symbols) != fb(symbols):
+                raise ValueError(f"kernel {self.name!r}: {self._size_text(a)} = {fa(symbols)} "
+                                 f"and {self._size_text(b)} = {fb(symbols)} are broadcast "
+                                 "against each other and must be equal")
         shapes = []
         for _, shape_fns, _ in self._allocs:
             shape = [f(symbols) for f in shape_fns]
@@ -300,6 +338,10 @@ class CompiledKernel:
                 raise ValueError(f"kernel {self.name!r}: output shape {shape} is negative")
             shapes.append(shape)
         return shapes
+
+    def _size_text(self, expr) -> str:
+        text = str(expr)
+        return self._size_names.get(text, text)
 
     def _launch(self, run, args) -> None:
         """run(args), a backend's failure reported as LaunchError naming the kernel."""
@@ -398,7 +440,7 @@ def build(fn, params, backend: str, target: str, config: Config | None,
         module, guards, blocks, returns_tuple = trace_with_default_blocks(fn, params, cap)
     if fast_math:             # read by the GPU backends' math tables
         module.kernel().attrs["fast_math"] = True
-    asm = Stages({"ir": str(module)})
+    asm = Stages(dict(module.traced_stages) or {"ir": str(module)})
     PassManager(DEFAULT_PIPELINE, on_stage=_record_stage(asm)).run(module)
     kernel = module.kernel()
     from_cache = False

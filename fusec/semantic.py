@@ -8,13 +8,13 @@ at the tensor's bounds and the tile loop's extent.
 from __future__ import annotations
 
 import functools
-import math
 
 import sympy
 
 from .ir import Builder, TensorType, TileType, Value, scalar
 from .ir import dtypes as D
 from .ir.dtypes import DType
+from .tensors import TensorSemantic, is_tensor
 from .values import SymSize, TensorArg, TileHandle, TileVal, size_expr
 
 
@@ -45,19 +45,6 @@ def broadcast_shapes(*shapes) -> tuple[int, ...]:
     return tuple(out)
 
 
-def _identity(kind: str, dtype: DType):
-    high = kind in ("max", "argmax")
-    if kind == "sum":
-        return False if dtype.is_bool else (0.0 if dtype.is_float else 0)
-    if dtype.is_float:
-        return -math.inf if high else math.inf
-    if dtype.is_bool:
-        return not high
-    bits = dtype.bits
-    lo, hi = (0, 2 ** bits - 1) if dtype.kind == "u" else (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
-    return lo if high else hi
-
-
 # torch's meaning of arithmetic on bools
 _BOOL_ARITH = {"add": "or", "mul": "and", "maximum": "or", "minimum": "and"}
 
@@ -75,6 +62,7 @@ def _weak_kind(value) -> str:
 class Semantic:
     def __init__(self, builder: Builder):
         self.b = builder
+        self.tensors = TensorSemantic(self, SemanticError)   # whole-tensor operands
 
     # -- constants and conversions ---------------------------------------------------------
     def const(self, value, dtype: DType, shape=()) -> TileVal:
@@ -97,6 +85,9 @@ class Semantic:
         """A Python number or runtime size as a tile (of `dtype` when given)."""
         if isinstance(x, TileVal):
             return x if dtype is None else self.cast(x, dtype)
+        if is_tensor(x):
+            raise SemanticError(f"{x.name!r} is a whole tensor and cannot be used as a tile; "
+                                "index it inside a tile loop (x[tm, :]) to load a tile")
         if isinstance(x, SymSize):
             v = self.symval(x.expr)
             return v if dtype is None else self.cast(v, dtype)
@@ -110,6 +101,8 @@ class Semantic:
     def cast(self, x: TileVal, dtype: DType) -> TileVal:
         if not isinstance(dtype, DType):
             raise SemanticError(f"expected a dtype such as fl.float32, got {dtype!r}")
+        if is_tensor(x):
+            return self.tensors.cast(x, dtype)
         if x.dtype == dtype:
             return x
         return TileVal(self.b.value("cast", [x.value], x.type.with_dtype(dtype)), x.masks, x.weak)
@@ -152,6 +145,8 @@ class Semantic:
         return out
 
     def expand_dims(self, x: TileVal, axis: int) -> TileVal:
+        if is_tensor(x):
+            return self.tensors.expand_dims(x, axis)
         if axis < 0:
             axis += x.rank + 1
         if not 0 <= axis <= x.rank:
@@ -161,6 +156,8 @@ class Semantic:
         return TileVal(v, x.masks[:axis] + (None,) + x.masks[axis:], x.weak)
 
     def permute(self, x: TileVal, perm) -> TileVal:
+        if is_tensor(x):
+            return self.tensors.permute(x, perm)
         perm = [int(p) for p in perm]
         if sorted(perm) != list(range(x.rank)):
             raise SemanticError(f"bad permutation {perm} for a rank-{x.rank} tile")
@@ -175,7 +172,9 @@ class Semantic:
         groups: dict[int, list[DType]] = {2: [], 1: [], 0: []}
         weak_kinds = []
         for x in operands:
-            if isinstance(x, TileVal) and not x.weak:
+            if is_tensor(x):
+                groups[2 if x.ndim else 1].append(x.dtype)
+            elif isinstance(x, TileVal) and not x.weak:
                 groups[2 if x.rank else 1].append(x.dtype)
             elif isinstance(x, TileVal):
                 weak_kinds.append(x.dtype.kind if x.dtype.kind != "u" else "i")
@@ -228,27 +227,35 @@ class Semantic:
             name = _BOOL_ARITH[name]
         if dtype.is_bool and name not in ("and", "or", "xor"):
             raise SemanticError(f"{name} of bools is not supported; cast them with .to() first")
+        if is_tensor(a) or is_tensor(b):
+            return self.tensors.binary(name, dtype, a, b)
         (ta, tb), masks, weak = self._operands([a, b], dtype)
         v = self.b.value(name, [ta.value, tb.value], ta.type)
         return TileVal(v, masks, weak)
 
     def compare(self, name: str, a, b) -> TileVal:
+        if is_tensor(a) or is_tensor(b):
+            return self.tensors.compare(name, a, b)
         (ta, tb), masks, weak = self._operands([a, b])
         v = self.b.value(name, [ta.value, tb.value], ta.type.with_dtype(D.bool_))
         return TileVal(v, masks, weak)
 
     def unary(self, name: str, x) -> TileVal:
         from .ir.ops import FLOAT_UNARY
-        x = self.to_tile(x)
+        x = x if is_tensor(x) else self.to_tile(x)
         if name in FLOAT_UNARY and not x.dtype.is_float:
             x = self.cast(x, D.DEFAULT_FLOAT)
         if name == "not" and x.dtype.is_float:
             raise SemanticError(f"~ needs a bool or int operand, got {x.dtype}")
         if name in ("neg", "abs", "relu") and x.dtype.is_bool:
             raise SemanticError(f"{name} of a bool tile is not supported")
+        if is_tensor(x):
+            return self.tensors.unary(name, x, x.dtype)
         return TileVal(self.b.value(name, [x.value], x.type), x.masks, x.weak)
 
     def where(self, cond, a, b) -> TileVal:
+        if any(is_tensor(v) for v in (cond, a, b)):
+            return self.tensors.where(cond, a, b, self.result_dtype([a, b]))
         c = self.to_tile(cond)
         if not c.dtype.is_bool:
             c = self.compare("ne", c, 0)
@@ -285,6 +292,8 @@ class Semantic:
         return sorted(set(out))
 
     def reduce(self, kind: str, x, axis=None, keepdims: bool = False) -> TileVal:
+        if is_tensor(x):
+            return self.tensors.reduce(kind, x, axis, keepdims)
         x = self.to_tile(x)
         if x.rank == 0:
             raise SemanticError(f"{kind} of a scalar: reductions need a tile")
@@ -293,7 +302,7 @@ class Semantic:
             raise SemanticError(f"{kind} needs a single axis (the tile has rank {x.rank})")
         if kind == "sum" and x.dtype.is_bool:
             x = self.cast(x, D.int64)
-        v = self._masked_for_reduce(x, axes, _identity(kind, x.dtype))
+        v = self._masked_for_reduce(x, axes, D.reduction_identity(kind, x.dtype))
         value, masks = v.value, list(x.masks)
         for a in reversed(axes):
             t = value.type
@@ -313,6 +322,8 @@ class Semantic:
         return out
 
     def mean(self, x, axis=None, keepdims: bool = False) -> TileVal:
+        if is_tensor(x):
+            return self.tensors.mean(x, axis, keepdims)
         x = self.to_tile(x)
         if not x.dtype.is_float:
             raise SemanticError(f"mean needs a float tile, got {x.dtype}; cast it with .to()")
@@ -330,6 +341,11 @@ class Semantic:
         return self.binary("div", total, count)
 
     def dot(self, a, b, out_dtype: DType = D.float32) -> TileVal:
+        if is_tensor(a) or is_tensor(b):
+            raise SemanticError("dot/@ of whole tensors is not supported yet (the tensor-level "
+                                "fusion covers elementwise ops, broadcasts and reductions); "
+                                "write the matmul with tile loops as in "
+                                "examples/matmul_epilogue.py")
         a, b = self.to_tile(a), self.to_tile(b)
         if a.rank != 2 or b.rank != 2:
             raise SemanticError(f"dot needs two 2-D tiles, got {_shape_str(a.shape)} and "

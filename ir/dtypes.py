@@ -5,6 +5,7 @@ layers above map it to numpy/torch/LLVM/CUDA types through their own tables.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 
@@ -102,3 +103,18 @@ def promote_with_weak(strong: DType, weak_kind: str) -> DType:
     if _CATEGORY[weak_kind] <= category(strong):
         return strong
     return DEFAULT_FLOAT if weak_kind == "f" else DEFAULT_INT
+
+
+def reduction_identity(kind: str, dtype: DType):
+    """The value a masked lane takes in a reduction of `kind` (sum, max, min, argmax, argmin)
+    over `dtype`: it never changes the result."""
+    high = kind in ("max", "argmax")
+    if kind == "sum":
+        return False if dtype.is_bool else (0.0 if dtype.is_float else 0)
+    if dtype.is_float:
+        return -math.inf if high else math.inf
+    if dtype.is_bool:
+        return not high
+    bits = dtype.bits
+    lo, hi = (0, 2 ** bits - 1) if dtype.kind == "u" else (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
+    return lo if high else hi

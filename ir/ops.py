@@ -61,6 +61,18 @@ Memory
                     dim, or with mask false, are not written.
   atomic_add(%tensor, idx..., value, [mask]) {checked, mask} -> the old values (0 where not
                     written).
+
+Tensor-level ops (whole tensors, in the kernel's own block only; the fuse and tile passes
+turn them into tile loops, see passes/fuse.py and passes/tile.py)
+  The unary, binary, compare, where, cast, expand_dims, permute and reduce ops above also
+  take and give `tensor` values: whole tensors with symbolic shapes, computed as numpy
+  would compute them on the whole arrays. A tensor param or alloc used as an operand is
+  read (its contents at that point of the program). broadcast also takes a scalar (rank-0
+  tile) to a tensor; a broadcast between two symbolic sizes listed together in the
+  kernel's `equal_sizes` is allowed (the call checks that they are equal).
+  write(%dst, %value): %dst (a tensor param or alloc) gets the tensor value %value (same
+                    shape, the dst's dtype).
+  fuse/tile attrs   {group}: the fusion group (launch) an op was put in by the fuse pass.
 """
 from __future__ import annotations
 
@@ -103,7 +115,7 @@ def _table() -> dict[str, OpInfo]:
                     ("dot", "dot"), ("tile_index", "index"), ("tile_begin", "index"),
                     ("const", "const"), ("arange", "const"), ("symval", "const"),
                     ("load", "memory"), ("store", "memory"), ("atomic_add", "memory"),
-                    ("alloc", "host")):
+                    ("alloc", "host"), ("write", "write")):
         table[n] = OpInfo(n, kind)
     table["kernel"] = OpInfo("kernel", "structure", 1)
     table["tile_for"] = OpInfo("tile_for", "structure", 1)

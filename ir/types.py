@@ -66,6 +66,12 @@ class TensorType:
     def rank(self) -> int:
         return len(self.shape)
 
+    def with_dtype(self, dtype: DType) -> "TensorType":
+        return TensorType(dtype, self.shape)
+
+    def with_shape(self, shape) -> "TensorType":
+        return TensorType(self.dtype, tuple(shape))
+
     def __str__(self) -> str:
         dims = (expr_to_text(d) if is_simple(d) else f'e"{expr_to_text(d)}"' for d in self.shape)
         return f"tensor<{self.dtype.short}>[{', '.join(dims)}]"

@@ -23,6 +23,29 @@ def _tile(op: Op, v: Value, what: str) -> TileType:
     return v.type
 
 
+def _shaped(op: Op, v: Value, what: str) -> TileType | TensorType:
+    """A tile, or (whole-tensor ops in the kernel's own block) a tensor."""
+    if isinstance(v.type, TensorType) and _at_kernel_level(op):
+        return v.type
+    return _tile(op, v, what)
+
+
+def _at_kernel_level(op: Op) -> bool:
+    return op.parent is not None and op.parent.parent is not None \
+        and op.parent.parent.name == "kernel"
+
+
+def _result(op: Op) -> TileType | TensorType:
+    _expect(len(op.results) == 1, op, "expects one result")
+    return _shaped(op, op.results[0], "result")
+
+
+def _equal_sizes(op: Op) -> set:
+    kernel = op.parent.parent if _at_kernel_level(op) else None
+    pairs = kernel.attrs.get("equal_sizes", []) if kernel is not None else []
+    return {frozenset(p) for p in pairs}
+
+
 def _n_operands(op: Op, n: int):
     _expect(len(op.operands) == n, op, f"expects {n} operands, got {len(op.operands)}")
 
@@ -34,7 +57,7 @@ def _one_result(op: Op) -> TileType:
 
 def _check_unary(op: Op):
     _n_operands(op, 1)
-    t, r = _tile(op, op.operands[0], "operand"), _one_result(op)
+    t, r = _shaped(op, op.operands[0], "operand"), _result(op)
     _expect(t == r, op, f"result type {r} differs from operand type {t}")
     if op.name in FLOAT_UNARY:
         _expect(t.dtype.is_float, op, f"needs a float operand, got {t.dtype}")
@@ -44,8 +67,8 @@ def _check_unary(op: Op):
 
 def _check_binary(op: Op):
     _n_operands(op, 2)
-    a, b = (_tile(op, v, "operand") for v in op.operands)
-    r = _one_result(op)
+    a, b = (_shaped(op, v, "operand") for v in op.operands)
+    r = _result(op)
     _expect(a == b, op, f"operand types differ: {a} and {b}")
     if OPS[op.name].kind == "compare":
         _expect(r == a.with_dtype(bool_), op, f"result must be {a.with_dtype(bool_)}, got {r}")
@@ -59,24 +82,31 @@ def _check_binary(op: Op):
 
 def _check_where(op: Op):
     _n_operands(op, 3)
-    c, a, b = (_tile(op, v, "operand") for v in op.operands)
-    r = _one_result(op)
+    c, a, b = (_shaped(op, v, "operand") for v in op.operands)
+    r = _result(op)
     _expect(c == a.with_dtype(bool_), op, f"condition must be {a.with_dtype(bool_)}, got {c}")
     _expect(a == b == r, op, f"value types differ: {a}, {b} -> {r}")
 
 
 def _check_cast(op: Op):
     _n_operands(op, 1)
-    a, r = _tile(op, op.operands[0], "operand"), _one_result(op)
-    _expect(a.shape == r.shape, op, f"cast changes shape {a.shape} -> {r.shape}")
+    a, r = _shaped(op, op.operands[0], "operand"), _result(op)
+    _expect(type(a) is type(r) and a.shape == r.shape, op,
+            f"cast changes shape {a.shape} -> {r.shape}")
 
 
 def _check_shape(op: Op):
     _n_operands(op, 1)
-    a, r = _tile(op, op.operands[0], "operand"), _one_result(op)
+    a, r = _shaped(op, op.operands[0], "operand"), _result(op)
     _expect(a.dtype == r.dtype, op, "shape ops keep the dtype")
-    if op.name == "broadcast":
-        _expect(a.rank == r.rank and all(x in (1, y) for x, y in zip(a.shape, r.shape)), op,
+    _expect(isinstance(r, TensorType) or isinstance(a, TileType), op,
+            "a tile cannot become a tensor")
+    if op.name == "broadcast" and isinstance(r, TensorType) and isinstance(a, TileType):
+        _expect(a.rank == 0, op, f"only a scalar tile broadcasts to a tensor, got {a}")
+    elif op.name == "broadcast":
+        equal = _equal_sizes(op) if isinstance(r, TensorType) else set()
+        _expect(a.rank == r.rank and all(x == 1 or x == y or frozenset((x, y)) in equal
+                                         for x, y in zip(a.shape, r.shape)), op,
                 f"cannot broadcast {a.shape} to {r.shape}")
     elif op.name == "expand_dims":
         axis = op.attrs.get("axis")
@@ -90,7 +120,7 @@ def _check_shape(op: Op):
 
 def _check_reduce(op: Op):
     _n_operands(op, 1)
-    a, r = _tile(op, op.operands[0], "operand"), _one_result(op)
+    a, r = _shaped(op, op.operands[0], "operand"), _result(op)
     kind, axis = op.attrs.get("kind"), op.attrs.get("axis")
     _expect(kind in REDUCE_KINDS, op, f"unknown reduction {kind!r}")
     _expect(isinstance(axis, int) and 0 <= axis < a.rank, op, f"bad axis {axis} for {a}")
@@ -170,6 +200,15 @@ def _check_host(op: Op):
             "alloc gives a tensor")
 
 
+def _check_write(op: Op):
+    _n_operands(op, 2)
+    dst, value = (v.type for v in op.operands)
+    _expect(_at_kernel_level(op), op, "write is a whole-tensor op of the kernel's own block")
+    _expect(isinstance(dst, TensorType) and isinstance(value, TensorType), op,
+            "write takes a tensor and a tensor value")
+    _expect(dst == value, op, f"value {value} differs from the destination {dst}")
+
+
 def _yield_types(op: Op, region: Block, expected: list):
     term = region.terminator
     _expect(term is not None and term.name == "yield", op, "region must end in yield")
@@ -215,7 +254,7 @@ def _check_structure(op: Op):
 _CHECKS = {"unary": _check_unary, "binary": _check_binary, "compare": _check_binary,
            "where": _check_where, "cast": _check_cast, "shape": _check_shape,
            "reduce": _check_reduce, "dot": _check_dot, "index": _check_index,
-           "const": _check_const, "memory": _check_memory, "host": _check_host,
+           "const": _check_const, "memory": _check_memory, "host": _check_host, "write": _check_write,
            "structure": _check_structure}
 
 

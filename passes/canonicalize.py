@@ -8,7 +8,7 @@ from typing import ClassVar
 
 import sympy
 
-from ..ir import Module, Op
+from ..ir import Module, Op, TileType
 from ..ir.ops import BINARY, COMPARE, MEMORY_WRITE, UNARY, memory_operands
 from . import const_eval
 from .const_eval import const_value
@@ -55,7 +55,9 @@ def fold_cast(op: Op, rw: Rewriter):
 def fold_reshaped_const(op: Op, rw: Rewriter):
     """broadcast/expand_dims/permute of a splat is a splat of the new shape."""
     x = const_value(op.operands[0])
-    return None if x is None else rw.const(op.result.type, x)
+    if x is None or not isinstance(op.result.type, TileType):   # a tensor is not a splat
+        return None
+    return rw.const(op.result.type, x)
 
 
 def fold_symval(op: Op, rw: Rewriter):

@@ -12,7 +12,7 @@ from typing import ClassVar
 
 import sympy
 
-from ..ir import Block, Module, Op, Value, erase
+from ..ir import Block, Module, Op, TensorType, Value, erase
 from ..ir.ops import PURE
 
 
@@ -32,10 +32,15 @@ def _key(op: Op) -> tuple:
             tuple(r.type for r in op.results))
 
 
+def _reads_tensors(op: Op) -> bool:
+    return any(isinstance(v.type, TensorType) for v in op.operands)
+
+
 def _cse_block(block: Block, available: ChainMap, replaced: dict[Value, Value]) -> None:
     for op in list(block.ops):
         op.operands = [replaced.get(v, v) for v in op.operands]
-        if op.name in PURE and not op.regions:
+        # whole-tensor ops read memory that a `write` between two of them may change
+        if op.name in PURE and not op.regions and not _reads_tensors(op):
             key = _key(op)
             earlier = available.get(key)
             if earlier is not None:

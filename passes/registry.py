@@ -5,13 +5,17 @@ from .base import Pass
 from .canonicalize import Canonicalize
 from .cse import CommonSubexpressionElimination
 from .dce import DeadCodeElimination
+from .fuse import Fuse
 from .mask_elim import MaskElimination
+from .tile import Tile
 
 PASSES: dict[str, type] = {
     "canonicalize": Canonicalize,
     "cse": CommonSubexpressionElimination,
     "dce": DeadCodeElimination,
     "mask-elim": MaskElimination,
+    "fuse": Fuse,
+    "tile": Tile,
 }
 
 

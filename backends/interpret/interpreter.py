@@ -13,7 +13,7 @@ import numpy as np
 from ...ir import dtypes as D
 from ...ir.core import Block, Op, Value
 from ...ir.ops import memory_operands
-from ...ir.types import TileType
+from ...ir.types import TensorType, TileType
 from ..common import bind_symbols, eval_size
 from ..numeric import COMPUTE, cast, round_to, to_compute, to_storage
 
@@ -132,7 +132,8 @@ class Interpreter:
         return []
 
     def op(self, op: Op) -> list:
-        ins = [self.env[v] for v in op.operands]
+        # memory ops address their tensor themselves (_lanes); others read tensors whole
+        ins = [] if op.name in _ADDRESSING else [self._read(v) for v in op.operands]
         name = op.name
         rtype = op.results[0].type if op.results else None
         with np.errstate(all="ignore"):
@@ -145,6 +146,18 @@ class Interpreter:
                 return [out if out.dtype == np.bool_ and rtype.dtype.is_bool
                         else round_to(out, rtype.dtype)]
             return getattr(self, "op_" + name)(op, ins, rtype)
+
+    def _read(self, v: Value):
+        """A whole-tensor op reads a tensor param or alloc as an array of its compute type."""
+        value = self.env[v]
+        if isinstance(v.type, TensorType) and _in_memory(v):
+            return np.array(to_compute(value, v.type.dtype))   # a copy: a later write
+        return value                                             # must not change it
+
+    def _shape(self, t) -> tuple:
+        if isinstance(t, TensorType):
+            return tuple(int(eval_size(d, self.symbols)) for d in t.shape)
+        return t.shape
 
     # -- tile values ------------------------------------------------------------------------
     def op_const(self, op, ins, t):
@@ -170,7 +183,7 @@ class Interpreter:
         return [cast(ins[0], op.operands[0].type.dtype, t.dtype)]
 
     def op_broadcast(self, op, ins, t):
-        return [np.broadcast_to(ins[0], t.shape)]
+        return [np.broadcast_to(ins[0], self._shape(t))]
 
     def op_expand_dims(self, op, ins, t):
         return [np.expand_dims(ins[0], op.attrs["axis"])]
@@ -189,6 +202,12 @@ class Interpreter:
         return [(a.astype(np.int64) @ b.astype(np.int64)).astype(COMPUTE[t.dtype])]
 
     # -- memory -----------------------------------------------------------------------------
+    def op_write(self, op, ins, t):
+        dst = self.env[op.operands[0]]
+        value = self._read(op.operands[1])
+        dst[...] = to_storage(np.broadcast_to(value, dst.shape), op.operands[0].type.dtype)
+        return []
+
     def _lanes(self, op, ins):
         tensor_v, idx_v, value_v, mask_v, other_v = memory_operands(op)
         env = self.env
@@ -265,6 +284,14 @@ class Interpreter:
 
     def op_if(self, op, ins, t):
         return self.block(op.regions[0] if bool(ins[0]) else op.regions[1])
+
+
+_ADDRESSING = ("load", "store", "atomic_add", "write")
+
+
+def _in_memory(v: Value) -> bool:
+    """A tensor param or alloc (not the result of a whole-tensor op)."""
+    return v.op is None or v.op.name == "alloc"
 
 
 def run(kernel: Op, args: list) -> None:

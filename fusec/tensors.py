@@ -1,0 +1,244 @@
+"""The meaning of DSL operations on whole tensors (statements outside tile loops).
+
+They become tensor-level IR ops (ir/ops.py) with numpy's broadcasting and torch's type
+promotion, exactly as the same operations on tiles; the fuse and tile passes turn them into
+tile loops. Whole tensors have no masked lanes, so nothing here deals with masks.
+
+Symbolic sizes: broadcasting two different symbolic sizes (x: [M, N] + b: [K]) assumes them
+equal, as torch would require at run time; the pair is recorded (TensorSemantic.equal_sizes,
+the kernel's `equal_sizes`) and every call checks it. Sizes whose values in the call being
+specialized differ are an error now.
+"""
+from __future__ import annotations
+
+import sympy
+
+from .ir import TensorType, Value
+from .ir import dtypes as D
+from .ir.dtypes import DType
+from .values import SymSize, TensorArg, TileVal
+
+
+class TensorVal(TensorArg):
+    """A whole tensor computed by tensor-level ops: a value, not memory. It can be returned,
+    written into a tensor (`out[:] = y`) and used by further whole-tensor ops."""
+
+
+def is_tensor(x) -> bool:
+    return isinstance(x, TensorArg)
+
+
+def _shape_text(shape) -> str:
+    return "[" + ", ".join(str(d) for d in shape) + "]"
+
+
+class TensorSemantic:
+    def __init__(self, sem, error):
+        self.sem = sem             # the tile Semantic: constants, scalars, promotion
+        self.b = sem.b
+        self.error = error         # the SemanticError class
+        self.hints: dict = {}      # size symbol -> its value in the call being specialized
+        self.equal_sizes: list = []
+
+    # -- shapes ----------------------------------------------------------------------------
+    def _value_of(self, expr: sympy.Expr):
+        if expr.is_Integer:
+            return int(expr)
+        try:
+            return int(expr.xreplace({s: self.hints[s.name] for s in expr.free_symbols}))
+        except KeyError:
+            return None
+
+    def _same_dim(self, a: sympy.Expr, b: sympy.Expr) -> sympy.Expr | None:
+        """The common size of two dims (neither being 1), recording an assumed equality."""
+        if a == b:
+            return a
+        va, vb = self._value_of(a), self._value_of(b)
+        if va is not None and vb is not None and va != vb:
+            return None
+        if a.is_Integer and b.is_Integer:
+            return None
+        pair = [a, b]
+        if pair not in self.equal_sizes and [b, a] not in self.equal_sizes:
+            self.equal_sizes.append(pair)
+        return b if b.is_Integer else a          # a static size says more
+
+    def broadcast_shape(self, *shapes) -> tuple:
+        rank = max(len(s) for s in shapes)
+        out = []
+        for d in range(rank):
+            dims = [s[d - rank + len(s)] for s in shapes if d - rank + len(s) >= 0]
+            dims = [x for x in dims if x != 1]
+            size = dims[0] if dims else sympy.Integer(1)
+            for other in dims[1:]:
+                size = self._same_dim(size, other)
+                if size is None:
+                    raise self.error("shapes cannot be broadcast together: "
+                                     + " and ".join(_shape_text(s) for s in shapes))
+            out.append(size)
+        return tuple(out)
+
+    def to_tensor(self, x, dtype: DType, shape: tuple) -> Value:
+        """x (a tensor, a scalar tile, a Python number or a size) as a tensor value of
+        `dtype` and `shape`."""
+        if is_tensor(x):
+            v = x.value
+            if v.type.dtype != dtype:
+                v = self.b.value("cast", [v], v.type.with_dtype(dtype))
+            while v.type.rank < len(shape):
+                v = self.b.value("expand_dims", [v], v.type.with_shape(
+                    (sympy.Integer(1),) + v.type.shape), axis=0)
+            if tuple(v.type.shape) != tuple(shape):
+                v = self.b.value("broadcast", [v], v.type.with_shape(shape))
+            return v
+        tile = self.sem.to_tile(x, dtype)
+        if tile.rank != 0:
+            raise self.error(f"a tile of shape {list(tile.shape)} cannot be combined with a "
+                             "whole tensor; tiles live inside tile loops")
+        return self.b.value("broadcast", [tile.value], TensorType(dtype, shape))
+
+    def _wrap(self, value) -> TensorVal:
+        return TensorVal(value, value.name or "tensor")
+
+    def _operands(self, xs, dtype: DType):
+        shape = self.broadcast_shape(*(tuple(x.value.type.shape) for x in xs if is_tensor(x)))
+        return [self.to_tensor(x, dtype, shape) for x in xs], shape
+
+    # -- elementwise -----------------------------------------------------------------------
+    def binary(self, name: str, dtype: DType, a, b) -> TensorVal:
+        (va, vb), _ = self._operands([a, b], dtype)
+        return self._wrap(self.b.value(name, [va, vb], va.type))
+
+    def compare(self, name: str, a, b) -> TensorVal:
+        dtype = self.sem.result_dtype([a, b])
+        (va, vb), _ = self._operands([a, b], dtype)
+        return self._wrap(self.b.value(name, [va, vb], va.type.with_dtype(D.bool_)))
+
+    def unary(self, name: str, x: TensorArg, dtype: DType) -> TensorVal:
+        v = self.to_tensor(x, dtype, tuple(x.value.type.shape))
+        return self._wrap(self.b.value(name, [v], v.type))
+
+    def where(self, cond, a, b, dtype: DType) -> TensorVal:
+        if not (is_tensor(cond) and cond.dtype.is_bool) and is_tensor(cond):
+            cond = self.compare("ne", cond, 0)
+        shape = self.broadcast_shape(*(tuple(x.value.type.shape) for x in (cond, a, b)
+                                       if is_tensor(x)))
+        vc = self.to_tensor(cond, D.bool_, shape)
+        va, vb = self.to_tensor(a, dtype, shape), self.to_tensor(b, dtype, shape)
+        return self._wrap(self.b.value("where", [vc, va, vb], va.type))
+
+    def cast(self, x: TensorArg, dtype: DType) -> TensorArg:
+        if x.dtype == dtype:
+            return x
+        return self._wrap(self.b.value("cast", [x.value], x.value.type.with_dtype(dtype)))
+
+    # -- views -----------------------------------------------------------------------------
+    def expand_dims(self, x: TensorArg, axis: int) -> TensorVal:
+        rank = x.ndim
+        if axis < 0:
+            axis += rank + 1
+        if not 0 <= axis <= rank:
+            raise self.error(f"axis {axis} out of range for a rank-{rank} tensor")
+        shape = x.value.type.shape
+        return self._wrap(self.b.value("expand_dims", [x.value], x.value.type.with_shape(
+            shape[:axis] + (sympy.Integer(1),) + shape[axis:]), axis=axis))
+
+    def permute(self, x: TensorArg, perm) -> TensorVal:
+        perm = [int(p) for p in perm]
+        if sorted(perm) != list(range(x.ndim)):
+            raise self.error(f"bad permutation {perm} for a rank-{x.ndim} tensor")
+        shape = x.value.type.shape
+        return self._wrap(self.b.value("permute", [x.value], x.value.type.with_shape(
+            [shape[p] for p in perm]), perm=perm))
+
+    def index(self, x: TensorArg, items) -> TensorVal:
+        """x[:, None] / x[None]: ':' keeps a dim, None inserts one of size 1."""
+        out, dim = x, 0
+        for item in items:
+            if item is None:
+                out = self.expand_dims(out, dim)
+                dim += 1
+            elif isinstance(item, slice) and item == slice(None):
+                dim += 1
+            else:
+                raise self.error(f"a whole tensor outside tile loops can only be indexed with "
+                                 f"':' and None (got {item!r}); index it inside a tile loop "
+                                 "to load elements")
+        if dim - sum(i is None for i in items) > x.ndim:
+            raise self.error(f"too many indices for a tensor of rank {x.ndim}")
+        return out
+
+    # -- reductions ------------------------------------------------------------------------
+    def axes(self, x: TensorArg, axis) -> list[int]:
+        if axis is None:
+            return list(range(x.ndim))
+        axes = [axis] if isinstance(axis, int) else list(axis)
+        out = []
+        for a in axes:
+            if not isinstance(a, int) or not -x.ndim <= a < x.ndim:
+                raise self.error(f"axis {a} out of range for a tensor of shape "
+                                 f"{_shape_text(x.value.type.shape)}")
+            out.append(a % x.ndim)
+        return sorted(set(out))
+
+    def reduce(self, kind: str, x: TensorArg, axis, keepdims: bool) -> TensorVal:
+        if x.ndim == 0:
+            raise self.error(f"{kind} of a 0-d tensor: reductions need dims")
+        axes = self.axes(x, axis)
+        if kind in ("argmax", "argmin") and len(axes) != 1:
+            raise self.error(f"{kind} needs a single axis (the tensor has rank {x.ndim})")
+        if kind == "sum" and x.dtype.is_bool:
+            x = self.cast(x, D.int64)
+        value = x.value
+        for a in reversed(axes):
+            t = value.type
+            if kind in ("argmax", "argmin"):
+                out_dtype = D.INDEX
+            elif kind == "sum" and not t.dtype.is_float:
+                out_dtype = D.int64
+            else:
+                out_dtype = t.dtype
+            value = self.b.value("reduce", [value], TensorType(
+                out_dtype, t.shape[:a] + t.shape[a + 1:]), kind=kind, axis=a)
+        out = self._wrap(value)
+        if keepdims:
+            for a in axes:
+                out = self.expand_dims(out, a)
+        return out
+
+    def mean(self, x: TensorArg, axis, keepdims: bool) -> TensorVal:
+        if not x.dtype.is_float:
+            raise self.error(f"mean needs a float tensor, got {x.dtype}; cast it with .to()")
+        total = self.reduce("sum", x, axis, keepdims)
+        count = sympy.Integer(1)
+        for a in self.axes(x, axis):
+            count *= x.value.type.shape[a]
+        n = int(count) if count.is_Integer else SymSize(count)
+        divisor = self.sem.cast(self.sem.to_tile(n), total.dtype)
+        return self.binary("div", total.dtype, total, divisor)
+
+    # -- memory ----------------------------------------------------------------------------
+    def write(self, dst: TensorArg, value) -> None:
+        """dst[:] = value: the whole of dst gets value (broadcast, cast to dst's dtype)."""
+        if isinstance(dst, TensorVal):
+            raise self.error("cannot write into a computed whole-tensor value; write into a "
+                             "kernel argument or an output made with fusec.empty & co")
+        shape = tuple(dst.value.type.shape)
+        if is_tensor(value):
+            got = tuple(value.value.type.shape)
+            if len(got) > len(shape) or any(
+                    g != 1 and d == 1 for g, d in zip(got[::-1], shape[::-1])):
+                raise self.error(f"cannot write a tensor of shape {_shape_text(got)} into "
+                                 f"{dst.name!r} of shape {_shape_text(shape)}")
+            self.broadcast_shape(got, shape)      # raises when they cannot broadcast
+        v = self.to_tensor(value, dst.dtype, shape)
+        self.b.create("write", [dst.value, v])
+
+    def materialize(self, x: TensorVal, name: str) -> TensorArg:
+        """A returned whole-tensor value: an output allocated for it, written."""
+        t = x.value.type
+        out = self.b.value("alloc", [], TensorType(t.dtype, t.shape), zero=False)
+        out.name = name
+        self.b.create("write", [out, x.value])
+        return TensorArg(out, name)
+

@@ -1,0 +1,205 @@
+"""fuse: put the kernel's whole-tensor ops into fusion groups, each to become one launch.
+
+Greedy in program order: every op starts a group, and the groups producing its operands are
+merged into it (vertical fusion: elementwise into elementwise, into reductions, reductions
+into the elementwise ops that broadcast their result back -- softmax, layernorm, rmsnorm are
+one group each). Groups that read the same tensor over the same iteration space are then
+merged too (horizontal fusion: x * 2 and x.sum(axis=1) from one pass over x). A value crossing
+groups is written to memory by its group and read back by the other (the tile pass does it).
+
+A merge is refused, and the reason kept in the kernel's `fusion_notes`, when
+  - the ops' dims do not map onto one iteration space (a transposed use of the same data);
+  - it would need a global barrier: a reduction over every axis of the space (one program)
+    and elementwise consumers that would otherwise run in parallel;
+  - a reduced axis is longer than one program can hold in one tile (`max_reduce` elements);
+    such reductions stay alone (the tile pass loops over them);
+  - it would reorder memory effects: a write of a tensor another op reads or writes lies
+    between the ops, or the group's values are already read by another group placed earlier.
+Each op gets `group = k` (groups numbered in the order their launches run).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from ..ir import Module, Op
+from .tensor_graph import Axes, NotOneSpace, in_memory, whole_tensor_ops
+
+
+def _size_hint(expr, hints: dict):
+    if expr.is_Integer:
+        return int(expr)
+    try:
+        return int(expr.xreplace({s: hints[s.name] for s in expr.free_symbols}))
+    except KeyError:
+        return None
+
+
+def reads(op: Op) -> set:
+    if op.name == "write":
+        return {op.operands[1]} if in_memory(op.operands[1]) else set()
+    return {v for v in op.operands if in_memory(v)}
+
+
+def writes(op: Op) -> set:
+    return {op.operands[0]} if op.name == "write" else set()
+
+
+def effects(op: Op) -> tuple[set, set]:
+    """(tensors read, tensors written) by a top-level op, loops included."""
+    if op.name == "write" or not op.regions:
+        return reads(op), writes(op)
+    r, w = set(), set()
+    for inner in op.walk():
+        if inner.name == "load":
+            r.add(inner.operands[0])
+        elif inner.name in ("store", "atomic_add"):
+            w.add(inner.operands[0])
+    return r, w
+
+
+@dataclass
+class Fuse:
+    name: ClassVar[str] = "fuse"
+    max_reduce: int = 16384       # elements of a reduced axis one program holds in a tile
+    hints: dict | None = None     # size symbol -> value (else the kernel's `hints` attr)
+
+    def run(self, module: Module) -> None:
+        for kernel in module.ops:
+            self.run_on(kernel)
+
+    def run_on(self, kernel: Op) -> None:
+        _Fuser(kernel, self).run()
+
+
+class _Fuser:
+    def __init__(self, kernel: Op, options: Fuse):
+        self.kernel = kernel
+        self.body = kernel.regions[0]
+        self.max_reduce = options.max_reduce
+        hints = options.hints if options.hints is not None else dict(kernel.attrs.get("hints",
+                                                                                    []))
+        self.hints = hints
+        self.position = {op: i for i, op in enumerate(self.body.ops)}
+        self.group: dict[Op, int] = {}
+        self.members: dict[int, list[Op]] = {}
+        self.notes: list[str] = []
+        self.producer = {r: op for op in self.body.ops for r in op.results}
+
+    def run(self):
+        ops = whole_tensor_ops(self.kernel)
+        if not ops:
+            return
+        for gid, op in enumerate(ops):
+            self.group[op] = gid
+            self.members[gid] = [op]
+            for v in op.operands:
+                p = self.producer.get(v)
+                if p is None or p not in self.group or self.group[p] == self.group[op]:
+                    continue
+                self._try_merge(self.group[p], self.group[op], f"{_name(p)} -> {_name(op)}")
+        self._horizontal()
+        self._number()
+
+    # -- merging ---------------------------------------------------------------------------
+    def _try_merge(self, g1: int, g2: int, what: str) -> bool:
+        merged = sorted(self.members[g1] + self.members[g2], key=self.position.get)
+        reason = self._refusal(g1, g2, merged)
+        if reason is not None:
+            self.notes.append(f"not fused: {what}: {reason}")
+            return False
+        for op in self.members.pop(g1):
+            self.group[op] = g2
+        self.members[g2] = merged
+        return True
+
+    def _refusal(self, g1: int, g2: int, merged: list[Op]) -> str | None:
+        try:
+            axes = Axes(merged)
+        except NotOneSpace as exc:
+            return str(exc)
+        for k in axes.reduced:
+            n = _size_hint(axes.extent(k), self.hints)
+            if n is None or n > self.max_reduce:
+                return (f"the reduced axis of size {axes.extent(k)} does not fit one tile "
+                        f"(> {self.max_reduce} elements); the reduction is tiled on its own")
+        if not axes.parallel and any(self._parallel_elementwise(g) for g in (g1, g2)):
+            return ("it would need a global barrier: the reduction covers every axis its "
+                    "consumers run in parallel")
+        return self._reordering(g1, g2, merged)
+
+    def _parallel_elementwise(self, g: int) -> bool:
+        """A group without reductions, with parallel axes (fusing it into a reduction over
+        every axis would run it in one program)."""
+        if any(op.name == "reduce" for op in self.members[g]):
+            return False
+        try:
+            return bool(Axes(self.members[g]).parallel)
+        except NotOneSpace:
+            return True
+
+    def _reordering(self, g1: int, g2: int, merged: list[Op]) -> str | None:
+        """The merged group runs where its last op is: nothing between its first and last
+        op may write what it reads or touch what it writes, and no other group may already
+        read its values."""
+        inside = set(merged)
+        r, w = set(), set()
+        for op in merged:
+            a, b = effects(op)
+            r |= a
+            w |= b
+        lo, hi = self.position[merged[0]], self.position[merged[-1]]
+        for op in self.body.ops[lo:hi]:
+            if op in inside:
+                continue
+            a, b = effects(op)
+            if b & (r | w) or a & w:
+                return f"{_name(op)} between them reads or writes the same tensors"
+        results = {res for op in merged for res in op.results}
+        for op, gid in self.group.items():
+            if gid not in (g1, g2) and any(v in results for v in op.operands):
+                return f"{_name(op)} (another launch, earlier) already reads its values"
+        return None
+
+    def _horizontal(self):
+        """Groups reading a common tensor over the same iteration space: one pass over it."""
+        gids = list(self.members)
+        for i, g1 in enumerate(gids):
+            for g2 in gids[i + 1:]:
+                if g1 not in self.members or g2 not in self.members:
+                    continue
+                shared = self._reads(g1) & self._reads(g2)
+                if shared and self._same_space(g1, g2):
+                    self._try_merge(g1, g2, f"group of {_name(self.members[g1][-1])} and group "
+                                            f"of {_name(self.members[g2][-1])}")
+
+    def _reads(self, g: int) -> set:
+        return {v for op in self.members[g] for v in reads(op)}
+
+    def _same_space(self, g1: int, g2: int) -> bool:
+        """Same rank and reductions that agree (or none on one side: an elementwise pass
+        rides along with a reduction's rows); _refusal checks the rest."""
+        try:
+            a, b = Axes(self.members[g1]), Axes(self.members[g2])
+        except NotOneSpace:
+            return False
+        return len(a.domain) == len(b.domain) and (
+            not a.reduced or not b.reduced or a.reduced == b.reduced)
+
+    def _number(self):
+        """Groups numbered by where they run (their last op)."""
+        order = sorted(self.members, key=lambda g: self.position[self.members[g][-1]])
+        for k, g in enumerate(order):
+            for op in self.members[g]:
+                op.attrs["group"] = k
+        if self.notes:
+            self.kernel.attrs["fusion_notes"] = list(self.notes)
+
+
+def _name(op: Op) -> str:
+    if op.results and op.results[0].name:
+        return f"%{op.results[0].name} ({op.name} at line {op.loc.line})"
+    return f"{op.name} at line {op.loc.line}"
+
+
+__all__ = ["Fuse", "effects"]

@@ -1,0 +1,139 @@
+"""What the fuse and tile passes know about whole-tensor ops: which ops they are, and how the
+dims of every tensor in a group of them map onto one iteration space (the group's domain).
+
+Axes: a group's domain is a list of axes (sizes); each dim of each tensor in the group maps to
+one axis, or to none when its size is 1 (a broadcast dim). Elementwise ops map their operands'
+dims to the result's, broadcasts, expand_dims, permutes and reductions move them around, and a
+reduction's reduced dim marks its axis as reduced. A group whose dims cannot be mapped
+consistently (x + x.T over a square x) is not one iteration space: it is not fused.
+"""
+from __future__ import annotations
+
+import sympy
+
+from ..ir import Op, TensorType, Value
+
+WHOLE_TENSOR_KINDS = ("unary", "binary", "compare", "where", "cast", "shape", "reduce", "dot")
+
+
+def is_whole_tensor_op(op: Op) -> bool:
+    if op.name == "write":
+        return True
+    return op.name != "alloc" and any(isinstance(r.type, TensorType) for r in op.results)
+
+
+def whole_tensor_ops(kernel: Op) -> list[Op]:
+    return [op for op in kernel.regions[0].ops if is_whole_tensor_op(op)]
+
+
+def in_memory(v: Value) -> bool:
+    """A tensor param or alloc: read from memory by the ops that use it."""
+    return isinstance(v.type, TensorType) and (v.op is None or v.op.name == "alloc")
+
+
+class NotOneSpace(Exception):
+    """The ops' dims do not map onto one iteration space; the message says where."""
+
+
+def _is_one(d) -> bool:
+    return d == 1
+
+
+class Axes:
+    """The domain of a group and the axis of every dim of its tensors."""
+
+    def __init__(self, ops: list[Op]):
+        self.ops = ops
+        self.of: dict[Value, list] = {}
+        values = []
+        for op in ops:
+            for v in list(op.operands) + list(op.results):
+                if isinstance(v.type, TensorType) and v not in self.of:
+                    self.of[v] = [None] * v.type.rank
+                    values.append(v)
+        anchor = max(values, key=lambda v: (v.type.rank, -sum(map(_is_one, v.type.shape))))
+        self.domain = list(anchor.type.shape)
+        self.of[anchor] = [k if not _is_one(d) else None for k, d in enumerate(anchor.type.shape)]
+        self._solve()
+        self.reduced = sorted({self.of[op.operands[0]][op.attrs["axis"]] for op in ops
+                               if op.name == "reduce"} - {None})
+        self.parallel = [k for k in range(len(self.domain)) if k not in self.reduced]
+
+    # -- constraint propagation ------------------------------------------------------------
+    def _unify(self, a: Value, da: int, b: Value, db: int) -> bool:
+        """dim da of a and dim db of b are the same axis (unless one is a size-1 dim)."""
+        if _is_one(a.type.shape[da]) or _is_one(b.type.shape[db]):
+            return False
+        x, y = self.of[a][da], self.of[b][db]
+        if x == y:
+            return False
+        if x is not None and y is not None:
+            raise NotOneSpace(f"dim {da} of a {a.type} and dim {db} of a {b.type} would have to "
+                              f"be both axis {x} and axis {y} of one iteration space (a "
+                              "transposed use of the same data)")
+        if x is None:
+            self.of[a][da] = y
+        else:
+            self.of[b][db] = x
+        return True
+
+    def _pairs(self, op: Op):
+        """(operand, its dim, result-or-other value, its dim) that are the same axis."""
+        if op.name == "write":
+            dst, v = op.operands
+            return [(v, d, dst, d) for d in range(v.type.rank)]
+        r = op.results[0]
+        tensors = [v for v in op.operands if isinstance(v.type, TensorType)]
+        if op.name == "expand_dims":
+            a = op.attrs["axis"]
+            src = op.operands[0]
+            return [(src, d, r, d if d < a else d + 1) for d in range(src.type.rank)]
+        if op.name == "permute":
+            perm = op.attrs["perm"]
+            return [(op.operands[0], p, r, i) for i, p in enumerate(perm)]
+        if op.name == "reduce":
+            a = op.attrs["axis"]
+            src = op.operands[0]
+            return [(src, d, r, d if d < a else d - 1) for d in range(src.type.rank) if d != a]
+        if op.name == "dot":
+            raise NotOneSpace("dot of whole tensors is not tiled yet")
+        # elementwise and broadcast: same rank, dims in place
+        return [(v, d, r, d) for v in tensors for d in range(r.type.rank)
+                if v.type.rank == r.type.rank]
+
+    def _solve(self):
+        pairs = [p for op in self.ops for p in self._pairs(op)]
+        changed = True
+        while changed:
+            changed = False
+            for a, da, b, db in pairs:
+                changed |= self._unify(a, da, b, db)
+        for v, dims in self.of.items():
+            for d, k in enumerate(dims):
+                if k is None and not _is_one(v.type.shape[d]):
+                    self._adopt(v, d)
+            taken = [k for k in dims if k is not None]
+            if len(taken) != len(set(taken)):
+                raise NotOneSpace(f"two dims of a {v.type} map to the same axis")
+
+    def _adopt(self, v: Value, d: int):
+        """A dim no constraint reached (a reduction's reduced dim seen from its result only):
+        the first axis of that size the value does not use yet."""
+        size = v.type.shape[d]
+        used = set(self.of[v])
+        for k, dsize in enumerate(self.domain):
+            if k not in used and sympy.simplify(dsize - size) == 0:
+                self.of[v][d] = k
+                return
+        raise NotOneSpace(f"dim {d} of a {v.type} matches no axis of the iteration space "
+                          f"{list(self.domain)}")
+
+    # -- queries ---------------------------------------------------------------------------
+    def axes(self, v: Value) -> list:
+        return self.of[v]
+
+    def extent(self, k: int) -> sympy.Expr:
+        """An axis's size: the largest size of a dim on it (size-1 dims broadcast)."""
+        sizes = [v.type.shape[d] for v, dims in self.of.items() for d, a in enumerate(dims)
+                 if a == k]
+        return next((s for s in sizes if not _is_one(s)), self.domain[k])

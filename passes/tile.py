@@ -1,0 +1,285 @@
+"""tile: turn each fusion group of whole-tensor ops (the fuse pass's `group` attr; the fuse
+pass runs first when they have none) into a parallel tile-loop nest -- the tile-level IR a
+person would have written.
+
+Per group (passes/tensor_graph.Axes gives its iteration space):
+  - the axes no reduction covers are the grid: one parallel `tile_for` each, with block
+    sizes from the config (`blocks`, by `dim`, numbered after the kernel's own tile dims)
+    or the default policy (`default_block`);
+  - a reduced axis is held whole in every program: a tile of its size rounded up to a power
+    of two (the size is recorded in `guards`: the compiled kernel is specific to its
+    power-of-two bucket), lanes past the size masked out of the reductions;
+  - tensors the group reads are loaded with masked loads at the tile's indices, values are
+    computed as tiles, and `write`s become masked stores;
+  - a value another group uses is stored into a buffer (a new `alloc`) and loaded there.
+The nest takes the place of the group's last op, so launches run in program order.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, ClassVar
+
+import sympy
+
+from ..ir import HANDLE, Block, Builder, Module, Op, TensorType, TileType, Value, erase
+from ..ir import dtypes as D
+from .fuse import Fuse
+from .tensor_graph import Axes, in_memory, whole_tensor_ops
+
+
+def _next_pow2(n: int) -> int:
+    return 1 if n <= 1 else 1 << (n - 1).bit_length()
+
+
+FALLBACK_TILE_ELEMENTS = 4096
+
+
+def _fallback_block(position: int, ndims: int, reduced_elements: int) -> int:
+    """Blocks when no policy is given (`fusec opt`): long rows of the innermost dim, a few of
+    the others, fewer when the reduced axes already fill the tile."""
+    block = 512 if position == ndims - 1 else 8
+    while block > 1 and block * reduced_elements > FALLBACK_TILE_ELEMENTS:
+        block //= 2
+    return block
+
+
+@dataclass
+class Tile:
+    name: ClassVar[str] = "tile"
+    blocks: list | None = None             # Config.blocks, by tile dim
+    default_block: Callable | None = None  # (dim, parallel, n dims, position) -> block
+    hints: dict | None = None              # size symbol -> value (else the kernel's `hints`)
+    guards: list = field(default_factory=list)   # out: sizes whose pow2 bucket was used
+
+    def run(self, module: Module) -> None:
+        for kernel in module.ops:
+            _Tiler(kernel, self).run()
+
+
+class _Tiler:
+    def __init__(self, kernel: Op, options: Tile):
+        self.kernel = kernel
+        self.body = kernel.regions[0]
+        self.options = options
+        self.hints = options.hints if options.hints is not None else dict(
+            kernel.attrs.get("hints", []))
+        dims = [op.attrs["dim"] for op in kernel.walk() if op.name == "tile_for"]
+        self.next_dim = 1 + max(dims) if dims else 0
+
+    def run(self):
+        ops = whole_tensor_ops(self.kernel)
+        if not ops:
+            return
+        if any("group" not in op.attrs for op in ops):     # not fused yet: fuse first
+            Fuse(hints=self.hints).run_on(self.kernel)
+        groups: dict[int, list[Op]] = {}
+        for op in ops:
+            groups.setdefault(op.attrs["group"], []).append(op)
+        for gid in sorted(groups):
+            self._buffer_crossing_values(groups[gid])
+        for gid in sorted(groups):
+            _GroupEmitter(self, groups[gid]).emit()
+
+    def _buffer_crossing_values(self, ops: list[Op]):
+        """Values of this group used elsewhere: written to a new buffer, read from there."""
+        inside = set(ops)
+        for op in list(ops):
+            for r in op.results:
+                users = [u for u in self.kernel.walk() if r in u.operands and u not in inside]
+                if not users:
+                    continue
+                b = Builder(self.body, op.loc)
+                with b.before(self.body.ops[0]):
+                    buf = b.value("alloc", [], TensorType(r.type.dtype, r.type.shape), zero=False)
+                buf.name = f"{r.name or 'tmp'}_buf"
+                after = self.body.ops[self.body.ops.index(op) + 1]
+                with b.before(after):
+                    write = b.create("write", [buf, r], [], {"group": op.attrs["group"]})
+                ops.insert(ops.index(op) + 1, write)
+                for u in users:
+                    u.operands = [buf if v is r else v for v in u.operands]
+
+    def block_for(self, position: int, ndims: int, reduced_elements: int) -> tuple[int, int]:
+        """(dim, block) of the next parallel tile dim."""
+        dim = self.next_dim
+        self.next_dim += 1
+        o = self.options
+        if o.blocks is not None and dim < len(o.blocks):
+            return dim, o.blocks[dim]
+        if o.blocks is not None:
+            raise ValueError(f"the config lists {len(o.blocks)} block sizes but the tiled "
+                             f"kernel has more tile dims (dim {dim})")
+        if o.default_block is None:
+            return dim, _fallback_block(position, ndims, reduced_elements)
+        return dim, o.default_block(dim, True, ndims, position)
+
+    def whole_block(self, extent: sympy.Expr) -> int:
+        """A tile holding the whole extent: its size rounded up to a power of two."""
+        if extent.is_Integer:
+            return _next_pow2(int(extent))
+        try:
+            value = int(extent.xreplace({s: self.hints[s.name] for s in extent.free_symbols}))
+        except KeyError:
+            raise ValueError(f"tile: the reduced size {extent} has no value hint (the kernel's "
+                             "`hints` attr gives sizes for `fusec opt`)") from None
+        if extent not in self.options.guards:
+            self.options.guards.append(extent)
+        return _next_pow2(value)
+
+
+class _GroupEmitter:
+    """Builds one group's loop nest and the tile ops of its whole-tensor ops."""
+
+    def __init__(self, tiler: _Tiler, ops: list[Op]):
+        self.tiler = tiler
+        self.ops = ops
+        self.axes = Axes(ops)
+        self.env: dict[Value, Value] = {}
+        self.loaded: dict[Value, Value] = {}
+
+    def emit(self):
+        axes = self.axes
+        last = self.ops[-1]
+        self.b = Builder(self.tiler.body, last.loc)
+        self.block = {}
+        for k in axes.reduced:
+            self.block[k] = self.tiler.whole_block(axes.extent(k))
+        loops = []
+        reduced_elements = math.prod(self.block.values())
+        for position, k in enumerate(axes.parallel):
+            dim, block = self.tiler.block_for(position, len(axes.parallel), reduced_elements)
+            self.block[k] = block
+            loops.append((axes.extent(k), block, dim, k))
+        if not loops:             # every axis reduced: one program
+            dim = self.tiler.next_dim
+            self.tiler.next_dim += 1
+            loops.append((sympy.Integer(1), 1, dim, None))
+        inner = self._nest(loops, last)
+        with self.b.at_end(inner):
+            self._indices(loops)
+            for op in self.ops:
+                with self.b.at_loc(op.loc):
+                    self._lower(op)
+            self.b.create("yield")
+        for op in reversed(self.ops):
+            erase(op)
+
+    def _nest(self, loops, before: Op) -> Block:
+        """The parallel loops, outermost first, in place of `before`; returns the innermost
+        body (its `yield` comes after the ops lowered into it)."""
+        self.handles = {}
+        bodies = []
+        for extent, block, dim, k in loops:
+            body = Block([HANDLE])
+            op = Op("tile_for", [], [], {"extent": extent, "block": block, "parallel": True,
+                                         "dim": dim}, [body], before.loc)
+            if bodies:
+                bodies[-1].append(op)
+            else:
+                before.parent.insert(before.parent.ops.index(before), op)
+            bodies.append(body)
+            if k is not None:
+                self.handles[k] = body.args[0]
+        for outer in bodies[:-1]:
+            outer.append(Op("yield", [], [], {}, [], before.loc))
+        return bodies[-1]
+
+    # -- indices ---------------------------------------------------------------------------
+    def _indices(self, loops):
+        self.index: dict[int, Value] = {}
+        self.mask: dict[int, Value] = {}
+        for k, h in self.handles.items():
+            self.index[k] = self.b.value("tile_index", [h], TileType(D.INDEX, (self.block[k],)))
+        for k in self.axes.reduced:
+            n = self.block[k]
+            idx = self.b.value("arange", [], TileType(D.INDEX, (n,)), start=0, end=n)
+            self.index[k] = idx
+            bound = self.b.value("symval", [], TileType(D.INDEX), expr=self.axes.extent(k))
+            bound = self.b.value("expand_dims", [bound], TileType(D.INDEX, (1,)), axis=0)
+            bound = self.b.value("broadcast", [bound], TileType(D.INDEX, (n,)))
+            self.mask[k] = self.b.value("lt", [idx, bound], TileType(D.bool_, (n,)))
+
+    def shape(self, v: Value) -> tuple[int, ...]:
+        return tuple(1 if k is None else self.block[k] for k in self.axes.axes(v))
+
+    def _placed(self, along: Value, d: int, shape: tuple) -> Value:
+        """A 1-D tile `along` put at dim d of a tile of `shape` (other dims broadcast)."""
+        v = along
+        for a in range(len(shape)):
+            if a != d:
+                t = v.type
+                v = self.b.value("expand_dims", [v], t.with_shape(t.shape[:a] + (1,)
+                                                                  + t.shape[a:]), axis=a)
+        return self._broadcast(v, shape)
+
+    def _broadcast(self, v: Value, shape: tuple) -> Value:
+        if v.type.shape == tuple(shape):
+            return v
+        while v.type.rank < len(shape):
+            v = self.b.value("expand_dims", [v], v.type.with_shape((1,) + v.type.shape), axis=0)
+        return self.b.value("broadcast", [v], v.type.with_shape(shape))
+
+    def _address(self, v: Value) -> list[Value]:
+        shape = self.shape(v)
+        out = []
+        for d, k in enumerate(self.axes.axes(v)):
+            if k is None:
+                out.append(self.b.value("const", [], TileType(D.INDEX, shape), value=0))
+            else:
+                out.append(self._placed(self.index[k], d, shape))
+        return out
+
+    # -- ops -------------------------------------------------------------------------------
+    def get(self, v: Value) -> Value:
+        if isinstance(v.type, TileType):
+            return v                      # a scalar of the kernel's own block
+        if v in self.env:
+            return self.env[v]
+        if v not in self.loaded:
+            assert in_memory(v), f"tile: {v} is neither in memory nor computed in the group"
+            t = v.type
+            self.loaded[v] = self.b.value(
+                "load", [v, *self._address(v)], TileType(t.dtype, self.shape(v)),
+                checked=[True] * t.rank, mask=False, other=False)
+        return self.loaded[v]
+
+    def _lower(self, op: Op):
+        if op.name == "write":
+            dst, v = op.operands
+            self.b.create("store", [dst, *self._address(dst), self.get(v)],
+                          [], {"checked": [True] * dst.type.rank, "mask": False})
+            return
+        r = op.results[0]
+        rtype = TileType(r.type.dtype, self.shape(r))
+        ins = [self.get(v) for v in op.operands]
+        if op.name == "broadcast":
+            self.env[r] = self._broadcast(ins[0], rtype.shape)
+        elif op.name == "reduce":
+            self.env[r] = self._reduce(op, ins[0], rtype)
+        else:
+            self.env[r] = self.b.value(op.name, ins, rtype, **_attrs(op))
+        if r.name and self.env[r].name is None:
+            self.env[r].name = r.name
+
+    def _reduce(self, op: Op, x: Value, rtype: TileType) -> Value:
+        axis = op.attrs["axis"]
+        k = self.axes.axes(op.operands[0])[axis]
+        if k in self.mask:            # lanes past the reduced size do not count
+            mask = self._placed(self.mask[k], axis, x.type.shape)
+            fill = D.reduction_identity(op.attrs["kind"], x.type.dtype)
+            fill = self.b.value("const", [], x.type, value=_attr_number(fill, x.type.dtype))
+            x = self.b.value("where", [mask, x, fill], x.type)
+        return self.b.value("reduce", [x], rtype, kind=op.attrs["kind"], axis=axis)
+
+
+def _attrs(op: Op) -> dict:
+    return {k: v for k, v in op.attrs.items() if k != "group"}
+
+
+def _attr_number(value, dtype: D.DType):
+    if dtype.is_bool:
+        return bool(value)
+    if dtype.is_int:
+        return int(value)
+    return float(value) if not math.isinf(value) else value

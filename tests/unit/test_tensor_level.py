@@ -1,0 +1,196 @@
+"""Whole-tensor statements (no tile loops) on both CPU backends: fused into as few launches
+as their dependences allow, tiled, and numerically right against float64 numpy; what does
+not fuse says why; bad shapes get clear errors."""
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import fusec
+import fusec.language as fl
+from conftest import as_input, assert_close, output_float64, random_array
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import tensor_kernels as K  # noqa: E402
+
+SHAPES = [(1, 1), (7, 100), (33, 257)]
+DTYPES = ["float32", "bfloat16"]
+_erf = np.vectorize(math.erf)
+
+
+def _softmax(x):
+    e = np.exp(x - x.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _layernorm(x, w, b, eps):
+    c = x - x.mean(axis=1, keepdims=True)
+    return c / np.sqrt((c * c).mean(axis=1, keepdims=True) + eps) * w + b
+
+
+def _gelu(x):
+    return 0.5 * x * (1 + _erf(x / math.sqrt(2)))
+
+
+def _run(kernel, *args):
+    out = kernel(*args)
+    compiled = list(kernel._compiled.values())[-1]
+    return out, compiled
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES)
+def test_row_kernels_are_one_launch_and_right(backend, dtype, shape):
+    x, xd = random_array(shape, dtype, seed=1)
+    x = as_input(x, dtype)
+    w, wd = random_array(shape[1:], "float32", seed=2)
+    b, bd = random_array(shape[1:], "float32", seed=3)
+    cases = [
+        (K.softmax, (x,), _softmax(xd)),
+        (K.log_softmax, (x,), np.log(_softmax(xd))),
+        (K.layernorm, (x, w, b, 1e-5), _layernorm(xd, wd, bd, 1e-5)),
+        (K.rmsnorm, (x, w, 1e-5), xd / np.sqrt((xd * xd).mean(1, keepdims=True) + 1e-5) * wd),
+        (K.bias_gelu, (x, b), _gelu(xd + bd)),
+    ]
+    for kernel, args, want in cases:
+        got, compiled = _run(kernel, *args)
+        assert compiled.num_launches == 1, kernel.fn.__name__
+        assert_close(output_float64(got), want, dtype, kernel.fn.__name__)
+
+
+def test_bias_gelu_rowsum_is_one_launch_with_two_outputs(backend):
+    x, xd = random_array((37, 45), "float32", seed=4)
+    b, bd = random_array((45,), "float32", seed=5)
+    (y, s), compiled = _run(K.bias_gelu_rowsum, x, b)
+    assert compiled.num_launches == 1
+    want = _gelu(xd + bd)
+    assert_close(y, want, "float32", "y")
+    assert_close(s, want.sum(axis=1), "float32", "row sums")
+
+
+def test_column_softmax_reduces_the_other_axis(backend):
+    x, xd = random_array((50, 19), "float32", seed=6)
+    got, compiled = _run(K.column_softmax, x)
+    assert compiled.num_launches == 1
+    assert_close(got, _softmax(xd.T).T, "float32")
+
+
+def test_writing_into_an_output_argument(backend):
+    x, xd = random_array((9, 30), "float32", seed=7)
+    out = np.full((9, 30), np.nan, np.float32)           # poisoned
+    got = K.into_output(x, out)
+    assert got is out
+    assert_close(out, np.where(xd > 0, xd, 0.5 * xd), "float32")
+
+
+def test_full_reduction_then_broadcast_is_two_launches(backend):
+    x, xd = random_array((40, 70), "float32", seed=8)
+    got, compiled = _run(K.scale_by_total, x)
+    assert compiled.num_launches == 2
+    assert "global barrier" in compiled.asm["fuse"]
+    assert_close(got, xd / xd.sum(), "float32")
+
+
+def test_reductions_over_different_axes_split_and_stay_right(backend):
+    x, xd = random_array((21, 34), "float32", seed=9)
+    got, compiled = _run(K.row_and_column_means, x)
+    assert compiled.num_launches == 2
+    assert "not fused" in compiled.asm["fuse"]
+    assert_close(got, xd - xd.mean(1, keepdims=True) - xd.mean(0, keepdims=True), "float32")
+
+
+def test_stages_show_the_groups_and_the_tiles():
+    x = np.zeros((8, 64), np.float32)
+    compiled = K.softmax.compile(x, backend="interpret")
+    assert "group = 0" in compiled.asm["fuse"]
+    assert "tile_for" not in compiled.asm["ir"] and "tile_for" in compiled.asm["tile"]
+    for stage in ("ir", "fuse", "tile"):
+        m = fusec.ir.parse(compiled.asm[stage])
+        fusec.ir.verify(m)
+        assert str(m) == compiled.asm[stage]
+
+
+def test_a_size_bucket_change_recompiles_and_a_mismatch_is_refused():
+    x1 = np.ones((4, 60), np.float32)
+    x2 = np.ones((4, 200), np.float32)            # another power-of-two bucket of N
+    for x in (x1, x2):
+        assert_close(K.softmax(x), np.full(x.shape, 1 / x.shape[1]), "float32")
+    b = np.ones(59, np.float32)
+    with pytest.raises(ValueError, match=r"x.shape\[1\] = 60 and b.shape\[0\] = 59"):
+        K.bias_gelu(x1, b)
+
+
+def test_broadcast_of_static_mismatch_is_a_compile_error():
+    @fusec.kernel(static_shapes=True)
+    def bad(x, b):
+        return x + b
+    with pytest.raises(fusec.CompilationError, match="cannot be broadcast"):
+        bad(np.ones((3, 4), np.float32), np.ones(5, np.float32))
+
+
+def test_whole_tensor_errors_name_the_construct():
+    @fusec.kernel
+    def matmul(a, b):
+        return a @ b
+
+    @fusec.kernel
+    def computed_value_in_a_tile_loop(x):
+        y = x * 2
+        out = fusec.empty_like(x)
+        for tm in fusec.tile(x.shape[0]):
+            out[tm, :] = y[tm, :]
+        return out
+
+    @fusec.kernel
+    def sliced(x):
+        return x[1:3] * 2
+
+    x = np.ones((4, 4), np.float32)
+    with pytest.raises(fusec.CompilationError, match="dot/@ of whole tensors"):
+        matmul(x, x)
+    with pytest.raises(fusec.CompilationError, match="write it into a tensor"):
+        computed_value_in_a_tile_loop(x)
+    with pytest.raises(fusec.CompilationError, match="only be indexed with ':' and None"):
+        sliced(x)
+
+
+def test_mixing_whole_tensor_statements_with_a_tile_loop(backend):
+    @fusec.kernel
+    def mixed(x):
+        scaled = fusec.empty_like(x)
+        scaled[:, :] = x * 3.0                     # a launch of its own
+        out = fusec.empty_like(x)
+        for tm in fusec.tile(x.shape[0]):          # reads what it wrote: runs after it
+            out[tm, :] = scaled[tm, :] + 1.0
+        return out
+
+    x, xd = random_array((10, 13), "float32", seed=10)
+    got, compiled = _run(mixed, x)
+    assert compiled.num_launches == 2
+    assert_close(got, xd * 3 + 1, "float32")
+
+
+def test_in_place_update_of_an_argument(backend):
+    @fusec.kernel
+    def center_rows(x):
+        x[:, :] = x - x.mean(axis=1, keepdims=True)
+        return x
+
+    x, xd = random_array((6, 50), "float32", seed=11)
+    center_rows(x)
+    assert_close(x, xd - xd.mean(1, keepdims=True), "float32")
+
+
+def test_int_and_bool_tensors(backend):
+    @fusec.kernel
+    def count_positive(x):
+        return (x > 0).sum(axis=1), fl.maximum(x, 0).max(axis=1)
+
+    x = np.random.default_rng(12).integers(-5, 5, size=(9, 23)).astype(np.int32)
+    counts, top = count_positive(x)
+    np.testing.assert_array_equal(counts, (x > 0).sum(1))
+    np.testing.assert_array_equal(top, np.maximum(x, 0).max(1))
