@@ -25,6 +25,7 @@ from bias_gelu import bias_gelu  # noqa: E402
 from layernorm import layernorm  # noqa: E402
 from rmsnorm import rmsnorm  # noqa: E402
 from softmax import softmax  # noqa: E402
+import whole_tensor as whole  # noqa: E402
 
 try:
     import triton
@@ -203,6 +204,12 @@ def anchor_calls(x, w, b, xg, bg) -> dict:
             "rmsnorm": (rmsnorm, (x, w, 1e-6)), "bias_gelu": (bias_gelu, (xg, bg))}
 
 
+def whole_tensor_calls(x, w, b, xg, bg) -> dict:
+    """The anchor workloads as whole-tensor kernels (no tile loops written)."""
+    return {"softmax": (whole.softmax, (x,)), "layernorm": (whole.layernorm, (x, w, b, 1e-5)),
+            "rmsnorm": (whole.rmsnorm, (x, w, 1e-6)), "bias_gelu": (whole.bias_gelu, (xg, bg))}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=50)
@@ -226,6 +233,10 @@ def main():
     fusec_cases = {k: (lambda _k=kern, _a=a: _k(*_a)) for k, (kern, a) in fusec_calls.items()}
     fast_cases = {k: (lambda _k=fusec.kernel(kern.fn, fast_math=True), _a=a: _k(*_a))
                   for k, (kern, a) in fusec_calls.items()}
+    # the same workloads written as whole-tensor statements (examples/whole_tensor.py):
+    # fused and tiled by the compiler
+    whole_cases = {k: (lambda _k=kern, _a=a: _k(*_a))
+                   for k, (kern, a) in whole_tensor_calls(x, w, b, xg, bg).items()}
     # the PTX backend (one GPU thread per program for now): compiled kernels called directly
     ptx_cases = {}
     for k, (kern, a) in fusec_calls.items():
@@ -247,7 +258,8 @@ def main():
     rows = []
     for kernel in eager:
         nbytes = 2 * (xg if kernel == "bias_gelu" else x).numel() * 2
-        impls = {"fusec-cuda": fusec_cases[kernel], "fusec-cuda-fast": fast_cases[kernel],
+        impls = {"fusec-cuda": fusec_cases[kernel], "fusec-whole": whole_cases[kernel],
+                 "fusec-cuda-fast": fast_cases[kernel],
                  "fusec-ptx": ptx_cases[kernel],
                  "torch-eager": eager[kernel], "torch.compile": compiled[kernel]}
         if kernel in triton_cases:
