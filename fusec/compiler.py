@@ -168,8 +168,14 @@ def tile_whole_tensor_ops(module: Module, options: TraceOptions, hints: dict,
     stages = {"ir": str(module)}
     Fuse(hints=hints).run(module)
     stages["fuse"] = str(module)
-    Tile(blocks=options.blocks, default_block=options.default_block, hints=hints,
-         guards=guards).run(module)
+    kernel = module.kernel()
+    try:
+        Tile(blocks=options.blocks, default_block=options.default_block, hints=hints,
+             guards=guards).run(module)
+    except ValueError as exc:
+        loc = kernel.loc
+        raise CompilationError(str(exc), loc.file, loc.line, loc.col,
+                               kernel.attrs["name"]) from None
     stages["tile"] = str(module)
     return stages
 

@@ -314,4 +314,8 @@ def explain(kernel_obj: Kernel, *args, file=None, **kwargs) -> CompiledKernel:
     for stage, text in compiled.asm.items():
         print(f"===== {stage} =====", file=file)
         print(text if isinstance(text, str) else f"<{len(text)} bytes of binary>", file=file)
+    notes = compiled.module.kernel().attrs.get("fusion_notes", [])
+    print(f"===== fusion: {compiled.num_launches} launch(es) per call =====", file=file)
+    for note in notes:
+        print(note, file=file)
     return compiled

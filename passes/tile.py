@@ -33,6 +33,9 @@ def _next_pow2(n: int) -> int:
 
 
 FALLBACK_TILE_ELEMENTS = 4096
+# The longest reduced axis a program holds whole; longer ones need looped (multi-pass or
+# online) reductions, which are not built yet.
+MAX_WHOLE_REDUCTION = 65536
 
 
 def _fallback_block(position: int, ndims: int, reduced_elements: int) -> int:
@@ -114,17 +117,24 @@ class _Tiler:
             return dim, _fallback_block(position, ndims, reduced_elements)
         return dim, o.default_block(dim, True, ndims, position)
 
-    def whole_block(self, extent: sympy.Expr) -> int:
+    def whole_block(self, extent: sympy.Expr, loc) -> int:
         """A tile holding the whole extent: its size rounded up to a power of two."""
         if extent.is_Integer:
-            return _next_pow2(int(extent))
-        try:
-            value = int(extent.xreplace({s: self.hints[s.name] for s in extent.free_symbols}))
-        except KeyError:
-            raise ValueError(f"tile: the reduced size {extent} has no value hint (the kernel's "
-                             "`hints` attr gives sizes for `fusec opt`)") from None
-        if extent not in self.options.guards:
-            self.options.guards.append(extent)
+            value = int(extent)
+        else:
+            try:
+                value = int(extent.xreplace({s: self.hints[s.name]
+                                             for s in extent.free_symbols}))
+            except KeyError:
+                raise ValueError(f"tile: the reduced size {extent} has no value hint (the "
+                                 "kernel's `hints` attr gives sizes for `fusec opt`)") from None
+            if extent not in self.options.guards:
+                self.options.guards.append(extent)
+        if value > MAX_WHOLE_REDUCTION:
+            raise ValueError(f"a whole-tensor reduction at {loc} runs over {value} elements "
+                             f"({extent}); more than {MAX_WHOLE_REDUCTION} are not supported "
+                             "yet (looped reductions are to come): write it with a "
+                             "sequential tile loop")
         return _next_pow2(value)
 
 
@@ -144,7 +154,7 @@ class _GroupEmitter:
         self.b = Builder(self.tiler.body, last.loc)
         self.block = {}
         for k in axes.reduced:
-            self.block[k] = self.tiler.whole_block(axes.extent(k))
+            self.block[k] = self.tiler.whole_block(axes.extent(k), last.loc)
         loops = []
         reduced_elements = math.prod(self.block.values())
         for position, k in enumerate(axes.parallel):

@@ -194,3 +194,18 @@ def test_int_and_bool_tensors(backend):
     counts, top = count_positive(x)
     np.testing.assert_array_equal(counts, (x > 0).sum(1))
     np.testing.assert_array_equal(top, np.maximum(x, 0).max(1))
+
+
+def test_a_reduction_too_long_for_one_tile_is_a_clear_error():
+    x = np.ones((2, 70000), np.float32)
+    with pytest.raises(fusec.CompilationError, match="70000 elements .* not supported yet"):
+        K.softmax(x)
+
+
+def test_explain_says_why_ops_were_not_fused():
+    import io
+    text = io.StringIO()
+    fusec.explain(K.scale_by_total, np.ones((5, 6), np.float32), backend="interpret", file=text)
+    out = text.getvalue()
+    assert "===== fusion: 2 launch(es) per call =====" in out
+    assert "not fused:" in out and "global barrier" in out.split("===== fusion")[1]
