@@ -8,7 +8,8 @@ Per group (passes/tensor_graph.Axes gives its iteration space):
     or the default policy (`default_block`);
   - a reduced axis is held whole in every program: a tile of its size rounded up to a power
     of two (the size is recorded in `guards`: the compiled kernel is specific to its
-    power-of-two bucket), lanes past the size masked out of the reductions;
+    power-of-two bucket), lanes past the size masked out of the reductions; a reduced axis
+    longer than MAX_WHOLE_REDUCTION is walked in chunks instead (passes/tile_loop.py);
   - tensors the group reads are loaded with masked loads at the tile's indices, values are
     computed as tiles, and `write`s become masked stores;
   - a value another group uses is stored into a buffer (a new `alloc`) and loaded there.
@@ -26,6 +27,7 @@ from ..ir import HANDLE, Block, Builder, Module, Op, TensorType, TileType, Value
 from ..ir import dtypes as D
 from .fuse import Fuse
 from .tensor_graph import Axes, in_memory, whole_tensor_ops
+from .tile_loop import emit_looped
 
 
 def _next_pow2(n: int) -> int:
@@ -33,9 +35,10 @@ def _next_pow2(n: int) -> int:
 
 
 FALLBACK_TILE_ELEMENTS = 4096
-# The longest reduced axis a program holds whole; longer ones need looped (multi-pass or
-# online) reductions, which are not built yet.
-MAX_WHOLE_REDUCTION = 65536
+# A reduced axis up to this long is held whole in every program (one tile); a longer one
+# is walked in chunks of LOOP_BLOCK by sequential loops (passes/tile_loop.py).
+MAX_WHOLE_REDUCTION = 8192
+LOOP_BLOCK = 2048
 
 
 def _fallback_block(position: int, ndims: int, reduced_elements: int) -> int:
@@ -117,8 +120,9 @@ class _Tiler:
             return dim, _fallback_block(position, ndims, reduced_elements)
         return dim, o.default_block(dim, True, ndims, position)
 
-    def whole_block(self, extent: sympy.Expr, loc) -> int:
-        """A tile holding the whole extent: its size rounded up to a power of two."""
+    def whole_block(self, extent: sympy.Expr) -> int | None:
+        """A tile holding the whole extent: its size rounded up to a power of two (None:
+        too long, to be looped over)."""
         if extent.is_Integer:
             value = int(extent)
         else:
@@ -131,10 +135,7 @@ class _Tiler:
             if extent not in self.options.guards:
                 self.options.guards.append(extent)
         if value > MAX_WHOLE_REDUCTION:
-            raise ValueError(f"a whole-tensor reduction at {loc} runs over {value} elements "
-                             f"({extent}); more than {MAX_WHOLE_REDUCTION} are not supported "
-                             "yet (looped reductions are to come): write it with a "
-                             "sequential tile loop")
+            return None                     # looped
         return _next_pow2(value)
 
 
@@ -144,6 +145,7 @@ class _GroupEmitter:
     def __init__(self, tiler: _Tiler, ops: list[Op]):
         self.tiler = tiler
         self.ops = ops
+        self.members = set(ops)
         self.axes = Axes(ops)
         self.env: dict[Value, Value] = {}
         self.loaded: dict[Value, Value] = {}
@@ -153,8 +155,15 @@ class _GroupEmitter:
         last = self.ops[-1]
         self.b = Builder(self.tiler.body, last.loc)
         self.block = {}
+        self.looped = None
         for k in axes.reduced:
-            self.block[k] = self.tiler.whole_block(axes.extent(k), last.loc)
+            self.block[k] = self.tiler.whole_block(axes.extent(k))
+            if self.block[k] is None:
+                self.block[k], self.looped = LOOP_BLOCK, k
+        if self.looped is not None and len(axes.reduced) > 1:
+            raise ValueError(f"the whole-tensor reductions at {last.loc} run over several axes, "
+                             f"one longer than {MAX_WHOLE_REDUCTION} elements; looping over it "
+                             "is supported for a single reduced axis only")
         loops = []
         reduced_elements = math.prod(self.block.values())
         for position, k in enumerate(axes.parallel):
@@ -168,9 +177,12 @@ class _GroupEmitter:
         inner = self._nest(loops, last)
         with self.b.at_end(inner):
             self._indices(loops)
-            for op in self.ops:
-                with self.b.at_loc(op.loc):
-                    self._lower(op)
+            if self.looped is None:
+                for op in self.ops:
+                    with self.b.at_loc(op.loc):
+                        self._lower(op)
+            else:
+                emit_looped(self, self.looped)
             self.b.create("yield")
         for op in reversed(self.ops):
             erase(op)
@@ -202,13 +214,19 @@ class _GroupEmitter:
         for k, h in self.handles.items():
             self.index[k] = self.b.value("tile_index", [h], TileType(D.INDEX, (self.block[k],)))
         for k in self.axes.reduced:
-            n = self.block[k]
-            idx = self.b.value("arange", [], TileType(D.INDEX, (n,)), start=0, end=n)
-            self.index[k] = idx
-            bound = self.b.value("symval", [], TileType(D.INDEX), expr=self.axes.extent(k))
-            bound = self.b.value("expand_dims", [bound], TileType(D.INDEX, (1,)), axis=0)
-            bound = self.b.value("broadcast", [bound], TileType(D.INDEX, (n,)))
-            self.mask[k] = self.b.value("lt", [idx, bound], TileType(D.bool_, (n,)))
+            if k != self.looped:
+                n = self.block[k]
+                self.set_index(k, self.b.value("arange", [], TileType(D.INDEX, (n,)), start=0,
+                                               end=n))
+
+    def set_index(self, k: int, idx: Value):
+        """The indices along reduced axis k and the mask of those inside its extent."""
+        n = idx.type.shape[0]
+        self.index[k] = idx
+        bound = self.b.value("symval", [], TileType(D.INDEX), expr=self.axes.extent(k))
+        bound = self.b.value("expand_dims", [bound], TileType(D.INDEX, (1,)), axis=0)
+        bound = self.b.value("broadcast", [bound], TileType(D.INDEX, (n,)))
+        self.mask[k] = self.b.value("lt", [idx, bound], TileType(D.bool_, (n,)))
 
     def shape(self, v: Value) -> tuple[int, ...]:
         return tuple(1 if k is None else self.block[k] for k in self.axes.axes(v))
@@ -246,6 +264,9 @@ class _GroupEmitter:
             return v                      # a scalar of the kernel's own block
         if v in self.env:
             return self.env[v]
+        if v.op is not None and v.op in self.members:    # computed on demand (looped phases)
+            self._lower(v.op)
+            return self.env[v]
         if v not in self.loaded:
             assert in_memory(v), f"tile: {v} is neither in memory nor computed in the group"
             t = v.type
@@ -253,6 +274,10 @@ class _GroupEmitter:
                 "load", [v, *self._address(v)], TileType(t.dtype, self.shape(v)),
                 checked=[True] * t.rank, mask=False, other=False)
         return self.loaded[v]
+
+    def get_or_lower(self, op: Op) -> None:
+        if op.name == "write" or op.results[0] not in self.env:
+            self._lower(op)
 
     def _lower(self, op: Op):
         if op.name == "write":
@@ -277,10 +302,13 @@ class _GroupEmitter:
         k = self.axes.axes(op.operands[0])[axis]
         if k in self.mask:            # lanes past the reduced size do not count
             mask = self._placed(self.mask[k], axis, x.type.shape)
-            fill = D.reduction_identity(op.attrs["kind"], x.type.dtype)
-            fill = self.b.value("const", [], x.type, value=_attr_number(fill, x.type.dtype))
-            x = self.b.value("where", [mask, x, fill], x.type)
+            x = self.b.value("where", [mask, x, self.identity(op.attrs["kind"], x.type)],
+                             x.type)
         return self.b.value("reduce", [x], rtype, kind=op.attrs["kind"], axis=axis)
+
+    def identity(self, kind: str, t: TileType) -> Value:
+        fill = D.reduction_identity(kind, t.dtype)
+        return self.b.value("const", [], t, value=_attr_number(fill, t.dtype))
 
 
 def _attrs(op: Op) -> dict:

@@ -196,10 +196,26 @@ def test_int_and_bool_tensors(backend):
     np.testing.assert_array_equal(top, np.maximum(x, 0).max(1))
 
 
-def test_a_reduction_too_long_for_one_tile_is_a_clear_error():
-    x = np.ones((2, 70000), np.float32)
-    with pytest.raises(fusec.CompilationError, match="70000 elements .* not supported yet"):
-        K.softmax(x)
+def test_rows_longer_than_a_tile_are_walked_in_chunks(backend):
+    x, xd = random_array((3, 9001), "float32", seed=13)
+    w, wd = random_array((9001,), "float32", seed=14)
+    b, bd = random_array((9001,), "float32", seed=15)
+    got, compiled = _run(K.softmax, x)
+    assert compiled.num_launches == 1
+    assert "parallel = false" in compiled.asm["tile"]       # the sequential chunk loops
+    assert_close(got, _softmax(xd), "float32", "softmax")
+    got, _ = _run(K.layernorm, x, w, b, 1e-5)
+    assert_close(got, _layernorm(xd, wd, bd, 1e-5), "float32", "layernorm")
+    (y, s), _ = _run(K.bias_gelu_rowsum, x, b)
+    assert_close(s, _gelu(xd + bd).sum(axis=1), "float32", "row sums")
+
+
+def test_argmax_over_a_row_longer_than_a_tile_is_a_clear_error():
+    @fusec.kernel
+    def row_argmax(x):
+        return x.argmax(axis=1)
+    with pytest.raises(fusec.CompilationError, match="argmax .* not supported yet"):
+        row_argmax(np.ones((2, 10000), np.float32))
 
 
 def test_explain_says_why_ops_were_not_fused():

@@ -1,0 +1,106 @@
+"""Looped (multi-pass) reductions for the tile pass: a group whose reduced axis k is too long
+for one tile walks k in chunks with sequential `tile_for` loops.
+
+Values that vary along k are computed inside a loop, chunk by chunk, from loads; values that
+do not (the reductions' results and what is computed from them) are computed between the
+loops. A reduction over k accumulates its chunks in a loop-carried tile; a value that needs
+a reduction's result can only be computed in a later loop, so softmax walks its row three
+times (max, sum of exp, the stores), recomputing exp(x - max) from x rather than keeping a
+row that does not fit. Each loop computes what it needs on demand (the emitter's `get`).
+"""
+from __future__ import annotations
+
+from ..ir import HANDLE, Block, Op, TensorType, TileType
+from ..ir import dtypes as D
+
+_COMBINE = {"sum": "add", "max": "maximum", "min": "minimum"}
+
+
+def _phases(emitter, k: int):
+    """(loop of each reduce over k, loop of each write of a k-varying value, when each
+    value (and write) not varying along k can be computed: 0 before the first loop, i after
+    loop i-1)."""
+    along = lambda v: isinstance(v.type, TensorType) and k in emitter.axes.axes(v)  # noqa: E731
+    ready, needs, reduce_loop, write_loop = {}, {}, {}, {}
+
+    def needs_of(v):
+        return needs.get(v, 0) if along(v) else ready.get(v, 0)
+
+    for op in emitter.ops:
+        if op.name == "write":
+            v = op.operands[1]
+            if along(v):
+                write_loop[op] = needs_of(v)
+            else:
+                ready[op] = ready.get(v, 0)
+            continue
+        r = op.results[0]
+        ins = [u for u in op.operands if isinstance(u.type, TensorType)]
+        if op.name == "reduce" and along(op.operands[0]):
+            if op.attrs["kind"] not in _COMBINE:
+                raise ValueError(f"{op.attrs['kind']} at {op.loc} over a dim longer than one "
+                                 "tile is not supported yet (looped reductions combine sum, "
+                                 "max and min)")
+            reduce_loop[op] = needs_of(op.operands[0])
+            ready[r] = reduce_loop[op] + 1
+        elif along(r):
+            needs[r] = max((needs_of(u) for u in ins), default=0)
+        else:
+            ready[r] = max((ready.get(u, 0) for u in ins), default=0)
+    return reduce_loop, write_loop, ready
+
+
+def emit_looped(emitter, k: int) -> None:
+    reduce_loop, write_loop, ready = _phases(emitter, k)
+    n_loops = 1 + max([*reduce_loop.values(), *write_loop.values()], default=0)
+    for i in range(n_loops + 1):
+        for op in emitter.ops:                  # what is known once loop i-1 is done
+            key = op if op.name == "write" else op.results[0]
+            if op not in reduce_loop and key in ready and ready[key] == i:
+                with emitter.b.at_loc(op.loc):
+                    emitter.get_or_lower(op)
+        if i < n_loops:
+            _loop(emitter, k, [op for op, n in reduce_loop.items() if n == i],
+                  [op for op, n in write_loop.items() if n == i])
+
+
+def _accumulator_type(t: TileType) -> TileType:
+    """Half floats accumulate in float32 across chunks."""
+    return t.with_dtype(D.float32) if t.dtype.is_float and t.dtype.bits == 16 else t
+
+
+def _loop(emitter, k: int, reduces: list[Op], writes: list[Op]) -> None:
+    b = emitter.b
+    rtypes = [TileType(op.results[0].type.dtype, emitter.shape(op.results[0]))
+              for op in reduces]
+    acc_types = [_accumulator_type(t) for t in rtypes]
+    inits = [emitter.identity(op.attrs["kind"], t) for op, t in zip(reduces, acc_types)]
+    body = Block([HANDLE] + acc_types)
+    dim = emitter.tiler.next_dim
+    emitter.tiler.next_dim += 1
+    loop = b.create("tile_for", inits, acc_types,
+                    {"extent": emitter.axes.extent(k), "block": emitter.block[k],
+                     "parallel": False, "dim": dim}, [body])
+    saved_env, saved_loaded = dict(emitter.env), dict(emitter.loaded)
+    with b.at_end(body):
+        emitter.set_index(k, b.value("tile_index", [body.args[0]],
+                                     TileType(D.INDEX, (emitter.block[k],))))
+        outs = []
+        for op, acc, t, at in zip(reduces, body.args[1:], rtypes, acc_types):
+            with b.at_loc(op.loc):
+                part = emitter._reduce(op, emitter.get(op.operands[0]), t)
+                if at != t:
+                    part = b.value("cast", [part], at)
+                outs.append(b.value(_COMBINE[op.attrs["kind"]], [acc, part], at))
+        for op in writes:
+            with b.at_loc(op.loc):
+                emitter._lower(op)
+        b.create("yield", outs)
+    emitter.env, emitter.loaded = saved_env, saved_loaded    # chunk values stay in the loop
+    for op, result, t in zip(reduces, loop.results, rtypes):
+        emitter.env[op.results[0]] = result if result.type == t else b.value("cast", [result], t)
+        if op.results[0].name:
+            emitter.env[op.results[0]].name = op.results[0].name
+
+
+__all__ = ["emit_looped"]
