@@ -2,12 +2,16 @@
 add compiled for sm_80, sm_90 and this CPU into an importable package (no GPU needed).
 
     python examples/aot/build.py [--targets sm_80,sm_90,cpu] [--max-row 4096] [--out DIR]
+                                 [--tune cache|measure|model|none] [--wheel]
 
-then run it without fusec: `python examples/aot/use.py` (Python) or use.c (C, GPU).
+then run it without fusec: `python examples/aot/use.py` (Python) or use.c (C, GPU), or
+`pip install` the wheel (--wheel: examples/aot/dist/aotkernels-0.1.0-py3-none-<platform>.whl).
+Each variant's config comes from the tuning cache when a JIT run (or a build with
+--tune measure, on this machine's GPU) measured it, else from the kernel's own policy.
 One kernel with the command line instead:
 
     fusec build examples/softmax.py --kernel softmax --signature "float32[?,N<=4096]" \\
-        --target sm_80,sm_90,cpu --out examples/aot/dist/softmaxpkg
+        --target sm_80,sm_90,cpu --out examples/aot/dist/softmaxpkg --wheel
 """
 from __future__ import annotations
 
@@ -45,9 +49,11 @@ def kernels(max_row: int) -> list:
     ]
 
 
-def build(out=DEFAULT_OUT, targets=DEFAULT_TARGETS, max_row: int = 4096, log=print) -> Path:
+def build(out=DEFAULT_OUT, targets=DEFAULT_TARGETS, max_row: int = 4096, log=print,
+          tune: str = "cache", wheel: bool = False) -> Path:
     start = time.perf_counter()
-    path = fusec.aot.build_package(kernels(max_row), targets, out, log=log)
+    path = fusec.aot.build_package(kernels(max_row), targets, out, tune=tune, wheel=wheel,
+                                   log=log)
     if log:
         files = [p for p in path.rglob("*") if p.is_file()]
         log(f"built {path} in {time.perf_counter() - start:.1f} s: {len(files)} files, "
@@ -60,8 +66,10 @@ def main(argv=None):
     parser.add_argument("--targets", default=DEFAULT_TARGETS)
     parser.add_argument("--max-row", type=int, default=4096)
     parser.add_argument("--out", default=str(DEFAULT_OUT))
+    parser.add_argument("--tune", choices=fusec.aot.TUNE_MODES, default="cache")
+    parser.add_argument("--wheel", action="store_true", help="also write a wheel")
     args = parser.parse_args(argv)
-    build(args.out, args.targets, args.max_row)
+    build(args.out, args.targets, args.max_row, tune=args.tune, wheel=args.wheel)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,9 @@ float64 numpy reference and reports the first call's time.
 
     python examples/aot/build.py && python examples/aot/use.py [PACKAGE_FOLDER [ROW]]
 
+(PACKAGE_FOLDER may be where pip installed the wheel: `pip install --target site
+examples/aot/dist/aotkernels-*.whl && python examples/aot/use.py site/aotkernels`.)
+
 Nothing here imports fusec (the test suite runs this file with fusec, lark, sympy and
 llvmlite made unimportable).
 """

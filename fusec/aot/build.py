@@ -1,7 +1,8 @@
 """Building the variants of a kernel: for each signature and target, trace and compile the
 specialization it describes, once per power-of-two bucket of the sizes the kernel uses as
-whole-extent `:` tiles, and describe each result for the manifest (rules, layout, formulas,
-config) with its artifact (a cubin, or a CPU shared library).
+whole-extent `:` tiles, with the config configs.py chooses (given, or by the tuning mode),
+and describe each result for the manifest (rules, layout, formulas, config and its source)
+with its artifact (a cubin and its PTX, or a CPU shared library).
 
 Variants come out ordered by how specialized they are (more facts assumed first), which is
 the order the loader tries them in.
@@ -12,15 +13,16 @@ import itertools
 import re
 from dataclasses import dataclass, field
 
-from ..compiler import CompiledKernel, Config, build as compile_spec
+from ..compiler import CompiledKernel, Config, build as compile_spec, trace
 from ..jit import Kernel
-from .configs import Tuner, as_config, choose_config, config_entry
+from .configs import Choice, as_config, check_tune, choose_config, config_entry
 from .exprs import postfix
 from .introspect import cpu_parts, cuda_parts, host_facts
 from .layout import check_symbols, launch_layout, outputs, symbols
 from .native import host_info, shared_library
 from .signature import SignatureError, parse_signature
 from .specs import Spec, bucket_range, buckets_of, make_spec
+from .witness import size_name
 
 MAX_BUCKET_VARIANTS = 256       # per signature and target: a guard on many sizes explodes
 
@@ -32,13 +34,16 @@ class BuildError(ValueError):
 @dataclass
 class KernelBuild:
     """One kernel of a package: its signatures (each a list of entries, one per runtime
-    parameter, or one comma-separated string), constexpr values by name, and an optional
-    config (fusec.Config, dict or JSON text) used for every variant."""
+    parameter, or one comma-separated string), constexpr values by name, an optional
+    config (fusec.Config, dict or JSON text) used for every variant, and the sizes its
+    variants are tuned for by name (configs.py: "N" a named dim, "n" an int argument,
+    "x[1]" an anonymous dim)."""
     kernel: Kernel
     signatures: list          # of signatures: each a list of entries or one string
     constexprs: dict = field(default_factory=dict)
     config: object = None
     name: str | None = None
+    tune_sizes: dict = field(default_factory=dict)
 
     def __post_init__(self):
         if not isinstance(self.kernel, Kernel):
@@ -50,6 +55,11 @@ class KernelBuild:
                              f"{self.signatures!r}")
         self.constexprs = dict(self.constexprs or {})
         self.config = as_config(self.config, f"kernel {self.name!r}: config")
+        self.tune_sizes = dict(self.tune_sizes or {})
+        for name, value in self.tune_sizes.items():
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise BuildError(f"kernel {self.name!r}: tune_sizes[{name!r}] must be a "
+                                 f"positive int, got {value!r}")
 
 
 @dataclass
@@ -77,9 +87,9 @@ def parse_targets(targets) -> list[str]:
     return targets
 
 
-def _guard_variables(kernel_name: str, compiled: CompiledKernel, spec: Spec) -> list:
+def _guard_variables(kernel_name: str, guards: list, spec: Spec) -> list:
     found = []
-    for guard in compiled.guards:
+    for guard in guards:
         var = spec.symbol_vars.get(str(guard)) if guard.is_Symbol else None
         if var is None:
             raise BuildError(f"kernel {kernel_name!r}: a whole-extent ':' tile spans "
@@ -90,19 +100,16 @@ def _guard_variables(kernel_name: str, compiled: CompiledKernel, spec: Spec) -> 
     return found
 
 
-def _variants_for_target(kb: KernelBuild, sigs: list, target: str, tuner: Tuner | None):
-    """(spec, compiled kernel, guard rules) per bucket combination."""
-    backend = "cpu" if target == "cpu" else "cuda"
-
-    def compile_for(spec: Spec) -> CompiledKernel:
-        config = choose_config(kb.kernel, spec.params, backend, target, kb.config, tuner)
-        return compile_spec(kb.kernel.fn, spec.params, backend, target, config)
-
-    first_spec = make_spec(kb.kernel, sigs, kb.constexprs)
-    first = compile_for(first_spec)
-    guards = _guard_variables(kb.name, first, first_spec)
+def _specs(kb: KernelBuild, sigs: list) -> tuple[list[str], list[tuple[Spec, list]]]:
+    """(the guards as text, [(spec, guard rules)] per power-of-two bucket combination of
+    the sizes the kernel uses as whole-extent ':' tiles; one spec without rules when it
+    uses none). The guards come from a trace: they do not depend on the blocks."""
+    first = make_spec(kb.kernel, sigs, kb.constexprs)
+    traced = trace(kb.kernel.fn, first.params)[1]
+    guards = _guard_variables(kb.name, traced, first)
+    texts = list(map(str, traced))
     if not guards:
-        return [(first_spec, first, [])]
+        return texts, [(first, [])]
     keys = list(dict.fromkeys(var.key for _, var in guards))
     by_key = {var.key: var for _, var in guards}
     combos = list(itertools.product(*(buckets_of(by_key[k]) for k in keys)))
@@ -113,22 +120,29 @@ def _variants_for_target(kb: KernelBuild, sigs: list, target: str, tuner: Tuner 
     result = []
     for combo in combos:
         buckets = dict(zip(keys, combo))
-        spec = make_spec(kb.kernel, sigs, kb.constexprs, buckets)
-        compiled = first if spec.params == first_spec.params else compile_for(spec)
-        if list(map(str, compiled.guards)) != list(map(str, first.guards)):
-            raise BuildError(f"kernel {kb.name!r}: its whole-extent ':' tiles change with "
-                             f"the sizes ({first.guards} vs {compiled.guards})")
         rules = []
         for guard, var in guards:
             low, high = bucket_range(var, buckets[var.key])
             rules.append({"expr": postfix(guard), "text": var.shown, "min": low,
                           "max": high})
-        result.append((spec, compiled, rules))
-    return result
+        result.append((make_spec(kb.kernel, sigs, kb.constexprs, buckets), rules))
+    return texts, result
+
+
+def _compile(kb: KernelBuild, spec: Spec, guards: list[str], target: str,
+             tune) -> tuple[CompiledKernel, Choice]:
+    backend = "cpu" if target == "cpu" else "cuda"
+    choice = choose_config(kb.kernel, spec, backend, target, kb.config, tune, kb.tune_sizes)
+    compiled = choice.compiled or compile_spec(kb.kernel.fn, spec.params, backend, target,
+                                               choice.config, fast_math=kb.kernel.fast_math)
+    if list(map(str, compiled.guards)) != guards:
+        raise BuildError(f"kernel {kb.name!r}: its whole-extent ':' tiles change with the "
+                         f"sizes ({compiled.guards} in the {spec.text} variant)")
+    return compiled, choice
 
 
 def _entry(kernel_name: str, target: str, spec: Spec, compiled: CompiledKernel,
-           guards: list) -> BuiltVariant:
+           guards: list, choice: Choice) -> BuiltVariant:
     ptx = None
     if target == "cpu":
         parts = cpu_parts(compiled)
@@ -151,14 +165,24 @@ def _entry(kernel_name: str, target: str, spec: Spec, compiled: CompiledKernel,
              "rules": {"params": spec.rules, "equal_dims": spec.equal_dims,
                        "guards": guards},
              "symbols": symbols(compiled.module.kernel()),
-             "config": config_entry(compiled.config or Config()),
+             "config": config_entry(compiled.config or Config(), choice),
              "layout": layout, "allocs": outputs(parts["layout"]),
              **host_facts(compiled), **extra}
     return BuiltVariant(entry, artifact, spec.specificity, ptx)
 
 
-def build_variants(kb: KernelBuild, targets: list[str], tuner: Tuner | None = None,
+def _check_tune_sizes(kb: KernelBuild, specs: list) -> None:
+    known = {size_name(var.key) for spec in specs for var in spec.symbol_vars.values()}
+    unknown = sorted(set(kb.tune_sizes) - known)
+    if unknown:
+        raise BuildError(f"kernel {kb.name!r}: tune_sizes names {', '.join(unknown)}, not a "
+                         f"dynamic size of its signatures (those are: "
+                         f"{', '.join(sorted(known)) or 'none'})")
+
+
+def build_variants(kb: KernelBuild, targets: list[str], tune="cache",
                    log=None) -> list[BuiltVariant]:
+    check_tune(tune)
     runtime = [p.name for p in kb.kernel.params if p.name not in kb.kernel.constexprs]
     unknown = set(kb.constexprs) - kb.kernel.constexprs
     if unknown:
@@ -167,22 +191,33 @@ def build_variants(kb: KernelBuild, targets: list[str], tuner: Tuner | None = No
                          f"{', '.join(sorted(kb.kernel.constexprs)) or 'none'})")
     if not kb.signatures:
         raise BuildError(f"kernel {kb.name!r}: give at least one signature")
-    built = []
+    families = []
     for signature in kb.signatures:
         try:
             sigs = parse_signature(signature, runtime)
         except SignatureError as exc:
             raise SignatureError(f"kernel {kb.name!r}: {exc}") from None
+        families.append(_specs(kb, sigs))
+    _check_tune_sizes(kb, [spec for _, specs in families for spec, _ in specs])
+    built = []
+    for guard_texts, specs in families:
         for target in targets:
-            for spec, compiled, guards in _variants_for_target(kb, sigs, target, tuner):
-                built.append(_entry(kb.name, target, spec, compiled, guards))
+            for spec, rules in specs:
+                compiled, choice = _compile(kb, spec, guard_texts, target, tune)
+                built.append(_entry(kb.name, target, spec, compiled, rules, choice))
                 if log:
-                    buckets = ", ".join(dict.fromkeys(f"{g['text']} in [{g['min']}, "
-                                                      f"{g['max']}]" for g in guards))
-                    log(f"  {kb.name} {target}: {spec.text}"
-                        + (f" ({buckets})" if buckets else ""))
+                    log(_describe(kb.name, target, spec, rules, compiled, choice))
     built.sort(key=lambda b: -b.specificity)
     for k, b in enumerate(built):
         b.entry["id"] = f"{kb.name}.v{k}.{b.entry['target']}"
         check_symbols(b.entry)
     return built
+
+
+def _describe(name: str, target: str, spec: Spec, guards: list, compiled: CompiledKernel,
+              choice: Choice) -> str:
+    buckets = ", ".join(dict.fromkeys(f"{g['text']} in [{g['min']}, {g['max']}]"
+                                      for g in guards))
+    config = compiled.config or Config()
+    return (f"  {name} {target}: {spec.text}" + (f" ({buckets})" if buckets else "")
+            + f": blocks={list(config.blocks)} warps={config.warps} ({choice.source})")

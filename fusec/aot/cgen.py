@@ -1,5 +1,5 @@
 """The C header + source of a package: the GPU variants' tables (rules, formulas, layouts,
-embedded cubins) generated from the manifest, around the fixed C runtime
+embedded cubins and PTX) generated from the manifest, around the fixed C runtime
 (templates/runtime.c) that interprets them as the Python loader does.
 
 A kernel whose parameters take different kinds in different signatures (a tensor in one,
@@ -94,6 +94,15 @@ class _Tables:
                           "{\n" + ",\n".join(rows) + "\n};")
         return name
 
+    def text(self, text: str) -> str:
+        """A NUL-terminated text (PTX) as one string literal, a line of it per line."""
+        self.count += 1
+        name = f"fc_text{self.count}"
+        lines = text.splitlines(keepends=True) or [""]
+        self.lines.append(f"static const char {name}[] =\n"
+                          + "\n".join(c_string(line) for line in lines) + ";")
+        return name
+
 
 def _param_kinds(spec: dict, variants: list) -> list[str] | str:
     """The kind of each param (FC_*), or why the kernel gets no C function."""
@@ -139,6 +148,7 @@ def _variant(tables: _Tables, v: dict, rank: int, kinds: list, root: Path) -> st
     arch = v["target"].removeprefix("sm_")
     number = int(arch.rstrip("a"))
     data = artifact_path(root, v["artifact"]["path"]).read_bytes()
+    ptx = artifact_path(root, v["ptx"]["path"]).read_text() if "ptx" in v else None
     launches = [_struct(
         function=c_string(launch["function"]),
         grid=tables.array("fc_grid_dim", [
@@ -179,7 +189,9 @@ def _variant(tables: _Tables, v: dict, rank: int, kinds: list, root: Path) -> st
             f"{tables.array('fc_expr', [tables.expr(e, symbols) for e in a['shape']])}}}"
             for a in v["allocs"]]),
         nallocs=len(v["allocs"]), nslots=layout["slots"], threads=v["cuda"]["threads"],
-        image=tables.image(data), image_size=len(data))
+        image=tables.image(data), image_size=len(data),
+        ptx=tables.text(ptx) if ptx is not None else "NULL",
+        ptx_size=len(ptx.encode()) + 1 if ptx is not None else 0)
 
 
 def _kernel(tables: _Tables, pkg: str, name: str, spec: dict, variants: list, kinds: list,
@@ -226,7 +238,7 @@ def generate_c(manifest: dict, root: Path) -> dict[str, str]:
         return {}
     tables = _Tables()
     protos, defs = [], []
-    limits = {"SLOTS": 1, "SYMBOLS": 1, "LAUNCHES": 1, "OUTPUTS": 1}
+    limits = {"SLOTS": 1, "SYMBOLS": 1, "LAUNCHES": 1, "OUTPUTS": 1, "EQUAL": 1}
     for name, variants in gpu.items():
         if not variants:
             continue
@@ -237,7 +249,8 @@ def generate_c(manifest: dict, root: Path) -> dict[str, str]:
         for v in variants:
             for key, count in (("SLOTS", v["layout"]["slots"]), ("SYMBOLS", len(v["symbols"])),
                                ("LAUNCHES", len(v["layout"]["launches"])),
-                               ("OUTPUTS", len(v["allocs"]))):
+                               ("OUTPUTS", len(v["allocs"])),
+                               ("EQUAL", max(map(len, v["rules"]["equal_dims"]), default=1))):
                 limits[key] = max(limits[key], count)
         proto, definition = _kernel(tables, pkg, name, manifest["kernels"][name], variants,
                                     kinds, root)
@@ -253,7 +266,13 @@ def generate_c(manifest: dict, root: Path) -> dict[str, str]:
          f"variants of package '{pkg}' for C callers (see {pkg}.h). Do not edit. */",
          f'#include "{pkg}.h"', "", f"typedef {pkg}_tensor fc_tensor;"]
         + [f"#define FC_MAX_{key} {value}" for key, value in limits.items()]
-        + [f"#define FC_ERROR_FN {pkg}_last_error", "", (TEMPLATES / "runtime.c").read_text(),
+        + [f"#define FC_ERROR_FN {pkg}_last_error", f"#define FC_PACKAGE {c_string(pkg)}",
+           f"#define FC_NO_MATCHING_VARIANT {pkg.upper()}_NO_MATCHING_VARIANT",
+           f"#define FC_NO_VARIANT_FOR_DEVICE {pkg.upper()}_NO_VARIANT_FOR_DEVICE",
+           f"#define FC_NDTYPES {len(ALL_DTYPES)}",
+           "static const char *const fc_dtype_names[FC_NDTYPES] = {"
+           + ", ".join(c_string(d.name) for d in ALL_DTYPES) + "};",
+           "", (TEMPLATES / "runtime.c").read_text(),
            "/* ---- the package's variants ---- */", "", "\n".join(tables.lines), "",
            "\n".join(defs)])
     return {f"{pkg}.h": header, f"{pkg}.c": source}

@@ -2,10 +2,11 @@
 
     fusec build kernels.py --kernel softmax --signature "float32[?,N<=4096]" \\
                            --kernel add --signature "float32[?], float32[?]" \\
-                           --target sm_80,sm_90,cpu --out dist/mykernels
+                           --tune-size "x[0]=65536" \\
+                           --target sm_80,sm_90,cpu --out dist/mykernels --wheel
 
---signature, --constexpr and --config belong to the --kernel before them; --signature may
-be repeated (one variant family each), entries are comma-separated.
+--signature, --constexpr, --config and --tune-size belong to the --kernel before them;
+--signature may be repeated (one variant family each), entries are comma-separated.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import json
 import sys
 from pathlib import Path
 
-from . import KernelBuild, build_package
+from . import DEFAULT_VERSION, TUNE_MODES, KernelBuild, build_package, write_wheel
 
 
 class _KernelOption(argparse.Action):
@@ -26,7 +27,7 @@ class _KernelOption(argparse.Action):
         kernels = getattr(namespace, "kernels", None) or []
         if self.dest == "kernel":
             kernels.append({"name": value, "signatures": [], "constexprs": {},
-                            "config": None})
+                            "config": None, "tune_sizes": {}})
             namespace.kernels = kernels
             return
         if not kernels:
@@ -42,6 +43,11 @@ class _KernelOption(argparse.Action):
                 current["constexprs"][name] = json.loads(text)
             except ValueError:
                 current["constexprs"][name] = text          # a bare string
+        elif self.dest == "tune_size":
+            name, sep, text = value.partition("=")
+            if not sep or not text.strip().isdigit():
+                parser.error(f"{option_string} {value!r}: expected NAME=SIZE, e.g. N=4096")
+            current["tune_sizes"][name.strip()] = int(text)
         else:
             current["config"] = value
 
@@ -58,11 +64,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="a constexpr parameter's value (JSON, else a string)")
     p.add_argument("--config", action=_KernelOption, metavar="JSON",
                    help='the config of every variant, e.g. \'{"blocks": [64], "warps": 8}\' '
-                        "(default: the kernel's configs=, else the default policy)")
+                        "(default: chosen by --tune)")
+    p.add_argument("--tune", choices=TUNE_MODES, default="cache",
+                   help="how each variant's config is chosen: cache (default: a tuning "
+                        "result cached on disk, else what a JIT call would use), measure "
+                        "(now, on this machine's GPU of the target's arch or this CPU), "
+                        "model (the cost model's pick), none (the fixed default policy); "
+                        "--config overrides")
+    p.add_argument("--tune-size", action=_KernelOption, metavar="NAME=SIZE",
+                   help="the size a dynamic dim (N, or x[1] for an unnamed one) or int "
+                        "argument is tuned for (default: its bound, at most 4096)")
     p.add_argument("--target", required=True,
                    help="comma-separated targets: cpu, sm_80, sm_90, sm_90a, ...")
     p.add_argument("--out", required=True,
                    help="the package folder to write; its name is the import name")
+    p.add_argument("--wheel", nargs="?", const=True, default=False, metavar="DIR",
+                   help="also write the package as a wheel, into DIR (default: the folder "
+                        "holding --out)")
+    p.add_argument("--package-version", default=DEFAULT_VERSION, metavar="VERSION",
+                   help=f"the package's version, in its manifest and wheel (default "
+                        f"{DEFAULT_VERSION})")
     p.add_argument("--quiet", action="store_true", help="do not list the variants built")
 
 
@@ -91,9 +112,13 @@ def _summary(out: Path) -> str:
         counts: dict[str, int] = {}
         for v in spec["variants"]:
             counts[v["target"]] = counts.get(v["target"], 0) + 1
+        sources: dict[str, int] = {}
+        for v in spec["variants"]:
+            sources[v["config"]["source"]] = sources.get(v["config"]["source"], 0) + 1
         total = sum(v["artifact"]["bytes"] for v in spec["variants"])
         lines.append(f"  {name}: " + ", ".join(f"{n} {t}" for t, n in counts.items())
-                     + f" variant(s), {total / 1024:.0f} KiB")
+                     + f" variant(s), {total / 1024:.0f} KiB; configs: "
+                     + ", ".join(f"{n} {s}" for s, n in sources.items()))
     return "\n".join(lines)
 
 
@@ -107,7 +132,14 @@ def build_command(args: argparse.Namespace) -> str:
             raise ValueError(f"{args.module} has no @fusec.kernel named {k['name']!r}")
         if not k["signatures"]:
             raise ValueError(f"--kernel {k['name']}: give at least one --signature")
-        builds.append(KernelBuild(kernel, k["signatures"], k["constexprs"], k["config"]))
-    out = build_package(builds, args.target, args.out,
+        builds.append(KernelBuild(kernel, k["signatures"], k["constexprs"], k["config"],
+                                  tune_sizes=k["tune_sizes"]))
+    out = build_package(builds, args.target, args.out, args.tune, False,
+                        args.package_version,
                         log=None if args.quiet else lambda line: print(line, flush=True))
-    return _summary(out)
+    summary = _summary(out)
+    if args.wheel:
+        wheel = write_wheel(out, out.parent if args.wheel is True else args.wheel,
+                            args.package_version)
+        summary += f"\nwrote wheel {wheel}"
+    return summary

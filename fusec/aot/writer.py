@@ -52,8 +52,8 @@ def _replace(tmp: Path, out: Path) -> None:
         tmp.rename(out)
 
 
-def write_package(out, kernels: dict, fusec_version: str) -> Path:
-    """kernels: name -> (params entries, list of BuiltVariant)."""
+def write_package(out, kernels: dict, fusec_version: str, version: str) -> Path:
+    """kernels: name -> (params entries, list of BuiltVariant); `version`: the package's."""
     out = Path(out).resolve()
     name = check_name(out.name, "the package folder name (the import name)")
     for kernel_name in kernels:
@@ -62,7 +62,7 @@ def write_package(out, kernels: dict, fusec_version: str) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}.new-", dir=out.parent))
     try:
         manifest = {"format": FORMAT, "schema_version": SCHEMA_VERSION, "name": name,
-                    "fusec_version": fusec_version, "kernels": {}}
+                    "version": version, "fusec_version": fusec_version, "kernels": {}}
         for kernel_name, (params, variants) in kernels.items():
             entries = []
             for v in variants:

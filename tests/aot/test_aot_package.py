@@ -4,8 +4,11 @@ llvmlite, torch and cuda-python cannot be imported; refusals (no fitting variant
 artifacts, bad manifests); the generated C compiled against cuda.h; `fusec build`."""
 from __future__ import annotations
 
+import base64
+import csv
 import hashlib
 import importlib.util
+import io
 import itertools
 import json
 import os
@@ -13,14 +16,18 @@ import runpy
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
+from string import Template
 
 import numpy as np
 import pytest
 
 import fusec
 import fusec.aot
+from fusec.aot import write_wheel
 from fusec.aot.runtime import ManifestError, load_package
+from fusec.aot.wheel import platform_tag
 from fusec.cli import main as fusec_main
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,7 +41,7 @@ MAX_ROW = 16                     # softmax/layernorm rows: buckets 1, 2, 4, 8, 1
 @pytest.fixture(scope="module")
 def package(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("aot") / "aotkernels"
-    return EXAMPLE_BUILD["build"](out, TARGETS, MAX_ROW, log=None)
+    return EXAMPLE_BUILD["build"](out, TARGETS, MAX_ROW, log=None, wheel=True)
 
 
 _counter = itertools.count()
@@ -102,6 +109,68 @@ def test_cpu_variants_run_without_the_compiler(package):
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.count(": ok") == 6, done.stdout
     assert "blocked modules imported: []" in done.stdout
+
+
+def wheel_of(package: Path) -> Path:
+    return package.parent / f"aotkernels-0.1.0-py3-none-{platform_tag()}.whl"
+
+
+def test_the_wheel_installs_and_runs_without_the_compiler(package, tmp_path):
+    site = tmp_path / "site"
+    done = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index",
+                           "--disable-pip-version-check", "--quiet", "--target", str(site),
+                           str(wheel_of(package))], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (site / "aotkernels-0.1.0.dist-info" / "RECORD").is_file()
+    done = subprocess.run([sys.executable, "-c", BLOCKER, str(EXAMPLES / "aot" / "use.py"),
+                           str(site / "aotkernels")], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count(": ok") == 6, done.stdout
+    assert "blocked modules imported: []" in done.stdout
+
+
+def test_the_wheel_records_every_file(package):
+    """PEP 427 / PEP 376: RECORD lists every other file with its sha256 (urlsafe base64,
+    no padding) and size; WHEEL's tag is the file name's; the .so makes it platform
+    specific (not purelib); no bytecode."""
+    with zipfile.ZipFile(wheel_of(package)) as archive:
+        names = archive.namelist()
+        record = list(csv.reader(io.StringIO(archive.read(
+            "aotkernels-0.1.0.dist-info/RECORD").decode())))
+        listed = {row[0]: row[1:] for row in record}
+        assert sorted(listed) == sorted(names) and names[-1].endswith("RECORD")
+        assert listed.pop("aotkernels-0.1.0.dist-info/RECORD") == ["", ""]
+        for name, (digest, size) in listed.items():
+            data = archive.read(name)
+            want = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=")
+            assert digest == "sha256=" + want.decode() and size == str(len(data)), name
+        wheel = archive.read("aotkernels-0.1.0.dist-info/WHEEL").decode()
+        metadata = archive.read("aotkernels-0.1.0.dist-info/METADATA").decode()
+    assert f"Tag: py3-none-{platform_tag()}\n" in wheel and "Root-Is-Purelib: false" in wheel
+    assert "Name: aotkernels\nVersion: 0.1.0\n" in metadata
+    assert 'Requires-Dist: cuda-python; extra == "cuda"' in metadata
+    assert "aotkernels/manifest.json" in names and "aotkernels/c/aotkernels.c" in names
+    assert not [n for n in names if "__pycache__" in n]
+    assert any(n.endswith(".so") for n in names) and any(n.endswith(".ptx") for n in names)
+
+
+def test_a_gpu_only_package_makes_a_pure_wheel(package, tmp_path):
+    folder = copy_of(package, tmp_path)
+    manifest = manifest_of(folder)
+    for spec in manifest["kernels"].values():
+        spec["variants"] = [v for v in spec["variants"] if v["target"] != "cpu"]
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    path = write_wheel(folder, tmp_path / "dist", "0.1.0")
+    assert path.name == "aotkernels-0.1.0-py3-none-any.whl"
+    with zipfile.ZipFile(path) as archive:
+        assert "Root-Is-Purelib: true" in archive.read(
+            "aotkernels-0.1.0.dist-info/WHEEL").decode()
+    with pytest.raises(ValueError, match="built as version '0.1.0', not '2.0'"):
+        write_wheel(folder, tmp_path / "dist", "2.0")
+    with pytest.raises(ValueError, match="'v1' is not a normalized PEP 440 version"):
+        write_wheel(folder, tmp_path / "dist", "v1")
 
 
 def test_every_bucket_and_torch_cpu_tensors(package):
@@ -234,9 +303,15 @@ def shift(x, k, scale: fusec.constexpr = 2.0):
 def test_cli_build_with_ints_and_constexprs(tmp_path, capsys):
     out = tmp_path / "shiftpkg"
     argv = ["build", __file__, "--kernel", "shift", "--signature", "float32[?], int32<=100",
-            "--constexpr", "scale=2.0", "--target", "cpu", "--out", str(out), "--quiet"]
+            "--constexpr", "scale=2.0", "--tune-size", "k=50", "--tune", "model", "--wheel",
+            "--package-version", "1.2", "--target", "cpu", "--out", str(out), "--quiet"]
     assert fusec_main(argv) == 0
-    assert "shift: 1 cpu variant(s)" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "shift: 1 cpu variant(s)" in printed and "configs: 1 model" in printed
+    wheel = tmp_path / f"shiftpkg-1.2-py3-none-{platform_tag()}.whl"
+    assert f"wrote wheel {wheel}" in printed and wheel.is_file()
+    config = manifest_of(out)["kernels"]["shift"]["variants"][0]["config"]
+    assert config["tuned_for"] == {"x_s0": 4096, "k": 50}
     pkg = import_package(out)
     x = np.arange(5, dtype=np.float32)
     np.testing.assert_array_equal(pkg.shift(x, 3), x * 2 + 3)
@@ -269,6 +344,7 @@ def test_manifest_slots_are_the_backends_launch_arguments(target):
     """The loader packs a call's slots from the manifest alone; they must be the values the
     backend's own argument layout packs for the same call."""
     from fusec.aot.build import _entry
+    from fusec.aot.configs import Choice
     from fusec.aot.introspect import backend_kernel
     from fusec.aot.runtime.args import describe
     from fusec.aot.runtime.rules import bind_symbols
@@ -283,7 +359,8 @@ def test_manifest_slots_are_the_backends_launch_arguments(target):
     spec = make_spec(layernorm, sigs, {}, {("dim", "N"): 16})
     compiled = build(layernorm.fn, spec.params, "cpu" if target == "cpu" else "cuda", target,
                      None)
-    entry = _entry("layernorm", target, spec, compiled, []).entry | {"id": "test"}
+    entry = _entry("layernorm", target, spec, compiled, [],
+                   Choice(None, "default_policy")).entry | {"id": "test"}
     rng = np.random.default_rng(0)
     args = [rng.standard_normal((5, 13)).astype(np.float32),
             rng.standard_normal(13).astype(np.float32),
@@ -306,50 +383,52 @@ def test_manifest_slots_are_the_backends_launch_arguments(target):
 
 
 C_CHOICE = r"""
-#include "aotkernels.c"
+#include "$pkg.c"
 #include <stdlib.h>
 
-/* which GPU variant the C dispatch picks for softmax(x), without a GPU: argv = rows cols
-   stride0 stride1 address major minor; prints the variant id and the output shape */
+/* the C dispatch's choice for softmax(x) on a device of compute capability major.minor,
+   without a GPU: argv = rows cols stride0 stride1 address major minor; prints the variant
+   id, cubin or ptx and the output shape, or "none", the error code's name and message */
 int main(int argc, char **argv) {
-    aotkernels_tensor x = {(CUdeviceptr)strtoull(argv[5], NULL, 10), AOTKERNELS_FLOAT32, 2,
-                           {atoll(argv[1]), atoll(argv[2])}, {atoll(argv[3]), atoll(argv[4])}};
+    if (argc != 8) return 2;
+    ${pkg}_tensor x = {(CUdeviceptr)strtoull(argv[5], NULL, 10), ${PKG}_FLOAT32, 2,
+                    {atoll(argv[1]), atoll(argv[2])}, {atoll(argv[3]), atoll(argv[4])}};
     fc_value params[1] = {{.tensor = &x}};
-    const fc_kernel *k = &fc_kernel_softmax;
-    int major = atoi(argv[6]), minor = atoi(argv[7]);
     int64_t env[FC_MAX_SYMBOLS + 1];
-    char why[512];
-    fc_tensor out[FC_MAX_OUTPUTS];
-    for (int i = 0; argc == 8 && i < k->nvariants; i++) {
-        const fc_variant *v = &k->variants[i];
-        if (fc_runs_on(v, major, minor) && fc_is_best_arch(k, v, major, minor)
-            && fc_mismatch(k, v, params, env, why, sizeof why) == 0
-            && fc_fill_outputs(k, v, env, out) == CUDA_SUCCESS) {
-            printf("%s %lld %lld\n", v->id, (long long)out[0].sizes[0],
-                   (long long)out[0].sizes[1]);
-            return 0;
-        }
+    fc_tensor out[FC_MAX_OUTPUTS + 1];
+    int32_t index;
+    int use_ptx;
+    CUresult r = fc_choose(&fc_kernel_softmax, params, atoi(argv[6]), atoi(argv[7]), env,
+                           &index, &use_ptx);
+    if (r != CUDA_SUCCESS) {
+        printf("none %s\n%s\n", r == ${PKG}_NO_MATCHING_VARIANT ? "no_matching_variant"
+               : r == ${PKG}_NO_VARIANT_FOR_DEVICE ? "no_variant_for_device" : "other",
+               ${pkg}_last_error());
+        return 0;
     }
-    printf("none\n");
+    const fc_variant *v = &fc_kernel_softmax.variants[index];
+    if (fc_fill_outputs(&fc_kernel_softmax, v, env, out) != CUDA_SUCCESS) return 3;
+    printf("%s %s %lld %lld\n", v->id, use_ptx ? "ptx" : "cubin",
+           (long long)out[0].sizes[0], (long long)out[0].sizes[1]);
     return 0;
 }
 """
 
 
-def test_c_dispatch_picks_what_the_python_loader_picks(package, tmp_path):
-    """The C runtime's rules and arch choice, run on the CPU (its driver calls are never
-    reached, so the program links without libcuda), against the Python loader's choice for
-    the same tensors (sizes in and out of buckets, strides, alignment, archs)."""
+def c_choice_program(package: Path, tmp_path: Path) -> Path:
+    """C_CHOICE built against the package's C source. Its driver calls are never reached,
+    so it links without libcuda: the driver functions resolve to address 0."""
     cc, include = shutil.which(os.environ.get("CC", "cc")), _cuda_include()
     if cc is None or include is None:
         pytest.skip(f"needs a C compiler ({cc}) and cuda.h ({include})")
-    (tmp_path / "choice.c").write_text(C_CHOICE)
-    obj, exe = tmp_path / "choice.o", tmp_path / "choice"
-    built = subprocess.run([cc, "-std=c11", "-O1", "-c", "-o", str(obj),
-                            str(tmp_path / "choice.c"), f"-I{package / 'c'}", f"-I{include}"],
+    source = tmp_path / f"choice_{package.name}.c"
+    source.write_text(Template(C_CHOICE).substitute(pkg=package.name,
+                                                    PKG=package.name.upper()))
+    obj, exe = source.with_suffix(".o"), source.with_suffix("")
+    built = subprocess.run([cc, "-std=c11", "-O1", "-c", "-o", str(obj), str(source),
+                            f"-I{package / 'c'}", f"-I{include}"],
                            capture_output=True, text=True)
     assert built.returncode == 0, built.stderr
-    # the driver functions it references but never calls here resolve to address 0
     undefined = subprocess.run(["nm", "-u", str(obj)], capture_output=True, text=True).stdout
     driver = [line.split()[-1] for line in undefined.splitlines()
               if line.split()[-1].startswith("cu")]
@@ -357,27 +436,74 @@ def test_c_dispatch_picks_what_the_python_loader_picks(package, tmp_path):
                            + [f"-Wl,--defsym,{name}=0" for name in driver],
                            capture_output=True, text=True)
     assert built.returncode == 0, built.stderr
-    softmax = import_package(package).softmax
+    return exe
+
+
+def python_choice(softmax, rows, cols, s0, s1, address, arch) -> list[str]:
+    """What the package's Python loader does with the same call on an `arch` device, in
+    the C program's output form."""
     args_module = importlib.import_module(f"{softmax.__module__.rsplit('.', 1)[0]}.args")
-    cases = [(7, 13, 13, 1, 4096, "sm_90"), (7, 13, 13, 1, 4096, "sm_86"),
-             (3, 16, 16, 1, 4096, "sm_90"), (5, 1, 1, 1, 4096, "sm_90"),
-             (2, 3, 1, 2, 4096, "sm_90"), (7, 13, 13, 1, 4100, "sm_90"),
-             (7, 17, 17, 1, 4096, "sm_90"), (7, 13, 13, 1, 4096, "sm_75")]
-    for rows, cols, s0, s1, address, arch in cases:
-        x = args_module.TensorArg(None, True, "float32", (rows, cols), (s0, s1), address,
-                                  "cuda:0", True)
-        want = next((v.id for v in softmax._candidates("cuda:0", arch)
-                     if v.rules.mismatch([x], lambda: {"x_s0": rows, "x_s1": cols}) is None),
-                    "none")
-        run = subprocess.run([str(exe), str(rows), str(cols), str(s0), str(s1), str(address),
-                              arch[3], arch[4]], capture_output=True, text=True)
-        got = run.stdout.split()
-        assert got[0] == want, (rows, cols, s0, s1, address, arch, run.stdout, run.stderr)
-        if want != "none":
-            assert got[1:] == [str(rows), str(cols)]
+    x = args_module.TensorArg(None, True, "float32", (rows, cols), (s0, s1), address,
+                              "cuda:0", True)
+    candidates = softmax._candidates("cuda:0", arch)
+    for v in candidates:
+        if v.rules.mismatch([x], lambda v=v: {"x_s0": rows, "x_s1": cols}) is None:
+            return [v.id, "ptx" if softmax._ptx_mode(arch) else "cubin", str(rows), str(cols)]
+    code = "no_matching_variant" if candidates else "no_variant_for_device"
+    text = str(softmax._no_match([x], [x], "cuda:0", arch, candidates))
+    return ["none", code] + [line for line in text.splitlines() if line.startswith("    sm_")]
 
 
-def test_configs_given_or_from_the_tuner_hook(tmp_path):
+def run_c_choice(exe: Path, rows, cols, s0, s1, address, arch) -> list[str]:
+    number = arch.removeprefix("sm_")
+    run = subprocess.run([str(exe), str(rows), str(cols), str(s0), str(s1), str(address),
+                          number[:-1], number[-1]], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    first, *rest = run.stdout.splitlines()
+    return first.split() + [line for line in rest if line.startswith("    sm_")]
+
+
+CALLS = [(7, 13, 13, 1, 4096), (3, 16, 16, 1, 4096), (5, 1, 1, 1, 4096), (2, 3, 1, 2, 4096),
+         (7, 13, 13, 1, 4100), (7, 17, 17, 1, 4096)]
+
+
+def test_c_dispatch_picks_what_the_python_loader_picks(package, tmp_path):
+    """The C runtime's choice (fc_choose: rules, arch, PTX fallback, the error listing what
+    was built) run on the CPU against the Python loader's for the same tensors (sizes in
+    and out of buckets, strides, alignment) on older, equal and newer archs."""
+    exe = c_choice_program(package, tmp_path)
+    softmax = import_package(package).softmax
+    kinds = set()
+    for call in CALLS:
+        for arch in ("sm_90", "sm_86", "sm_120", "sm_75"):
+            want = python_choice(softmax, *call, arch)
+            assert run_c_choice(exe, *call, arch) == want, (call, arch)
+            kinds.add((arch, want[0].rsplit(".", 1)[-1], want[1]))
+    assert {("sm_90", "sm_90", "cubin"), ("sm_86", "sm_80", "cubin"),
+            ("sm_120", "sm_90", "ptx"), ("sm_75", "none", "no_variant_for_device"),
+            ("sm_90", "none", "no_matching_variant")} <= kinds
+
+
+def test_arch_specific_cubins_in_c_and_python(tmp_path):
+    """sm_90a runs only on sm_90 (preferred there over sm_90) and has no PTX fallback."""
+    sys.path.insert(0, str(EXAMPLES))
+    from softmax import softmax as jit_softmax
+    out = fusec.aot.build(jit_softmax, "float32[?,N<=2]", "sm_80,sm_90a,sm_90",
+                          tmp_path / "archpkg", tune="none")
+    exe = c_choice_program(out, tmp_path)
+    softmax = import_package(out).softmax
+    picks = {}
+    for arch in ("sm_80", "sm_89", "sm_90", "sm_100", "sm_70"):
+        for call in [(4, 2, 2, 1, 4096), (4, 3, 3, 1, 4096)]:
+            want = python_choice(softmax, *call, arch)
+            assert run_c_choice(exe, *call, arch) == want, (call, arch)
+            picks[arch, call[1]] = want[0].rsplit(".", 1)[-1] + " " + want[1]
+    assert picks["sm_90", 2] == "sm_90a cubin" and picks["sm_89", 2] == "sm_80 cubin"
+    assert picks["sm_100", 2] == "sm_90 ptx" and picks["sm_70", 2] == "none no_variant_for_device"
+    assert picks["sm_90", 3] == "none no_matching_variant"
+
+
+def test_configs_given_or_from_a_tuner(tmp_path):
     asked = []
 
     def tuner(kernel, params, backend, target):
@@ -385,13 +511,15 @@ def test_configs_given_or_from_the_tuner_hook(tmp_path):
         return {"blocks": [64]}
 
     out = fusec.aot.build(shift, ["float32[?]", "int32"], "cpu", tmp_path / "tuned",
-                          tuner=tuner)
+                          tune=tuner)
     assert asked == [("shift", "cpu", "cpu")]
-    assert manifest_of(out)["kernels"]["shift"]["variants"][0]["config"]["blocks"] == [64]
-    out = fusec.aot.build(shift, ["float32[?]", "int32"], "cpu", tmp_path / "given",
-                          config='{"blocks": [128], "warps": 2}', tuner=tuner)
     config = manifest_of(out)["kernels"]["shift"]["variants"][0]["config"]
-    assert config == {"blocks": [128], "warps": 2, "stages": 3} and len(asked) == 1
+    assert config["blocks"] == [64] and config["source"] == "tuner"
+    out = fusec.aot.build(shift, ["float32[?]", "int32"], "cpu", tmp_path / "given",
+                          config='{"blocks": [128], "warps": 2}', tune=tuner)
+    config = manifest_of(out)["kernels"]["shift"]["variants"][0]["config"]
+    assert config == {"blocks": [128], "warps": 2, "stages": 3, "source": "given"}
+    assert len(asked) == 1
     x = np.arange(300, dtype=np.float32)
     np.testing.assert_array_equal(import_package(out).shift(x, 1), x * 2 + 1)
 

@@ -1,8 +1,10 @@
 """The parts of an AOT build that need no compile: the signature language, specs and their
-power-of-two buckets, size formulas in postfix form (evaluated by the package loader as the
-JIT evaluates them), the manifest schema checker, and the loader's arch rules."""
+power-of-two buckets, the JIT key and tuning sizes a variant is tuned under, size formulas
+in postfix form (evaluated by the package loader as the JIT evaluates them), the manifest
+schema checker, and the loader's arch rules."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import sympy
 
@@ -15,6 +17,7 @@ from fusec.aot.runtime.errors import ManifestError
 from fusec.aot.runtime.exprs import compile_expr
 from fusec.aot.runtime.manifest import SCHEMA, check
 from fusec.aot.specs import Variable, bucket_range, buckets_of, make_spec
+from fusec.aot.witness import jit_key, tuning_sizes
 from fusec.backends.common import size_function
 from fusec.ir.symbolic import size_symbol
 from fusec.specialize import ScalarParam, TensorParam
@@ -89,6 +92,38 @@ def test_spec_gives_the_compiler_the_jit_params_and_the_loader_the_rules():
         make_spec(rows, sigs, {"BLOCK": [1]})
 
 
+def _unaligned(*shape):
+    flat = np.zeros(int(np.prod(shape)) + 1, np.float32)[1:]      # 4 bytes past 16
+    return flat.reshape(shape)
+
+
+@pytest.mark.parametrize("signature, values", [
+    (["float32[?,N:16<=64]", "float32[N]", "int32", "float", "bool"],
+     lambda: [np.zeros((17, 32), np.float32), np.zeros(32, np.float32), 5, 1.5, True]),
+    (["float32[3,?]:strided:unaligned", "float32[1]", "int64:signed", "float", "bool"],
+     lambda: [_unaligned(3, 40)[:, ::3], np.zeros(1, np.float32), -(2 ** 40 + 17), 0.5,
+              False]),
+])
+def test_a_variant_is_tuned_under_the_jit_key_of_a_call_meeting_it(signature, values):
+    """The tuning cache is shared with the JIT: a variant's key is the JIT's key of a call
+    with exactly its facts (sizes 1 / multiples of 16, strides, alignment, int ranges)."""
+    sigs = parse_signature(signature, ["x", "w", "n", "scale", "flag"])
+    spec = make_spec(rows, sigs, {"BLOCK": 64})
+    call = values() + [64, "a"]
+    assert jit_key(rows, spec.params) == rows._describe(call)[0]
+
+
+def test_tuning_sizes_are_named_bounded_and_keep_the_bucket():
+    sigs = parse_signature(["float32[?,N:16<=64]", "float32[N]", "int32:16<=100", "float",
+                            "bool"], ["x", "w", "n", "scale", "flag"])
+    spec = make_spec(rows, sigs, {"BLOCK": 64})
+    assert tuning_sizes(spec, {}) == {"x_s0": 4096, "x_s1": 64, "w_s0": 64, "n": 96}
+    assert tuning_sizes(spec, {"x[0]": 300, "N": 40, "n": 7}) == {
+        "x_s0": 300, "x_s1": 32, "w_s0": 32, "n": 16}
+    bucketed = make_spec(rows, sigs, {"BLOCK": 64}, {("dim", "N"): 16})
+    assert tuning_sizes(bucketed, {"N": 64})["x_s1"] == 16     # tuned inside its bucket
+
+
 def test_buckets_match_the_jit_guard_and_respect_the_facts():
     var = Variable(("dim", "N"), 1, 0, 100, "N")
     assert buckets_of(var) == [1, 2, 4, 8, 16, 32, 64, 128]
@@ -124,7 +159,7 @@ def test_malformed_formulas_are_refused(tokens, message):
 
 def test_schema_check_names_the_path_of_the_bad_value():
     good = {"format": "fusec-aot-package", "schema_version": 1, "name": "p",
-            "fusec_version": "0", "kernels": {}}
+            "version": "1.0", "fusec_version": "0", "kernels": {}}
     check(good, SCHEMA)
     for bad, message in [({**good, "kernels": {"k": {"params": [{"name": 1}],
                                                      "variants": []}}},

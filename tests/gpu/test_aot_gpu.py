@@ -105,7 +105,8 @@ def _cuda_include() -> Path | None:
     return None
 
 
-def test_c_use(package, tmp_path):
+def _run_use_c(package: Path, tmp_path: Path) -> str:
+    """examples/aot/use.c built against the package's C source and run; its stdout."""
     cc, include = shutil.which(os.environ.get("CC", "cc")), _cuda_include()
     if cc is None or include is None:
         pytest.skip(f"needs a C compiler ({cc}) and cuda.h ({include})")
@@ -123,15 +124,24 @@ def test_c_use(package, tmp_path):
     done = subprocess.run([str(exe)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "softmax from C: [257, 61], max rel error" in done.stdout and ": ok" in done.stdout
-    assert "no variant fits" in done.stdout
+    assert "no variant of package 'aotkernels' fits these arguments" in done.stdout
+    return done.stdout
+
+
+def test_c_use(package, tmp_path):
+    _run_use_c(package, tmp_path)
+
+
+def _older_arch() -> str:
+    major, _ = torch.cuda.get_device_capability()
+    if major < 9:
+        pytest.skip("needs a device newer than sm_8x")
+    return "sm_80"
 
 
 def test_a_package_without_this_arch_runs_the_ptx_of_an_older_one(tmp_path):
     """The next-arch fallback: built for an older major only, the driver compiles its PTX."""
-    major, minor = torch.cuda.get_device_capability()
-    older = "sm_80" if major >= 9 else None
-    if older is None:
-        pytest.skip("needs a device newer than sm_8x")
+    older = _older_arch()
     out = EXAMPLE_BUILD["build"](tmp_path / "oldkernels", older, 8, log=None)
     sys.path.insert(0, str(out.parent))
     pkg = importlib.import_module(out.name)
@@ -140,3 +150,34 @@ def test_a_package_without_this_arch_runs_the_ptx_of_an_older_one(tmp_path):
     got = pkg.softmax(x)
     want = torch.softmax(x.double(), dim=1)
     assert ((got.double() - want).abs() / (1 + want.abs())).max() <= 1e-5
+
+
+def test_the_c_dispatch_runs_the_ptx_of_an_older_arch(tmp_path):
+    """The same fallback from C: only sm_80 cubins (which a newer major cannot load) and
+    their PTX are embedded, and use.c's softmax runs and checks out."""
+    out = EXAMPLE_BUILD["build"](tmp_path / "old" / "aotkernels", _older_arch(), 64, log=None)
+    _run_use_c(out, tmp_path)
+
+
+def test_a_measured_build_is_reused_by_the_jit(tmp_path, monkeypatch):
+    """tune="measure" on this GPU: the variant's config is measured (or found cached) and
+    stored where a JIT call of the same specialization and sizes finds it."""
+    monkeypatch.setenv("FUSEC_CACHE_DIR", str(tmp_path / "cache"))
+    import fusec
+    import fusec.aot
+    from bias_gelu import bias_gelu
+    out = fusec.aot.build(bias_gelu, "float32[?,N], float32[N]", device_arch(),
+                          tmp_path / "tunedpkg", tune="measure",
+                          tune_sizes={"x[0]": 4096, "N": 1024})
+    manifest = json.loads((out / "manifest.json").read_text())
+    config = manifest["kernels"]["bias_gelu"]["variants"][0]["config"]
+    assert config["source"] == "measured", config
+    sys.path.insert(0, str(out.parent))
+    pkg = importlib.import_module(out.name)
+    x, b = torch.randn(4095, 1023, device="cuda"), torch.randn(1023, device="cuda")
+    jit = fusec.kernel(bias_gelu.fn, autotune="measure")
+    want = jit(x, b)
+    assert jit.last_tuning.method == "cached"
+    assert list(jit.last_tuning.config.blocks) == config["blocks"]
+    got = pkg.bias_gelu(x, b)
+    assert ((got.double() - want.double()).abs() / (1 + want.double().abs())).max() <= 1e-5

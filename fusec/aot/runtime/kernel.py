@@ -105,6 +105,15 @@ class PackagedKernel:
             arch = self._archs[index] = f"sm_{major}{minor}"
         return arch
 
+    def _ptx_mode(self, arch: str) -> bool:
+        """Whether a device of `arch` runs the PTX fallback: none of the cubins runs on it."""
+        return not any(v.target != "cpu" and runs_on(v.target, arch) for v in self.variants)
+
+    def _can_run(self, v: Variant, arch: str, ptx: bool) -> bool:
+        if v.target == "cpu":
+            return False
+        return (v.has_ptx and ptx_runs_on(v.target, arch)) if ptx else runs_on(v.target, arch)
+
     def _candidates(self, device: str, arch: str | None) -> list[Variant]:
         key = arch or device
         found = self._by_device.get(key)
@@ -112,11 +121,9 @@ class PackagedKernel:
             if arch is None:
                 found = [v for v in self.variants if v.target == "cpu"]
             else:
-                runnable = [v for v in self.variants
-                            if v.target != "cpu" and runs_on(v.target, arch)]
-                if not runnable:            # a newer GPU: the PTX of the archs below it
-                    runnable = [v for v in self.variants if v.target != "cpu" and
-                                v.has_ptx and ptx_runs_on(v.target, arch)]
+                # a newer GPU than every cubin's: the PTX of the archs below it
+                ptx = self._ptx_mode(arch)
+                runnable = [v for v in self.variants if self._can_run(v, arch, ptx)]
                 # per signature, the variants of the best arch that runs here, in build
                 # order (most specialized signature first)
                 best: dict[int, tuple] = {}
@@ -134,6 +141,7 @@ class PackagedKernel:
         lines += [f"    {n} = {a.describe()}" for n, a in zip(self.param_names, args)]
         lines.append("  built variants (target: signature -- why it does not fit):")
         groups: dict[tuple, list] = {}
+        ptx = arch is not None and self._ptx_mode(arch)
         for v in self.variants:
             if v in candidates:
                 found = v.rules.mismatch(args, lambda v=v: bind_symbols(v.symbols, runtime))
@@ -142,8 +150,9 @@ class PackagedKernel:
                 reason = (f"runs on the CPU, the arguments are on {device}", False)
             elif arch is None:
                 reason = (f"runs on a GPU ({v.target}), the arguments are on {device}", False)
-            elif runs_on(v.target, arch):
-                reason = (f"the cubin of a closer arch is used on this {arch} device", False)
+            elif self._can_run(v, arch, ptx):
+                kind = "PTX" if ptx else "cubin"
+                reason = (f"the {kind} of a closer arch is used on this {arch} device", False)
             else:
                 reason = (f"does not run on this {arch} device", False)
             groups.setdefault((v.target, v.signature), []).append(reason)

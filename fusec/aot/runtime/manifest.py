@@ -51,6 +51,8 @@ class Nullable:
         self.spec = spec
 
 
+CONFIG_SOURCES = ("given", "tuner", "cached", "measured", "model", "kernel_configs",
+                  "default_policy")
 SCALAR = (int, float, str, bool, type(None))
 EXPR = ListOf((int, str))                       # postfix tokens (exprs.py)
 DIM_RULE = {"size": Nullable(int), "multiple_of": int, "max": Nullable(int)}
@@ -73,7 +75,9 @@ VARIANT = {
     "rules": {"params": ListOf(PARAM_RULE), "equal_dims": ListOf(ListOf(ListOf(int))),
               "guards": ListOf(GUARD)},
     "symbols": ListOf(ListOf((str, int))),
-    "config": {"blocks": ListOf(int), "warps": int, "stages": int},
+    # where the config came from (fusec/aot/configs.py) and the sizes it was tuned for
+    "config": {"blocks": ListOf(int), "warps": int, "stages": int,
+               "source": OneOf(*CONFIG_SOURCES), Optional("tuned_for"): MapOf(int)},
     "layout": {"slots": int,
                "tensors": ListOf({"arg": int, "slot": int, "rank": int}),
                "scalars": ListOf({"arg": int, "slot": int,
@@ -95,6 +99,7 @@ SCHEMA = {
     "format": OneOf(FORMAT),
     "schema_version": OneOf(SCHEMA_VERSION),
     "name": str,
+    "version": str,
     "fusec_version": str,
     "kernels": MapOf({"params": ListOf({"name": str, "constexpr": bool,
                                         "kind": OneOf("positional_only",

@@ -1,23 +1,28 @@
 /* The C dispatch of a fusec AOT package over its GPU variants (CUDA driver API).
  *
  * `fusec build` pastes this file into <package>.c after defining fc_tensor (the package's
- * tensor type), FC_MAX_SLOTS, FC_MAX_SYMBOLS, FC_MAX_LAUNCHES, FC_MAX_OUTPUTS and
- * FC_ERROR_FN (the package's error function), and before the
- * package's tables (variants, rules, formulas, embedded cubins) and its per-kernel
- * functions. It does what the Python loader (_fusec_runtime) does, from the same data:
+ * tensor type), FC_MAX_SLOTS, FC_MAX_SYMBOLS, FC_MAX_LAUNCHES, FC_MAX_OUTPUTS,
+ * FC_MAX_EQUAL (sizes in one group declared equal), FC_PACKAGE (its name), FC_ERROR_FN
+ * (its error function), FC_NO_MATCHING_VARIANT and FC_NO_VARIANT_FOR_DEVICE (its error
+ * codes), FC_NDTYPES and fc_dtype_names, and before the package's tables (variants,
+ * rules, formulas, embedded cubins and PTX) and its per-kernel functions. It does what the
+ * Python loader (_fusec_runtime) does, from the same data and by the same rules:
  *
- *   - pick the variant: a cubin that runs on the current context's device (same major,
- *     minor >= the cubin's; sm_XYa only on sm_XY; the closest arch preferred), the first in
- *     build order whose rules the call meets (dtypes, ranks, sizes, strides, alignment, int
- *     ranges, constexpr values, equal dims, power-of-two buckets);
+ *   - pick the variant (fc_choose, which calls no driver function): the cubins that run on
+ *     the current context's device (same major, minor >= the cubin's; sm_XYa only on
+ *     sm_XY) or, on a device none of the kernel's cubins runs on, the PTX of the archs up
+ *     to the device's (not sm_XYa; the driver compiles it); per signature the closest arch;
+ *     the first in build order whose rules the call meets (dtypes, ranks, sizes, strides,
+ *     alignment, int ranges, constexpr values, equal dims, power-of-two buckets). When
+ *     none does, FC_NO_MATCHING_VARIANT (FC_NO_VARIANT_FOR_DEVICE when nothing built runs
+ *     on the device) and a message listing every variant built and why it does not fit;
  *   - fill the outputs' shapes and strides (the caller allocates them: see
- *     <kernel>_output_shape), pack the 8-byte launch slots, load the cubin into the current
- *     context once (cuModuleLoadData), launch every device function on the given stream,
- *     with global scratch from cuMemAllocAsync / cuMemFreeAsync on that stream.
+ *     <kernel>_output_shape), pack the 8-byte launch slots, load the cubin (or PTX) into
+ *     the current context once (cuModuleLoadData), launch every device function on the
+ *     given stream, with global scratch from cuMemAllocAsync / cuMemFreeAsync on it.
  *
  * Every function here is static: packages linked into one program never collide. Errors
- * return a CUresult and leave a message for FC_ERROR_FN() (per thread).
- */
+ * return a CUresult and leave a message for FC_ERROR_FN() (per thread). */
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -73,7 +78,8 @@ typedef struct {
     const fc_launch *launches; int32_t nlaunches;
     const fc_alloc *allocs; int32_t nallocs;
     int32_t nslots, threads;
-    const unsigned char *image; size_t image_size;
+    const unsigned char *image; size_t image_size;  /* the cubin */
+    const char *ptx; size_t ptx_size;               /* its PTX (NUL-terminated), or NULL */
 } fc_variant;
 
 #define FC_MAX_CONTEXTS 8
@@ -172,21 +178,41 @@ static int fc_eval(const fc_expr *e, const int64_t *env, int64_t *out) {
 }
 
 /* -- variant choice ----------------------------------------------------------------------- */
+/* the rules of the Python loader (runtime/cuda.py runs_on, ptx_runs_on, preference) */
 static int fc_runs_on(const fc_variant *v, int major, int minor) {
     if (v->arch_specific) return v->arch_major == major && v->arch_minor == minor;
     return v->arch_major == major && v->arch_minor <= minor;
 }
 
-/* larger is better among the cubins that run on a device (the Python loader's order) */
+/* the driver compiles PTX for sm_XY on any device of compute capability >= XY */
+static int fc_ptx_runs_on(const fc_variant *v, int major, int minor) {
+    return v->ptx && !v->arch_specific
+        && v->arch_major * 10 + v->arch_minor <= major * 10 + minor;
+}
+
+/* larger is better among the variants that run on a device */
 static int fc_preference(const fc_variant *v, int major, int minor) {
     int exact = v->arch_major == major && v->arch_minor == minor;
     return exact * 100000 + v->arch_specific * 10000 + v->arch_major * 100 + v->arch_minor;
 }
 
-static int fc_is_best_arch(const fc_kernel *k, const fc_variant *v, int major, int minor) {
+/* whether the device runs the kernel's cubins (else the PTX fallback applies) */
+static int fc_any_cubin_runs(const fc_kernel *k, int major, int minor) {
+    for (int32_t i = 0; i < k->nvariants; i++)
+        if (fc_runs_on(&k->variants[i], major, minor)) return 1;
+    return 0;
+}
+
+static int fc_can_run(const fc_variant *v, int use_ptx, int major, int minor) {
+    return use_ptx ? fc_ptx_runs_on(v, major, minor) : fc_runs_on(v, major, minor);
+}
+
+/* among the variants of its signature that can run, v has the best arch */
+static int fc_is_best_arch(const fc_kernel *k, const fc_variant *v, int use_ptx, int major,
+                           int minor) {
     for (int32_t i = 0; i < k->nvariants; i++) {
         const fc_variant *o = &k->variants[i];
-        if (o->rank == v->rank && fc_runs_on(o, major, minor)
+        if (o->rank == v->rank && fc_can_run(o, use_ptx, major, minor)
             && fc_preference(o, major, minor) > fc_preference(v, major, minor))
             return 0;
     }
@@ -207,7 +233,12 @@ static void fc_bind(const fc_kernel *k, const fc_variant *v, const fc_value *par
     }
 }
 
-/* 0: fits; 1: a rule fails; 2: only a guard fails (why: the reason) */
+static const char *fc_dtype_name(int32_t code) {
+    return code >= 0 && code < FC_NDTYPES ? fc_dtype_names[code] : "(not a dtype)";
+}
+
+/* 0: fits; 1: a rule fails; 2: only a guard fails. why: the reason, worded as the Python
+   loader words it (runtime/rules.py) */
 static int fc_mismatch(const fc_kernel *k, const fc_variant *v, const fc_value *params,
                        int64_t *env, char *why, size_t n) {
     for (int32_t p = 0; p < k->nparams; p++) {
@@ -218,14 +249,15 @@ static int fc_mismatch(const fc_kernel *k, const fc_variant *v, const fc_value *
         case FC_TENSOR_PARAM: {
             const fc_tensor *t = a->tensor;
             int empty = 0;
-            if (!t) { snprintf(why, n, "%s is NULL", name); return 1; }
+            if (!t) { snprintf(why, n, "%s is NULL, built for a tensor", name); return 1; }
             if ((int32_t)t->dtype != r->dtype) {
-                snprintf(why, n, "%s has dtype %d, built for %d", name, (int)t->dtype,
-                         r->dtype);
+                snprintf(why, n, "%s has dtype %s, built for %s", name,
+                         fc_dtype_name((int32_t)t->dtype), fc_dtype_name(r->dtype));
                 return 1;
             }
             if (t->rank != r->rank) {
-                snprintf(why, n, "%s has rank %d, built for %d", name, t->rank, r->rank);
+                snprintf(why, n, "%s has rank %d, built for rank %d", name, t->rank,
+                         r->rank);
                 return 1;
             }
             for (int32_t d = 0; d < t->rank; d++) empty |= t->sizes[d] == 0;
@@ -259,16 +291,21 @@ static int fc_mismatch(const fc_kernel *k, const fc_variant *v, const fc_value *
                 }
             }
             if (r->aligned16 && t->data % 16) {
-                snprintf(why, n, "%s's data pointer is not 16-byte aligned", name);
+                snprintf(why, n, "%s's data pointer is not 16-byte aligned (built for "
+                         "aligned data)", name);
                 return 1;
             }
             break;
         }
         case FC_INT_PARAM:
-            if (a->i < r->min || a->i > r->max || a->i % r->multiple_of) {
-                snprintf(why, n, "%s = %lld is outside [%lld, %lld] or not a multiple of "
-                         "%lld", name, (long long)a->i, (long long)r->min, (long long)r->max,
-                         (long long)r->multiple_of);
+            if (a->i < r->min || a->i > r->max) {
+                snprintf(why, n, "%s = %lld is outside [%lld, %lld]", name, (long long)a->i,
+                         (long long)r->min, (long long)r->max);
+                return 1;
+            }
+            if (a->i % r->multiple_of) {
+                snprintf(why, n, "%s = %lld is not a multiple of %lld", name,
+                         (long long)a->i, (long long)r->multiple_of);
                 return 1;
             }
             break;
@@ -281,18 +318,23 @@ static int fc_mismatch(const fc_kernel *k, const fc_variant *v, const fc_value *
             break;
         case FC_CONST_FLOAT:
             if (a->f != r->fvalue) {
-                snprintf(why, n, "%s = %g (constexpr), built for %g", name, a->f, r->fvalue);
+                snprintf(why, n, "%s = %.17g (constexpr), built for %.17g", name, a->f,
+                         r->fvalue);
                 return 1;
             }
             break;
         case FC_CONST_STR:
             if (!a->s || strcmp(a->s, r->svalue) != 0) {
-                snprintf(why, n, "%s (constexpr) is not \"%s\"", name, r->svalue);
+                snprintf(why, n, "%s = %s%s%s (constexpr), built for '%s'", name,
+                         a->s ? "'" : "", a->s ? a->s : "NULL", a->s ? "'" : "", r->svalue);
                 return 1;
             }
             break;
         case FC_CONST_NONE:
-            if (a->s) { snprintf(why, n, "%s (constexpr) is not NULL", name); return 1; }
+            if (a->s) {
+                snprintf(why, n, "%s = '%s' (constexpr), built for None", name, a->s);
+                return 1;
+            }
             break;
         default:
             break;                         /* floats and bools: the C types say it all */
@@ -300,25 +342,129 @@ static int fc_mismatch(const fc_kernel *k, const fc_variant *v, const fc_value *
     }
     for (int32_t g = 0; g < v->nequal; g++) {
         const fc_equal_rule *e = &v->equal[g];
-        int64_t first = params[e->dims[0].param].tensor->sizes[e->dims[0].dim];
-        for (int32_t i = 1; i < e->count; i++)
-            if (params[e->dims[i].param].tensor->sizes[e->dims[i].dim] != first) {
-                snprintf(why, n, "sizes declared equal differ (%s dim %d and %s dim %d)",
-                         k->param_names[e->dims[0].param], e->dims[0].dim,
-                         k->param_names[e->dims[i].param], e->dims[i].dim);
-                return 1;
-            }
+        int64_t sizes[FC_MAX_EQUAL], first;
+        int32_t distinct = 0, used = 0;
+        first = params[e->dims[0].param].tensor->sizes[e->dims[0].dim];
+        for (int32_t i = 0; i < e->count; i++) {
+            int64_t size = params[e->dims[i].param].tensor->sizes[e->dims[i].dim];
+            int32_t at = 0;
+            distinct |= size != first;
+            while (at < used && sizes[at] < size) at++;          /* sorted, no repeats */
+            if (at < used && sizes[at] == size) continue;
+            memmove(&sizes[at + 1], &sizes[at], sizeof(int64_t) * (size_t)(used - at));
+            sizes[at] = size;
+            used++;
+        }
+        if (distinct) {
+            size_t len = (size_t)snprintf(why, n, "sizes declared equal differ (");
+            for (int32_t i = 0; i < e->count && len < n; i++)
+                len += (size_t)snprintf(why + len, n - len, "%s%s dim %d", i ? ", " : "",
+                                        k->param_names[e->dims[i].param], e->dims[i].dim);
+            for (int32_t i = 0; i < used && len < n; i++)
+                len += (size_t)snprintf(why + len, n - len, "%s%lld", i ? ", " : ": [",
+                                        (long long)sizes[i]);
+            if (len < n) snprintf(why + len, n - len, "])");
+            return 1;
+        }
     }
     fc_bind(k, v, params, env);
     for (int32_t g = 0; g < v->nguards; g++) {
         int64_t value;
-        if (fc_eval(&v->guards[g].expr, env, &value) != 0
-            || value < v->guards[g].min || value > v->guards[g].max) {
-            snprintf(why, n, "%s is outside the built buckets", v->guards[g].text);
+        if (fc_eval(&v->guards[g].expr, env, &value) != 0) {
+            snprintf(why, n, "%s has no value for these arguments", v->guards[g].text);
+            return 2;
+        }
+        if (value < v->guards[g].min || value > v->guards[g].max) {
+            snprintf(why, n, "%s = %lld is outside the built buckets", v->guards[g].text,
+                     (long long)value);
             return 2;
         }
     }
     return 0;
+}
+
+/* why v, which the device cannot run (or not as well as another), does not fit */
+static void fc_not_candidate(const fc_variant *v, int use_ptx, int major, int minor,
+                             char *why, size_t n) {
+    if (!use_ptx && fc_runs_on(v, major, minor))
+        snprintf(why, n, "the cubin of a closer arch is used on this sm_%d%d device", major,
+                 minor);
+    else if (use_ptx && fc_ptx_runs_on(v, major, minor))
+        snprintf(why, n, "the PTX of a closer arch is used on this sm_%d%d device", major,
+                 minor);
+    else
+        snprintf(why, n, "does not run on this sm_%d%d device", major, minor);
+}
+
+static int fc_same_group(const fc_variant *a, const fc_variant *b) {
+    return a->rank == b->rank && a->arch_major == b->arch_major
+        && a->arch_minor == b->arch_minor && a->arch_specific == b->arch_specific;
+}
+
+/* the error listing every variant built (one line per arch and signature, buckets folded)
+   and why it does not fit: the Python loader's NoMatchingVariantError lines */
+static CUresult fc_no_variant(const fc_kernel *k, const fc_value *params, int use_ptx,
+                              int major, int minor, int any) {
+    char why[512], first_why[512];
+    int64_t env[FC_MAX_SYMBOLS + 1];
+    CUresult code = any ? FC_NO_MATCHING_VARIANT : FC_NO_VARIANT_FOR_DEVICE;
+    fc_fail(code, "%s(): no variant of package '%s' fits these arguments on this sm_%d%d "
+            "device%s\n  built variants (target: signature -- why it does not fit):",
+            k->name, FC_PACKAGE, major, minor,
+            any ? ":" : " (nothing built runs on it):");
+    for (int32_t i = 0; i < k->nvariants; i++) {
+        const fc_variant *v = &k->variants[i];
+        int32_t dup = 0, count = 0, found = 0;
+        for (int32_t j = 0; j < i; j++) dup |= fc_same_group(&k->variants[j], v);
+        if (dup) continue;
+        for (int32_t j = i; j < k->nvariants; j++) {
+            const fc_variant *o = &k->variants[j];
+            int kind = 1;
+            if (!fc_same_group(o, v)) continue;
+            count++;
+            if (found) continue;
+            if (fc_can_run(o, use_ptx, major, minor)
+                && fc_is_best_arch(k, o, use_ptx, major, minor))
+                kind = fc_mismatch(k, o, params, env, why, sizeof why);
+            else
+                fc_not_candidate(o, use_ptx, major, minor, why, sizeof why);
+            if (count == 1) memcpy(first_why, why, sizeof why);
+            found = kind != 2;                 /* the first reason that is not a guard's */
+            if (found) memcpy(first_why, why, sizeof why);
+        }
+        if (count > 1)
+            fc_append("\n    sm_%d%d%s: %s (%d buckets) -- %s", v->arch_major, v->arch_minor,
+                      v->arch_specific ? "a" : "", v->signature, count, first_why);
+        else
+            fc_append("\n    sm_%d%d%s: %s -- %s", v->arch_major, v->arch_minor,
+                      v->arch_specific ? "a" : "", v->signature, first_why);
+    }
+    return code;
+}
+
+/* The variant that runs a call on a device of compute capability major.minor, picked as
+   the Python loader picks (runtime/kernel.py): the cubins that run on the device or, when
+   none of the kernel's does, the PTX of the archs up to the device's; of those, per
+   signature, the best arch; the first in build order whose rules the call meets.
+   CUDA_SUCCESS with *index, *use_ptx and the call's size symbols in env, or the error
+   code and message of fc_no_variant. Calls no driver function. */
+static CUresult fc_choose(const fc_kernel *k, const fc_value *params, int major, int minor,
+                          int64_t *env, int32_t *index, int *use_ptx) {
+    char why[512];
+    int any = 0;
+    *use_ptx = !fc_any_cubin_runs(k, major, minor);
+    for (int32_t i = 0; i < k->nvariants; i++) {
+        const fc_variant *v = &k->variants[i];
+        if (!fc_can_run(v, *use_ptx, major, minor)
+            || !fc_is_best_arch(k, v, *use_ptx, major, minor))
+            continue;
+        any = 1;
+        if (fc_mismatch(k, v, params, env, why, sizeof why) == 0) {
+            *index = i;
+            return CUDA_SUCCESS;
+        }
+    }
+    return fc_no_variant(k, params, *use_ptx, major, minor, any);
 }
 
 static CUresult fc_device_arch(const char *kernel, int *major, int *minor) {
@@ -337,49 +483,19 @@ static CUresult fc_device_arch(const char *kernel, int *major, int *minor) {
     return fc_driver(r, kernel, "cuDeviceGetAttribute(compute capability)");
 }
 
-/* the index of the variant for this call and its bound symbols in env, or -1 with the
-   error listing every variant built and why it does not fit */
-static int32_t fc_select(const fc_kernel *k, const fc_value *params, int64_t *env) {
+/* the variant for this call on the current context's device (fc_choose) */
+static CUresult fc_select(const fc_kernel *k, const fc_value *params, int64_t *env,
+                          int32_t *index, int *use_ptx) {
     int major, minor;
-    char why[512];
-    if (fc_device_arch(k->name, &major, &minor) != CUDA_SUCCESS) return -1;
-    for (int32_t i = 0; i < k->nvariants; i++) {
-        const fc_variant *v = &k->variants[i];
-        if (fc_runs_on(v, major, minor) && fc_is_best_arch(k, v, major, minor)
-            && fc_mismatch(k, v, params, env, why, sizeof why) == 0)
-            return i;
-    }
-    fc_fail(CUDA_ERROR_INVALID_VALUE, "%s(): no variant fits these arguments on this "
-            "sm_%d%d device; built (arch: signature -- why it does not fit):", k->name,
-            major, minor);
-    for (int32_t i = 0; i < k->nvariants; i++) {
-        const fc_variant *v = &k->variants[i];
-        int kind, dup = 0;
-        for (int32_t j = 0; j < i; j++)
-            dup |= k->variants[j].rank == v->rank && k->variants[j].arch_major
-                == v->arch_major && k->variants[j].arch_minor == v->arch_minor
-                && k->variants[j].arch_specific == v->arch_specific;
-        if (dup) continue;                 /* one line per (arch, signature): buckets fold */
-        if (!fc_runs_on(v, major, minor)) {
-            snprintf(why, sizeof why, "does not run on sm_%d%d", major, minor);
-        } else if (!fc_is_best_arch(k, v, major, minor)) {
-            snprintf(why, sizeof why, "the cubin of a closer arch is used on sm_%d%d",
-                     major, minor);
-        } else {
-            kind = fc_mismatch(k, v, params, env, why, sizeof why);
-            for (int32_t j = i + 1; kind == 2 && j < k->nvariants; j++)
-                if (k->variants[j].rank == v->rank && k->variants[j].arch_major
-                    == v->arch_major && k->variants[j].arch_minor == v->arch_minor)
-                    kind = fc_mismatch(k, &k->variants[j], params, env, why, sizeof why);
-        }
-        fc_append("\n    sm_%d%d%s: %s -- %s", v->arch_major, v->arch_minor,
-                  v->arch_specific ? "a" : "", v->signature, why);
-    }
-    return -1;
+    CUresult r = fc_device_arch(k->name, &major, &minor);
+    if (r != CUDA_SUCCESS) return r;
+    return fc_choose(k, params, major, minor, env, index, use_ptx);
 }
 
 /* -- loading and launching ---------------------------------------------------------------- */
-static CUresult fc_functions(const fc_kernel *k, int32_t vi, CUfunction **out) {
+/* the variant's functions in the current context, its module loaded there once: the
+   cubin, or (use_ptx) its PTX, which the driver compiles for the device */
+static CUresult fc_functions(const fc_kernel *k, int32_t vi, int use_ptx, CUfunction **out) {
     const fc_variant *v = &k->variants[vi];
     fc_loaded *loaded = &k->loaded[vi];
     CUcontext ctx = NULL;
@@ -398,7 +514,8 @@ static CUresult fc_functions(const fc_kernel *k, int32_t vi, CUfunction **out) {
                        "contexts", k->name, FC_MAX_CONTEXTS);
     }
     int32_t c = loaded->count;
-    r = cuModuleLoadData(&loaded->modules[c], v->image);
+    r = cuModuleLoadData(&loaded->modules[c],
+                         use_ptx ? (const void *)v->ptx : (const void *)v->image);
     if (r != CUDA_SUCCESS) {
         pthread_mutex_unlock(&fc_load_lock);
         return fc_driver(r, k->name, "cuModuleLoadData");
@@ -459,16 +576,17 @@ static CUresult fc_call(const fc_kernel *k, const fc_value *params, fc_tensor *o
     void *ptrs[FC_MAX_SLOTS + 1];
     int64_t programs[FC_MAX_LAUNCHES];
     CUfunction *fns;
-    CUresult r;
-    int32_t vi = fc_select(k, params, env);
-    if (vi < 0) return CUDA_ERROR_INVALID_VALUE;
+    int32_t vi;
+    int use_ptx;
+    CUresult r = fc_select(k, params, env, &vi, &use_ptx);
+    if (r != CUDA_SUCCESS) return r;
     const fc_variant *v = &k->variants[vi];
     if (v->nallocs && !outputs)
         return fc_fail(CUDA_ERROR_INVALID_VALUE, "kernel '%s' has %d output(s): pass them",
                        k->name, v->nallocs);
     if ((r = fc_fill_outputs(k, v, env, outputs)) != CUDA_SUCCESS) return r;
     if ((r = fc_check_outputs(k, v, outputs)) != CUDA_SUCCESS) return r;
-    if ((r = fc_functions(k, vi, &fns)) != CUDA_SUCCESS) return r;
+    if ((r = fc_functions(k, vi, use_ptx, &fns)) != CUDA_SUCCESS) return r;
     memset(vals, 0, sizeof vals);
     for (int32_t i = 0; i < v->ntensors; i++) {
         const fc_tensor_slot *s = &v->tensors[i];
@@ -530,8 +648,9 @@ static int fc_output_shape(const fc_kernel *k, const fc_value *params, int index
                            int64_t *shape) {
     int64_t env[FC_MAX_SYMBOLS + 1];
     fc_tensor outputs[FC_MAX_OUTPUTS + 1];
-    int32_t vi = fc_select(k, params, env);
-    if (vi < 0) return -1;
+    int32_t vi;
+    int use_ptx;
+    if (fc_select(k, params, env, &vi, &use_ptx) != CUDA_SUCCESS) return -1;
     const fc_variant *v = &k->variants[vi];
     if (index < 0 || index >= v->nallocs) {
         fc_fail(CUDA_ERROR_INVALID_VALUE, "kernel '%s' has %d output(s), not %d", k->name,
