@@ -34,13 +34,13 @@ def rmsnorm(x, w, eps: float):
 
 @fusec.kernel
 def bias_gelu(x, b):
-    return fl.gelu(x + b)
+    return fl.gelu(x.to(fl.float32) + b).to(x.dtype)
 
 
 @fusec.kernel
 def bias_gelu_rowsum(x, b):
-    y = fl.gelu(x + b)
-    return y, y.to(fl.float32).sum(axis=1)    # the activation and its row sums, one pass
+    y = fl.gelu(x.to(fl.float32) + b)
+    return y.to(x.dtype), y.sum(axis=1)      # the activation and its row sums, one pass
 
 
 def main(backend=None, m=257, n=1000):

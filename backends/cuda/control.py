@@ -9,6 +9,7 @@ from the old contents). The results of a loop are its slots / locals.
 from __future__ import annotations
 
 from ...ir.core import Op, Value
+from . import mma
 from .types import WIDE, compute, zero
 from .values import Handle, Scalar
 
@@ -56,7 +57,12 @@ def _loop(E, op: Op, header: str, bind_iv, inits: list[Value]) -> None:
 
 def tile_for(E, op: Op):
     """A sequential tile loop (also a parallel one that is not a grid dim of this launch):
-    begin = 0, block, ... < extent."""
+    begin = 0, block, ... < extent. A K loop of `acc += dot(a, b)` that tensor_cores.py
+    picked runs on tensor cores (mma.py)."""
+    spec = E.tensor_cores.loops.get(op)
+    if spec is not None:
+        mma.k_loop(E, op, spec)
+        return
     block = op.attrs["block"]
     handle = op.regions[0].args[0]
     iv = E.fresh(f"{handle.name or 'tile'}_begin")

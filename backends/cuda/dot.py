@@ -1,4 +1,5 @@
-"""dot: [M, K] x [K, N] -> [M, N]; each output element is one thread's loop over K.
+"""dot: [M, K] x [K, N] -> [M, N]; each output element is one thread's loop over K (the path
+of every dot that tensor_cores.py does not send to tensor cores, mma.py).
 Floats accumulate in float32 (half results, rounded once at the end) or the result type
 with explicit fused multiply-adds; ints wrap in the result type."""
 from __future__ import annotations

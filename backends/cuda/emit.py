@@ -14,8 +14,12 @@ SIMT mapping (simple and correct for every op; the fast mappings come later):
 - barriers: after every strided loop (its writes are read by other threads), and before
   one when some thread may still be reading memory outside a loop (a scalar read of a
   buffer or tensor) that the loop could overwrite;
-- buffers live in one arena per program: static shared memory when they fit in 48 KB,
-  else a slice of a global scratch tensor the runtime allocates (programs x bytes).
+- buffers live in one arena per program: static shared memory when they fit in 48 KB
+  (next to the tensor-core loops' staged operand tiles), else a slice of a global scratch
+  tensor the runtime allocates (programs x bytes);
+- a K loop accumulating a dot of 16-bit floats runs on tensor cores (tensor_cores.py,
+  mma.py): its accumulator stays in registers in the mma fragment layout and its epilogue
+  walks that layout (fragments.py) instead of the strided mapping.
 
 `elem(v, idx)` yields the element of v at a tile index (a tuple of C int expressions or
 Python ints): a buffer read, or the op's rule in ELEM_RULES, bound to a const local and
@@ -33,7 +37,7 @@ from ...ir.core import Op, Value
 from ...ir.ops import memory_operands
 from ...ir.dtypes import DType
 from ..llvm.launches import serial_ops
-from . import arith, control, dot, memory, reduce
+from . import arith, control, dot, fragments, memory, reduce, tensor_cores
 from .elements import ELEM_RULES
 from .layout import Layout, c_name
 from ..carried import VIEW_OPS, CarriedSlots
@@ -41,7 +45,7 @@ from ..walk import OpWalker
 from .plan import Plan
 from .types import SIZEOF, compute
 from .residency import UNROLL_MAX, register_tiles, slots
-from .values import INLINE, Buf, Handle, Lane, Reg, Scalar, Tensor, numel, rank
+from .values import INLINE, Buf, Frag, Handle, Lane, Reg, Scalar, Tensor, numel, rank
 from .vector import ACCESS_TYPE, VectorFacts
 
 SHARED_BYTES = 48 << 10         # static shared memory a block may declare
@@ -64,7 +68,8 @@ class FunctionEmitter(OpWalker, CarriedSlots):
     op_rules = OP_RULES
     elem_rules = ELEM_RULES
 
-    def __init__(self, kernel: Op, plan: Plan, layout: Layout, nthreads: int):
+    def __init__(self, kernel: Op, plan: Plan, layout: Layout, nthreads: int,
+                 arch: str = "", roots=None):
         self.kernel = kernel
         self.plan = plan
         self.layout = layout
@@ -79,7 +84,16 @@ class FunctionEmitter(OpWalker, CarriedSlots):
         self.in_loop = 0              # > 0 inside a strided (per-element) loop
         self.need_sync = False        # a thread may be reading memory a loop could overwrite
         self.vec = VectorFacts(kernel, self.env)
-        self.registers = register_tiles(plan, self.lane_width, nthreads)
+        self.tensor_cores = tensor_cores.analyze(kernel, plan, arch, nthreads // 32, roots)
+        self.registers = register_tiles(plan, self.lane_width, nthreads,
+                                        exclude=self.tensor_cores.no_registers)
+        self.accumulators = 0         # registers a thread's tensor-core accumulators take
+        self.shared_arrays: list[tuple[str, str, int]] = []   # (C type, name, elements)
+        self.shared_bytes = 0
+        # values computed on an mma fragment layout -> that layout (fragments.py), and the
+        # (mi, ni, h) loop variables of the fragment loop being emitted
+        self.fragment_values: dict[Value, fragments.FragmentLayout] = {}
+        self.frag_at: tuple[str, str, str] | None = None
         self.fast_math = bool(kernel.attrs.get("fast_math"))    # arith.py's _FAST_MATH
         self.stored_tensors = [memory_operands(op)[0] for op in kernel.walk()
                                if op.name in ("store", "atomic_add")]
@@ -146,6 +160,8 @@ class FunctionEmitter(OpWalker, CarriedSlots):
             hit = rep.at(idx)
         elif isinstance(rep, Reg):
             return self.reg_index(rep, idx)
+        elif isinstance(rep, Frag):
+            return fragments.register(self, rep, idx)
         elif rep is INLINE:
             lane = idx[-1]
             if isinstance(lane, Lane) and lane.j and v.op.name not in VIEW_OPS and \
@@ -223,6 +239,23 @@ class FunctionEmitter(OpWalker, CarriedSlots):
         self.buffers.append((name, ctype, offset))
         return Buf(name, tuple(shape), dtype, ctype)
 
+    def shared_array(self, ctype: str, n: int, base: str) -> str:
+        """A static shared-memory array of its own (not in the arena: cp.async and ldmatrix
+        need shared memory even when the arena spills to global scratch)."""
+        name = self.fresh(base)
+        self.shared_arrays.append((ctype, name, n))
+        self.shared_bytes += (n * SIZEOF[ctype] + ALIGN - 1) // ALIGN * ALIGN
+        return name
+
+    def fragment_layout(self, *values) -> "fragments.FragmentLayout | None":
+        """The fragment layout an op reading `values` at one index must walk (None: the
+        strided mapping)."""
+        for v in values:
+            hit = self.fragment_values.get(v)
+            if hit is not None:
+                return hit
+        return None
+
     def lane_width(self, shape) -> int:
         """Elements of the last axis a thread handles together in a strided loop: the most
         (up to 8) that still leave every thread of the block work."""
@@ -233,17 +266,22 @@ class FunctionEmitter(OpWalker, CarriedSlots):
         return 1
 
     def for_each(self, shape, body: Callable[[tuple], None] | None,
-                 group_body: Callable[[list], None] | None = None, sync: bool = True) -> None:
+                 group_body: Callable[[list], None] | None = None, sync: bool = True,
+                 width: int | None = None, over=None) -> None:
         """A strided loop: the block's threads share the flattened elements of `shape`, in
-        groups of lane_width consecutive elements of the last axis; body(idx) emits one
-        element's work (or group_body(indices) a whole group's). Unrolled at emission when
-        each thread has at most UNROLL_MAX groups (slots; register tiles need it). Ends with
-        a barrier unless `sync` is False (the loop wrote no memory another thread reads)."""
+        groups of lane_width (or `width`) consecutive elements of the last axis; body(idx)
+        emits one element's work (or group_body(indices) a whole group's). Unrolled at
+        emission when each thread has at most UNROLL_MAX groups (slots; register tiles need
+        it). Ends with a barrier unless `sync` is False (the loop wrote no memory another
+        thread reads). `over`: a FragmentLayout to walk instead (fragments.loop)."""
+        if over is not None:
+            fragments.loop(self, over, group_body or (lambda g: [body(i) for i in g]), sync)
+            return
         # a barrier inside a per-element loop would be divergent (a hang): never nest them
         assert not self.in_loop, "strided loops do not nest"
         if self.need_sync:
             self.sync()
-        width = self.lane_width(shape)
+        width = width or self.lane_width(shape)
         groups = list(shape)
         if groups:
             groups[-1] //= width
@@ -321,8 +359,15 @@ class FunctionEmitter(OpWalker, CarriedSlots):
         return tuple(reversed(idx))
 
     def materialize(self, v: Value, fn: Callable[[tuple], str], into: Buf | None = None):
-        """A buffer (or, for register tiles, a per-thread array) holding v's elements."""
+        """A buffer (or, for register tiles and tensor-core epilogue values, a per-thread
+        array) holding v's elements."""
         shape = tuple(v.type.shape)
+        over = self.fragment_values.get(v)
+        if into is None and over is not None:     # an epilogue value of a tensor-core loop
+            frag = fragments.new_fragment(self, over, compute(v.type.dtype),
+                                          v.name or v.op.name)
+            fragments.fill(self, frag, fn, sync=self._loads_stored_tensor(v))
+            return frag
         if into is None and v in self.registers:
             width = self.lane_width(shape)
             reg = Reg(self.fresh(v.name or v.op.name), shape, width)
@@ -343,7 +388,7 @@ class FunctionEmitter(OpWalker, CarriedSlots):
                 self.write_buffer_group(buf, group, values)
             else:
                 self.line(f"{buf.at(group[0])} = {values[0]};")
-        self.for_each(shape, None, group_body)
+        self.for_each(shape, None, group_body, over=over)
         return buf
 
     def sym(self, expr) -> str:
@@ -398,11 +443,14 @@ def _bind_params(E: FunctionEmitter, layout: Layout) -> None:
 
 
 def emit_function(kernel: Op, plan: Plan, layout: Layout, k: int, fname: str,
-                  nthreads: int) -> tuple[str, int]:
-    """The source of launch k's device function and its global scratch bytes per program
-    (0: its buffers live in shared memory)."""
+                  nthreads: int, arch: str = "") -> tuple[str, int, bool]:
+    """The source of launch k's device function, its global scratch bytes per program
+    (0: its buffers live in shared memory) and whether it uses tensor cores (arch: the
+    target, "" for none in particular: no arch-specific instructions)."""
     launch = layout.launches[k]
-    E = FunctionEmitter(kernel, plan, layout, nthreads)
+    top = kernel.regions[0].ops
+    roots = top[:top.index(launch.first)] + launch.ops      # its prologue and its ops
+    E = FunctionEmitter(kernel, plan, layout, nthreads, arch, roots)
     _bind_params(E, layout)
     E.emit_prologue(launch, serial_ops(layout.launches))
     coords = []
@@ -425,9 +473,10 @@ def emit_function(kernel: Op, plan: Plan, layout: Layout, k: int, fname: str,
         body.pop()
     arena = E.arena_bytes
     scratch = 0
-    head = []
+    head = [f"  __shared__ __align__({ALIGN}) {ctype} {name}[{n}];"
+            for ctype, name, n in E.shared_arrays]
     if arena:
-        if arena <= SHARED_BYTES:
+        if arena + E.shared_bytes <= SHARED_BYTES:
             head.append(f"  __shared__ __align__({ALIGN}) unsigned char fc_arena[{arena}];")
         else:
             scratch = arena
@@ -439,7 +488,11 @@ def emit_function(kernel: Op, plan: Plan, layout: Layout, k: int, fname: str,
             head.append(f"  {ctype}* {name} = ({ctype}*)(fc_arena + {offset});")
     what = "serial launch (one program)" if launch.serial else \
         f"grid of {len(launch.loops)} parallel tile loop(s)"
+    bounds = str(nthreads)
+    if E.accumulators:
+        per_sm = tensor_cores.programs_per_sm(nthreads, E.accumulators)
+        bounds += f", {per_sm}" if per_sm > 1 else ""
     src = (f"// launch {k}: {what}\n"
-           f"extern \"C\" __global__ void __launch_bounds__({nthreads}) {fname}(\n"
+           f"extern \"C\" __global__ void __launch_bounds__({bounds}) {fname}(\n"
            f"    {layout.signature()}) {{\n" + "\n".join(head + body) + "\n}\n")
-    return src, scratch
+    return src, scratch, E.accumulators > 0

@@ -12,7 +12,7 @@ from . import nvrtc
 from .emit import emit_function
 from .layout import Layout, c_name
 from .plan import Plan
-from .prelude import PRELUDE
+from .prelude import PRELUDE, TENSOR_CORE_PRELUDE
 from .runtime import Runtime
 
 
@@ -33,15 +33,17 @@ def emit_source(kernel: Op, warps: int = 4, arch: str = "") -> tuple[str, Layout
     plan = Plan(kernel)
     layout = Layout(kernel)
     names = function_names(kernel, len(layout.launches))
-    parts, scratch = [], []
+    parts, scratch, tensor_cores = [], [], False
     for k, name in enumerate(names):
-        src, nbytes = emit_function(kernel, plan, layout, k, name, nthreads)
+        src, nbytes, uses_mma = emit_function(kernel, plan, layout, k, name, nthreads, arch)
         parts.append(src)
         scratch.append(nbytes)
+        tensor_cores |= uses_mma
     head = (f"// fusec CUDA C: kernel {kernel.attrs.get('name')!r}"
             + (f" for {arch}" if arch else "")
             + f", {len(names)} launch(es), {nthreads} threads per program\n")
-    return head + PRELUDE + "\n" + "\n".join(parts), layout, names, scratch
+    prelude = PRELUDE + (TENSOR_CORE_PRELUDE if tensor_cores else "")
+    return head + prelude + "\n" + "\n".join(parts), layout, names, scratch
 
 
 class CompiledCUDAKernel:

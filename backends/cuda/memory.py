@@ -83,7 +83,7 @@ _FLOAT_SOURCES = frozenset((D.float32, D.float16, D.bfloat16))   # computed in f
 
 
 def store(E, op: Op):
-    tensor_v, _, value_v, _, _ = memory_operands(op)
+    tensor_v, idx_vs, value_v, mask_v, _ = memory_operands(op)
     t = E.env[tensor_v]
     d = tensor_v.type.dtype
 
@@ -107,7 +107,9 @@ def store(E, op: Op):
         values = [stored_value(E, value_v, d, idx) for idx in group]
         off, valid = address(E, op, group[0])
         E.write_vector(storage(d), values, f"{t.ptr} + {off}", "st", valid)
-    E.for_each(value_v.type.shape, None, group_body)
+    # a tensor-core epilogue stores from the accumulator's registers, where they are
+    E.for_each(value_v.type.shape, None, group_body,
+               over=E.fragment_layout(value_v, mask_v, *idx_vs))
 
 
 # atomicAdd overloads (sm_60+): float, double, int, and long long through its unsigned twin

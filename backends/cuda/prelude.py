@@ -166,3 +166,55 @@ template <typename F> __device__ __forceinline__ F fc_fmin(F x, F y) {
 }
 // ---- end of prelude ----------------------------------------------------------------------
 """
+
+# Appended to PRELUDE when a kernel uses tensor cores (mma.py), sm_80+. The helpers take
+# shared-memory tiles as generic pointers and convert them for the instructions.
+TENSOR_CORE_PRELUDE = r"""
+// ---- fusec tensor-core helpers (sm_80+): cp.async, ldmatrix, mma.sync --------------------
+__device__ __forceinline__ unsigned fc_shared_address(const void* p) {
+  return (unsigned)__cvta_generic_to_shared(p);
+}
+// 16 bytes global -> shared without a register round trip; zero-filled when !valid
+__device__ __forceinline__ void fc_cp_async_16(unsigned short* dst, const unsigned short* src,
+                                               bool valid) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n"
+               :: "r"(fc_shared_address(dst)), "l"(src), "r"(valid ? 16 : 0) : "memory");
+}
+__device__ __forceinline__ void fc_cp_async_commit() {
+  asm volatile("cp.async.commit_group;\n" ::: "memory");
+}
+// wait until at most N of this thread's committed groups are still in flight
+template <int N> __device__ __forceinline__ void fc_cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" :: "n"(N) : "memory");
+}
+// 8x8 16-bit matrices from shared memory: lanes 8i..8i+7 give the row addresses of matrix
+// i; lane l receives row l/4, columns 2(l%4) and 2(l%4)+1 of each (.trans: of its transpose)
+__device__ __forceinline__ void fc_ldmatrix_x4(unsigned* r, const unsigned short* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(fc_shared_address(p)) : "memory");
+}
+__device__ __forceinline__ void fc_ldmatrix_x4_trans(unsigned* r, const unsigned short* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(fc_shared_address(p)) : "memory");
+}
+__device__ __forceinline__ void fc_ldmatrix_x2_trans(unsigned* r, const unsigned short* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0, %1}, [%2];\n"
+               : "=r"(r[0]), "=r"(r[1]) : "r"(fc_shared_address(p)) : "memory");
+}
+// c[0..3] += a (16x16, row-major fragment) . b (16x8, column-major fragment), float32 sums
+__device__ __forceinline__ void fc_mma_bf16(float* c, const unsigned* a, const unsigned* b) {
+  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
+               "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
+               : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+__device__ __forceinline__ void fc_mma_f16(float* c, const unsigned* a, const unsigned* b) {
+  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
+               "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
+               : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+// ---- end of tensor-core helpers -----------------------------------------------------------
+"""

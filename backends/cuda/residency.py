@@ -29,13 +29,16 @@ def slots(shape, width: int, nthreads: int) -> int:
     return -(-groups // nthreads)
 
 
-def register_tiles(plan, lane_width, nthreads: int) -> set[Value]:
-    """The materialized values of plan that can live in registers."""
+def register_tiles(plan, lane_width, nthreads: int, exclude=frozenset()) -> set[Value]:
+    """The materialized values of plan that can live in registers (none of `exclude`:
+    values read in another thread mapping, tensor_cores.py)."""
     chosen, used = set(), 0
     for op in plan.kernel.walk():            # program order: the first values win the budget
         if not op.results or op.results[0] not in plan.materialized:
             continue
         v = op.results[0]
+        if v in exclude:
+            continue
         shape = tuple(v.type.shape)
         width = lane_width(shape)
         n_slots = slots(shape, width, nthreads)

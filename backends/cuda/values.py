@@ -6,6 +6,9 @@
   INLINE              a tile recomputed per element where it is consumed (plan.py);
   Reg(name, ...)      a register tile (residency.py): each thread's elements in a local
                       array, element j of slot m at name[m * width + j];
+  Frag(name, layout)  a tile in the registers of an mma accumulator's fragment layout
+                      (fragments.py): each warp holds a block of it, each thread pairs of
+                      adjacent elements;
   Handle(begin)       a tile loop handle (begin: the tile's first index, an int);
   Tensor(ptr, ...)    a tensor in global memory: data pointer, sizes and strides (elements).
 
@@ -69,6 +72,13 @@ class Reg:
     name: str
     shape: tuple[int, ...]
     width: int
+
+
+@dataclass
+class Frag:
+    name: str
+    layout: object                   # fragments.FragmentLayout
+    ctype: str
 
 
 @dataclass

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 
 from ...ir.core import Op, Value
-from ...ir.ops import memory_operands
+from ...ir.ops import BINARY, COMPARE, UNARY, memory_operands
 from ...ir.types import TileType
 from .types import SIZEOF, storage
 
@@ -28,6 +28,10 @@ _BIG = 1 << 30                  # divisor of 0: a multiple of anything
 # i < n and i >= n (and mirrored: n > i, n <= i) answer alike for a whole group when i's
 # first lane and n are multiples of the group's width
 _BOUND_CHECKS = ("lt", "ge", "gt", "le")
+# ops whose element at an index depends only on their operands' elements at that index: equal
+# operands along a group give equal results (not so for the results of loops, ifs,
+# reductions and dots, whose operands are not their elements)
+_PER_ELEMENT = frozenset(UNARY + BINARY + COMPARE + ("where", "cast", "load"))
 
 
 def _rank(v: Value) -> int:
@@ -84,8 +88,8 @@ class VectorFacts:
                 return None
             c = a + b if name == "add" else a - b
             return c if c in (0, 1) else None
-        if all(self.coeff(o, axis) == 0 for o in op.operands):
-            return 0                # any op of values that do not change along the group
+        if name in _PER_ELEMENT and all(self.coeff(o, axis) == 0 for o in op.operands):
+            return 0                # values that do not change along the group
         return None
 
     def uniform(self, v: Value, axis: int, width: int) -> bool:
@@ -120,7 +124,7 @@ class VectorFacts:
                 self.uniform(src, axis, width)
         if op.name == "permute":
             return False
-        return op.name not in ("load", "reduce", "dot") and all(
+        return op.name in _PER_ELEMENT and op.name != "load" and all(
             self.uniform(o, axis, width) for o in op.operands)
 
     def divisor(self, v: Value, axis: int) -> int:

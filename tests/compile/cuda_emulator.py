@@ -28,6 +28,7 @@ import numpy as np
 
 from fusec.backends.cuda import emit_source
 from fusec.backends.numeric import STORAGE
+from tensor_core_emulation import emulate_tensor_cores
 
 # The host side of the emulation, built once per session: the CUDA thread built-ins (one
 # std::thread per CUDA thread, TLS indices) and the barrier. Kernel libraries link to it.
@@ -92,7 +93,7 @@ template <typename T> static T __shfl_xor_sync(unsigned, T v, int lane_mask) {
 #define __global__
 #define __device__
 #define __forceinline__ inline
-#define __launch_bounds__(n)
+#define __launch_bounds__(...)
 #define __shared__ static
 #define __align__(n) __attribute__((aligned(n)))
 template <typename T> static T fc_atomic(T* p, T v) {
@@ -165,11 +166,12 @@ def _trampolines(layout, names: list[str]) -> str:
                      for k, name in enumerate(names))
 
 
-def build(kernel_op, warps: int = 4):
+def build(kernel_op, warps: int = 4, arch: str = ""):
     """(kernel library, entry points, layout, scratch bytes, threads, source) for a kernel
-    op (after passes)."""
+    op (after passes); `arch` "sm_80"+ emits the tensor-core paths (emulated)."""
     runtime = _runtime()
-    source, layout, names, scratch = emit_source(kernel_op, warps)
+    source, layout, names, scratch = emit_source(kernel_op, warps, arch)
+    source = emulate_tensor_cores(source)
     lib = ctypes.CDLL(_compile(HEADER + source + "\n" + _trampolines(layout, names)))
     entries = [ctypes.cast(getattr(lib, f"call_{k}"), ctypes.c_void_p).value
                for k in range(len(names))]
@@ -198,9 +200,9 @@ class EmulatedKernel:
     """A kernel op (after passes) compiled by the CUDA backend's emitter and run in the
     emulation. `run(args)` follows backends.interpret.run (numpy arrays)."""
 
-    def __init__(self, kernel_op, warps: int = 4):
+    def __init__(self, kernel_op, warps: int = 4, arch: str = ""):
         (self.runtime, self.lib, self.entries, self.layout, self.scratch, self.nthreads,
-         self.source) = build(kernel_op, warps)
+         self.source) = build(kernel_op, warps, arch)
         self.num_launches = len(self.entries)
 
     def run(self, args: list) -> None:
@@ -220,9 +222,10 @@ class EmulatedKernel:
 class Emulated:
     """A fusec CompiledKernel (any backend) whose device code runs in the emulation."""
 
-    def __init__(self, compiled, warps: int = 4):
-        self.kernel = EmulatedKernel(compiled.module.kernel(), warps)
+    def __init__(self, compiled, warps: int = 4, arch: str = ""):
+        self.kernel = EmulatedKernel(compiled.module.kernel(), warps, arch)
         self.source = self.kernel.source
+        self.num_launches = self.kernel.num_launches
         self.compiled = copy.copy(compiled)
         self.compiled._run = self.kernel.run
 

@@ -1,10 +1,12 @@
 """CUDA C backend, no GPU needed: every example and the op kernels of tests/unit/test_ops.py
 (a representative subset of dtypes) go through `kernel.compile(..., target=sm_XY)` to a
 cubin for sm_80 and sm_90: an ELF image holding every launch's kernel symbol. Also the
-NVRTC error path and what the emitted source promises (no headers, accurate math)."""
+NVRTC error path, what the emitted source promises (no headers, accurate math), and which
+dots take the tensor-core path (tests/dot_kernels.py)."""
 from __future__ import annotations
 
 import importlib
+import re
 import sys
 from pathlib import Path
 
@@ -13,7 +15,7 @@ import pytest
 
 import fusec
 import fusec.language as fl
-from fusec.backends.cuda import NVRTCError, compile_cuda
+from fusec.backends.cuda import NVRTCError, compile_cuda, emit_source, tensor_cores
 from fusec.backends.cuda.nvrtc import compile_source
 
 HERE = Path(__file__).resolve().parent
@@ -22,6 +24,7 @@ sys.path.insert(0, str(HERE.parent / "unit"))
 sys.path.insert(0, str(EXAMPLES))
 import test_ops as ops  # noqa: E402
 from device_kernels import cast  # noqa: E402
+from dot_kernels import KERNELS as DOT_KERNELS  # noqa: E402
 
 ARCHS = ("sm_80", "sm_90")
 DTYPES = ("bool", "int8", "int64", "float16", "bfloat16", "float32", "float64")
@@ -39,8 +42,9 @@ def assert_cubin(ck, arch: str) -> None:
         symbol = f"fusec_{ck.name}_{k}".encode()
         assert symbol in cubin, symbol
         threads = ck.config.warps * 32            # the autotuner picks the warps
-        assert f'__global__ void __launch_bounds__({threads}) {symbol.decode()}(' in \
-            ck.asm["cuda"]
+        # (tensor-core launches also ask for 2 programs an SM: `, 2`)
+        assert re.search(rf'__global__ void __launch_bounds__\({threads}(, 2)?\) '
+                         rf'{symbol.decode()}\(', ck.asm["cuda"])
     assert f".target {arch}" in ck.asm["ptx"]
 
 
@@ -207,3 +211,54 @@ def test_cubins_come_from_the_disk_cache_the_second_time():
     other_arch = fusec.kernel(softmax.fn).compile(x, target="sm_90", config=fusec.Config(
         blocks=[2], warps=2))
     assert not other_arch.from_cache and other_arch.asm["cubin"] != first.asm["cubin"]
+
+
+# tensor-core dots (backends/cuda/mma.py): kernel of tests/dot_kernels.py, (M, K, N), dtype,
+# blocks, warps, the operands cp.async stages (the others go through registers)
+MMA_CASES = {
+    "bias_relu-4096^3-aligned": ("bias_relu", (4096, 4096, 4096), "bfloat16", [128, 128, 32],
+                                 8, "ab"),
+    "bias_relu-ragged-f16": ("bias_relu", (100, 72, 200), "float16", [64, 64, 32], 4, ""),
+    "plain-ragged-m-n": ("plain", (4097, 128, 33), "bfloat16", [128, 64, 32], 4, "a"),
+    "transposed-b": ("nt", (256, 64, 128), "bfloat16", [64, 128, 32], 4, "a"),
+    "loaded-acc-silu": ("add_silu", (128, 96, 64), "float16", [32, 64, 16], 2, "ab"),
+    "softmax-spills": ("softmax", (64, 64, 64), "bfloat16", [64, 64, 32], 4, "ab"),
+}
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("case", sorted(MMA_CASES))
+def test_tensor_core_dots_build(arch, case):
+    name, mkn, dtype, blocks, warps, copied = MMA_CASES[case]
+    kernel, shapes, extra, _, _ = DOT_KERNELS[name]
+    ck = kernel.compile(*[spec(s, dtype) for s in shapes(*mkn)], *extra, target=arch,
+                        config=fusec.Config(blocks=blocks, warps=warps))
+    assert_cubin(ck, arch)
+    half = {"bfloat16": "bf16", "float16": "f16"}[dtype]
+    assert f"fc_mma_{half}(" in ck.asm["cuda"]
+    assert f"mma.sync.aligned.m16n8k16.row.col.f32.{half}.{half}.f32" in ck.asm["ptx"]
+    assert "ldmatrix.sync.aligned.m8n8.x" in ck.asm["ptx"]
+    for operand in "ab":
+        assert (f"fc_cp_async_16({operand}_tile" in ck.asm["cuda"]) == (operand in copied)
+
+
+def test_dots_tensor_cores_cannot_take_keep_the_fma_loop(monkeypatch):
+    """float32 / int8 operands, tiles that are not multiples of the mma shape or that the
+    warps cannot split, archs before sm_80, and the switch off: dot.py's loop."""
+    def source(dtype, blocks, warps=4, arch="sm_90", out="float32"):
+        ck = ops.matmul.compile(spec([64, 64], dtype), spec([64, 64], dtype),
+                                getattr(fl, out), backend="interpret",
+                                config=fusec.Config(blocks=blocks, warps=warps))
+        return emit_source(ck.module.kernel(), warps, arch)[0]
+    assert "fc_mma_bf16(" in source("bfloat16", [64, 64, 32])
+    for dtype, blocks, warps, arch, out in [
+            ("float32", [64, 64, 32], 4, "sm_90", "float32"),
+            ("int8", [64, 64, 32], 4, "sm_90", "int32"),
+            ("bfloat16", [8, 64, 32], 4, "sm_90", "float32"),       # 8 rows < m16
+            ("bfloat16", [64, 64, 8], 4, "sm_90", "float32"),       # K step < k16
+            ("bfloat16", [16, 8, 16], 4, "sm_90", "float32"),       # 4 warps, one mma tile
+            ("bfloat16", [64, 64, 32], 4, "sm_75", "float32"),
+            ("float16", [64, 64, 32], 4, "sm_90", "float16")]:      # half accumulator
+        assert "fc_mma" not in source(dtype, blocks, warps, arch, out), (dtype, blocks, arch)
+    monkeypatch.setattr(tensor_cores, "ENABLED", False)
+    assert "fc_mma" not in source("bfloat16", [64, 64, 32])

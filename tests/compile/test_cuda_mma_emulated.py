@@ -1,0 +1,74 @@
+"""The tensor-core lowering (backends/cuda/mma.py, fragments.py) run on the CPU: the source
+emitted for sm_80 with its cp.async / ldmatrix / mma.sync helpers emulated element by
+element (tensor_core_emulation.py), against float64 references. Checks the staging (cp.async
+and register paths), the fragment layouts, the warp tiling and the epilogues without a GPU;
+the instructions themselves are checked on the device (tests/gpu/test_dot_mma_gpu.py)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import fusec
+from conftest import as_input, assert_close, output_float64, random_array
+
+import cuda_emulator
+from dot_kernels import KERNELS
+
+pytestmark = pytest.mark.skipif(cuda_emulator.compiler() is None,
+                                reason="needs a host C++ compiler (g++)")
+
+
+def run_emulated(name, mkn, dtype, blocks, warps, arch="sm_80"):
+    """(emulated output as float64, float64 reference, emitted source)."""
+    kernel, shapes, extra, reference, out_dtype = KERNELS[name]
+    arrays = [random_array(s, dtype, seed=i + 1) for i, s in enumerate(shapes(*mkn))]
+    args = [as_input(a, dtype) for a, _ in arrays] + extra
+    ck = kernel.compile(*args, backend="interpret",
+                        config=fusec.Config(blocks=blocks, warps=warps))
+    emulated = cuda_emulator.Emulated(ck, warps, arch)
+    got = output_float64(emulated(*args))
+    return got, reference(*[v for _, v in arrays]), emulated.source
+
+
+def check(name, mkn, dtype, blocks, warps, copied: str):
+    """copied: the operands ("a", "b", "ab" or "") cp.async should stage."""
+    got, want, source = run_emulated(name, mkn, dtype, blocks, warps)
+    assert f"fc_mma_{'bf16' if dtype == 'bfloat16' else 'f16'}(" in source
+    for operand in "ab":
+        assert (f"fc_cp_async_16({operand}_tile" in source) == (operand in copied), operand
+    out_dtype = KERNELS[name][4] or dtype
+    scale = max(1.0, np.sqrt(mkn[1]))          # sums of K products of 16-bit inputs
+    assert_close(got / scale, want / scale, out_dtype, f"{name} {mkn} {dtype} {blocks}")
+
+
+@pytest.mark.parametrize("mkn,dtype,blocks,warps,copied", [
+    ((100, 72, 200), "bfloat16", [32, 32, 16], 4, ""),      # K, N not multiples of 16
+    ((33, 48, 64), "float16", [32, 64, 16], 2, "ab"),       # aligned rows; 1 x 2 warps
+    ((1, 16, 7), "bfloat16", [16, 8, 16], 1, "a"),          # one mma tile, ragged N
+])
+def test_bias_relu_epilogue_from_registers(mkn, dtype, blocks, warps, copied):
+    check("bias_relu", mkn, dtype, blocks, warps, copied)
+
+
+def test_plain_accumulator_store_and_odd_n_tiles():
+    # 2 x 1 warps, each 3 n8 tiles wide (ldmatrix .x2), M ragged, N not a multiple of BN
+    check("plain", (40, 48, 32), "bfloat16", [32, 24, 16], 2, "ab")
+
+
+def test_transposed_operand_is_staged_through_registers():
+    check("nt", (48, 32, 40), "bfloat16", [16, 32, 16], 2, "a")
+
+
+def test_loaded_accumulator_and_an_epilogue_value_read_twice():
+    got, want, source = run_emulated("add_silu", (32, 32, 48), "float16", [32, 16, 16], 2)
+    assert "float x_0[" in source                 # x on the fragment layout: registers
+    assert_close(got / 6, want / 6, "float16", "add_silu")
+
+
+@pytest.mark.parametrize("arch", ["sm_80", ""])
+def test_reductions_of_the_accumulator_read_it_from_a_buffer(arch):
+    """(arch "": the FMA path, whose loop result is not one value over a Lane group.)"""
+    got, want, source = run_emulated("softmax", (40, 32, 30), "bfloat16", [32, 32, 16], 4,
+                                     arch)
+    assert ("acc_tile" in source and "fc_mma_bf16(" in source) == bool(arch)
+    assert_close(got, want, "float32", "softmax")
