@@ -427,8 +427,37 @@ def policy_cap(backend: str) -> int:
     return POLICY_CAP.get(backend) or TILE_ELEMENTS_CAP.get(backend, 16384)
 
 
+# The fixed policy for a dot of 16-bit floats in a sequential tile loop on the CUDA backend:
+# tiles the tensor cores take (backends/cuda/tensor_cores.py). H200, bf16 4096^3 matmul with
+# bias+relu: 128x128x32 runs at 285 TFLOP/s, the elementwise policy's 8x512 FMA loop at 3.1.
+TENSOR_CORE_BLOCKS = {"dot_m": 128, "dot_n": 128, "dot_k": 32}
+TENSOR_CORE_SMALL = 64          # M or N blocks for extents under 1024 (more programs)
+
+
+def tensor_core_blocks(facts: KernelFacts, backend: str) -> dict | None:
+    """{dim: block} for a kernel whose dot can run on tensor cores, else None."""
+    if backend != "cuda" or not facts.has_dot or not {"bfloat16", "float16"} & set(
+            facts.dtypes):
+        return None
+    roles = {dim: t.resource for t in facts.terms if t.resource in TENSOR_CORE_BLOCKS
+             for dim, _ in t.amount.powers}
+    launches = {d.launch for d in facts.dims if d.dim in roles}
+    blocks = {}
+    for d in facts.tunable:
+        if d.dim in roles:
+            role = roles[d.dim]
+            small = role != "dot_k" and d.extent < 1024
+            blocks[d.dim] = TENSOR_CORE_SMALL if small else TENSOR_CORE_BLOCKS[role]
+        elif d.parallel and d.launch in launches:
+            blocks[d.dim] = 1                 # batch-like grid dims: one per program
+    return blocks
+
+
 def default_config(facts: KernelFacts, backend: str) -> Config:
     """The fixed policy's config for a kernel, from its facts (no tracing)."""
+    dot = tensor_core_blocks(facts, backend)
+    if dot:
+        return Config(blocks=facts.full_blocks([dot.get(d.dim, d.block) for d in facts.dims]))
     cap = policy_cap(backend)
     used = {d.dim: d.block for d in facts.tunable}
     blocks = shrink_to_cap(used, lambda b: facts.tile_elements(facts.full_blocks(
@@ -436,9 +465,15 @@ def default_config(facts: KernelFacts, backend: str) -> Config:
     return Config(blocks=facts.full_blocks([blocks.get(d.dim, 1) for d in facts.dims]))
 
 
+def _has_dot(fn, params) -> bool:
+    return any(op.name == "dot" for op in trace(fn, params)[0].walk())
+
+
 def build(fn, params, backend: str, target: str, config: Config | None,
           fast_math: bool = False):
     cap = policy_cap(backend)
+    if config is None and backend == "cuda" and _has_dot(fn, params):
+        config = default_config(autotune_facts(fn, params), backend)   # tensor-core tiles
     if config is not None:
         module, guards, used, returns_tuple = trace(fn, params, config.blocks)
         blocks = list(config.blocks)

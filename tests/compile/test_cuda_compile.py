@@ -262,3 +262,19 @@ def test_dots_tensor_cores_cannot_take_keep_the_fma_loop(monkeypatch):
         assert "fc_mma" not in source(dtype, blocks, warps, arch, out), (dtype, blocks, arch)
     monkeypatch.setattr(tensor_cores, "ENABLED", False)
     assert "fc_mma" not in source("bfloat16", [64, 64, 32])
+
+
+def test_a_half_float_matmul_gets_tensor_core_tiles_by_default():
+    """The fixed policy knows dots: bf16 matmuls get 128x128x32 tiles (64 for small M, N)
+    that the tensor cores take; float32 ones keep the elementwise policy's FMA loop."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
+    from matmul_epilogue import matmul_bias_relu as mm
+    S = fusec.TensorSpec
+    for (m, k, n), dtype, blocks, mma in (((4096, 4096, 4096), "bfloat16", [128, 128, 32], True),
+                                          ((100, 70, 130), "float16", [64, 64, 32], True),
+                                          ((4096, 4096, 4096), "float32", None, False)):
+        ck = mm.compile(S((m, k), dtype), S((k, n), dtype), S((n,), dtype), 0.5,
+                        target="sm_90", backend="cuda")
+        assert ("mma.sync" in ck.asm["cuda"]) == mma, (dtype, ck.config)
+        if blocks:
+            assert list(ck.config.blocks) == blocks
