@@ -189,6 +189,7 @@ def matmul_rows(rows: list, repeat: int = 5) -> None:
         impls = {"cuBLAS matmul alone": lambda: a @ b, "torch-eager": eager,
                  "torch.compile": torch.compile(eager),
                  "fusec-cuda": lambda: matmul_bias_relu(a, b, bias, 0.5),
+                 "fusec-whole": lambda: whole.matmul_bias_relu(a, b, bias, 0.5),
                  **_mma_impls(matmul_bias_relu, a, b, bias)}
         for impl, fn in impls.items():
             if impl in slow:

@@ -43,6 +43,13 @@ def bias_gelu_rowsum(x, b):
     return y.to(x.dtype), y.sum(axis=1)      # the activation and its row sums, one pass
 
 
+@fusec.kernel
+def matmul_bias_relu(a, b, bias, scale: float):
+    """One launch: the matmul walks K with the accumulator in registers (tensor cores for
+    bf16/fp16 on the GPU), the bias, relu and scaling run on it before the store."""
+    return (fl.relu(a @ b + bias) * scale).to(a.dtype)
+
+
 def main(backend=None, m=257, n=1000):
     backend = backend or best_backend()
     x, w, b = rand(m, n, seed=5), rand(n, seed=6), rand(n, seed=7)
@@ -63,9 +70,15 @@ def main(backend=None, m=257, n=1000):
     y, s = bias_gelu_rowsum(xd, bd)
     check("whole-tensor bias+gelu", y, gelu)
     err = check("whole-tensor row sums", s, gelu.sum(axis=1))
+    k = 70
+    a, bm, bias = rand(m, k, seed=8), rand(k, 130, seed=9), rand(130, seed=10)
+    ad, bmd, biasd = on_backend(backend, a, bm, bias)
+    want = np.maximum(a.astype(np.float64) @ bm + bias, 0.0) * 0.5
+    check("whole-tensor matmul+bias+relu", matmul_bias_relu(ad, bmd, biasd, 0.5), want)
     calls = {"softmax": (softmax, (xd,)), "layernorm": (layernorm, (xd, wd, bd, 1e-5)),
              "rmsnorm": (rmsnorm, (xd, wd, 1e-6)), "bias+gelu": (bias_gelu, (xd, bd)),
-             "bias+gelu+rowsum": (bias_gelu_rowsum, (xd, bd))}
+             "bias+gelu+rowsum": (bias_gelu_rowsum, (xd, bd)),
+             "matmul+bias+relu": (matmul_bias_relu, (ad, bmd, biasd, 0.5))}
     print("launches per call: " + ", ".join(
         f"{name} {kernel.compile(*args, backend=backend).num_launches}"
         for name, (kernel, args) in calls.items()))

@@ -342,10 +342,7 @@ class Semantic:
 
     def dot(self, a, b, out_dtype: DType = D.float32) -> TileVal:
         if is_tensor(a) or is_tensor(b):
-            raise SemanticError("dot/@ of whole tensors is not supported yet (the tensor-level "
-                                "fusion covers elementwise ops, broadcasts and reductions); "
-                                "write the matmul with tile loops as in "
-                                "examples/matmul_epilogue.py")
+            return self.tensors.dot(a, b, out_dtype)
         a, b = self.to_tile(a), self.to_tile(b)
         if a.rank != 2 or b.rank != 2:
             raise SemanticError(f"dot needs two 2-D tiles, got {_shape_str(a.shape)} and "

@@ -28,6 +28,10 @@ def is_tensor(x) -> bool:
     return isinstance(x, TensorArg)
 
 
+def _describe(x) -> str:
+    return _shape_text(x.value.type.shape) if is_tensor(x) else type(x).__name__
+
+
 def _shape_text(shape) -> str:
     return "[" + ", ".join(str(d) for d in shape) + "]"
 
@@ -216,6 +220,21 @@ class TensorSemantic:
         n = int(count) if count.is_Integer else SymSize(count)
         divisor = self.sem.cast(self.sem.to_tile(n), total.dtype)
         return self.binary("div", total.dtype, total, divisor)
+
+    # -- matmul ----------------------------------------------------------------------------
+    def dot(self, a, b, out_dtype: DType) -> TensorVal:
+        """[M, K] @ [K, N] -> [M, N], accumulated in out_dtype (operands cast to it)."""
+        if not (is_tensor(a) and is_tensor(b)) or a.ndim != 2 or b.ndim != 2:
+            raise self.error("dot/@ of whole tensors needs two 2-D tensors, got "
+                             f"{_describe(a)} and {_describe(b)}")
+        (m, k), (k2, n) = a.value.type.shape, b.value.type.shape
+        if self._same_dim(k, k2) is None:
+            raise self.error(f"dot: inner dimensions differ: {_shape_text((m, k))} @ "
+                             f"{_shape_text((k2, n))}")
+        va, vb = self.cast(a, out_dtype).value, self.cast(b, out_dtype).value
+        if k != k2:
+            vb = self.b.value("broadcast", [vb], vb.type.with_shape((k, n)))
+        return self._wrap(self.b.value("dot", [va, vb], TensorType(out_dtype, (m, n))))
 
     # -- memory ----------------------------------------------------------------------------
     def write(self, dst: TensorArg, value) -> None:

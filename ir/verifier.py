@@ -135,8 +135,8 @@ def _check_reduce(op: Op):
 
 def _check_dot(op: Op):
     _n_operands(op, 2)
-    a, b = (_tile(op, v, "operand") for v in op.operands)
-    r = _one_result(op)
+    a, b = (_shaped(op, v, "operand") for v in op.operands)
+    r = _result(op)
     _expect(a.rank == 2 and b.rank == 2 and a.shape[1] == b.shape[0], op,
             f"dot needs [M, K] x [K, N], got {a.shape} x {b.shape}")
     _expect(r.shape == (a.shape[0], b.shape[1]), op, "wrong result shape")

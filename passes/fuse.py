@@ -13,6 +13,9 @@ A merge is refused, and the reason kept in the kernel's `fusion_notes`, when
     and elementwise consumers that would otherwise run in parallel;
   - a reduced axis is longer than one program can hold in one tile (`max_reduce` elements);
     such reductions stay alone (the tile pass loops over them);
+  - a matmul would take a second matmul or a reduction (one feeding its K dimension, or one
+    of its result): a matmul group is the matmul, the element ops computing its operands
+    (prologue casts) and those applied to its result (bias, activation, residual, scaling);
   - it would reorder memory effects: a write of a tensor another op reads or writes lies
     between the ops, or the group's values are already read by another group placed earlier.
 Each op gets `group = k` (groups numbered in the order their launches run).
@@ -118,7 +121,15 @@ class _Fuser:
             axes = Axes(merged)
         except NotOneSpace as exc:
             return str(exc)
+        dots = [op for op in merged if op.name == "dot"]
+        if dots:
+            reason = _matmul_refusal(dots, merged)
+            if reason is not None:
+                return reason
+        k_axes = {axes.of[op.operands[0]][1] for op in dots}
         for k in axes.reduced:
+            if k in k_axes:
+                continue                # a matmul walks its K in chunks
             n = _size_hint(axes.extent(k), self.hints)
             if n is None or n > self.max_reduce:
                 return (f"the reduced axis of size {axes.extent(k)} does not fit one tile "
@@ -194,6 +205,32 @@ class _Fuser:
                 op.attrs["group"] = k
         if self.notes:
             self.kernel.attrs["fusion_notes"] = list(self.notes)
+
+
+def _matmul_refusal(dots: list[Op], merged: list[Op]) -> str | None:
+    """A matmul group walks K in chunks with the [BM, BN] accumulator in registers: it takes
+    prologue element ops of its operands and epilogue element ops of its result, not a
+    second matmul or a reduction."""
+    if len(dots) > 1:
+        return "two matmuls in one launch (each walks its own K); the second is not fused"
+    reduces = [op for op in merged if op.name == "reduce"]
+    if not reduces:
+        return None
+    upstream = _ancestors(dots[0])
+    if any(op in upstream for op in reduces):
+        return ("a reduction feeding a matmul: the matmul walks K in chunks while the "
+                "reduction needs all of its extent first")
+    return "a reduction of a matmul's result is not fused into the matmul yet"
+
+
+def _ancestors(op: Op) -> set:
+    seen, todo = set(), [v.op for v in op.operands if v.op is not None]
+    while todo:
+        p = todo.pop()
+        if p not in seen:
+            seen.add(p)
+            todo += [v.op for v in p.operands if v.op is not None]
+    return seen
 
 
 def _name(op: Op) -> str:

@@ -51,12 +51,18 @@ class Axes:
                 if isinstance(v.type, TensorType) and v not in self.of:
                     self.of[v] = [None] * v.type.rank
                     values.append(v)
-        anchor = max(values, key=lambda v: (v.type.rank, -sum(map(_is_one, v.type.shape))))
+        # the domain's axes in the order of the dims of what the group writes (its grid order)
+        written = {op.operands[1] for op in ops if op.name == "write"}
+        results = {r for op in ops for r in op.results}
+        anchor = max(values, key=lambda v: (v.type.rank, -sum(map(_is_one, v.type.shape)),
+                                            v in written, v in results))
         self.domain = list(anchor.type.shape)
         self.of[anchor] = [k if not _is_one(d) else None for k, d in enumerate(anchor.type.shape)]
         self._solve()
-        self.reduced = sorted({self.of[op.operands[0]][op.attrs["axis"]] for op in ops
-                               if op.name == "reduce"} - {None})
+        self.reduced = sorted(({self.of[op.operands[0]][op.attrs["axis"]] for op in ops
+                                if op.name == "reduce"}
+                               | {self.of[op.operands[0]][1] for op in ops if op.name == "dot"})
+                              - {None})
         self.parallel = [k for k in range(len(self.domain)) if k not in self.reduced]
 
     # -- constraint propagation ------------------------------------------------------------
@@ -95,38 +101,52 @@ class Axes:
             a = op.attrs["axis"]
             src = op.operands[0]
             return [(src, d, r, d if d < a else d - 1) for d in range(src.type.rank) if d != a]
-        if op.name == "dot":
-            raise NotOneSpace("dot of whole tensors is not tiled yet")
+        if op.name == "dot":             # [M, K] x [K, N]: K is an axis of its own
+            a, b = op.operands
+            return [(a, 0, r, 0), (b, 1, r, 1), (a, 1, b, 0)]
         # elementwise and broadcast: same rank, dims in place
         return [(v, d, r, d) for v in tensors for d in range(r.type.rank)
                 if v.type.rank == r.type.rank]
 
     def _solve(self):
-        pairs = [p for op in self.ops for p in self._pairs(op)]
-        changed = True
-        while changed:
-            changed = False
-            for a, da, b, db in pairs:
-                changed |= self._unify(a, da, b, db)
+        self.pairs = [p for op in self.ops for p in self._pairs(op)]
+        self._propagate()
+        for op in self.ops:              # a matmul's K: an axis of its own, never M or N
+            a = op.operands[0] if op.name == "dot" else None
+            if a is not None and self.of[a][1] is None and not _is_one(a.type.shape[1]):
+                self.domain.append(a.type.shape[1])
+                self.of[a][1] = len(self.domain) - 1
+                self._propagate()
         for v, dims in self.of.items():
             for d, k in enumerate(dims):
                 if k is None and not _is_one(v.type.shape[d]):
                     self._adopt(v, d)
+        for v, dims in self.of.items():
             taken = [k for k in dims if k is not None]
             if len(taken) != len(set(taken)):
                 raise NotOneSpace(f"two dims of a {v.type} map to the same axis")
 
+    def _propagate(self):
+        changed = True
+        while changed:
+            changed = False
+            for a, da, b, db in self.pairs:
+                changed |= self._unify(a, da, b, db)
+
     def _adopt(self, v: Value, d: int):
-        """A dim no constraint reached (a reduction's reduced dim seen from its result only):
-        the first axis of that size the value does not use yet."""
+        """A dim no constraint reached from the anchor (a reduction's reduced dim seen from
+        its result only): the first axis of that size the value does not use
+        yet, else a new axis."""
         size = v.type.shape[d]
         used = set(self.of[v])
         for k, dsize in enumerate(self.domain):
             if k not in used and sympy.simplify(dsize - size) == 0:
                 self.of[v][d] = k
-                return
-        raise NotOneSpace(f"dim {d} of a {v.type} matches no axis of the iteration space "
-                          f"{list(self.domain)}")
+                break
+        else:
+            self.domain.append(size)
+            self.of[v][d] = len(self.domain) - 1
+        self._propagate()
 
     # -- queries ---------------------------------------------------------------------------
     def axes(self, v: Value) -> list:

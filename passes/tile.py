@@ -120,6 +120,17 @@ class _Tiler:
             return dim, _fallback_block(position, ndims, reduced_elements)
         return dim, o.default_block(dim, True, ndims, position)
 
+    def sequential_block(self) -> tuple[int, int]:
+        """(dim, block) of a matmul's K loop."""
+        dim = self.next_dim
+        self.next_dim += 1
+        o = self.options
+        if o.blocks is not None and dim < len(o.blocks):
+            return dim, o.blocks[dim]
+        if o.default_block is None:
+            return dim, 32
+        return dim, o.default_block(dim, False, 1, 0)
+
     def whole_block(self, extent: sympy.Expr) -> int | None:
         """A tile holding the whole extent: its size rounded up to a power of two (None:
         too long, to be looped over)."""
@@ -156,7 +167,12 @@ class _GroupEmitter:
         self.b = Builder(self.tiler.body, last.loc)
         self.block = {}
         self.looped = None
+        dots = [op for op in self.ops if op.name == "dot"]
+        k_axis = axes.axes(dots[0].operands[0])[1] if dots else None
         for k in axes.reduced:
+            if k == k_axis:
+                self.looped = k          # a matmul walks K in chunks: block set below
+                continue
             self.block[k] = self.tiler.whole_block(axes.extent(k))
             if self.block[k] is None:
                 self.block[k], self.looped = LOOP_BLOCK, k
@@ -170,6 +186,9 @@ class _GroupEmitter:
             dim, block = self.tiler.block_for(position, len(axes.parallel), reduced_elements)
             self.block[k] = block
             loops.append((axes.extent(k), block, dim, k))
+        self.loop_dim = None
+        if k_axis is not None:          # the K loop's dim comes after M's and N's
+            self.loop_dim, self.block[k_axis] = self.tiler.sequential_block()
         if not loops:             # every axis reduced: one program
             dim = self.tiler.next_dim
             self.tiler.next_dim += 1

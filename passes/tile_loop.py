@@ -36,7 +36,10 @@ def _phases(emitter, k: int):
             continue
         r = op.results[0]
         ins = [u for u in op.operands if isinstance(u.type, TensorType)]
-        if op.name == "reduce" and along(op.operands[0]):
+        if op.name == "dot":             # a sum over k of products: accumulated like one
+            reduce_loop[op] = max(needs_of(u) for u in op.operands)
+            ready[r] = reduce_loop[op] + 1
+        elif op.name == "reduce" and along(op.operands[0]):
             if op.attrs["kind"] not in _COMBINE:
                 raise ValueError(f"{op.attrs['kind']} at {op.loc} over a dim longer than one "
                                  "tile is not supported yet (looped reductions combine sum, "
@@ -64,6 +67,23 @@ def emit_looped(emitter, k: int) -> None:
                   [op for op, n in write_loop.items() if n == i])
 
 
+def _kind(op: Op) -> str:
+    return "sum" if op.name == "dot" else op.attrs["kind"]
+
+
+def _dot_chunk(emitter, op: Op, k: int, t: TileType):
+    """dot of this K chunk of the operands, lanes past K zero in both (computed operands
+    need not be zero there: exp(0) is not)."""
+    b = emitter.b
+    tiles = []
+    for v, dim in zip(op.operands, (1, 0)):
+        x = emitter.get(v)
+        mask = emitter._placed(emitter.mask[k], dim, x.type.shape)
+        zero = b.value("const", [], x.type, value=0.0 if x.type.dtype.is_float else 0)
+        tiles.append(b.value("where", [mask, x, zero], x.type))
+    return b.value("dot", tiles, t)
+
+
 def _accumulator_type(t: TileType) -> TileType:
     """Half floats accumulate in float32 across chunks."""
     return t.with_dtype(D.float32) if t.dtype.is_float and t.dtype.bits == 16 else t
@@ -74,10 +94,12 @@ def _loop(emitter, k: int, reduces: list[Op], writes: list[Op]) -> None:
     rtypes = [TileType(op.results[0].type.dtype, emitter.shape(op.results[0]))
               for op in reduces]
     acc_types = [_accumulator_type(t) for t in rtypes]
-    inits = [emitter.identity(op.attrs["kind"], t) for op, t in zip(reduces, acc_types)]
+    inits = [emitter.identity(_kind(op), t) for op, t in zip(reduces, acc_types)]
     body = Block([HANDLE] + acc_types)
-    dim = emitter.tiler.next_dim
-    emitter.tiler.next_dim += 1
+    dim, emitter.loop_dim = emitter.loop_dim, None     # a matmul's K dim, chosen earlier
+    if dim is None:
+        dim = emitter.tiler.next_dim
+        emitter.tiler.next_dim += 1
     loop = b.create("tile_for", inits, acc_types,
                     {"extent": emitter.axes.extent(k), "block": emitter.block[k],
                      "parallel": False, "dim": dim}, [body])
@@ -88,10 +110,13 @@ def _loop(emitter, k: int, reduces: list[Op], writes: list[Op]) -> None:
         outs = []
         for op, acc, t, at in zip(reduces, body.args[1:], rtypes, acc_types):
             with b.at_loc(op.loc):
-                part = emitter._reduce(op, emitter.get(op.operands[0]), t)
+                if op.name == "dot":
+                    part = _dot_chunk(emitter, op, k, t)
+                else:
+                    part = emitter._reduce(op, emitter.get(op.operands[0]), t)
                 if at != t:
                     part = b.value("cast", [part], at)
-                outs.append(b.value(_COMBINE[op.attrs["kind"]], [acc, part], at))
+                outs.append(b.value(_COMBINE[_kind(op)], [acc, part], at))
         for op in writes:
             with b.at_loc(op.loc):
                 emitter._lower(op)

@@ -39,3 +39,29 @@ def scale_by_total(x):
 @fusec.kernel
 def row_and_column_means(x):
     return x - x.mean(axis=1, keepdims=True) - x.mean(axis=0, keepdims=True)
+
+
+@fusec.kernel
+def mlp_block(x, w1, b1, w2, b2):
+    """A residual MLP block: two matmuls, each with its epilogue fused (two launches)."""
+    h = fl.gelu(x @ w1 + b1)
+    return x + (h @ w2 + b2)
+
+
+@fusec.kernel
+def normalized_rows_matmul(x, w):
+    """A reduction feeding the matmul's K dimension: not fused into the matmul."""
+    return (x / x.sum(axis=1, keepdims=True)) @ w
+
+
+@fusec.kernel
+def softmax_of_matmul(x, w):
+    logits = x @ w
+    e = fl.exp(logits - logits.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+@fusec.kernel
+def half_matmul_epilogue(a, b, bias):
+    """bf16/fp16 in: the prologue casts ride along in the K loop, f32 accumulation."""
+    return fl.silu(a @ b + bias).to(a.dtype)

@@ -278,3 +278,14 @@ def test_a_half_float_matmul_gets_tensor_core_tiles_by_default():
         assert ("mma.sync" in ck.asm["cuda"]) == mma, (dtype, ck.config)
         if blocks:
             assert list(ck.config.blocks) == blocks
+
+
+def test_a_whole_tensor_matmul_epilogue_is_one_tensor_core_launch():
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    import tensor_kernels as K
+    S = fusec.TensorSpec
+    ck = K.half_matmul_epilogue.compile(S((4096, 1024), "bfloat16"), S((1024, 2048), "bfloat16"),
+                                        S((2048,), "bfloat16"), target="sm_90", backend="cuda")
+    assert ck.num_launches == 1
+    assert list(ck.config.blocks) == [128, 128, 32]
+    assert "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32" in ck.asm["cuda"]

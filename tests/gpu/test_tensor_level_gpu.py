@@ -75,3 +75,39 @@ def test_split_groups_on_the_gpu(backend):
     xd = x.double()
     want = xd - xd.mean(1, keepdim=True) - xd.mean(0, keepdim=True)
     assert_close(got.double().cpu().numpy(), want.cpu().numpy(), "float32")
+
+
+@pytest.mark.parametrize("backend", ["cuda", "ptx"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("mkn", [(100, 72, 200), (1, 16, 7), (1000, 130, 33), (512, 256, 384)])
+def test_matmul_epilogue(backend, dtype, mkn):
+    m, k, n = mkn
+    torch.manual_seed(m + k + n)
+    a = (torch.randn(m, k, device="cuda") / k ** 0.5).to(dtype)
+    b = torch.randn(k, n, device="cuda").to(dtype)
+    bias = torch.randn(n, device="cuda").to(dtype)
+    compiled = K.half_matmul_epilogue.compile(a, b, bias, backend=backend)
+    assert compiled.num_launches == 1
+    got = compiled(a, b, bias)
+    z = a.double() @ b.double() + bias.double()
+    name = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}[dtype]
+    # float32 accumulation over K in another order than float64: a K-sized tolerance
+    tol = {"float32": 1e-4}.get(name, name)
+    got64, want = got.double().cpu().numpy(), torch.nn.functional.silu(z).cpu().numpy()
+    if tol == 1e-4:
+        assert abs(got64 - want).max() <= 1e-4 * (1 + abs(want).max())
+    else:
+        assert_close(got64, want, name)
+
+
+def test_mlp_block_on_the_gpu():
+    torch.manual_seed(3)
+    x = torch.randn(300, 96, device="cuda")
+    w1, b1 = torch.randn(96, 160, device="cuda") / 10, torch.randn(160, device="cuda")
+    w2, b2 = torch.randn(160, 96, device="cuda") / 10, torch.randn(96, device="cuda")
+    compiled = K.mlp_block.compile(x, w1, b1, w2, b2, backend="cuda")
+    assert compiled.num_launches == 2
+    got = compiled(x, w1, b1, w2, b2).double()
+    xd = x.double()
+    want = xd + torch.nn.functional.gelu(xd @ w1.double() + b1.double()) @ w2.double() + b2.double()
+    assert (got - want).abs().max().item() <= 1e-4 * (1 + want.abs().max().item())

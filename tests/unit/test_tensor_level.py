@@ -134,7 +134,7 @@ def test_broadcast_of_static_mismatch_is_a_compile_error():
 
 def test_whole_tensor_errors_name_the_construct():
     @fusec.kernel
-    def matmul(a, b):
+    def batched_matmul(a, b):
         return a @ b
 
     @fusec.kernel
@@ -150,8 +150,8 @@ def test_whole_tensor_errors_name_the_construct():
         return x[1:3] * 2
 
     x = np.ones((4, 4), np.float32)
-    with pytest.raises(fusec.CompilationError, match="dot/@ of whole tensors"):
-        matmul(x, x)
+    with pytest.raises(fusec.CompilationError, match="dot/@ of whole tensors needs two 2-D"):
+        batched_matmul(np.ones((2, 4, 4), np.float32), x)
     with pytest.raises(fusec.CompilationError, match="write it into a tensor"):
         computed_value_in_a_tile_loop(x)
     with pytest.raises(fusec.CompilationError, match="only be indexed with ':' and None"):
@@ -225,3 +225,38 @@ def test_explain_says_why_ops_were_not_fused():
     out = text.getvalue()
     assert "===== fusion: 2 launch(es) per call =====" in out
     assert "not fused:" in out and "global barrier" in out.split("===== fusion")[1]
+
+
+def test_residual_mlp_block_fuses_each_matmul_with_its_epilogue(backend):
+    rng = np.random.default_rng(16)
+    M, D, H = 19, 37, 53
+    x, w1, b1, w2, b2 = (rng.uniform(-1, 1, s).astype(np.float32)
+                         for s in ((M, D), (D, H), (H,), (H, D), (D,)))
+    got, compiled = _run(K.mlp_block, x, w1, b1, w2, b2)
+    assert compiled.num_launches == 2
+    h = _gelu(x.astype(np.float64) @ w1 + b1)
+    assert_close(got, x + (h @ w2 + b2), "float32")
+
+
+def test_matmul_refusals_keep_results_right(backend):
+    rng = np.random.default_rng(17)
+    x = rng.uniform(0.5, 2, (23, 41)).astype(np.float32)
+    w = rng.uniform(-1, 1, (41, 29)).astype(np.float32)
+    got, compiled = _run(K.normalized_rows_matmul, x, w)
+    assert compiled.num_launches == 2
+    assert "a reduction feeding a matmul" in compiled.asm["fuse"]
+    xd = x.astype(np.float64)
+    assert_close(got, (xd / xd.sum(1, keepdims=True)) @ w, "float32")
+    got, compiled = _run(K.softmax_of_matmul, x, w)
+    assert compiled.num_launches == 2
+    assert_close(got, _softmax(xd @ w), "float32")
+
+
+def test_half_matmul_with_prologue_casts(backend):
+    a, ad = random_array((33, 48), "bfloat16", seed=18, low=-1, high=1)
+    b, bd = random_array((48, 20), "bfloat16", seed=19, low=-1, high=1)
+    bias, biasd = random_array((20,), "bfloat16", seed=20)
+    got, compiled = _run(K.half_matmul_epilogue, *(as_input(v, "bfloat16") for v in (a, b, bias)))
+    assert compiled.num_launches == 1
+    z = ad @ bd + biasd
+    assert_close(output_float64(got), z / (1 + np.exp(-z)), "bfloat16")
