@@ -306,14 +306,9 @@ class Semantic:
         value, masks = v.value, list(x.masks)
         for a in reversed(axes):
             t = value.type
-            if kind in ("argmax", "argmin"):
-                out_dtype = D.INDEX
-            elif kind == "sum" and not t.dtype.is_float:
-                out_dtype = D.int64
-            else:
-                out_dtype = t.dtype
-            value = self.b.value("reduce", [value], TileType(out_dtype, t.shape[:a] + t.shape[a + 1:]),
-                                 kind=kind, axis=a)
+            value = self.b.value("reduce", [value], TileType(
+                D.reduction_dtype(kind, t.dtype), t.shape[:a] + t.shape[a + 1:]),
+                kind=kind, axis=a)
             del masks[a]
         out = TileVal(value, tuple(masks))
         if keepdims:

@@ -196,14 +196,9 @@ class TensorSemantic:
         value = x.value
         for a in reversed(axes):
             t = value.type
-            if kind in ("argmax", "argmin"):
-                out_dtype = D.INDEX
-            elif kind == "sum" and not t.dtype.is_float:
-                out_dtype = D.int64
-            else:
-                out_dtype = t.dtype
             value = self.b.value("reduce", [value], TensorType(
-                out_dtype, t.shape[:a] + t.shape[a + 1:]), kind=kind, axis=a)
+                D.reduction_dtype(kind, t.dtype), t.shape[:a] + t.shape[a + 1:]),
+                kind=kind, axis=a)
         out = self._wrap(value)
         if keepdims:
             for a in axes:

@@ -118,3 +118,13 @@ def reduction_identity(kind: str, dtype: DType):
     bits = dtype.bits
     lo, hi = (0, 2 ** bits - 1) if dtype.kind == "u" else (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
     return lo if high else hi
+
+
+def reduction_dtype(kind: str, dtype: DType) -> DType:
+    """The result dtype of a reduction of `kind` over `dtype`: arg reductions give the lane
+    index (int32), sums of bools and ints int64, the others the input's dtype."""
+    if kind in ("argmax", "argmin"):
+        return INDEX
+    if kind == "sum" and not dtype.is_float:
+        return int64
+    return dtype
