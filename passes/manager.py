@@ -9,6 +9,8 @@ from .base import Pass
 from .registry import PASSES, UnknownPassError, make_pass
 
 DEFAULT_PIPELINE = [
+    "loop-fuse",     # adjacent loop nests over the same tiles, the second reading the first's
+                     # writes of the same elements: one launch, the intermediate in registers
     "canonicalize",  # fold constants and identities so that equal things look equal
     "cse",           # merge repeated index math (tile_index, broadcasts) for the analysis
     "mask-elim",     # prove bounds checks and mask compares always true (sympy, div16)

@@ -6,6 +6,7 @@ from .canonicalize import Canonicalize
 from .cse import CommonSubexpressionElimination
 from .dce import DeadCodeElimination
 from .fuse import Fuse
+from .loop_fuse import LoopFusion
 from .mask_elim import MaskElimination
 from .tile import Tile
 
@@ -16,6 +17,7 @@ PASSES: dict[str, type] = {
     "mask-elim": MaskElimination,
     "fuse": Fuse,
     "tile": Tile,
+    "loop-fuse": LoopFusion,
 }
 
 

@@ -55,6 +55,22 @@ def loops_and_ifs(x, steps: int):
 
 @fusec.kernel
 def two_passes(x):
+    """The second loop reads what other programs of the first wrote (reversed): two
+    launches, in order (loop-fuse must not merge them)."""
+    tmp = fusec.empty_like(x)
+    out = fusec.empty_like(x)
+    n = x.shape[0]
+    for t in fusec.tile(n):
+        tmp[t] = x[t] * 2.0
+    for t in fusec.tile(n):
+        out[t] = tmp[n - 1 - t.index] + 1.0
+    return out
+
+
+@fusec.kernel
+def two_fusable_passes(x):
+    """The second loop reads only what the same program of the first wrote: loop-fuse
+    makes it one launch and keeps `tmp` in registers (never allocated)."""
     tmp = fusec.empty_like(x)
     out = fusec.empty_like(x)
     for t in fusec.tile(x.shape[0]):

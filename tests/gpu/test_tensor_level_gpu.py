@@ -111,3 +111,13 @@ def test_mlp_block_on_the_gpu():
     xd = x.double()
     want = xd + torch.nn.functional.gelu(xd @ w1.double() + b1.double()) @ w2.double() + b2.double()
     assert (got - want).abs().max().item() <= 1e-4 * (1 + want.abs().max().item())
+
+
+@pytest.mark.parametrize("backend", ["cuda", "ptx"])
+def test_fused_tile_loops_on_the_gpu(backend):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from device_kernels import two_fusable_passes
+    x = torch.randn(100_003, device="cuda")
+    compiled = two_fusable_passes.compile(x, backend=backend)
+    assert compiled.num_launches == 1
+    torch.testing.assert_close(compiled(x), x * 2.0 + 1.0)

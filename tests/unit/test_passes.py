@@ -547,14 +547,15 @@ def test_parse_pipeline():
     assert parse_pipeline("canonicalize, cse,,dce") == ["canonicalize", "cse", "dce"]
     assert parse_pipeline("default") == DEFAULT_PIPELINE
     assert parse_pipeline("") == []
-    with pytest.raises(UnknownPassError, match="known passes: canonicalize, cse, dce, fuse, mask-elim, tile"):
+    with pytest.raises(UnknownPassError, match="known passes: canonicalize, cse, dce, fuse, loop-fuse, mask-elim, tile"):
         parse_pipeline("cse,frob")
 
 
 def test_pass_manager_reports_stages_in_order():
     stages = []
     PassManager(DEFAULT_PIPELINE, on_stage=lambda s, m: stages.append(s)).run(ir.parse(CHAIN))
-    assert stages == ["canonicalize", "cse", "mask-elim", "canonicalize.2", "cse.2", "dce"]
+    assert stages == ["loop-fuse", "canonicalize", "cse", "mask-elim", "canonicalize.2", "cse.2",
+                      "dce"]
 
 
 @dataclasses.dataclass

@@ -260,3 +260,17 @@ def test_half_matmul_with_prologue_casts(backend):
     assert compiled.num_launches == 1
     z = ad @ bd + biasd
     assert_close(output_float64(got), z / (1 + np.exp(-z)), "bfloat16")
+
+
+def test_adjacent_tile_loops_over_the_same_tiles_fuse(backend):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from device_kernels import two_fusable_passes, two_passes
+    x, xd = random_array((1003,), "float32", seed=21)
+    got, compiled = _run(two_fusable_passes, x)
+    assert compiled.num_launches == 1
+    allocs = [op for op in compiled.module.walk() if op.name == "alloc"]
+    assert len(allocs) == 1                       # tmp lives in registers only
+    assert_close(got, xd * 2 + 1, "float32")
+    got, compiled = _run(two_passes, x)           # reads other programs' elements
+    assert compiled.num_launches == 2
+    assert_close(got, xd[::-1] * 2 + 1, "float32")
