@@ -11,15 +11,18 @@ them all on the calling thread when the total work is small):
                      + tile buffers beyond the core's L2, out and back) / bandwidth
     launch      = ceil(programs / cores used) * per program        (the slowest core)
 
-GPU (a program is one thread block of `warps` warps (cuda), or one thread of such blocks
-(ptx: Machine.thread_programs)):
-    occupancy   = blocks one SM holds at once (threads, registers, shared memory)
+GPU, a program = one thread block of `warps` warps (the cuda backend): block_cost.py, the
+calibrated model.
+
+GPU, a program = one thread (the ptx backend: Machine.thread_programs), blocks of `warps`
+warps of programs (uncalibrated: the ptx policy is the fixed one):
+    occupancy   = blocks one SM holds at once (threads, registers: a thread holds whole
+                  tiles)
     waves       = ceil(blocks / (SMs * occupancy))                 (wave quantization)
     one wave    = max(bandwidth time (bytes in whole 32-byte sectors: coalescing),
                       lane time of the SM's resident programs,
-                      one program's own latency: its ops spread over min(threads, outputs)
-                      lanes (one lane for a thread program), plus the memory latency of its
-                      loop iterations over `stages`)
+                      one program's own latency: its ops on one lane, plus the memory
+                      latency of its loop iterations over `stages`)
     launch      = launch overhead + waves * one wave
 """
 from __future__ import annotations
@@ -28,29 +31,14 @@ import math
 
 import numpy as np
 
+from .block_cost import INFEASIBLE, block_launch_seconds
 from .facts import LaunchWork
 from .machine import Machine
 
 REGISTERS_BASE = 32             # per thread: addresses, indices, loop state
 REGISTERS_MAX = 255             # per thread, the ISA's limit
-MEMORY_LATENCY = 0.6e-6         # s for a load to return on a GPU (labelled estimate)
-INFEASIBLE = math.inf
-
-
-def registers_per_thread(tile_elements, threads, thread_programs: bool = False):
-    """One register per element of the largest tile a thread holds, on top of the base (a
-    thread that is a whole program holds whole tiles, spilling past the limit)."""
-    if thread_programs:
-        return np.minimum(REGISTERS_MAX, REGISTERS_BASE + tile_elements)
-    return REGISTERS_BASE + np.ceil(tile_elements / threads)
-
-
-def shared_bytes(work: LaunchWork, stages: int, pipelined: bool, thread_programs=False):
-    """Tile buffers of one thread block; with a pipelined loop, `stages - 1` more copies of
-    the loop's loads in flight (none where a program is one thread: local memory)."""
-    if thread_programs:
-        return 0.0 * work.buffer_bytes
-    return work.buffer_bytes + ((stages - 1) * work.loop_bytes if pipelined else 0.0)
+MEMORY_LATENCY = 0.6e-6         # s for a load to return on a GPU (labelled estimate; the
+                                # thread-block model's is fitted: calibration.py)
 
 
 def runs(work: LaunchWork):
@@ -99,37 +87,30 @@ def cpu_launch_seconds(work: LaunchWork, m: Machine):
     return overhead + np.ceil(work.programs / workers) * per_program
 
 
-def occupancy(work: LaunchWork, m: Machine, warps: int, stages: int, pipelined: bool):
-    """Thread blocks one SM runs at once (0: one does not fit)."""
+def thread_occupancy(work: LaunchWork, m: Machine, warps: int):
+    """Blocks of thread programs one SM runs at once (0: one does not fit): a thread holds
+    its program's whole tiles (one register an element, spilling past the ISA's limit to
+    local memory), no shared memory."""
     threads = warps * m.warp_size
-    regs = registers_per_thread(work.tile_elements, threads, m.thread_programs)
-    smem = shared_bytes(work, stages, pipelined, m.thread_programs)
-    fits = (threads <= m.max_threads_per_block) & (regs <= REGISTERS_MAX) & \
-        (regs * threads <= m.regs_per_block) & (smem <= m.smem_per_block)
+    regs = np.minimum(REGISTERS_MAX, REGISTERS_BASE + work.tile_elements)
+    fits = (threads <= m.max_threads_per_block) & (regs * threads <= m.regs_per_block)
     resident = np.minimum(np.minimum(m.max_programs_per_unit, m.max_threads_per_unit // threads),
                           m.regs_per_unit // (regs * threads))
-    resident = np.where(smem > 0, np.minimum(resident, m.smem_per_unit // np.maximum(smem, 1)),
-                        resident)
     return np.where(fits, resident, 0)
 
 
-def gpu_launch_seconds(work: LaunchWork, m: Machine, warps: int, stages: int,
-                       pipelined: bool):
-    resident = occupancy(work, m, warps, stages, pipelined)
-    threads = warps * m.warp_size
-    per_block = threads if m.thread_programs else 1          # programs of a thread block
+def thread_launch_seconds(work: LaunchWork, m: Machine, warps: int, stages: int,
+                          pipelined: bool):
+    """A launch of thread programs (Machine.thread_programs), blocks of `warps` warps."""
+    resident = thread_occupancy(work, m, warps)
+    per_block = warps * m.warp_size                          # programs of a thread block
     blocks = np.ceil(work.programs / per_block)
     concurrent = m.units * np.maximum(resident, 1)
     waves = np.ceil(blocks / concurrent)
     # programs the busiest SM holds in a wave: an SM draws at most its share of bandwidth
     per_sm = np.ceil(np.minimum(blocks, concurrent) / m.units) * per_block
     clock = m.rate / m.lanes_per_unit
-    if m.thread_programs:                                    # one thread does it all
-        serial = work.work
-    else:                                                    # spread over the block
-        serial = sum((w / np.minimum(threads, np.maximum(1.0, outputs))
-                      for w, outputs, _ in work.work_parts), 0.0)
-    own_latency = (m.program_overhead + serial / clock
+    own_latency = (m.program_overhead + work.work / clock
                    + work.iterations * MEMORY_LATENCY / (stages if pipelined else 1))
     memory = per_sm * line_bytes(work, m.line_bytes) / (m.bandwidth / m.units)
     lanes = per_sm * work.work / m.rate
@@ -137,13 +118,15 @@ def gpu_launch_seconds(work: LaunchWork, m: Machine, warps: int, stages: int,
     return np.where(resident > 0, seconds, INFEASIBLE)
 
 
-def estimate(launches: list[LaunchWork], m: Machine, warps: int = 4, stages: int = 3,
+def estimate(launches: list[LaunchWork], m: Machine, warps=4, stages: int = 3,
              pipelined: bool = False):
     """Seconds for one call (the launches run one after another): a float, or an array when
-    the LaunchWork fields are arrays over candidates."""
+    the LaunchWork fields (and `warps`, for thread blocks) are arrays over candidates."""
     if m.kind == "cpu":
         return sum(cpu_launch_seconds(w, m) for w in launches)
-    return sum(gpu_launch_seconds(w, m, warps, stages, pipelined) for w in launches)
+    if m.thread_programs:
+        return sum(thread_launch_seconds(w, m, warps, stages, pipelined) for w in launches)
+    return sum(block_launch_seconds(w, m, warps, stages, pipelined) for w in launches)
 
 
 def spearman(xs: list[float], ys: list[float]) -> float | None:

@@ -3,9 +3,11 @@ tile dims (parallel or sequential, their extents in this call, the block the def
 gave them, fixed by `block=` or tunable) and, per launch, what one program costs as a function
 of the block sizes: memory accesses (bytes and contiguous runs), element-operations (over how
 many independent outputs they spread, along how long a vectorizable last axis), tile
-buffers. Each such quantity is coef * prod(block_d ** p_d) (a Monomial); `KernelFacts.work`
-evaluates them for one config or for a whole array of them at once (numpy), which is what
-keeps ranking a search space of hundreds of configs within a millisecond or two.
+buffers, the tile values a GPU program keeps whole (registers or shared memory) and its
+reductions (how many outputs, over how long an axis). Each such quantity is coef *
+prod(block_d ** p_d) (a Monomial); `KernelFacts.work` evaluates them for one config or for
+a whole array of them at once (numpy), which is what keeps ranking a search space of
+hundreds of configs within a millisecond or two.
 """
 from __future__ import annotations
 
@@ -19,9 +21,18 @@ from ..backends.common import size_function
 # resource -> the names of the details its terms carry (properties of one op, not sums:
 # like terms add their amounts only)
 DETAILS = {"work": ("outputs", "vector"),    # independent outputs; last-axis length
-           "access": ("run_bytes",),         # bytes moved; bytes of one contiguous run
+           # bytes moved; bytes of one contiguous run; bytes of the whole tensor
+           "access": ("run_bytes", "tensor_bytes"),
            "buffer": (), "tile": (),         # bytes of tile buffers; elements of a tile
-           "dot_m": (), "dot_n": (), "dot_k": (), "reduce_len": ()}    # lengths
+           "dot_m": (), "dot_n": (), "dot_k": (), "reduce_len": (),    # lengths
+           # bytes of materialized tile values (the GPU plan's: computed once, read by
+           # several consumers); elements and bytes of one such value (how many there
+           # are); 1 when its readers let it be a register tile (cuda residency.py); the
+           # elements of the broadcast whose expansion alone materializes it, or 0
+           "materialized": ("elements", "itemsize", "register_eligible", "expanded"),
+           # reduce outputs (all like reductions); outputs of one reduce, its reduced
+           # length, 1 when it reduces the last axis (lanes cooperate along a row)
+           "reduction": ("outputs", "length", "last_axis")}
 FACTS_ONLY = ("tile", "dot_m", "dot_n", "dot_k", "reduce_len")   # not summed: maxima, facts
 
 
@@ -79,6 +90,14 @@ class LaunchWork:
     loop_bytes: object          # bytes one iteration of those loops loads (pipelining)
     work_parts: tuple = ()      # (work, independent outputs, last-axis length) per term
     accesses: tuple = ()        # (bytes, bytes of one contiguous run) per term
+    tensor_bytes: tuple = ()    # bytes of the whole tensor of each access (as `accesses`)
+    # (tiles held at once, elements of one, bytes of an element, executions per program,
+    # 1 when they may be register tiles) per like group of materialized tile values (none
+    # held of a group materialized only to expand a broadcast the blocks leave a view)
+    materialized: tuple = ()
+    # (reduce ops, executions per program, outputs of one, reduced length, last axis 0/1)
+    # per like group of reductions
+    reductions: tuple = ()
 
 
 @dataclass
@@ -177,11 +196,27 @@ class KernelFacts:
         out = []
         for launch in range(self.launches):
             work = bytes_ = buffer = loop_bytes = zero
-            parts, accesses, nests = [], [], set()
+            parts, accesses, whole, nests = [], [], [], set()
+            materialized, reductions = [], []
             for t in self.terms:
                 if t.launch != launch or t.resource in FACTS_ONLY:
                     continue
                 value = t.amount(blocks)
+                detail = {name: m(blocks) for name, m in zip(DETAILS[t.resource], t.details)}
+                if t.resource == "materialized":     # held at once, per loop iteration
+                    one = detail["elements"] * detail["itemsize"]
+                    expanded = detail["expanded"]
+                    kept = (expanded == 0) | (expanded > detail["elements"])
+                    materialized.append((np.where(kept, value / np.maximum(one, 1.0), 0.0),
+                                         detail["elements"],
+                                         detail["itemsize"], self.trips(blocks, t.loops),
+                                         detail["register_eligible"]))
+                    continue
+                if t.resource == "reduction":
+                    reductions.append((value / np.maximum(detail["outputs"], 1.0),
+                                       self.trips(blocks, t.loops), detail["outputs"],
+                                       detail["length"], detail["last_axis"]))
+                    continue
                 if t.resource == "buffer":       # reused across loop iterations
                     buffer = buffer + value
                     if t.loops:                  # what more pipeline stages would hold
@@ -190,15 +225,16 @@ class KernelFacts:
                 if t.loops:
                     nests.add(t.loops)
                 value = value * self.trips(blocks, t.loops)
-                detail = {name: m(blocks) for name, m in zip(DETAILS[t.resource], t.details)}
                 if t.resource == "work":
                     work = work + value
                     parts.append((value, detail["outputs"], detail["vector"]))
                 else:
                     bytes_ = bytes_ + value
                     accesses.append((value, detail["run_bytes"]))
+                    whole.append(detail["tensor_bytes"])
             out.append(LaunchWork(
                 self.programs(blocks, launch), work, bytes_, buffer, self.tile_elements(blocks),
                 sum((self.trips(blocks, nest) for nest in nests), zero), loop_bytes,
-                tuple(parts), tuple(accesses)))
+                tuple(parts), tuple(accesses), tuple(whole), tuple(materialized),
+                tuple(reductions)))
         return out

@@ -21,6 +21,7 @@ from ..ir import ops as O
 from ..ir.core import Block, Module, Op, Value
 from ..ir.types import TileType
 from .facts import DETAILS, FACTS_ONLY, KernelFacts, Monomial, Term, TileDim, next_pow2
+from .gpu_plan import GPUPlan
 
 # Relative cost of one element of an op (an add = 1), for ranking, not for cycle counts:
 # transcendental functions are polynomial evaluations of a dozen or more operations.
@@ -30,7 +31,6 @@ WORK_PER_ELEMENT = {**{name: 1 for name in _CHEAP},
                     "sqrt": 4, "rsqrt": 4, "exp": 8, "exp2": 6, "log": 8, "log2": 8,
                     "sin": 12, "cos": 12, "tanh": 12, "sigmoid": 10, "silu": 10, "erf": 14,
                     "gelu": 16, "gelu_tanh": 14}
-
 
 
 # -- reading one trace ----------------------------------------------------------------------
@@ -66,6 +66,8 @@ class _Reader:
                                 if v.type.rank and (i, v.type.rank - 1) in unit}
         self.dtypes: set = set()
         self._varies: dict = {}
+        self._reads: dict = {}
+        self.plan = GPUPlan(kernel)
 
     def read(self) -> "_Reader":
         self.visit(self.kernel.regions[0], None, ())
@@ -103,6 +105,11 @@ class _Reader:
         for r in op.results:
             if isinstance(r.type, TileType) and r.type.rank:
                 self.add(launch, loops, "tile", r.type.numel)
+                if r in self.plan.materialized:
+                    size = r.type.dtype.itemsize
+                    self.add(launch, loops, "materialized", r.type.numel * size,
+                             r.type.numel, size, int(self.plan.register_eligible(r)),
+                             self.plan.expanded_elements(r))
         name = op.name
         if name in ("load", "store", "atomic_add"):
             tensor, idx, value, _, _ = O.memory_operands(op)
@@ -110,7 +117,8 @@ class _Reader:
             n, size = _numel(data), data.type.dtype.itemsize
             run = self.run_length(tensor, idx, data)
             self.dtypes.add(tensor.type.dtype.name)
-            self.add(launch, loops, "access", n * size, run * size)
+            self.add(launch, loops, "access", n * size, run * size,
+                     self.tensor_bytes(tensor))
             self.add(launch, loops, "work", n, n, run)     # address arithmetic
             if name == "load":
                 self.add(launch, loops, "buffer", n * size)
@@ -119,6 +127,9 @@ class _Reader:
             n_in, n_out = _numel(source), max(1, _numel(result))
             self.add(launch, loops, "work", n_in, n_out, _last(source))
             self.add(launch, loops, "reduce_len", n_in // n_out)
+            if self.reads_memory(source):   # not a count of mask lanes (folded by the
+                last = int(op.attrs["axis"] == source.type.rank - 1)     # passes)
+                self.add(launch, loops, "reduction", n_out, n_out, n_in // n_out, last)
             self.add(launch, loops, "buffer", n_out * result.type.dtype.itemsize)
         elif name == "dot":
             a, b = op.operands
@@ -140,6 +151,23 @@ class _Reader:
         unit_last = tensor in self.contiguous_last or (tensor.op is not None
                                                        and tensor.op.name == "alloc")
         return data.type.shape[-1] if unit_last and self.varies(idx[-1]) else 1
+
+    def tensor_bytes(self, tensor: Value) -> int:
+        """The whole tensor's size in this call."""
+        n = tensor.type.dtype.itemsize
+        for dim in tensor.type.shape:
+            n *= size_function(dim)(self.hints)
+        return n
+
+    def reads_memory(self, v: Value) -> bool:
+        """Whether a value depends on a load (else it is index arithmetic and constants, such
+        as the count of a mean's unmasked lanes, which the passes fold when the
+        specialization proves the bounds)."""
+        if v not in self._reads:
+            op = v.op
+            self._reads[v] = op is not None and (
+                op.name == "load" or any(self.reads_memory(o) for o in op.operands))
+        return self._reads[v]
 
     def varies(self, v: Value) -> bool:
         """Whether an index tile changes across lanes (depends on a tile index or arange)."""

@@ -39,6 +39,7 @@ class GPUInfo:
     l2_bytes: int
     memory_clock_khz: int
     bus_width_bits: int
+    clock_khz: int                   # SM clock (the peak the driver reports; 0: not told)
     source: dict = field(default_factory=dict, compare=False)
 
     @property
@@ -112,6 +113,8 @@ _GPU_ATTRIBUTES = {
     "memory_clock_khz": "CU_DEVICE_ATTRIBUTE_MEMORY_CLOCK_RATE",
     "bus_width_bits": "CU_DEVICE_ATTRIBUTE_GLOBAL_MEMORY_BUS_WIDTH",
 }
+# read where the driver still reports them (CUDA 13 deprecates the clock queries): 0 else
+_OPTIONAL_GPU_ATTRIBUTES = {"clock_khz": "CU_DEVICE_ATTRIBUTE_CLOCK_RATE"}
 
 
 @functools.lru_cache(maxsize=None)
@@ -135,4 +138,10 @@ def gpu_info(ordinal: int = 0) -> GPUInfo | None:
     major = _driver_attribute(driver, device, "CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR")
     minor = _driver_attribute(driver, device, "CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR")
     facts = {k: _driver_attribute(driver, device, v) for k, v in _GPU_ATTRIBUTES.items()}
-    return GPUInfo(name, f"sm_{major}{minor}", source={k: "driver" for k in facts}, **facts)
+    source = {k: "driver" for k in facts}
+    for k, v in _OPTIONAL_GPU_ATTRIBUTES.items():
+        try:
+            facts[k], source[k] = _driver_attribute(driver, device, v), "driver"
+        except (RuntimeError, AttributeError):
+            facts[k], source[k] = 0, "unavailable"
+    return GPUInfo(name, f"sm_{major}{minor}", source=source, **facts)

@@ -4,8 +4,9 @@
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+from .calibration import CALIBRATION_FILE, Calibration, entry, for_device, from_entry
 from .hardware import CPUInfo, GPUInfo, cpu_info, gpu_info
 
 
@@ -34,6 +35,7 @@ class Machine:
     smem_per_unit: int = 228 << 10
     lanes_per_unit: int = 128               # FP32 lanes of one SM
     thread_programs: bool = False           # the backend runs a program as one thread
+    calibration: Calibration | None = None  # GPU thread blocks: the model's fitted constants
     source: dict = field(default_factory=dict, compare=False)
 
 
@@ -56,9 +58,11 @@ _FALLBACK = "fallback"
 # one): figures of the family's data-centre part.
 _GPU_FALLBACK = {
     "sm_80": dict(name="A100-class (fallback)", sm_count=108, smem_per_block_optin=163 << 10,
-                  smem_per_sm=164 << 10, l2_bytes=40 << 20, bandwidth=1.55e12),
+                  smem_per_sm=164 << 10, l2_bytes=40 << 20, bandwidth=2.04e12,
+                  clock_hz=1.41e9),
     "sm_90": dict(name="H100-class (fallback)", sm_count=132, smem_per_block_optin=227 << 10,
-                  smem_per_sm=228 << 10, l2_bytes=50 << 20, bandwidth=3.35e12),
+                  smem_per_sm=228 << 10, l2_bytes=50 << 20, bandwidth=3.35e12,
+                  clock_hz=1.98e9),
 }
 
 
@@ -83,25 +87,49 @@ def gpu_machine(info: GPUInfo | None, arch: str | None = None,
     `thread_programs`: the backend maps a program to one thread (else to a thread block)."""
     if info is None:
         family = _GPU_FALLBACK["sm_80" if _arch_number(arch) < 90 else "sm_90"]
+        calibration = for_device(family["name"], family["bandwidth"], family["clock_hz"])
         return Machine(
             kind="gpu", name=family["name"], units=family["sm_count"],
-            bandwidth=family["bandwidth"], rate=GPU_LANES_PER_SM * GPU_CLOCK_HZ,
+            bandwidth=calibration.bandwidth, rate=GPU_LANES_PER_SM * GPU_CLOCK_HZ,
             program_overhead=GPU_PROGRAM_OVERHEAD, segment_cost=GPU_SEGMENT_COST,
             launch_overhead=GPU_LAUNCH_OVERHEAD, cache_bytes=family["smem_per_block_optin"],
-            line_bytes=GPU_SECTOR_BYTES, smem_per_block=family["smem_per_block_optin"], smem_per_unit=family["smem_per_sm"],
-            source={"*": f"{_FALLBACK}: no GPU visible, {arch or 'sm_90'} family figures"})
+            line_bytes=GPU_SECTOR_BYTES, smem_per_block=family["smem_per_block_optin"],
+            smem_per_unit=family["smem_per_sm"], thread_programs=thread_programs,
+            calibration=None if thread_programs else calibration,
+            source={"*": f"{_FALLBACK}: no GPU visible, {arch or 'sm_90'} family figures",
+                    "calibration": f"{calibration.scaled_from} scaled"})
+    calibration = for_device(info.name, info.peak_bandwidth, info.clock_khz * 1e3)
     return Machine(
         kind="gpu", name=f"{info.name} ({info.arch})", units=info.sm_count,
-        bandwidth=info.peak_bandwidth, rate=GPU_LANES_PER_SM * GPU_CLOCK_HZ,
+        bandwidth=calibration.bandwidth, rate=GPU_LANES_PER_SM * GPU_CLOCK_HZ,
         program_overhead=GPU_PROGRAM_OVERHEAD, segment_cost=GPU_SEGMENT_COST,
         launch_overhead=GPU_LAUNCH_OVERHEAD, cache_bytes=info.smem_per_block_optin,
         line_bytes=GPU_SECTOR_BYTES, max_threads_per_block=info.max_threads_per_block,
         max_threads_per_unit=info.max_threads_per_sm, regs_per_unit=info.regs_per_sm,
         regs_per_block=info.regs_per_block, smem_per_block=info.smem_per_block_optin,
         smem_per_unit=info.smem_per_sm, thread_programs=thread_programs,
-        source={"units": "driver", "limits": "driver", "bandwidth": "driver (clock x bus)",
+        calibration=None if thread_programs else calibration,
+        source={"units": "driver", "limits": "driver",
+                "bandwidth": f"driver (clock x bus) x {calibration.scaled_from}'s copy/peak"
+                if calibration.scaled_from else "measured copy",
+                "calibration": f"{calibration.scaled_from} scaled"
+                if calibration.scaled_from else "own entry",
                 "rate": f"{_FALLBACK}: {GPU_LANES_PER_SM} lanes x {GPU_CLOCK_HZ / 1e9} GHz",
                 "overheads": _FALLBACK})
+
+
+def calibrated_machine(device: str) -> Machine:
+    """The GPU an entry of gpu_calibration.json was measured on, from the entry's figures
+    and its arch family's limits: the cost model as it ran there, without that GPU."""
+    data = entry(device)
+    if data is None:
+        raise ValueError(f"calibrated_machine: no entry for device {device!r} in "
+                         f"{CALIBRATION_FILE.name}")
+    family = _GPU_FALLBACK["sm_80" if _arch_number(data["arch"]) < 90 else "sm_90"]
+    return replace(gpu_machine(None, data["arch"]), name=f"{device} ({data['arch']})",
+                   units=data["sm_count"], calibration=from_entry(device, data),
+                   bandwidth=data["constants"]["bandwidth"],
+                   source={"*": f"{CALIBRATION_FILE.name} entry, {family['name']} limits"})
 
 
 def _arch_number(arch: str | None) -> int:

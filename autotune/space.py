@@ -23,7 +23,7 @@ from .facts import KernelFacts, next_pow2
 from .machine import Machine
 
 MAX_CANDIDATES = 32
-GPU_WARPS = (1, 2, 4, 8)
+GPU_WARPS = (1, 2, 4, 8, 16)
 DOT_STAGES = (2, 3, 4)
 TENSOR_CORE_MULTIPLE = 16
 

@@ -5,8 +5,10 @@ measuring.
 
 Modes (the caller's policy decides which one applies; see fusec/tuning.py):
   "model"    the cost model's first candidate; it must beat the default policy's config by
-             MODEL_MARGIN in the model's own estimate to replace it (the default is a
-             measured policy; a close call in the model is within its error)
+             a margin in the model's own estimate to replace it (the default is a measured
+             policy; a close call in the model is within its error): MODEL_MARGIN, or on a
+             calibrated GPU the margin its fit's measured error gives (calibration.py), and
+             none for kernels of a kind the calibration never measured (dots)
   "measure"  the model's best MEASURED_TOP, MEASURED_SPREAD more spread over the rest of
              the pruned space and the default (or every user-given config), timed
              (bench.py); the fastest wins, ties going to the model's order
@@ -131,12 +133,23 @@ def ranked(facts: KernelFacts, machine: Machine, cap: int, default: Config,
     return found
 
 
-def model_pick(candidates: list[Candidate], default: Config | None) -> Candidate:
+def margin(machine: Machine, facts: KernelFacts | None = None) -> float:
+    """How much faster than the default config the model must estimate its pick (0: it
+    keeps the default: a kernel with a dot on a GPU whose calibration saw none)."""
+    c = machine.calibration
+    if c is None:
+        return MODEL_MARGIN
+    return 0.0 if facts is not None and facts.has_dot and not c.fitted_with_dot else \
+        c.model_margin
+
+
+def model_pick(candidates: list[Candidate], default: Config | None,
+               margin: float = MODEL_MARGIN) -> Candidate:
     first = candidates[0]
     if default is None or first.config == default:
         return first
     base = next((c for c in candidates if c.config == default), None)
-    if base is not None and not first.estimate < MODEL_MARGIN * base.estimate:
+    if base is not None and not first.estimate < margin * base.estimate:
         return base
     return first
 
@@ -156,7 +169,7 @@ def choose(facts: KernelFacts, machine: Machine, cap: int, mode: str, default: C
         tuning = Tuning(candidates[0].config, "only", [Row(candidates[0].config,
                                                            candidates[0].estimate)])
     elif mode == "model":
-        pick = model_pick(candidates, None if user else default)
+        pick = model_pick(candidates, None if user else default, margin(machine, facts))
         tuning = Tuning(pick.config, "model", [Row(c.config, c.estimate) for c in candidates])
     elif mode == "measure":
         key = tuning_key(facts, machine, key_parts, configs)

@@ -7,9 +7,15 @@ measure only when asked too: @triton.autotune, Inductor's max-autotune), so noth
 measured unless asked:
   cpu         the model's pick: on the CPU the model mostly has to avoid the bad corners
               (short rows, too many rows, idle cores), and does
-  cuda, ptx   the fixed default-block policy: the GPU model is not calibrated yet (its order
-              matched measurement poorly on H200, and its pick ran softmax 2.4x slower than
-              the fixed policy), so it is used only where asked (autotune=False)
+  cuda        the model's pick, calibrated on a measured config sweep (autotune/
+              gpu_calibration.json; benchmarks/RESULTS.md "GPU cost model calibration"):
+              it keeps the fixed policy's config unless it estimates its own pick faster by
+              more than its measured error (on the H200 sweep's four anchors it keeps it:
+              the fixed config is the fastest or within 2.4% of it); it moves off it where
+              the fixed blocks spill rows out of registers or leave lanes masked. Kernels
+              with a dot keep the fixed config: the sweep held none
+  ptx         the fixed default-block policy: the model of one-thread programs is not
+              calibrated
 Measured when `configs=` lists more than one config (the user asked for a choice among
 them) or with autotune="measure": the model's best few and the default policy's config are
 compiled and timed on the call's arguments (copies of those it writes), the result cached on
@@ -32,12 +38,18 @@ from . import arrays
 from .autotune import tuner
 from .autotune.hardware import gpu_info
 from .autotune.machine import Machine, machine_for
-from .compiler import TILE_ELEMENTS_CAP, default_config
-from .specialize import TensorSpec
+from .compiler import TILE_ELEMENTS_CAP, autotune_facts, default_config
+from .specialize import TensorSpec, describe
 
 GPU_BACKENDS = ("cuda", "ptx")
+# The search space's tile cap where it differs from the fixed policy's (compiler.py
+# TILE_ELEMENTS_CAP): the cuda model prices where a tile lives (registers up to
+# TILE_REGISTERS elements a thread, else shared memory or global scratch), so tiles up to
+# what the largest block holds in registers (16 warps x 32 threads x 32) are candidates,
+# and rows of 8192 or 16384 elements can take the warps that keep them in registers.
+SPACE_CAP = {"cuda": 16384}
 THREAD_PROGRAMS = ("ptx",)      # backends that run a program as one GPU thread
-POLICY = {"cuda": "default", "ptx": "default", "cpu": "model", "interpret": "default"}
+POLICY = {"cuda": "model", "ptx": "default", "cpu": "model", "interpret": "default"}
 AUTOTUNE_VALUES = (True, False, "measure", "default")
 
 
@@ -108,12 +120,31 @@ def launcher(compiled, runtime_args: list):
     return lambda: compiled.run(args)
 
 
+def space_cap(backend: str) -> int:
+    return SPACE_CAP.get(backend) or TILE_ELEMENTS_CAP.get(backend, 16384)
+
+
+def facts_for(kernel, *args):
+    """The autotuner's facts for a call of `kernel` (a fusec.kernel) with these arguments
+    (tensors, arrays, TensorSpecs, scalars): for tools that rank configs without calling."""
+    params = [describe(p.name, a, p.name in kernel.constexprs, False)[1]
+              for p, a in zip(kernel.params, args)]
+    return autotune_facts(kernel.fn, params)
+
+
+def ranked(facts, backend: str, target: str) -> list:
+    """The pruned space in the model's order (tuner.Candidate), the default policy's config
+    among them: what the "model" policy picks from (with tuner.margin)."""
+    return tuner.ranked(facts, machine(backend, target), space_cap(backend),
+                        default_config(facts, backend), [])
+
+
 def choose(kernel_name: str, facts, backend: str, target: str, how: str, configs: list,
            key_parts: tuple, build_for, runtime_args: list | None) -> "tuner.Tuning":
     """Run the autotuner for one call. `build_for(config)` compiles (and caches) the kernel
     for a config; `runtime_args` are the call's (None when it cannot run here)."""
     m = machine(backend, target)
-    cap = TILE_ELEMENTS_CAP.get(backend, 16384)
+    cap = space_cap(backend)
 
     def prepare(config):
         return launcher(build_for(config), runtime_args)

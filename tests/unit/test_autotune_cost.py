@@ -5,12 +5,13 @@ import math
 
 import pytest
 
-from fusec.autotune import cost
+from fusec.autotune import block_cost, cost
 from fusec.autotune.facts import LaunchWork
 from fusec.autotune.machine import cpu_machine, gpu_machine
 from fusec.autotune.hardware import CPUInfo
 
 GPU = gpu_machine(None, "sm_90")
+THREADS = gpu_machine(None, "sm_90", thread_programs=True)
 CPU = cpu_machine(CPUInfo("test-cpu", 8, 512, 48 << 10, 2 << 20, 32 << 20),
                   serial_work=1 << 16)
 
@@ -65,21 +66,62 @@ def test_small_work_runs_on_one_core():
 
 
 def test_programs_that_do_not_fit_an_sm_are_infeasible():
-    huge = LaunchWork(programs=10, work=1.0, bytes=1.0, buffer_bytes=GPU.smem_per_block + 1,
-                      tile_elements=64, iterations=0, loop_bytes=0.0)
-    assert cost.occupancy(huge, GPU, 4, 3, False) == 0
-    assert math.isinf(cost.estimate([huge], GPU))
+    many_threads = launch(10, 1.0)
+    assert math.isinf(cost.estimate([many_threads], GPU, warps=64))     # 2048 threads
+    assert math.isfinite(cost.estimate([many_threads], GPU, warps=32))
     many_registers = LaunchWork(programs=10, work=1.0, bytes=1.0, buffer_bytes=0.0,
                                 tile_elements=32 * 300, iterations=0, loop_bytes=0.0)
-    assert math.isinf(cost.estimate([many_registers], GPU, warps=1))
-    assert math.isfinite(cost.estimate([many_registers], GPU, warps=8))
+    # a thread holds its program's tiles: 255 registers x 1024 threads exceed the block's
+    assert math.isinf(cost.estimate([many_registers], THREADS, warps=32))
+    assert math.isfinite(cost.estimate([many_registers], THREADS, warps=1))
+
+
+def row_program(programs, elements, materialized=2, eligible=1):
+    """A softmax-like program: `elements` of a bf16 row in, out, two float tiles of it
+    materialized, two row reductions."""
+    return LaunchWork(programs=programs, work=20.0 * elements, bytes=4.0 * elements,
+                      buffer_bytes=0.0, tile_elements=elements, iterations=0, loop_bytes=0.0,
+                      work_parts=((20.0 * elements, elements, elements),),
+                      accesses=((4.0 * elements, 2.0 * elements),),
+                      materialized=((materialized, elements, 4, 1, eligible),),
+                      reductions=((2, 1, 1, elements, 1),))
+
+
+def test_rows_kept_in_registers_beat_rows_spilled_to_buffers():
+    row = row_program(32768, 4096)
+    in_registers = block_cost.block_resources(row, GPU, 4)          # 32 elements a thread
+    spilled = block_cost.block_resources(row, GPU, 2)               # 64: shared memory
+    assert in_registers.tiles.shared < 1024 < spilled.tiles.shared
+    assert cost.estimate([row], GPU, 4) < cost.estimate([row], GPU, 2)
+    wide = row_program(32768, 8192)                           # 2 x 32 KB: global scratch
+    assert block_cost.block_resources(wide, GPU, 4).tiles.scratch_traffic > 0
+    assert cost.estimate([wide], GPU, 8) < cost.estimate([wide], GPU, 4) / 2
+    ineligible = row_program(32768, 4096, eligible=0)         # read through a broadcast
+    assert block_cost.block_resources(ineligible, GPU, 4).tiles.shared > 16000
+
+
+def test_reductions_over_more_warps_take_more_steps():
+    row = row_program(1000, 4096)
+    steps = [block_cost.reduction_steps(row, 32.0 * w) for w in (1, 4, 16)]
+    barriers, shuffles, serial = zip(*steps)
+    assert barriers[0] < barriers[1] == barriers[2]           # past a warp: through smem
+    assert serial[0] == 0 < serial[1] < serial[2]
+
+
+def test_data_every_program_reads_costs_less_than_streamed_data():
+    streamed = launch(4096, 8192.0)
+    shared_row = LaunchWork(**{**streamed.__dict__, "tensor_bytes": (8192.0,)})
+    dram, l2 = block_cost.dram_and_l2_bytes(shared_row, GPU.line_bytes)
+    assert l2 > 100 * dram
+    assert cost.estimate([shared_row], GPU) < cost.estimate([streamed], GPU)
 
 
 def test_more_stages_need_more_shared_memory():
-    looped = LaunchWork(programs=1000, work=1e6, bytes=1e5, buffer_bytes=40e3,
-                        tile_elements=4096, iterations=16, loop_bytes=32e3)
-    assert cost.shared_bytes(looped, 4, True) > cost.shared_bytes(looped, 2, True)
-    assert cost.occupancy(looped, GPU, 4, 4, True) < cost.occupancy(looped, GPU, 4, 2, True)
+    looped = LaunchWork(programs=1000, work=1e6, bytes=1e5, buffer_bytes=0.0,
+                        tile_elements=4096, iterations=16, loop_bytes=8e3)
+    four, two = (block_cost.block_resources(looped, GPU, 4, stages, True) for stages in (4, 2))
+    assert four.tiles.shared > two.tiles.shared
+    assert four.resident < two.resident
 
 
 def test_spearman():

@@ -10,7 +10,7 @@ import pytest
 
 import fusec
 import fusec.language as fl
-from fusec.autotune import cost, space
+from fusec.autotune import block_cost, cost, space
 from fusec.autotune.machine import cpu_machine, gpu_machine
 from fusec.autotune.space import MAX_CANDIDATES, next_pow2
 from fusec.compiler import TILE_ELEMENTS_CAP, _max_tile_elements, autotune_facts, trace
@@ -126,14 +126,14 @@ def test_survivors_fit_the_machine_and_the_extents(facts, name, machine):
                 assert blocks[d.dim] & (blocks[d.dim] - 1) == 0       # a power of two
         (work,) = f.work(blocks)
         assert work.tile_elements <= cap
-        if machine.kind == "gpu":
-            threads = c.config.warps * machine.warp_size
-            regs = cost.registers_per_thread(work.tile_elements, threads,
-                                             machine.thread_programs)
-            assert threads <= machine.max_threads_per_block
-            assert regs <= cost.REGISTERS_MAX and regs * threads <= machine.regs_per_block
-            assert cost.shared_bytes(work, c.config.stages, f.has_dot,
-                                     machine.thread_programs) <= machine.smem_per_block
+        if machine.thread_programs:
+            assert cost.thread_occupancy(work, machine, c.config.warps) > 0
+        elif machine.kind == "gpu":
+            r = block_cost.block_resources(work, machine, c.config.warps, c.config.stages,
+                                           f.has_dot)
+            assert r.fits and r.resident >= 1
+            assert r.registers * r.threads <= machine.regs_per_block
+            assert r.tiles.shared <= machine.smem_per_block
 
 
 def test_dot_dims_take_tensor_core_multiples_on_gpus(facts):
