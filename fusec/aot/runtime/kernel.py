@@ -18,7 +18,7 @@ from .args import TensorArg, allocate, describe
 from .cpu import CpuVariant
 from .cuda import CudaVariant, preference, ptx_runs_on, runs_on
 from .errors import ManifestError, NoMatchingVariantError
-from .manifest import artifact_path
+from .manifest import artifact_path, check_variants
 from .rules import Rules, bind_symbols
 from .slots import SlotLayout
 
@@ -80,18 +80,28 @@ class PackagedKernel:
                               default=p.get("default", inspect.Parameter.empty))
             for p in params])
         self.runtime_positions = [i for i, p in enumerate(params) if not p["constexpr"]]
-        ranks: dict[str, int] = {}
-        self.variants = []
-        for v in spec["variants"]:
-            if len(v["rules"]["params"]) != len(params) or any(
-                    (r["kind"] == "constexpr") != p["constexpr"]
-                    for r, p in zip(v["rules"]["params"], params)):
-                raise ManifestError(f"kernel {name!r}, variant {v['id']}: its rules do not "
-                                    "match the kernel's parameters")
-            rank = ranks.setdefault(v["signature"], len(ranks))
-            self.variants.append(Variant(root, v, name, self.param_names, rank))
+        self._root, self._spec, self._variants = root, spec, None
         self._by_device: dict[str, list[Variant]] = {}
         self._archs: dict[int, str] = {}
+
+    @property
+    def variants(self) -> list:
+        """The kernel's variants, their manifest entries checked on first use."""
+        if self._variants is None:
+            name, params = self.__name__, self._spec["params"]
+            check_variants(name, self._spec["variants"])
+            ranks: dict[str, int] = {}
+            variants = []
+            for v in self._spec["variants"]:
+                if len(v["rules"]["params"]) != len(params) or any(
+                        (r["kind"] == "constexpr") != p["constexpr"]
+                        for r, p in zip(v["rules"]["params"], params)):
+                    raise ManifestError(f"kernel {name!r}, variant {v['id']}: its rules do "
+                                        "not match the kernel's parameters")
+                rank = ranks.setdefault(v["signature"], len(ranks))
+                variants.append(Variant(self._root, v, name, self.param_names, rank))
+            self._variants = variants
+        return self._variants
 
     def __repr__(self):
         return f"<packaged kernel {self.package}.{self.__name__}: " \

@@ -106,8 +106,15 @@ SCHEMA = {
                                                                 "positional_or_keyword",
                                                                 "keyword_only"),
                                         Optional("default"): SCALAR}),
-                      "variants": ListOf(VARIANT)}),
+                      # checked when the kernel is first used (check_variants): importing a
+                      # package then checks what every kernel needs, not every variant
+                      "variants": list}),
 }
+VARIANTS = ListOf(VARIANT)
+
+
+def check_variants(kernel: str, variants: list) -> None:
+    check(variants, VARIANTS, (((None, "kernels"), kernel), "variants"))
 
 
 def _label(t: type) -> str:
