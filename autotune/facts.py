@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from ..backends.common import size_function
+from ..ir.symbolic import next_pow2
 
 # resource -> the names of the details its terms carry (properties of one op, not sums:
 # like terms add their amounts only)
@@ -34,10 +35,6 @@ DETAILS = {"work": ("outputs", "vector"),    # independent outputs; last-axis le
            # length, 1 when it reduces the last axis (lanes cooperate along a row)
            "reduction": ("outputs", "length", "last_axis")}
 FACTS_ONLY = ("tile", "dot_m", "dot_n", "dot_k", "reduce_len")   # not summed: maxima, facts
-
-
-def next_pow2(n: int) -> int:
-    return 1 if n <= 1 else 1 << (int(n) - 1).bit_length()
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,9 @@ from dataclasses import dataclass
 from ..backends.common import size_function
 from ..ir import ops as O
 from ..ir.core import Block, Module, Op, Value
+from ..ir.symbolic import next_pow2
 from ..ir.types import TileType
-from .facts import DETAILS, FACTS_ONLY, KernelFacts, Monomial, Term, TileDim, next_pow2
+from .facts import DETAILS, FACTS_ONLY, KernelFacts, Monomial, Term, TileDim
 from .gpu_plan import GPUPlan
 
 # Relative cost of one element of an op (an add = 1), for ranking, not for cycle counts:

@@ -17,9 +17,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..ir.symbolic import next_pow2
 from . import cost
 from .config import Config
-from .facts import KernelFacts, next_pow2
+from .facts import KernelFacts
 from .machine import Machine
 
 MAX_CANDIDATES = 32

@@ -24,11 +24,12 @@ import sys
 import time
 from dataclasses import dataclass, field
 
+from ..ir.symbolic import next_pow2
 from . import bench, space
 from .cache import default_cache
 from .config import Config
 from .cost import spearman
-from .facts import KernelFacts, next_pow2
+from .facts import KernelFacts
 from .machine import Machine
 from .space import Candidate
 

@@ -21,6 +21,7 @@ from .dsl import Func, constexpr
 from .errors import CompilationError
 from .ir import HANDLE, Block, Builder, Loc, Op, TensorType, TileType, Value, scalar
 from .ir import dtypes as D
+from .ir.symbolic import hinted_value, next_pow2
 from .semantic import Semantic, SemanticError, broadcast_shapes, size_value
 from .tensors import TensorVal
 from .values import SymSize, TensorArg, TileHandle, TileVal
@@ -55,10 +56,6 @@ _TRACED = (TileVal, TensorArg)
 
 def _is_python(value) -> bool:
     return isinstance(value, _PY_VALUES) and not isinstance(value, (TileVal,))
-
-
-def _next_pow2(n: int) -> int:
-    return 1 if n <= 1 else 1 << (n - 1).bit_length()
 
 
 @dataclass
@@ -173,16 +170,12 @@ class Tracer(ast.NodeVisitor):
         """The tile length for a whole-extent slice `:` of a dim of `size`: the next power of
         two of its size in this specialization (recorded as a guard of the compiled kernel)."""
         expr = size_value(size) if not isinstance(size, sympy.Basic) else size
-        if expr.is_Integer:
-            return _next_pow2(int(expr))
-        missing = [s.name for s in expr.free_symbols if s.name not in self.options.size_hints]
-        if missing:
+        value = hinted_value(expr, self.options.size_hints)
+        if value is None:
             raise SemanticError(f"':' over a size of unknown value ({expr})")
-        value = int(expr.xreplace({sympy.Symbol(n, integer=True, nonnegative=True): v
-                                   for n, v in self.options.size_hints.items()}))
-        if expr not in self.state.guards:
+        if not expr.is_Integer and expr not in self.state.guards:
             self.state.guards.append(expr)
-        return _next_pow2(value)
+        return next_pow2(value)
 
     # -- names -----------------------------------------------------------------------------
     def lookup(self, name: str, node):

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 
 from . import arrays, tuning
-from .autotune.facts import next_pow2
+from .ir.symbolic import next_pow2
 from .backends.common import size_function
 from .compiler import BACKENDS, CompiledKernel, Config, autotune_facts, build, size_hints
 from .dsl import constexpr

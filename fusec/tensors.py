@@ -16,6 +16,7 @@ import sympy
 from .ir import TensorType, Value
 from .ir import dtypes as D
 from .ir.dtypes import DType
+from .ir.symbolic import hinted_value
 from .values import SymSize, TensorArg, TileVal
 
 
@@ -45,19 +46,11 @@ class TensorSemantic:
         self.equal_sizes: list = []
 
     # -- shapes ----------------------------------------------------------------------------
-    def _value_of(self, expr: sympy.Expr):
-        if expr.is_Integer:
-            return int(expr)
-        try:
-            return int(expr.xreplace({s: self.hints[s.name] for s in expr.free_symbols}))
-        except KeyError:
-            return None
-
     def _same_dim(self, a: sympy.Expr, b: sympy.Expr) -> sympy.Expr | None:
         """The common size of two dims (neither being 1), recording an assumed equality."""
         if a == b:
             return a
-        va, vb = self._value_of(a), self._value_of(b)
+        va, vb = hinted_value(a, self.hints), hinted_value(b, self.hints)
         if va is not None and vb is not None and va != vb:
             return None
         if a.is_Integer and b.is_Integer:

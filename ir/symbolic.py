@@ -18,6 +18,22 @@ def size_symbol(name: str) -> sympy.Symbol:
     return sympy.Symbol(name, integer=True, nonnegative=True)
 
 
+def hinted_value(expr: sympy.Expr, hints: dict) -> int | None:
+    """The value of a size expression in the call being specialized (`hints`: size symbol
+    name -> value), or None when one of its symbols has no value there."""
+    if expr.is_Integer:
+        return int(expr)
+    try:
+        return int(expr.xreplace({s: hints[s.name] for s in expr.free_symbols}))
+    except KeyError:
+        return None
+
+
+def next_pow2(n: int) -> int:
+    """The smallest power of two >= n (1 for n <= 1): tile lengths and size buckets."""
+    return 1 if n <= 1 else 1 << (int(n) - 1).bit_length()
+
+
 def as_expr(value) -> sympy.Expr:
     if isinstance(value, sympy.Basic):
         return value

@@ -26,16 +26,8 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from ..ir import Module, Op
+from ..ir.symbolic import hinted_value
 from .tensor_graph import Axes, NotOneSpace, in_memory, whole_tensor_ops
-
-
-def _size_hint(expr, hints: dict):
-    if expr.is_Integer:
-        return int(expr)
-    try:
-        return int(expr.xreplace({s: hints[s.name] for s in expr.free_symbols}))
-    except KeyError:
-        return None
 
 
 def reads(op: Op) -> set:
@@ -130,7 +122,7 @@ class _Fuser:
         for k in axes.reduced:
             if k in k_axes:
                 continue                # a matmul walks its K in chunks
-            n = _size_hint(axes.extent(k), self.hints)
+            n = hinted_value(axes.extent(k), self.hints)
             if n is None or n > self.max_reduce:
                 return (f"the reduced axis of size {axes.extent(k)} does not fit one tile "
                         f"(> {self.max_reduce} elements); the reduction is tiled on its own")

@@ -25,13 +25,10 @@ import sympy
 
 from ..ir import HANDLE, Block, Builder, Module, Op, TensorType, TileType, Value, erase
 from ..ir import dtypes as D
+from ..ir.symbolic import hinted_value, next_pow2
 from .fuse import Fuse
 from .tensor_graph import Axes, in_memory, whole_tensor_ops
 from .tile_loop import emit_looped
-
-
-def _next_pow2(n: int) -> int:
-    return 1 if n <= 1 else 1 << (n - 1).bit_length()
 
 
 FALLBACK_TILE_ELEMENTS = 4096
@@ -134,20 +131,15 @@ class _Tiler:
     def whole_block(self, extent: sympy.Expr) -> int | None:
         """A tile holding the whole extent: its size rounded up to a power of two (None:
         too long, to be looped over)."""
-        if extent.is_Integer:
-            value = int(extent)
-        else:
-            try:
-                value = int(extent.xreplace({s: self.hints[s.name]
-                                             for s in extent.free_symbols}))
-            except KeyError:
-                raise ValueError(f"tile: the reduced size {extent} has no value hint (the "
-                                 "kernel's `hints` attr gives sizes for `fusec opt`)") from None
-            if extent not in self.options.guards:
-                self.options.guards.append(extent)
+        value = hinted_value(extent, self.hints)
+        if value is None:
+            raise ValueError(f"tile: the reduced size {extent} has no value hint (the "
+                             "kernel's `hints` attr gives sizes for `fusec opt`)")
+        if not extent.is_Integer and extent not in self.options.guards:
+            self.options.guards.append(extent)
         if value > MAX_WHOLE_REDUCTION:
             return None                     # looped
-        return _next_pow2(value)
+        return next_pow2(value)
 
 
 class _GroupEmitter:

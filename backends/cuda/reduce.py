@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from ...ir import dtypes as D
 from ...ir.core import Op
 from ...ir.dtypes import DType
+from ...ir.symbolic import next_pow2
 from . import arith
 from .types import MATH_TYPE, compute, float_literal, int_limits, int_literal
 from .residency import UNROLL_MAX
@@ -89,10 +90,6 @@ _SHUFFLE_AS = {"bool": "int", "signed char": "int", "unsigned char": "unsigned i
                "short": "int"}
 
 
-def _next_pow2(n: int) -> int:
-    return 1 << max(0, n - 1).bit_length()
-
-
 def _prev_pow2(n: int) -> int:
     return 1 << (max(n, 1).bit_length() - 1)
 
@@ -112,7 +109,7 @@ def reduce(E, op: Op):
         g = min(nt, _prev_pow2(n // width))
     else:
         width = 1
-        g = min(max(1, nt // _next_pow2(outs)), _next_pow2(n))
+        g = min(max(1, nt // next_pow2(outs)), next_pow2(n))
     per_block = nt // g
     n_groups = n // width
     passes, rounds = -(-outs // per_block), -(-n_groups // g)

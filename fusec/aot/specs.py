@@ -15,6 +15,7 @@ import math
 from dataclasses import dataclass, field
 
 from ..specialize import ConstParam, ScalarParam, TensorParam
+from ..ir.symbolic import next_pow2
 from .signature import BoolSig, FloatSig, IntSig, SignatureError, TensorSig
 
 
@@ -39,10 +40,6 @@ class Spec:
     specificity: int = 0      # facts assumed: more specialized variants are tried first
 
 
-def _next_pow2(n: int) -> int:
-    return 1 if n <= 1 else 1 << (int(n) - 1).bit_length()
-
-
 def bucket_range(var: Variable, bucket: int) -> tuple[int, int]:
     """The values whose next power of two is `bucket` (the JIT's guard), within bounds."""
     low = var.low if bucket == 1 else bucket // 2 + 1
@@ -62,7 +59,7 @@ def buckets_of(var: Variable) -> list[int]:
                              "power-of-two bucket is compiled in: give it an upper bound "
                              f"(e.g. '?<=4096' or 'N<=4096') or a static size")
     out, b = [], 1
-    while b <= _next_pow2(var.high):
+    while b <= next_pow2(var.high):
         if bucket_hint(var, b) is not None:
             out.append(b)
         b *= 2
@@ -147,7 +144,7 @@ def make_spec(kernel, sigs: list, constexprs: dict, buckets: dict | None = None)
 
     def hint(key: tuple) -> int:
         var = by_key[key]
-        bucket = buckets.get(key) or _next_pow2(var.high if var.high is not None else 16)
+        bucket = buckets.get(key) or next_pow2(var.high if var.high is not None else 16)
         found = bucket_hint(var, bucket)
         return found if found is not None else var.multiple_of
 
