@@ -465,20 +465,16 @@ def default_config(facts: KernelFacts, backend: str) -> Config:
     return Config(blocks=facts.full_blocks([blocks.get(d.dim, 1) for d in facts.dims]))
 
 
-def _has_dot(fn, params) -> bool:
-    return any(op.name == "dot" for op in trace(fn, params)[0].walk())
-
-
 def build(fn, params, backend: str, target: str, config: Config | None,
           fast_math: bool = False):
     cap = policy_cap(backend)
-    if config is None and backend == "cuda" and _has_dot(fn, params):
-        config = default_config(autotune_facts(fn, params), backend)   # tensor-core tiles
+    if config is None:
+        module, guards, blocks, returns_tuple = trace_with_default_blocks(fn, params, cap)
+        if backend == "cuda" and any(op.name == "dot" for op in module.walk()):
+            config = default_config(autotune_facts(fn, params), backend)  # tensor-core tiles
     if config is not None:
         module, guards, used, returns_tuple = trace(fn, params, config.blocks)
         blocks = list(config.blocks)
-    else:
-        module, guards, blocks, returns_tuple = trace_with_default_blocks(fn, params, cap)
     if fast_math:             # read by the GPU backends' math tables
         module.kernel().attrs["fast_math"] = True
     asm = Stages(dict(module.traced_stages) or {"ir": str(module)})
