@@ -103,10 +103,16 @@ class _Tiler:
                 for u in users:
                     u.operands = [buf if v is r else v for v in u.operands]
 
-    def block_for(self, position: int, ndims: int, reduced_elements: int) -> tuple[int, int]:
-        """(dim, block) of the next parallel tile dim."""
-        dim = self.next_dim
+    def new_dim(self) -> int:
+        """The next tile dim number (Config order: after the kernel's own tile dims)."""
         self.next_dim += 1
+        return self.next_dim - 1
+
+    def block_for(self, parallel: bool, position: int, ndims: int,
+                  fallback: int) -> tuple[int, int]:
+        """(dim, block) of the next tunable tile dim: the config's block, else the default
+        policy's, else `fallback` (`fusec opt` without a policy)."""
+        dim = self.new_dim()
         o = self.options
         if o.blocks is not None and dim < len(o.blocks):
             return dim, o.blocks[dim]
@@ -114,19 +120,8 @@ class _Tiler:
             raise ValueError(f"the config lists {len(o.blocks)} block sizes but the tiled "
                              f"kernel has more tile dims (dim {dim})")
         if o.default_block is None:
-            return dim, _fallback_block(position, ndims, reduced_elements)
-        return dim, o.default_block(dim, True, ndims, position)
-
-    def sequential_block(self) -> tuple[int, int]:
-        """(dim, block) of a matmul's K loop."""
-        dim = self.next_dim
-        self.next_dim += 1
-        o = self.options
-        if o.blocks is not None and dim < len(o.blocks):
-            return dim, o.blocks[dim]
-        if o.default_block is None:
-            return dim, 32
-        return dim, o.default_block(dim, False, 1, 0)
+            return dim, fallback
+        return dim, o.default_block(dim, parallel, ndims, position)
 
     def whole_block(self, extent: sympy.Expr) -> int | None:
         """A tile holding the whole extent: its size rounded up to a power of two (None:
@@ -174,16 +169,17 @@ class _GroupEmitter:
                              "is supported for a single reduced axis only")
         loops = []
         reduced_elements = math.prod(self.block.values())
+        n = len(axes.parallel)
         for position, k in enumerate(axes.parallel):
-            dim, block = self.tiler.block_for(position, len(axes.parallel), reduced_elements)
+            dim, block = self.tiler.block_for(True, position, n, _fallback_block(
+                position, n, reduced_elements))
             self.block[k] = block
             loops.append((axes.extent(k), block, dim, k))
         self.loop_dim = None
         if k_axis is not None:          # the K loop's dim comes after M's and N's
-            self.loop_dim, self.block[k_axis] = self.tiler.sequential_block()
+            self.loop_dim, self.block[k_axis] = self.tiler.block_for(False, 0, 1, 32)
         if not loops:             # every axis reduced: one program
-            dim = self.tiler.next_dim
-            self.tiler.next_dim += 1
+            dim = self.tiler.new_dim()
             loops.append((sympy.Integer(1), 1, dim, None))
         inner = self._nest(loops, last)
         with self.b.at_end(inner):

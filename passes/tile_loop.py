@@ -98,8 +98,7 @@ def _loop(emitter, k: int, reduces: list[Op], writes: list[Op]) -> None:
     body = Block([HANDLE] + acc_types)
     dim, emitter.loop_dim = emitter.loop_dim, None     # a matmul's K dim, chosen earlier
     if dim is None:
-        dim = emitter.tiler.next_dim
-        emitter.tiler.next_dim += 1
+        dim = emitter.tiler.new_dim()
     loop = b.create("tile_for", inits, acc_types,
                     {"extent": emitter.axes.extent(k), "block": emitter.block[k],
                      "parallel": False, "dim": dim}, [body])
