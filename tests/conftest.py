@@ -32,6 +32,16 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+def skip_if_a_gpu_is_here():
+    """For tests of what calling a GPU kernel does on a machine without a GPU."""
+    try:
+        import torch
+    except ImportError:
+        return
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is here")
+
+
 @pytest.fixture(params=CPU_BACKENDS)
 def backend(request, monkeypatch):
     monkeypatch.setenv("FUSEC_BACKEND", request.param)

@@ -25,6 +25,7 @@ sys.path.insert(0, str(EXAMPLES))
 import test_ops as ops  # noqa: E402
 from device_kernels import cast  # noqa: E402
 from dot_kernels import KERNELS as DOT_KERNELS  # noqa: E402
+from conftest import skip_if_a_gpu_is_here  # noqa: E402
 
 ARCHS = ("sm_80", "sm_90")
 DTYPES = ("bool", "int8", "int64", "float16", "bfloat16", "float32", "float64")
@@ -152,12 +153,7 @@ def test_large_tiles_use_global_scratch_small_ones_shared_memory():
 
 def test_compile_without_a_gpu_then_calling_raises_a_clear_error():
     ck = ops.UNARY_KERNELS["exp"].compile(spec(10, "float32"), fl.float32, target="sm_80")
-    try:
-        import torch
-        if torch.cuda.is_available():
-            pytest.skip("a GPU is here")
-    except ImportError:
-        pass
+    skip_if_a_gpu_is_here()
     with pytest.raises(fusec.LaunchError, match="torch sees none"):
         ck(np.ones(10, np.float32), fl.float32)
 

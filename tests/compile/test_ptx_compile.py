@@ -24,6 +24,7 @@ from fusec.backends.ptx.link import LinkInput, link
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import test_cuda_compile as cuda_builds  # noqa: E402
 from device_kernels import two_passes  # noqa: E402
+from conftest import skip_if_a_gpu_is_here  # noqa: E402
 
 ops = cuda_builds.ops
 spec = cuda_builds.spec
@@ -156,12 +157,7 @@ def test_several_launches_and_an_exact_arch():
 
 def test_calling_without_a_gpu_raises_a_clear_error():
     ck = scaled_exp.compile(spec(10, "float32"), 0.5, backend="ptx", target="sm_80")
-    try:
-        import torch
-        if torch.cuda.is_available():
-            pytest.skip("a GPU is here")
-    except ImportError:
-        pass
+    skip_if_a_gpu_is_here()
     with pytest.raises(fusec.LaunchError, match="torch sees none"):
         ck(np.ones(10, np.float32), 0.5)
 
