@@ -23,7 +23,7 @@ from typing import Callable, ClassVar
 
 import sympy
 
-from ..ir import HANDLE, Block, Builder, Module, Op, TensorType, TileType, Value, erase
+from ..ir import HANDLE, Block, Builder, Module, Op, TensorType, TileType, Value, erase, uses
 from ..ir import dtypes as D
 from ..ir.symbolic import hinted_value, next_pow2
 from .fuse import Fuse
@@ -87,9 +87,10 @@ class _Tiler:
     def _buffer_crossing_values(self, ops: list[Op]):
         """Values of this group used elsewhere: written to a new buffer, read from there."""
         inside = set(ops)
+        users_of = uses(self.kernel)        # the group's results are used only as they were
         for op in list(ops):
             for r in op.results:
-                users = [u for u in self.kernel.walk() if r in u.operands and u not in inside]
+                users = [u for u in dict.fromkeys(users_of.get(r, ())) if u not in inside]
                 if not users:
                     continue
                 b = Builder(self.body, op.loc)
