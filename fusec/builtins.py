@@ -95,6 +95,26 @@ def _trans(t, x):
     return t.sem.permute(x, [1, 0])
 
 
+def _permute(t, x, dims):
+    x = x if is_tensor(x) else t.sem.to_tile(x)
+    return t.sem.permute(x, dims)
+
+
+def _expand_dims(t, x, axis):
+    if not isinstance(axis, int) or isinstance(axis, bool):
+        raise SemanticError(f"fl.expand_dims: axis must be a constant int, got {axis!r}")
+    return t.sem.expand_dims(x if is_tensor(x) else t.sem.to_tile(x), axis)
+
+
+def _broadcast_to(t, x, shape):
+    """Whole tensors take sizes (ints, x.shape[i], int parameters); tiles take ints and
+    tiles, as fl.zeros does."""
+    if is_tensor(x):
+        shape = [shape] if isinstance(shape, (int, SymSize)) else list(shape)
+        return t.sem.tensors.broadcast_to(x, [size_value(s) for s in shape])
+    return t.sem.broadcast_to(t.sem.to_tile(x), _tile_shape(t, shape)[0])
+
+
 def _cast(t, x, dtype):
     return t.sem.cast(x if is_tensor(x) else t.sem.to_tile(x), _dtype(dtype, "dtype"))
 
@@ -136,7 +156,8 @@ BUILTINS = {
     "maximum": lambda t, a, b: t.sem.binary("maximum", a, b),
     "minimum": lambda t, a, b: t.sem.binary("minimum", a, b),
     "load": _load, "store": _store, "atomic_add": _atomic_add, "cast": _cast, "gelu": _gelu,
-    "cdiv": _cdiv,
+    "cdiv": _cdiv, "permute": _permute, "expand_dims": _expand_dims,
+    "broadcast_to": _broadcast_to,
 }
 for _n in FLOAT_UNARY + NUMERIC_UNARY:
     if _n not in ("gelu", "gelu_tanh", "neg"):

@@ -79,6 +79,12 @@ class Kernel:
     def __repr__(self):
         return f"<fusec.Kernel {self.fn.__name__}>"
 
+    @property
+    def specializations(self) -> int:
+        """How many compiled kernels this kernel's calls have used (one per specialization
+        key: dtypes, ranks, divisibility, buckets of whole-extent sizes, config)."""
+        return len({id(c) for c in self._compiled.values()})
+
     # -- arguments -------------------------------------------------------------------------
     def _bind(self, args, kwargs):
         try:

@@ -148,6 +148,24 @@ class TensorSemantic:
         return self._wrap(self.b.value("permute", [x.value], x.value.type.with_shape(
             [shape[p] for p in perm]), perm=perm))
 
+    def _check_broadcastable(self, got: tuple, shape: tuple, what: str) -> None:
+        """`got` broadcasts to exactly `shape` (a dim of 1 in shape takes only a 1)."""
+        if len(got) > len(shape) or any(g != 1 and d == 1 for g, d in zip(got[::-1],
+                                                                           shape[::-1])):
+            raise self.error(f"cannot {what}")
+        self.broadcast_shape(got, shape)          # raises when they cannot broadcast
+
+    def broadcast_to(self, x: TensorArg, shape: list) -> TensorArg:
+        """x broadcast to `shape` (numpy's rule: x's dims align to the right, each 1 or
+        equal to the target's)."""
+        shape = tuple(shape)
+        got = tuple(x.value.type.shape)
+        self._check_broadcastable(got, shape, f"broadcast a tensor of shape "
+                                              f"{_shape_text(got)} to {_shape_text(shape)}")
+        if got == shape:
+            return x
+        return self._wrap(self.to_tensor(x, x.dtype, shape))
+
     def index(self, x: TensorArg, items) -> TensorVal:
         """x[:, None] / x[None]: ':' keeps a dim, None inserts one of size 1."""
         out, dim = x, 0
@@ -233,11 +251,9 @@ class TensorSemantic:
         shape = tuple(dst.value.type.shape)
         if is_tensor(value):
             got = tuple(value.value.type.shape)
-            if len(got) > len(shape) or any(
-                    g != 1 and d == 1 for g, d in zip(got[::-1], shape[::-1])):
-                raise self.error(f"cannot write a tensor of shape {_shape_text(got)} into "
-                                 f"{dst.name!r} of shape {_shape_text(shape)}")
-            self.broadcast_shape(got, shape)      # raises when they cannot broadcast
+            self._check_broadcastable(got, shape, f"write a tensor of shape {_shape_text(got)} "
+                                                  f"into {dst.name!r} of shape "
+                                                  f"{_shape_text(shape)}")
         v = self.to_tensor(value, dst.dtype, shape)
         self.b.create("write", [dst.value, v])
 

@@ -1,0 +1,111 @@
+"""Compile one aten graph (a forward, backward or inference graph from AOT autograd):
+partition it into fused regions, replace each by a FusedRegion, leave the rest to aten.
+
+Partitioning uses torch.fx's capability-based partitioner with FusecSupport: maximal groups
+of supported nodes that do not create cycles through unsupported ones. A region must not
+compute a view fusec has no rule for (a reshape between two of its ops); such views are
+excluded and the graph partitioned again, which splits the region around them.
+"""
+from __future__ import annotations
+
+import operator
+import os
+import sys
+from dataclasses import dataclass, field
+
+from torch.fx import GraphModule
+from torch.fx.passes.infra.partitioner import CapabilityBasedPartitioner
+from torch.fx.passes.utils.fuser_utils import fuse_by_partitions
+
+from .region import FusedRegion
+from .rules import is_view
+from .support import FusecSupport, interior_views
+
+MAX_REPARTITIONS = 64
+
+
+@dataclass
+class GraphReport:
+    """What became of one graph: its regions and the aten ops left (FUSEC_DUMP=graph)."""
+    label: str
+    regions: list = field(default_factory=list)           # FusedRegion
+    aten_ops: list = field(default_factory=list)          # ("name = op", why not fused)
+    aten_launching: int = 0          # aten nodes that run a device kernel (not views)
+
+    @property
+    def launches_per_call(self) -> int | None:
+        """Device kernels one call of the graph launches (known after a first call)."""
+        counts = [r.launches_per_call if r.fallback_reason is None else len(r.source.nodes)
+                  for r in self.regions]
+        if any(c is None for c in counts):
+            return None
+        return sum(counts) + self.aten_launching
+
+    def text(self) -> str:
+        lines = [f"fusec graph {self.label}: {len(self.regions)} fused region(s), "
+                 f"{len(self.aten_ops)} aten op(s)"]
+        for r in self.regions:
+            ops = ", ".join(n.name for n in r.source.nodes)
+            lines.append(f"  region {r.source.name}: {len(r.source.nodes)} ops [{ops}]")
+            lines += ["    " + line for line in r.source.text.splitlines()]
+        for node, why in self.aten_ops:
+            lines.append(f"  aten {node}: {why}")
+        return "\n".join(lines)
+
+
+def _partitions(gm: GraphModule, support: FusecSupport):
+    for _ in range(MAX_REPARTITIONS):
+        partitioner = CapabilityBasedPartitioner(
+            gm, support, allows_single_node_partition=True,
+            non_compute_ops=[], allowed_single_node_partition_ops=None)
+        partitions = partitioner.propose_partitions()
+        bad = [n for p in partitions for n in interior_views(_ordered(gm, p.nodes))]
+        if not bad:
+            return [p for p in partitions if _computes(p.nodes)]
+        for n in bad:
+            support.excluded[n] = "a view fusec has no rule for, used inside a fused region"
+    raise RuntimeError("fusec: partitioning did not settle")    # pragma: no cover
+
+
+def _ordered(gm: GraphModule, nodes) -> list:
+    return [n for n in gm.graph.nodes if n in nodes]
+
+
+def _computes(nodes) -> bool:
+    """A region worth a kernel: it computes something other than views."""
+    return any(n.target is not operator.getitem and not is_view(n.target) for n in nodes)
+
+
+def _target_name(target) -> str:
+    return str(target) if hasattr(target, "overloadpacket") else getattr(
+        target, "__name__", str(target))
+
+
+def compile_graph(gm: GraphModule, options, label: str) -> tuple[GraphModule, GraphReport]:
+    support = FusecSupport(options.matmul)
+    partitions = _partitions(gm, support)
+    why_not = {n.name: why for n, why in support.reasons.items()}   # fusing renews nodes
+    report = GraphReport(label)
+    if partitions:
+        prefix = f"_fusec_region_{label}_"
+        gm = fuse_by_partitions(gm, [p.nodes for p in partitions], prefix=prefix,
+                                always_return_tuple=True)
+        for node in gm.graph.nodes:
+            if node.op == "call_module" and node.target.startswith(prefix):
+                region = FusedRegion(getattr(gm, node.target), options, label)
+                setattr(gm, node.target, region)
+                report.regions.append(region)
+        gm.recompile()
+    regions = {n for n in gm.graph.nodes if n.op == "call_module" and n.target.startswith(
+        f"_fusec_region_{label}_")}
+    for node in gm.graph.nodes:
+        if node.op == "call_function" and not (node.target is operator.getitem
+                                               and node.args[0] in regions):
+            why = why_not.get(node.name) or ("a view: aten runs it (no copy)"
+                                             if is_view(node.target) else "a result of a region")
+            report.aten_ops.append((f"{node.name} = {_target_name(node.target)}", why))
+            if node.target is not operator.getitem and not is_view(node.target):
+                report.aten_launching += 1
+    if options.dump or "graph" in os.environ.get("FUSEC_DUMP", "").split(","):
+        print(report.text(), file=sys.stderr)
+    return gm, report

@@ -1,0 +1,127 @@
+"""A fused region of an aten graph -> one fusec kernel, and the module that runs it.
+
+The region's nodes are written out as the source of a whole-tensor fusec kernel (one
+statement per node, each result cast to the dtype aten gives it, so torch's type promotion
+holds whatever the DSL would infer); fusec's fuse and tile passes then make as few launches
+of it as its dependences allow. The source is registered with linecache under a
+`<fusec-region ...>` name, so compile errors point at the line of the node.
+
+Results that are views of the kernel's values (or of the region's inputs) are replayed by
+aten after the launch: their strides are exactly eager's. When fusec cannot compile the
+region (an error from the frontend or a backend), the region warns once and runs its nodes
+as aten ops from then on; `strict` raises instead.
+"""
+from __future__ import annotations
+
+import itertools
+import linecache
+import operator
+import warnings
+
+import torch
+from torch.fx import GraphModule, Node
+from torch.fx.node import map_arg
+
+from .. import jit, language as fl
+from ..errors import LaunchError
+from .rules import Emitter, dtype_name, rule_for
+from .support import meta_value, result_tensors, rule_args, split_region
+
+_counter = itertools.count()
+
+
+class RegionSource:
+    """The kernel source of a region and how its arguments and results map to fx nodes."""
+
+    def __init__(self, gm: GraphModule, name: str, matmul: str):
+        nodes = [n for n in gm.graph.nodes if n.op == "call_function"]
+        output = next(n for n in gm.graph.nodes if n.op == "output")
+        self.bases, self.replayed, rendered = split_region(
+            nodes, lambda n: output in n.users)
+        self.name = name
+        self.var: dict[Node, str] = {}
+        self.params: list[Node] = []
+        body: list[str] = []
+        for i, n in enumerate(n for n in nodes if n in rendered):
+            body += self._statements(n, f"v{i}", matmul)
+        results = ", ".join(self.var[b] for b in self.bases)
+        header = f"def {name}({', '.join(self.var[p] for p in self.params)}):"
+        self.text = "\n".join([header, *body, f"    return ({results},)", ""])
+        self.nodes = [n for n in nodes if n in rendered]
+
+    def _name(self, node: Node) -> str:
+        if node not in self.var:             # a region input: a kernel parameter
+            self.var[node] = f"a{len(self.params)}"
+            self.params.append(node)
+        return self.var[node]
+
+    def _statements(self, node: Node, name: str, matmul: str) -> list[str]:
+        if node.target is operator.getitem:
+            self.var[node] = f"{self.var[node.args[0]]}_{node.args[1]}"
+            return []
+        args, kwargs = rule_args(node, self._name)
+        emit = Emitter(name)
+        out = rule_for(node.target, matmul)(emit, *args, **kwargs)
+        lines = list(emit.lines)
+        if isinstance(out, tuple):
+            for k, (expr, t) in enumerate(zip(out, result_tensors(node))):
+                lines.append(f"{name}_{k} = ({expr}).to({dtype_name(t.dtype)})")
+        else:
+            lines.append(f"{name} = ({out}).to({dtype_name(meta_value(node).dtype)})")
+        self.var[node] = name
+        return [f"    {line}    # {node.format_node()}"[:400] if i == len(lines) - 1
+                else f"    {line}" for i, line in enumerate(lines)]
+
+    def function(self):
+        filename = f"<fusec-region {self.name}>"
+        linecache.cache[filename] = (len(self.text), None, self.text.splitlines(True), filename)
+        scope = {"fl": fl}
+        exec(compile(self.text, filename, "exec"), scope)
+        return scope[self.name]
+
+
+class FusedRegion(torch.nn.Module):
+    """Runs a region: its fusec kernel, then the views of the results aten replays."""
+
+    def __init__(self, gm: GraphModule, options, label: str):
+        super().__init__()
+        self.original = gm
+        self.options = options
+        name = f"fusec_{label}_{next(_counter)}"
+        self.source = RegionSource(gm, name, options.matmul)
+        self.kernel = jit.Kernel(self.source.function(), backend=options.backend,
+                                 autotune=options.autotune, fast_math=options.fast_math)
+        placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
+        self.position = {n: i for i, n in enumerate(placeholders)}
+        self.param_positions = [self.position[p] for p in self.source.params]
+        self.output_args = next(n for n in gm.graph.nodes if n.op == "output").args[0]
+        self.replay = [n for n in gm.graph.nodes if n in self.source.replayed]
+        self.fallback_reason: str | None = None
+        self.calls = 0
+        self.launches_per_call: int | None = None
+
+    def forward(self, *args):
+        if self.fallback_reason is not None:
+            return self.original(*args)
+        params = [args[i] for i in self.param_positions]
+        try:
+            values = self.kernel(*params)
+        except LaunchError:
+            raise
+        except Exception as exc:         # fusec cannot compile this region: aten runs it
+            if self.options.strict:
+                raise
+            self.fallback_reason = f"{type(exc).__name__}: {exc}"
+            warnings.warn(f"fusec: region {self.source.name} runs as aten ops "
+                          f"({self.fallback_reason.splitlines()[0]})", stacklevel=2)
+            return self.original(*args)
+        if self.launches_per_call is None:
+            self.launches_per_call = self.kernel.compile(*params).num_launches
+        self.calls += 1
+        env = dict(zip(self.source.bases, values))
+        for n, i in self.position.items():
+            env[n] = args[i]
+        for n in self.replay:
+            env[n] = n.target(*map_arg(n.args, env.__getitem__),
+                              **map_arg(n.kwargs, env.__getitem__))
+        return tuple(map_arg(self.output_args, env.__getitem__))

@@ -1,0 +1,401 @@
+"""Lowering rules: one aten op -> a fusec whole-tensor DSL expression.
+
+A rule is a plain function `rule(e, *args, **kwargs) -> str | tuple[str, ...]` in the RULES
+table, keyed by the op's overload packet (or an overload where overloads differ). It gets the
+node's arguments with every fx Node replaced by a `Var` (its DSL name plus the facts of its
+value), and returns the DSL expression of the result (a tuple for ops with several results).
+`e.bind(expr)` binds a temporary to a DSL name when an expression is used twice. A rule raises
+`Unsupported` with the reason for arguments it does not lower; the node then stays an aten
+call. The support check runs the same rule on stand-in names, so "supported" and "lowered"
+cannot disagree.
+
+VIEWS are ops whose result may be a view of their input (strides matter to later aten ops):
+when one is a result of a fused region it is replayed by aten on the kernel's output (exact
+strides, no copy); inside a region it is lowered by its rule if it has one.
+"""
+from __future__ import annotations
+
+import math
+import operator
+from dataclasses import dataclass
+
+import torch
+
+aten = torch.ops.aten
+prims = torch.ops.prims
+
+
+class Unsupported(Exception):
+    """This node is not lowered to fusec (the message says why); it runs as an aten op."""
+
+
+DTYPES = {torch.bool: "bool", torch.int8: "int8", torch.int16: "int16", torch.int32: "int32",
+          torch.int64: "int64", torch.uint8: "uint8", torch.float16: "float16",
+          torch.bfloat16: "bfloat16", torch.float32: "float32", torch.float64: "float64"}
+
+
+@dataclass(frozen=True)
+class Var:
+    """An fx value as the DSL sees it: a tensor (dtype, rank) or a runtime scalar."""
+    name: str
+    dtype: torch.dtype | None = None      # None: a scalar parameter (int/float/bool)
+    rank: int = 0
+    device_type: str = "cpu"
+
+    def __str__(self):
+        return self.name
+
+    @property
+    def is_tensor(self) -> bool:
+        return self.dtype is not None
+
+
+class Emitter:
+    """What a rule writes with: temporaries and the rendering of constant arguments."""
+
+    def __init__(self, prefix: str):
+        self.prefix = prefix
+        self.lines: list[str] = []
+
+    def bind(self, expr: str) -> str:
+        name = f"{self.prefix}_t{len(self.lines)}"
+        self.lines.append(f"{name} = {expr}")
+        return name
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    if dtype not in DTYPES:
+        raise Unsupported(f"dtype {dtype} has no fusec equivalent")
+    return "fl." + DTYPES[dtype]
+
+
+def lit(v) -> str:
+    """A constant argument as DSL source."""
+    if isinstance(v, Var):
+        return v.name
+    if isinstance(v, bool) or v is None:
+        return repr(v)
+    if isinstance(v, int):
+        return repr(v)
+    if isinstance(v, float):
+        if math.isnan(v):
+            return 'float("nan")'
+        if math.isinf(v):
+            return 'float("inf")' if v > 0 else '(-float("inf"))'
+        return repr(v)
+    if isinstance(v, (list, tuple)):
+        return "(" + "".join(lit(x) + ", " for x in v) + ")"
+    raise Unsupported(f"argument {v!r} of type {type(v).__name__} is not lowered")
+
+
+def tensor(x) -> Var:
+    if not (isinstance(x, Var) and x.is_tensor):
+        raise Unsupported(f"expected a tensor operand, got {x!r}")
+    return x
+
+
+def _is_float(x) -> bool:
+    return x.dtype.is_floating_point if isinstance(x, Var) and x.is_tensor else isinstance(
+        x, float)
+
+
+def _as_float(x: Var) -> str:
+    """A float operand for float-only math: ints and bools go to float32, as torch does."""
+    return str(x) if x.dtype.is_floating_point else f"{x}.to(fl.float32)"
+
+
+# -- elementwise -------------------------------------------------------------------------------
+
+def _float_unary(fn: str):
+    return lambda e, x: f"fl.{fn}({_as_float(tensor(x))})"
+
+
+def _binary(symbol: str):
+    return lambda e, a, b: f"({lit(a)} {symbol} {lit(b)})"
+
+
+def _with_alpha(symbol: str):
+    def rule(e, a, b, alpha=1):
+        b = lit(b) if alpha == 1 else f"({lit(b)} * {lit(alpha)})"
+        return f"({lit(a)} {symbol} {b})"
+    return rule
+
+
+def _div(e, a, b, rounding_mode=None):
+    if rounding_mode is None:
+        return f"({lit(a)} / {lit(b)})"
+    if rounding_mode == "floor":
+        return f"({lit(a)} // {lit(b)})"
+    if rounding_mode == "trunc" and (_is_float(a) or _is_float(b)):
+        q = e.bind(f"({lit(a)} / {lit(b)})")
+        return f"fl.where({q} < 0, fl.ceil({q}), fl.floor({q}))"
+    raise Unsupported(f"div with rounding_mode={rounding_mode!r} on integers")
+
+
+def _pow(e, x, exponent):
+    powers = {1: "{x}", 2: "({x} * {x})", 3: "({x} * {x} * {x})", 0.5: "fl.sqrt({x})",
+              -0.5: "fl.rsqrt({x})", -1: "(1.0 / {x})"}
+    if not isinstance(exponent, Var) and exponent in powers:
+        if exponent in (0.5, -0.5, -1):
+            x = _as_float(tensor(x))
+        return powers[exponent].format(x=x)
+    return f"({lit(x)} ** {lit(exponent)})"
+
+
+def _clamp(e, x, min=None, max=None):
+    out = lit(x)
+    if min is not None:
+        out = f"fl.maximum({out}, {lit(min)})"
+    if max is not None:
+        out = f"fl.minimum({out}, {lit(max)})"
+    return out
+
+
+def _logical(symbol: str):
+    return lambda e, a, b: f"(({lit(a)} != 0) {symbol} ({lit(b)} != 0))"
+
+
+def _where(e, cond, a, b):
+    return f"fl.where({lit(cond)}, {lit(a)}, {lit(b)})"
+
+
+def _gelu(e, x, approximate="none"):
+    return f'fl.gelu({_as_float(tensor(x))}, approximate="{approximate}")'
+
+
+def _threshold_backward(e, grad, x, threshold):
+    return f"fl.where({lit(x)} <= {lit(threshold)}, 0, {lit(grad)})"
+
+
+# -- casts and copies --------------------------------------------------------------------------
+
+def _to_copy(e, x, dtype=None, layout=None, device=None, pin_memory=None, non_blocking=False,
+             memory_format=None):
+    if device is not None and torch.device(device).type != x.device_type:
+        raise Unsupported(f"_to_copy to another device ({device})")
+    if layout not in (None, torch.strided):
+        raise Unsupported(f"_to_copy to layout {layout}")
+    return str(x) if dtype is None else f"{x}.to({dtype_name(dtype)})"
+
+
+def _convert(e, x, dtype):
+    return f"{x}.to({dtype_name(dtype)})"
+
+
+def _identity(e, x, *rest, **kwargs):
+    if kwargs.get("memory_format") not in (None, torch.contiguous_format,
+                                           torch.preserve_format):
+        raise Unsupported(f"memory_format={kwargs['memory_format']}")
+    return str(tensor(x))
+
+
+# -- views -------------------------------------------------------------------------------------
+
+def _dims(x: Var, dims) -> tuple:
+    dims = [dims] if isinstance(dims, int) else list(dims)
+    return tuple(d % max(x.rank, 1) for d in dims)
+
+
+def _permute(e, x, dims):
+    return f"fl.permute({x}, {lit(_dims(tensor(x), dims))})"
+
+
+def _transpose(e, x, a, b):
+    perm = list(range(tensor(x).rank))
+    a, b = _dims(x, (a, b))
+    perm[a], perm[b] = perm[b], perm[a]
+    return f"fl.permute({x}, {lit(perm)})"
+
+
+def _t(e, x):
+    return str(x) if tensor(x).rank < 2 else f"fl.permute({x}, (1, 0))"
+
+
+def _unsqueeze(e, x, dim):
+    return f"fl.expand_dims({x}, {dim % (tensor(x).rank + 1)})"
+
+
+def _expand(e, x, sizes):
+    x = tensor(x)
+    lead = len(sizes) - x.rank
+    shape = [f"{x}.shape[{i - lead}]" if not isinstance(s, Var) and s == -1 else lit(s)
+             for i, s in enumerate(sizes)]
+    return f"fl.broadcast_to({x}, (" + "".join(s + ", " for s in shape) + "))"
+
+
+# -- reductions --------------------------------------------------------------------------------
+
+def _axes(x: Var, dims) -> str:
+    """A reduction's dims as DSL source (None, [] and the whole rank mean every dim)."""
+    if dims is None or (isinstance(dims, (list, tuple)) and len(dims) == 0):
+        return "None"
+    return lit(_dims(x, dims))
+
+
+def _cast_first(x: Var, dtype) -> str:
+    return str(x) if dtype is None else f"{x}.to({dtype_name(dtype)})"
+
+
+def _sum(e, x, dims=None, keepdim=False, dtype=None):
+    return f"{_cast_first(tensor(x), dtype)}.sum(axis={_axes(x, dims)}, keepdims={keepdim})"
+
+
+def _mean(e, x, dims=None, keepdim=False, dtype=None):
+    return f"{_cast_first(tensor(x), dtype)}.mean(axis={_axes(x, dims)}, keepdims={keepdim})"
+
+
+def _extreme(kind: str):
+    def rule(e, x, dims=None, keepdim=False):
+        return f"fl.{kind}({tensor(x)}, axis={_axes(x, dims)}, keepdims={keepdim})"
+    return rule
+
+
+def _arg_extreme(kind: str):
+    def rule(e, x, dim=None, keepdim=False):
+        if dim is None:
+            raise Unsupported(f"{kind} over a flattened tensor (dim=None)")
+        return (f"fl.{kind}({tensor(x)}, axis={_dims(x, dim)[0]}, keepdims={keepdim})"
+                ".to(fl.int64)")
+    return rule
+
+
+def _extreme_with_index(kind: str):
+    def rule(e, x, dim, keepdim=False):
+        return (f"fl.{kind}({tensor(x)}, axis={_dims(x, dim)[0]}, keepdims={keepdim})",
+                f"fl.arg{kind}({x}, axis={_dims(x, dim)[0]}, keepdims={keepdim}).to(fl.int64)")
+    return rule
+
+
+def _count(x: Var, dims) -> str:
+    """The number of elements the reduction over `dims` takes (DSL size arithmetic)."""
+    axes = range(x.rank) if _axes(x, dims) == "None" else _dims(x, dims)
+    return " * ".join(f"{x}.shape[{d}]" for d in axes) or "1"
+
+
+def _variance(e, x, dims, correction, keepdim) -> tuple[str, str]:
+    """(variance, mean) over dims with Bessel-style `correction` (torch's var/var_mean)."""
+    x = tensor(x)
+    if not x.dtype.is_floating_point:
+        raise Unsupported("var of a non-float tensor")
+    correction = 1 if correction is None else correction
+    axes = _axes(x, dims)
+    mean = e.bind(f"{x}.mean(axis={axes}, keepdims=True)")
+    centered = e.bind(f"({x} - {mean})")
+    var = (f"(({centered} * {centered}).sum(axis={axes}, keepdims={keepdim}) / "
+           f"({_count(x, dims)} - {lit(correction)}))")
+    return var, (mean if keepdim else f"{x}.mean(axis={axes}, keepdims=False)")
+
+
+def _var(e, x, dims=None, correction=None, keepdim=False):
+    return _variance(e, x, dims, correction, keepdim)[0]
+
+
+def _var_mean(e, x, dims=None, correction=None, keepdim=False):
+    return _variance(e, x, dims, correction, keepdim)
+
+
+# -- matmul (only with Options.matmul == "fusec") ---------------------------------------------
+
+def _dot(a: Var, b: Var) -> str:
+    if tensor(a).rank != 2 or tensor(b).rank != 2:
+        raise Unsupported("matmul of tensors that are not 2-D")
+    acc = "fl.float64" if a.dtype == torch.float64 else "fl.float32"
+    return f"fl.dot({a}, {b}, out_dtype={acc})"
+
+
+def _mm(e, a, b):
+    return _dot(a, b)
+
+
+def _addmm(e, bias, a, b, beta=1, alpha=1):
+    product = _dot(a, b) if alpha == 1 else f"({_dot(a, b)} * {lit(alpha)})"
+    bias = lit(bias) if beta == 1 else f"({lit(bias)} * {lit(beta)})"
+    return f"({product} + {bias})"
+
+
+MATMULS = {aten.mm: _mm, aten.addmm: _addmm}
+
+RULES = {
+    **{getattr(aten, n): _float_unary(n) for n in (
+        "exp", "exp2", "log", "log2", "sqrt", "rsqrt", "sin", "cos", "tanh", "erf", "sigmoid",
+        "silu")},
+    aten.abs: lambda e, x: f"fl.abs({tensor(x)})",
+    aten.relu: lambda e, x: f"fl.relu({tensor(x)})",
+    aten.floor: lambda e, x: f"fl.floor({tensor(x)})",
+    aten.ceil: lambda e, x: f"fl.ceil({tensor(x)})",
+    aten.neg: lambda e, x: f"(-{tensor(x)})",
+    aten.reciprocal: lambda e, x: f"(1.0 / {_as_float(tensor(x))})",
+    aten.logical_not: lambda e, x: f"({tensor(x)} == 0)",
+    aten.bitwise_not: lambda e, x: f"(~{tensor(x)})",
+    aten.gelu: _gelu,
+    aten.add: _with_alpha("+"), aten.sub: _with_alpha("-"),
+    aten.rsub: lambda e, a, b, alpha=1: _with_alpha("-")(e, b, a, alpha),
+    aten.mul: _binary("*"), aten.div: _div, aten.remainder: _binary("%"),
+    aten.pow: _pow,
+    aten.maximum: lambda e, a, b: f"fl.maximum({lit(a)}, {lit(b)})",
+    aten.minimum: lambda e, a, b: f"fl.minimum({lit(a)}, {lit(b)})",
+    aten.clamp: _clamp,
+    aten.clamp_min: lambda e, x, m: _clamp(e, x, min=m),
+    aten.clamp_max: lambda e, x, m: _clamp(e, x, max=m),
+    aten.eq: _binary("=="), aten.ne: _binary("!="), aten.lt: _binary("<"),
+    aten.le: _binary("<="), aten.gt: _binary(">"), aten.ge: _binary(">="),
+    aten.logical_and: _logical("&"), aten.logical_or: _logical("|"),
+    aten.logical_xor: _logical("^"),
+    aten.bitwise_and: _binary("&"), aten.bitwise_or: _binary("|"),
+    aten.bitwise_xor: _binary("^"),
+    aten.where: _where,
+    aten.threshold_backward: _threshold_backward,
+    aten._to_copy: _to_copy, prims.convert_element_type: _convert,
+    aten.clone: _identity, aten.alias: _identity, aten.detach: _identity,
+    aten.lift_fresh_copy: _identity,
+    aten.permute: _permute, aten.transpose: _transpose, aten.t: _t,
+    aten.unsqueeze: _unsqueeze, aten.expand: _expand,
+    aten.sum: _sum, aten.mean: _mean,
+    aten.amax: _extreme("max"), aten.amin: _extreme("min"),
+    aten.argmax: _arg_extreme("argmax"), aten.argmin: _arg_extreme("argmin"),
+    aten.max: _extreme_with_index("max"), aten.min: _extreme_with_index("min"),
+    aten.var: _var, aten.var_mean: _var_mean,
+    operator.getitem: None,       # picks a result of a lowered multi-result op (see source)
+}
+
+# Overloads whose meaning differs from their packet's rule.
+UNSUPPORTED_OVERLOADS = {
+    aten.max.default: "max of a whole tensor without dim (aten.amax is lowered)",
+    aten.min.default: "min of a whole tensor without dim (aten.amin is lowered)",
+    aten.max.other: "elementwise max as aten.max.other (aten.maximum is lowered)",
+    aten.min.other: "elementwise min as aten.min.other (aten.minimum is lowered)",
+    aten.pow.Scalar: "pow with a scalar base",
+    aten.var.default: "var with `unbiased` (the decomposed var.correction is lowered)",
+    aten.var.dim: "var with `unbiased` (the decomposed var.correction is lowered)",
+    aten.var_mean.default: "var_mean with `unbiased` (var_mean.correction is lowered)",
+    aten.var_mean.dim: "var_mean with `unbiased` (var_mean.correction is lowered)",
+}
+
+# Results that may alias their input: replayed by aten when a fused region returns them.
+VIEWS = {aten.view, aten._unsafe_view, aten.reshape, aten.squeeze, aten.unsqueeze,
+         aten.permute, aten.transpose, aten.t, aten.expand, aten.alias, aten.detach,
+         aten.slice, aten.select, aten.as_strided, aten.split, aten.split_with_sizes,
+         aten.unbind, aten.diagonal, aten.unfold, aten.clone, aten.lift_fresh_copy}
+
+
+def packet(target):
+    return getattr(target, "overloadpacket", target)
+
+
+def rule_for(target, matmul: str):
+    """The rule of an fx call target, or raise Unsupported."""
+    if target in UNSUPPORTED_OVERLOADS:
+        raise Unsupported(UNSUPPORTED_OVERLOADS[target])
+    p = packet(target)
+    if p in MATMULS:
+        if matmul != "fusec":
+            raise Unsupported("matmuls go to the vendor library (torch_backend(matmul="
+                              "'fusec') runs them as fusec kernels)")
+        return MATMULS[p]
+    if p not in RULES:
+        raise Unsupported(f"no fusec lowering for {getattr(target, '__name__', target)}")
+    return RULES[p]
+
+
+def is_view(target) -> bool:
+    return packet(target) in VIEWS
