@@ -24,6 +24,7 @@ from .facts import KernelFacts
 from .machine import Machine
 
 MAX_CANDIDATES = 32
+MAX_COMBINATIONS = 1 << 14     # block rows scored at once before launches vary apart
 GPU_WARPS = (1, 2, 4, 8, 16)
 DOT_STAGES = (2, 3, 4)
 TENSOR_CORE_MULTIPLE = 16
@@ -90,13 +91,32 @@ class _Group:
     blocks: np.ndarray
 
 
+def _block_rows(facts: KernelFacts, choices: dict) -> np.ndarray:
+    """The block rows of the space: every combination of the choices, unless that is more
+    than MAX_COMBINATIONS (a kernel of several launches, each with its own tile dims: the
+    product grows with every launch, 13^7 rows for two matmuls and a layernorm); then each
+    launch's dims vary on their own, the other launches' at their base blocks (the launches
+    run one after the other, each one's blocks change only its own time)."""
+    base = np.array(facts.full_blocks([d.block for d in facts.dims]), dtype=np.float64)
+    dims = sorted(choices)
+    if math.prod(len(choices[d]) for d in dims) <= MAX_COMBINATIONS:
+        together = [dims]
+    else:
+        launch = {d.dim: d.launch for d in facts.dims}
+        together = [[d for d in dims if launch[d] == k] for k in range(facts.launches)]
+    parts = []
+    for part in together:
+        combos = list(itertools.product(*(choices[d] for d in part)))
+        matrix = np.tile(base, (len(combos), 1))
+        if part:
+            matrix[:, part] = np.array(combos, dtype=np.float64)
+        parts.append(matrix)
+    return np.unique(np.concatenate(parts), axis=0) if len(parts) > 1 else parts[0]
+
+
 def _groups(facts: KernelFacts, machine: Machine, cap: int | None) -> list[_Group]:
     choices = block_choices(facts, machine, cap or 1 << 30)
-    base = np.array(facts.full_blocks([d.block for d in facts.dims]), dtype=np.float64)
-    combos = list(itertools.product(*(choices[d] for d in sorted(choices))))
-    matrix = np.tile(base, (len(combos), 1))
-    if choices:
-        matrix[:, sorted(choices)] = np.array(combos, dtype=np.float64)
+    matrix = _block_rows(facts, choices)
     tiles = facts.tile_elements(matrix)
     if cap is not None:
         matrix, tiles = matrix[tiles <= cap], tiles[tiles <= cap]

@@ -164,3 +164,28 @@ def test_the_default_policy_is_recomputed_from_the_facts(facts):
             tunable = [d.dim for d in facts[name].tunable]
             got = default_config(facts[name], backend).blocks
             assert [got[d] for d in tunable] == blocks, (name, backend)
+
+
+@fusec.kernel
+def three_matmuls(a, b, c, d):
+    """Three launches (the second and third matmuls are not fused): nine tile dims."""
+    return ((a @ b) @ c) @ d
+
+
+def test_a_kernel_of_many_launches_varies_each_launch_apart():
+    """The product of every launch's choices would be ~10^8 rows; each launch's dims vary
+    on their own instead, and the space stays within MAX_COMBINATIONS per launch."""
+    f = autotune_facts(three_matmuls.fn, params(three_matmuls, spec(300, 200), spec(200, 500),
+                                                spec(500, 300), spec(300, 400)))
+    assert f.launches == 3
+    choices = space.block_choices(f, CPU, CAPS[id(CPU)])
+    assert math.prod(len(v) for v in choices.values()) > space.MAX_COMBINATIONS
+    rows = space.enumerate_space(f, CPU, None)
+    assert len(rows) <= f.launches * space.MAX_COMBINATIONS
+    launch = {d.dim: d.launch for d in f.dims}
+    base = f.full_blocks([d.block for d in f.dims])
+    for c in rows:          # at most one launch's blocks differ from the base
+        moved = {launch[d.dim] for d, b in zip(f.dims, f.full_blocks(c.blocks))
+                 if b != base[d.dim] and not d.fixed}
+        assert len(moved) <= 1, c
+    assert space.candidates(f, CPU, CAPS[id(CPU)])

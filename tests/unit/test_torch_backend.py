@@ -1,0 +1,132 @@
+"""torch.compile(backend="fusec") on the CPU: the test models forward and backward against
+eager (float32 and bfloat16, float64 references), fallback around unsupported ops, dynamic
+batch sizes without recompiles, the registration, options and the partition dump."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import fusec  # noqa: E402
+import fusec.dynamo  # noqa: E402
+from fusec.dynamo import rules  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(__file__)))
+from torch_models import MODELS, check_against_eager  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def fresh_dynamo():
+    torch._dynamo.reset()
+    fusec.dynamo.reset()
+    yield
+    torch._dynamo.reset()
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_model_matches_eager_float32(name):
+    check_against_eager(name, torch.float32)
+    s = fusec.stats()
+    assert s["fused_regions"] >= 1 and s["fallback_regions"] == 0, s
+
+
+@pytest.mark.parametrize("name", ["mlp_gelu_layernorm", "transformer_block", "int_bool"])
+def test_model_matches_eager_bfloat16(name):
+    check_against_eager(name, torch.bfloat16)
+
+
+def test_fused_regions_launch_fewer_kernels_than_eager():
+    check_against_eager("mlp_gelu_layernorm")
+    for g in fusec.dynamo.graphs():
+        eager = sum(len(r.source.nodes) for r in g.regions) + g.aten_launching
+        assert g.launches_per_call < eager, g.text()
+    # the forward's layernorm + gelu between the two linears is one launch
+    forward = fusec.dynamo.graphs()[0]
+    assert forward.regions[0].launches_per_call == 1, forward.text()
+
+
+def test_unsupported_ops_stay_aten_and_the_rest_fuses():
+    check_against_eager("unsupported_ops")
+    forward = fusec.dynamo.graphs()[0]
+    reasons = dict(forward.aten_ops)
+    assert any("cumsum" in op and "no fusec lowering" in why for op, why in reasons.items())
+    assert any("sort" in op for op in reasons)
+    assert len(forward.regions) >= 2          # before the cumsum and after the sort
+
+
+def test_matmul_option_fuses_the_epilogue_into_a_fusec_matmul():
+    check_against_eager("mlp_gelu_layernorm", matmul="fusec")
+    forward = fusec.dynamo.graphs()[0]
+    assert not any("addmm" in op for op, _ in forward.aten_ops), forward.text()
+
+
+def test_batch_size_change_does_not_recompile():
+    factory, make, _ = MODELS["mlp_gelu_layernorm"]
+    model = factory()
+    compiled = torch.compile(model, backend=fusec.torch_backend(strict=True))
+    x = make(48, torch.float32)[0].requires_grad_()
+    torch._dynamo.mark_dynamic(x, 0)
+    compiled(x).sum().backward()
+    before = fusec.stats()
+    # the same specialization keys: multiples of 16 in one power-of-two bucket (the
+    # backward's bias gradients reduce over the batch)
+    for batch in (64, 48):
+        x = make(batch, torch.float32)[0].requires_grad_()
+        y = compiled(x)
+        y.sum().backward()
+        torch.testing.assert_close(y, model(x), rtol=1e-5, atol=1e-5)
+    after = fusec.stats()
+    assert after["graphs_compiled"] == before["graphs_compiled"], (before, after)
+    assert after["kernel_specializations"] == before["kernel_specializations"], (before, after)
+    x = make(7, torch.float32)[0]       # a new key (not a multiple of 16): kernels only
+    torch.testing.assert_close(compiled(x), model(x), rtol=1e-5, atol=1e-5)
+    assert fusec.stats()["graphs_compiled"] == before["graphs_compiled"]
+
+
+def test_a_region_fusec_cannot_compile_falls_back_to_aten(monkeypatch):
+    monkeypatch.setitem(rules.RULES, torch.ops.aten.tanh, lambda e, x: f"fl.no_such_op({x})")
+    model = MODELS["batchnorm_train"][0]()
+    x = torch.randn(8, 16)
+    with pytest.warns(UserWarning, match="runs as aten ops"):
+        y = torch.compile(model, backend="fusec")(x)
+    torch.testing.assert_close(y, MODELS["batchnorm_train"][0]().load_state_dict(
+        model.state_dict()) and y, rtol=0, atol=0)
+    assert fusec.stats()["fallback_regions"] >= 1
+    torch._dynamo.reset()
+    with pytest.raises(fusec.CompilationError, match="no_such_op"):
+        torch.compile(model, backend=fusec.torch_backend(strict=True))(x)
+
+
+def test_dump_prints_the_partition(monkeypatch, capsys):
+    monkeypatch.setenv("FUSEC_DUMP", "graph")
+    model = MODELS["unsupported_ops"][0]()
+    with torch.no_grad():
+        torch.compile(model, backend="fusec")(torch.randn(4, 13))
+    err = capsys.readouterr().err
+    assert "fusec graph" in err and "region fusec_" in err and "def fusec_" in err
+    assert "no fusec lowering for cumsum" in err
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"mode": "fastest"}, "mode must be one of"), ({"matmul": "cublas"}, "matmul must be"),
+    ({"backend": "metal"}, "unknown backend"), ({"strict": 1}, "strict must be True")])
+def test_bad_options_are_named(options, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        fusec.torch_backend(**options)
+
+
+def test_the_backend_is_registered_by_name_without_importing_fusec():
+    code = ("import torch\n"
+            "assert 'fusec' in torch._dynamo.list_backends()\n"
+            "f = torch.compile(lambda x: torch.relu(x * 2) + 1, backend='fusec')\n"
+            "x = torch.randn(5, 3)\n"
+            "assert torch.equal(f(x), torch.relu(x * 2) + 1)\n"
+            "import fusec\n"
+            "assert fusec.stats()['fused_regions'] == 1, fusec.stats()\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
