@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # One command for the GPU machine: install fusec there, run the GPU tests and the compile
 # tests and the GPU benchmarks; logs under $OUT (env.log, install.log, gpu.log, bench.log,
-# bench.json, compile.log; memcheck.log and racecheck.log with SANITIZE=1).
+# bench.json, torch_models.log/json, compile.log; memcheck.log and racecheck.log with
+# SANITIZE=1). Switches: GPU_TESTS="paths", SKIP_COMPILE_TESTS=1, SKIP_TORCH_BENCH=1,
+# BENCH_TIMEOUT / TORCH_BENCH_TIMEOUT (seconds).
 #
 #   device run: command="bash scripts/device.sh", carry=[".whl"]
 #
@@ -43,7 +45,9 @@ PAR=()
 python3 -c "import xdist" 2>/dev/null && PAR=(-n 8)
 
 status=0
-python3 -m pytest -q -m gpu tests/gpu tests/unit/test_hardware.py "${PAR[@]}" 2>&1 \
+# GPU_TESTS: the test paths (default: all GPU tests)
+read -r -a GPU_PATHS <<< "${GPU_TESTS:-tests/gpu tests/unit/test_hardware.py}"
+python3 -m pytest -q -m gpu "${GPU_PATHS[@]}" "${PAR[@]}" 2>&1 \
   | tee "$OUT/gpu.log"
 status=$((status | PIPESTATUS[0]))
 # the main job of `make run`: every example on the best backend here (CUDA C)
@@ -52,6 +56,11 @@ status=$((status | PIPESTATUS[0]))
 # benchmarks: fusec vs torch eager / torch.compile / Triton / copy (bf16, see benchmarks/)
 timeout "${BENCH_TIMEOUT:-240}" python3 benchmarks/gpu.py --json "$OUT/bench.json" 2>&1 \
   | tee "$OUT/bench.log"
+# torch.compile(backend="fusec") vs eager vs Inductor on models and the anchors as torch code
+if [ "${SKIP_TORCH_BENCH:-0}" != 1 ]; then
+  timeout "${TORCH_BENCH_TIMEOUT:-300}" python3 benchmarks/torch_models.py \
+    --json "$OUT/torch_models.json" 2>&1 | tee "$OUT/torch_models.log"
+fi
 if [ "${SKIP_COMPILE_TESTS:-0}" != 1 ]; then
   python3 -m pytest -q tests/compile "${PAR[@]}" 2>&1 | tee "$OUT/compile.log"
   status=$((status | PIPESTATUS[0]))

@@ -82,8 +82,9 @@ def test_batch_size_change_does_not_recompile():
     after = fusec.stats()
     assert after["graphs_compiled"] == before["graphs_compiled"], (before, after)
     assert after["kernel_specializations"] == before["kernel_specializations"], (before, after)
-    x = make(7, torch.float32)[0]       # a new key (not a multiple of 16): kernels only
+    x = make(7, torch.float32)[0].requires_grad_()   # a new key: fusec kernels only
     torch.testing.assert_close(compiled(x), model(x), rtol=1e-5, atol=1e-5)
+    assert fusec.stats()["kernel_specializations"] > before["kernel_specializations"]
     assert fusec.stats()["graphs_compiled"] == before["graphs_compiled"]
 
 

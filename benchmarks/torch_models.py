@@ -1,0 +1,141 @@
+"""torch.compile(backend="fusec") vs eager vs Inductor on the test models at real sizes and on
+the anchor workloads written as torch code (CUDA, bf16): time per iteration (CUDA events,
+median after warm-up), device kernels launched per iteration (torch.profiler), and the
+compile time (first call minus a steady one).
+
+    python3 benchmarks/torch_models.py [--json out.json] [--only NAME] [--modes eager,fusec]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+import torch_models as tm  # noqa: E402
+
+import fusec  # noqa: E402
+import fusec.dynamo  # noqa: E402
+
+MODES = {"eager": None, "inductor": "inductor", "fusec": "fusec"}
+
+
+def workloads(device):
+    bf = torch.bfloat16
+
+    def rand(*shape, grad=False):
+        return torch.randn(*shape, device=device, dtype=bf).requires_grad_(grad)
+    rms = tm.RMSNorm(4096).to(device, bf)
+    return {
+        # name: (module or function, inputs, trains)
+        "softmax 32768x4096": (lambda x: torch.softmax(x, dim=-1), (rand(32768, 4096),), False),
+        "layernorm 32768x4096": (torch.nn.LayerNorm(4096).to(device, bf),
+                                 (rand(32768, 4096),), False),
+        "rmsnorm 32768x4096": (rms, (rand(32768, 4096),), False),
+        "bias+gelu 16384x8192": (lambda x, b: F.gelu(x + b),
+                                 (rand(16384, 8192), rand(8192)), False),
+        "mlp 8192x1024 (h 4096) fwd": (tm.MLP(1024, 4096).to(device, bf), (rand(8192, 1024),),
+                                       False),
+        "mlp 8192x1024 (h 4096) train": (tm.MLP(1024, 4096).to(device, bf),
+                                         (rand(8192, 1024, grad=True),), True),
+        "block 8x512x1024 fwd": (tm.Block(1024, 16).to(device, bf), (rand(8, 512, 1024),),
+                                 False),
+        "block 8x512x1024 train": (tm.Block(1024, 16).to(device, bf),
+                                   (rand(8, 512, 1024, grad=True),), True),
+    }
+
+
+def step(fn, args, trains):
+    if trains:
+        out = fn(*args)
+        out.float().sum().backward()
+    else:
+        with torch.no_grad():
+            fn(*args)
+
+
+def median_ms(fn, args, trains, reps=20):
+    for _ in range(3):
+        step(fn, args, trains)
+    times = []
+    for _ in range(reps):
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        a.record()
+        step(fn, args, trains)
+        b.record()
+        b.synchronize()
+        times.append(a.elapsed_time(b))
+    return statistics.median(times)
+
+
+def launches(fn, args, trains) -> int:
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        step(fn, args, trains)
+        torch.cuda.synchronize()
+    return sum(1 for e in prof.events() if e.device_type.name == "CUDA")
+
+
+def run(name, module, args, trains, mode):
+    torch._dynamo.reset()
+    fn = module if mode == "eager" else torch.compile(module, backend=MODES[mode])
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    step(fn, args, trains)
+    torch.cuda.synchronize()
+    first = time.perf_counter() - start
+    ms = median_ms(fn, args, trains)
+    row = {"workload": name, "mode": mode, "ms": ms, "compile_s": max(0.0, first - ms / 1e3),
+           "launches": launches(fn, args, trains)}
+    if mode == "fusec":
+        s = fusec.stats()
+        row["fallback_regions"] = s["fallback_regions"]
+        row["fused_regions"] = s["fused_regions"]
+    return row
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--json")
+    ap.add_argument("--only", default="")
+    ap.add_argument("--modes", default=",".join(MODES))
+    opts = ap.parse_args()
+    rows = []
+    for name, (module, args, trains) in workloads("cuda").items():
+        if opts.only and opts.only not in name:
+            continue
+        for mode in opts.modes.split(","):
+            try:
+                row = run(name, module, args, trains, mode)
+            except Exception as exc:          # a row that fails is reported, not fatal
+                row = {"workload": name, "mode": mode, "error": f"{type(exc).__name__}: "
+                                                                f"{str(exc)[:300]}"}
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    print(f"\n{torch.cuda.get_device_name(0)}, torch {torch.__version__}")
+    print("| workload | eager | inductor | fusec | fusec launches (eager, inductor) | "
+          "compile s (inductor, fusec) |")
+    print("|---|---|---|---|---|---|")
+    by = {(r["workload"], r["mode"]): r for r in rows}
+    for name in dict.fromkeys(r["workload"] for r in rows):
+        cell = {m: by.get((name, m), {}) for m in MODES}
+        def t(m):
+            return f"{cell[m]['ms']:.3f} ms" if "ms" in cell[m] else cell[m].get("error", "-")[:40]
+        def n(m):
+            return cell[m].get("launches", "-")
+        def c(m):
+            return f"{cell[m]['compile_s']:.1f}" if "compile_s" in cell[m] else "-"
+        print(f"| {name} | {t('eager')} | {t('inductor')} | {t('fusec')} | "
+              f"{n('fusec')} ({n('eager')}, {n('inductor')}) | {c('inductor')}, {c('fusec')} |")
+    if opts.json:
+        Path(opts.json).write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()
