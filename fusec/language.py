@@ -22,7 +22,7 @@ _SIGNATURES = {
     "minimum": "(a, b)", "dot": "(a, b, out_dtype=fl.float32)", "trans": "(x)",
     "load": "(x[index], mask=None, other=None)", "store": "(x[index], value, mask=None)",
     "atomic_add": "(x[index], value, mask=None)", "cast": "(x, dtype)",
-    "gelu": '(x, approximate="none")', "cdiv": "(a, b)",
+    "gelu": '(x, approximate="none")', "cdiv": "(a, b)", "reshape": "(x, shape)",
 }
 _UNARY = ("exp", "exp2", "log", "log2", "sqrt", "rsqrt", "abs", "sin", "cos", "tanh", "erf",
           "sigmoid", "relu", "silu", "floor", "ceil")
