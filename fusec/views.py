@@ -10,8 +10,9 @@ view: the group using it reads its operand from memory at computed indices
 
 Element counts of a reshape: equal as sympy sees them, or assumed equal and recorded in
 `equal_sizes` (every call checks them), unless the call being specialized contradicts them.
-Slice bounds clamp like Python's and torch's; a symbolic bound must be known to be
-non-negative (a size, an int parameter seen >= 0) or negative (counted from the end).
+Slice bounds clamp like Python's and torch's. A symbolic bound whose sign sympy does not
+know (`x.shape[1] - 1`) is taken as counted from the start; every call checks that it is
+not one Python would count from the end.
 """
 from __future__ import annotations
 
@@ -203,13 +204,18 @@ class ViewSemantic:
             raise self.error(f"slice bounds of whole tensors must be ints or sizes, got "
                              f"{type(bound).__name__}")
         e = size_expr(bound)
-        if e.is_nonnegative:
-            return sympy.Min(e, n)
         if e.is_negative:
             return sympy.Max(n + e, 0)
-        raise self.error(f"slice bound {e} of dim {d} may be negative: whether it counts from "
-                         "the end is only known at run time (pass it as a size, or compute "
-                         "it from sizes)")
+        if not e.is_nonnegative:
+            # counted from the start (clamped to [0, n]) is Python's meaning unless
+            # -n < e < 0: assumed so, and checked by every call (equal_sizes)
+            counts_from_end = sympy.Min(sympy.Max(-e, 0), sympy.Max(e + n, 0))
+            if self.t._same_dim(counts_from_end, sympy.Integer(0)) is None:
+                raise self.error(f"slice bound {e} of dim {d} (size {n}) is negative, and "
+                                 "whether it counts from the end would only be known at run "
+                                 "time; compute the bound from the size instead")
+            return sympy.Max(sympy.Min(e, n), 0)
+        return sympy.Min(e, n)
 
     def _index_dim(self, index, n: sympy.Expr, d: int) -> sympy.Expr:
         e = size_expr(index)

@@ -68,10 +68,12 @@ class Axes:
         self.of: dict[Value, list] = {}
         values = []
         mapped = {v for op in ops for v in mapped_operands(op)}
-        viewed_only = {op.operands[0] for op in ops if op.name in INDEXED_VIEWS} - mapped
+        # links of view chains: read through by the last view, no tiles of their own
+        self.viewed_only = {op.operands[0] for op in ops if op.name in INDEXED_VIEWS} - mapped
         for op in ops:
             for v in mapped_operands(op) + list(op.results):
-                if isinstance(v.type, TensorType) and v not in self.of and v not in viewed_only:
+                if isinstance(v.type, TensorType) and v not in self.of \
+                        and v not in self.viewed_only:
                     self.of[v] = [None] * v.type.rank
                     values.append(v)
         # the domain's axes in the order of the dims of what the group writes (its grid order)

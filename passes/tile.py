@@ -298,7 +298,8 @@ class _GroupEmitter:
             return
         r = op.results[0]
         if op.name in INDEXED_VIEWS:
-            self.env[r] = view_load(self, op)
+            if r not in self.axes.viewed_only:      # a chain's link is read through
+                self.env[r] = view_load(self, op)
             return
         rtype = TileType(r.type.dtype, self.shape(r))
         ins = [self.get(v) for v in op.operands]

@@ -36,6 +36,8 @@ def _phases(emitter, k: int):
                 ready[op] = ready.get(v, 0)
             continue
         r = op.results[0]
+        if r in emitter.axes.viewed_only:
+            continue                     # read through by the view of it
         ins = mapped_operands(op)
         if op.name == "dot":             # a sum over k of products: accumulated like one
             reduce_loop[op] = max(needs_of(u) for u in op.operands)
