@@ -142,7 +142,8 @@ def _reshape(t, x, shape):
 
 
 BUILTINS = {
-    "zeros": _zeros, "reshape": _reshape, "full": _full, "arange": _arange, "dot": _dot, "trans": _trans,
+    "zeros": _zeros, "full": _full, "arange": _arange, "dot": _dot, "trans": _trans,
+    "reshape": _reshape,
     "where": lambda t, cond, a, b: t.sem.where(cond, a, b),
     "maximum": lambda t, a, b: t.sem.binary("maximum", a, b),
     "minimum": lambda t, a, b: t.sem.binary("minimum", a, b),

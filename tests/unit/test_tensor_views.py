@@ -144,3 +144,23 @@ def test_views_round_trip_through_the_text_form():
         for stage in ("ir", "fuse", "tile"):
             text = asm[stage]
             assert str(fusec.ir.parse(text)) == text, (kernel.fn.__name__, stage)
+
+
+@pytest.mark.parametrize("case", K.VIEW_CASES, ids=lambda c: c[0].fn.__name__)
+def test_the_interpreter_defines_the_untiled_views(case):
+    """The reference semantics of reshape and slice themselves: the traced IR, before the
+    fuse and tile passes, interpreted on whole arrays."""
+    from fusec.backends.common import bind_symbols, eval_size
+    from fusec.backends.interpret.interpreter import run
+    kernel, shapes, ints, reference, _ = case
+    arrays, exact = _inputs(shapes)
+    traced = fusec.ir.parse(kernel.compile(*arrays, *ints, backend="interpret").asm["ir"])
+    ir_kernel = traced.kernel()
+    params = list(arrays) + list(ints)
+    symbols = bind_symbols(ir_kernel, params)
+    outputs = [np.empty([eval_size(d, symbols) for d in op.results[0].type.shape], np.float32)
+               for op in ir_kernel.regions[0].ops if op.name == "alloc"]
+    assert any(op.name in ("reshape", "slice", "expand_dims")
+               for op in ir_kernel.regions[0].ops)
+    run(ir_kernel, params + outputs)
+    assert_close(outputs[-1], reference(*exact, *ints), "float32", kernel.fn.__name__)
