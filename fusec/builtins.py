@@ -150,8 +150,20 @@ def _cdiv(t, a, b):
     return t.sem.binary("floordiv", t.sem.binary("sub", t.sem.binary("add", a, b), 1), b)
 
 
+def _whole(x, what: str):
+    if not is_tensor(x):
+        raise SemanticError(f"{what} takes a whole tensor (statements outside tile loops), got "
+                            f"{type(x).__name__}; tiles are not reshaped")
+    return x
+
+
+def _reshape(t, x, shape):
+    return t.sem.tensors.views.reshape(_whole(x, "fl.reshape"), shape)
+
+
 BUILTINS = {
     "zeros": _zeros, "full": _full, "arange": _arange, "dot": _dot, "trans": _trans,
+    "reshape": _reshape,
     "where": lambda t, cond, a, b: t.sem.where(cond, a, b),
     "maximum": lambda t, a, b: t.sem.binary("maximum", a, b),
     "minimum": lambda t, a, b: t.sem.binary("minimum", a, b),
@@ -221,4 +233,23 @@ TILE_METHODS = {
     "mean": _reduction("mean"), "argmax": _reduction("argmax"), "argmin": _reduction("argmin"),
     "exp": _unary("exp"), "log": _unary("log"), "sqrt": _unary("sqrt"), "abs": _unary("abs"),
     "sigmoid": _unary("sigmoid"), "tanh": _unary("tanh"),
+}
+
+
+# -- methods of whole tensors only (views) -----------------------------------------------------
+
+def _shape_args(shape: tuple):
+    """x.reshape(a, b) and x.reshape((a, b)) alike."""
+    return shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
+
+
+def _reshape_method(what: str):
+    return lambda t, x, *shape: t.sem.tensors.views.reshape(x, _shape_args(shape), what)
+
+
+TENSOR_METHODS = {
+    "reshape": _reshape_method(".reshape"), "view": _reshape_method(".view"),
+    "squeeze": lambda t, x, axis=None: t.sem.tensors.views.squeeze(x, axis),
+    "unsqueeze": lambda t, x, axis: t.sem.tensors.expand_dims(x, axis),
+    "flatten": lambda t, x, start=0, end=-1: t.sem.tensors.views.flatten(x, start, end),
 }

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import sympy
 
 from . import language as fl_module
-from .builtins import TILE_METHODS, call_builtin, call_host_builtin
+from .builtins import TENSOR_METHODS, TILE_METHODS, call_builtin, call_host_builtin
 from .dsl import Func, constexpr
 from .errors import CompilationError
 from .ir import HANDLE, Block, Builder, Loc, Op, TensorType, TileType, Value, scalar
@@ -593,6 +593,8 @@ class Tracer(ast.NodeVisitor):
                 return self.sem.permute(obj, list(reversed(range(obj.ndim))))
             if not self.state.tile_depth and name in TILE_METHODS:
                 return _BoundMethod(name, obj)        # whole-tensor x.sum(axis=1) & co
+            if not self.state.tile_depth and name in TENSOR_METHODS:
+                return _BoundMethod(name, obj, TENSOR_METHODS)    # x.reshape(...) & co
             raise self.error(node, f"tensors in kernels have .shape, .dtype and .ndim, not "
                                    f".{name}")
         if obj is fl_module and not hasattr(obj, name):
@@ -783,11 +785,11 @@ class Tracer(ast.NodeVisitor):
 
 
 class _BoundMethod:
-    def __init__(self, name: str, obj: TileVal):
-        self.name, self.obj = name, obj
+    def __init__(self, name: str, obj: TileVal, table: dict = TILE_METHODS):
+        self.name, self.obj, self.table = name, obj, table
 
     def call(self, tracer, args, kwargs):
-        fn = TILE_METHODS[self.name]
+        fn = self.table[self.name]
         try:
             inspect.signature(fn).bind(tracer, self.obj, *args, **kwargs)
         except TypeError as exc:

@@ -335,8 +335,9 @@ class CompiledKernel:
         for a, b, fa, fb in self._equal_sizes:
             if fa(symbols) != fb(symbols):
                 raise ValueError(f"kernel {self.name!r}: {self._size_text(a)} = {fa(symbols)} "
-                                 f"and {self._size_text(b)} = {fb(symbols)} are broadcast "
-                                 "against each other and must be equal")
+                                 f"and {self._size_text(b)} = {fb(symbols)} must be equal "
+                                 "(sizes broadcast against each other, element counts of a "
+                                 "reshape, or a slice bound that must not count from the end)")
         shapes = []
         for _, shape_fns, _ in self._allocs:
             shape = [f(symbols) for f in shape_fns]

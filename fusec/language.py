@@ -23,7 +23,7 @@ _SIGNATURES = {
     "load": "(x[index], mask=None, other=None)", "store": "(x[index], value, mask=None)",
     "atomic_add": "(x[index], value, mask=None)", "cast": "(x, dtype)",
     "gelu": '(x, approximate="none")', "cdiv": "(a, b)", "permute": "(x, dims)",
-    "expand_dims": "(x, axis)", "broadcast_to": "(x, shape)",
+    "expand_dims": "(x, axis)", "broadcast_to": "(x, shape)", "reshape": "(x, shape)",
 }
 _UNARY = ("exp", "exp2", "log", "log2", "sqrt", "rsqrt", "abs", "sin", "cos", "tanh", "erf",
           "sigmoid", "relu", "silu", "floor", "ceil")

@@ -18,6 +18,7 @@ from .ir import dtypes as D
 from .ir.dtypes import DType
 from .ir.symbolic import hinted_value
 from .values import SymSize, TensorArg, TileVal
+from .views import ViewSemantic
 
 
 class TensorVal(TensorArg):
@@ -44,6 +45,7 @@ class TensorSemantic:
         self.error = error         # the SemanticError class
         self.hints: dict = {}      # size symbol -> its value in the call being specialized
         self.equal_sizes: list = []
+        self.views = ViewSemantic(self)   # reshape, squeeze, flatten, slicing
 
     # -- shapes ----------------------------------------------------------------------------
     def _same_dim(self, a: sympy.Expr, b: sympy.Expr) -> sympy.Expr | None:
@@ -167,21 +169,7 @@ class TensorSemantic:
         return self._wrap(self.to_tensor(x, x.dtype, shape))
 
     def index(self, x: TensorArg, items) -> TensorVal:
-        """x[:, None] / x[None]: ':' keeps a dim, None inserts one of size 1."""
-        out, dim = x, 0
-        for item in items:
-            if item is None:
-                out = self.expand_dims(out, dim)
-                dim += 1
-            elif isinstance(item, slice) and item == slice(None):
-                dim += 1
-            else:
-                raise self.error(f"a whole tensor outside tile loops can only be indexed with "
-                                 f"':' and None (got {item!r}); index it inside a tile loop "
-                                 "to load elements")
-        if dim - sum(i is None for i in items) > x.ndim:
-            raise self.error(f"too many indices for a tensor of rank {x.ndim}")
-        return out
+        return self.views.index(x, items)
 
     # -- reductions ------------------------------------------------------------------------
     def axes(self, x: TensorArg, axis) -> list[int]:

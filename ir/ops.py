@@ -70,6 +70,18 @@ turn them into tile loops, see passes/fuse.py and passes/tile.py)
   read (its contents at that point of the program). broadcast also takes a scalar (rank-0
   tile) to a tensor; a broadcast between two symbolic sizes listed together in the
   kernel's `equal_sizes` is allowed (the call checks that they are equal).
+  reshape(x)        -> the result type's shape, same dtype and number of elements: the
+                    elements of x in row-major order, laid out row-major in the new shape
+                    (numpy's reshape of a contiguous copy). Symbolic element counts that sympy
+                    cannot prove equal are listed in the kernel's `equal_sizes` (checked by
+                    every call).
+  slice(x) {starts, steps} -> result.shape[d] elements along every dim d, element i of the
+                    result being element starts[d] + steps[d] * i of x (starts: ints or size
+                    expressions, steps: positive ints; start + step * (size - 1) is inside
+                    x). Python/torch clamping of bounds is done by the frontend.
+  reshape and slice are indexed views: the tile pass reads their operand from memory at
+  indices computed from the consumer's own (passes/tile_views.py), so their operand -- or
+  the operand of the chain of reshapes/slices they end -- is in memory when the group runs.
   write(%dst, %value): %dst (a tensor param or alloc) gets the tensor value %value (same
                     shape, the dst's dtype).
   fuse/tile attrs   {group}: the fusion group (launch) an op was put in by the fuse pass.
@@ -88,13 +100,15 @@ BITWISE_BINARY = ("and", "or", "xor")
 BINARY = ARITH_BINARY + BITWISE_BINARY
 COMPARE = ("eq", "ne", "lt", "le", "gt", "ge")
 REDUCE_KINDS = ("sum", "max", "min", "argmax", "argmin")
+# Whole-tensor views that read their operand at computed indices (see the table above).
+INDEXED_VIEWS = ("reshape", "slice")
 TERMINATORS = ("return", "yield")
 REGION_OPS = ("kernel", "tile_for", "for", "if")
 MEMORY_WRITE = ("store", "atomic_add")
 # Ops with no side effects: removable when unused, mergeable when identical.
 PURE = (UNARY + BINARY + COMPARE
         + ("where", "cast", "broadcast", "expand_dims", "permute", "reduce", "dot",
-           "tile_index", "tile_begin", "const", "arange", "symval"))
+           "tile_index", "tile_begin", "const", "arange", "symval") + INDEXED_VIEWS)
 
 
 @dataclass(frozen=True)
@@ -115,7 +129,8 @@ def _table() -> dict[str, OpInfo]:
                     ("dot", "dot"), ("tile_index", "index"), ("tile_begin", "index"),
                     ("const", "const"), ("arange", "const"), ("symval", "const"),
                     ("load", "memory"), ("store", "memory"), ("atomic_add", "memory"),
-                    ("alloc", "host"), ("write", "write")):
+                    ("alloc", "host"), ("write", "write"), ("reshape", "view"),
+                    ("slice", "view")):
         table[n] = OpInfo(n, kind)
     table["kernel"] = OpInfo("kernel", "structure", 1)
     table["tile_for"] = OpInfo("tile_for", "structure", 1)

@@ -1,6 +1,8 @@
 """Structural and type checks of IR. Run after every pass in tests (PassManager(verify=True))."""
 from __future__ import annotations
 
+import sympy
+
 from .core import Block, Module, Op, Value
 from .dtypes import INDEX, bool_, int32, int64
 from .ops import FLOAT_UNARY, OPS, REDUCE_KINDS, memory_operands
@@ -116,6 +118,26 @@ def _check_shape(op: Op):
         perm = op.attrs.get("perm")
         _expect(sorted(perm or []) == list(range(a.rank)), op, f"bad perm {perm}")
         _expect(r.shape == tuple(a.shape[p] for p in perm), op, "wrong result shape")
+
+
+def _check_view(op: Op):
+    _n_operands(op, 1)
+    _expect(_at_kernel_level(op), op, f"{op.name} is a whole-tensor op of the kernel's own block")
+    a, r = op.operands[0].type, _result(op)
+    _expect(isinstance(a, TensorType) and isinstance(r, TensorType) and a.dtype == r.dtype, op,
+            f"{op.name} takes a tensor to a tensor of its dtype, got {a} -> {r}")
+    if op.name == "reshape":
+        counts = (sympy.Mul(*a.shape), sympy.Mul(*r.shape))
+        _expect(sympy.simplify(counts[0] - counts[1]) == 0
+                or frozenset(counts) in _equal_sizes(op), op,
+                f"reshape changes the number of elements: {a.shape} -> {r.shape}")
+        return
+    starts, steps = op.attrs.get("starts"), op.attrs.get("steps")
+    _expect(isinstance(starts, list) and isinstance(steps, list)
+            and len(starts) == len(steps) == a.rank == r.rank, op,
+            "slice needs starts and steps, one per dim of its operand and result")
+    for d, step in enumerate(steps):
+        _expect(isinstance(step, int) and step >= 1, op, f"bad step {step!r} on dim {d}")
 
 
 def _check_reduce(op: Op):
@@ -253,7 +275,7 @@ def _check_structure(op: Op):
 
 _CHECKS = {"unary": _check_unary, "binary": _check_binary, "compare": _check_binary,
            "where": _check_where, "cast": _check_cast, "shape": _check_shape,
-           "reduce": _check_reduce, "dot": _check_dot, "index": _check_index,
+           "reduce": _check_reduce, "dot": _check_dot, "view": _check_view, "index": _check_index,
            "const": _check_const, "memory": _check_memory, "host": _check_host, "write": _check_write,
            "structure": _check_structure}
 

@@ -17,7 +17,11 @@ A merge is refused, and the reason kept in the kernel's `fusion_notes`, when
     of its result): a matmul group is the matmul, the element ops computing its operands
     (prologue casts) and those applied to its result (bias, activation, residual, scaling);
   - it would reorder memory effects: a write of a tensor another op reads or writes lies
-    between the ops, or the group's values are already read by another group placed earlier.
+    between the ops, or the group's values are already read by another group placed earlier;
+  - an indexed view (reshape, slice) would be in the group that computes its operand: it
+    reads the operand from memory at computed indices, so the operand is written by its own
+    launch first (the view itself rides in its consumers' group; a chain of views, and a
+    view of a param, need no extra launch).
 Each op gets `group = k` (groups numbered in the order their launches run).
 """
 from __future__ import annotations
@@ -26,8 +30,9 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from ..ir import Module, Op
+from ..ir.ops import INDEXED_VIEWS
 from ..ir.symbolic import hinted_value
-from .tensor_graph import Axes, NotOneSpace, in_memory, whole_tensor_ops
+from .tensor_graph import Axes, NotOneSpace, chain_source, in_memory, whole_tensor_ops
 
 
 def reads(op: Op) -> set:
@@ -109,6 +114,9 @@ class _Fuser:
         return True
 
     def _refusal(self, g1: int, g2: int, merged: list[Op]) -> str | None:
+        reason = self._view_of_member(merged)
+        if reason is not None:
+            return reason
         try:
             axes = Axes(merged)
         except NotOneSpace as exc:
@@ -130,6 +138,16 @@ class _Fuser:
             return ("it would need a global barrier: the reduction covers every axis its "
                     "consumers run in parallel")
         return self._reordering(g1, g2, merged)
+
+    def _view_of_member(self, merged: list[Op]) -> str | None:
+        inside = set(merged)
+        for op in merged:
+            if op.name in INDEXED_VIEWS:
+                source = self.producer.get(chain_source(op, inside))
+                if source in inside:
+                    return (f"{op.name} reads its operand from memory at computed indices; "
+                            f"{_name(source)} is written by a launch of its own first")
+        return None
 
     def _parallel_elementwise(self, g: int) -> bool:
         """A group without reductions, with parallel axes (fusing it into a reduction over
@@ -177,7 +195,9 @@ class _Fuser:
                                             f"of {_name(self.members[g2][-1])}")
 
     def _reads(self, g: int) -> set:
-        return {v for op in self.members[g] for v in reads(op)}
+        """What a group reads over its own iteration space (a view's operand is read at
+        other indices: no common pass over it)."""
+        return {v for op in self.members[g] if op.name not in INDEXED_VIEWS for v in reads(op)}
 
     def _same_space(self, g1: int, g2: int) -> bool:
         """Same rank and reductions that agree (or none on one side: an elementwise pass

@@ -6,12 +6,18 @@ one axis, or to none when its size is 1 (a broadcast dim). Elementwise ops map t
 dims to the result's, broadcasts, expand_dims, permutes and reductions move them around, and a
 reduction's reduced dim marks its axis as reduced. A group whose dims cannot be mapped
 consistently (x + x.T over a square x) is not one iteration space: it is not fused.
+
+Indexed views (reshape, slice) are where a group's space begins, as a load is: their result's
+dims map to axes, their operand's do not (it is read from memory at indices computed from the
+result's, passes/tile_views.py), and a view read only by another view of the same group (a
+chain, x[1:].reshape(...)) has no axes either.
 """
 from __future__ import annotations
 
 import sympy
 
 from ..ir import Op, TensorType, Value
+from ..ir.ops import INDEXED_VIEWS
 
 WHOLE_TENSOR_KINDS = ("unary", "binary", "compare", "where", "cast", "shape", "reduce", "dot")
 
@@ -24,6 +30,21 @@ def is_whole_tensor_op(op: Op) -> bool:
 
 def whole_tensor_ops(kernel: Op) -> list[Op]:
     return [op for op in kernel.regions[0].ops if is_whole_tensor_op(op)]
+
+
+def mapped_operands(op: Op) -> list[Value]:
+    """The tensor operands whose dims map onto the group's axes (not a view's operand)."""
+    if op.name in INDEXED_VIEWS:
+        return []
+    return [v for v in op.operands if isinstance(v.type, TensorType)]
+
+
+def chain_source(op: Op, members) -> Value:
+    """The value an indexed view reads through the views of `members` it is a chain of."""
+    v = op.operands[0]
+    while v.op is not None and v.op.name in INDEXED_VIEWS and v.op in members:
+        v = v.op.operands[0]
+    return v
 
 
 def in_memory(v: Value) -> bool:
@@ -46,9 +67,13 @@ class Axes:
         self.ops = ops
         self.of: dict[Value, list] = {}
         values = []
+        mapped = {v for op in ops for v in mapped_operands(op)}
+        # links of view chains: read through by the last view, no tiles of their own
+        self.viewed_only = {op.operands[0] for op in ops if op.name in INDEXED_VIEWS} - mapped
         for op in ops:
-            for v in list(op.operands) + list(op.results):
-                if isinstance(v.type, TensorType) and v not in self.of:
+            for v in mapped_operands(op) + list(op.results):
+                if isinstance(v.type, TensorType) and v not in self.of \
+                        and v not in self.viewed_only:
                     self.of[v] = [None] * v.type.rank
                     values.append(v)
         # the domain's axes in the order of the dims of what the group writes (its grid order)
@@ -89,7 +114,9 @@ class Axes:
             dst, v = op.operands
             return [(v, d, dst, d) for d in range(v.type.rank)]
         r = op.results[0]
-        tensors = [v for v in op.operands if isinstance(v.type, TensorType)]
+        tensors = mapped_operands(op)
+        if not tensors:              # an indexed view (its result's dims start here), a splat
+            return []
         if op.name == "expand_dims":
             a = op.attrs["axis"]
             src = op.operands[0]

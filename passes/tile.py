@@ -11,7 +11,8 @@ Per group (passes/tensor_graph.Axes gives its iteration space):
     power-of-two bucket), lanes past the size masked out of the reductions; a reduced axis
     longer than MAX_WHOLE_REDUCTION is walked in chunks instead (passes/tile_loop.py);
   - tensors the group reads are loaded with masked loads at the tile's indices, values are
-    computed as tiles, and `write`s become masked stores;
+    computed as tiles, and `write`s become masked stores; reshapes and slices load the
+    tensor they view at indices computed from the tile's (passes/tile_views.py);
   - a value another group uses is stored into a buffer (a new `alloc`) and loaded there.
 The nest takes the place of the group's last op, so launches run in program order.
 """
@@ -25,10 +26,12 @@ import sympy
 
 from ..ir import HANDLE, Block, Builder, Module, Op, TensorType, TileType, Value, erase, uses
 from ..ir import dtypes as D
+from ..ir.ops import INDEXED_VIEWS
 from ..ir.symbolic import hinted_value, next_pow2
 from .fuse import Fuse
 from .tensor_graph import Axes, in_memory, whole_tensor_ops
 from .tile_loop import emit_looped
+from .tile_views import view_load
 
 
 FALLBACK_TILE_ELEMENTS = 4096
@@ -294,6 +297,10 @@ class _GroupEmitter:
                           [], {"checked": [True] * dst.type.rank, "mask": False})
             return
         r = op.results[0]
+        if op.name in INDEXED_VIEWS:
+            if r not in self.axes.viewed_only:      # a chain's link is read through
+                self.env[r] = view_load(self, op)
+            return
         rtype = TileType(r.type.dtype, self.shape(r))
         ins = [self.get(v) for v in op.operands]
         if op.name == "broadcast":

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from ..ir import HANDLE, Block, Op, TensorType, TileType
 from ..ir import dtypes as D
+from .tensor_graph import mapped_operands
 
 _COMBINE = {"sum": "add", "max": "maximum", "min": "minimum"}
 
@@ -35,7 +36,9 @@ def _phases(emitter, k: int):
                 ready[op] = ready.get(v, 0)
             continue
         r = op.results[0]
-        ins = [u for u in op.operands if isinstance(u.type, TensorType)]
+        if r in emitter.axes.viewed_only:
+            continue                     # read through by the view of it
+        ins = mapped_operands(op)
         if op.name == "dot":             # a sum over k of products: accumulated like one
             reduce_loop[op] = max(needs_of(u) for u in op.operands)
             ready[r] = reduce_loop[op] + 1

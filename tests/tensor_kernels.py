@@ -4,6 +4,8 @@ anchor ones come from examples/whole_tensor.py."""
 import sys
 from pathlib import Path
 
+import numpy as np
+
 import fusec
 import fusec.language as fl
 
@@ -65,3 +67,92 @@ def softmax_of_matmul(x, w):
 def half_matmul_epilogue(a, b, bias):
     """bf16/fp16 in: the prologue casts ride along in the K loop, f32 accumulation."""
     return fl.silu(a @ b + bias).to(a.dtype)
+
+
+# -- views (reshape, squeeze, flatten, slices) ------------------------------------------------
+
+@fusec.kernel
+def flat_affine(x):
+    return x.reshape(-1) * 2.0 + 1.0           # a view of a param: rides in the one launch
+
+
+@fusec.kernel
+def reshape_plus_transpose(x):
+    return x.reshape(x.shape[1], x.shape[0]) + x.T
+
+
+@fusec.kernel
+def softmax_of_reshaped(x):
+    y = x.reshape(x.shape[0] * 2, -1)
+    e = fl.exp(y - y.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+@fusec.kernel
+def grouped_sums(x):
+    return x.view(x.shape[0], -1, 4).sum(axis=2)   # a reshape, then a reduction
+
+
+@fusec.kernel
+def reshape_of_transposed(x):
+    return x.T.reshape(-1)                      # torch copies a non-contiguous view too
+
+
+@fusec.kernel
+def reshape_of_computed(x):
+    y = x * 2.0 + 1.0
+    return fl.reshape(y, (-1,))                 # y is written first: two launches
+
+
+@fusec.kernel
+def finite_difference(x):
+    return x[1:, 2:] - x[:-1, :-2]
+
+
+@fusec.kernel
+def negative_bounds(x):
+    return x[-3:, 1:-1:2] * 3.0
+
+
+@fusec.kernel
+def column_times_row(x):
+    return x[:, 3][:, None] * x[-2]             # int indices drop their dim
+
+
+@fusec.kernel
+def window(x, k):
+    return x[:, k:x.shape[1] - 1] + 0.5         # symbolic bounds
+
+
+@fusec.kernel
+def squeeze_unsqueeze(x, w):
+    s = x.sum(axis=1, keepdims=True).squeeze(1)        # folded: no view
+    return (s.unsqueeze(1) * w.squeeze(0)).flatten()
+
+
+@fusec.kernel
+def flatten_outer(x):
+    return x.flatten(0, 1).max(axis=1)
+
+
+def _softmax_rows(y):
+    e = np.exp(y - y.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+# kernel, input shapes, int args, float64 numpy reference, launches
+VIEW_CASES = [
+    (flat_affine, [(7, 13)], (), lambda x: x.reshape(-1) * 2 + 1, 1),
+    (reshape_plus_transpose, [(7, 13)], (), lambda x: x.reshape(13, 7) + x.T, 1),
+    (softmax_of_reshaped, [(7, 26)], (), lambda x: _softmax_rows(x.reshape(14, 13)), 1),
+    (grouped_sums, [(5, 12)], (), lambda x: x.reshape(5, 3, 4).sum(axis=2), 1),
+    (reshape_of_transposed, [(7, 13)], (), lambda x: x.T.reshape(-1), 2),
+    (reshape_of_computed, [(7, 13)], (), lambda x: (x * 2 + 1).reshape(-1), 2),
+    (finite_difference, [(7, 13)], (), lambda x: x[1:, 2:] - x[:-1, :-2], 1),
+    (negative_bounds, [(7, 13)], (), lambda x: x[-3:, 1:-1:2] * 3, 1),
+    (column_times_row, [(7, 13)], (), lambda x: x[:, 3][:, None] * x[-2], 1),
+    (window, [(7, 13)], (4,), lambda x, k: x[:, k:12] + 0.5, 1),
+    (squeeze_unsqueeze, [(7, 13), (1, 13)], (),
+     lambda x, w: (x.sum(1, keepdims=True) * w).reshape(-1), 2),
+    (flatten_outer, [(3, 5, 7)], (), lambda x: x.reshape(15, 7).max(axis=1), 1),
+]

@@ -191,6 +191,14 @@ class Interpreter:
     def op_permute(self, op, ins, t):
         return [np.transpose(ins[0], op.attrs["perm"])]
 
+    def op_reshape(self, op, ins, t):
+        return [np.ascontiguousarray(ins[0]).reshape(self._shape(t))]
+
+    def op_slice(self, op, ins, t):
+        starts = [int(eval_size(s, self.symbols)) for s in op.attrs["starts"]]
+        return [ins[0][tuple(slice(s, s + step * n, step)
+                             for s, step, n in zip(starts, op.attrs["steps"], self._shape(t)))]]
+
     def op_reduce(self, op, ins, t):
         return [np.asarray(_reduce(ins[0], op.attrs["kind"], op.attrs["axis"],
                                    op.operands[0].type.dtype, t.dtype))]

@@ -72,6 +72,18 @@ def test_examples_build_for_every_arch(name, monkeypatch):
 
 
 @pytest.mark.parametrize("arch", ARCHS)
+def test_view_kernels_build(arch):
+    """Whole-tensor reshapes and slices (tests/tensor_kernels.py VIEW_CASES): index math
+    with floordiv/mod and symbolic starts, in every launch."""
+    sys.path.insert(0, str(HERE.parent))
+    import tensor_kernels as K
+    for kernel, shapes, ints, _, launches in K.VIEW_CASES:
+        ck = kernel.compile(*(spec(list(s), "float32") for s in shapes), *ints, target=arch)
+        assert_cubin(ck, arch)
+        assert ck.num_launches == launches, kernel.fn.__name__
+
+
+@pytest.mark.parametrize("arch", ARCHS)
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_unary_kernels_build(arch, dtype):
     out = dtype if dtype in FLOATS else "float32"

@@ -23,6 +23,9 @@ sys.path.insert(0, str(HERE.parent / "unit"))
 sys.path.insert(0, str(HERE.parents[1] / "examples"))
 import test_ops as ops  # noqa: E402
 
+sys.path.insert(0, str(HERE.parent))
+import tensor_kernels as K  # noqa: E402
+
 pytestmark = pytest.mark.skipif(cuda_emulator.compiler() is None,
                                 reason="needs a host C++ compiler (g++)")
 
@@ -158,6 +161,17 @@ def test_examples(name, monkeypatch):
             return cuda_emulator.Emulated(_orig(*args, **kwargs))
         monkeypatch.setattr(kernel, "compile", emulated)
     assert module.main(backend="interpret") is not None
+
+
+@pytest.mark.parametrize("case", range(len(K.VIEW_CASES)))
+def test_view_kernels(case):
+    """Whole-tensor reshapes and slices (the index math in CUDA C) against numpy."""
+    kernel, shapes, ints, reference, _ = K.VIEW_CASES[case]
+    arrays = [random_array(s, "float32", seed=i) for i, s in enumerate(shapes)]
+    ck = kernel.compile(*(a for a, _ in arrays), *ints, backend="interpret")
+    got = output_float64(cuda_emulator.Emulated(ck)(*(a for a, _ in arrays), *ints))
+    assert_close(got, reference(*(d for _, d in arrays), *ints), "float32",
+                 kernel.fn.__name__)
 
 
 @pytest.mark.parametrize("warps", [1, 8])

@@ -59,6 +59,7 @@ def through_ptx(monkeypatch):
 
 test_examples_build_for_every_arch = cuda_builds.test_examples_build_for_every_arch
 test_unary_kernels_build = cuda_builds.test_unary_kernels_build
+test_view_kernels_build = cuda_builds.test_view_kernels_build
 test_binary_kernels_build = cuda_builds.test_binary_kernels_build
 test_cast_kernels_build = cuda_builds.test_cast_kernels_build
 test_reduction_kernels_build = cuda_builds.test_reduction_kernels_build

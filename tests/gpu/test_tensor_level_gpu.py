@@ -121,3 +121,17 @@ def test_fused_tile_loops_on_the_gpu(backend):
     compiled = two_fusable_passes.compile(x, backend=backend)
     assert compiled.num_launches == 1
     torch.testing.assert_close(compiled(x), x * 2.0 + 1.0)
+
+
+@pytest.mark.parametrize("backend", ["cuda", "ptx"])
+@pytest.mark.parametrize("case", K.VIEW_CASES, ids=lambda c: c[0].fn.__name__)
+def test_view_kernels(backend, case):
+    """Whole-tensor reshapes and slices against numpy in float64, launches as on the CPU."""
+    kernel, shapes, ints, reference, launches = case
+    torch.manual_seed(len(shapes))
+    args = [torch.randn(s, device="cuda") * 2 for s in shapes]
+    compiled = kernel.compile(*args, *ints, backend=backend)
+    assert compiled.num_launches == launches
+    got = compiled(*args, *ints)
+    want = reference(*(a.double().cpu().numpy() for a in args), *ints)
+    assert_close(got.double().cpu().numpy(), want, "float32", kernel.fn.__name__)

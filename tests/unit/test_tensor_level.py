@@ -146,16 +146,16 @@ def test_whole_tensor_errors_name_the_construct():
         return out
 
     @fusec.kernel
-    def sliced(x):
-        return x[1:3] * 2
+    def gathered(x, i):
+        return x[x] * 2             # a whole tensor as an index: a gather, not a view
 
     x = np.ones((4, 4), np.float32)
     with pytest.raises(fusec.CompilationError, match="dot/@ of whole tensors needs two 2-D"):
         batched_matmul(np.ones((2, 4, 4), np.float32), x)
     with pytest.raises(fusec.CompilationError, match="write it into a tensor"):
         computed_value_in_a_tile_loop(x)
-    with pytest.raises(fusec.CompilationError, match="only be indexed with ':' and None"):
-        sliced(x)
+    with pytest.raises(fusec.CompilationError, match="indexed with ints, sizes, slices and None"):
+        gathered(x, 1)
 
 
 def test_mixing_whole_tensor_statements_with_a_tile_loop(backend):

@@ -1,0 +1,166 @@
+"""Whole-tensor views (reshape, view, squeeze, unsqueeze, flatten, slices) on both CPU
+backends against numpy in float64: a view of a param rides in its consumer's launch, a view
+of a computed value waits for its own launch (and `fusec.explain` says why); bad views get
+clear errors at their source line."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import fusec
+import fusec.language as fl
+from conftest import assert_close, output_float64, random_array
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import tensor_kernels as K  # noqa: E402
+
+
+def _inputs(shapes, seed=0):
+    arrays = [random_array(s, "float32", seed=seed + i) for i, s in enumerate(shapes)]
+    return [a for a, _ in arrays], [d for _, d in arrays]
+
+
+@pytest.mark.parametrize("backend", ["cpu", "interpret"])
+@pytest.mark.parametrize("case", K.VIEW_CASES, ids=lambda c: c[0].fn.__name__)
+def test_views_against_numpy(backend, case):
+    kernel, shapes, ints, reference, launches = case
+    arrays, exact = _inputs(shapes)
+    compiled = kernel.compile(*arrays, *ints, backend=backend)
+    assert compiled.num_launches == launches
+    assert_close(output_float64(compiled(*arrays, *ints)), reference(*exact, *ints), "float32",
+                 kernel.fn.__name__)
+
+
+@pytest.mark.parametrize("backend", ["cpu", "interpret"])
+def test_symbolic_sizes_are_checked_on_every_call(backend):
+    """softmax_of_reshaped views [M, N] as [2M, N/2]: one compile serves every even N, and
+    a call with an odd N is refused (the element counts differ)."""
+    for shape in ((7, 26), (3, 40), (1, 2)):
+        (x,), (xd,) = _inputs([shape], seed=shape[1])
+        got = K.softmax_of_reshaped.compile(x, backend=backend)(x)
+        y = xd.reshape(shape[0] * 2, -1)
+        e = np.exp(y - y.max(axis=1, keepdims=True))
+        assert_close(output_float64(got), e / e.sum(axis=1, keepdims=True), "float32")
+    compiled = K.softmax_of_reshaped.compile(np.ones((4, 26), np.float32), backend=backend)
+    with pytest.raises(ValueError, match="must be equal"):
+        compiled(np.ones((4, 27), np.float32))
+
+
+def test_window_with_symbolic_and_clamped_bounds():
+    x, xd = random_array((5, 9), "float32", seed=4)
+    for k in (0, 3, 8, 20):
+        assert_close(output_float64(K.window(x, k)), xd[:, k:8] + 0.5, "float32", f"k={k}")
+
+
+def test_slices_clamp_like_python():
+    @fusec.kernel
+    def clamped(x):
+        return x[-100:100, 5:2] + 1.0, x[::3, -1:] * 1.0
+
+    x, xd = random_array((7, 13), "float32", seed=5)
+    a, b = clamped(x)
+    assert_close(output_float64(a), xd[-100:100, 5:2] + 1, "float32")
+    assert_close(output_float64(b), xd[::3, -1:], "float32")
+
+
+def test_a_reshape_of_a_computed_value_says_why_it_is_not_fused():
+    x = np.ones((7, 13), np.float32)
+    notes = K.reshape_of_computed.compile(x).asm["tile"]
+    assert "not fused" in notes and "reshape reads its operand from memory" in notes
+
+
+def test_unit_reshapes_fuse_as_expand_dims():
+    """Inserting size-1 dims, or dropping keepdims ones, is no indexed view."""
+    @fusec.kernel
+    def unit(x):
+        s = x.max(axis=1, keepdims=True).reshape(-1)
+        return (x - s.reshape(x.shape[0], 1, 1).squeeze(2)).reshape(1, x.shape[0], -1)
+
+    x, xd = random_array((6, 11), "float32", seed=6)
+    compiled = unit.compile(x)
+    assert "reshape(" not in compiled.asm["ir"] and compiled.num_launches == 1
+    assert_close(output_float64(compiled(x)), (xd - xd.max(1, keepdims=True))[None],
+                 "float32")
+
+
+def _error(kernel, *args):
+    with pytest.raises(fusec.CompilationError) as info:
+        kernel(*args)
+    return str(info.value)
+
+
+def test_bad_views_are_compilation_errors_at_their_line():
+    @fusec.kernel(static_shapes=True)
+    def wrong_count(x):
+        return x.reshape(5, 5)
+
+    @fusec.kernel
+    def two_free_sizes(x):
+        return x.reshape(-1, -1)
+
+    @fusec.kernel
+    def squeeze_non_unit(x):
+        return x.squeeze(0)
+
+    @fusec.kernel
+    def not_divisible(x):
+        return x.reshape(-1, 5)
+
+    @fusec.kernel
+    def zero_step(x):
+        return x[::0]
+
+    @fusec.kernel
+    def out_of_bounds(x):
+        return x[:, 13]
+
+    @fusec.kernel
+    def tile_reshape(x):
+        out = fusec.empty_like(x)
+        for tm in fusec.tile(x.shape[0]):
+            out[tm, :] = fl.reshape(x[tm, :], (-1,))
+        return out
+
+    x = np.ones((7, 13), np.float32)
+    message = _error(wrong_count, x)
+    assert ".reshape: cannot view a tensor of shape [7, 13] (91 elements) as [5, 5]" in message
+    assert "return x.reshape(5, 5)" in message and "^" in message
+    assert "only one size can be -1" in _error(two_free_sizes, x)
+    assert "squeeze: dim 0 of a tensor of shape [x_s0, x_s1] has size x_s0, not 1" in \
+        _error(squeeze_non_unit, x)
+    assert "as [-1, 5]" in _error(not_divisible, x)
+    assert "slice step must be positive" in _error(zero_step, x)
+    assert "index 13 is out of bounds for dim 1 of size x_s1" in _error(out_of_bounds, x)
+    assert "fl.reshape takes a whole tensor" in _error(tile_reshape, x)
+
+
+def test_views_round_trip_through_the_text_form():
+    for kernel, shapes, ints, _, _ in K.VIEW_CASES:
+        arrays, _ = _inputs(shapes)
+        asm = kernel.compile(*arrays, *ints, backend="interpret").asm
+        for stage in ("ir", "fuse", "tile"):
+            text = asm[stage]
+            assert str(fusec.ir.parse(text)) == text, (kernel.fn.__name__, stage)
+
+
+@pytest.mark.parametrize("case", K.VIEW_CASES, ids=lambda c: c[0].fn.__name__)
+def test_the_interpreter_defines_the_untiled_views(case):
+    """The reference semantics of reshape and slice themselves: the traced IR, before the
+    fuse and tile passes, interpreted on whole arrays."""
+    from fusec.backends.common import bind_symbols, eval_size
+    from fusec.backends.interpret.interpreter import run
+    kernel, shapes, ints, reference, _ = case
+    arrays, exact = _inputs(shapes)
+    traced = fusec.ir.parse(kernel.compile(*arrays, *ints, backend="interpret").asm["ir"])
+    ir_kernel = traced.kernel()
+    params = list(arrays) + list(ints)
+    symbols = bind_symbols(ir_kernel, params)
+    outputs = [np.empty([eval_size(d, symbols) for d in op.results[0].type.shape], np.float32)
+               for op in ir_kernel.regions[0].ops if op.name == "alloc"]
+    assert any(op.name in ("reshape", "slice", "expand_dims")
+               for op in ir_kernel.regions[0].ops)
+    run(ir_kernel, params + outputs)
+    assert_close(outputs[-1], reference(*exact, *ints), "float32", kernel.fn.__name__)
