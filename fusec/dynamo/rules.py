@@ -223,20 +223,6 @@ def _expand(e, x, sizes):
     return f"fl.broadcast_to({x}, (" + "".join(s + ", " for s in shape) + "))"
 
 
-def _reshape(e, x, sizes):
-    return f"{tensor(x)}.reshape({lit(tuple(sizes))})"
-
-
-def _slice(e, x, dim=0, start=None, end=None, step=1):
-    d = _dims(tensor(x), dim)[0]
-    bounds = f"{'' if start is None else lit(start)}:{'' if end is None else lit(end)}"
-    return f"{x}[{':, ' * d}{bounds}:{lit(step)}]"
-
-
-def _select(e, x, dim, index):
-    return f"{x}[{':, ' * _dims(tensor(x), dim)[0]}{lit(index)}]"
-
-
 # -- reductions --------------------------------------------------------------------------------
 
 def _axes(x: Var, dims) -> str:
@@ -364,8 +350,9 @@ RULES = {
     aten.lift_fresh_copy: _identity,
     aten.permute: _permute, aten.transpose: _transpose, aten.t: _t,
     aten.unsqueeze: _unsqueeze, aten.expand: _expand,
-    aten.view: _reshape, aten._unsafe_view: _reshape, aten.reshape: _reshape,
-    aten.slice: _slice, aten.select: _select,
+    # view/reshape/slice/select stay aten (replayed at region results, or between
+    # regions): lowered inside regions as fusec reshapes and slices, the transformer
+    # block's training step ran 13x slower on the H200 (benchmarks/RESULTS.md)
     aten.sum: _sum, aten.mean: _mean,
     aten.amax: _extreme("max"), aten.amin: _extreme("min"),
     aten.argmax: _arg_extreme("argmax"), aten.argmin: _arg_extreme("argmin"),
