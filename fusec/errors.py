@@ -28,3 +28,8 @@ class CompilationError(Exception):
 
 class LaunchError(RuntimeError):
     """A kernel failed to launch or run on its device."""
+
+
+def shape_text(shape) -> str:
+    """A shape as error messages write it: [M, 4096]."""
+    return "[" + ", ".join(str(d) for d in shape) + "]"

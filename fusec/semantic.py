@@ -11,6 +11,7 @@ import functools
 
 import sympy
 
+from .errors import shape_text
 from .ir import Builder, TensorType, TileType, Value, scalar
 from .ir import dtypes as D
 from .ir.dtypes import DType
@@ -29,9 +30,6 @@ class SemanticError(Exception):
     """A user error found while tracing; codegen adds the source location."""
 
 
-def _shape_str(shape) -> str:
-    return "[" + ", ".join(map(str, shape)) + "]"
-
 
 def broadcast_shapes(*shapes) -> tuple[int, ...]:
     rank = max(len(s) for s in shapes)
@@ -40,7 +38,7 @@ def broadcast_shapes(*shapes) -> tuple[int, ...]:
         sizes = {s[d - rank + len(s)] for s in shapes if d - rank + len(s) >= 0} - {1}
         if len(sizes) > 1:
             raise SemanticError("shapes cannot be broadcast together: "
-                                + " and ".join(_shape_str(s) for s in shapes))
+                                + " and ".join(shape_text(s) for s in shapes))
         out.append(sizes.pop() if sizes else 1)
     return tuple(out)
 
@@ -120,7 +118,7 @@ class Semantic:
         if x.shape == shape:
             return x
         if broadcast_shapes(x.shape, shape) != shape:
-            raise SemanticError(f"cannot broadcast {_shape_str(x.shape)} to {_shape_str(shape)}")
+            raise SemanticError(f"cannot broadcast {shape_text(x.shape)} to {shape_text(shape)}")
         v, masks = x.value, list(x.masks)
         while len(v.type.shape) < len(shape):
             v = self.b.value("expand_dims", [v], v.type.with_shape((1,) + v.type.shape), axis=0)
@@ -287,7 +285,7 @@ class Semantic:
         for a in axes:
             if not isinstance(a, int) or not -x.rank <= a < x.rank:
                 raise SemanticError(f"axis {a} out of range for a tile of shape "
-                                    f"{_shape_str(x.shape)}")
+                                    f"{shape_text(x.shape)}")
             out.append(a % x.rank)
         return sorted(set(out))
 
@@ -340,11 +338,11 @@ class Semantic:
             return self.tensors.dot(a, b, out_dtype)
         a, b = self.to_tile(a), self.to_tile(b)
         if a.rank != 2 or b.rank != 2:
-            raise SemanticError(f"dot needs two 2-D tiles, got {_shape_str(a.shape)} and "
-                                f"{_shape_str(b.shape)}")
+            raise SemanticError(f"dot needs two 2-D tiles, got {shape_text(a.shape)} and "
+                                f"{shape_text(b.shape)}")
         if a.shape[1] != b.shape[0]:
-            raise SemanticError(f"dot: inner dimensions differ: {_shape_str(a.shape)} x "
-                                f"{_shape_str(b.shape)}")
+            raise SemanticError(f"dot: inner dimensions differ: {shape_text(a.shape)} x "
+                                f"{shape_text(b.shape)}")
         k_mask = self.and_masks(a.masks[1], b.masks[0])
         a = self.cast(a, out_dtype)
         b = self.cast(b, out_dtype)
@@ -510,8 +508,8 @@ class Semantic:
         try:
             value = self.broadcast_to(value, shape)
         except SemanticError:
-            raise SemanticError(f"cannot store a tile of shape {_shape_str(value.shape)} into "
-                                f"{tensor.name!r} at indices of shape {_shape_str(shape)}") from None
+            raise SemanticError(f"cannot store a tile of shape {shape_text(value.shape)} into "
+                                f"{tensor.name!r} at indices of shape {shape_text(shape)}") from None
         full = self.full_mask(store_masks, shape)
         if mask is not None:
             full = self.and_masks(full, self.broadcast_to(self.to_tile(mask, D.bool_), shape).value)

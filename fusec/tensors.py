@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import sympy
 
+from .errors import shape_text
 from .ir import TensorType, Value
 from .ir import dtypes as D
 from .ir.dtypes import DType
@@ -31,11 +32,8 @@ def is_tensor(x) -> bool:
 
 
 def _describe(x) -> str:
-    return _shape_text(x.value.type.shape) if is_tensor(x) else type(x).__name__
+    return shape_text(x.value.type.shape) if is_tensor(x) else type(x).__name__
 
-
-def _shape_text(shape) -> str:
-    return "[" + ", ".join(str(d) for d in shape) + "]"
 
 
 class TensorSemantic:
@@ -73,7 +71,7 @@ class TensorSemantic:
                 size = self._same_dim(size, other)
                 if size is None:
                     raise self.error("shapes cannot be broadcast together: "
-                                     + " and ".join(_shape_text(s) for s in shapes))
+                                     + " and ".join(shape_text(s) for s in shapes))
             out.append(size)
         return tuple(out)
 
@@ -163,7 +161,7 @@ class TensorSemantic:
         shape = tuple(shape)
         got = tuple(x.value.type.shape)
         self._check_broadcastable(got, shape, f"broadcast a tensor of shape "
-                                              f"{_shape_text(got)} to {_shape_text(shape)}")
+                                              f"{shape_text(got)} to {shape_text(shape)}")
         if got == shape:
             return x
         return self._wrap(self.to_tensor(x, x.dtype, shape))
@@ -180,7 +178,7 @@ class TensorSemantic:
         for a in axes:
             if not isinstance(a, int) or not -x.ndim <= a < x.ndim:
                 raise self.error(f"axis {a} out of range for a tensor of shape "
-                                 f"{_shape_text(x.value.type.shape)}")
+                                 f"{shape_text(x.value.type.shape)}")
             out.append(a % x.ndim)
         return sorted(set(out))
 
@@ -223,8 +221,8 @@ class TensorSemantic:
                              f"{_describe(a)} and {_describe(b)}")
         (m, k), (k2, n) = a.value.type.shape, b.value.type.shape
         if self._same_dim(k, k2) is None:
-            raise self.error(f"dot: inner dimensions differ: {_shape_text((m, k))} @ "
-                             f"{_shape_text((k2, n))}")
+            raise self.error(f"dot: inner dimensions differ: {shape_text((m, k))} @ "
+                             f"{shape_text((k2, n))}")
         va, vb = self.cast(a, out_dtype).value, self.cast(b, out_dtype).value
         if k != k2:
             vb = self.b.value("broadcast", [vb], vb.type.with_shape((k, n)))
@@ -239,9 +237,9 @@ class TensorSemantic:
         shape = tuple(dst.value.type.shape)
         if is_tensor(value):
             got = tuple(value.value.type.shape)
-            self._check_broadcastable(got, shape, f"write a tensor of shape {_shape_text(got)} "
+            self._check_broadcastable(got, shape, f"write a tensor of shape {shape_text(got)} "
                                                   f"into {dst.name!r} of shape "
-                                                  f"{_shape_text(shape)}")
+                                                  f"{shape_text(shape)}")
         v = self.to_tensor(value, dst.dtype, shape)
         self.b.create("write", [dst.value, v])
 

@@ -18,12 +18,10 @@ from __future__ import annotations
 
 import sympy
 
+from .errors import shape_text
 from .ir.symbolic import hinted_value
 from .values import SymSize, size_expr
 
-
-def _shape_text(shape) -> str:
-    return "[" + ", ".join(str(d) for d in shape) + "]"
 
 
 def _is_size(x) -> bool:
@@ -61,14 +59,14 @@ class ViewSemantic:
         source = tuple(x.value.type.shape)
         total = sympy.Mul(*source)
         free = [i for i, s in enumerate(sizes) if isinstance(s, int) and s == -1]
-        wanted = _shape_text(["-1" if i in free else size_expr(s) for i, s in enumerate(sizes)])
+        wanted = shape_text(["-1" if i in free else size_expr(s) for i, s in enumerate(sizes)])
         if len(free) > 1:
             raise self.error(f"{what}: only one size can be -1, got {wanted}")
         dims = [None if i in free else size_expr(s) for i, s in enumerate(sizes)]
         if any(d is not None and d.is_Integer and d < 0 for d in dims):
             raise self.error(f"{what}: negative size in {wanted}")
         known = sympy.Mul(*[d for d in dims if d is not None])
-        mismatch = self.error(f"{what}: cannot view a tensor of shape {_shape_text(source)} "
+        mismatch = self.error(f"{what}: cannot view a tensor of shape {shape_text(source)} "
                               f"({total} elements) as {wanted}")
         if free:
             if known == 0:
@@ -116,10 +114,10 @@ class ViewSemantic:
         for a in axes:
             if not isinstance(a, int) or isinstance(a, bool) or not -x.ndim <= a < x.ndim:
                 raise self.error(f"squeeze: axis {a!r} out of range for a tensor of shape "
-                                 f"{_shape_text(shape)}")
+                                 f"{shape_text(shape)}")
             if shape[a] != 1:
                 raise self.error(f"squeeze: dim {a % x.ndim} of a tensor of shape "
-                                 f"{_shape_text(shape)} has size {shape[a]}, not 1")
+                                 f"{shape_text(shape)} has size {shape[a]}, not 1")
             drop.add(a % x.ndim)
         return self._reshaped(x, tuple(d for i, d in enumerate(shape) if i not in drop))
 
@@ -131,7 +129,7 @@ class ViewSemantic:
                   for a in (start, end))
         if lo is None or hi is None or lo > hi:
             raise self.error(f"flatten: bad dims ({start}, {end}) for a tensor of shape "
-                             f"{_shape_text(shape)}")
+                             f"{shape_text(shape)}")
         return self._reshaped(x, shape[:lo] + (sympy.Mul(*shape[lo:hi + 1]),) + shape[hi + 1:])
 
     # -- slicing ---------------------------------------------------------------------------
@@ -142,7 +140,7 @@ class ViewSemantic:
         consumed = [i for i in items if i is not None]
         if len(consumed) > x.ndim:
             raise self.error(f"too many indices for a tensor of shape "
-                             f"{_shape_text(x.value.type.shape)}")
+                             f"{shape_text(x.value.type.shape)}")
         consumed += [slice(None)] * (x.ndim - len(consumed))
         starts, steps, sizes, dropped = [], [], [], set()
         for d, (item, n) in enumerate(zip(consumed, x.value.type.shape)):

@@ -42,6 +42,19 @@ def skip_if_a_gpu_is_here():
         pytest.skip("a GPU is here")
 
 
+@pytest.fixture
+def fresh_dynamo():
+    """torch.compile tests: Dynamo's caches and fusec's backend counters empty before and
+    after (each test counts its own graphs and regions)."""
+    import torch
+
+    import fusec.dynamo
+    torch._dynamo.reset()
+    fusec.dynamo.reset()
+    yield
+    torch._dynamo.reset()
+
+
 @pytest.fixture(params=CPU_BACKENDS)
 def backend(request, monkeypatch):
     monkeypatch.setenv("FUSEC_BACKEND", request.param)

@@ -18,7 +18,7 @@ from torch.fx.passes.infra.partitioner import CapabilityBasedPartitioner
 from torch.fx.passes.utils.fuser_utils import fuse_by_partitions
 
 from .region import FusedRegion
-from .rules import is_view
+from .rules import is_view, launches_nothing
 from .support import FusecSupport, interior_views
 
 MAX_REPARTITIONS = 64
@@ -35,7 +35,8 @@ class GraphReport:
     @property
     def launches_per_call(self) -> int | None:
         """Device kernels one call of the graph launches (known after a first call)."""
-        counts = [r.launches_per_call if r.fallback_reason is None else len(r.source.nodes)
+        counts = [r.launches_per_call if r.fallback_reason is None else
+                  sum(not launches_nothing(n.target) for n in r.source.nodes)
                   for r in self.regions]
         if any(c is None for c in counts):
             return None
@@ -73,7 +74,7 @@ def _ordered(gm: GraphModule, nodes) -> list:
 
 def _computes(nodes) -> bool:
     """A region worth a kernel: it computes something other than views."""
-    return any(n.target is not operator.getitem and not is_view(n.target) for n in nodes)
+    return not all(launches_nothing(n.target) for n in nodes)
 
 
 def _target_name(target) -> str:
@@ -86,6 +87,7 @@ def compile_graph(gm: GraphModule, options, label: str) -> tuple[GraphModule, Gr
     partitions = _partitions(gm, support)
     why_not = {n.name: why for n, why in support.reasons.items()}   # fusing renews nodes
     report = GraphReport(label)
+    regions = set()                  # the call_module nodes of the regions
     if partitions:
         prefix = f"_fusec_region_{label}_"
         gm = fuse_by_partitions(gm, [p.nodes for p in partitions], prefix=prefix,
@@ -95,17 +97,15 @@ def compile_graph(gm: GraphModule, options, label: str) -> tuple[GraphModule, Gr
                 region = FusedRegion(getattr(gm, node.target), options, label)
                 setattr(gm, node.target, region)
                 report.regions.append(region)
+                regions.add(node)
         gm.recompile()
-    regions = {n for n in gm.graph.nodes if n.op == "call_module" and n.target.startswith(
-        f"_fusec_region_{label}_")}
     for node in gm.graph.nodes:
         if node.op == "call_function" and not (node.target is operator.getitem
                                                and node.args[0] in regions):
             why = why_not.get(node.name) or ("a view: aten runs it (no copy)"
                                              if is_view(node.target) else "a result of a region")
             report.aten_ops.append((f"{node.name} = {_target_name(node.target)}", why))
-            if node.target is not operator.getitem and not is_view(node.target):
-                report.aten_launching += 1
+            report.aten_launching += not launches_nothing(node.target)
     if options.dump or "graph" in os.environ.get("FUSEC_DUMP", "").split(","):
         print(report.text(), file=sys.stderr)
     return gm, report

@@ -41,13 +41,13 @@ class RegionSource:
         self.name = name
         self.var: dict[Node, str] = {}
         self.params: list[Node] = []
+        self.nodes = [n for n in nodes if n in rendered]    # in graph order
         body: list[str] = []
-        for i, n in enumerate(n for n in nodes if n in rendered):
+        for i, n in enumerate(self.nodes):
             body += self._statements(n, f"v{i}", matmul)
         results = ", ".join(self.var[b] for b in self.bases)
         header = f"def {name}({', '.join(self.var[p] for p in self.params)}):"
         self.text = "\n".join([header, *body, f"    return ({results},)", ""])
-        self.nodes = [n for n in nodes if n in rendered]
 
     def _name(self, node: Node) -> str:
         if node not in self.var:             # a region input: a kernel parameter
@@ -97,7 +97,6 @@ class FusedRegion(torch.nn.Module):
         self.output_args = next(n for n in gm.graph.nodes if n.op == "output").args[0]
         self.replay = [n for n in gm.graph.nodes if n in self.source.replayed]
         self.fallback_reason: str | None = None
-        self.calls = 0
         self.launches_per_call: int | None = None
 
     def forward(self, *args):
@@ -117,10 +116,9 @@ class FusedRegion(torch.nn.Module):
             return self.original(*args)
         if self.launches_per_call is None:
             self.launches_per_call = self.kernel.compile(*params).num_launches
-        self.calls += 1
         env = dict(zip(self.source.bases, values))
-        for n, i in self.position.items():
-            env[n] = args[i]
+        if self.replay:                  # views replayed on results or on the inputs
+            env.update((n, args[i]) for n, i in self.position.items())
         for n in self.replay:
             env[n] = n.target(*map_arg(n.args, env.__getitem__),
                               **map_arg(n.kwargs, env.__getitem__))

@@ -358,7 +358,6 @@ RULES = {
     aten.argmax: _arg_extreme("argmax"), aten.argmin: _arg_extreme("argmin"),
     aten.max: _extreme_with_index("max"), aten.min: _extreme_with_index("min"),
     aten.var: _var, aten.var_mean: _var_mean,
-    operator.getitem: None,       # picks a result of a lowered multi-result op (see source)
 }
 
 # Overloads whose meaning differs from their packet's rule.
@@ -402,3 +401,8 @@ def rule_for(target, matmul: str):
 
 def is_view(target) -> bool:
     return packet(target) in VIEWS
+
+
+def launches_nothing(target) -> bool:
+    """A getitem of a tuple result, or a view: no device kernel of its own."""
+    return target is operator.getitem or is_view(target)

@@ -16,15 +16,7 @@ import fusec.dynamo  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.dirname(__file__)))
 from torch_models import MODELS, check_against_eager  # noqa: E402
 
-pytestmark = pytest.mark.gpu
-
-
-@pytest.fixture(autouse=True)
-def fresh_dynamo():
-    torch._dynamo.reset()
-    fusec.dynamo.reset()
-    yield
-    torch._dynamo.reset()
+pytestmark = [pytest.mark.gpu, pytest.mark.usefixtures("fresh_dynamo")]
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
