@@ -73,9 +73,7 @@ def lit(v) -> str:
     """A constant argument as DSL source."""
     if isinstance(v, Var):
         return v.name
-    if isinstance(v, bool) or v is None:
-        return repr(v)
-    if isinstance(v, int):
+    if v is None or isinstance(v, int):          # bools too
         return repr(v)
     if isinstance(v, float):
         if math.isnan(v):
