@@ -5,6 +5,10 @@ the device waits for it), device kernels launched per iteration (torch.profiler)
 compile time (first call minus a steady one).
 
     python3 benchmarks/torch_models.py [--json out.json] [--only NAME] [--modes eager,fusec]
+                                       [--profile]
+
+--profile prints, per row, torch.profiler's table of one steady iteration (device kernels
+and the host ops around them), to see where a mode's time goes.
 """
 from __future__ import annotations
 
@@ -86,7 +90,16 @@ def launches(fn, args, trains) -> int:
     return sum(1 for e in prof.events() if e.device_type.name == "CUDA")
 
 
-def run(name, module, args, trains, mode):
+def profile_table(fn, args, trains) -> str:
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        step(fn, args, trains)
+        torch.cuda.synchronize()
+    return prof.key_averages().table(sort_by="self_cuda_time_total", row_limit=25,
+                                     max_name_column_width=60)
+
+
+def run(name, module, args, trains, mode, profiled=False):
     torch._dynamo.reset()
     fusec.dynamo.reset()
     fn = module if mode == "eager" else torch.compile(module, backend=MODES[mode])
@@ -98,6 +111,8 @@ def run(name, module, args, trains, mode):
     ms = median_ms(fn, args, trains)
     row = {"workload": name, "mode": mode, "ms": ms, "compile_s": max(0.0, first - ms / 1e3),
            "launches": launches(fn, args, trains)}
+    if profiled:
+        print(f"# profile: {name}, {mode}\n{profile_table(fn, args, trains)}", flush=True)
     if mode == "fusec":
         s = fusec.stats()
         row["fallback_regions"] = s["fallback_regions"]
@@ -110,6 +125,7 @@ def main():
     ap.add_argument("--json")
     ap.add_argument("--only", default="")
     ap.add_argument("--modes", default=",".join(MODES))
+    ap.add_argument("--profile", action="store_true")
     opts = ap.parse_args()
     rows = []
     for name, (module, args, trains) in workloads("cuda").items():
@@ -117,7 +133,7 @@ def main():
             continue
         for mode in opts.modes.split(","):
             try:
-                row = run(name, module, args, trains, mode)
+                row = run(name, module, args, trains, mode, opts.profile)
             except Exception as exc:          # a row that fails is reported, not fatal
                 row = {"workload": name, "mode": mode, "error": f"{type(exc).__name__}: "
                                                                 f"{str(exc)[:300]}"}

@@ -51,6 +51,15 @@ def torch_dtype(dtype: D.DType):
     return {v: k for k, v in _torch_dtypes().items()}[dtype]
 
 
+def contiguous_strides(shape) -> tuple[int, ...]:
+    """Row-major strides (in elements) of a tensor of `shape`."""
+    strides, step = [], 1
+    for n in reversed(shape):
+        strides.append(step)
+        step *= max(int(n), 1)
+    return tuple(reversed(strides))
+
+
 def element_strides(value) -> tuple[int, ...]:
     if isinstance(value, np.ndarray):
         return tuple(s // value.itemsize for s in value.strides)

@@ -18,9 +18,19 @@ from .specialize import TensorSpec, describe
 CALL_CACHE_ENTRIES = 256        # distinct argument geometries remembered per kernel
 
 
-def _torch_tensor_type():
-    torch = arrays._torch()
-    return torch.Tensor if torch is not None else None
+_TENSOR_TYPES: tuple = ()
+
+
+def _torch_tensor_types() -> tuple:
+    """The tensor classes whose calls are keyed by _call_key: torch.Tensor and
+    nn.Parameter (a model's weights reach a compiled region as Parameters)."""
+    global _TENSOR_TYPES
+    if not _TENSOR_TYPES:
+        torch = arrays._torch()
+        if torch is None:
+            return ()
+        _TENSOR_TYPES = (torch.Tensor, torch.nn.Parameter)
+    return _TENSOR_TYPES
 
 
 def _is_constexpr(annotation) -> bool:
@@ -275,9 +285,10 @@ class Kernel:
         (and numpy's writability); scalars' values; the backend variables -- or None when an
         argument is of a kind not keyed here (the full dispatch then runs every time)."""
         parts = [os.environ.get("FUSEC_BACKEND"), os.environ.get("FUSEC_INTERPRET")]
+        tensor_types = _torch_tensor_types()
         for a, constant in zip(args, self._constexpr_flags):
             t = type(a)
-            if t is _torch_tensor_type():
+            if t in tensor_types:
                 parts.append((a.dtype, a.shape, a.stride(), a.device, a.data_ptr() & 15))
             elif t is np.ndarray:
                 parts.append((a.dtype.str, a.shape, a.strides, a.ctypes.data & 15,

@@ -7,8 +7,9 @@ on the stream torch is using.
   on sm_90); others are refused with a clear error rather than a driver error.
 - Calling (`launch(args)`): args follow backends.interpret.run (params, then one output per
   alloc) with torch CUDA tensors for every tensor. The 8-byte parameter values of the call
-  (layout.py) are written into one int64 array whose kernelParams pointers were made once;
-  each launch goes to `torch.cuda.current_stream(device)` with grid (programs, 1, 1) and
+  (layout.py) are worked out once per call geometry (a LaunchPlan) into one int64 array
+  whose kernelParams pointers never change: a cached call writes the data pointers and
+  launches. Each launch goes to `torch.cuda.current_stream(device)` with grid (programs, 1, 1) and
   warps*32 threads -- or, for code running `programs_per_block` programs per thread block
   (the PTX backend: one per thread), ceil(programs / programs_per_block) blocks. Global
   scratch (tile buffers over the shared-memory budget; the PTX backend's large buffers) is
@@ -88,13 +89,8 @@ class Runtime:
         self.nthreads = nthreads
         self.scratch_bytes = scratch_bytes
         self.programs_per_block = programs_per_block
-        n = max(1, layout.n_slots)
-        self._vals = np.zeros(n, dtype=np.int64)
-        base = self._vals.ctypes.data
-        self._ptrs = np.array([base + 8 * i for i in range(n)], dtype=np.uint64)
-        self._params = self._ptrs.ctypes.data
         self._loaded: dict[int, _Loaded] = {}
-        self._lock = threading.Lock()        # the parameter array is shared by calls
+        self._lock = threading.Lock()        # plan() records the device of a call's tensors
         self._torch = None
         self._dtypes = None
         self._device = None
@@ -183,15 +179,22 @@ def _raw_stream(torch):
 class LaunchPlan:
     """The parameter values of one call with everything but the data pointers worked out:
     `launch(args)` for any args of the same shapes, strides and scalar values (the Kernel's
-    call cache guarantees it) writes the new pointers and launches, nothing else."""
+    call cache guarantees it) writes the new pointers and launches, nothing else. A plan
+    owns its parameter array (only the pointer slots change between its calls); the lock
+    keeps two threads launching one plan from mixing their pointers."""
 
     def __init__(self, rt: Runtime, vals: list, programs: list, device: int, loaded):
         self.rt = rt
-        self.template = np.array(vals, dtype=np.int64)
+        self.vals = np.array(vals if vals else [0], dtype=np.int64)
+        base = self.vals.ctypes.data
+        self._ptrs = np.array([base + 8 * i for i in range(len(self.vals))], dtype=np.uint64)
+        self.params = self._ptrs.ctypes.data
         self.pointer_slots = [(slot, pos) for pos, slot, *_ in rt.layout.tensors]
         self.device = device
+        self.device_name = f"cuda:{device}"
         self.loaded = loaded
         self.stream_of = _raw_stream(rt._torch)
+        self._lock = threading.Lock()
         self.launches = []         # (launch index, function, blocks, scratch bytes)
         for k, fn in enumerate(loaded.functions):
             n = programs[k]
@@ -204,14 +207,16 @@ class LaunchPlan:
             self.launches.append((k, fn, blocks, n * rt.scratch_bytes[k]))
 
     def launch(self, args: list) -> None:
-        rt, torch, drv = self.rt, self.rt._torch, _driver()
-        with rt._lock:
-            slots = rt._vals
-            slots[:] = self.template
+        rt, drv = self.rt, _driver()
+        ok = drv.CUresult.CUDA_SUCCESS
+        with self._lock:
+            slots = self.vals
             for slot, pos in self.pointer_slots:
                 slots[slot] = args[pos].data_ptr()
             stream = drv.CUstream(self.stream_of(self.device))
-            current = check(drv.cuCtxGetCurrent(), "cuCtxGetCurrent", rt.name)
+            err, current = drv.cuCtxGetCurrent()
+            if err != ok:
+                check((err,), "cuCtxGetCurrent", rt.name)
             pushed = int(current) != self.loaded.ctx_id
             if pushed:
                 check(drv.cuCtxPushCurrent(self.loaded.ctx), "cuCtxPushCurrent", rt.name)
@@ -219,14 +224,15 @@ class LaunchPlan:
             try:
                 for k, fn, blocks, nbytes in self.launches:
                     if nbytes:
-                        buf = torch.empty(nbytes, dtype=torch.uint8,
-                                          device=f"cuda:{self.device}")
+                        buf = rt._torch.empty(nbytes, dtype=rt._torch.uint8,
+                                              device=self.device_name)
                         scratch.append(buf)
                         slots[rt.layout.scratch_slots[k]] = buf.data_ptr()
-                    check(drv.cuLaunchKernel(fn, blocks, 1, 1, rt.nthreads, 1, 1, 0, stream,
-                                             rt._params, 0),
-                          f"cuLaunchKernel({rt.function_names[k]}, grid={blocks}, "
-                          f"block={rt.nthreads})", rt.name)
+                    err, = drv.cuLaunchKernel(fn, blocks, 1, 1, rt.nthreads, 1, 1, 0, stream,
+                                              self.params, 0)
+                    if err != ok:        # the message is built only when it is needed
+                        check((err,), f"cuLaunchKernel({rt.function_names[k]}, grid={blocks},"
+                                      f" block={rt.nthreads})", rt.name)
             finally:
                 if pushed:
                     check(drv.cuCtxPopCurrent(), "cuCtxPopCurrent", rt.name)

@@ -96,6 +96,10 @@ class FusedRegion(torch.nn.Module):
         self.param_positions = [self.position[p] for p in self.source.params]
         self.output_args = next(n for n in gm.graph.nodes if n.op == "output").args[0]
         self.replay = [n for n in gm.graph.nodes if n in self.source.replayed]
+        # without views to replay, each output is a kernel result or a region input
+        self.picks = None if self.replay else [
+            (True, self.source.bases.index(n)) if n in self.source.bases
+            else (False, self.position[n]) for n in self.output_args]
         self.fallback_reason: str | None = None
         self.launches_per_call: int | None = None
 
@@ -116,10 +120,11 @@ class FusedRegion(torch.nn.Module):
             return self.original(*args)
         if self.launches_per_call is None:
             self.launches_per_call = self.kernel.compile(*params).num_launches
+        if self.picks is not None:
+            return tuple(values[i] if computed else args[i] for computed, i in self.picks)
         env = dict(zip(self.source.bases, values))
-        if self.replay:                  # views replayed on results or on the inputs
-            env.update((n, args[i]) for n, i in self.position.items())
-        for n in self.replay:
+        env.update((n, args[i]) for n, i in self.position.items())
+        for n in self.replay:          # views replayed on results or on the inputs
             env[n] = n.target(*map_arg(n.args, env.__getitem__),
                               **map_arg(n.kwargs, env.__getitem__))
         return tuple(map_arg(self.output_args, env.__getitem__))

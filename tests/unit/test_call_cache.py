@@ -53,3 +53,15 @@ def test_keyword_calls_and_unkeyed_types_take_the_full_dispatch():
     x = np.arange(8, dtype=np.float32)
     np.testing.assert_array_equal(scale(x, s=2.0), x * 2)
     np.testing.assert_array_equal(scale(x, np.float32(2.0)), x * 2)
+
+
+def test_parameters_are_keyed_like_tensors():
+    torch = pytest.importorskip("torch")
+    w = torch.nn.Parameter(torch.arange(12, dtype=torch.float32), requires_grad=False)
+    scale._calls.clear()
+    scale(w, 2.0)
+    assert len(scale._calls) == 1           # a model's weights take the cached path too
+    with torch.no_grad():
+        w.mul_(-1)
+    torch.testing.assert_close(scale(w, 2.0), w.detach() * 2)
+    assert len(scale._calls) == 1
