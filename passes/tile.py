@@ -10,6 +10,8 @@ Per group (passes/tensor_graph.Axes gives its iteration space):
     of two (the size is recorded in `guards`: the compiled kernel is specific to its
     power-of-two bucket), lanes past the size masked out of the reductions; a reduced axis
     longer than MAX_WHOLE_REDUCTION is walked in chunks instead (passes/tile_loop.py);
+  - a long reduction over an axis that is not the contiguous one (a column sum), or over
+    all of a group's axes, is split into two launches (passes/tile_split.py);
   - tensors the group reads are loaded with masked loads at the tile's indices, values are
     computed as tiles, and `write`s become masked stores; reshapes and slices load the
     tensor they view at indices computed from the tile's (passes/tile_views.py);
@@ -31,6 +33,7 @@ from ..ir.symbolic import hinted_value, next_pow2
 from .fuse import Fuse
 from .tensor_graph import Axes, in_memory, whole_tensor_ops
 from .tile_loop import emit_looped
+from .tile_split import emit_split, split_plan
 from .tile_views import view_load
 
 
@@ -158,6 +161,12 @@ class _GroupEmitter:
         self.b = Builder(self.tiler.body, last.loc)
         self.block = {}
         self.looped = None
+        split = split_plan(self)
+        if split is not None:          # a long column sum or full reduction: two launches
+            emit_split(self, *split, fallback_block=_fallback_block)
+            for op in reversed(self.ops):
+                erase(op)
+            return
         dots = [op for op in self.ops if op.name == "dot"]
         k_axis = axes.axes(dots[0].operands[0])[1] if dots else None
         for k in axes.reduced:

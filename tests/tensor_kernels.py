@@ -156,3 +156,16 @@ VIEW_CASES = [
      lambda x, w: (x.sum(1, keepdims=True) * w).reshape(-1), 2),
     (flatten_outer, [(3, 5, 7)], (), lambda x: x.reshape(15, 7).max(axis=1), 1),
 ]
+
+
+@fusec.kernel
+def column_sums(x):
+    """Column reductions and an elementwise result in one group (split in two launches
+    when the columns are long)."""
+    s = x.to(fl.float32).sum(axis=0)
+    return s, x.max(axis=0, keepdims=True), x * 2.0
+
+
+@fusec.kernel
+def full_sum(x):
+    return x.to(fl.float32).sum()

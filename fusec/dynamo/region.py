@@ -3,7 +3,10 @@
 The region's nodes are written out as the source of a whole-tensor fusec kernel (one
 statement per node, each result cast to the dtype aten gives it, so torch's type promotion
 holds whatever the DSL would infer); fusec's fuse and tile passes then make as few launches
-of it as its dependences allow. The source is registered with linecache under a
+of it as its dependences allow. As Inductor does, values aten holds in bfloat16 or float16
+are computed in float32 inside a region -- its 16-bit inputs are widened where they are
+read and its results rounded once where they are stored -- rather than rounded after every
+op; an explicit conversion in the graph (`.to(torch.bfloat16)`) still rounds. The source is registered with linecache under a
 `<fusec-region ...>` name, so compile errors point at the line of the node.
 
 Results that are views of the kernel's values (or of the region's inputs) are replayed by
@@ -41,18 +44,26 @@ class RegionSource:
         self.name = name
         self.var: dict[Node, str] = {}
         self.params: list[Node] = []
+        self.widen: list[str] = []           # 16-bit float inputs read as float32
         self.nodes = [n for n in nodes if n in rendered]    # in graph order
         body: list[str] = []
         for i, n in enumerate(self.nodes):
             body += self._statements(n, f"v{i}", matmul)
-        results = ", ".join(self.var[b] for b in self.bases)
-        header = f"def {name}({', '.join(self.var[p] for p in self.params)}):"
-        self.text = "\n".join([header, *body, f"    return ({results},)", ""])
+        results = ", ".join(f"{self.var[b]}.to({dtype_name(meta_value(b).dtype)})"
+                            if _widened(meta_value(b).dtype) else self.var[b]
+                            for b in self.bases)
+        header = f"def {name}({', '.join(f'a{i}' for i in range(len(self.params)))}):"
+        self.text = "\n".join([header, *self.widen, *body, f"    return ({results},)", ""])
 
     def _name(self, node: Node) -> str:
         if node not in self.var:             # a region input: a kernel parameter
-            self.var[node] = f"a{len(self.params)}"
+            param = f"a{len(self.params)}"
+            self.var[node] = param
             self.params.append(node)
+            value = meta_value(node)
+            if isinstance(value, torch.Tensor) and _widened(value.dtype):
+                self.var[node] = f"{param}_f32"
+                self.widen.append(f"    {param}_f32 = {param}.to(fl.float32)")
         return self.var[node]
 
     def _statements(self, node: Node, name: str, matmul: str) -> list[str]:
@@ -65,9 +76,9 @@ class RegionSource:
         lines = list(emit.lines)
         if isinstance(out, tuple):
             for k, (expr, t) in enumerate(zip(out, result_tensors(node))):
-                lines.append(f"{name}_{k} = ({expr}).to({dtype_name(t.dtype)})")
+                lines.append(f"{name}_{k} = ({expr}).to({dtype_name(_computed(t.dtype))})")
         else:
-            lines.append(f"{name} = ({out}).to({dtype_name(meta_value(node).dtype)})")
+            lines.append(f"{name} = ({out}).to({dtype_name(_computed(meta_value(node).dtype))})")
         self.var[node] = name
         return [f"    {line}    # {node.format_node()}"[:400] if i == len(lines) - 1
                 else f"    {line}" for i, line in enumerate(lines)]
@@ -78,6 +89,15 @@ class RegionSource:
         scope = {"fl": fl}
         exec(compile(self.text, filename, "exec"), scope)
         return scope[self.name]
+
+
+def _widened(dtype: torch.dtype) -> bool:
+    return dtype in (torch.bfloat16, torch.float16)
+
+
+def _computed(dtype: torch.dtype) -> torch.dtype:
+    """The dtype a region computes a value in that aten holds in `dtype`."""
+    return torch.float32 if _widened(dtype) else dtype
 
 
 class FusedRegion(torch.nn.Module):

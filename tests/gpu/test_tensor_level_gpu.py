@@ -135,3 +135,24 @@ def test_view_kernels(backend, case):
     got = compiled(*args, *ints)
     want = reference(*(a.double().cpu().numpy() for a in args), *ints)
     assert_close(got.double().cpu().numpy(), want, "float32", kernel.fn.__name__)
+
+
+@pytest.mark.parametrize("backend", ["cuda", "ptx"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("shape", [(513, 7), (8192, 1000), (4097, 33), (100, 3000)])
+def test_split_column_and_full_reductions(backend, dtype, shape):
+    """Column sums/max and a full sum (passes/tile_split.py): two launches each, partials in
+    float32, the elementwise result of the same group stored by the first launch."""
+    torch.manual_seed(shape[0])
+    x = (torch.randn(shape, device="cuda") * 2 - 0.5).to(dtype)
+    name = "bfloat16" if dtype == torch.bfloat16 else "float32"
+    xd = x.double()
+    compiled = K.column_sums.compile(x, backend=backend)
+    assert compiled.num_launches == (2 if shape[0] > 512 else 1)
+    s, m, y = compiled(x)
+    total = K.full_sum.compile(x, backend=backend)
+    assert total.num_launches == 2
+    for got, want in ((s, xd.sum(0)), (m, xd.amax(0, keepdim=True)), (y, xd * 2),
+                      (total(x), xd.sum())):
+        assert_close(got.double().cpu().numpy(), want.cpu().numpy(), name,
+                     f"split reductions {backend} {shape}")

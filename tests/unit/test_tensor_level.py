@@ -119,6 +119,7 @@ def test_a_size_bucket_change_recompiles_and_a_mismatch_is_refused():
     x2 = np.ones((4, 200), np.float32)            # another power-of-two bucket of N
     for x in (x1, x2):
         assert_close(K.softmax(x), np.full(x.shape, 1 / x.shape[1]), "float32")
+    K.bias_gelu(x1, np.ones(60, np.float32))      # compiled for this bucket: calls check
     b = np.ones(59, np.float32)
     with pytest.raises(ValueError, match=r"x.shape\[1\] = 60 and b.shape\[0\] = 59"):
         K.bias_gelu(x1, b)

@@ -1,0 +1,218 @@
+"""Split reductions for the tile pass: two launches for a group whose one reduced axis k is
+long and either not the contiguous one (a column sum x.sum(0) of an [R, C] tensor: bias and
+norm-weight gradients) or the group's only axis (a full reduction).
+
+Held whole in every program, such a reduction gives few programs (one per block of the
+other axes, or one in all) and, for a column sum, loads of a few elements per row. Split,
+the first launch runs one program per (chunk of k, block of the other axes): it reduces
+its chunk -- CHUNK rows, contiguous blocks of columns -- and stores each reduction's
+partial result into a buffer [chunks, ...] (float32 for 16-bit floats, as a reduction
+accumulates); it also stores the group's values that vary along k. The second launch
+reduces the partials of its block and computes what follows the reductions.
+
+A group splits only when nothing varying along k depends on a reduction over k (the second
+launch has no k to walk) and every reduction combines (sum, max, min). Whether it splits
+and the chunk depend on the power-of-two bucket of k's size only, which the kernel is
+specialized for (its guard).
+"""
+from __future__ import annotations
+
+import math
+
+import sympy
+
+from ..ir import TensorType, TileType
+from ..ir import dtypes as D
+from ..ir.ops import INDEXED_VIEWS
+from ..ir.symbolic import hinted_value, next_pow2
+from .tensor_graph import in_memory, mapped_operands
+
+SPLIT_ABOVE = 512          # k's power-of-two bucket must be above this (with other axes)
+ROW_CHUNK = 64             # rows of k per program when k is not the contiguous axis
+FLAT_CHUNK = 4096          # elements per program of a full reduction along memory
+MAX_CHUNKS = 8192          # the second launch holds a block's partials in one tile
+COMBINABLE = ("sum", "max", "min")
+_SPLIT = "split"           # the key of the chunk loop among the emitter's loop handles
+
+
+def split_plan(emitter) -> tuple[int, int, dict] | None:
+    """(k, chunk, blocks of the other reduced axes) when the group is to be split."""
+    axes = emitter.axes
+    if not axes.reduced or any(op.name == "dot" for op in emitter.ops):
+        return None
+    if axes.parallel and len(axes.reduced) > 1:
+        return None
+    blocks = {j: emitter.tiler.whole_block(axes.extent(j)) for j in axes.reduced}
+    k = axes.reduced[0]               # the outermost: chunks of it are contiguous
+    held = {j: n for j, n in blocks.items() if j != k}
+    if None in held.values():
+        return None                   # another reduced axis is looped
+    reduces = [op for op in emitter.ops if op.name == "reduce"
+               and axes.axes(op.operands[0])[op.attrs["axis"]] == k]
+    if any(op.attrs["kind"] not in COMBINABLE for op in reduces):
+        return None
+    hint = hinted_value(axes.extent(k), emitter.tiler.hints)    # its guard: whole_block's
+    least = SPLIT_ABOVE if axes.parallel else FLAT_CHUNK        # at least two chunks
+    if hint is None or next_pow2(hint) * math.prod(held.values()) <= least:
+        return None
+    if axes.parallel:
+        read = [v for op in emitter.ops for v in mapped_operands(op) if in_memory(v)]
+        read += [op.results[0] for op in emitter.ops if op.name in INDEXED_VIEWS
+                 and op.results[0] not in axes.viewed_only]
+        if any(axes.axes(v) and axes.axes(v)[-1] == k for v in read):
+            return None               # a row reduction: one program per row already
+        chunk = ROW_CHUNK
+    else:
+        chunk = max(1, FLAT_CHUNK // math.prod(held.values()))
+    if next_pow2(math.ceil(hint / chunk)) > MAX_CHUNKS:
+        return None
+    along = _along(axes, k)
+    tainted = {op.results[0] for op in reduces}
+    for op in emitter.ops:
+        if op.name != "write" and any(u in tainted for u in op.operands):
+            tainted.add(op.results[0])
+            if along(op.results[0]):
+                return None           # needs the reduction back along k (x - x.mean(0))
+    return k, chunk, held
+
+
+def _along(axes, k):
+    return lambda v: isinstance(v.type, TensorType) and k in axes.axes(v)
+
+
+def _partial_dtype(dtype: D.DType) -> D.DType:
+    return D.float32 if dtype.is_float and dtype.bits == 16 else dtype
+
+
+def emit_split(emitter, k: int, chunk: int, held: dict, fallback_block) -> None:
+    axes, b = emitter.axes, emitter.b
+    last = emitter.ops[-1]
+    reduces = [op for op in emitter.ops if op.name == "reduce"
+               and axes.axes(op.operands[0])[op.attrs["axis"]] == k]
+    along = _along(axes, k)
+    extent = axes.extent(k)
+    chunks = sympy.ceiling(extent / chunk)
+    n_held = next_pow2(math.ceil(hinted_value(extent, emitter.tiler.hints) / chunk))
+    emitter.block.update(held)
+    held_elements = math.prod(held.values())
+    partials = {}
+    for op in reduces:
+        r = op.results[0]
+        with b.before(emitter.tiler.body.ops[0]):
+            buf = b.value("alloc", [], TensorType(_partial_dtype(r.type.dtype),
+                                                  (chunks, *r.type.shape)), zero=False)
+        buf.name = f"{r.name or 'reduced'}_partials"
+        partials[op] = buf
+
+    # launch 1: a chunk of k and a block of the other axes per program
+    emitter.block[k] = chunk
+    loops = [(chunks, 1, emitter.tiler.new_dim(), _SPLIT)] + _parallel_loops(
+        emitter, fallback_block, chunk * held_elements)
+    with b.at_end(emitter._nest(loops, last)):
+        chunk_index = _grid_indices(emitter, held)
+        rows = b.value("arange", [], TileType(D.INDEX, (chunk,)), start=0, end=chunk)
+        first = b.value("mul", [emitter._broadcast(chunk_index, (chunk,)), b.value(
+            "const", [], TileType(D.INDEX, (chunk,)), value=chunk)], rows.type)
+        emitter.set_index(k, b.value("add", [first, rows], rows.type))
+        for op in reduces:
+            with b.at_loc(op.loc):
+                _store_partial(emitter, op, partials[op], chunk_index)
+        for op in emitter.ops:
+            if op.name == "write" and along(op.operands[1]):
+                with b.at_loc(op.loc):
+                    emitter._lower(op)
+        b.create("yield")
+
+    # launch 2: a block's partials reduced, then what follows the reductions
+    emitter.env, emitter.loaded = {}, {}
+    loops = _parallel_loops(emitter, fallback_block, n_held) or [
+        (sympy.Integer(1), 1, emitter.tiler.new_dim(), None)]
+    with b.at_end(emitter._nest(loops, last)):
+        _grid_indices(emitter, held)
+        index = b.value("arange", [], TileType(D.INDEX, (n_held,)), start=0, end=n_held)
+        bound = b.value("symval", [], TileType(D.INDEX), expr=chunks)
+        bound = emitter._broadcast(b.value("expand_dims", [bound], TileType(D.INDEX, (1,)),
+                                           axis=0), (n_held,))
+        inside = b.value("lt", [index, bound], TileType(D.bool_, (n_held,)))
+        for op in reduces:
+            with b.at_loc(op.loc):
+                _reduce_partials(emitter, op, partials[op], index, inside)
+        for op in emitter.ops:
+            if op.name == "write" and not along(op.operands[1]):
+                with b.at_loc(op.loc):
+                    emitter._lower(op)
+        b.create("yield")
+
+
+def _parallel_loops(emitter, fallback_block, reduced_elements: int) -> list:
+    loops = []
+    n = len(emitter.axes.parallel)
+    for position, kk in enumerate(emitter.axes.parallel):
+        dim, block = emitter.tiler.block_for(True, position, n, fallback_block(
+            position, n, reduced_elements))
+        emitter.block[kk] = block
+        loops.append((emitter.axes.extent(kk), block, dim, kk))
+    return loops
+
+
+def _grid_indices(emitter, held: dict):
+    """The indices of the program's blocks and of the reduced axes it holds whole; returns
+    the chunk loop's index ([1]) if any."""
+    emitter.index, emitter.mask = {}, {}
+    for j, n in held.items():
+        emitter.set_index(j, emitter.b.value("arange", [], TileType(D.INDEX, (n,)), start=0,
+                                             end=n))
+    chunk_index = None
+    for kk, h in emitter.handles.items():
+        if kk == _SPLIT:
+            chunk_index = emitter.b.value("tile_index", [h], TileType(D.INDEX, (1,)))
+        else:
+            emitter.index[kk] = emitter.b.value("tile_index", [h],
+                                                TileType(D.INDEX, (emitter.block[kk],)))
+    return chunk_index
+
+
+def _partials_address(emitter, r, first, shape) -> list:
+    """Indices into a partials buffer: `first` along its chunk dim, r's own after it."""
+    b = emitter.b
+    out = [emitter._placed(first, 0, shape)]
+    for d, kk in enumerate(emitter.axes.axes(r)):
+        out.append(b.value("const", [], TileType(D.INDEX, shape), value=0) if kk is None
+                   else emitter._placed(emitter.index[kk], d + 1, shape))
+    return out
+
+
+def _store_partial(emitter, op, buf, chunk_index) -> None:
+    b = emitter.b
+    r = op.results[0]
+    dtype = buf.type.dtype
+    x = emitter.get(op.operands[0])
+    if x.type.dtype != dtype:
+        x = b.value("cast", [x], x.type.with_dtype(dtype))
+    part = emitter._reduce(op, x, TileType(dtype, emitter.shape(r)))
+    shape = (1, *part.type.shape)
+    part = b.value("expand_dims", [part], TileType(dtype, shape), axis=0)
+    b.create("store", [buf, *_partials_address(emitter, r, chunk_index, shape), part], [],
+             {"checked": [True] * buf.type.rank, "mask": False})
+
+
+def _reduce_partials(emitter, op, buf, index, inside) -> None:
+    b = emitter.b
+    r = op.results[0]
+    dtype = buf.type.dtype
+    shape = (index.type.shape[0], *emitter.shape(r))
+    x = b.value("load", [buf, *_partials_address(emitter, r, index, shape)],
+                TileType(dtype, shape), checked=[True] * buf.type.rank, mask=False,
+                other=False)
+    kind = op.attrs["kind"]
+    x = b.value("where", [emitter._placed(inside, 0, shape), x,
+                          emitter.identity(kind, x.type)], x.type)
+    value = b.value("reduce", [x], TileType(dtype, shape[1:]), kind=kind, axis=0)
+    if dtype != r.type.dtype:
+        value = b.value("cast", [value], value.type.with_dtype(r.type.dtype))
+    if r.name:
+        value.name = r.name
+    emitter.env[r] = value
+
+
+__all__ = ["split_plan", "emit_split"]
