@@ -30,6 +30,7 @@ from .tensor_graph import in_memory, mapped_operands
 SPLIT_ABOVE = 512          # k's power-of-two bucket must be above this (with other axes)
 ROW_CHUNK = 64             # rows of k per program when k is not the contiguous axis
 FLAT_CHUNK = 4096          # elements per program of a full reduction along memory
+FLAT_SPLIT_ABOVE = 8 * FLAT_CHUNK   # a full reduction of fewer runs in one program
 MAX_CHUNKS = 8192          # the second launch holds a block's partials in one tile
 COMBINABLE = ("sum", "max", "min")
 _SPLIT = "split"           # the key of the chunk loop among the emitter's loop handles
@@ -52,7 +53,7 @@ def split_plan(emitter) -> tuple[int, int, dict] | None:
     if any(op.attrs["kind"] not in COMBINABLE for op in reduces):
         return None
     hint = hinted_value(axes.extent(k), emitter.tiler.hints)    # its guard: whole_block's
-    least = SPLIT_ABOVE if axes.parallel else FLAT_CHUNK        # at least two chunks
+    least = SPLIT_ABOVE if axes.parallel else FLAT_SPLIT_ABOVE
     if hint is None or next_pow2(hint) * math.prod(held.values()) <= least:
         return None
     if axes.parallel:
