@@ -36,7 +36,7 @@ class GraphReport:
     def launches_per_call(self) -> int | None:
         """Device kernels one call of the graph launches (known after a first call)."""
         counts = [r.launches_per_call if r.fallback_reason is None else
-                  sum(not launches_nothing(n) for n in r.source.nodes)
+                  sum(not launches_nothing(n.target) for n in r.source.nodes)
                   for r in self.regions]
         if any(c is None for c in counts):
             return None
@@ -74,7 +74,7 @@ def _ordered(gm: GraphModule, nodes) -> list:
 
 def _computes(nodes) -> bool:
     """A region worth a kernel: it computes something other than views."""
-    return not all(launches_nothing(n) for n in nodes)
+    return not all(launches_nothing(n.target) for n in nodes)
 
 
 def _target_name(target) -> str:
@@ -102,12 +102,10 @@ def compile_graph(gm: GraphModule, options, label: str) -> tuple[GraphModule, Gr
     for node in gm.graph.nodes:
         if node.op == "call_function" and not (node.target is operator.getitem
                                                and node.args[0] in regions):
-            why = why_not.get(node.name) or (
-                ("a view: aten runs it (no copy)" if launches_nothing(node) else
-                 "a copy keeping its input's strides: aten runs it") if is_view(node)
-                else "a result of a region")
+            why = why_not.get(node.name) or ("a view: aten runs it (no copy)"
+                                             if is_view(node.target) else "a result of a region")
             report.aten_ops.append((f"{node.name} = {_target_name(node.target)}", why))
-            report.aten_launching += not launches_nothing(node)
+            report.aten_launching += not launches_nothing(node.target)
     if options.dump or "graph" in os.environ.get("FUSEC_DUMP", "").split(","):
         print(report.text(), file=sys.stderr)
     return gm, report

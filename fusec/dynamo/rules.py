@@ -397,22 +397,10 @@ def rule_for(target, matmul: str):
     return RULES[p]
 
 
-# copies listed in VIEWS for their strides: one whose result is contiguous is what a
-# fusec kernel writes, so it is a computation like any other (fused, not left to aten)
-COPIES = {aten.clone, aten.lift_fresh_copy}
+def is_view(target) -> bool:
+    return packet(target) in VIEWS
 
 
-def is_view(node) -> bool:
-    """A view of its input, or a copy whose strides only aten reproduces."""
-    if packet(node.target) not in VIEWS:
-        return False
-    if packet(node.target) in COPIES:
-        value = node.meta.get("val", node.meta.get("example_value"))
-        return not (isinstance(value, torch.Tensor) and value.is_contiguous())
-    return True
-
-
-def launches_nothing(node) -> bool:
+def launches_nothing(target) -> bool:
     """A getitem of a tuple result, or a view: no device kernel of its own."""
-    return node.target is operator.getitem or (packet(node.target) in VIEWS
-                                               and packet(node.target) not in COPIES)
+    return target is operator.getitem or is_view(target)

@@ -93,7 +93,7 @@ class FusecSupport(OperatorSupportBase):
             if not isinstance(t, torch.Tensor):
                 raise Unsupported(f"a result of type {type(t).__name__}")
             check_tensor(t, f"a result of {node.name}")
-        if is_view(node) and not has_rule(node):
+        if is_view(node.target) and not has_rule(node):
             return                       # replayed by aten at a region's results
         rule = rule_for(node.target, self.matmul)
         args, kwargs = rule_args(node, lambda n: n.name)
@@ -120,7 +120,7 @@ def split_region(nodes: list[Node], is_result) -> tuple[list[Node], set, set]:
         if not is_result(n):
             continue
         m = n
-        while m in inside and is_view(m):
+        while m in inside and is_view(m.target):
             replayed.add(m)
             m = m.args[0]
         if m in inside and m not in bases:
@@ -138,4 +138,4 @@ def interior_views(nodes: list[Node]) -> list[Node]:
     """Views without a rule that a region would have to compute inside (not renderable)."""
     inside = set(nodes)
     _, _, rendered = split_region(nodes, lambda n: any(u not in inside for u in n.users))
-    return [n for n in nodes if n in rendered and is_view(n) and not has_rule(n)]
+    return [n for n in nodes if n in rendered and is_view(n.target) and not has_rule(n)]
