@@ -1,7 +1,7 @@
 """Host time per step of the test models at tiny sizes (the GPU idles: what is measured is
 the Python and launch work of each mode), eager vs Inductor vs backend="fusec", CUDA.
 
-    python3 benchmarks/torch_host_overhead.py [--json out.json] [--profile]
+    python3 benchmarks/torch_host_overhead.py [--json out.json] [--profile] [--only NAME]
 
 --profile prints cProfile's top functions for the fusec steps.
 """
@@ -52,9 +52,12 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--json")
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--only", default="")
     opts = ap.parse_args()
     rows = []
     for name, (module, shape) in models("cuda").items():
+        if opts.only not in name:
+            continue
         for trains in (False, True):
             x = torch.randn(*shape, device="cuda", requires_grad=trains)
             for mode in ("eager", "inductor", "fusec"):

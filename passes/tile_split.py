@@ -1,6 +1,8 @@
-"""Split reductions for the tile pass: two launches for a group whose one reduced axis k is
-long and either not the contiguous one (a column sum x.sum(0) of an [R, C] tensor: bias and
-norm-weight gradients) or the group's only axis (a full reduction).
+"""Split reductions for the tile pass: two launches for a group whose reduced axes are long
+and either none of them the contiguous one (a column sum x.sum(0) of an [R, C] tensor, or
+x.sum((0, 1)) of a [B, T, C] one: bias and norm-weight gradients) or all of its axes (a full
+reduction). The longest reduced axis k is chunked (the outermost for a full reduction), the
+others are held whole.
 
 Held whole in every program, such a reduction gives few programs (one per block of the
 other axes, or one in all) and, for a column sum, loads of a few elements per row. Split,
@@ -41,10 +43,18 @@ def split_plan(emitter) -> tuple[int, int, dict] | None:
     axes = emitter.axes
     if not axes.reduced or any(op.name == "dot" for op in emitter.ops):
         return None
-    if axes.parallel and len(axes.reduced) > 1:
-        return None
-    blocks = {j: emitter.tiler.whole_block(axes.extent(j)) for j in axes.reduced}
-    k = axes.reduced[0]               # the outermost: chunks of it are contiguous
+    blocks = {j: emitter.tiler.whole_block(axes.extent(j)) for j in axes.reduced}   # guards
+    buckets = {j: next_pow2(hinted_value(axes.extent(j), emitter.tiler.hints))
+               for j in axes.reduced}
+    if axes.parallel:
+        read = [v for op in emitter.ops for v in mapped_operands(op) if in_memory(v)]
+        read += [op.results[0] for op in emitter.ops if op.name in INDEXED_VIEWS
+                 and op.results[0] not in axes.viewed_only]
+        if any(axes.axes(v) and axes.axes(v)[-1] in axes.reduced for v in read):
+            return None               # a row reduction: one program per row already
+        k = max(axes.reduced, key=lambda j: (buckets[j], -j))   # the longest is chunked
+    else:
+        k = axes.reduced[0]           # the outermost: chunks of it are contiguous
     held = {j: n for j, n in blocks.items() if j != k}
     if None in held.values():
         return None                   # another reduced axis is looped
@@ -52,19 +62,13 @@ def split_plan(emitter) -> tuple[int, int, dict] | None:
                and axes.axes(op.operands[0])[op.attrs["axis"]] == k]
     if any(op.attrs["kind"] not in COMBINABLE for op in reduces):
         return None
-    hint = hinted_value(axes.extent(k), emitter.tiler.hints)    # its guard: whole_block's
+    held_elements = math.prod(held.values())
     least = SPLIT_ABOVE if axes.parallel else FLAT_SPLIT_ABOVE
-    if hint is None or next_pow2(hint) * math.prod(held.values()) <= least:
+    if buckets[k] * held_elements <= least:
         return None
-    if axes.parallel:
-        read = [v for op in emitter.ops for v in mapped_operands(op) if in_memory(v)]
-        read += [op.results[0] for op in emitter.ops if op.name in INDEXED_VIEWS
-                 and op.results[0] not in axes.viewed_only]
-        if any(axes.axes(v) and axes.axes(v)[-1] == k for v in read):
-            return None               # a row reduction: one program per row already
-        chunk = ROW_CHUNK
-    else:
-        chunk = max(1, FLAT_CHUNK // math.prod(held.values()))
+    # about ROW_CHUNK rows (of all reduced axes together) or FLAT_CHUNK elements a program
+    chunk = max(1, (ROW_CHUNK if axes.parallel else FLAT_CHUNK) // held_elements)
+    hint = hinted_value(axes.extent(k), emitter.tiler.hints)
     if next_pow2(math.ceil(hint / chunk)) > MAX_CHUNKS:
         return None
     along = _along(axes, k)

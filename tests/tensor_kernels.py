@@ -169,3 +169,9 @@ def column_sums(x):
 @fusec.kernel
 def full_sum(x):
     return x.to(fl.float32).sum()
+
+
+@fusec.kernel
+def leading_sums(x):
+    """A norm weight's gradient shape: a sum over the batch and sequence dims."""
+    return x.to(fl.float32).sum(axis=(0, 1))

@@ -156,3 +156,16 @@ def test_split_column_and_full_reductions(backend, dtype, shape):
                       (total(x), xd.sum())):
         assert_close(got.double().cpu().numpy(), want.cpu().numpy(), name,
                      f"split reductions {backend} {shape}")
+
+
+@pytest.mark.parametrize("backend", ["cuda", "ptx"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("shape", [(8, 512, 1024), (3, 700, 33)])
+def test_split_sum_over_leading_dims(backend, dtype, shape):
+    torch.manual_seed(shape[1])
+    x = (torch.randn(shape, device="cuda") - 0.3).to(dtype)
+    compiled = K.leading_sums.compile(x, backend=backend)
+    assert compiled.num_launches == 2
+    assert_close(compiled(x).double().cpu().numpy(), x.double().sum((0, 1)).cpu().numpy(),
+                 "bfloat16" if dtype == torch.bfloat16 else "float32",
+                 f"leading_sums {backend} {shape}")

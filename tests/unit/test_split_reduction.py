@@ -18,6 +18,12 @@ def column_stats(x, w):
 
 
 @fusec.kernel
+def weight_grad(x, g):
+    """A norm weight's gradient: a sum over the batch and sequence dims."""
+    return (x * g).sum(axis=(0, 1), keepdims=True), (x * g).max(axis=(0, 1))
+
+
+@fusec.kernel
 def column_mean(x):
     return x.to(fl.float32).mean(axis=0)
 
@@ -51,6 +57,18 @@ def test_column_reductions_split_and_match_float64(rows, cols):
     np.testing.assert_array_equal(low, x.min(0))
     np.testing.assert_array_equal(tripled, x * np.float32(3.0))
     assert column_stats.compile(x, w).num_launches == 2
+
+
+@pytest.mark.parametrize("shape", [(8, 512, 100), (3, 700, 33)])
+def test_reductions_over_leading_dims_chunk_the_longest(shape):
+    x, g = _rand(*shape), _rand(*shape, seed=2)
+    total_, top = weight_grad(x, g)
+    compiled = weight_grad.compile(x, g)
+    assert compiled.num_launches == 2
+    assert "ceiling(g_s1/" in compiled.asm["tile"]       # the 512 / 700 dim is chunked
+    prod = x.astype(np.float64) * g
+    np.testing.assert_allclose(total_, prod.sum((0, 1), keepdims=True), rtol=1e-4, atol=1e-4)
+    np.testing.assert_array_equal(top, (x * g).max((0, 1)))
 
 
 def test_small_column_reductions_are_not_split():
