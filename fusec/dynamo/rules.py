@@ -127,7 +127,12 @@ def _div(e, a, b, rounding_mode=None):
     if rounding_mode == "trunc" and (_is_float(a) or _is_float(b)):
         q = e.bind(f"({lit(a)} / {lit(b)})")
         return f"fl.where({q} < 0, fl.ceil({q}), fl.floor({q}))"
-    raise Unsupported(f"div with rounding_mode={rounding_mode!r} on integers")
+    if rounding_mode == "trunc":       # integers: floor, one up where it rounded down
+        q = e.bind(f"({lit(a)} // {lit(b)})")
+        inexact = f"(({lit(a)} % {lit(b)}) != 0)"
+        signs_differ = f"(({lit(a)} < 0) != ({lit(b)} < 0))"
+        return f"fl.where({inexact} & {signs_differ}, {q} + 1, {q})"
+    raise Unsupported(f"div with rounding_mode={rounding_mode!r}")
 
 
 def _pow(e, x, exponent):
@@ -248,6 +253,19 @@ def _extreme(kind: str):
     return rule
 
 
+def _any_all(kind: str):
+    """any/all: the max/min of the truth values (a bool result, as torch gives)."""
+    def rule(e, x, dims=None, keepdim=False):
+        truth = f"({tensor(x)} != 0).to(fl.int32)"
+        return f"(fl.{kind}({truth}, axis={_axes(x, dims)}, keepdims={keepdim}) != 0)"
+    return rule
+
+
+def _sign(e, x):
+    x = tensor(x)
+    return f"fl.where({x} > 0, 1, fl.where({x} < 0, -1, 0))"     # NaN: 0, as torch
+
+
 def _arg_extreme(kind: str):
     def rule(e, x, dim=None, keepdim=False):
         if dim is None:
@@ -356,6 +374,7 @@ RULES = {
     aten.argmax: _arg_extreme("argmax"), aten.argmin: _arg_extreme("argmin"),
     aten.max: _extreme_with_index("max"), aten.min: _extreme_with_index("min"),
     aten.var: _var, aten.var_mean: _var_mean,
+    aten.any: _any_all("max"), aten.all: _any_all("min"), aten.sign: _sign,
 }
 
 # Overloads whose meaning differs from their packet's rule.
