@@ -13,7 +13,7 @@ run: setup
 	$(PY) examples/run_all.py
 
 test: setup
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n 2 tests
 
 bench-cpu: setup
 	$(PY) benchmarks/cpu.py
