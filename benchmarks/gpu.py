@@ -26,6 +26,7 @@ from layernorm import layernorm  # noqa: E402
 from rmsnorm import rmsnorm  # noqa: E402
 from softmax import softmax  # noqa: E402
 import whole_tensor as whole  # noqa: E402
+from host_timing import host_us  # noqa: E402
 
 try:
     import triton
@@ -135,20 +136,6 @@ def graph_ms(fn, repeat: int) -> float:
     with torch.cuda.graph(graph):
         fn()
     return time_ms(graph.replay, repeat)
-
-
-def host_us(fn, calls: int = 2000) -> float:
-    """Mean host time of one call (launches queue up; the GPU is not the bottleneck)."""
-    import time
-    for _ in range(20):
-        fn()
-    torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(calls):
-        fn()
-    elapsed = time.perf_counter() - start
-    torch.cuda.synchronize()
-    return elapsed / calls * 1e6
 
 
 # tensor-core configs of the matmul rows (blocks M, N, K; warps): the default GPU tile

@@ -9,25 +9,13 @@ import argparse
 import ctypes
 import json
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 from vector_add import vector_add  # noqa: E402
-
-
-def mean_us(fn, calls: int = 5000) -> float:
-    for _ in range(50):
-        fn()
-    torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(calls):
-        fn()
-    elapsed = time.perf_counter() - start
-    torch.cuda.synchronize()
-    return elapsed / calls * 1e6
+from host_timing import host_us  # noqa: E402
 
 
 def main():
@@ -77,7 +65,7 @@ def main():
     }
     rows = []
     for name, f in cases.items():
-        us = mean_us(f)
+        us = host_us(f, calls=5000, warmup=50)
         rows.append({"piece": name, "us": us})
         print(f"{name:<36} {us:7.2f} us", flush=True)
     if opts.json:

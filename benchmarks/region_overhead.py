@@ -5,7 +5,6 @@ aten ops of eager for the same region.
     python3 benchmarks/region_overhead.py
 """
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -16,27 +15,11 @@ import torch_models as tm  # noqa: E402
 import importlib  # noqa: E402
 
 import fusec  # noqa: E402
+from host_timing import host_us  # noqa: E402
 
 stats = importlib.import_module("fusec.dynamo.stats")     # the module (fusec.dynamo.stats
                                                           # is the function)
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"   # cpu: a smoke run of the script
-
-
-def sync():
-    if DEVICE == "cuda":
-        torch.cuda.synchronize()
-
-
-def mean_us(fn, calls=3000):
-    for _ in range(50):
-        fn()
-    sync()
-    start = time.perf_counter()
-    for _ in range(calls):
-        fn()
-    elapsed = time.perf_counter() - start
-    sync()
-    return elapsed / calls * 1e6
 
 
 if __name__ == "__main__":
@@ -74,4 +57,4 @@ if __name__ == "__main__":
         print(f"region {region.source.name}: {len(params)} params, "
               f"{len(region.source.bases)} results, replayed views {len(region.replay)}")
         for name, f in cases.items():
-            print(f"{name:<32} {mean_us(f):8.2f} us", flush=True)
+            print(f"{name:<32} {host_us(f, calls=3000, warmup=50):8.2f} us", flush=True)

@@ -12,7 +12,6 @@ import cProfile
 import json
 import pstats
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -21,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 import torch_models as tm  # noqa: E402
 
 import fusec  # noqa: E402
+from host_timing import host_us  # noqa: E402
 import fusec.dynamo  # noqa: E402
 
 
@@ -35,17 +35,6 @@ def step(fn, x, trains):
     else:
         with torch.no_grad():
             fn(x)
-
-
-def host_us(fn, x, trains, steps=300) -> float:
-    for _ in range(10):
-        step(fn, x, trains)
-    torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(steps):
-        step(fn, x, trains)
-    torch.cuda.synchronize()
-    return (time.perf_counter() - start) / steps * 1e6
 
 
 def main():
@@ -64,7 +53,7 @@ def main():
                 torch._dynamo.reset()
                 fusec.dynamo.reset()
                 fn = module if mode == "eager" else torch.compile(module, backend=mode)
-                us = host_us(fn, x, trains)
+                us = host_us(lambda: step(fn, x, trains), calls=300, warmup=10)
                 row = {"model": name, "train": trains, "mode": mode, "host_us": us}
                 if mode == "fusec":
                     row["launches"] = fusec.stats()["launches_per_call"]

@@ -179,6 +179,10 @@ class Axes:
     def axes(self, v: Value) -> list:
         return self.of[v]
 
+    def varies_along(self, v: Value, k: int) -> bool:
+        """Whether v is a tensor with a dim on axis k."""
+        return isinstance(v.type, TensorType) and k in self.of[v]
+
     def extent(self, k: int) -> sympy.Expr:
         """An axis's size: the largest size of a dim on it (size-1 dims broadcast)."""
         sizes = [v.type.shape[d] for v, dims in self.of.items() for d, a in enumerate(dims)

@@ -163,7 +163,7 @@ class _GroupEmitter:
         self.looped = None
         split = split_plan(self)
         if split is not None:          # a long column sum or full reduction: two launches
-            emit_split(self, *split, fallback_block=_fallback_block)
+            emit_split(self, *split)
             for op in reversed(self.ops):
                 erase(op)
             return
@@ -180,14 +180,7 @@ class _GroupEmitter:
             raise ValueError(f"the whole-tensor reductions at {last.loc} run over several axes, "
                              f"one longer than {MAX_WHOLE_REDUCTION} elements; looping over it "
                              "is supported for a single reduced axis only")
-        loops = []
-        reduced_elements = math.prod(self.block.values())
-        n = len(axes.parallel)
-        for position, k in enumerate(axes.parallel):
-            dim, block = self.tiler.block_for(True, position, n, _fallback_block(
-                position, n, reduced_elements))
-            self.block[k] = block
-            loops.append((axes.extent(k), block, dim, k))
+        loops = self.parallel_loops(math.prod(self.block.values()))
         self.loop_dim = None
         if k_axis is not None:          # the K loop's dim comes after M's and N's
             self.loop_dim, self.block[k_axis] = self.tiler.block_for(False, 0, 1, 32)
@@ -196,7 +189,7 @@ class _GroupEmitter:
             loops.append((sympy.Integer(1), 1, dim, None))
         inner = self._nest(loops, last)
         with self.b.at_end(inner):
-            self._indices(loops)
+            self.indices([k for k in axes.reduced if k != self.looped])
             if self.looped is None:
                 for op in self.ops:
                     with self.b.at_loc(op.loc):
@@ -206,6 +199,18 @@ class _GroupEmitter:
             self.b.create("yield")
         for op in reversed(self.ops):
             erase(op)
+
+    def parallel_loops(self, reduced_elements: int) -> list:
+        """(extent, block, dim, axis) of a parallel loop per parallel axis, blocks from the
+        config or the policy (setting self.block), `reduced_elements` per program besides."""
+        loops = []
+        n = len(self.axes.parallel)
+        for position, k in enumerate(self.axes.parallel):
+            dim, block = self.tiler.block_for(True, position, n, _fallback_block(
+                position, n, reduced_elements))
+            self.block[k] = block
+            loops.append((self.axes.extent(k), block, dim, k))
+        return loops
 
     def _nest(self, loops, before: Op) -> Block:
         """The parallel loops, outermost first, in place of `before`; returns the innermost
@@ -228,16 +233,17 @@ class _GroupEmitter:
         return bodies[-1]
 
     # -- indices ---------------------------------------------------------------------------
-    def _indices(self, loops):
-        self.index: dict[int, Value] = {}
+    def indices(self, whole):
+        """The indices of each loop's block (its handle's tile_index) and of the reduced axes
+        `whole` that every program holds whole (with their masks)."""
+        self.index: dict = {}
         self.mask: dict[int, Value] = {}
         for k, h in self.handles.items():
             self.index[k] = self.b.value("tile_index", [h], TileType(D.INDEX, (self.block[k],)))
-        for k in self.axes.reduced:
-            if k != self.looped:
-                n = self.block[k]
-                self.set_index(k, self.b.value("arange", [], TileType(D.INDEX, (n,)), start=0,
-                                               end=n))
+        for k in whole:
+            n = self.block[k]
+            self.set_index(k, self.b.value("arange", [], TileType(D.INDEX, (n,)), start=0,
+                                           end=n))
 
     def set_index(self, k: int, idx: Value):
         """The indices along reduced axis k and the mask of those inside its extent."""

@@ -10,7 +10,7 @@ row that does not fit. Each loop computes what it needs on demand (the emitter's
 """
 from __future__ import annotations
 
-from ..ir import HANDLE, Block, Op, TensorType, TileType
+from ..ir import HANDLE, Block, Op, TileType
 from ..ir import dtypes as D
 from .tensor_graph import mapped_operands
 
@@ -21,7 +21,7 @@ def _phases(emitter, k: int):
     """(loop of each reduce over k, loop of each write of a k-varying value, when each
     value (and write) not varying along k can be computed: 0 before the first loop, i after
     loop i-1)."""
-    along = lambda v: isinstance(v.type, TensorType) and k in emitter.axes.axes(v)  # noqa: E731
+    along = lambda v: emitter.axes.varies_along(v, k)  # noqa: E731
     ready, needs, reduce_loop, write_loop = {}, {}, {}, {}
 
     def needs_of(v):

@@ -71,7 +71,7 @@ def split_plan(emitter) -> tuple[int, int, dict] | None:
     hint = hinted_value(axes.extent(k), emitter.tiler.hints)
     if next_pow2(math.ceil(hint / chunk)) > MAX_CHUNKS:
         return None
-    along = _along(axes, k)
+    along = lambda v: axes.varies_along(v, k)  # noqa: E731
     tainted = {op.results[0] for op in reduces}
     for op in emitter.ops:
         if op.name != "write" and any(u in tainted for u in op.operands):
@@ -81,20 +81,16 @@ def split_plan(emitter) -> tuple[int, int, dict] | None:
     return k, chunk, held
 
 
-def _along(axes, k):
-    return lambda v: isinstance(v.type, TensorType) and k in axes.axes(v)
-
-
 def _partial_dtype(dtype: D.DType) -> D.DType:
     return D.float32 if dtype.is_float and dtype.bits == 16 else dtype
 
 
-def emit_split(emitter, k: int, chunk: int, held: dict, fallback_block) -> None:
+def emit_split(emitter, k: int, chunk: int, held: dict) -> None:
     axes, b = emitter.axes, emitter.b
     last = emitter.ops[-1]
     reduces = [op for op in emitter.ops if op.name == "reduce"
                and axes.axes(op.operands[0])[op.attrs["axis"]] == k]
-    along = _along(axes, k)
+    along = lambda v: axes.varies_along(v, k)  # noqa: E731
     extent = axes.extent(k)
     chunks = sympy.ceiling(extent / chunk)
     n_held = next_pow2(math.ceil(hinted_value(extent, emitter.tiler.hints) / chunk))
@@ -111,10 +107,12 @@ def emit_split(emitter, k: int, chunk: int, held: dict, fallback_block) -> None:
 
     # launch 1: a chunk of k and a block of the other axes per program
     emitter.block[k] = chunk
-    loops = [(chunks, 1, emitter.tiler.new_dim(), _SPLIT)] + _parallel_loops(
-        emitter, fallback_block, chunk * held_elements)
+    emitter.block[_SPLIT] = 1
+    loops = [(chunks, 1, emitter.tiler.new_dim(), _SPLIT)] + emitter.parallel_loops(
+        chunk * held_elements)
     with b.at_end(emitter._nest(loops, last)):
-        chunk_index = _grid_indices(emitter, held)
+        emitter.indices(held)
+        chunk_index = emitter.index.pop(_SPLIT)
         rows = b.value("arange", [], TileType(D.INDEX, (chunk,)), start=0, end=chunk)
         first = b.value("mul", [emitter._broadcast(chunk_index, (chunk,)), b.value(
             "const", [], TileType(D.INDEX, (chunk,)), value=chunk)], rows.type)
@@ -130,10 +128,10 @@ def emit_split(emitter, k: int, chunk: int, held: dict, fallback_block) -> None:
 
     # launch 2: a block's partials reduced, then what follows the reductions
     emitter.env, emitter.loaded = {}, {}
-    loops = _parallel_loops(emitter, fallback_block, n_held) or [
+    loops = emitter.parallel_loops(n_held) or [
         (sympy.Integer(1), 1, emitter.tiler.new_dim(), None)]
     with b.at_end(emitter._nest(loops, last)):
-        _grid_indices(emitter, held)
+        emitter.indices(held)
         index = b.value("arange", [], TileType(D.INDEX, (n_held,)), start=0, end=n_held)
         bound = b.value("symval", [], TileType(D.INDEX), expr=chunks)
         bound = emitter._broadcast(b.value("expand_dims", [bound], TileType(D.INDEX, (1,)),
@@ -147,34 +145,6 @@ def emit_split(emitter, k: int, chunk: int, held: dict, fallback_block) -> None:
                 with b.at_loc(op.loc):
                     emitter._lower(op)
         b.create("yield")
-
-
-def _parallel_loops(emitter, fallback_block, reduced_elements: int) -> list:
-    loops = []
-    n = len(emitter.axes.parallel)
-    for position, kk in enumerate(emitter.axes.parallel):
-        dim, block = emitter.tiler.block_for(True, position, n, fallback_block(
-            position, n, reduced_elements))
-        emitter.block[kk] = block
-        loops.append((emitter.axes.extent(kk), block, dim, kk))
-    return loops
-
-
-def _grid_indices(emitter, held: dict):
-    """The indices of the program's blocks and of the reduced axes it holds whole; returns
-    the chunk loop's index ([1]) if any."""
-    emitter.index, emitter.mask = {}, {}
-    for j, n in held.items():
-        emitter.set_index(j, emitter.b.value("arange", [], TileType(D.INDEX, (n,)), start=0,
-                                             end=n))
-    chunk_index = None
-    for kk, h in emitter.handles.items():
-        if kk == _SPLIT:
-            chunk_index = emitter.b.value("tile_index", [h], TileType(D.INDEX, (1,)))
-        else:
-            emitter.index[kk] = emitter.b.value("tile_index", [h],
-                                                TileType(D.INDEX, (emitter.block[kk],)))
-    return chunk_index
 
 
 def _partials_address(emitter, r, first, shape) -> list:

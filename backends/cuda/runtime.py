@@ -9,9 +9,10 @@ on the stream torch is using.
   alloc) with torch CUDA tensors for every tensor. The 8-byte parameter values of the call
   (layout.py) are worked out once per call geometry (a LaunchPlan) into one int64 array
   whose kernelParams pointers never change: a cached call writes the data pointers and
-  launches. Each launch goes to `torch.cuda.current_stream(device)` with grid (programs, 1, 1) and
-  warps*32 threads -- or, for code running `programs_per_block` programs per thread block
-  (the PTX backend: one per thread), ceil(programs / programs_per_block) blocks. Global
+  launches. Each launch goes to `torch.cuda.current_stream(device)` with grid
+  (programs, 1, 1) and warps*32 threads -- or, for code running `programs_per_block`
+  programs per thread block (the PTX backend: one per thread),
+  ceil(programs / programs_per_block) blocks. Global
   scratch (tile buffers over the shared-memory budget; the PTX backend's large buffers) is
   a torch.empty of programs * bytes per program on the device per call (torch's caching
   allocator: stream-ordered, cheap).

@@ -6,8 +6,9 @@ holds whatever the DSL would infer); fusec's fuse and tile passes then make as f
 of it as its dependences allow. As Inductor does, values aten holds in bfloat16 or float16
 are computed in float32 inside a region -- its 16-bit inputs are widened where they are
 read and its results rounded once where they are stored -- rather than rounded after every
-op; an explicit conversion in the graph (`.to(torch.bfloat16)`) still rounds. The source is registered with linecache under a
-`<fusec-region ...>` name, so compile errors point at the line of the node.
+op; an explicit conversion in the graph (`.to(torch.bfloat16)`) still rounds. The source is
+registered with linecache under a `<fusec-region ...>` name, so compile errors point at the
+line of the node.
 
 Results that are views of the kernel's values (or of the region's inputs) are replayed by
 aten after the launch: their strides are exactly eager's. When fusec cannot compile the
