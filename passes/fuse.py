@@ -7,10 +7,17 @@ one group each). Groups that read the same tensor over the same iteration space 
 merged too (horizontal fusion: x * 2 and x.sum(axis=1) from one pass over x). A value crossing
 groups is written to memory by its group and read back by the other (the tile pass does it).
 
+Casts, broadcasts and expand_dims of the kernel's params (and of constants) are free: they
+cost a load, which every group that uses them does anyway. They join no group while groups
+are merged (two ops sharing `x.to(float32)` are not fused for that alone), and at the end each
+group that uses one gets it, a copy of its own where several do.
+
 A merge is refused, and the reason kept in the kernel's `fusion_notes`, when
   - the ops' dims do not map onto one iteration space (a transposed use of the same data);
+  - reductions over different axes (row sums and column sums of one tensor) would leave no
+    axis of the merged space to run in parallel, though each side had some;
   - it would need a global barrier: a reduction over every axis of the space (one program)
-    and elementwise consumers that would otherwise run in parallel;
+    and ops after it that run over the reduced axes (x / x.sum());
   - a reduced axis is longer than one program can hold in one tile (`max_reduce` elements);
     such reductions stay alone (the tile pass loops over them);
   - a matmul would take a second matmul or a reduction (one feeding its K dimension, or one
@@ -29,7 +36,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from ..ir import Module, Op
+from ..ir import Module, Op, TensorType, erase
 from ..ir.ops import INDEXED_VIEWS
 from ..ir.symbolic import hinted_value
 from .tensor_graph import Axes, NotOneSpace, chain_source, in_memory, whole_tensor_ops
@@ -90,7 +97,10 @@ class _Fuser:
         ops = whole_tensor_ops(self.kernel)
         if not ops:
             return
+        self.free = _free_ops(ops, self.body)
         for gid, op in enumerate(ops):
+            if op in self.free:
+                continue
             self.group[op] = gid
             self.members[gid] = [op]
             for v in op.operands:
@@ -99,6 +109,7 @@ class _Fuser:
                     continue
                 self._try_merge(self.group[p], self.group[op], f"{_name(p)} -> {_name(op)}")
         self._horizontal()
+        self._place_free_ops(len(ops))
         self._number()
 
     # -- merging ---------------------------------------------------------------------------
@@ -134,9 +145,13 @@ class _Fuser:
             if n is None or n > self.max_reduce:
                 return (f"the reduced axis of size {axes.extent(k)} does not fit one tile "
                         f"(> {self.max_reduce} elements); the reduction is tiled on its own")
-        if not axes.parallel and any(self._parallel_elementwise(g) for g in (g1, g2)):
-            return ("it would need a global barrier: the reduction covers every axis its "
-                    "consumers run in parallel")
+        if not axes.parallel:
+            if all(self._has_parallel_axes(g) for g in (g1, g2)):
+                return ("reductions over different axes would leave no axis to run in "
+                        "parallel (each side has some)")
+            if _runs_after_full_reduction(merged, axes):
+                return ("it would need a global barrier: the reduction covers every axis and "
+                        "ops after it run over them")
         return self._reordering(g1, g2, merged)
 
     def _view_of_member(self, merged: list[Op]) -> str | None:
@@ -149,11 +164,7 @@ class _Fuser:
                             f"{_name(source)} is written by a launch of its own first")
         return None
 
-    def _parallel_elementwise(self, g: int) -> bool:
-        """A group without reductions, with parallel axes (fusing it into a reduction over
-        every axis would run it in one program)."""
-        if any(op.name == "reduce" for op in self.members[g]):
-            return False
+    def _has_parallel_axes(self, g: int) -> bool:
         try:
             return bool(Axes(self.members[g]).parallel)
         except NotOneSpace:
@@ -196,8 +207,52 @@ class _Fuser:
 
     def _reads(self, g: int) -> set:
         """What a group reads over its own iteration space (a view's operand is read at
-        other indices: no common pass over it)."""
-        return {v for op in self.members[g] if op.name not in INDEXED_VIEWS for v in reads(op)}
+        other indices: no common pass over it), the params its free ops read included."""
+        found = set()
+        for op in self.members[g]:
+            if op.name in INDEXED_VIEWS:
+                continue
+            found |= reads(op)
+            todo = [self.producer.get(v) for v in op.operands]
+            while todo:
+                p = todo.pop()
+                if p in self.free:
+                    found |= reads(p)
+                    todo += [self.producer.get(v) for v in p.operands]
+        return found
+
+    # -- free ops ---------------------------------------------------------------------------
+    def _place_free_ops(self, next_gid: int) -> None:
+        """Each free op goes into the groups of its users, copied for every group but the
+        first; last ops first, so that a free op's users (free ones too) are placed."""
+        for op in reversed([op for op in self.body.ops if op in self.free]):
+            users = [u for u in self.body.ops if op.result in u.operands]
+            if not users:
+                erase(op)                   # pure, and nothing reads it
+                continue
+            if any(u not in self.group for u in users):   # read from memory by a tile loop
+                self.group[op] = next_gid
+                self.members[next_gid] = [op]
+                next_gid += 1
+                continue
+            gids = list(dict.fromkeys(self.group[u] for u in users))
+            self._join(op, gids[0])
+            at = self.body.ops.index(op)
+            for gid in gids[1:]:
+                copy = Op(op.name, op.operands, [op.result.type], dict(op.attrs), loc=op.loc)
+                copy.results[0].name = op.result.name
+                self.body.insert(at + 1, copy)
+                for u in users:
+                    if self.group[u] == gid:
+                        u.operands = [copy.result if v is op.result else v for v in u.operands]
+                self._join(copy, gid)
+            self.position = {o: i for i, o in enumerate(self.body.ops)}
+        for gid, ops in self.members.items():
+            ops.sort(key=self.position.get)
+
+    def _join(self, op: Op, gid: int) -> None:
+        self.group[op] = gid
+        self.members[gid].append(op)
 
     def _same_space(self, g1: int, g2: int) -> bool:
         """Same rank and reductions that agree (or none on one side: an elementwise pass
@@ -217,6 +272,38 @@ class _Fuser:
                 op.attrs["group"] = k
         if self.notes:
             self.kernel.attrs["fusion_notes"] = list(self.notes)
+
+
+FREE_OPS = ("cast", "broadcast", "expand_dims")
+
+
+def _free_ops(ops: list[Op], body) -> set:
+    """Casts, broadcasts and expand_dims of params no op writes, of constants, and of each
+    other: what a group can recompute for the cost of a load."""
+    written = {v for op in ops for v in writes(op)}
+    free: set = set()
+    for op in ops:
+        if op.name in FREE_OPS and len(op.results) == 1 and all(
+                (v.op is None and v not in written) if in_memory(v)
+                else (v.op in free or not isinstance(v.type, TensorType))
+                for v in op.operands):
+            free.add(op)
+    return free
+
+
+def _runs_after_full_reduction(merged: list[Op], axes: Axes) -> bool:
+    """An op of the group, after one of its reductions over every axis, that runs over some
+    axis (x / x.sum()): only one program holds the reduction, so it would run in one program
+    too. Chained reductions (sum over two axes as two reduce ops) and the keepdims reshapes
+    of a reduction's result run over no axis."""
+    after: set = set()
+    for op in merged:
+        if op.name == "reduce" or any(v in after for v in op.operands):
+            after.update(op.results)
+            if op.name != "reduce" and any(
+                    a is not None for r in op.results for a in axes.of.get(r, ())):
+                return True
+    return False
 
 
 def _matmul_refusal(dots: list[Op], merged: list[Op]) -> str | None:

@@ -175,3 +175,17 @@ def full_sum(x):
 def leading_sums(x):
     """A norm weight's gradient shape: a sum over the batch and sequence dims."""
     return x.to(fl.float32).sum(axis=(0, 1))
+
+
+@fusec.kernel
+def rmsnorm_backward(x, g, w, rstd):
+    """RMSNorm's backward as AOT autograd gives it (bf16 in, float32 math): the weight's
+    gradient (a sum over the batch and sequence dims) and the input's (a row sum), both of
+    `g.to(float32)`: the shared cast must not put the column and the row sums in one group
+    (no axis would be left to run in parallel)."""
+    x32, g32, w32 = x.to(fl.float32), g.to(fl.float32), w.to(fl.float32)
+    dw = (g32 * x32 * rstd).sum(axis=(0, 1))
+    gw = g32 * w32
+    row = (gw * x32).sum(axis=2, keepdims=True)
+    dx = gw * rstd - x32 * (row * rstd * rstd * rstd / x.shape[2])
+    return dw.to(w.dtype), dx.to(x.dtype)

@@ -2,6 +2,9 @@
 as two launches (chunk partials, then their reduction and the epilogue) and agree with
 float64 numpy; groups that must not split (a row reduction, a value varying along the
 reduced axis that needs the reduction) keep one launch per group and stay right."""
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -114,3 +117,41 @@ def test_a_reduction_broadcast_back_and_row_reductions_are_not_split():
     y = _rand(33, 2000)
     np.testing.assert_allclose(row_sums(y), y.astype(np.float64).sum(1), rtol=1e-4, atol=1e-3)
     assert row_sums.compile(y).num_launches == 1
+
+
+@fusec.kernel
+def squares_total(x):
+    return (x * x).sum()
+
+
+def test_elementwise_producers_fuse_into_a_full_reduction():
+    """(x * x).sum(): the product is computed where it is summed (one launch below the split
+    threshold, the chunk launch of the split above it), never written out."""
+    for shape in ((1000,), (300, 500)):
+        x = _rand(*shape)
+        compiled = squares_total.compile(x)
+        assert compiled.num_launches == (1 if len(shape) == 1 else 2)
+        assert "not fused" not in str(compiled.module.kernel().attrs.get("fusion_notes", ""))
+        np.testing.assert_allclose(compiled(x), (x.astype(np.float64) ** 2).sum(), rtol=1e-5)
+
+
+@pytest.mark.parametrize("shape", [(8, 100, 96), (3, 700, 33)])
+def test_row_and_column_sums_of_a_shared_cast_stay_apart(shape):
+    """RMSNorm's backward: the weight's gradient sums over (0, 1), the input's needs a row
+    sum; both read g.to(float32). Kept in separate groups (the cast copied into each), each
+    with an axis to run in parallel, and right against float64."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tensor_kernels import rmsnorm_backward
+    rng = np.random.default_rng(shape[1])
+    x, g = (rng.standard_normal(shape).astype(np.float32) - 0.2 for _ in range(2))
+    w = rng.standard_normal(shape[2]).astype(np.float32)
+    rstd = (1.0 / np.sqrt((x.astype(np.float64) ** 2).mean(2, keepdims=True) + 1e-6)
+            ).astype(np.float32)
+    compiled = rmsnorm_backward.compile(x, g, w, rstd)
+    assert compiled.num_launches == 3          # the split column sum (2), the row group (1)
+    dw, dx = compiled(x, g, w, rstd)
+    x64, g64, w64, r64 = (a.astype(np.float64) for a in (x, g, w, rstd))
+    row = (g64 * w64 * x64).sum(2, keepdims=True)
+    np.testing.assert_allclose(dw, (g64 * x64 * r64).sum((0, 1)), rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(dx, g64 * w64 * r64 - x64 * row * r64 ** 3 / shape[2],
+                               rtol=1e-4, atol=1e-4)
