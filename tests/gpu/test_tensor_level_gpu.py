@@ -169,3 +169,25 @@ def test_split_sum_over_leading_dims(backend, dtype, shape):
     assert_close(compiled(x).double().cpu().numpy(), x.double().sum((0, 1)).cpu().numpy(),
                  "bfloat16" if dtype == torch.bfloat16 else "float32",
                  f"leading_sums {backend} {shape}")
+
+
+@pytest.mark.parametrize("backend", ["cuda", "ptx"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("shape", [(8, 512, 1024), (3, 700, 33)])
+def test_rmsnorm_backward_row_and_column_sums(backend, dtype, shape):
+    """The weight's gradient (split sum over (0, 1)) and the input's (a row group), from a
+    shared cast of the upstream gradient: three launches, right against float64."""
+    torch.manual_seed(shape[2])
+    x, g = ((torch.randn(shape, device="cuda") - 0.2).to(dtype) for _ in range(2))
+    w = torch.randn(shape[2], device="cuda").to(dtype)
+    rstd = torch.rsqrt(x.double().pow(2).mean(2, keepdim=True) + 1e-6).float()
+    compiled = K.rmsnorm_backward.compile(x, g, w, rstd, backend=backend)
+    assert compiled.num_launches == 3
+    dw, dx = compiled(x, g, w, rstd)
+    xd, gd, wd, rd = (t.double() for t in (x, g, w, rstd))
+    row = (gd * wd * xd).sum(2, keepdim=True)
+    name = "bfloat16" if dtype == torch.bfloat16 else "float32"
+    for got, want in ((dw, (gd * xd * rd).sum((0, 1))),
+                      (dx, gd * wd * rd - xd * row * rd ** 3 / shape[2])):
+        assert_close(got.double().cpu().numpy(), want.cpu().numpy(), name,
+                     f"rmsnorm_backward {backend} {shape}")
