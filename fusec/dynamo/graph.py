@@ -18,7 +18,7 @@ from torch.fx.passes.infra.partitioner import CapabilityBasedPartitioner
 from torch.fx.passes.utils.fuser_utils import fuse_by_partitions
 
 from .region import FusedRegion
-from .rules import is_view, launches_nothing
+from .rules import fast_view, is_view, launches_nothing
 from .support import FusecSupport, interior_views
 
 MAX_REPARTITIONS = 64
@@ -31,6 +31,7 @@ class GraphReport:
     regions: list = field(default_factory=list)           # FusedRegion
     aten_ops: list = field(default_factory=list)          # ("name = op", why not fused)
     aten_launching: int = 0          # aten nodes that run a device kernel (not views)
+    code: str = ""                   # the Python code of the compiled graph
 
     @property
     def launches_per_call(self) -> int | None:
@@ -108,4 +109,9 @@ def compile_graph(gm: GraphModule, options, label: str) -> tuple[GraphModule, Gr
             report.aten_launching += not launches_nothing(node.target)
     if options.dump or "graph" in os.environ.get("FUSEC_DUMP", "").split(","):
         print(report.text(), file=sys.stderr)
+    for node in gm.graph.nodes:
+        if node.op == "call_function":
+            fast_view(node)
+    gm.recompile()
+    report.code = gm.code
     return gm, report

@@ -28,7 +28,7 @@ from torch.fx.node import map_arg
 
 from .. import jit, language as fl
 from ..errors import LaunchError
-from .rules import Emitter, dtype_name, rule_for
+from .rules import Emitter, dtype_name, fast_view, rule_for
 from .support import meta_value, result_tensors, rule_args, split_region
 
 _counter = itertools.count()
@@ -117,6 +117,8 @@ class FusedRegion(torch.nn.Module):
         self.param_positions = [self.position[p] for p in self.source.params]
         self.output_args = next(n for n in gm.graph.nodes if n.op == "output").args[0]
         self.replay = [n for n in gm.graph.nodes if n in self.source.replayed]
+        for n in self.replay:
+            fast_view(n)
         # without views to replay, each output is a kernel result or a region input
         self.picks = None if self.replay else [
             (True, self.source.bases.index(n)) if n in self.source.bases
