@@ -13,6 +13,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 
+import torch
 from torch.fx import GraphModule
 from torch.fx.passes.infra.partitioner import CapabilityBasedPartitioner
 from torch.fx.passes.utils.fuser_utils import fuse_by_partitions
@@ -22,6 +23,7 @@ from .rules import fast_view, is_view, launches_nothing
 from .support import FusecSupport, interior_views
 
 MAX_REPARTITIONS = 64
+aten = torch.ops.aten
 
 
 @dataclass
@@ -83,6 +85,12 @@ def _target_name(target) -> str:
         target, "__name__", str(target))
 
 
+def _left_to_aten(target) -> str:
+    if getattr(target, "overloadpacket", None) is aten.clone:
+        return "a copy (clone): aten runs it"
+    return "a view: aten runs it (no copy)" if is_view(target) else "a result of a region"
+
+
 def compile_graph(gm: GraphModule, options, label: str) -> tuple[GraphModule, GraphReport]:
     support = FusecSupport(options.matmul)
     partitions = _partitions(gm, support)
@@ -103,8 +111,7 @@ def compile_graph(gm: GraphModule, options, label: str) -> tuple[GraphModule, Gr
     for node in gm.graph.nodes:
         if node.op == "call_function" and not (node.target is operator.getitem
                                                and node.args[0] in regions):
-            why = why_not.get(node.name) or ("a view: aten runs it (no copy)"
-                                             if is_view(node.target) else "a result of a region")
+            why = why_not.get(node.name) or _left_to_aten(node.target)
             report.aten_ops.append((f"{node.name} = {_target_name(node.target)}", why))
             report.aten_launching += not launches_nothing(node.target)
     if options.dump or "graph" in os.environ.get("FUSEC_DUMP", "").split(","):
