@@ -82,6 +82,7 @@ class _Tiler:
             return
         if any("group" not in op.attrs for op in ops):     # not fused yet: fuse first
             Fuse(hints=self.hints).run_on(self.kernel)
+            ops = whole_tensor_ops(self.kernel)     # fuse copies and erases free ops
         groups: dict[int, list[Op]] = {}
         for op in ops:
             groups.setdefault(op.attrs["group"], []).append(op)
