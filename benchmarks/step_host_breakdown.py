@@ -45,10 +45,9 @@ def instrument():
 
 
 def cases():
-    bf = torch.bfloat16
     return {"block 8x512x1024": (tm.Block(1024, 16), (8, 512, 1024)),
             "block 2x16x32": (tm.Block(32, 4), (2, 16, 32)),
-            "mlp 8192x1024": (tm.MLP(1024, 4096), (8192, 1024))}, bf
+            "mlp 8192x1024": (tm.MLP(1024, 4096), (8192, 1024))}
 
 
 def step(fn, x, trains):
@@ -64,8 +63,8 @@ def main():
     ap.add_argument("--only", default="")
     opts = ap.parse_args()
     instrument()
-    models, bf = cases()
-    for name, (module, shape) in models.items():
+    bf = torch.bfloat16
+    for name, (module, shape) in cases().items():
         if opts.only not in name:
             continue
         module = module.to("cuda", bf)

@@ -97,7 +97,7 @@ class _Fuser:
         ops = whole_tensor_ops(self.kernel)
         if not ops:
             return
-        self.free = _free_ops(ops, self.body)
+        self.free = _free_ops(ops)
         for gid, op in enumerate(ops):
             if op in self.free:
                 continue
@@ -237,6 +237,8 @@ class _Fuser:
                 continue
             gids = list(dict.fromkeys(self.group[u] for u in users))
             self._join(op, gids[0])
+            if len(gids) == 1:
+                continue
             at = self.body.ops.index(op)
             for gid in gids[1:]:
                 copy = Op(op.name, op.operands, [op.result.type], dict(op.attrs), loc=op.loc)
@@ -277,7 +279,7 @@ class _Fuser:
 FREE_OPS = ("cast", "broadcast", "expand_dims")
 
 
-def _free_ops(ops: list[Op], body) -> set:
+def _free_ops(ops: list[Op]) -> set:
     """Casts, broadcasts and expand_dims of params no op writes, of constants, and of each
     other: what a group can recompute for the cost of a load."""
     written = {v for op in ops for v in writes(op)}

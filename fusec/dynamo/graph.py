@@ -13,17 +13,15 @@ import os
 import sys
 from dataclasses import dataclass, field
 
-import torch
 from torch.fx import GraphModule
 from torch.fx.passes.infra.partitioner import CapabilityBasedPartitioner
 from torch.fx.passes.utils.fuser_utils import fuse_by_partitions
 
 from .region import FusedRegion
-from .rules import fast_view, is_view, launches_nothing
+from .rules import aten, fast_view, is_view, launches_nothing, packet
 from .support import FusecSupport, interior_views
 
 MAX_REPARTITIONS = 64
-aten = torch.ops.aten
 
 
 @dataclass
@@ -86,7 +84,7 @@ def _target_name(target) -> str:
 
 
 def _left_to_aten(target) -> str:
-    if getattr(target, "overloadpacket", None) is aten.clone:
+    if packet(target) is aten.clone:
         return "a copy (clone): aten runs it"
     return "a view: aten runs it (no copy)" if is_view(target) else "a result of a region"
 
@@ -107,7 +105,6 @@ def compile_graph(gm: GraphModule, options, label: str) -> tuple[GraphModule, Gr
                 setattr(gm, node.target, region)
                 report.regions.append(region)
                 regions.add(node)
-        gm.recompile()
     for node in gm.graph.nodes:
         if node.op == "call_function" and not (node.target is operator.getitem
                                                and node.args[0] in regions):
