@@ -13,10 +13,11 @@ import os
 import sys
 from dataclasses import dataclass, field
 
-from torch.fx import GraphModule
+from torch.fx import GraphModule, Node
 from torch.fx.passes.infra.partitioner import CapabilityBasedPartitioner
 from torch.fx.passes.utils.fuser_utils import fuse_by_partitions
 
+from .aliases import Roots, collapse_views
 from .region import FusedRegion
 from .rules import aten, fast_view, is_view, launches_nothing, packet
 from .support import FusecSupport, interior_views
@@ -32,6 +33,8 @@ class GraphReport:
     aten_ops: list = field(default_factory=list)          # ("name = op", why not fused)
     aten_launching: int = 0          # aten nodes that run a device kernel (not views)
     code: str = ""                   # the Python code of the compiled graph
+    module: object = None            # the compiled GraphModule (benchmarks time its nodes)
+    view_calls: tuple = (0, 0)       # view calls before and after chains were collapsed
 
     @property
     def launches_per_call(self) -> int | None:
@@ -52,6 +55,11 @@ class GraphReport:
             lines += ["    " + line for line in r.source.text.splitlines()]
         for node, why in self.aten_ops:
             lines.append(f"  aten {node}: {why}")
+        before, after = self.view_calls
+        if before != after:
+            lines.append(f"  views outside regions: {after} calls where the graph had {before}"
+                         " (chains of views of known layout are one reinterpret of their "
+                         "root)")
         return "\n".join(lines)
 
 
@@ -89,6 +97,24 @@ def _left_to_aten(target) -> str:
     return "a view: aten runs it (no copy)" if is_view(target) else "a result of a region"
 
 
+def _layout_roots(gm: GraphModule) -> Roots:
+    """Which nodes of the graph have their traced layout at run time (aliases.py), telling
+    each region which of its inputs do and learning which of its outputs do."""
+    roots = Roots()
+    trusted_outputs: dict = {}          # region call node -> flags of its outputs
+    for node in gm.graph.nodes:
+        if node.op == "call_module" and isinstance(getattr(gm, node.target), FusedRegion):
+            region = getattr(gm, node.target)
+            trusted_outputs[node] = region.trust_inputs(
+                [isinstance(a, Node) and a in roots.root for a in node.args])
+        elif node.target is operator.getitem and node.args[0] in trusted_outputs:
+            if trusted_outputs[node.args[0]][node.args[1]]:
+                roots.trust(node)
+        else:
+            roots.visit(node)
+    return roots
+
+
 def compile_graph(gm: GraphModule, options, label: str) -> tuple[GraphModule, GraphReport]:
     support = FusecSupport(options.matmul)
     partitions = _partitions(gm, support)
@@ -111,6 +137,7 @@ def compile_graph(gm: GraphModule, options, label: str) -> tuple[GraphModule, Gr
             why = why_not.get(node.name) or _left_to_aten(node.target)
             report.aten_ops.append((f"{node.name} = {_target_name(node.target)}", why))
             report.aten_launching += not launches_nothing(node.target)
+    report.view_calls = collapse_views(gm.graph, _layout_roots(gm))
     if options.dump or "graph" in os.environ.get("FUSEC_DUMP", "").split(","):
         print(report.text(), file=sys.stderr)
     for node in gm.graph.nodes:
@@ -118,4 +145,5 @@ def compile_graph(gm: GraphModule, options, label: str) -> tuple[GraphModule, Gr
             fast_view(node)
     gm.recompile()
     report.code = gm.code
+    report.module = gm
     return gm, report

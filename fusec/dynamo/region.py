@@ -10,8 +10,8 @@ op; an explicit conversion in the graph (`.to(torch.bfloat16)`) still rounds. Th
 registered with linecache under a `<fusec-region ...>` name, so compile errors point at the
 line of the node.
 
-Results that are views of the kernel's values (or of the region's inputs) are replayed by
-aten after the launch: their strides are exactly eager's. When fusec cannot compile the
+Results that are views of the kernel's values (or of the region's inputs) are replayed
+after the launch (region_call.py): their strides are exactly eager's. When fusec cannot compile the
 region (an error from the frontend or a backend), the region warns once and runs its nodes
 as aten ops from then on; `strict` raises instead.
 """
@@ -24,10 +24,11 @@ import warnings
 
 import torch
 from torch.fx import GraphModule, Node
-from torch.fx.node import map_arg
 
 from .. import jit, language as fl
 from ..errors import LaunchError
+from .aliases import Roots, row_major
+from .region_call import region_call
 from .rules import Emitter, dtype_name, fast_view, rule_for
 from .support import meta_value, result_tensors, rule_args, split_region
 
@@ -102,7 +103,10 @@ def _computed(dtype: torch.dtype) -> torch.dtype:
 
 
 class FusedRegion(torch.nn.Module):
-    """Runs a region: its fusec kernel, then the views of the results aten replays."""
+    """Runs a region: its fusec kernel, then the views of the results aten replays. The
+    first call compiles (or falls back to aten); later calls run the generated code of
+    region_call.py, set up by `trust_inputs` (compile_graph calls it with which inputs have
+    their traced layout at run time; until then none is trusted)."""
 
     def __init__(self, gm: GraphModule, options, label: str):
         super().__init__()
@@ -112,19 +116,36 @@ class FusedRegion(torch.nn.Module):
         self.source = RegionSource(gm, name, options.matmul)
         self.kernel = jit.Kernel(self.source.function(), backend=options.backend,
                                  autotune=options.autotune, fast_math=options.fast_math)
-        placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
-        self.position = {n: i for i, n in enumerate(placeholders)}
-        self.param_positions = [self.position[p] for p in self.source.params]
+        self.placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
+        position = {n: i for i, n in enumerate(self.placeholders)}
+        self.param_positions = [position[p] for p in self.source.params]
         self.output_args = next(n for n in gm.graph.nodes if n.op == "output").args[0]
         self.replay = [n for n in gm.graph.nodes if n in self.source.replayed]
         for n in self.replay:
             fast_view(n)
-        # without views to replay, each output is a kernel result or a region input
-        self.picks = None if self.replay else [
-            (True, self.source.bases.index(n)) if n in self.source.bases
-            else (False, self.position[n]) for n in self.output_args]
         self.fallback_reason: str | None = None
         self.launches_per_call: int | None = None
+        self.call_text = ""              # the generated code of later calls
+        self.trust_inputs([False] * len(self.placeholders))
+
+    def trust_inputs(self, trusted: list[bool]) -> list[bool]:
+        """Generate the call code knowing which inputs have their traced layout at run
+        time; returns the same for each output."""
+        roots = Roots()
+        for p, sure in zip(self.placeholders, trusted):
+            if sure:
+                roots.trust(p)
+        for b in self.source.bases:      # fusec allocates its results row-major
+            if row_major(b):
+                roots.root[b] = b
+        for n in self.replay:
+            roots.visit(n)
+        self._run, self._finish, self.call_text = region_call(
+            self.source.name, self.kernel, self._fall_back, self.placeholders,
+            self.source.params, self.source.bases, self.replay, self.output_args, roots)
+        if self.launches_per_call is not None and self.fallback_reason is None:
+            self.forward = self._run
+        return [isinstance(o, Node) and o in roots.root for o in self.output_args]
 
     def forward(self, *args):
         if self.fallback_reason is not None:
@@ -135,19 +156,16 @@ class FusedRegion(torch.nn.Module):
         except LaunchError:
             raise
         except Exception as exc:         # fusec cannot compile this region: aten runs it
-            if self.options.strict:
-                raise
-            self.fallback_reason = f"{type(exc).__name__}: {exc}"
-            warnings.warn(f"fusec: region {self.source.name} runs as aten ops "
-                          f"({self.fallback_reason.splitlines()[0]})", stacklevel=2)
-            return self.original(*args)
-        if self.launches_per_call is None:
-            self.launches_per_call = self.kernel.compile(*params).num_launches
-        if self.picks is not None:
-            return tuple(values[i] if computed else args[i] for computed, i in self.picks)
-        env = dict(zip(self.source.bases, values))
-        env.update((n, args[i]) for n, i in self.position.items())
-        for n in self.replay:          # views replayed on results or on the inputs
-            env[n] = n.target(*map_arg(n.args, env.__getitem__),
-                              **map_arg(n.kwargs, env.__getitem__))
-        return tuple(map_arg(self.output_args, env.__getitem__))
+            return self._fall_back(exc, args)
+        self.launches_per_call = self.kernel.compile(*params).num_launches
+        self.forward = self._run         # later calls: the generated code
+        return self._finish(values, *args)
+
+    def _fall_back(self, exc: Exception, args):
+        if self.options.strict:
+            raise exc
+        self.fallback_reason = f"{type(exc).__name__}: {exc}"
+        self.__dict__.pop("forward", None)
+        warnings.warn(f"fusec: region {self.source.name} runs as aten ops "
+                      f"({self.fallback_reason.splitlines()[0]})", stacklevel=3)
+        return self.original(*args)
