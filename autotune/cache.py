@@ -42,7 +42,8 @@ def compiler_fingerprint() -> str:
     return digest.hexdigest()
 
 
-def _default_root() -> Path:
+def cache_root() -> Path:
+    """The cache folder: FUSEC_CACHE_DIR, else the user cache folder."""
     env = os.environ.get("FUSEC_CACHE_DIR")
     if env:
         return Path(env).expanduser()
@@ -189,7 +190,7 @@ def default_cache() -> DiskCache | None:
     global _DEFAULT
     if os.environ.get("FUSEC_DISABLE_CACHE") == "1":
         return None
-    wanted = _default_root()
+    wanted = cache_root()
     if _DEFAULT is None or _DEFAULT[0] != wanted:
         _DEFAULT = (wanted, DiskCache(wanted))
     return _DEFAULT[1]

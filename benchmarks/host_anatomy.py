@@ -52,7 +52,7 @@ def region_parts(region, args, calls):
     compiled = kernel.compile(*params)
     parts = {"kernel(*params)": host_us(lambda: kernel(*params), calls),
              "call key": host_us(lambda: kernel._call_key(params), calls),
-             "fast path": host_us(lambda: fast(params), calls)}
+             "fast path": host_us(lambda: fast(tuple(params)), calls)}
     return parts, len(params), compiled.num_launches
 
 

@@ -30,6 +30,7 @@ def main():
     key = vector_add._call_key((a, b))
     fast = vector_add._calls[key]
     compiled = next(iter(vector_add._compiled.values()))
+    python_fast = compiled.fast_path([a, b])        # without args: never the native path
     rt = compiled.native.runtime()
     out = torch.empty_like(a)
     plan = rt.plan([a, b, out])
@@ -48,7 +49,8 @@ def main():
     cases = {
         "whole call: vector_add(a, b)": lambda: vector_add(a, b),
         "call key": lambda: vector_add._call_key((a, b)),
-        "fast path (no key)": lambda: fast((a, b)),
+        f"fast path (no key): {type(fast).__name__}": lambda: fast((a, b)),
+        "Python fast path (no key)": lambda: python_fast((a, b)),
         "plan.launch (pointers + driver)": lambda: plan.launch([a, b, out]),
         "torch.empty(1024)": lambda: torch.empty(1024, device="cuda"),
         "torch.empty_like(a)": lambda: torch.empty_like(a),

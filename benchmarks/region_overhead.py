@@ -51,7 +51,7 @@ if __name__ == "__main__":
             "region.forward": lambda: region.forward(*args),
             "kernel(*params)": lambda: kernel(*params),
             "call key": lambda: kernel._call_key(params),
-            "fast path": lambda: fast(params),
+            "fast path": lambda: fast(tuple(params)),
             "eager region (aten ops)": lambda: region.original(*args),
         }
         print(f"region {region.source.name}: {len(params)} params, "

@@ -8,7 +8,7 @@ import sys
 
 import sympy
 
-from . import arrays
+from . import arrays, fastcall
 from .autotune.cache import default_cache
 from .autotune.config import Config
 from .autotune.facts import KernelFacts
@@ -284,12 +284,15 @@ class CompiledKernel:
             return self.run(list(args))
         return self.run([args[i] for i in self.runtime_positions])
 
-    def fast_path(self, runtime_args: list):
+    def fast_path(self, runtime_args: list, args: tuple | None = None):
         """A callable running later calls whose arguments match runtime_args in everything
         the compile and the launch geometry depend on (dtypes, shapes, strides, alignment,
         scalar values: the Kernel's call cache keys them so), with only the data pointers
         new: the output shapes and, on a GPU, the launch parameters are worked out once.
-        Takes the kernel's whole argument list (constexprs included)."""
+        Takes the kernel's whole argument tuple (constexprs included). On a GPU, with `args`
+        (this call's whole argument tuple) given, it is the native call path where that is
+        available (fastcall.py): it checks the arguments itself and returns NotImplemented
+        for arguments that do not match."""
         positions = self.runtime_positions or range(len(runtime_args))
         native = getattr(self, "native", None)
         if native is None or self.backend not in DEVICE_BACKENDS:
@@ -309,7 +312,12 @@ class CompiledKernel:
                 if zero:
                     out.zero_()
             return made
-        plan = native.plan(list(runtime_args) + outputs())
+        made = outputs()
+        plan = native.plan(list(runtime_args) + made)
+        if args is not None:
+            native_call = fastcall.make(self, plan, args, list(positions), outs, made)
+            if native_call is not None:
+                return native_call
 
         def call(args):
             rargs = [args[i] for i in positions]

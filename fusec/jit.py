@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import inspect
+import types
 import os
 import sys
 
@@ -84,6 +85,8 @@ class Kernel:
         # raw call arguments (_call_key) -> CompiledKernel.fast_path: a repeated call skips
         # binding, specialization keys, validation and launch-parameter packing
         self._calls: dict = {}
+        # the native call path (fusec/fastcall.py) last used: tried before the key is built
+        self._native = None
         self._constexpr_flags = [p.name in self.constexprs for p in self.params]
 
     def __repr__(self):
@@ -261,22 +264,33 @@ class Kernel:
         return self._lookup(values, backend, target, self._config(config), can_run=True)
 
     def __call__(self, *args, **kwargs):
+        native = self._native
+        if native is not None and not kwargs:      # checks the arguments itself
+            result = native(args)
+            if result is not NotImplemented:
+                return result
         key = self._call_key(args) if not kwargs and len(args) == len(self.params) else None
         if key is not None:
             fast = self._calls.get(key)
             if fast is not None:
-                return fast(args)
+                result = fast(args)
+                if result is not NotImplemented:
+                    if type(fast) is not types.FunctionType:
+                        self._native = fast
+                    return result
         values = self._bind(args, kwargs)
         backend, target = self._resolve_backend(values)
         compiled = self._lookup(values, backend, target, None, can_run=True)
         runtime_args = [values[i] for i in self.runtime_positions]
         result = compiled.run(runtime_args)
         if key is not None:
-            fast = compiled.fast_path(runtime_args)
+            fast = compiled.fast_path(runtime_args, args)
             if fast is not None:
                 if len(self._calls) >= CALL_CACHE_ENTRIES:
                     self._calls.clear()
                 self._calls[key] = fast
+                if type(fast) is not types.FunctionType:
+                    self._native = fast
         return result
 
     def _call_key(self, args):

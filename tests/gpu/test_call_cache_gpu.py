@@ -64,3 +64,49 @@ def test_cached_calls_launch_on_the_current_stream(gpu_backend):
         done = out + 0                      # ordered after the kernel on the side stream
     side.synchronize()
     np.testing.assert_array_equal(done.cpu().numpy(), (a + b).cpu().numpy())
+
+
+def test_repeated_calls_take_the_native_path():
+    from fusec import fastcall
+    assert fastcall.status() == "native", fastcall.status()
+    vector_add = importlib.import_module("vector_add").vector_add
+    a, b = torch.randn(1000, device="cuda"), torch.randn(1000, device="cuda")
+    vector_add(a, b)
+    vector_add(a, b)
+    assert type(vector_add._native).__name__ == "FastCall"
+
+
+def test_interleaved_geometries_and_alignments_each_get_their_own_launch(gpu_backend):
+    """The native path tried first checks shape, strides, dtype and alignment: calls that
+    alternate between geometries never run with another's launch parameters."""
+    vector_add = importlib.import_module("vector_add").vector_add
+    base = torch.randn(4099, device="cuda") * 5 - 2
+    other = torch.randn(4099, device="cuda")
+    cases = [(base, other), (base[1:], other[1:]), (base[:1000], other[:1000]),
+             (base[::3], other[::3]), (base.double(), other.double())]
+    for _ in range(3):
+        for x, y in cases:
+            got = vector_add(x, y)
+            torch.testing.assert_close(got.double(), x.double() + y.double())
+
+
+def test_threads_calling_one_kernel_get_their_own_results(gpu_backend):
+    import threading
+    vector_add = importlib.import_module("vector_add").vector_add
+    n = 1 << 16
+    vector_add(torch.zeros(n, device="cuda"), torch.zeros(n, device="cuda"))
+    failures = []
+
+    def work(k):
+        a = torch.full((n,), float(k), device="cuda")
+        b = torch.arange(n, device="cuda", dtype=torch.float32)
+        for _ in range(200):
+            out = vector_add(a, b)
+        if not torch.equal(out, a + b):
+            failures.append(k)
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not failures

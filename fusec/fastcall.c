@@ -1,0 +1,484 @@
+/* fusec's native call path for compiled GPU kernels: one C call checks that the arguments
+ * match the specialization a launch plan was made for, allocates the outputs, writes the
+ * data pointers into the plan's parameter array and launches every device function of the
+ * kernel on torch's current stream.  fusec/fastcall.py builds it with the host C compiler
+ * and says what each field holds; a call whose arguments do not match returns
+ * NotImplemented (the Python dispatch then looks the call up), nothing else is returned
+ * without launching.
+ *
+ * No CUDA header is needed: the few driver entry points are declared here and looked up in
+ * libcuda (already loaded by cuda-python) on first use.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <dlfcn.h>
+#include <stdint.h>
+#include <string.h>
+
+typedef int CUresult;
+typedef void *CUcontext;
+typedef void *CUfunction;
+typedef void *CUstream;
+
+static CUresult (*p_cuLaunchKernel)(CUfunction, unsigned, unsigned, unsigned, unsigned,
+                                    unsigned, unsigned, unsigned, CUstream, void **, void **);
+static CUresult (*p_cuCtxGetCurrent)(CUcontext *);
+static CUresult (*p_cuCtxPushCurrent)(CUcontext);
+static CUresult (*p_cuCtxPopCurrent)(CUcontext *);
+static CUresult (*p_cuGetErrorName)(CUresult, const char **);
+
+static int load_driver(void) {
+    if (p_cuLaunchKernel) return 0;
+    void *lib = dlopen("libcuda.so.1", RTLD_NOW | RTLD_GLOBAL);
+    if (!lib) lib = dlopen("libcuda.so", RTLD_NOW | RTLD_GLOBAL);
+    if (!lib) {
+        PyErr_Format(PyExc_RuntimeError, "fusec fastcall: cannot load libcuda: %s", dlerror());
+        return -1;
+    }
+    p_cuCtxGetCurrent = dlsym(lib, "cuCtxGetCurrent");
+    p_cuCtxPushCurrent = dlsym(lib, "cuCtxPushCurrent_v2");
+    p_cuCtxPopCurrent = dlsym(lib, "cuCtxPopCurrent_v2");
+    p_cuGetErrorName = dlsym(lib, "cuGetErrorName");
+    p_cuLaunchKernel = dlsym(lib, "cuLaunchKernel");
+    if (!p_cuLaunchKernel || !p_cuCtxGetCurrent || !p_cuCtxPushCurrent || !p_cuCtxPopCurrent
+        || !p_cuGetErrorName) {
+        p_cuLaunchKernel = NULL;
+        PyErr_SetString(PyExc_RuntimeError, "fusec fastcall: libcuda lacks a driver entry point");
+        return -1;
+    }
+    return 0;
+}
+
+enum { ARG_TENSOR = 0, ARG_INT = 1, ARG_FLOAT = 2, ARG_OTHER = 3, ARG_IGNORED = 4 };
+
+typedef struct {
+    int kind;
+    PyObject *value;          /* ARG_INT/ARG_OTHER: the value; ARG_TENSOR: the dtype */
+    PyTypeObject *type;       /* ARG_INT/ARG_OTHER: its exact type */
+    double real;              /* ARG_FLOAT */
+    int ndim;
+    long long *sizes, *strides;
+    long long device;         /* tensor.get_device() */
+    long long align;          /* data_ptr & 15 */
+    Py_ssize_t slot;          /* its pointer slot in the parameter array, or -1 */
+} Guard;
+
+typedef struct {
+    PyObject *args, *kwargs;  /* torch.empty_strided(*args, **kwargs) */
+    int zero;
+    Py_ssize_t slot;
+} Output;
+
+typedef struct {
+    CUfunction fn;
+    unsigned blocks, threads;
+    PyObject *scratch_args;   /* NULL, or the args of empty_strided for its scratch */
+    Py_ssize_t scratch_slot;
+    PyObject *name;           /* for errors */
+} Launch;
+
+typedef struct {
+    PyObject_HEAD
+    Py_ssize_t nargs;
+    Guard *guards;
+    Py_ssize_t nout;
+    Output *outs;
+    Py_ssize_t nlaunch;
+    Launch *launches;
+    Py_ssize_t nres;
+    Py_ssize_t *res_index;    /* >= 0: argument; < 0: output -1-i */
+    int result_kind;          /* 0: tuple, 1: the one result, 2: None */
+    long long *vals;          /* the plan's parameter array */
+    void **params;            /* kernelParams: pointers into vals */
+    CUcontext ctx;
+    PyObject *owner;          /* keeps vals and params alive */
+    PyObject *stream_fn, *device_obj, *empty_strided, *scratch_kwargs;
+    PyObject *tensor_types;   /* tuple of exact types accepted as tensors */
+    PyObject *error;          /* the exception class of launch failures */
+    PyObject *kernel_name;
+    char *env_backend, *env_interpret;   /* NULL: unset */
+    int busy;                 /* a call in progress (torch may release the GIL inside) */
+} FastCall;
+
+static PyObject *s_dtype, *s_shape, *s_stride, *s_get_device, *s_data_ptr, *s_zero;
+
+static void fastcall_dealloc(FastCall *self) {
+    for (Py_ssize_t i = 0; i < self->nargs && self->guards; i++) {
+        Py_XDECREF(self->guards[i].value);
+        PyMem_Free(self->guards[i].sizes);
+        PyMem_Free(self->guards[i].strides);
+    }
+    PyMem_Free(self->guards);
+    for (Py_ssize_t i = 0; i < self->nout && self->outs; i++) {
+        Py_XDECREF(self->outs[i].args);
+        Py_XDECREF(self->outs[i].kwargs);
+    }
+    PyMem_Free(self->outs);
+    for (Py_ssize_t i = 0; i < self->nlaunch && self->launches; i++) {
+        Py_XDECREF(self->launches[i].scratch_args);
+        Py_XDECREF(self->launches[i].name);
+    }
+    PyMem_Free(self->launches);
+    PyMem_Free(self->res_index);
+    PyMem_Free(self->env_backend);
+    PyMem_Free(self->env_interpret);
+    Py_XDECREF(self->owner);
+    Py_XDECREF(self->stream_fn);
+    Py_XDECREF(self->device_obj);
+    Py_XDECREF(self->empty_strided);
+    Py_XDECREF(self->scratch_kwargs);
+    Py_XDECREF(self->tensor_types);
+    Py_XDECREF(self->error);
+    Py_XDECREF(self->kernel_name);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int read_ints(PyObject *seq, long long **out, int *n) {
+    PyObject *fast = PySequence_Fast(seq, "expected a sequence of ints");
+    if (!fast) return -1;
+    *n = (int)PySequence_Fast_GET_SIZE(fast);
+    *out = PyMem_Calloc(*n ? *n : 1, sizeof(long long));
+    for (int i = 0; i < *n; i++) {
+        (*out)[i] = PyLong_AsLongLong(PySequence_Fast_GET_ITEM(fast, i));
+    }
+    Py_DECREF(fast);
+    return PyErr_Occurred() ? -1 : 0;
+}
+
+static int bad_index(const char *what, Py_ssize_t index) {
+    PyErr_Format(PyExc_ValueError, "fusec fastcall: %s %zd out of range", what, index);
+    return -1;
+}
+
+static char *copy_env(PyObject *v) {
+    if (v == Py_None) return NULL;
+    const char *s = PyUnicode_AsUTF8(v);
+    if (!s) return NULL;
+    char *c = PyMem_Malloc(strlen(s) + 1);
+    strcpy(c, s);
+    return c;
+}
+
+/* FastCall(guards, outputs, launches, results, result_kind, vals_addr, nvals, params_addr, ctx,
+ *          owner, stream_fn, device, empty_strided, scratch_kwargs, tensor_types, error,
+ *          kernel_name, env_backend, env_interpret)
+ * guards: per argument (kind, value, type, real, sizes, strides, device, align, slot)
+ * (vals_addr is followed by the number of slots it holds: every slot index is checked)
+ * outputs: (args, kwargs, zero, slot); launches: (fn, blocks, threads, scratch_args|None,
+ * scratch_slot, name); results: argument index (>= 0) or -1 - output index. */
+static int fastcall_init(FastCall *self, PyObject *args, PyObject *kw) {
+    PyObject *guards, *outs, *launches, *results, *owner, *stream_fn, *device, *empty;
+    PyObject *scratch_kwargs, *types, *error, *name, *env_b, *env_i;
+    unsigned long long vals, params, ctx;
+    Py_ssize_t nvals;
+    if (!PyArg_ParseTuple(args, "O!O!O!O!iKnKKOOOOOO!OOOO", &PyList_Type, &guards, &PyList_Type,
+                          &outs, &PyList_Type, &launches, &PyList_Type, &results,
+                          &self->result_kind, &vals, &nvals, &params, &ctx, &owner, &stream_fn,
+                          &device,
+                          &empty, &scratch_kwargs, &PyTuple_Type, &types, &error, &name, &env_b,
+                          &env_i))
+        return -1;
+    self->vals = (long long *)(uintptr_t)vals;
+    self->params = (void **)(uintptr_t)params;
+    self->ctx = (CUcontext)(uintptr_t)ctx;
+    Py_INCREF(owner); self->owner = owner;
+    Py_INCREF(stream_fn); self->stream_fn = stream_fn;
+    Py_INCREF(device); self->device_obj = device;
+    Py_INCREF(empty); self->empty_strided = empty;
+    Py_INCREF(scratch_kwargs); self->scratch_kwargs = scratch_kwargs;
+    Py_INCREF(types); self->tensor_types = types;
+    Py_INCREF(error); self->error = error;
+    Py_INCREF(name); self->kernel_name = name;
+    self->env_backend = copy_env(env_b);
+    self->env_interpret = copy_env(env_i);
+    if (PyErr_Occurred()) return -1;
+
+    self->nargs = PyList_GET_SIZE(guards);
+    self->guards = PyMem_Calloc(self->nargs ? self->nargs : 1, sizeof(Guard));
+    for (Py_ssize_t i = 0; i < self->nargs; i++) {
+        Guard *g = &self->guards[i];
+        PyObject *value, *type, *sizes, *strides;
+        long long device_index, align, slot;
+        if (!PyArg_ParseTuple(PyList_GET_ITEM(guards, i), "iOOdOOLLL", &g->kind, &value, &type,
+                              &g->real, &sizes, &strides, &device_index, &align, &slot))
+            return -1;
+        Py_INCREF(value); g->value = value;
+        g->type = type == Py_None ? NULL : (PyTypeObject *)type;
+        g->device = device_index; g->align = align; g->slot = (Py_ssize_t)slot;
+        if (g->kind == ARG_TENSOR) {
+            int n2;
+            if (read_ints(sizes, &g->sizes, &g->ndim) || read_ints(strides, &g->strides, &n2))
+                return -1;
+        }
+    }
+    self->nout = PyList_GET_SIZE(outs);
+    self->outs = PyMem_Calloc(self->nout ? self->nout : 1, sizeof(Output));
+    for (Py_ssize_t i = 0; i < self->nout; i++) {
+        Output *o = &self->outs[i];
+        PyObject *a, *k;
+        long long slot;
+        if (!PyArg_ParseTuple(PyList_GET_ITEM(outs, i), "O!O!iL", &PyTuple_Type, &a,
+                              &PyDict_Type, &k, &o->zero, &slot))
+            return -1;
+        Py_INCREF(a); o->args = a;
+        Py_INCREF(k); o->kwargs = k;
+        o->slot = (Py_ssize_t)slot;
+    }
+    self->nlaunch = PyList_GET_SIZE(launches);
+    self->launches = PyMem_Calloc(self->nlaunch ? self->nlaunch : 1, sizeof(Launch));
+    for (Py_ssize_t i = 0; i < self->nlaunch; i++) {
+        Launch *l = &self->launches[i];
+        unsigned long long fn;
+        long long slot;
+        PyObject *sargs, *lname;
+        if (!PyArg_ParseTuple(PyList_GET_ITEM(launches, i), "KIIOLO", &fn, &l->blocks,
+                              &l->threads, &sargs, &slot, &lname))
+            return -1;
+        l->fn = (CUfunction)(uintptr_t)fn;
+        l->scratch_args = sargs == Py_None ? NULL : (Py_INCREF(sargs), sargs);
+        l->scratch_slot = (Py_ssize_t)slot;
+        Py_INCREF(lname); l->name = lname;
+    }
+    self->nres = PyList_GET_SIZE(results);
+    self->res_index = PyMem_Calloc(self->nres ? self->nres : 1, sizeof(Py_ssize_t));
+    for (Py_ssize_t i = 0; i < self->nres; i++) {
+        self->res_index[i] = PyLong_AsSsize_t(PyList_GET_ITEM(results, i));
+    }
+    if (PyErr_Occurred()) return -1;
+    for (Py_ssize_t i = 0; i < self->nres; i++) {
+        Py_ssize_t r = self->res_index[i];
+        if (r >= self->nargs || -1 - r >= self->nout) return bad_index("result", r);
+    }
+    if (self->result_kind < 0 || self->result_kind > 2 || (self->result_kind == 1 && self->nres != 1))
+        return bad_index("result kind", self->result_kind);
+    for (Py_ssize_t i = 0; i < self->nargs; i++)
+        if (self->guards[i].slot >= nvals) return bad_index("argument slot", self->guards[i].slot);
+    for (Py_ssize_t i = 0; i < self->nout; i++)
+        if (self->outs[i].slot < 0 || self->outs[i].slot >= nvals)
+            return bad_index("output slot", self->outs[i].slot);
+    for (Py_ssize_t i = 0; i < self->nlaunch; i++)
+        if (self->launches[i].scratch_args && (self->launches[i].scratch_slot < 0
+                                               || self->launches[i].scratch_slot >= nvals))
+            return bad_index("scratch slot", self->launches[i].scratch_slot);
+    if (self->nlaunch && load_driver()) return -1;
+    return 0;
+}
+
+static int env_matches(const char *name, const char *want) {
+    const char *got = getenv(name);
+    if (!got || !want) return got == want;
+    return strcmp(got, want) == 0;
+}
+
+/* 1: a matching tensor (*ptr set), 0: no match, -1: error */
+static int check_tensor(FastCall *self, Guard *g, PyObject *a, long long *ptr) {
+    PyTypeObject *t = Py_TYPE(a);
+    int known = 0;
+    for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(self->tensor_types); k++)
+        known |= (PyObject *)t == PyTuple_GET_ITEM(self->tensor_types, k);
+    if (!known) return 0;
+    PyObject *v = PyObject_GetAttr(a, s_dtype);
+    if (!v) return -1;
+    int same = v == g->value;
+    Py_DECREF(v);
+    if (!same) return 0;
+    v = PyObject_GetAttr(a, s_shape);
+    if (!v) return -1;
+    same = PyTuple_Check(v) && PyTuple_GET_SIZE(v) == g->ndim;
+    for (int d = 0; same && d < g->ndim; d++)
+        same = PyLong_AsLongLong(PyTuple_GET_ITEM(v, d)) == g->sizes[d];
+    Py_DECREF(v);
+    if (!same) return PyErr_Occurred() ? -1 : 0;
+    v = PyObject_CallMethodNoArgs(a, s_stride);
+    if (!v) return -1;
+    same = PyTuple_Check(v) && PyTuple_GET_SIZE(v) == g->ndim;
+    for (int d = 0; same && d < g->ndim; d++)
+        same = PyLong_AsLongLong(PyTuple_GET_ITEM(v, d)) == g->strides[d];
+    Py_DECREF(v);
+    if (!same) return PyErr_Occurred() ? -1 : 0;
+    v = PyObject_CallMethodNoArgs(a, s_get_device);
+    if (!v) return -1;
+    same = PyLong_AsLongLong(v) == g->device;
+    Py_DECREF(v);
+    if (!same) return PyErr_Occurred() ? -1 : 0;
+    v = PyObject_CallMethodNoArgs(a, s_data_ptr);
+    if (!v) return -1;
+    *ptr = (long long)PyLong_AsUnsignedLongLongMask(v);
+    Py_DECREF(v);
+    if (PyErr_Occurred()) return -1;
+    return (*ptr & 15) == g->align;
+}
+
+/* 1: matches, 0: does not, -1: error */
+static int check_arg(FastCall *self, Guard *g, PyObject *a) {
+    switch (g->kind) {
+    case ARG_TENSOR: {
+        long long ptr = 0;
+        int ok = check_tensor(self, g, a, &ptr);
+        if (ok == 1 && g->slot >= 0) self->vals[g->slot] = ptr;
+        return ok;
+    }
+    case ARG_INT:
+        if (Py_TYPE(a) != g->type) return 0;
+        return PyObject_RichCompareBool(a, g->value, Py_EQ);
+    case ARG_FLOAT: {
+        if (!PyFloat_CheckExact(a)) return 0;
+        double x = PyFloat_AS_DOUBLE(a);
+        return memcmp(&x, &g->real, sizeof x) == 0;     /* -0.0 and NaN payloads differ */
+    }
+    case ARG_OTHER:
+        if (Py_TYPE(a) != g->type) return 0;
+        return PyObject_RichCompareBool(a, g->value, Py_EQ);
+    default:
+        return 1;
+    }
+}
+
+static PyObject *launch_error(FastCall *self, Launch *l, CUresult err, const char *what) {
+    const char *ename = NULL;
+    if (p_cuGetErrorName) p_cuGetErrorName(err, &ename);
+    PyErr_Format(self->error, "kernel %R failed on backend cuda: %s(%S, grid=%u, block=%u) "
+                 "failed: %s (%d)", self->kernel_name, what, l ? l->name : Py_None,
+                 l ? l->blocks : 0, l ? l->threads : 0, ename ? ename : "unknown error", err);
+    return NULL;
+}
+
+static PyObject *call_matching(FastCall *self, PyObject *args) {
+    if (PyTuple_GET_SIZE(args) != self->nargs) Py_RETURN_NOTIMPLEMENTED;
+    if (!env_matches("FUSEC_BACKEND", self->env_backend)
+        || !env_matches("FUSEC_INTERPRET", self->env_interpret))
+        Py_RETURN_NOTIMPLEMENTED;
+    for (Py_ssize_t i = 0; i < self->nargs; i++) {
+        int ok = check_arg(self, &self->guards[i], PyTuple_GET_ITEM(args, i));
+        if (ok < 0) return NULL;
+        if (!ok) Py_RETURN_NOTIMPLEMENTED;
+    }
+    PyObject *outs = PyTuple_New(self->nout);
+    PyObject *scratch = NULL;
+    PyObject *result = NULL;
+    int pushed = 0;
+    if (!outs) return NULL;
+    for (Py_ssize_t i = 0; i < self->nout; i++) {
+        Output *o = &self->outs[i];
+        PyObject *t = PyObject_Call(self->empty_strided, o->args, o->kwargs);
+        if (!t) goto done;
+        PyTuple_SET_ITEM(outs, i, t);
+        if (o->zero) {
+            PyObject *z = PyObject_CallMethodNoArgs(t, s_zero);
+            if (!z) goto done;
+            Py_DECREF(z);
+        }
+        PyObject *p = PyObject_CallMethodNoArgs(t, s_data_ptr);
+        if (!p) goto done;
+        self->vals[o->slot] = (long long)PyLong_AsUnsignedLongLongMask(p);
+        Py_DECREF(p);
+    }
+    if (self->nlaunch) {
+        PyObject *s = PyObject_CallOneArg(self->stream_fn, self->device_obj);
+        if (!s) goto done;
+        CUstream stream = (CUstream)(uintptr_t)PyLong_AsUnsignedLongLongMask(s);
+        Py_DECREF(s);
+        if (PyErr_Occurred()) goto done;
+        CUcontext current = NULL;
+        CUresult err = p_cuCtxGetCurrent(&current);
+        if (err) { launch_error(self, NULL, err, "cuCtxGetCurrent"); goto done; }
+        if (current != self->ctx) {
+            err = p_cuCtxPushCurrent(self->ctx);
+            if (err) { launch_error(self, NULL, err, "cuCtxPushCurrent"); goto done; }
+            pushed = 1;
+        }
+        scratch = PyList_New(0);              /* alive until every launch is enqueued */
+        if (!scratch) goto done;
+        for (Py_ssize_t k = 0; k < self->nlaunch; k++) {
+            Launch *l = &self->launches[k];
+            if (l->scratch_args) {
+                PyObject *buf = PyObject_Call(self->empty_strided, l->scratch_args,
+                                              self->scratch_kwargs);
+                if (!buf || PyList_Append(scratch, buf)) { Py_XDECREF(buf); goto done; }
+                Py_DECREF(buf);
+                PyObject *p = PyObject_CallMethodNoArgs(buf, s_data_ptr);
+                if (!p) goto done;
+                self->vals[l->scratch_slot] = (long long)PyLong_AsUnsignedLongLongMask(p);
+                Py_DECREF(p);
+            }
+            err = p_cuLaunchKernel(l->fn, l->blocks, 1, 1, l->threads, 1, 1, 0, stream,
+                                   self->params, NULL);
+            if (err) { launch_error(self, l, err, "cuLaunchKernel"); goto done; }
+        }
+    }
+    if (self->result_kind == 2) {
+        result = Py_None; Py_INCREF(result);
+    } else if (self->result_kind == 1) {
+        Py_ssize_t r = self->res_index[0];
+        result = r >= 0 ? PyTuple_GET_ITEM(args, r) : PyTuple_GET_ITEM(outs, -1 - r);
+        Py_INCREF(result);
+    } else {
+        result = PyTuple_New(self->nres);
+        if (!result) goto done;
+        for (Py_ssize_t i = 0; i < self->nres; i++) {
+            Py_ssize_t r = self->res_index[i];
+            PyObject *v = r >= 0 ? PyTuple_GET_ITEM(args, r) : PyTuple_GET_ITEM(outs, -1 - r);
+            Py_INCREF(v);
+            PyTuple_SET_ITEM(result, i, v);
+        }
+    }
+done:
+    if (pushed) {
+        CUcontext popped;
+        CUresult err = p_cuCtxPopCurrent(&popped);
+        if (err && result) {
+            Py_CLEAR(result);
+            launch_error(self, NULL, err, "cuCtxPopCurrent");
+        }
+    }
+    Py_XDECREF(scratch);
+    Py_DECREF(outs);
+    return result;
+}
+
+/* fast(args): args is the tuple of the kernel's arguments.  A second thread calling while
+ * a call is in progress gets NotImplemented (the Python dispatch makes its own plan). */
+static PyObject *fastcall_call(FastCall *self, PyObject *callargs, PyObject *kwargs) {
+    if ((kwargs && PyDict_GET_SIZE(kwargs)) || PyTuple_GET_SIZE(callargs) != 1
+        || !PyTuple_CheckExact(PyTuple_GET_ITEM(callargs, 0)) || self->busy)
+        Py_RETURN_NOTIMPLEMENTED;
+    self->busy = 1;
+    PyObject *result = call_matching(self, PyTuple_GET_ITEM(callargs, 0));
+    self->busy = 0;
+    return result;
+}
+
+static PyTypeObject FastCallType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "fusec_fastcall.FastCall",
+    .tp_basicsize = sizeof(FastCall),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)fastcall_init,
+    .tp_dealloc = (destructor)fastcall_dealloc,
+    .tp_call = (ternaryfunc)fastcall_call,
+    .tp_doc = "A compiled kernel's launch plan, callable with the kernel's arguments.",
+};
+
+static struct PyModuleDef fastcall_module = {
+    PyModuleDef_HEAD_INIT, "fusec_fastcall", NULL, -1, NULL,
+};
+
+PyMODINIT_FUNC PyInit_fusec_fastcall(void) {
+    s_dtype = PyUnicode_InternFromString("dtype");
+    s_shape = PyUnicode_InternFromString("shape");
+    s_stride = PyUnicode_InternFromString("stride");
+    s_get_device = PyUnicode_InternFromString("get_device");
+    s_data_ptr = PyUnicode_InternFromString("data_ptr");
+    s_zero = PyUnicode_InternFromString("zero_");
+    if (PyType_Ready(&FastCallType) < 0) return NULL;
+    PyObject *m = PyModule_Create(&fastcall_module);
+    if (!m) return NULL;
+    Py_INCREF(&FastCallType);
+    if (PyModule_AddObject(m, "FastCall", (PyObject *)&FastCallType) < 0) {
+        Py_DECREF(&FastCallType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

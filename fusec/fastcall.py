@@ -1,0 +1,157 @@
+"""The native call path of compiled GPU kernels (fastcall.c): a repeated call with the same
+argument geometry is one C call that checks the arguments (what Kernel._call_key keys:
+tensors' type, dtype, shape, strides, device, 16-byte alignment; scalars' exact values; the
+FUSEC_BACKEND/FUSEC_INTERPRET variables), allocates the outputs with torch.empty_strided,
+writes the data pointers into the launch plan's parameters and launches on torch's current
+stream. It returns NotImplemented when the arguments do not match: the Python dispatch
+then runs as before.
+
+The extension is compiled once per machine and Python version with the host C compiler
+(`$CC`, else `cc`) and the Python headers, as Triton builds its launchers, into the fusec
+cache folder. Where that is impossible (no compiler, no headers) or FUSEC_NATIVE_CALLS=0,
+calls take the Python path (CompiledKernel.fast_path), and `status()` says why.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.machinery
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from . import arrays
+from .errors import LaunchError
+
+SOURCE = Path(__file__).with_name("fastcall.c")
+MODULE_NAME = "fusec_fastcall"
+ARG_TENSOR, ARG_INT, ARG_FLOAT, ARG_OTHER = 0, 1, 2, 3
+
+_lock = threading.Lock()
+_state: dict = {}              # "module" or "reason"
+
+
+def status() -> str:
+    """'native' when calls take the C path, else why they do not."""
+    _module()
+    return "native" if _state.get("module") is not None else _state["reason"]
+
+
+def _module():
+    if "module" in _state:
+        return _state["module"]
+    with _lock:
+        if "module" not in _state:
+            module, reason = None, None
+            if os.environ.get("FUSEC_NATIVE_CALLS") == "0":
+                reason = "FUSEC_NATIVE_CALLS=0"
+            else:
+                try:
+                    module = _load(_build())
+                except (OSError, RuntimeError, ImportError, subprocess.SubprocessError) as exc:
+                    reason = f"the native call path could not be built: {exc}"
+            _state["module"], _state["reason"] = module, reason
+    return _state["module"]
+
+
+def _build() -> Path:
+    """The compiled extension in the cache folder (built there once, atomically)."""
+    from .autotune.cache import cache_root
+    source = SOURCE.read_bytes()
+    suffix = importlib.machinery.EXTENSION_SUFFIXES[0]
+    tag = hashlib.sha256(source + sys.version.encode()).hexdigest()[:16]
+    folder = cache_root() / "native"
+    target = folder / f"{MODULE_NAME}-{tag}{suffix}"
+    if target.exists():
+        return target
+    cc = shutil.which(os.environ.get("CC", "cc"))
+    if cc is None:
+        raise RuntimeError(f"no C compiler ({os.environ.get('CC', 'cc')!r} is not on PATH)")
+    include = sysconfig.get_paths()["include"]
+    if not (Path(include) / "Python.h").exists():
+        raise RuntimeError(f"no Python headers ({include}/Python.h is missing)")
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=suffix, dir=folder)
+    os.close(fd)
+    try:
+        done = subprocess.run([cc, "-O2", "-shared", "-fPIC", f"-I{include}", str(SOURCE),
+                               "-o", tmp, "-ldl"], capture_output=True, text=True, timeout=120)
+        if done.returncode != 0:
+            raise RuntimeError(f"{cc} failed: {done.stderr.strip()[-2000:]}")
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return target
+
+
+def _load(path: Path):
+    loader = importlib.machinery.ExtensionFileLoader(MODULE_NAME, str(path))
+    spec = importlib.util.spec_from_file_location(MODULE_NAME, path, loader=loader)
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    return module
+
+
+def _guard(a, runtime_slot, tensor_types):
+    """The guard tuple of one argument, or None when the C path cannot check it."""
+    t = type(a)
+    if t in tensor_types:
+        return (ARG_TENSOR, a.dtype, None, 0.0, tuple(a.shape), tuple(a.stride()),
+                a.get_device(), a.data_ptr() & 15, runtime_slot)
+    if t is np.ndarray:
+        return None
+    if t is float:
+        return (ARG_FLOAT, None, None, a, (), (), 0, 0, -1)
+    if t is int or t is bool:
+        return (ARG_INT, a, t, 0.0, (), (), 0, 0, -1)
+    try:
+        hash(a)
+    except TypeError:
+        return None
+    return (ARG_OTHER, a, t, 0.0, (), (), 0, 0, -1)
+
+
+def make(compiled, plan, args, positions, outputs, made) -> object | None:
+    """A FastCall for later calls shaped like `args` (the kernel's whole argument tuple)
+    through `plan` (its LaunchPlan); outputs: (shape, strides, torch dtype, zero) per
+    alloc, `made` the tensors of this call's outputs. None where the C path is unavailable
+    or an argument is of a kind it does not check."""
+    module = _module()
+    if module is None:
+        return None
+    torch = arrays._torch()
+    tensor_types = (torch.Tensor, torch.nn.Parameter)
+    rt = plan.rt
+    slot_of = {pos: slot for slot, pos in plan.pointer_slots}    # runtime position -> slot
+    runtime_of = {full: k for k, full in enumerate(positions)}
+    guards = []
+    for i, a in enumerate(args):
+        k = runtime_of.get(i)
+        guard = _guard(a, slot_of.get(k, -1) if k is not None else -1, tensor_types)
+        if guard is None:
+            return None
+        guards.append(guard)
+    device = made[0].device if made else next(
+        a.device for a in args if type(a) in tensor_types)
+    n_params = len(positions)
+    outs = [((tuple(shape), tuple(strides)), {"dtype": dtype, "device": device}, int(zero),
+             slot_of[n_params + j])
+            for j, (shape, strides, dtype, zero) in enumerate(outputs)]
+    launches = [(int(fn), blocks, rt.nthreads, ((nbytes,), (1,)) if nbytes else None,
+                 rt.layout.scratch_slots[k], rt.function_names[k])
+                for k, fn, blocks, nbytes in plan.launches]
+    results = [positions[i] if kind == "param" else -1 - i for kind, i in compiled._returns]
+    kind = 0 if compiled._returns_tuple or len(results) > 1 else (1 if results else 2)
+    return module.FastCall(
+        guards, outs, launches, results, kind, plan.vals.ctypes.data, plan.vals.size, plan.params,
+        plan.loaded.ctx_id, plan, plan.stream_of, plan.device, torch.empty_strided,
+        {"dtype": torch.uint8, "device": device}, tensor_types, LaunchError, compiled.name,
+        os.environ.get("FUSEC_BACKEND"), os.environ.get("FUSEC_INTERPRET"))
