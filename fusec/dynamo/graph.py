@@ -19,7 +19,7 @@ from torch.fx.passes.utils.fuser_utils import fuse_by_partitions
 
 from .aliases import Roots, collapse_views
 from .region import FusedRegion
-from .rules import aten, fast_view, is_view, launches_nothing, packet
+from .rules import aten, computes, fast_view, is_view, launches_nothing, packet
 from .support import FusecSupport, interior_views
 
 MAX_REPARTITIONS = 64
@@ -71,10 +71,35 @@ def _partitions(gm: GraphModule, support: FusecSupport):
         partitions = partitioner.propose_partitions()
         bad = [n for p in partitions for n in interior_views(_ordered(gm, p.nodes))]
         if not bad:
-            return [p for p in partitions if _computes(p.nodes)]
+            parts = [c for p in partitions for c in _independent_parts(_ordered(gm, p.nodes))]
+            return [c for c in parts if _computes(c)]
         for n in bad:
             support.excluded[n] = "a view fusec has no rule for, used inside a fused region"
     raise RuntimeError("fusec: partitioning did not settle")    # pragma: no cover
+
+
+def _independent_parts(nodes: list) -> list[list]:
+    """A partition split into the parts that share neither a node nor an input: the
+    partitioner joins unrelated work (a head split's copy and the softmax beside it), and
+    one kernel for both only gives their groups one config to share where each part has
+    its own (splitting an acyclic partition keeps every part acyclic)."""
+    parent = {n: n for n in nodes}
+
+    def find(n):
+        while parent[n] is not n:
+            parent[n] = parent[parent[n]]
+            n = parent[n]
+        return n
+
+    reader: dict = {}                    # an input (inside or not) -> a node reading it
+    for n in nodes:
+        for a in n.all_input_nodes:
+            first = a if a in parent else reader.setdefault(a, n)
+            parent[find(n)] = find(first)
+    parts: dict = {}
+    for n in nodes:
+        parts.setdefault(find(n), []).append(n)
+    return list(parts.values())
 
 
 def _ordered(gm: GraphModule, nodes) -> list:
@@ -82,8 +107,10 @@ def _ordered(gm: GraphModule, nodes) -> list:
 
 
 def _computes(nodes) -> bool:
-    """A region worth a kernel: it computes something other than views."""
-    return not all(launches_nothing(n.target) for n in nodes)
+    """A region worth a kernel: it computes something other than views (a row-major copy
+    counts: fusec's copy kernel reads a permuted or expanded view where aten's generic copy
+    kernel is several times slower on the transformer block's head split)."""
+    return any(computes(n) for n in nodes)
 
 
 def _target_name(target) -> str:
@@ -93,7 +120,7 @@ def _target_name(target) -> str:
 
 def _left_to_aten(target) -> str:
     if packet(target) is aten.clone:
-        return "a copy (clone): aten runs it"
+        return "a copy (clone) keeping a layout other than row-major: aten runs it"
     return "a view: aten runs it (no copy)" if is_view(target) else "a result of a region"
 
 
@@ -123,7 +150,7 @@ def compile_graph(gm: GraphModule, options, label: str) -> tuple[GraphModule, Gr
     regions = set()                  # the call_module nodes of the regions
     if partitions:
         prefix = f"_fusec_region_{label}_"
-        gm = fuse_by_partitions(gm, [p.nodes for p in partitions], prefix=prefix,
+        gm = fuse_by_partitions(gm, [dict.fromkeys(p) for p in partitions], prefix=prefix,
                                 always_return_tuple=True)
         for node in gm.graph.nodes:
             if node.op == "call_module" and node.target.startswith(prefix):

@@ -447,6 +447,34 @@ def is_view(target) -> bool:
     return packet(target) in VIEWS or target in _VIEW_METHOD_SET
 
 
+COPIES = {aten.clone, aten.lift_fresh_copy}       # listed among VIEWS, but they copy
+
+
 def launches_nothing(target) -> bool:
     """A getitem of a tuple result, or a view: no device kernel of its own."""
-    return target is operator.getitem or is_view(target)
+    return target is operator.getitem or (is_view(target) and packet(target) not in COPIES)
+
+
+def is_row_major_copy(node) -> bool:
+    """A clone whose traced result is row-major: a copy a region computes (its kernel writes
+    row-major results, as eager's clone does here), not a view aten replays. A clone keeping
+    another layout (preserve_format of a permuted tensor) stays aten's."""
+    if node.op != "call_function" or packet(node.target) not in COPIES:
+        return False
+    if node.kwargs.get("memory_format") is torch.contiguous_format:
+        return True
+    value = node.meta.get("val")
+    try:
+        return isinstance(value, torch.Tensor) and bool(value.is_contiguous())
+    except Exception:                 # a symbolic layout not decidable here
+        return False
+
+
+def replayed_by_aten(node) -> bool:
+    """A region's node that aten replays on the kernel's results (a view), not computed."""
+    return is_view(node.target) and not is_row_major_copy(node)
+
+
+def computes(node) -> bool:
+    """A node a region's kernel computes something for (not a getitem, not a view)."""
+    return node.target is not operator.getitem and not replayed_by_aten(node)

@@ -13,7 +13,8 @@ import torch
 from torch.fx import Node
 from torch.fx.passes.operator_support import OperatorSupportBase
 
-from .rules import DTYPES, Emitter, RULES, Unsupported, Var, is_view, packet, rule_for
+from .rules import (DTYPES, Emitter, RULES, Unsupported, Var, is_view, packet,
+                    replayed_by_aten, rule_for)
 
 SCALARS = (int, float, bool, torch.SymInt, torch.SymFloat, torch.SymBool)
 
@@ -111,7 +112,7 @@ class FusecSupport(OperatorSupportBase):
 
 def split_region(nodes: list[Node], is_result) -> tuple[list[Node], set, set]:
     """(bases, replayed, rendered) of a region's nodes (in graph order; `is_result(n)`: n is
-    used after the region). A result that is a view is replayed by aten on its base (walking
+    used after the region). A result that is a view (not a row-major copy) is replayed by aten on its base (walking
     up through views); the bases are what the kernel returns, and `rendered` is what the
     kernel computes: the bases and everything of the region they depend on."""
     inside = set(nodes)
@@ -120,7 +121,7 @@ def split_region(nodes: list[Node], is_result) -> tuple[list[Node], set, set]:
         if not is_result(n):
             continue
         m = n
-        while m in inside and is_view(m.target):
+        while m in inside and replayed_by_aten(m):
             replayed.add(m)
             m = m.args[0]
         if m in inside and m not in bases:
