@@ -5,7 +5,9 @@ merged into it (vertical fusion: elementwise into elementwise, into reductions, 
 into the elementwise ops that broadcast their result back -- softmax, layernorm, rmsnorm are
 one group each). Groups that read the same tensor over the same iteration space are then
 merged too (horizontal fusion: x * 2 and x.sum(axis=1) from one pass over x). A value crossing
-groups is written to memory by its group and read back by the other (the tile pass does it).
+groups is written to memory by its group and read back by the other (the tile pass does it),
+unless it is an elementwise chain of params cheaper to compute again in the group reading it
+(passes/fuse_recompute.py; before the horizontal merges, which it can enable).
 
 Casts, broadcasts and expand_dims of the kernel's params (and of constants) are free: they
 cost a load, which every group that uses them does anyway. They join no group while groups
@@ -39,6 +41,7 @@ from typing import ClassVar
 from ..ir import Module, Op, TensorType, erase
 from ..ir.ops import INDEXED_VIEWS
 from ..ir.symbolic import hinted_value
+from .fuse_recompute import recompute_cheap_values
 from .tensor_graph import Axes, NotOneSpace, chain_source, in_memory, whole_tensor_ops
 
 
@@ -103,21 +106,36 @@ class _Fuser:
                 continue
             self.group[op] = gid
             self.members[gid] = [op]
-            for v in op.operands:
-                p = self.producer.get(v)
-                if p is None or p not in self.group or self.group[p] == self.group[op]:
-                    continue
-                self._try_merge(self.group[p], self.group[op], f"{_name(p)} -> {_name(op)}")
+            self._merge_producers(op)
+        if recompute_cheap_values(self, {v for op in ops for v in writes(op)}):
+            for op in ops:                # a recomputed value no longer ties its readers
+                if op in self.group:
+                    self._merge_producers(op, retry=True)
         self._horizontal()
         self._place_free_ops(len(ops))
         self._number()
 
     # -- merging ---------------------------------------------------------------------------
-    def _try_merge(self, g1: int, g2: int, what: str) -> bool:
+    def _merge_producers(self, op: Op, retry: bool = False) -> None:
+        """Vertical fusion: the groups computing op's operands merged into op's."""
+        for v in op.operands:
+            p = self.producer.get(v)
+            if p is None or p not in self.group or self.group[p] == self.group[op]:
+                continue
+            what = f"{_name(p)} -> {_name(op)}"
+            if retry:
+                if self._try_merge(self.group[p], self.group[op], what, note=False):
+                    self.notes = [n for n in self.notes if not n.startswith(
+                        f"not fused: {what}:")]
+            else:
+                self._try_merge(self.group[p], self.group[op], what)
+
+    def _try_merge(self, g1: int, g2: int, what: str, note: bool = True) -> bool:
         merged = sorted(self.members[g1] + self.members[g2], key=self.position.get)
         reason = self._refusal(g1, g2, merged)
         if reason is not None:
-            self.notes.append(f"not fused: {what}: {reason}")
+            if note:
+                self.notes.append(f"not fused: {what}: {reason}")
             return False
         for op in self.members.pop(g1):
             self.group[op] = g2
@@ -194,16 +212,29 @@ class _Fuser:
         return None
 
     def _horizontal(self):
-        """Groups reading a common tensor over the same iteration space: one pass over it."""
+        """Groups reading a common tensor over the same iteration space: one pass over it;
+        and siblings, groups reading values of one other group (its column sums): one
+        launch for them."""
         gids = list(self.members)
         for i, g1 in enumerate(gids):
             for g2 in gids[i + 1:]:
                 if g1 not in self.members or g2 not in self.members:
                     continue
-                shared = self._reads(g1) & self._reads(g2)
+                shared = (self._reads(g1) & self._reads(g2)) or (
+                    self._sources(g1) & self._sources(g2))
                 if shared and self._same_space(g1, g2):
                     self._try_merge(g1, g2, f"group of {_name(self.members[g1][-1])} and group "
                                             f"of {_name(self.members[g2][-1])}")
+
+    def _sources(self, g: int) -> set:
+        """The other groups whose values group g reads."""
+        found = set()
+        for op in self.members[g]:
+            for v in op.operands:
+                p = self.producer.get(v)
+                if p is not None and p in self.group and self.group[p] != g:
+                    found.add(self.group[p])
+        return found
 
     def _reads(self, g: int) -> set:
         """What a group reads over its own iteration space (a view's operand is read at

@@ -189,3 +189,16 @@ def rmsnorm_backward(x, g, w, rstd):
     row = (gw * x32).sum(axis=2, keepdims=True)
     dx = gw * rstd - x32 * (row * rstd * rstd * rstd / x.shape[2])
     return dw.to(w.dtype), dx.to(x.dtype)
+
+
+@fusec.kernel
+def layernorm_backward(x, g, mean, rstd, w):
+    """LayerNorm's backward as aten decomposes it: the input gradient needs row sums, the
+    weight and bias gradients column sums of values the row pass computes."""
+    x32, g32 = x.to(fl.float32), g.to(fl.float32)
+    xhat = (x32 - mean) * rstd
+    gw = g32 * w
+    n = x.shape[1]
+    dx = rstd / n * (gw * n - gw.sum(axis=1, keepdims=True)
+                     - xhat * (gw * xhat).sum(axis=1, keepdims=True))
+    return dx.to(x.dtype), (g32 * xhat).sum(axis=0), g32.sum(axis=0)

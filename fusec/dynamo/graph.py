@@ -70,11 +70,19 @@ def _partitions(gm: GraphModule, support: FusecSupport):
             non_compute_ops=[], allowed_single_node_partition_ops=None)
         partitions = partitioner.propose_partitions()
         bad = [n for p in partitions for n in interior_views(_ordered(gm, p.nodes))]
-        if not bad:
-            parts = [c for p in partitions for c in _independent_parts(_ordered(gm, p.nodes))]
-            return [c for c in parts if _computes(c)]
         for n in bad:
             support.excluded[n] = "a view fusec has no rule for, used inside a fused region"
+        if bad:
+            continue
+        parts = [c for p in partitions for c in _independent_parts(_ordered(gm, p.nodes))]
+        # views joined to a partition without computing anything in it (a weight's permute
+        # for an aten matmul) can put it on both sides of that matmul and keep it from
+        # merging with the work beside it: they stay aten's, and the partitioner goes again
+        idle = [n for c in parts if not _computes(c) for n in c]
+        for n in idle:
+            support.excluded[n] = "a view: aten runs it (no copy)"
+        if not idle:
+            return parts
     raise RuntimeError("fusec: partitioning did not settle")    # pragma: no cover
 
 

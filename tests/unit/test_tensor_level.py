@@ -275,3 +275,36 @@ def test_adjacent_tile_loops_over_the_same_tiles_fuse(backend):
     got, compiled = _run(two_passes, x)           # reads other programs' elements
     assert compiled.num_launches == 2
     assert_close(got, xd[::-1] * 2 + 1, "float32")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_column_sums_recompute_the_row_pass_values_and_share_one_pass(backend, dtype):
+    """LayerNorm backward: in bfloat16 the column sum of g * xhat computes xhat again from
+    the params (2 bytes an element each, where a float32 buffer costs 4 written and 4 read)
+    and, reading g like the other column sum, runs in one group with it; the input
+    gradient's write, no longer behind a launch reading the row pass's values, joins the row
+    pass: 2 launches. In float32 the buffer is no dearer than reading x and g again: it
+    stays, and the write of dx and each column sum are launches of their own."""
+    rows, cols = 37, 70
+    x, xd = random_array((rows, cols), dtype, seed=21)
+    g, gd = random_array((rows, cols), dtype, seed=22)
+    w, wd = random_array((cols,), "float32", seed=23)
+    meand = xd.mean(1, keepdims=True)
+    rstdd = 1 / np.sqrt(((xd - meand) ** 2).mean(1, keepdims=True) + 1e-5)
+    mean, rstd = meand.astype(np.float32), rstdd.astype(np.float32)
+    got, compiled = _run(K.layernorm_backward, as_input(x, dtype), as_input(g, dtype),
+                         mean, rstd, w)
+    xhat = (xd - mean) * rstd
+    gw = gd * wd
+    dx = rstd / cols * (gw * cols - gw.sum(1, keepdims=True)
+                        - xhat * (gw * xhat).sum(1, keepdims=True))
+    for out, want, dt in zip(got, (dx, (gd * xhat).sum(0), gd.sum(0)),
+                             (dtype, "float32", "float32")):
+        assert_close(output_float64(out), want, dt)
+    notes = compiled.asm["fuse"]
+    if dtype == "bfloat16":
+        assert "recomputed" in notes, notes
+        assert compiled.num_launches == 2, notes
+    else:
+        assert "recomputed" not in notes, notes
+        assert compiled.num_launches == 3, notes

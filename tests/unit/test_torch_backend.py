@@ -137,3 +137,20 @@ def test_the_backend_is_registered_by_name_without_importing_fusec():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
+
+
+def test_backward_column_sums_join_the_row_pass_region():
+    """The weight permutes for the backward's matmuls compute nothing in a region: they stay
+    aten's, so the layernorm backward's row pass and the weight/bias gradients' column sums
+    (over dim 0) are one region, where the fuse pass recomputes the row values the sums need
+    instead of writing float32 buffers between two regions."""
+    check_against_eager("mlp_gelu_layernorm", torch.bfloat16)
+    backward = next(g for g in fusec.dynamo.graphs() if "backward" in g.label)
+    def sums_over(region, dim):
+        return [n for n in region.source.nodes if n.target is torch.ops.aten.sum.dim_IntList
+                and list(n.args[1]) == [dim]]
+    joint = [r for r in backward.regions if sums_over(r, 0) and sums_over(r, 1)]
+    assert joint, backward.text()
+    for name, why in backward.aten_ops:
+        if "permute" in name:
+            assert why == "a view: aten runs it (no copy)", (name, why)

@@ -1,0 +1,162 @@
+"""Recompute instead of materialize: a value one fusion group computes and another reads (a
+merge the fuse pass refused, as a column sum of what a row-wise group computes) is written to
+memory by its group and read back. When the value is an elementwise chain of the kernel's
+params (nothing written, no reduction, no matmul, no view on the way), the reading group can
+compute it again from those params instead; it does when that reads fewer bytes than it
+saves: the read of the value, and its write too when no other group needs it.
+
+The layernorm backward of a bf16 MLP is the case this is for: the normalized input and the
+gradient it is multiplied by are float32 values of the row-wise group, and the weight and
+bias gradients sum them over the rows; recomputed from the bf16 params, the column sums read
+6 bytes an element where the buffers cost 16 (8 written, 8 read), and the two sums, now
+reading the same params, run as one pass (the fuse pass's horizontal merge).
+"""
+from __future__ import annotations
+
+import sympy
+
+from ..ir import Op, TensorType
+from ..ir.ops import BINARY, COMPARE, INDEXED_VIEWS, UNARY
+from ..ir.symbolic import hinted_value
+from .tensor_graph import Axes, NotOneSpace, in_memory
+
+RECOMPUTABLE = frozenset(UNARY + BINARY + COMPARE + ("where", "cast", "broadcast",
+                                                        "expand_dims"))
+MAX_CHAIN = 48          # ops copied into a group for one value: past it, the work outweighs
+
+
+def recompute_cheap_values(fuser, written: set) -> bool:
+    """For each value a group reads from another group: copy its producing chain into the
+    reader when that is cheaper (`written`: the tensors the kernel writes). True when it
+    copied any."""
+    copied = False
+    for g in list(fuser.members):
+        if g not in fuser.members:
+            continue
+        for v in _foreign_values(fuser, g):
+            chain = _chain(fuser, v, g, written)
+            if chain is None:
+                continue
+            ops, params = chain
+            gain = _saved_bytes(fuser, v, g)
+            cost = _new_read_bytes(fuser, params, g)
+            if gain is None or cost is None or cost > gain or not _one_space(fuser, ops, g):
+                continue
+            _copy_into(fuser, ops, v, g)
+            copied = True
+            fuser.notes.append(f"recomputed {_label(v)} in the launch that reads it: "
+                               f"{cost} bytes of params read instead of {gain} bytes of a "
+                               "buffer written and read")
+    return copied
+
+
+def _foreign_values(fuser, g: int) -> list:
+    """Values group g's ops read that another group's (non-free) op computes (not those an
+    indexed view reads: it needs them in memory, at indices of its own)."""
+    found = []
+    for op in fuser.members[g]:
+        if op.name in INDEXED_VIEWS:
+            continue
+        for v in op.operands:
+            p = fuser.producer.get(v)
+            if p is not None and p not in fuser.free and p in fuser.group \
+                    and fuser.group[p] != g and v not in found:
+                found.append(v)
+    return found
+
+
+def _chain(fuser, v, g: int, written: set):
+    """(ops computing v in program order, the params they read) when v is an elementwise
+    chain of unwritten params (through free ops and scalar constants), else None."""
+    ops, params, seen = [], set(), set()
+
+    def visit(value) -> bool:
+        p = fuser.producer.get(value)
+        if p is None:                                 # a kernel param
+            if not isinstance(value.type, TensorType):
+                return True
+            if not in_memory(value) or value in written:
+                return False
+            params.add(value)
+            return True
+        if p in seen:
+            return True
+        if p in fuser.free:                           # a cast/broadcast of params: a load
+            seen.add(p)
+            return all(visit(x) for x in p.operands)
+        if p not in fuser.group:                      # a scalar op (const, symval)
+            return not any(isinstance(r.type, TensorType) for r in p.results)
+        if fuser.group[p] == g or p.name not in RECOMPUTABLE:
+            return False
+        seen.add(p)
+        if not all(visit(x) for x in p.operands):
+            return False
+        ops.append(p)
+        return len(ops) <= MAX_CHAIN
+
+    if not visit(v):
+        return None
+    ops.sort(key=fuser.position.get)
+    return ops, params
+
+
+def _one_space(fuser, ops: list[Op], g: int) -> bool:
+    """The chain maps onto g's iteration space (not a transposed use of the params)."""
+    try:
+        Axes(fuser.members[g] + ops)
+    except NotOneSpace:
+        return False
+    return True
+
+
+def _bytes(value, hints) -> int | None:
+    n = hinted_value(sympy.Mul(*value.type.shape), hints)
+    return None if n is None else n * max(value.type.dtype.bits // 8, 1)
+
+
+def _saved_bytes(fuser, v, g: int) -> int | None:
+    """The buffer traffic recomputing v in g saves: g's read, and the write when only v's
+    own group and g use it."""
+    size = _bytes(v, fuser.hints)
+    if size is None:
+        return None
+    home = fuser.group[fuser.producer[v]]
+    others = {fuser.group.get(u) for u in fuser.body.ops if v in u.operands} - {home, g}
+    return size if others else 2 * size
+
+
+def _new_read_bytes(fuser, params: set, g: int) -> int | None:
+    """Bytes of the params g does not read already."""
+    total = 0
+    for p in params - fuser._reads(g):
+        size = _bytes(p, fuser.hints)
+        if size is None:
+            return None
+        total += size
+    return total
+
+
+def _copy_into(fuser, ops: list[Op], v, g: int) -> None:
+    users = [u for u in fuser.members[g] if v in u.operands]
+    at = min(fuser.body.ops.index(u) for u in users)
+    mapping = {}
+    for k, op in enumerate(ops):
+        copy = Op(op.name, [mapping.get(x, x) for x in op.operands],
+                  [r.type for r in op.results], dict(op.attrs), loc=op.loc)
+        for old, new in zip(op.results, copy.results):
+            new.name = old.name
+            mapping[old] = new
+            fuser.producer[new] = copy
+        fuser.body.insert(at + k, copy)
+        fuser.group[copy] = g
+        fuser.members[g].append(copy)
+    for u in users:
+        u.operands = [mapping.get(x, x) for x in u.operands]
+    fuser.position = {o: i for i, o in enumerate(fuser.body.ops)}
+    fuser.members[g].sort(key=fuser.position.get)
+
+
+def _label(v) -> str:
+    p = v.op
+    return f"%{v.name} ({p.name} at line {p.loc.line})" if v.name else f"{p.name} at line " \
+        f"{p.loc.line}"
