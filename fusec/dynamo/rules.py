@@ -162,6 +162,26 @@ def _where(e, cond, a, b):
     return f"fl.where({lit(cond)}, {lit(a)}, {lit(b)})"
 
 
+def _log1p(e, x):
+    """log(1 + x) to a few ulp where 1 + x rounds (Goldberg's trick: the rounding error of
+    u = 1 + x cancels in log(u) * x / (u - 1)); x where u rounds to 1, and to infinity."""
+    x = e.bind(_as_float(tensor(x)))
+    u = e.bind(f"({x} + 1.0)")
+    d = e.bind(f"({u} - 1.0)")
+    return (f"fl.where(({d} == 0) | ({u} == {lit(math.inf)}), {x}, "
+            f"fl.log({u}) * ({x} / {d}))")
+
+
+def _expm1(e, x):
+    """exp(x) - 1 to a few ulp near 0 (Kahan's trick: (u - 1) * x / log(u), u = exp(x));
+    x where u rounds to 1, -1 where u - 1 does, infinity where u is."""
+    x = e.bind(_as_float(tensor(x)))
+    u = e.bind(f"fl.exp({x})")
+    d = e.bind(f"({u} - 1.0)")
+    exact = f"fl.where({u} == {lit(math.inf)}, {u}, {d} * ({x} / fl.log({u})))"
+    return f"fl.where({u} == 1.0, {x}, fl.where({d} == -1.0, {d}, {exact}))"
+
+
 def _gelu(e, x, approximate="none"):
     return f'fl.gelu({_as_float(tensor(x))}, approximate="{approximate}")'
 
@@ -335,6 +355,7 @@ RULES = {
     **{getattr(aten, n): _float_unary(n) for n in (
         "exp", "exp2", "log", "log2", "sqrt", "rsqrt", "sin", "cos", "tanh", "erf", "sigmoid",
         "silu")},
+    aten.log1p: _log1p, aten.expm1: _expm1,
     aten.abs: lambda e, x: f"fl.abs({tensor(x)})",
     aten.relu: lambda e, x: f"fl.relu({tensor(x)})",
     aten.floor: lambda e, x: f"fl.floor({tensor(x)})",
