@@ -91,15 +91,33 @@ class _Group:
     blocks: np.ndarray
 
 
-def _block_rows(facts: KernelFacts, choices: dict) -> np.ndarray:
+def _base_row(facts: KernelFacts, cap: int | None, base: Config | None) -> np.ndarray:
+    """The blocks the other launches keep while one launch's vary: the default policy's
+    config when given, else the traced blocks shrunk to the tile cap."""
+    if base is not None:
+        return np.array(facts.full_blocks(base.blocks), dtype=np.float64)
+    traced = {d.dim: d.block for d in facts.dims}
+    if cap is not None:
+        def largest(blocks):
+            row = np.array([facts.full_blocks([blocks[d.dim] for d in facts.dims])], float)
+            return int(facts.tile_elements(row)[0])
+        traced = shrink_to_cap(traced, largest, cap)
+    return np.array(facts.full_blocks([traced[d.dim] for d in facts.dims]), dtype=np.float64)
+
+
+def _per_launch(facts: KernelFacts, choices: dict) -> bool:
+    return math.prod(len(choices[d]) for d in choices) > MAX_COMBINATIONS
+
+
+def _block_rows(facts: KernelFacts, choices: dict, base: np.ndarray) -> np.ndarray:
     """The block rows of the space: every combination of the choices, unless that is more
     than MAX_COMBINATIONS (a kernel of several launches, each with its own tile dims: the
     product grows with every launch, 13^7 rows for two matmuls and a layernorm); then each
-    launch's dims vary on their own, the other launches' at their base blocks (the launches
-    run one after the other, each one's blocks change only its own time)."""
-    base = np.array(facts.full_blocks([d.block for d in facts.dims]), dtype=np.float64)
+    launch's dims vary on their own, the other launches' at `base` (the launches run one
+    after the other, each one's blocks change only its own time; candidates() then joins
+    each launch's best)."""
     dims = sorted(choices)
-    if math.prod(len(choices[d]) for d in dims) <= MAX_COMBINATIONS:
+    if not _per_launch(facts, choices):
         together = [dims]
     else:
         launch = {d.dim: d.launch for d in facts.dims}
@@ -114,9 +132,10 @@ def _block_rows(facts: KernelFacts, choices: dict) -> np.ndarray:
     return np.unique(np.concatenate(parts), axis=0) if len(parts) > 1 else parts[0]
 
 
-def _groups(facts: KernelFacts, machine: Machine, cap: int | None) -> list[_Group]:
+def _groups(facts: KernelFacts, machine: Machine, cap: int | None,
+            base: Config | None = None) -> list[_Group]:
     choices = block_choices(facts, machine, cap or 1 << 30)
-    matrix = _block_rows(facts, choices)
+    matrix = _block_rows(facts, choices, _base_row(facts, cap, base))
     tiles = facts.tile_elements(matrix)
     if cap is not None:
         matrix, tiles = matrix[tiles <= cap], tiles[tiles <= cap]
@@ -162,12 +181,35 @@ def rank(facts: KernelFacts, machine: Machine, configs: list) -> list[Candidate]
     return [Candidate(configs[i], seconds[i]) for i in order]
 
 
+def _joined(facts: KernelFacts, machine: Machine, group: _Group, base: np.ndarray,
+            seconds: np.ndarray) -> _Group:
+    """The group with one more row: each launch at the blocks of its best row among those
+    varying it alone (the launches' times add up: the best of each, joined)."""
+    launch = np.array([d.launch for d in sorted(facts.dims, key=lambda d: d.dim)])
+    row = base.copy()
+    for k in range(facts.launches):
+        own = launch == k
+        alone = np.all(group.blocks[:, ~own] == base[~own], axis=1) & np.isfinite(seconds)
+        if alone.any():
+            best = np.nonzero(alone)[0][np.argmin(seconds[alone])]
+            row[own] = group.blocks[best, own]
+    if (group.blocks == row).all(axis=1).any():
+        return group
+    return _Group(group.warps, group.stages, np.vstack([group.blocks, row]))
+
+
 def candidates(facts: KernelFacts, machine: Machine, cap: int,
-               limit: int = MAX_CANDIDATES) -> list[Candidate]:
-    """The pruned space in model order, at most `limit` of them (none without a model)."""
+               limit: int = MAX_CANDIDATES, base: Config | None = None) -> list[Candidate]:
+    """The pruned space in model order, at most `limit` of them (none without a model).
+    `base`: the default policy's config (the other launches' blocks while one launch's
+    vary, in a kernel of several launches)."""
     if not facts.fitted:
         return []
-    groups = _groups(facts, machine, cap)
+    groups = _groups(facts, machine, cap, base)
+    if _per_launch(facts, block_choices(facts, machine, cap)):
+        row = _base_row(facts, cap, base)
+        groups = [_joined(facts, machine, g, row, _score(facts, machine, g)[0])
+                  for g in groups]
     scored = [(g, *_score(facts, machine, g)) for g in groups]
     feasible = [np.isfinite(seconds) for _, seconds, _ in scored]   # inf: beyond the GPU
     fills = [fill[ok] for (_, _, fill), ok in zip(scored, feasible) if ok.any()]

@@ -127,7 +127,7 @@ def ranked(facts: KernelFacts, machine: Machine, cap: int, default: Config,
             except ValueError as exc:
                 raise ValueError(f"configs[{i}] ({c}): {exc}") from None
         return space.rank(facts, machine, configs)
-    found = space.candidates(facts, machine, cap)
+    found = space.candidates(facts, machine, cap, base=default)
     if default not in [c.config for c in found]:
         found = sorted(found + space.rank(facts, machine, [default]),
                        key=lambda c: (c.estimate if not math.isnan(c.estimate) else math.inf))

@@ -189,3 +189,28 @@ def test_a_kernel_of_many_launches_varies_each_launch_apart():
                  if b != base[d.dim] and not d.fixed}
         assert len(moved) <= 1, c
     assert space.candidates(f, CPU, CAPS[id(CPU)])
+
+
+def test_launches_vary_apart_from_the_default_config_and_their_bests_join():
+    """In a kernel of several launches whose joint space is too large, the other launches
+    keep the default config's blocks while one launch's vary (the traced blocks can be past
+    the tile cap: a region's column sums traced at 1024x1024 left only the default config);
+    then one more candidate takes each launch's best at once."""
+    import numpy as np
+    from fusec.compiler import default_config
+    f = autotune_facts(three_matmuls.fn, params(three_matmuls, spec(300, 200), spec(200, 500),
+                                                spec(500, 300), spec(300, 400)))
+    cap = CAPS[id(GPU)]
+    default = default_config(f, "cuda")
+    found = space.candidates(f, GPU, cap, base=default)
+    assert len(found) > 1
+    launch = {d.dim: d.launch for d in f.dims}
+    base = f.full_blocks(default.blocks)
+    moved = [{launch[d.dim] for d, b in zip(f.dims, f.full_blocks(c.config.blocks))
+              if b != base[d.dim]} for c in found]
+    assert any(len(m) > 1 for m in moved), found             # the joined row
+    for c in found:
+        row = np.array([f.full_blocks(c.config.blocks)], float)
+        assert f.tile_elements(row)[0] <= cap, c
+    traced_base = space._base_row(f, cap, None)               # no default given: shrunk
+    assert f.tile_elements(traced_base[None, :])[0] <= cap
