@@ -161,9 +161,16 @@ def _reshape(t, x, shape):
     return t.sem.tensors.views.reshape(_whole(x, "fl.reshape"), shape)
 
 
+def _cat(t, tensors, axis=0):
+    if not isinstance(tensors, (list, tuple)):
+        raise SemanticError(f"fl.cat takes a list or tuple of whole tensors, got "
+                            f"{type(tensors).__name__}")
+    return t.sem.tensors.views.concat([_whole(x, "fl.cat") for x in tensors], axis)
+
+
 BUILTINS = {
     "zeros": _zeros, "full": _full, "arange": _arange, "dot": _dot, "trans": _trans,
-    "reshape": _reshape,
+    "reshape": _reshape, "cat": _cat,
     "where": lambda t, cond, a, b: t.sem.where(cond, a, b),
     "maximum": lambda t, a, b: t.sem.binary("maximum", a, b),
     "minimum": lambda t, a, b: t.sem.binary("minimum", a, b),

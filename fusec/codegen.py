@@ -734,7 +734,9 @@ class Tracer(ast.NodeVisitor):
     def call(self, fn, args, kwargs, node):
         builtin = getattr(fn, "_fusec_builtin", None)
         if builtin is not None:
-            whole = any(isinstance(a, TensorArg) for a in (*args, *kwargs.values()))
+            whole = any(isinstance(a, TensorArg) for a in (*args, *kwargs.values())) or any(
+                isinstance(a, (list, tuple)) and any(isinstance(x, TensorArg) for x in a)
+                for a in args)                       # fl.cat((a, b)): tensors in a tuple
             if builtin not in ("cdiv",) and not whole:
                 self.check_device(f"fl.{builtin}")
             return call_builtin(self, builtin, args, kwargs)

@@ -1,7 +1,8 @@
 """Views of whole tensors (statements outside tile loops): reshape and its forms (view,
-squeeze, unsqueeze, flatten) and basic slicing (`x[a:b]`, `x[:, ::2]`, `x[:, 3]`).
+squeeze, unsqueeze, flatten), basic slicing (`x[a:b]`, `x[:, ::2]`, `x[:, 3]`) and
+concatenation (`fl.cat`).
 
-They become the tensor-level ops `reshape` and `slice` (ir/ops.py), except where a cheaper
+They become the tensor-level ops `reshape`, `slice` and `concat` (ir/ops.py), except where a cheaper
 form exists: a reshape that only inserts size-1 dims is a chain of expand_dims, and one that
 removes size-1 dims made by expand_dims (keepdims) drops those ops; both map dims onto the
 same axes and fuse like elementwise ops. Every other reshape and every slice is an indexed
@@ -46,6 +47,39 @@ class ViewSemantic:
         self.t = tensors              # the TensorSemantic: builder, errors, sizes, wrapping
         self.b = tensors.b
         self.error = tensors.error
+
+    # -- concatenation ---------------------------------------------------------------------
+    def concat(self, xs, axis: int):
+        """fl.cat: whole tensors of one dtype and rank joined along `axis` (the others'
+        sizes equal): an indexed view reading each operand where its part lies."""
+        if not isinstance(xs, (list, tuple)) or not xs:
+            raise self.error(f"fl.cat takes a non-empty list or tuple of tensors, got {xs!r}")
+        first = xs[0]
+        rank = first.value.type.rank
+        if not isinstance(axis, int) or isinstance(axis, bool) or not -rank <= axis < rank:
+            raise self.error(f"fl.cat: axis must be an int in [-{rank}, {rank}), got {axis!r}")
+        axis %= rank
+        dims = list(first.value.type.shape)
+        total = dims[axis]
+        for k, x in enumerate(xs[1:], 1):
+            t = x.value.type
+            if t.dtype != first.value.type.dtype or t.rank != rank:
+                raise self.error(f"fl.cat: tensor {k} is {t}, tensor 0 is {first.value.type}: "
+                                 "one dtype and rank (cast with .to())")
+            for d in range(rank):
+                if d == axis:
+                    continue
+                size = self.t._same_dim(dims[d], t.shape[d])
+                if size is None:
+                    raise self.error(f"fl.cat: tensor {k} has size {t.shape[d]} on dim {d}, "
+                                     f"tensor 0 has {dims[d]}")
+                dims[d] = size
+            total = total + t.shape[axis]
+        if len(xs) == 1:
+            return first
+        dims[axis] = total
+        return self.t._wrap(self.b.value("concat", [x.value for x in xs],
+                                         first.value.type.with_shape(dims), axis=axis))
 
     # -- reshape ---------------------------------------------------------------------------
     def reshape(self, x, shape, what: str = "reshape"):

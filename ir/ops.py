@@ -101,7 +101,7 @@ BINARY = ARITH_BINARY + BITWISE_BINARY
 COMPARE = ("eq", "ne", "lt", "le", "gt", "ge")
 REDUCE_KINDS = ("sum", "max", "min", "argmax", "argmin")
 # Whole-tensor views that read their operand at computed indices (see the table above).
-INDEXED_VIEWS = ("reshape", "slice")
+INDEXED_VIEWS = ("reshape", "slice", "concat")
 TERMINATORS = ("return", "yield")
 REGION_OPS = ("kernel", "tile_for", "for", "if")
 MEMORY_WRITE = ("store", "atomic_add")
@@ -130,7 +130,7 @@ def _table() -> dict[str, OpInfo]:
                     ("const", "const"), ("arange", "const"), ("symval", "const"),
                     ("load", "memory"), ("store", "memory"), ("atomic_add", "memory"),
                     ("alloc", "host"), ("write", "write"), ("reshape", "view"),
-                    ("slice", "view")):
+                    ("slice", "view"), ("concat", "view")):
         table[n] = OpInfo(n, kind)
     table["kernel"] = OpInfo("kernel", "structure", 1)
     table["tile_for"] = OpInfo("tile_for", "structure", 1)

@@ -120,7 +120,31 @@ def _check_shape(op: Op):
         _expect(r.shape == tuple(a.shape[p] for p in perm), op, "wrong result shape")
 
 
+def _check_concat(op: Op):
+    _expect(len(op.operands) >= 1, op, "concat takes at least one tensor")
+    _expect(_at_kernel_level(op), op, "concat is a whole-tensor op of the kernel's own block")
+    r, axis = _result(op), op.attrs.get("axis")
+    _expect(isinstance(r, TensorType) and isinstance(axis, int) and 0 <= axis < r.rank, op,
+            f"concat needs an axis of its result, got {axis!r} for {r}")
+    total = sympy.Integer(0)
+    for k, v in enumerate(op.operands):
+        a = v.type
+        _expect(isinstance(a, TensorType) and a.dtype == r.dtype and a.rank == r.rank, op,
+                f"concat operand {k} must be a tensor of the result's dtype and rank, got {a}")
+        for d in range(r.rank):
+            if d != axis:
+                _expect(sympy.simplify(a.shape[d] - r.shape[d]) == 0
+                        or frozenset((a.shape[d], r.shape[d])) in _equal_sizes(op), op,
+                        f"concat operand {k} has size {a.shape[d]} on dim {d}, the result "
+                        f"{r.shape[d]}")
+        total += a.shape[axis]
+    _expect(sympy.simplify(total - r.shape[axis]) == 0, op,
+            f"concat's operands add up to {total} on dim {axis}, the result has {r.shape[axis]}")
+
+
 def _check_view(op: Op):
+    if op.name == "concat":
+        return _check_concat(op)
     _n_operands(op, 1)
     _expect(_at_kernel_level(op), op, f"{op.name} is a whole-tensor op of the kernel's own block")
     a, r = op.operands[0].type, _result(op)

@@ -42,7 +42,7 @@ from ..ir import Module, Op, TensorType, erase
 from ..ir.ops import INDEXED_VIEWS
 from ..ir.symbolic import hinted_value
 from .fuse_recompute import recompute_cheap_values
-from .tensor_graph import Axes, NotOneSpace, chain_source, in_memory, whole_tensor_ops
+from .tensor_graph import Axes, NotOneSpace, chain_sources, in_memory, whole_tensor_ops
 
 
 def reads(op: Op) -> set:
@@ -175,11 +175,17 @@ class _Fuser:
     def _view_of_member(self, merged: list[Op]) -> str | None:
         inside = set(merged)
         for op in merged:
-            if op.name in INDEXED_VIEWS:
-                source = self.producer.get(chain_source(op, inside))
-                if source in inside:
-                    return (f"{op.name} reads its operand from memory at computed indices; "
-                            f"{_name(source)} is written by a launch of its own first")
+            if op.name not in INDEXED_VIEWS:
+                continue
+            for operand in op.operands:
+                for source in map(self.producer.get, chain_sources([operand], inside)):
+                    if source in inside:
+                        read = self.producer.get(operand)
+                        why = "" if read is source else (
+                            f" ({_name(source)} is not computed at the view's indices)")
+                        return (f"{op.name} reads its operand from memory at computed "
+                                f"indices; {_name(read)} is written by a launch of its own "
+                                f"first{why}")
         return None
 
     def _has_parallel_axes(self, g: int) -> bool:

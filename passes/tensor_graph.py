@@ -17,7 +17,7 @@ from __future__ import annotations
 import sympy
 
 from ..ir import Op, TensorType, Value
-from ..ir.ops import INDEXED_VIEWS
+from ..ir.ops import BINARY, COMPARE, INDEXED_VIEWS, UNARY
 
 WHOLE_TENSOR_KINDS = ("unary", "binary", "compare", "where", "cast", "shape", "reduce", "dot")
 
@@ -39,12 +39,51 @@ def mapped_operands(op: Op) -> list[Value]:
     return [v for v in op.operands if isinstance(v.type, TensorType)]
 
 
-def chain_source(op: Op, members) -> Value:
-    """The value an indexed view reads through the views of `members` it is a chain of."""
-    v = op.operands[0]
-    while v.op is not None and v.op.name in INDEXED_VIEWS and v.op in members:
-        v = v.op.operands[0]
-    return v
+POINTWISE = frozenset(UNARY + BINARY + COMPARE + ("where", "cast"))
+
+
+def pointwise_same_shape(op: Op) -> bool:
+    """An elementwise op whose tensor operands all have its result's shape (no broadcast):
+    its value at any index is computed from theirs at that index."""
+    if op.name not in POINTWISE or len(op.results) != 1:
+        return False
+    shape = getattr(op.results[0].type, "shape", None)
+    return shape is not None and all(
+        not isinstance(v.type, TensorType) or tuple(v.type.shape) == tuple(shape)
+        for v in op.operands)
+
+
+def view_internal_ops(ops: list[Op]) -> set:
+    """Pointwise ops of a group whose results only its indexed views (or other such ops)
+    read: computed at the views' indices (passes/tile_views.py), no tiles of their own (the
+    negated half of rotary embeddings' concat)."""
+    users: dict = {}
+    for op in ops:
+        for v in op.operands:
+            users.setdefault(v, []).append(op)
+    internal: set = set()
+    for op in reversed(ops):
+        if pointwise_same_shape(op):
+            readers = users.get(op.results[0], [])
+            if readers and all(u.name in INDEXED_VIEWS or u in internal for u in readers):
+                internal.add(op)
+    return internal
+
+
+def chain_sources(values: list[Value], members) -> list[Value]:
+    """The values an indexed view of `values` (its operands: a concat has several) reads
+    through the views of `members` it is a chain of, and through the pointwise ops of
+    `members` computed at its indices."""
+    out, todo = [], list(values)
+    while todo:
+        v = todo.pop(0)
+        p = v.op
+        if p is not None and p in members and (p.name in INDEXED_VIEWS
+                                               or pointwise_same_shape(p)):
+            todo = [x for x in p.operands if isinstance(x.type, TensorType)] + todo
+        elif v not in out:
+            out.append(v)
+    return out
 
 
 def in_memory(v: Value) -> bool:
@@ -67,10 +106,16 @@ class Axes:
         self.ops = ops
         self.of: dict[Value, list] = {}
         values = []
-        mapped = {v for op in ops for v in mapped_operands(op)}
-        # links of view chains: read through by the last view, no tiles of their own
-        self.viewed_only = {op.operands[0] for op in ops if op.name in INDEXED_VIEWS} - mapped
+        internal = view_internal_ops(ops)
+        mapped = {v for op in ops if op not in internal for v in mapped_operands(op)}
+        # links of view chains (and what pointwise ops computed at a view's indices read):
+        # read through by the last view, no tiles of their own
+        self.viewed_only = {v for op in ops if op.name in INDEXED_VIEWS or op in internal
+                            for v in (*op.operands, *op.results)
+                            if op in internal or v in op.operands} - mapped
         for op in ops:
+            if op in internal:
+                continue
             for v in mapped_operands(op) + list(op.results):
                 if isinstance(v.type, TensorType) and v not in self.of \
                         and v not in self.viewed_only:
@@ -95,6 +140,8 @@ class Axes:
         """dim da of a and dim db of b are the same axis (unless one is a size-1 dim)."""
         if _is_one(a.type.shape[da]) or _is_one(b.type.shape[db]):
             return False
+        if a not in self.of or b not in self.of:
+            return False               # read only by views (a cast of a param they view)
         x, y = self.of[a][da], self.of[b][db]
         if x == y:
             return False

@@ -317,6 +317,8 @@ class _GroupEmitter:
             if r not in self.axes.viewed_only:      # a chain's link is read through
                 self.env[r] = view_load(self, op)
             return
+        if r in self.axes.viewed_only:   # a cast of a param only views read: through them
+            return
         rtype = TileType(r.type.dtype, self.shape(r))
         ins = [self.get(v) for v in op.operands]
         if op.name == "broadcast":

@@ -47,7 +47,8 @@ def split_plan(emitter) -> tuple[int, int, dict] | None:
     buckets = {j: next_pow2(hinted_value(axes.extent(j), emitter.tiler.hints))
                for j in axes.reduced}
     if axes.parallel:
-        read = [v for op in emitter.ops for v in mapped_operands(op) if in_memory(v)]
+        read = [v for op in emitter.ops for v in mapped_operands(op) if in_memory(v)
+                and v not in axes.viewed_only]
         read += [op.results[0] for op in emitter.ops if op.name in INDEXED_VIEWS
                  and op.results[0] not in axes.viewed_only]
         if any(axes.axes(v) and axes.axes(v)[-1] in axes.reduced for v in read):

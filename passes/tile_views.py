@@ -1,5 +1,6 @@
-"""Indexed views (reshape, slice) in the tile pass: a view's tile is a load of the tensor in
-memory it views, at indices computed from the tile's own.
+"""Indexed views (reshape, slice, concat) in the tile pass: a view's tile is a load of the
+tensor in memory it views, at indices computed from the tile's own (a concat's, a load of
+each operand where its part of the axis lies, put together with `where`).
 
 Each view maps the indices of its result to those of its operand -- a slice to start +
 step * i, a reshape through the row-major flat index (dims of a common innermost suffix keep
@@ -13,27 +14,84 @@ from __future__ import annotations
 
 import sympy
 
-from ..ir import TileType, Value
+from ..ir import TensorType, TileType, Value
 from ..ir import dtypes as D
 from ..ir.ops import INDEXED_VIEWS
-from .tensor_graph import in_memory
+from .tensor_graph import in_memory, pointwise_same_shape
 
 
 def view_load(emitter, op) -> Value:
     r = op.results[0]
     shape = emitter.shape(r)
-    idx = emitter._address(r)
-    view = op
-    while True:
-        idx = _MAPS[view.name](_IndexMath(emitter, shape), view, idx)
-        source = view.operands[0]
-        if source.op is None or source.op.name not in INDEXED_VIEWS or \
-                source.op not in emitter.members:
-            break
-        view = source.op
-    assert in_memory(source), f"tile: {op.name} at {op.loc} views a value not in memory"
-    return emitter.b.value("load", [source, *idx], TileType(source.type.dtype, shape),
-                           checked=[True] * source.type.rank, mask=False, other=False)
+    return _view_tile(_IndexMath(emitter, shape), op, emitter._address(r), None)
+
+
+def _view_tile(m: "_IndexMath", view, idx: list, mask) -> Value:
+    """The tile of `view`'s result at indices idx (lanes where `mask` is false unread)."""
+    if view.name == "concat":
+        return _concat(m, view, idx, mask)
+    return _source_tile(m, view.operands[0], _MAPS[view.name](m, view, idx), mask)
+
+
+def _source_tile(m: "_IndexMath", source, idx: list, mask) -> Value:
+    """The tile of `source` at idx: through its own view when the group computes it there,
+    else a load of it from memory."""
+    if source.op is not None and source.op.name in INDEXED_VIEWS and \
+            source.op in m.emitter.members:
+        return _view_tile(m, source.op, idx, mask)
+    p = source.op
+    if p is not None and p in m.emitter.members and pointwise_same_shape(p):
+        ins = [_source_tile(m, v, idx, mask) if isinstance(v.type, TensorType)
+               else m.emitter._broadcast(m.emitter.get(v), m.shape) for v in p.operands]
+        attrs = {k: v for k, v in p.attrs.items() if k != "group"}
+        return m.b.value(p.name, ins, TileType(source.type.dtype, m.shape), **attrs)
+    if p is not None and p in m.emitter.members and p.name in ("broadcast", "expand_dims"):
+        return _reshaped_source_tile(m, p, idx, mask)
+    assert in_memory(source), f"tile: a view reads {source}, a value not in memory"
+    operands = [source, *idx] + ([mask] if mask is not None else [])
+    return m.b.value("load", operands, TileType(source.type.dtype, m.shape),
+                     checked=[True] * source.type.rank, mask=mask is not None, other=False)
+
+
+def _reshaped_source_tile(m: "_IndexMath", op, idx: list, mask) -> Value:
+    """A broadcast or expand_dims of a scalar or a param (a free op of the group) at idx:
+    the operand at idx with the broadcast (size-1) dims at 0 and the inserted dim left
+    out."""
+    x = op.operands[0]
+    if not isinstance(x.type, TensorType):
+        return m.emitter._broadcast(m.emitter.get(x), m.shape)
+    if op.name == "expand_dims":
+        inner = idx[:op.attrs["axis"]] + idx[op.attrs["axis"] + 1:]
+    else:
+        out = op.results[0].type.shape
+        lead = len(out) - x.type.rank
+        inner = [m.splat(0) if x.type.shape[d] == 1 and out[lead + d] != 1 else idx[lead + d]
+                 for d in range(x.type.rank)]
+    return _source_tile(m, x, inner, mask)
+
+
+def _concat(m: "_IndexMath", view, idx: list, mask) -> Value:
+    """Each operand read where its part of the axis lies (at the index less its offset),
+    the parts put together with `where`: lanes of the other parts read nothing."""
+    axis = view.attrs["axis"]
+    parts, start = [], sympy.Integer(0)
+    for k, operand in enumerate(view.operands):
+        end = start + operand.type.shape[axis]
+        inside = None
+        if k > 0:
+            inside = m.compare("ge", idx[axis], start)
+        if k < len(view.operands) - 1:
+            below = m.compare("lt", idx[axis], end)
+            inside = below if inside is None else m.both(inside, below)
+        shifted = list(idx)
+        shifted[axis] = m.add(idx[axis], -start)
+        read = inside if mask is None else (mask if inside is None else m.both(mask, inside))
+        parts.append((inside, _source_tile(m, operand, shifted, read)))
+        start = end
+    tile = parts[-1][1]
+    for inside, part in reversed(parts[:-1]):
+        tile = m.b.value("where", [inside, part, tile], part.type)
+    return tile
 
 
 class _IndexMath:
@@ -52,6 +110,12 @@ class _IndexMath:
 
     def op(self, name: str, a: Value, b: Value) -> Value:
         return self.b.value(name, [a, b], self.type)
+
+    def compare(self, name: str, a: Value, n) -> Value:
+        return self.b.value(name, [a, self.splat(n)], TileType(D.bool_, self.shape))
+
+    def both(self, a: Value, b: Value) -> Value:
+        return self.b.value("and", [a, b], TileType(D.bool_, self.shape))
 
     def add(self, a: Value, n) -> Value:
         return a if n == 0 else self.op("add", a, self.splat(n))
@@ -92,6 +156,6 @@ def _reshape(m: _IndexMath, op, idx: list) -> list:
     return out + idx[len(outer_dst):]
 
 
-_MAPS = {"slice": _slice, "reshape": _reshape}
+_MAPS = {"slice": _slice, "reshape": _reshape}      # concat: _concat
 
 __all__ = ["view_load"]

@@ -101,7 +101,13 @@ def reshape_of_transposed(x):
 @fusec.kernel
 def reshape_of_computed(x):
     y = x * 2.0 + 1.0
-    return fl.reshape(y, (-1,))                 # y is written first: two launches
+    return fl.reshape(y, (-1,))                 # y computed at the reshape's indices
+
+
+@fusec.kernel
+def reshape_of_normalized(x):
+    y = x - x.max(axis=1, keepdims=True)
+    return fl.reshape(y, (-1,))                 # y needs the row max: written first
 
 
 @fusec.kernel
@@ -135,6 +141,27 @@ def flatten_outer(x):
     return x.flatten(0, 1).max(axis=1)
 
 
+@fusec.kernel
+def rotate_half(x):
+    h = x.shape[1] // 2
+    return fl.cat((x[:, h:], x[:, :h]), axis=1) * 2.0     # rotary embeddings' halves
+
+
+@fusec.kernel
+def rows_joined(x, y):
+    return fl.cat([x, y, x[:2]], axis=0) + 1.0
+
+
+@fusec.kernel
+def cat_of_computed(x):
+    return fl.cat((x * 2.0, x[:, 3:]), axis=1)          # x * 2 computed where it lies
+
+
+@fusec.kernel
+def cat_then_reduce(x, y):
+    return fl.cat((x, y), axis=1).max(axis=1)
+
+
 def _softmax_rows(y):
     e = np.exp(y - y.max(axis=1, keepdims=True))
     return e / e.sum(axis=1, keepdims=True)
@@ -147,7 +174,9 @@ VIEW_CASES = [
     (softmax_of_reshaped, [(7, 26)], (), lambda x: _softmax_rows(x.reshape(14, 13)), 1),
     (grouped_sums, [(5, 12)], (), lambda x: x.reshape(5, 3, 4).sum(axis=2), 1),
     (reshape_of_transposed, [(7, 13)], (), lambda x: x.T.reshape(-1), 2),
-    (reshape_of_computed, [(7, 13)], (), lambda x: (x * 2 + 1).reshape(-1), 2),
+    (reshape_of_computed, [(7, 13)], (), lambda x: (x * 2 + 1).reshape(-1), 1),
+    (reshape_of_normalized, [(7, 13)], (), lambda x: (x - x.max(1, keepdims=True)).reshape(-1),
+     2),
     (finite_difference, [(7, 13)], (), lambda x: x[1:, 2:] - x[:-1, :-2], 1),
     (negative_bounds, [(7, 13)], (), lambda x: x[-3:, 1:-1:2] * 3, 1),
     (column_times_row, [(7, 13)], (), lambda x: x[:, 3][:, None] * x[-2], 1),
@@ -155,6 +184,10 @@ VIEW_CASES = [
     (squeeze_unsqueeze, [(7, 13), (1, 13)], (),
      lambda x, w: (x.sum(1, keepdims=True) * w).reshape(-1), 2),
     (flatten_outer, [(3, 5, 7)], (), lambda x: x.reshape(15, 7).max(axis=1), 1),
+    (rotate_half, [(7, 13)], (), lambda x: np.concatenate([x[:, 6:], x[:, :6]], 1) * 2, 1),
+    (rows_joined, [(7, 13), (4, 13)], (), lambda x, y: np.concatenate([x, y, x[:2]]) + 1, 1),
+    (cat_of_computed, [(7, 13)], (), lambda x: np.concatenate([x * 2, x[:, 3:]], 1), 1),
+    (cat_then_reduce, [(7, 13), (7, 5)], (), lambda x, y: np.concatenate([x, y], 1).max(1), 1),
 ]
 
 

@@ -199,6 +199,9 @@ class Interpreter:
         return [ins[0][tuple(slice(s, s + step * n, step)
                              for s, step, n in zip(starts, op.attrs["steps"], self._shape(t)))]]
 
+    def op_concat(self, op, ins, t):
+        return [np.concatenate([np.asarray(x) for x in ins], axis=op.attrs["axis"])]
+
     def op_reduce(self, op, ins, t):
         return [np.asarray(_reduce(ins[0], op.attrs["kind"], op.attrs["axis"],
                                    op.operands[0].type.dtype, t.dtype))]

@@ -219,6 +219,16 @@ def _dims(x: Var, dims) -> tuple:
     return tuple(d % max(x.rank, 1) for d in dims)
 
 
+def _cat(e, tensors, dim=0):
+    """torch.cat of tensors of one rank and dtype (fl.cat: each read where its part lies)."""
+    if not isinstance(tensors, (list, tuple)) or not tensors:
+        raise Unsupported("cat of something other than a list of tensors")
+    xs = [tensor(x) for x in tensors]
+    if len({x.rank for x in xs}) != 1 or len({x.dtype for x in xs}) != 1:
+        raise Unsupported("cat of tensors of different ranks or dtypes")
+    return f"fl.cat({lit(tuple(xs))}, axis={_dims(xs[0], dim)[0]})"
+
+
 def _permute(e, x, dims):
     return f"fl.permute({x}, {lit(_dims(tensor(x), dims))})"
 
@@ -385,7 +395,7 @@ RULES = {
     aten._to_copy: _to_copy, prims.convert_element_type: _convert,
     aten.clone: _identity, aten.alias: _identity, aten.detach: _identity,
     aten.lift_fresh_copy: _identity,
-    aten.permute: _permute, aten.transpose: _transpose, aten.t: _t,
+    aten.permute: _permute, aten.transpose: _transpose, aten.t: _t, aten.cat: _cat,
     aten.unsqueeze: _unsqueeze, aten.expand: _expand,
     # view/reshape/slice/select stay aten (replayed at region results, or between
     # regions): lowered inside regions as fusec reshapes and slices, the transformer

@@ -68,8 +68,10 @@ def test_slices_clamp_like_python():
 
 def test_a_reshape_of_a_computed_value_says_why_it_is_not_fused():
     x = np.ones((7, 13), np.float32)
-    notes = K.reshape_of_computed.compile(x).asm["tile"]
+    notes = K.reshape_of_normalized.compile(x).asm["tile"]
     assert "not fused" in notes and "reshape reads its operand from memory" in notes
+    assert "is not computed at the view's indices" in notes
+    assert "not fused" not in K.reshape_of_computed.compile(x).asm["tile"]
 
 
 def test_unit_reshapes_fuse_as_expand_dims():
@@ -148,7 +150,7 @@ def test_views_round_trip_through_the_text_form():
 
 @pytest.mark.parametrize("case", K.VIEW_CASES, ids=lambda c: c[0].fn.__name__)
 def test_the_interpreter_defines_the_untiled_views(case):
-    """The reference semantics of reshape and slice themselves: the traced IR, before the
+    """The reference semantics of reshape, slice and concat themselves: the traced IR, before the
     fuse and tile passes, interpreted on whole arrays."""
     from fusec.backends.common import bind_symbols, eval_size
     from fusec.backends.interpret.interpreter import run
@@ -160,7 +162,53 @@ def test_the_interpreter_defines_the_untiled_views(case):
     symbols = bind_symbols(ir_kernel, params)
     outputs = [np.empty([eval_size(d, symbols) for d in op.results[0].type.shape], np.float32)
                for op in ir_kernel.regions[0].ops if op.name == "alloc"]
-    assert any(op.name in ("reshape", "slice", "expand_dims")
+    assert any(op.name in ("reshape", "slice", "concat", "expand_dims")
                for op in ir_kernel.regions[0].ops)
     run(ir_kernel, params + outputs)
     assert_close(outputs[-1], reference(*exact, *ints), "float32", kernel.fn.__name__)
+
+
+@pytest.mark.parametrize("backend", ["cpu", "interpret"])
+def test_cat_of_slices_of_a_cast_param_reads_the_param(backend):
+    """Rotary embeddings in bfloat16: the halves of x.to(float32) joined; a view of a cast of
+    a param is the cast of the param's view, so it is one launch reading x where each half
+    lies."""
+    from conftest import as_input
+
+    @fusec.kernel
+    def rope(x, c, s):
+        h = x.shape[1] // 2
+        x32 = x.to(fl.float32)
+        return x32 * c + fl.cat((x32[:, h:], x32[:, :h]), axis=1) * s
+
+    xb, xd = random_array((9, 16), "bfloat16", seed=3)
+    (c, s), (cd, sd) = _inputs([(9, 16), (9, 16)], seed=5)
+    compiled = rope.compile(as_input(xb, "bfloat16"), c, s, backend=backend)
+    assert compiled.num_launches == 1
+    want = xd * cd + np.concatenate([xd[:, 8:], xd[:, :8]], 1) * sd
+    assert_close(output_float64(compiled(as_input(xb, "bfloat16"), c, s)), want, "float32")
+
+
+def test_bad_cats_are_compilation_errors_at_their_line():
+    @fusec.kernel
+    def sizes_differ(x, y):
+        return fl.cat((x, y), axis=0)
+
+    @fusec.kernel
+    def dtypes_differ(x, y):
+        return fl.cat((x, y.to(fl.float16)), axis=0)
+
+    @fusec.kernel
+    def bad_axis(x, y):
+        return fl.cat((x, y), axis=2)
+
+    @fusec.kernel
+    def not_a_tuple(x, y):
+        return fl.cat(x, axis=0)
+
+    x, y = np.ones((7, 13), np.float32), np.ones((3, 5), np.float32)
+    message = _error(sizes_differ, x, y)
+    assert "fl.cat: tensor 1 has size" in message and "return fl.cat((x, y), axis=0)" in message
+    assert "one dtype and rank" in _error(dtypes_differ, x, x)
+    assert "axis must be an int in [-2, 2), got 2" in _error(bad_axis, x, x)
+    assert "fl.cat takes a list or tuple of whole tensors" in _error(not_a_tuple, x, x)
