@@ -39,11 +39,32 @@ def _tile_shape(tracer, shape):
     return tuple(dims), tuple(masks)
 
 
+def _full_tensor(t, shape, value, dtype):
+    """fl.full / fl.zeros outside tile loops: a whole tensor of sizes (ints, x.shape[i],
+    int parameters) holding one value."""
+    if isinstance(shape, (int, SymSize)):
+        shape = (shape,)
+    if not isinstance(shape, (tuple, list)) or not all(
+            isinstance(s, SymSize) or (isinstance(s, int) and not isinstance(s, bool) and s >= 0)
+            for s in shape):
+        raise SemanticError(f"fl.full outside tile loops takes sizes (ints, tensor sizes, int "
+                            f"parameters), got {shape!r}")
+    if is_tensor(value) or isinstance(value, TileVal) and value.rank:
+        raise SemanticError("fl.full's value is a number or a scalar parameter")
+    if dtype is None:
+        dtype = t.sem.result_dtype([value])
+    _dtype(dtype, "dtype")
+    tensors = t.sem.tensors
+    return tensors._wrap(tensors.to_tensor(value, dtype, tuple(size_value(s) for s in shape)))
+
+
 def _zeros(t, shape, dtype=D.float32):
     return _full(t, shape, 0, dtype)
 
 
 def _full(t, shape, value, dtype=None):
+    if not t.state.tile_depth:                  # outside tile loops: a whole tensor
+        return _full_tensor(t, shape, value, dtype)
     dims, masks = _tile_shape(t, shape)
     if dtype is None:
         dtype = value.dtype if isinstance(value, TileVal) else t.sem.result_dtype([value])

@@ -13,6 +13,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 
+import torch
 from torch.fx import GraphModule, Node
 from torch.fx.passes.infra.partitioner import CapabilityBasedPartitioner
 from torch.fx.passes.utils.fuser_utils import fuse_by_partitions
@@ -82,7 +83,10 @@ def _partitions(gm: GraphModule, support: FusecSupport):
         for n in idle:
             support.excluded[n] = "a view: aten runs it (no copy)"
         if not idle:
-            return parts
+            for c in [c for c in parts if not _reads_a_tensor(c)]:
+                for n in c:       # a constructor alone: its kernel would not know the device
+                    support.reasons[n] = "a constructor with no tensor input: aten runs it"
+            return [c for c in parts if _reads_a_tensor(c)]
     raise RuntimeError("fusec: partitioning did not settle")    # pragma: no cover
 
 
@@ -108,6 +112,13 @@ def _independent_parts(nodes: list) -> list[list]:
     for n in nodes:
         parts.setdefault(find(n), []).append(n)
     return list(parts.values())
+
+
+def _reads_a_tensor(nodes: list) -> bool:
+    """A part with a tensor input from outside it (its kernel runs on that tensor's device)."""
+    inside = set(nodes)
+    return any(isinstance(a.meta.get("val"), torch.Tensor)
+               for n in nodes for a in n.all_input_nodes if a not in inside)
 
 
 def _ordered(gm: GraphModule, nodes) -> list:

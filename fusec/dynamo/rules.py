@@ -219,6 +219,34 @@ def _dims(x: Var, dims) -> tuple:
     return tuple(d % max(x.rank, 1) for d in dims)
 
 
+def _constant(size: str, value, dtype) -> str:
+    """A tensor of `size` (DSL source of its sizes) holding one number."""
+    if not isinstance(value, (int, float, bool)):
+        raise Unsupported(f"a constructor's value {value!r} is not a number")
+    dtype = dtype or (torch.float32 if isinstance(value, float) else
+                      torch.bool if isinstance(value, bool) else torch.int64)
+    return f"fl.full({size}, {lit(value)}, {dtype_name(dtype)})"
+
+
+def _sizes(size) -> str:
+    if not all(isinstance(n, int) for n in size):
+        raise Unsupported("a constructor of symbolic sizes")
+    return lit(tuple(size))
+
+
+def _full(e, size, fill_value, dtype=None, layout=None, device=None, pin_memory=None):
+    return _constant(_sizes(size), fill_value, dtype)
+
+
+def _like(value):
+    """full_like / zeros_like / ones_like: x's shape, x's dtype unless given."""
+    def rule(e, x, *args, dtype=None, layout=None, device=None, pin_memory=None,
+             memory_format=None):
+        fill = args[0] if value is None else value
+        return _constant(f"{tensor(x)}.shape", fill, dtype or x.dtype)
+    return rule
+
+
 def _cat(e, tensors, dim=0):
     """torch.cat of tensors of one rank and dtype (fl.cat: each read where its part lies)."""
     if not isinstance(tensors, (list, tuple)) or not tensors:
@@ -396,6 +424,10 @@ RULES = {
     aten.clone: _identity, aten.alias: _identity, aten.detach: _identity,
     aten.lift_fresh_copy: _identity,
     aten.permute: _permute, aten.transpose: _transpose, aten.t: _t, aten.cat: _cat,
+    aten.full: _full,
+    aten.scalar_tensor: lambda e, s, dtype=None, layout=None, device=None, pin_memory=None:
+        _constant("()", s, dtype),
+    aten.full_like: _like(None), aten.zeros_like: _like(0), aten.ones_like: _like(1),
     aten.unsqueeze: _unsqueeze, aten.expand: _expand,
     # view/reshape/slice/select stay aten (replayed at region results, or between
     # regions): lowered inside regions as fusec reshapes and slices, the transformer

@@ -308,3 +308,22 @@ def test_column_sums_recompute_the_row_pass_values_and_share_one_pass(backend, d
     else:
         assert "recomputed" not in notes, notes
         assert compiled.num_launches == 3, notes
+
+
+def test_full_and_zeros_outside_tile_loops_are_whole_tensors(backend):
+    @fusec.kernel
+    def filled(x, k):
+        return x + fl.full((x.shape[0], x.shape[1]), 2.5), fl.zeros((x.shape[0], 3),
+                                                                   fl.int32) + k
+
+    x, xd = random_array((5, 7), "float32", seed=30)
+    got, compiled = _run(filled, x, 4)
+    assert_close(got[0], xd + 2.5, "float32")
+    np.testing.assert_array_equal(got[1], np.full((5, 3), 4, np.int32))
+    assert compiled.num_launches == 2             # two iteration spaces
+    with pytest.raises(fusec.CompilationError, match="fl.full outside tile loops takes sizes"):
+        fusec.kernel(lambda_free_bad_full).compile(x)
+
+
+def lambda_free_bad_full(x):
+    return fl.full((x, 2), 1.0)

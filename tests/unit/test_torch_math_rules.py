@@ -1,7 +1,7 @@
-"""aten ops lowered as compositions (fusec/dynamo/rules.py): log1p and expm1 through the
-rounding-cancelling identities, checked against float64 numpy to a few ulp on values where
-the naive log(1 + x) and exp(x) - 1 lose every digit, and at the special values (signed
-zeros, infinities, NaN, the poles), forward and backward."""
+"""aten ops lowered as compositions (fusec/dynamo/rules.py): constructors as fl.full; log1p
+and expm1 through the rounding-cancelling identities, checked against float64 numpy to a few
+ulp on values where the naive log(1 + x) and exp(x) - 1 lose every digit, and at the special
+values (signed zeros, infinities, NaN, the poles), forward and backward."""
 from __future__ import annotations
 
 import numpy as np
@@ -67,3 +67,22 @@ def test_bfloat16_inputs_compute_in_float32():
     for g, fn in zip(got, (torch.log1p, torch.expm1)):
         assert g.dtype == torch.bfloat16
         torch.testing.assert_close(g, fn(x.float()).to(torch.bfloat16), atol=0, rtol=0)
+
+
+def test_constructors_fuse_into_the_region():
+    """full, scalar_tensor, zeros_like/ones_like/full_like become fl.full in the region:
+    no aten op is left."""
+    def f(x):
+        z = torch.zeros_like(x) + 3
+        o = torch.full((4, 5), 2.5)
+        w = torch.where(x > 0, x, torch.scalar_tensor(0.5))
+        return (z * x + o, w, torch.ones_like(x, dtype=torch.bfloat16) * 2,
+                torch.full_like(x, -1.25) - x)
+
+    x = torch.randn(4, 5)
+    got = torch.compile(f, backend="fusec")(x)
+    for g, w in zip(got, f(x), strict=True):
+        assert g.dtype == w.dtype
+        torch.testing.assert_close(g, w)
+    (graph,) = fusec.dynamo.graphs()
+    assert len(graph.regions) == 1 and graph.aten_ops == [], graph.text()
