@@ -7,6 +7,10 @@ compile time (first call minus a steady one).
     python3 benchmarks/torch_models.py [--json out.json] [--only NAME] [--modes eager,fusec]
                                        [--profile]
 
+Modes: eager, inductor (torch.compile's default), inductor-max (mode=
+"max-autotune-no-cudagraphs": Triton templates tuned against cuBLAS, several minutes of
+compiling), fusec; all four by default.
+
 --profile prints, per row, torch.profiler's table of one steady iteration (device kernels
 and the host ops around them), to see where a mode's time goes.
 """
@@ -28,7 +32,9 @@ import torch_models as tm  # noqa: E402
 import fusec  # noqa: E402
 import fusec.dynamo  # noqa: E402
 
-MODES = {"eager": None, "inductor": "inductor", "fusec": "fusec"}
+# mode -> (torch.compile backend, torch.compile mode); eager runs the module itself
+MODES = {"eager": None, "inductor": ("inductor", None),
+         "inductor-max": ("inductor", "max-autotune-no-cudagraphs"), "fusec": ("fusec", None)}
 
 
 def workloads(device):
@@ -102,7 +108,11 @@ def profile_table(fn, args, trains) -> str:
 def run(name, module, args, trains, mode, profiled=False):
     torch._dynamo.reset()
     fusec.dynamo.reset()
-    fn = module if mode == "eager" else torch.compile(module, backend=MODES[mode])
+    if mode == "eager":
+        fn = module
+    else:
+        backend, compile_mode = MODES[mode]
+        fn = torch.compile(module, backend=backend, mode=compile_mode)
     torch.cuda.synchronize()
     start = time.perf_counter()
     step(fn, args, trains)
@@ -140,9 +150,9 @@ def main():
             rows.append(row)
             print(json.dumps(row), flush=True)
     print(f"\n{torch.cuda.get_device_name(0)}, torch {torch.__version__}")
-    print("| workload | eager | inductor | fusec | fusec launches (eager, inductor) | "
-          "compile s (inductor, fusec) |")
-    print("|---|---|---|---|---|---|")
+    print("| workload | eager | inductor | inductor max-autotune | fusec | "
+          "fusec launches (eager, inductor) | compile s (inductor, max-autotune, fusec) |")
+    print("|---|---|---|---|---|---|---|")
     by = {(r["workload"], r["mode"]): r for r in rows}
     for name in dict.fromkeys(r["workload"] for r in rows):
         cell = {m: by.get((name, m), {}) for m in MODES}
@@ -152,8 +162,9 @@ def main():
             return cell[m].get("launches", "-")
         def c(m):
             return f"{cell[m]['compile_s']:.1f}" if "compile_s" in cell[m] else "-"
-        print(f"| {name} | {t('eager')} | {t('inductor')} | {t('fusec')} | "
-              f"{n('fusec')} ({n('eager')}, {n('inductor')}) | {c('inductor')}, {c('fusec')} |")
+        print(f"| {name} | {t('eager')} | {t('inductor')} | {t('inductor-max')} | "
+              f"{t('fusec')} | {n('fusec')} ({n('eager')}, {n('inductor')}) | "
+              f"{c('inductor')}, {c('inductor-max')}, {c('fusec')} |")
     if opts.json:
         Path(opts.json).write_text(json.dumps(rows, indent=1))
 

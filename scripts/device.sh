@@ -3,7 +3,8 @@
 # tests and the GPU benchmarks; logs under $OUT (env.log, install.log, gpu.log, bench.log,
 # bench.json, launch/region_overhead/torch_host/step_host logs, torch_models.log/json, compile.log;
 # memcheck.log and racecheck.log with SANITIZE=1). Switches: GPU_TESTS="paths", SKIP_COMPILE_TESTS=1, SKIP_TORCH_BENCH=1,
-# BENCH_TIMEOUT / TORCH_BENCH_TIMEOUT (seconds).
+# SKIP_MAX_AUTOTUNE=1 (no Inductor max-autotune run), BENCH_TIMEOUT / TORCH_BENCH_TIMEOUT /
+# TORCH_MAX_TIMEOUT (seconds).
 #
 #   device run: command="bash scripts/device.sh", carry=[".whl"]
 #
@@ -66,7 +67,14 @@ timeout 90 python3 benchmarks/step_host_breakdown.py 2>&1 | tee "$OUT/step_host.
 # torch.compile(backend="fusec") vs eager vs Inductor on models and the anchors as torch code
 if [ "${SKIP_TORCH_BENCH:-0}" != 1 ]; then
   timeout "${TORCH_BENCH_TIMEOUT:-300}" python3 benchmarks/torch_models.py \
-    --json "$OUT/torch_models.json" 2>&1 | tee "$OUT/torch_models.log"
+    --modes eager,inductor,fusec --json "$OUT/torch_models.json" 2>&1 \
+    | tee "$OUT/torch_models.log"
+  # Inductor's max-autotune-no-cudagraphs compiles for minutes: a run of its own
+  if [ "${SKIP_MAX_AUTOTUNE:-0}" != 1 ]; then
+    timeout "${TORCH_MAX_TIMEOUT:-540}" python3 benchmarks/torch_models.py \
+      --modes inductor-max --json "$OUT/torch_models_max.json" 2>&1 \
+      | tee "$OUT/torch_models_max.log"
+  fi
 fi
 if [ "${SKIP_COMPILE_TESTS:-0}" != 1 ]; then
   python3 -m pytest -q tests/compile "${PAR[@]}" 2>&1 | tee "$OUT/compile.log"
