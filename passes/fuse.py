@@ -7,7 +7,8 @@ one group each). Groups that read the same tensor over the same iteration space 
 merged too (horizontal fusion: x * 2 and x.sum(axis=1) from one pass over x). A value crossing
 groups is written to memory by its group and read back by the other (the tile pass does it),
 unless it is an elementwise chain of params cheaper to compute again in the group reading it
-(passes/fuse_recompute.py; before the horizontal merges, which it can enable).
+(passes/fuse_recompute.py; before the horizontal merges, which it can enable); a float value
+its reader only rounds to a narrower float crosses as that rounding.
 
 Casts, broadcasts and expand_dims of the kernel's params (and of constants) are free: they
 cost a load, which every group that uses them does anyway. They join no group while groups
@@ -41,7 +42,7 @@ from typing import ClassVar
 from ..ir import Module, Op, TensorType, erase
 from ..ir.ops import INDEXED_VIEWS
 from ..ir.symbolic import hinted_value
-from .fuse_recompute import recompute_cheap_values
+from .fuse_recompute import narrow_crossing_values, recompute_cheap_values
 from .tensor_graph import Axes, NotOneSpace, chain_sources, in_memory, whole_tensor_ops
 
 
@@ -98,8 +99,8 @@ class _Fuser:
 
     def run(self):
         ops = whole_tensor_ops(self.kernel)
-        if not ops:
-            return
+        if not ops or all("group" in op.attrs for op in ops):
+            return                 # none, or fused already (a second run changes nothing)
         self.free = _free_ops(ops)
         for gid, op in enumerate(ops):
             if op in self.free:
@@ -111,6 +112,7 @@ class _Fuser:
             for op in ops:                # a recomputed value no longer ties its readers
                 if op in self.group:
                     self._merge_producers(op, retry=True)
+        narrow_crossing_values(self)
         self._horizontal()
         self._place_free_ops(len(ops))
         self._number()

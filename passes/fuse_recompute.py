@@ -10,6 +10,10 @@ gradient it is multiplied by are float32 values of the row-wise group, and the w
 bias gradients sum them over the rows; recomputed from the bf16 params, the column sums read
 6 bytes an element where the buffers cost 16 (8 written, 8 read), and the two sums, now
 reading the same params, run as one pass (the fuse pass's horizontal merge).
+
+narrow_crossing_values: a float value that the reading group only rounds to a narrower float
+(the input gradient of that backward: float32 in the row pass, stored as bf16 by the launch
+that also sums its columns) is rounded in its own group, and the bf16 value crosses.
 """
 from __future__ import annotations
 
@@ -37,16 +41,18 @@ def recompute_cheap_values(fuser, written: set) -> bool:
             chain = _chain(fuser, v, g, written)
             if chain is None:
                 continue
-            ops, params = chain
+            ops, params, narrow = chain
             gain = _saved_bytes(fuser, v, g)
             cost = _new_read_bytes(fuser, params, g)
+            extra = _crossing_bytes(fuser, narrow, g)
+            cost = None if cost is None or extra is None else cost + extra
             if gain is None or cost is None or cost > gain or not _one_space(fuser, ops, g):
                 continue
             _copy_into(fuser, ops, v, g)
             copied = True
             fuser.notes.append(f"recomputed {_label(v)} in the launch that reads it: "
-                               f"{cost} bytes of params read instead of {gain} bytes of a "
-                               "buffer written and read")
+                               f"{cost} bytes read instead of {gain} bytes of a buffer "
+                               "written and read")
     return copied
 
 
@@ -66,12 +72,18 @@ def _foreign_values(fuser, g: int) -> list:
 
 
 def _chain(fuser, v, g: int, written: set):
-    """(ops computing v in program order, the params they read) when v is an elementwise
-    chain of unwritten params (through free ops and scalar constants), else None."""
-    ops, params, seen = [], set(), set()
+    """(ops computing v in program order, the params they read, the narrower floats of
+    other groups they widen) when v is an elementwise chain of unwritten params (through
+    free ops and scalar constants) and of such narrow values, else None."""
+    ops, params, narrow, seen = [], set(), set(), set()
 
     def visit(value) -> bool:
         p = fuser.producer.get(value)
+        if value is not v and p is not None and p in fuser.group and fuser.group[p] != g \
+                and p not in fuser.free and value.type.dtype.is_float \
+                and value.type.dtype.bits < v.type.dtype.bits:
+            narrow.add(value)                         # crosses narrow, widened here
+            return True
         if p is None:                                 # a kernel param
             if not isinstance(value.type, TensorType):
                 return True
@@ -97,7 +109,7 @@ def _chain(fuser, v, g: int, written: set):
     if not visit(v):
         return None
     ops.sort(key=fuser.position.get)
-    return ops, params
+    return ops, params, narrow
 
 
 def _one_space(fuser, ops: list[Op], g: int) -> bool:
@@ -136,6 +148,22 @@ def _new_read_bytes(fuser, params: set, g: int) -> int | None:
     return total
 
 
+def _crossing_bytes(fuser, narrow: set, g: int) -> int | None:
+    """What reading the narrow values in g adds: nothing for one g reads already, else its
+    read, and its write when no other group reads it."""
+    total = 0
+    for x in narrow:
+        if any(x in u.operands for u in fuser.members[g]):
+            continue
+        size = _bytes(x, fuser.hints)
+        if size is None:
+            return None
+        home = fuser.group[fuser.producer[x]]
+        readers = {fuser.group.get(u) for u in fuser.body.ops if x in u.operands}
+        total += size if readers - {home, g} else 2 * size
+    return total
+
+
 def _copy_into(fuser, ops: list[Op], v, g: int) -> None:
     users = [u for u in fuser.members[g] if v in u.operands]
     at = min(fuser.body.ops.index(u) for u in users)
@@ -160,3 +188,37 @@ def _label(v) -> str:
     p = v.op
     return f"%{v.name} ({p.name} at line {p.loc.line})" if v.name else f"{p.name} at line " \
         f"{p.loc.line}"
+
+
+def narrow_crossing_values(fuser) -> bool:
+    """A float value another group reads only to round it to a narrower float (a bf16
+    region's float32 value, stored as bf16 by its reader): the rounding moves into the
+    value's own group, right after it, and the narrow value crosses instead (half the
+    bytes written and read). True when it moved any."""
+    moved = False
+    for g in list(fuser.members):
+        for v in _foreign_values(fuser, g) if g in fuser.members else []:
+            users = [u for u in fuser.members[g] if v in u.operands]
+            if not v.type.dtype.is_float or not users or not all(
+                    u.name == "cast" and u.results[0].type.dtype.is_float
+                    and u.results[0].type.dtype.bits < v.type.dtype.bits for u in users):
+                continue
+            home = fuser.group[fuser.producer[v]]
+            readers = {fuser.group.get(u) for u in fuser.body.ops if v in u.operands}
+            if readers - {home, g}:
+                continue             # written wide for another group anyway
+            at = fuser.body.ops.index(fuser.producer[v]) + 1
+            for u in users:
+                fuser.body.ops.remove(u)
+                fuser.body.insert(at, u)
+                fuser.members[g].remove(u)
+                fuser.members[home].append(u)
+                fuser.group[u] = home
+            fuser.position = {o: i for i, o in enumerate(fuser.body.ops)}
+            fuser.members[home].sort(key=fuser.position.get)
+            if not fuser.members[g]:
+                del fuser.members[g]
+            moved = True
+            fuser.notes.append(f"narrowed: {_label(v)} crosses to the launch reading it as "
+                               f"its {users[0].results[0].type.dtype.name} rounding")
+    return moved
