@@ -221,18 +221,37 @@ class _Fuser:
 
     def _horizontal(self):
         """Groups reading a common tensor over the same iteration space: one pass over it;
-        and siblings, groups reading values of one other group (its column sums): one
-        launch for them."""
+        and siblings, groups reading values of one other group (its column sums), or groups
+        reducing the same axes of one domain: one launch for them."""
         gids = list(self.members)
         for i, g1 in enumerate(gids):
             for g2 in gids[i + 1:]:
                 if g1 not in self.members or g2 not in self.members:
                     continue
                 shared = (self._reads(g1) & self._reads(g2)) or (
-                    self._sources(g1) & self._sources(g2))
-                if shared and self._same_space(g1, g2):
+                    self._sources(g1) & self._sources(g2)) or self._reduce_alike(g1, g2)
+                if shared and self._same_space(g1, g2) and self._lines_up(g1, g2):
                     self._try_merge(g1, g2, f"group of {_name(self.members[g1][-1])} and group "
                                             f"of {_name(self.members[g2][-1])}")
+
+    def _reduce_alike(self, g1: int, g2: int) -> bool:
+        """Both groups reduce the same axes of one domain (two column sums): one launch
+        (and one split) for both, though they read nothing in common."""
+        try:
+            a, b = Axes(self.members[g1]), Axes(self.members[g2])
+        except NotOneSpace:
+            return False
+        return bool(a.reduced) and a.reduced == b.reduced and a.domain == b.domain
+
+    def _lines_up(self, g1: int, g2: int) -> bool:
+        """Joined, the groups' axes are those of one of them: what they share maps every
+        axis (a row vector both read does not line up their columns; one launch over the
+        product of both spaces is no horizontal fusion)."""
+        try:
+            ranks = [len(Axes(self.members[g]).domain) for g in (g1, g2)]
+            return len(Axes(self.members[g1] + self.members[g2]).domain) <= max(ranks)
+        except NotOneSpace:
+            return False
 
     def _sources(self, g: int) -> set:
         """The other groups whose values group g reads."""
