@@ -270,6 +270,15 @@ static int env_matches(const char *name, const char *want) {
     return strcmp(got, want) == 0;
 }
 
+/* 1: `v` is a tuple of `n` ints equal to want[0..n) (0 also when an item is no int: the
+   caller tells the two apart by PyErr_Occurred) */
+static int same_ints(PyObject *v, int n, const long long *want) {
+    int same = PyTuple_Check(v) && PyTuple_GET_SIZE(v) == n;
+    for (int d = 0; same && d < n; d++)
+        same = PyLong_AsLongLong(PyTuple_GET_ITEM(v, d)) == want[d];
+    return same;
+}
+
 /* 1: a matching tensor (*ptr set), 0: no match, -1: error */
 static int check_tensor(FastCall *self, Guard *g, PyObject *a, long long *ptr) {
     PyTypeObject *t = Py_TYPE(a);
@@ -284,16 +293,12 @@ static int check_tensor(FastCall *self, Guard *g, PyObject *a, long long *ptr) {
     if (!same) return 0;
     v = PyObject_GetAttr(a, s_shape);
     if (!v) return -1;
-    same = PyTuple_Check(v) && PyTuple_GET_SIZE(v) == g->ndim;
-    for (int d = 0; same && d < g->ndim; d++)
-        same = PyLong_AsLongLong(PyTuple_GET_ITEM(v, d)) == g->sizes[d];
+    same = same_ints(v, g->ndim, g->sizes);
     Py_DECREF(v);
     if (!same) return PyErr_Occurred() ? -1 : 0;
     v = PyObject_CallMethodNoArgs(a, s_stride);
     if (!v) return -1;
-    same = PyTuple_Check(v) && PyTuple_GET_SIZE(v) == g->ndim;
-    for (int d = 0; same && d < g->ndim; d++)
-        same = PyLong_AsLongLong(PyTuple_GET_ITEM(v, d)) == g->strides[d];
+    same = same_ints(v, g->ndim, g->strides);
     Py_DECREF(v);
     if (!same) return PyErr_Occurred() ? -1 : 0;
     v = PyObject_CallMethodNoArgs(a, s_get_device);

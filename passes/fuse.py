@@ -228,30 +228,28 @@ class _Fuser:
             for g2 in gids[i + 1:]:
                 if g1 not in self.members or g2 not in self.members:
                     continue
+                try:
+                    a, b = Axes(self.members[g1]), Axes(self.members[g2])
+                except NotOneSpace:
+                    continue
+                # reducing the same axes of one domain (two column sums): one launch and one
+                # split for both, though they read nothing in common
+                alike = bool(a.reduced) and a.reduced == b.reduced and a.domain == b.domain
                 shared = (self._reads(g1) & self._reads(g2)) or (
-                    self._sources(g1) & self._sources(g2)) or self._reduce_alike(g1, g2)
-                if shared and self._same_space(g1, g2) and self._lines_up(g1, g2):
+                    self._sources(g1) & self._sources(g2)) or alike
+                if shared and _same_space(a, b) and self._lines_up(g1, g2, a, b):
                     self._try_merge(g1, g2, f"group of {_name(self.members[g1][-1])} and group "
                                             f"of {_name(self.members[g2][-1])}")
 
-    def _reduce_alike(self, g1: int, g2: int) -> bool:
-        """Both groups reduce the same axes of one domain (two column sums): one launch
-        (and one split) for both, though they read nothing in common."""
-        try:
-            a, b = Axes(self.members[g1]), Axes(self.members[g2])
-        except NotOneSpace:
-            return False
-        return bool(a.reduced) and a.reduced == b.reduced and a.domain == b.domain
-
-    def _lines_up(self, g1: int, g2: int) -> bool:
+    def _lines_up(self, g1: int, g2: int, a: Axes, b: Axes) -> bool:
         """Joined, the groups' axes are those of one of them: what they share maps every
         axis (a row vector both read does not line up their columns; one launch over the
         product of both spaces is no horizontal fusion)."""
         try:
-            ranks = [len(Axes(self.members[g]).domain) for g in (g1, g2)]
-            return len(Axes(self.members[g1] + self.members[g2]).domain) <= max(ranks)
+            joined = Axes(self.members[g1] + self.members[g2])
         except NotOneSpace:
             return False
+        return len(joined.domain) <= max(len(a.domain), len(b.domain))
 
     def _sources(self, g: int) -> set:
         """The other groups whose values group g reads."""
@@ -314,16 +312,6 @@ class _Fuser:
         self.group[op] = gid
         self.members[gid].append(op)
 
-    def _same_space(self, g1: int, g2: int) -> bool:
-        """Same rank and reductions that agree (or none on one side: an elementwise pass
-        rides along with a reduction's rows); _refusal checks the rest."""
-        try:
-            a, b = Axes(self.members[g1]), Axes(self.members[g2])
-        except NotOneSpace:
-            return False
-        return len(a.domain) == len(b.domain) and (
-            not a.reduced or not b.reduced or a.reduced == b.reduced)
-
     def _number(self):
         """Groups numbered by where they run (their last op)."""
         order = sorted(self.members, key=lambda g: self.position[self.members[g][-1]])
@@ -332,6 +320,13 @@ class _Fuser:
                 op.attrs["group"] = k
         if self.notes:
             self.kernel.attrs["fusion_notes"] = list(self.notes)
+
+
+def _same_space(a: Axes, b: Axes) -> bool:
+    """Same rank and reductions that agree (or none on one side: an elementwise pass rides
+    along with a reduction's rows); _refusal checks the rest."""
+    return len(a.domain) == len(b.domain) and (
+        not a.reduced or not b.reduced or a.reduced == b.reduced)
 
 
 FREE_OPS = ("cast", "broadcast", "expand_dims")

@@ -126,15 +126,19 @@ def _bytes(value, hints) -> int | None:
     return None if n is None else n * max(value.type.dtype.bits // 8, 1)
 
 
+def _read_elsewhere(fuser, v, g: int) -> bool:
+    """Whether a group other than v's own and g reads v (then v is written anyway)."""
+    home = fuser.group[fuser.producer[v]]
+    return bool({fuser.group.get(u) for u in fuser.body.ops if v in u.operands} - {home, g})
+
+
 def _saved_bytes(fuser, v, g: int) -> int | None:
     """The buffer traffic recomputing v in g saves: g's read, and the write when only v's
     own group and g use it."""
     size = _bytes(v, fuser.hints)
     if size is None:
         return None
-    home = fuser.group[fuser.producer[v]]
-    others = {fuser.group.get(u) for u in fuser.body.ops if v in u.operands} - {home, g}
-    return size if others else 2 * size
+    return size if _read_elsewhere(fuser, v, g) else 2 * size
 
 
 def _new_read_bytes(fuser, params: set, g: int) -> int | None:
@@ -158,9 +162,7 @@ def _crossing_bytes(fuser, narrow: set, g: int) -> int | None:
         size = _bytes(x, fuser.hints)
         if size is None:
             return None
-        home = fuser.group[fuser.producer[x]]
-        readers = {fuser.group.get(u) for u in fuser.body.ops if x in u.operands}
-        total += size if readers - {home, g} else 2 * size
+        total += size if _read_elsewhere(fuser, x, g) else 2 * size
     return total
 
 
@@ -203,10 +205,9 @@ def narrow_crossing_values(fuser) -> bool:
                     u.name == "cast" and u.results[0].type.dtype.is_float
                     and u.results[0].type.dtype.bits < v.type.dtype.bits for u in users):
                 continue
-            home = fuser.group[fuser.producer[v]]
-            readers = {fuser.group.get(u) for u in fuser.body.ops if v in u.operands}
-            if readers - {home, g}:
+            if _read_elsewhere(fuser, v, g):
                 continue             # written wide for another group anyway
+            home = fuser.group[fuser.producer[v]]
             at = fuser.body.ops.index(fuser.producer[v]) + 1
             for u in users:
                 fuser.body.ops.remove(u)

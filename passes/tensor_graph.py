@@ -110,9 +110,9 @@ class Axes:
         mapped = {v for op in ops if op not in internal for v in mapped_operands(op)}
         # links of view chains (and what pointwise ops computed at a view's indices read):
         # read through by the last view, no tiles of their own
-        self.viewed_only = {v for op in ops if op.name in INDEXED_VIEWS or op in internal
-                            for v in (*op.operands, *op.results)
-                            if op in internal or v in op.operands} - mapped
+        self.viewed_only = ({v for op in ops if op.name in INDEXED_VIEWS for v in op.operands}
+                            | {v for op in internal for v in (*op.operands, *op.results)}
+                            ) - mapped
         for op in ops:
             if op in internal:
                 continue
@@ -141,7 +141,7 @@ class Axes:
         if _is_one(a.type.shape[da]) or _is_one(b.type.shape[db]):
             return False
         if a not in self.of or b not in self.of:
-            return False               # read only by views (a cast of a param they view)
+            return False               # read only through views: no axes of its own
         x, y = self.of[a][da], self.of[b][db]
         if x == y:
             return False

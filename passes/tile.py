@@ -34,7 +34,7 @@ from .fuse import Fuse
 from .tensor_graph import Axes, in_memory, whole_tensor_ops
 from .tile_loop import emit_looped
 from .tile_split import emit_split, split_plan
-from .tile_views import view_load
+from .tile_views import op_attrs, view_load
 
 
 FALLBACK_TILE_ELEMENTS = 4096
@@ -313,11 +313,10 @@ class _GroupEmitter:
                           [], {"checked": [True] * dst.type.rank, "mask": False})
             return
         r = op.results[0]
+        if r in self.axes.viewed_only:     # read through by a view of it (a chain's link,
+            return                         # a pointwise value computed at its indices)
         if op.name in INDEXED_VIEWS:
-            if r not in self.axes.viewed_only:      # a chain's link is read through
-                self.env[r] = view_load(self, op)
-            return
-        if r in self.axes.viewed_only:   # a cast of a param only views read: through them
+            self.env[r] = view_load(self, op)
             return
         rtype = TileType(r.type.dtype, self.shape(r))
         ins = [self.get(v) for v in op.operands]
@@ -326,7 +325,7 @@ class _GroupEmitter:
         elif op.name == "reduce":
             self.env[r] = self._reduce(op, ins[0], rtype)
         else:
-            self.env[r] = self.b.value(op.name, ins, rtype, **_attrs(op))
+            self.env[r] = self.b.value(op.name, ins, rtype, **op_attrs(op))
         if r.name and self.env[r].name is None:
             self.env[r].name = r.name
 
@@ -342,10 +341,6 @@ class _GroupEmitter:
     def identity(self, kind: str, t: TileType) -> Value:
         fill = D.reduction_identity(kind, t.dtype)
         return self.b.value("const", [], t, value=_attr_number(fill, t.dtype))
-
-
-def _attrs(op: Op) -> dict:
-    return {k: v for k, v in op.attrs.items() if k != "group"}
 
 
 def _attr_number(value, dtype: D.DType):

@@ -20,6 +20,11 @@ from ..ir.ops import INDEXED_VIEWS
 from .tensor_graph import in_memory, pointwise_same_shape
 
 
+def op_attrs(op) -> dict:
+    """An op's attributes for its tile-level form (the fuse pass's group dropped)."""
+    return {k: v for k, v in op.attrs.items() if k != "group"}
+
+
 def view_load(emitter, op) -> Value:
     r = op.results[0]
     shape = emitter.shape(r)
@@ -43,8 +48,7 @@ def _source_tile(m: "_IndexMath", source, idx: list, mask) -> Value:
     if p is not None and p in m.emitter.members and pointwise_same_shape(p):
         ins = [_source_tile(m, v, idx, mask) if isinstance(v.type, TensorType)
                else m.emitter._broadcast(m.emitter.get(v), m.shape) for v in p.operands]
-        attrs = {k: v for k, v in p.attrs.items() if k != "group"}
-        return m.b.value(p.name, ins, TileType(source.type.dtype, m.shape), **attrs)
+        return m.b.value(p.name, ins, TileType(source.type.dtype, m.shape), **op_attrs(p))
     if p is not None and p in m.emitter.members and p.name in ("broadcast", "expand_dims"):
         return _reshaped_source_tile(m, p, idx, mask)
     assert in_memory(source), f"tile: a view reads {source}, a value not in memory"
@@ -158,4 +162,4 @@ def _reshape(m: _IndexMath, op, idx: list) -> list:
 
 _MAPS = {"slice": _slice, "reshape": _reshape}      # concat: _concat
 
-__all__ = ["view_load"]
+__all__ = ["op_attrs", "view_load"]
