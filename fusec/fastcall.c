@@ -71,7 +71,7 @@ typedef struct {
 
 typedef struct {
     CUfunction fn;
-    unsigned blocks, threads;
+    unsigned blocks, threads, shared;   /* shared: dynamic shared memory bytes */
     PyObject *scratch_args;   /* NULL, or the args of empty_strided for its scratch */
     Py_ssize_t scratch_slot;
     PyObject *name;           /* for errors */
@@ -164,7 +164,7 @@ static char *copy_env(PyObject *v) {
  *          kernel_name, env_backend, env_interpret)
  * guards: per argument (kind, value, type, real, sizes, strides, device, align, slot)
  * (vals_addr is followed by the number of slots it holds: every slot index is checked)
- * outputs: (args, kwargs, zero, slot); launches: (fn, blocks, threads, scratch_args|None,
+ * outputs: (args, kwargs, zero, slot); launches: (fn, blocks, threads, shared, scratch_args|None,
  * scratch_slot, name); results: argument index (>= 0) or -1 - output index. */
 static int fastcall_init(FastCall *self, PyObject *args, PyObject *kw) {
     PyObject *guards, *outs, *launches, *results, *owner, *stream_fn, *device, *empty;
@@ -231,8 +231,8 @@ static int fastcall_init(FastCall *self, PyObject *args, PyObject *kw) {
         unsigned long long fn;
         long long slot;
         PyObject *sargs, *lname;
-        if (!PyArg_ParseTuple(PyList_GET_ITEM(launches, i), "KIIOLO", &fn, &l->blocks,
-                              &l->threads, &sargs, &slot, &lname))
+        if (!PyArg_ParseTuple(PyList_GET_ITEM(launches, i), "KIIIOLO", &fn, &l->blocks,
+                              &l->threads, &l->shared, &sargs, &slot, &lname))
             return -1;
         l->fn = (CUfunction)(uintptr_t)fn;
         l->scratch_args = sargs == Py_None ? NULL : (Py_INCREF(sargs), sargs);
@@ -406,8 +406,8 @@ static PyObject *call_matching(FastCall *self, PyObject *args) {
                 self->vals[l->scratch_slot] = (long long)PyLong_AsUnsignedLongLongMask(p);
                 Py_DECREF(p);
             }
-            err = p_cuLaunchKernel(l->fn, l->blocks, 1, 1, l->threads, 1, 1, 0, stream,
-                                   self->params, NULL);
+            err = p_cuLaunchKernel(l->fn, l->blocks, 1, 1, l->threads, 1, 1, l->shared,
+                                   stream, self->params, NULL);
             if (err) { launch_error(self, l, err, "cuLaunchKernel"); goto done; }
         }
     }

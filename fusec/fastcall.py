@@ -145,9 +145,9 @@ def make(compiled, plan, args, positions, outputs, made) -> object | None:
     outs = [((tuple(shape), tuple(strides)), {"dtype": dtype, "device": device}, int(zero),
              slot_of[n_params + j])
             for j, (shape, strides, dtype, zero) in enumerate(outputs)]
-    launches = [(int(fn), blocks, rt.nthreads, ((nbytes,), (1,)) if nbytes else None,
+    launches = [(int(fn), blocks, rt.nthreads, shared, ((nbytes,), (1,)) if nbytes else None,
                  rt.layout.scratch_slots[k], rt.function_names[k])
-                for k, fn, blocks, nbytes in plan.launches]
+                for k, fn, blocks, nbytes, shared in plan.launches]
     results = [positions[i] if kind == "param" else -1 - i for kind, i in compiled._returns]
     kind = 0 if compiled._returns_tuple or len(results) > 1 else (1 if results else 2)
     return module.FastCall(

@@ -2,7 +2,7 @@
 # One command for the GPU machine: install fusec there, run the GPU tests and the compile
 # tests and the GPU benchmarks; logs under $OUT (env.log, install.log, gpu.log, bench.log,
 # bench.json, launch/region_overhead/torch_host/step_host logs, torch_models.log/json, compile.log;
-# memcheck.log and racecheck.log with SANITIZE=1). Switches: GPU_TESTS="paths", SKIP_COMPILE_TESTS=1, SKIP_TORCH_BENCH=1,
+# memcheck.log and racecheck.log with SANITIZE=1). Switches: GPU_TESTS="paths", SKIP_COMPILE_TESTS=1, SKIP_TORCH_BENCH=1, SKIP_HOST_BENCH=1,
 # SKIP_MAX_AUTOTUNE=1 (no Inductor max-autotune run), BENCH_TIMEOUT / TORCH_BENCH_TIMEOUT /
 # TORCH_MAX_TIMEOUT (seconds).
 #
@@ -58,12 +58,14 @@ status=$((status | PIPESTATUS[0]))
 timeout "${BENCH_TIMEOUT:-240}" python3 benchmarks/gpu.py --json "$OUT/bench.json" 2>&1 \
   | tee "$OUT/bench.log"
 # host time: the pieces of a cached call, a fused region's call, tiny models per step
+if [ "${SKIP_HOST_BENCH:-0}" != 1 ]; then
 timeout 60 python3 benchmarks/launch_breakdown.py --json "$OUT/launch.json" 2>&1 \
   | tee "$OUT/launch.log"
 timeout 60 python3 benchmarks/region_overhead.py 2>&1 | tee "$OUT/region_overhead.log"
 timeout 120 python3 benchmarks/torch_host_overhead.py --json "$OUT/torch_host.json" 2>&1 \
   | tee "$OUT/torch_host.log"
 timeout 90 python3 benchmarks/step_host_breakdown.py 2>&1 | tee "$OUT/step_host.log"
+fi
 # torch.compile(backend="fusec") vs eager vs Inductor on models and the anchors as torch code
 if [ "${SKIP_TORCH_BENCH:-0}" != 1 ]; then
   timeout "${TORCH_BENCH_TIMEOUT:-300}" python3 benchmarks/torch_models.py \

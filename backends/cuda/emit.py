@@ -69,7 +69,7 @@ class FunctionEmitter(OpWalker, CarriedSlots):
     elem_rules = ELEM_RULES
 
     def __init__(self, kernel: Op, plan: Plan, layout: Layout, nthreads: int,
-                 arch: str = "", roots=None):
+                 arch: str = "", roots=None, stages: int = tensor_cores.MIN_STAGES):
         self.kernel = kernel
         self.plan = plan
         self.layout = layout
@@ -84,7 +84,8 @@ class FunctionEmitter(OpWalker, CarriedSlots):
         self.in_loop = 0              # > 0 inside a strided (per-element) loop
         self.need_sync = False        # a thread may be reading memory a loop could overwrite
         self.vec = VectorFacts(kernel, self.env)
-        self.tensor_cores = tensor_cores.analyze(kernel, plan, arch, nthreads // 32, roots)
+        self.tensor_cores = tensor_cores.analyze(kernel, plan, arch, nthreads // 32, roots,
+                                                 stages)
         self.registers = register_tiles(plan, self.lane_width, nthreads,
                                         exclude=self.tensor_cores.no_registers)
         self.accumulators = 0         # registers a thread's tensor-core accumulators take
@@ -443,14 +444,17 @@ def _bind_params(E: FunctionEmitter, layout: Layout) -> None:
 
 
 def emit_function(kernel: Op, plan: Plan, layout: Layout, k: int, fname: str,
-                  nthreads: int, arch: str = "") -> tuple[str, int, bool]:
+                  nthreads: int, arch: str = "", stages: int = tensor_cores.MIN_STAGES
+                  ) -> tuple[str, int, bool, int]:
     """The source of launch k's device function, its global scratch bytes per program
-    (0: its buffers live in shared memory) and whether it uses tensor cores (arch: the
-    target, "" for none in particular: no arch-specific instructions)."""
+    (0: its buffers live in shared memory), whether it uses tensor cores and the dynamic
+    shared memory a launch of it asks for (0: none; arch: the
+    target, "" for none in particular: no arch-specific instructions; stages: the most
+    shared-memory stages a tensor-core loop stages its operands in)."""
     launch = layout.launches[k]
     top = kernel.regions[0].ops
     roots = top[:top.index(launch.first)] + launch.ops      # its prologue and its ops
-    E = FunctionEmitter(kernel, plan, layout, nthreads, arch, roots)
+    E = FunctionEmitter(kernel, plan, layout, nthreads, arch, roots, stages)
     _bind_params(E, layout)
     E.emit_prologue(launch, serial_ops(layout.launches))
     coords = []
@@ -473,12 +477,28 @@ def emit_function(kernel: Op, plan: Plan, layout: Layout, k: int, fname: str,
         body.pop()
     arena = E.arena_bytes
     scratch = 0
-    head = [f"  __shared__ __align__({ALIGN}) {ctype} {name}[{n}];"
-            for ctype, name, n in E.shared_arrays]
-    if arena:
-        if arena + E.shared_bytes <= SHARED_BYTES:
+    # staged tensor-core operands past the 48 KB a block may declare statically go to
+    # dynamic shared memory (the launch asks for it, tensor_cores.shared_limit allows it)
+    dynamic = E.shared_bytes > SHARED_BYTES
+    limit = tensor_cores.shared_limit(arch) if dynamic else SHARED_BYTES
+    arena_shared = arena and arena + E.shared_bytes <= limit
+    if dynamic:
+        total = E.shared_bytes + (arena if arena_shared else 0)
+        head = [f"  extern __shared__ __align__({ALIGN}) unsigned char fc_shared[];"
+                f"  // dynamic: {total} bytes"]
+        offset = 0
+        for ctype, name, n in E.shared_arrays:
+            head.append(f"  {ctype}* {name} = ({ctype}*)(fc_shared + {offset});")
+            offset += (n * SIZEOF[ctype] + ALIGN - 1) // ALIGN * ALIGN
+        if arena_shared:
+            head.append(f"  unsigned char* fc_arena = fc_shared + {offset};")
+    else:
+        head = [f"  __shared__ __align__({ALIGN}) {ctype} {name}[{n}];"
+                for ctype, name, n in E.shared_arrays]
+        if arena_shared:
             head.append(f"  __shared__ __align__({ALIGN}) unsigned char fc_arena[{arena}];")
-        else:
+    if arena:
+        if not arena_shared:
             scratch = arena
             head.append(f"  // tile buffers ({arena} bytes) exceed shared memory: a slice of "
                         "global scratch per program")
@@ -495,4 +515,4 @@ def emit_function(kernel: Op, plan: Plan, layout: Layout, k: int, fname: str,
     src = (f"// launch {k}: {what}\n"
            f"extern \"C\" __global__ void __launch_bounds__({bounds}) {fname}(\n"
            f"    {layout.signature()}) {{\n" + "\n".join(head + body) + "\n}\n")
-    return src, scratch, E.accumulators > 0
+    return src, scratch, E.accumulators > 0, total if dynamic else 0

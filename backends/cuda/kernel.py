@@ -14,6 +14,7 @@ from .layout import Layout, c_name
 from .plan import Plan
 from .prelude import PRELUDE, TENSOR_CORE_PRELUDE
 from .runtime import Runtime
+from .tensor_cores import MIN_STAGES
 
 
 def function_names(kernel: Op, n: int) -> list[str]:
@@ -21,10 +22,11 @@ def function_names(kernel: Op, n: int) -> list[str]:
     return [f"{base}_{k}" for k in range(n)]
 
 
-def emit_source(kernel: Op, warps: int = 4, arch: str = "") -> tuple[str, Layout, list[str],
-                                                                       list[int]]:
+def emit_source(kernel: Op, warps: int = 4, arch: str = "", stages: int = MIN_STAGES
+                ) -> tuple[str, Layout, list[str], list[int], list[int]]:
     """(CUDA C source, argument layout, function names, global scratch bytes per program of
-    each launch)."""
+    each launch, dynamic shared memory bytes of each launch). stages: the most
+    shared-memory stages of a tensor-core K loop."""
     if kernel.name != "kernel":
         raise TypeError(f"compile_cuda expects a kernel op, got {kernel.name!r}")
     if not isinstance(warps, int) or not 1 <= warps <= 32:
@@ -33,17 +35,19 @@ def emit_source(kernel: Op, warps: int = 4, arch: str = "") -> tuple[str, Layout
     plan = Plan(kernel)
     layout = Layout(kernel)
     names = function_names(kernel, len(layout.launches))
-    parts, scratch, tensor_cores = [], [], False
+    parts, scratch, shared, tensor_cores = [], [], [], False
     for k, name in enumerate(names):
-        src, nbytes, uses_mma = emit_function(kernel, plan, layout, k, name, nthreads, arch)
+        src, nbytes, uses_mma, dynamic = emit_function(kernel, plan, layout, k, name,
+                                                       nthreads, arch, stages)
         parts.append(src)
         scratch.append(nbytes)
+        shared.append(dynamic)
         tensor_cores |= uses_mma
     head = (f"// fusec CUDA C: kernel {kernel.attrs.get('name')!r}"
             + (f" for {arch}" if arch else "")
             + f", {len(names)} launch(es), {nthreads} threads per program\n")
     prelude = PRELUDE + (TENSOR_CORE_PRELUDE if tensor_cores else "")
-    return head + prelude + "\n" + "\n".join(parts), layout, names, scratch
+    return head + prelude + "\n" + "\n".join(parts), layout, names, scratch, shared
 
 
 class CompiledCUDAKernel:
@@ -51,7 +55,8 @@ class CompiledCUDAKernel:
     CUDA tensors for the tensor arguments (params, then one output per alloc)."""
 
     def __init__(self, kernel: Op, arch: str, warps: int, asm: Stages, layout: Layout,
-                 functions: list[str], scratch_bytes: list[int]):
+                 functions: list[str], scratch_bytes: list[int],
+                 shared_bytes: list[int] | None = None):
         self.kernel = kernel
         self.name = kernel.attrs.get("name", "kernel")
         self.arch = arch
@@ -60,6 +65,9 @@ class CompiledCUDAKernel:
         self.layout = layout
         self.functions = functions
         self.scratch_bytes = scratch_bytes
+        # dynamic shared memory each launch asks for (0: none; > 0: the function's maximum
+        # dynamic shared size is raised to it after loading)
+        self.shared_bytes = shared_bytes or [0] * len(functions)
         self.num_launches = len(functions)
         self._runtime: Runtime | None = None
 
@@ -70,6 +78,7 @@ class CompiledCUDAKernel:
             threads = self.warps * 32
             self._runtime = Runtime(self.name, self.asm["cubin"], self.arch, self.functions,
                                     self.layout, threads, self.scratch_bytes,
+                                    shared_bytes=self.shared_bytes,
                                     programs_per_block=threads if self.PROGRAMS_PER_THREAD
                                     else 1)
         return self._runtime
@@ -87,14 +96,15 @@ class CompiledCUDAKernel:
         return f"<CompiledCUDAKernel {self.name} {self.arch} launches={self.num_launches}>"
 
 
-def compile_cuda(kernel: Op, arch: str = "sm_90", warps: int = 4,
-                 cache=None) -> CompiledCUDAKernel:
+def compile_cuda(kernel: Op, arch: str = "sm_90", warps: int = 4, cache=None,
+                 stages: int = MIN_STAGES) -> CompiledCUDAKernel:
     """Emit CUDA C for a kernel op (after passes) and compile it with NVRTC for `arch`.
     cache: an object with key(*parts), get(key) and put(key, files, info) (the disk cache
     of fusec.autotune) keeping NVRTC's output by source, arch and NVRTC version -- NVRTC is
-    most of a compile -- or None."""
+    most of a compile -- or None. stages: the most shared-memory stages a tensor-core K
+    loop stages its operands in (a config's `stages`; fewer where they do not fit)."""
     nvrtc.check_arch(arch)
-    source, layout, names, scratch = emit_source(kernel, warps, arch)
+    source, layout, names, scratch, shared = emit_source(kernel, warps, arch, stages)
     key = cached = None
     if cache is not None:
         key = cache.key("cuda-cubin", source, arch, nvrtc.OPTIONS, nvrtc.version())
@@ -108,6 +118,6 @@ def compile_cuda(kernel: Op, arch: str = "sm_90", warps: int = 4,
             cache.put(key, {"kernel.cubin": cubin, "kernel.ptx": ptx.encode()},
                       {"kind": "cuda-cubin", "arch": arch})
     asm = Stages({"cuda": source, "ptx": ptx, "cubin": cubin})
-    compiled = CompiledCUDAKernel(kernel, arch, warps, asm, layout, names, scratch)
+    compiled = CompiledCUDAKernel(kernel, arch, warps, asm, layout, names, scratch, shared)
     compiled.from_cache = cached is not None
     return compiled

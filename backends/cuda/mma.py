@@ -1,48 +1,58 @@
-"""The tensor-core lowering of a K loop `acc += dot(a, b)` (a tensor_cores.MMALoop):
+"""The tensor-core lowering of a K loop `acc += dot(a, b)` (a tensor_cores.MMALoop), with S
+shared-memory stages (spec.stages, 2 or more):
 
     float acc[MI * NI * 4] = init                 (registers, fragments.py's layout)
-    stage K tile 0 of a and b into shared stage 0
+    stage K tiles 0 .. S-2 into stages 0 .. S-2   (one cp.async group each)
     for (k = 0; k < K; k += BK) {
-      if (k + BK < K) stage K tile k + BK into the other stage
-      wait for this stage's copies; __syncthreads()
+      wait until tile k has landed (S-2 younger groups may still fly); __syncthreads()
+      stage K tile k + (S-1) BK into the stage tile k - BK used (every warp is past it)
       per 16-deep K step: ldmatrix the warp's a and b fragments, MI x NI mma.sync
-      __syncthreads()                             (this stage is refilled next iteration)
     }
 
-Staged tiles are the operands' 16-bit float bits, row-major ([BM][BK] and [BK][BN]), each
-row padded by tensor_cores.PAD halves so that ldmatrix's eight row addresses hit distinct
-banks; b is read with ldmatrix .trans (mma wants it column-major). An operand that is a
-direct load whose 8-element rows are contiguous, 16-byte aligned and valid all together
-(vector.py proves it from the specialization) is copied by cp.async, 16 bytes a thread,
-zero-filled out of bounds, overlapping the copy of the next tile with the multiplication of
-this one; any other operand (ragged or unaligned sizes, transposed or computed tiles) is
-computed by the usual element rules, 8 elements a thread, converted to the 16-bit type
-(exact: tensor_cores checked that its values are) and stored.
+One barrier per K tile: it both publishes tile k and tells each thread that every warp is
+done with the stage it refills. Staged tiles are the operands' 16-bit float bits, row-major
+([BM][BK] and [BK][BN]), each row padded by tensor_cores.PAD halves so that ldmatrix's
+eight row addresses hit distinct banks; b is read with ldmatrix .trans (mma wants it
+column-major). An operand that is a direct load whose 8-element rows are contiguous,
+16-byte aligned and valid all together (vector.py proves it from the specialization) is
+copied by cp.async, 16 bytes a thread, zero-filled out of bounds, overlapping the copies of
+the next tiles with the multiplication of this one. When its indices are the K tile's index
+or do not depend on K, each thread's copy slots (shared offset, source pointer at K = 0,
+bounds checks that do not involve K) are computed once before the loop and a K tile only
+adds k times the K stride: the loop then spends its issue slots on the multiplies. Any
+other operand (ragged or unaligned sizes, transposed or computed tiles) is computed by the
+usual element rules, 8 elements a thread, converted to the 16-bit type (exact:
+tensor_cores checked that its values are) and stored.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from ...ir import dtypes as D
-from ...ir.core import Op
+from ...ir.core import Op, Value
+from ...ir.ops import memory_operands
 from . import arith, fragments, memory
-from .tensor_cores import MMA_K, MMA_M, MMA_N, PAD, STAGES, MMALoop, Operand, constant
+from .tensor_cores import MMA_K, MMA_M, MMA_N, PAD, MMALoop, Operand, constant
 from .types import literal
-from .values import INLINE, Handle, rank
+from .values import INLINE, Handle, Lane, rank
 
 _MMA = {D.bfloat16: "fc_mma_bf16", D.float16: "fc_mma_f16"}
 _CHUNK = 8                     # halves a thread stages at once: one 16-byte access
 
 
 class _Staging:
-    """One operand's shared-memory tiles (STAGES of them) and the code that fills one."""
+    """One operand's shared-memory tiles (spec.stages of them) and the code that fills one."""
 
-    def __init__(self, E, operand: Operand, rows: int, cols: int, dtype, base: str):
+    def __init__(self, E, operand: Operand, rows: int, cols: int, dtype, base: str,
+                 stages: int):
         self.operand = operand
         self.shape = (rows, cols)
         self.dtype = dtype
         self.pitch = cols + PAD
         self.size = rows * self.pitch
-        self.name = E.shared_array("unsigned short", STAGES * self.size, base)
+        self.name = E.shared_array("unsigned short", stages * self.size, base)
         self._async: bool | None = None
+        self.slots: list[_Slot] | None = None      # hoisted copy slots (hoist())
 
     def copies_async(self, E) -> bool:
         """Whether cp.async can stage the operand (asked with the K handle bound)."""
@@ -53,9 +63,50 @@ class _Staging:
                 (mask is None or E.vec.uniform(mask, 1, _CHUNK))
         return self._async
 
-    def fill(self, E, stage: str) -> None:
+    def hoist(self, E, spec: MMALoop) -> None:
+        """Each thread's copy slots, computed once before the K loop (K bound to 0), when
+        cp.async stages the operand, its indices are the K tile's index or free of K, and
+        the block's threads cover the tile's 16-byte chunks evenly."""
+        load = self.operand.load
+        rows, cols = self.shape
+        per_row = cols // _CHUNK
+        nthreads = E.nthreads
+        if not self.copies_async(E) or (rows * per_row) % nthreads or nthreads % per_row:
+            return
+        kinds = [_k_role(iv, spec.loop) for iv in memory_operands(load)[1]]
+        if None in kinds:
+            return
+        t = E.env[load.operands[0]]
+        checked = load.attrs["checked"]
+        col = E.declare("int", f"((int)threadIdx.x % {per_row}) * {_CHUNK}", "copy_col",
+                        force=True)
+        first_row = E.declare("int", f"(int)threadIdx.x / {per_row}", "copy_row", force=True)
+        self.slots = []
+        for m in range(rows * per_row // nthreads):
+            row = E.declare("int", f"{first_row} + {m * (nthreads // per_row)}", "copy_row",
+                            force=True)
+            idx = (row, Lane(col, 0, _CHUNK))
+            terms, fixed, moving = [], [], []
+            for d, (iv, role) in enumerate(zip(memory_operands(load)[1], kinds)):
+                x = f"(long long){E.elem(iv, idx)}"
+                terms.append(x if t.strides[d] == "1" else f"{x} * {t.strides[d]}")
+                if checked[d]:
+                    (moving if role == "k" else fixed).append((x, t.sizes[d]))
+            src = E.declare("unsigned short*", f"{t.ptr} + ({' + '.join(terms)})",
+                            "copy_src", force=True)
+            ok = E.declare("bool", " && ".join(_in_bounds(x, n) for x, n in fixed), "copy_ok",
+                           force=True) if fixed else None
+            step = [t.strides[d] for d, role in enumerate(kinds) if role == "k"]
+            self.slots.append(_Slot(idx, E.declare("int", f"{row} * {self.pitch} + {col}",
+                                                    "copy_dst", force=True),
+                                    src, ok, moving, step))
+
+    def fill(self, E, stage: str, begin: str) -> None:
         tile = E.declare("unsigned short*", f"{self.name} + ({stage}) * {self.size}",
                          self.name, mutable=True)
+        if self.slots is not None:
+            self._fill_slots(E, tile, begin)
+            return
         value, load, mask = self.operand.value, self.operand.load, self.operand.mask
         copy = self.copies_async(E)
 
@@ -76,6 +127,67 @@ class _Staging:
                 E.write_vector("unsigned short", bits, dst, self.name + "_w")
         E.need_sync = False            # the stage was last read before the loop's barrier
         E.for_each(self.shape, None, chunk, sync=False, width=_CHUNK)
+
+    def _fill_slots(self, E, tile: str, begin: str) -> None:
+        mask = self.operand.mask
+        moved = {}                     # stride -> this K tile's offset along it (one multiply)
+        for slot in self.slots:
+            conds = [c for c in [slot.ok] + [_in_bounds(f"({begin} + {x})", n)
+                                             for x, n in slot.moving] if c]
+            if mask is not None:
+                conds.append(E.elem(mask, slot.idx))
+            for step in slot.step:
+                if step not in moved:
+                    moved[step] = E.declare("long long", f"(long long)({begin})" + (
+                        f" * {step}" if step != "1" else ""), "k_offset", force=True)
+            src = " + ".join([slot.src] + [moved[step] for step in slot.step])
+            dst = f"{tile} + {slot.dst}"
+            # a chunk out of bounds reads no byte (source size 0: zero-filled), so its
+            # address is never clamped (as CUTLASS's zfill copies)
+            ok = E.declare("bool", " && ".join(conds), "copy", force=True) if conds else "true"
+            E.line(f"fc_cp_async_16({dst}, {src}, {ok});")
+
+
+@dataclass
+class _Slot:
+    """A thread's 16-byte chunk of a staged tile, worked out before the K loop."""
+    idx: tuple                     # (row, Lane): the chunk's tile index
+    dst: str                       # its offset in a stage
+    src: str                       # its source address at K = 0
+    ok: str | None                 # the bounds checks that do not involve K
+    moving: list                   # (index at K = 0, size) of the checked K dims
+    step: list                     # strides the source moves by per unit of K
+
+
+def _in_bounds(x: str, size: str) -> str:
+    """An unsigned compare: also rejects negative indices."""
+    return f"(unsigned long long)(long long){x} < (unsigned long long){size}"
+
+
+def _k_role(v: Value, loop: Op) -> str | None:
+    """How a load index of the K loop's body depends on K: "k" (the K tile's index, through
+    expand_dims and broadcasts: it moves with the tile's begin), "fixed" (not at all), or
+    None (any other way)."""
+    handle = loop.regions[0].args[0]
+    u = v
+    while u.op is not None and u.op.name in ("expand_dims", "broadcast"):
+        u = u.op.operands[0]
+    if u.op is not None and u.op.name == "tile_index" and u.op.operands[0] is handle:
+        return "k"
+    return None if _depends_on(v, handle) else "fixed"
+
+
+def _depends_on(v: Value, handle: Value) -> bool:
+    seen, todo = set(), [v]
+    while todo:
+        u = todo.pop()
+        if u is handle:
+            return True
+        if u in seen or u.op is None:
+            continue
+        seen.add(u)
+        todo.extend(u.op.operands)
+    return False
 
 
 def _bind_iteration(E, spec: MMALoop, begin: str) -> None:
@@ -130,8 +242,9 @@ def _multiply(E, spec: MMALoop, layout, acc, a: _Staging, b: _Staging, stage: st
 
 def k_loop(E, op: Op, spec: MMALoop) -> None:
     t = spec.tiling
+    stages = spec.stages
     E.line(f"// tensor cores: acc[{t.bm}, {t.bn}] += a[{t.bm}, {t.bk}] . b[{t.bk}, {t.bn}] "
-           f"per K tile, mma.sync m16n8k16 {spec.dtype} -> float32")
+           f"per K tile, mma.sync m16n8k16 {spec.dtype} -> float32, {stages} stages")
     layout = fragments.declare_layout(E, t)
     acc = fragments.new_fragment(E, layout, "float", "acc")
     E.accumulators = max(E.accumulators, fragments.registers(layout))
@@ -143,32 +256,45 @@ def k_loop(E, op: Op, spec: MMALoop) -> None:
                f"{acc.name}[{i}] = {literal(D.float32, const)};")
     else:
         fragments.fill(E, acc, lambda idx: E.elem(init, idx))
-    a = _Staging(E, spec.a, t.bm, t.bk, spec.dtype, "a_tile")
-    b = _Staging(E, spec.b, t.bk, t.bn, spec.dtype, "b_tile")
+    a = _Staging(E, spec.a, t.bm, t.bk, spec.dtype, "a_tile", stages)
+    b = _Staging(E, spec.b, t.bk, t.bn, spec.dtype, "b_tile", stages)
+    E.memo.append({})          # the slots' K = 0 elements must not serve the loop's K tiles
+    _bind_iteration(E, spec, "0")
+    a.hoist(E, spec)
+    b.hoist(E, spec)
+    E.memo.pop()
     extent = E.sym(op.attrs["extent"])
     block = op.attrs["block"]
-    with E.block("/* K tile 0 into stage 0 */"):
-        _bind_iteration(E, spec, "0")
-        a.fill(E, "0")
-        b.fill(E, "0")
-    E.line("fc_cp_async_commit();")
+
+    def fill(begin: str, stage: str) -> None:
+        _bind_iteration(E, spec, begin)
+        a.fill(E, stage, begin)
+        b.fill(E, stage, begin)
+
+    for s in range(stages - 1):
+        with E.block(f"if ((long long){s * block} < {extent})" if s else
+                     "/* K tile 0 into stage 0 */"):
+            if s:
+                E.line(f"// K tile {s} into stage {s}")
+            fill(str(s * block), str(s))
+        E.line("fc_cp_async_commit();")
     k = E.fresh(f"{op.regions[0].args[0].name or 'tile'}_begin")
     with E.block(f"for (int {k} = 0; (long long){k} < {extent}; {k} += {block})"):
-        stage = E.declare("int", f"({k} / {block}) & 1", "stage", force=True)
-        nxt = E.declare("int", f"{k} + {block}", "k_next", force=True)
+        tile = E.declare("int", f"{k} / {block}", "k_tile", force=True)
+        stage = E.declare("int", f"{tile} % {stages}", "stage", force=True)
+        E.line(f"fc_cp_async_wait<{stages - 2}>();   // this thread's copies of this K tile "
+               "have landed")
+        E.line("// ... and every thread's, and every warp is past the stage refilled next")
+        E.sync()
+        nxt = E.declare("int", f"{k} + {(stages - 1) * block}", "k_next", force=True)
         with E.block(f"if ((long long){nxt} < {extent})"):
-            E.line("// the next K tile into the other stage while this one is multiplied")
-            _bind_iteration(E, spec, nxt)
-            a.fill(E, f"{stage} ^ 1")
-            b.fill(E, f"{stage} ^ 1")
+            E.line(f"// K tile {stages - 1} ahead into the stage the previous one used, while "
+                   "this one is multiplied")
+            fill(nxt, f"({tile} + {stages - 1}) % {stages}")
         E.line("fc_cp_async_commit();")
-        E.line("fc_cp_async_wait<1>();   // all but the newest group: this stage has landed")
-        E.sync()
         _multiply(E, spec, layout, acc, a, b, stage)
-        E.line("// every warp is done with this stage before the next iteration refills it")
-        E.sync()
-    E.line("fc_cp_async_wait<0>();     // no copy outlives the loop (K = 0: tile 0's)")
-    E.need_sync = False
+    E.line("fc_cp_async_wait<0>();     // no copy outlives the loop")
+    E.sync()                   # the stages are free again for whatever follows
     result = op.results[0]
     if spec.derived is not None:
         E.env[result] = acc

@@ -81,7 +81,7 @@ class _Loaded:
 class Runtime:
     def __init__(self, name: str, cubin: bytes, arch: str, functions: list[str],
                  layout: Layout, nthreads: int, scratch_bytes: list[int],
-                 programs_per_block: int = 1):
+                 programs_per_block: int = 1, shared_bytes: list[int] | None = None):
         self.name = name
         self.cubin = cubin
         self.arch = arch
@@ -89,6 +89,7 @@ class Runtime:
         self.layout = layout
         self.nthreads = nthreads
         self.scratch_bytes = scratch_bytes
+        self.shared_bytes = shared_bytes or [0] * len(functions)    # dynamic, per launch
         self.programs_per_block = programs_per_block
         self._loaded: dict[int, _Loaded] = {}
         self._lock = threading.Lock()        # plan() records the device of a call's tensors
@@ -113,6 +114,12 @@ class Runtime:
             module = check(drv.cuModuleLoadData(self.cubin), "cuModuleLoadData", self.name)
             fns = [check(drv.cuModuleGetFunction(module, f.encode()),
                          f"cuModuleGetFunction({f})", self.name) for f in self.function_names]
+            for f, fn, nbytes in zip(self.function_names, fns, self.shared_bytes):
+                if nbytes:          # past the 48 KB default: opted in per function
+                    check(drv.cuFuncSetAttribute(
+                        fn, drv.CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                        nbytes), f"cuFuncSetAttribute({f}, max dynamic shared = {nbytes})",
+                        self.name)
         finally:
             check(drv.cuCtxPopCurrent(), "cuCtxPopCurrent", self.name)
         loaded = _Loaded(ctx, module, fns)
@@ -196,7 +203,7 @@ class LaunchPlan:
         self.loaded = loaded
         self.stream_of = _raw_stream(rt._torch)
         self._lock = threading.Lock()
-        self.launches = []         # (launch index, function, blocks, scratch bytes)
+        self.launches = []         # (launch index, function, blocks, scratch bytes, shared)
         for k, fn in enumerate(loaded.functions):
             n = programs[k]
             if n <= 0:
@@ -205,7 +212,7 @@ class LaunchPlan:
             if blocks > MAX_GRID_X:
                 raise CUDAError(f"kernel {rt.name!r}: launch {k} has {n} programs in {blocks} "
                                 f"blocks, more than the grid allows ({MAX_GRID_X})")
-            self.launches.append((k, fn, blocks, n * rt.scratch_bytes[k]))
+            self.launches.append((k, fn, blocks, n * rt.scratch_bytes[k], rt.shared_bytes[k]))
 
     def launch(self, args: list) -> None:
         rt, drv = self.rt, _driver()
@@ -223,14 +230,14 @@ class LaunchPlan:
                 check(drv.cuCtxPushCurrent(self.loaded.ctx), "cuCtxPushCurrent", rt.name)
             scratch = []                  # alive until every launch is enqueued
             try:
-                for k, fn, blocks, nbytes in self.launches:
+                for k, fn, blocks, nbytes, shared in self.launches:
                     if nbytes:
                         buf = rt._torch.empty(nbytes, dtype=rt._torch.uint8,
                                               device=self.device_name)
                         scratch.append(buf)
                         slots[rt.layout.scratch_slots[k]] = buf.data_ptr()
-                    err, = drv.cuLaunchKernel(fn, blocks, 1, 1, rt.nthreads, 1, 1, 0, stream,
-                                              self.params, 0)
+                    err, = drv.cuLaunchKernel(fn, blocks, 1, 1, rt.nthreads, 1, 1, shared,
+                                              stream, self.params, 0)
                     if err != ok:        # the message is built only when it is needed
                         check((err,), f"cuLaunchKernel({rt.function_names[k]}, grid={blocks},"
                                       f" block={rt.nthreads})", rt.name)

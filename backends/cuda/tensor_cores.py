@@ -45,8 +45,14 @@ MIN_ARCH = 80                    # mma.sync m16n8k16 with bf16, ldmatrix, cp.asy
 MMA_M, MMA_N, MMA_K = 16, 8, 16
 PAD = 8                          # halves appended to each staged row: ldmatrix's 8 row
 #                                  addresses then fall in distinct banks
-STAGES = 2                       # double buffering: the next K tile loads during this one
+MIN_STAGES = 2                   # double buffering at least: the next K tile loads during this
+#                                  one; a config's `stages` asks for more (copies in flight
+#                                  while several tiles are multiplied), as many as fit
 STAGING_BYTES = 40 << 10         # staged operands' share of the 48 KB of static shared memory
+# The most shared memory one block may use, opted in as dynamic shared memory (CUDA C
+# programming guide, compute capabilities table): what a loop's stages may take beyond 48 KB
+SHARED_LIMIT = {80: 163 << 10, 86: 99 << 10, 87: 163 << 10, 89: 99 << 10, 90: 227 << 10}
+SHARED_RESERVE = 8 << 10         # left to a program's other buffers (the arena) per half
 MAX_ACCUMULATORS = 128           # float registers of accumulator per thread
 HALVES = (D.bfloat16, D.float16)
 _ELEMENTWISE = frozenset(UNARY + BINARY + COMPARE + ("where", "cast"))
@@ -100,6 +106,7 @@ class MMALoop:
     add: Op
     dtype: DType                          # H: the operands' 16-bit float type
     tiling: WarpTiling
+    stages: int                           # shared-memory stages of the operand tiles
     a: Operand
     b: Operand
     derived: set[Value] | None            # epilogue values on the fragment layout; None:
@@ -124,14 +131,29 @@ def programs_per_sm(nthreads: int, accumulators: int) -> int:
     return 2 if REGISTER_FILE // (2 * nthreads) >= accumulators + OTHER_REGISTERS else 1
 
 
+def shared_limit(arch: str) -> int:
+    """Shared memory one block of `arch` may use (48 KB static where the arch is unknown)."""
+    n = arch_number(arch)
+    known = [a for a in SHARED_LIMIT if a <= n and a // 10 == n // 10]
+    return SHARED_LIMIT[max(known)] if known else 48 << 10
+
+
+def staging_budget(arch: str) -> int:
+    """Shared memory a program's staged operands may take: half the block limit, so that
+    two programs share an SM (programs_per_sm), never less than the static budget."""
+    return max(STAGING_BYTES, shared_limit(arch) // 2 - SHARED_RESERVE)
+
+
 def arch_number(arch: str) -> int:
     m = re.match(r"sm_(\d+)", arch or "")
     return int(m.group(1)) if m else 0
 
 
-def analyze(kernel: Op, plan, arch: str, warps: int, roots=None) -> TensorCorePlan:
+def analyze(kernel: Op, plan, arch: str, warps: int, roots=None,
+            stages: int = MIN_STAGES) -> TensorCorePlan:
     """The tensor-core loops among `roots` (ops of one device function and what they
-    nest; default: the whole kernel) for `warps` warps a program on `arch`."""
+    nest; default: the whole kernel) for `warps` warps a program on `arch`, each staging
+    its operands in up to `stages` buffers (fewer where shared memory runs out)."""
     loops: dict[Op, MMALoop] = {}
     staged = 0                  # each loop stages into shared arrays of its own
     if ENABLED and kernel.attrs.get("tensor_cores", True) and arch_number(arch) >= MIN_ARCH:
@@ -139,11 +161,10 @@ def analyze(kernel: Op, plan, arch: str, warps: int, roots=None) -> TensorCorePl
             kernel.walk()
         for op in walk:
             if op.name == "tile_for" and not op.attrs.get("parallel"):
-                found = _match(op, plan, warps)
-                if found is not None and staged + staging_bytes(found.tiling) <= \
-                        STAGING_BYTES:
+                found = _match(op, plan, warps, stages, staging_budget(arch) - staged)
+                if found is not None:
                     loops[op] = found
-                    staged += staging_bytes(found.tiling)
+                    staged += staging_bytes(found.tiling, found.stages)
     no_registers: set[Value] = set()
     for found in loops.values():       # read on the fragment layout: the init, the epilogue
         _ancestors(found.loop.operands[-1], no_registers)
@@ -153,7 +174,7 @@ def analyze(kernel: Op, plan, arch: str, warps: int, roots=None) -> TensorCorePl
     return TensorCorePlan(loops, no_registers)
 
 
-def _match(loop: Op, plan, warps: int) -> MMALoop | None:
+def _match(loop: Op, plan, warps: int, stages: int, budget: int) -> MMALoop | None:
     body = loop.regions[0]
     if len(loop.results) != 1 or len(body.args) != 2:
         return None
@@ -185,14 +206,18 @@ def _match(loop: Op, plan, warps: int) -> MMALoop | None:
     tiling = _warp_tiling(bm, bn, bk, warps)
     if tiling is None:
         return None
+    fitting = [s for s in range(MIN_STAGES, max(MIN_STAGES, stages) + 1)
+               if staging_bytes(tiling, s) <= budget]
+    if not fitting:
+        return None
     derived = _epilogue(plan, loop.results[0])
-    return MMALoop(loop, dot, add, dtype, tiling, _operand(a, dtype), _operand(b, dtype),
-                   derived)
+    return MMALoop(loop, dot, add, dtype, tiling, fitting[-1], _operand(a, dtype),
+                   _operand(b, dtype), derived)
 
 
-def staging_bytes(t: WarpTiling) -> int:
+def staging_bytes(t: WarpTiling, stages: int = MIN_STAGES) -> int:
     """Shared memory of a loop's staged operand tiles (mma.py)."""
-    return STAGES * 2 * (t.bm * (t.bk + PAD) + t.bk * (t.bn + PAD))
+    return stages * 2 * (t.bm * (t.bk + PAD) + t.bk * (t.bn + PAD))
 
 
 def _warp_tiling(bm: int, bn: int, bk: int, warps: int) -> WarpTiling | None:

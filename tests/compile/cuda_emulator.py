@@ -20,6 +20,7 @@ import copy
 import ctypes
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -166,11 +167,15 @@ def _trampolines(layout, names: list[str]) -> str:
                      for k, name in enumerate(names))
 
 
-def build(kernel_op, warps: int = 4, arch: str = ""):
+def build(kernel_op, warps: int = 4, arch: str = "", stages: int = 2):
     """(kernel library, entry points, layout, scratch bytes, threads, source) for a kernel
-    op (after passes); `arch` "sm_80"+ emits the tensor-core paths (emulated)."""
+    op (after passes); `arch` "sm_80"+ emits the tensor-core paths (emulated), their K
+    loops staged in up to `stages` buffers."""
     runtime = _runtime()
-    source, layout, names, scratch = emit_source(kernel_op, warps, arch)
+    source, layout, names, scratch, _ = emit_source(kernel_op, warps, arch, stages)
+    # dynamic shared memory: a function-static array of the size the launch would ask for
+    source = re.sub(r"extern __shared__ (.*?) fc_shared\[\];  // dynamic: (\d+) bytes",
+                    r"__shared__ \1 fc_shared[\2];", source)
     source = emulate_tensor_cores(source)
     lib = ctypes.CDLL(_compile(HEADER + source + "\n" + _trampolines(layout, names)))
     entries = [ctypes.cast(getattr(lib, f"call_{k}"), ctypes.c_void_p).value
@@ -200,9 +205,9 @@ class EmulatedKernel:
     """A kernel op (after passes) compiled by the CUDA backend's emitter and run in the
     emulation. `run(args)` follows backends.interpret.run (numpy arrays)."""
 
-    def __init__(self, kernel_op, warps: int = 4, arch: str = ""):
+    def __init__(self, kernel_op, warps: int = 4, arch: str = "", stages: int = 2):
         (self.runtime, self.lib, self.entries, self.layout, self.scratch, self.nthreads,
-         self.source) = build(kernel_op, warps, arch)
+         self.source) = build(kernel_op, warps, arch, stages)
         self.num_launches = len(self.entries)
 
     def run(self, args: list) -> None:
@@ -222,8 +227,8 @@ class EmulatedKernel:
 class Emulated:
     """A fusec CompiledKernel (any backend) whose device code runs in the emulation."""
 
-    def __init__(self, compiled, warps: int = 4, arch: str = ""):
-        self.kernel = EmulatedKernel(compiled.module.kernel(), warps, arch)
+    def __init__(self, compiled, warps: int = 4, arch: str = "", stages: int = 2):
+        self.kernel = EmulatedKernel(compiled.module.kernel(), warps, arch, stages)
         self.source = self.kernel.source
         self.num_launches = self.kernel.num_launches
         self.compiled = copy.copy(compiled)

@@ -18,21 +18,22 @@ pytestmark = pytest.mark.skipif(cuda_emulator.compiler() is None,
                                 reason="needs a host C++ compiler (g++)")
 
 
-def run_emulated(name, mkn, dtype, blocks, warps, arch="sm_80"):
+def run_emulated(name, mkn, dtype, blocks, warps, arch="sm_80", stages=2):
     """(emulated output as float64, float64 reference, emitted source)."""
     kernel, shapes, extra, reference, out_dtype = KERNELS[name]
     arrays = [random_array(s, dtype, seed=i + 1) for i, s in enumerate(shapes(*mkn))]
     args = [as_input(a, dtype) for a, _ in arrays] + extra
     ck = kernel.compile(*args, backend="interpret",
                         config=fusec.Config(blocks=blocks, warps=warps))
-    emulated = cuda_emulator.Emulated(ck, warps, arch)
+    emulated = cuda_emulator.Emulated(ck, warps, arch, stages)
     got = output_float64(emulated(*args))
     return got, reference(*[v for _, v in arrays]), emulated.source
 
 
-def check(name, mkn, dtype, blocks, warps, copied: str):
+def check(name, mkn, dtype, blocks, warps, copied: str, stages=2):
     """copied: the operands ("a", "b", "ab" or "") cp.async should stage."""
-    got, want, source = run_emulated(name, mkn, dtype, blocks, warps)
+    got, want, source = run_emulated(name, mkn, dtype, blocks, warps, stages=stages)
+    assert f"{stages} stages" in source
     assert f"fc_mma_{'bf16' if dtype == 'bfloat16' else 'f16'}(" in source
     for operand in "ab":
         assert (f"fc_cp_async_16({operand}_tile" in source) == (operand in copied), operand
@@ -48,6 +49,32 @@ def check(name, mkn, dtype, blocks, warps, copied: str):
 ])
 def test_bias_relu_epilogue_from_registers(mkn, dtype, blocks, warps, copied):
     check("bias_relu", mkn, dtype, blocks, warps, copied)
+
+
+@pytest.mark.parametrize("stages", [3, 4])
+@pytest.mark.parametrize("mkn,blocks,warps,copied", [
+    ((37, 208, 48), [32, 32, 16], 2, "ab"),   # 13 K tiles, copy slots hoisted out of the loop
+    ((20, 100, 24), [16, 16, 16], 1, ""),     # ragged K: the last tile half masked
+    ((3, 32, 16), [16, 16, 16], 1, "ab"),     # fewer K tiles than stages
+])
+def test_multistage_pipeline(mkn, blocks, warps, copied, stages):
+    check("bias_relu", mkn, "bfloat16", blocks, warps, copied, stages)
+
+
+def test_stages_past_48_kb_use_dynamic_shared_memory():
+    # 128x128x32 in 3 stages: 55.5 KB of staged operands on sm_80 (opt-in up to 163 KB)
+    got, want, source = run_emulated("bias_relu", (130, 100, 136), "bfloat16",
+                                     [128, 128, 32], 4, stages=3)
+    assert "3 stages" in source and "fc_shared + " in source     # carved from one array
+    assert_close(got / 10, want / 10, "bfloat16", "bias_relu 128x128x32 3 stages")
+
+
+def test_copy_slots_are_worked_out_before_the_k_loop():
+    _, _, source = run_emulated("bias_relu", (64, 64, 64), "bfloat16", [32, 32, 16], 2,
+                                stages=3)
+    loop = source[source.index("for (int tile_begin"):]
+    assert "copy_src" in source[:source.index("for (int tile_begin")]
+    assert " * a0_stride0" not in loop.split("fc_mma_bf16")[0]     # rows: outside the loop
 
 
 def test_plain_accumulator_store_and_odd_n_tiles():
