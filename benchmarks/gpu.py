@@ -138,20 +138,21 @@ def graph_ms(fn, repeat: int) -> float:
     return time_ms(graph.replay, repeat)
 
 
-# tensor-core configs of the matmul rows (blocks M, N, K; warps): the default GPU tile
-# policy does not pick mma-shaped tiles yet, so they are asked for explicitly
-MMA_CONFIGS = (([128, 128, 32], 8), ([128, 128, 32], 4), ([64, 128, 32], 4))
+# tensor-core configs of the matmul rows (blocks M, N, K; warps; pipeline stages, cut to
+# what shared memory holds); benchmarks/matmul_configs.py sweeps more of them
+MMA_CONFIGS = (([128, 128, 32], 8, 4), ([128, 128, 32], 4, 4), ([128, 256, 32], 8, 3))
 
 
 def _mma_impls(matmul_bias_relu, a, b, bias) -> dict:
     """fusec-mma rows: each config compiled once, its result checked against torch."""
     want = torch.relu(a.float() @ b.float() + bias.float()) * 0.5
     impls = {}
-    for blocks, warps in MMA_CONFIGS:
-        name = f"fusec-mma {'x'.join(map(str, blocks))} w{warps}"
+    for blocks, warps, stages in MMA_CONFIGS:
+        name = f"fusec-mma {'x'.join(map(str, blocks))} w{warps} s{stages}"
         try:
             ck = matmul_bias_relu.compile(a, b, bias, 0.5, backend="cuda",
-                                          config=fusec.Config(blocks=blocks, warps=warps))
+                                          config=fusec.Config(blocks=blocks, warps=warps,
+                                                              stages=stages))
             if "fc_mma_bf16(" not in ck.asm["cuda"]:
                 raise RuntimeError("the tensor-core path was not taken")
             err = ((ck(a, b, bias, 0.5).float() - want).abs().max() /

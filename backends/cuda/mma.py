@@ -205,39 +205,58 @@ def _bind_iteration(E, spec: MMALoop, begin: str) -> None:
             E.env[v] = INLINE
 
 
-def _multiply(E, spec: MMALoop, layout, acc, a: _Staging, b: _Staging, stage: str) -> None:
-    t = spec.tiling
-    lane = layout.lane
-    sa = E.declare("unsigned short*", f"{a.name} + {stage} * {a.size}", "a_stage",
-                   force=True)
-    sb = E.declare("unsigned short*", f"{b.name} + {stage} * {b.size}", "b_stage",
-                   force=True)
-    ks, mi, ni = E.fresh("ks"), E.fresh("mi"), E.fresh("ni")
-    af, bf = E.fresh("a_frag"), E.fresh("b_frag")
-    a_row = f"{layout.warp_m} * {t.wtm} + {mi} * {MMA_M} + ({lane} & 15)"
-    b_col = f"{layout.warp_n} * {t.wtn} + {ni} * {MMA_N}"
-    E.line("#pragma unroll")
-    with E.block(f"for (int {ks} = 0; {ks} < {t.bk}; {ks} += {MMA_K})"):
-        E.line(f"unsigned {af}[{t.mi}][4], {bf}[{t.ni}][2];")
+class _Fragments:
+    """The warp's a and b fragments of one stage, two K steps of them in registers: the
+    next 16-deep step's ldmatrix runs while this step's mma.sync do."""
+
+    def __init__(self, E, spec: MMALoop, layout, a: _Staging, b: _Staging, stage: str):
+        t = spec.tiling
+        self.spec, self.layout = spec, layout
+        self.sa = E.declare("unsigned short*", f"{a.name} + {stage} * {a.size}", "a_stage",
+                            force=True)
+        self.sb = E.declare("unsigned short*", f"{b.name} + {stage} * {b.size}", "b_stage",
+                            force=True)
+        self.a_pitch, self.b_pitch = a.pitch, b.pitch
+        self.af, self.bf = E.fresh("a_frag"), E.fresh("b_frag")
+        E.line(f"unsigned {self.af}[2][{t.mi}][4], {self.bf}[2][{t.ni}][2];")
+
+    def load(self, E, ks: str) -> None:
+        """ldmatrix the fragments of the K step at `ks` into buffer (ks / 16) & 1."""
+        t, lane = self.spec.tiling, self.layout.lane
+        buf = f"(({ks}) / {MMA_K}) & 1"
+        mi, ni = E.fresh("mi"), E.fresh("ni")
+        a_row = f"{self.layout.warp_m} * {t.wtm} + {mi} * {MMA_M} + ({lane} & 15)"
+        b_col = f"{self.layout.warp_n} * {t.wtn} + {ni} * {MMA_N}"
         E.line("// the warp's a rows: lanes 0-15 address rows 0-15 at k, lanes 16-31 at k + 8")
         E.line("#pragma unroll")
         with E.block(f"for (int {mi} = 0; {mi} < {t.mi}; ++{mi})"):
-            E.line(f"fc_ldmatrix_x4({af}[{mi}], {sa} + ({a_row}) * {a.pitch} + {ks} + "
-                   f"({lane} >> 4) * 8);")
+            E.line(f"fc_ldmatrix_x4({self.af}[{buf}][{mi}], {self.sa} + ({a_row}) * "
+                   f"{self.a_pitch} + {ks} + ({lane} >> 4) * 8);")
         E.line("// the warp's b columns, transposed: k rows 0-15, two n8 tiles per ldmatrix"
                if t.ni % 2 == 0 else "// the warp's b columns, transposed: k rows 0-15")
         step, fn, extra = (2, "fc_ldmatrix_x4_trans", f" + ({lane} >> 4) * 8") \
             if t.ni % 2 == 0 else (1, "fc_ldmatrix_x2_trans", "")
         E.line("#pragma unroll")
         with E.block(f"for (int {ni} = 0; {ni} < {t.ni}; {ni} += {step})"):
-            E.line(f"{fn}({bf}[{ni}], {sb} + ({ks} + ({lane} & 15)) * {b.pitch} + {b_col}"
-                   f"{extra});")
+            E.line(f"{fn}({self.bf}[{buf}][{ni}], {self.sb} + ({ks} + ({lane} & 15)) * "
+                   f"{self.b_pitch} + {b_col}{extra});")
+
+    def multiply(self, E, acc) -> None:
+        """Every K step of the stage: the next step's fragments load, this step's MI x NI
+        mma.sync run (the first step's fragments were loaded before)."""
+        t = self.spec.tiling
+        ks, mi, ni = E.fresh("ks"), E.fresh("mi"), E.fresh("ni")
+        buf = f"({ks} / {MMA_K}) & 1"
         E.line("#pragma unroll")
-        with E.block(f"for (int {mi} = 0; {mi} < {t.mi}; ++{mi})"):
+        with E.block(f"for (int {ks} = 0; {ks} < {t.bk}; {ks} += {MMA_K})"):
+            with E.block(f"if ({ks} + {MMA_K} < {t.bk})"):
+                self.load(E, f"{ks} + {MMA_K}")
             E.line("#pragma unroll")
-            with E.block(f"for (int {ni} = 0; {ni} < {t.ni}; ++{ni})"):
-                E.line(f"{_MMA[spec.dtype]}({acc.name} + ({mi} * {t.ni} + {ni}) * 4, "
-                       f"{af}[{mi}], {bf}[{ni}]);")
+            with E.block(f"for (int {mi} = 0; {mi} < {t.mi}; ++{mi})"):
+                E.line("#pragma unroll")
+                with E.block(f"for (int {ni} = 0; {ni} < {t.ni}; ++{ni})"):
+                    E.line(f"{_MMA[self.spec.dtype]}({acc.name} + ({mi} * {t.ni} + {ni}) * 4, "
+                           f"{self.af}[{buf}][{mi}], {self.bf}[{buf}][{ni}]);")
 
 
 def k_loop(E, op: Op, spec: MMALoop) -> None:
@@ -286,13 +305,15 @@ def k_loop(E, op: Op, spec: MMALoop) -> None:
                "have landed")
         E.line("// ... and every thread's, and every warp is past the stage refilled next")
         E.sync()
+        frags = _Fragments(E, spec, layout, a, b, stage)
+        frags.load(E, "0")          # in flight while the next tile's copies are issued
         nxt = E.declare("int", f"{k} + {(stages - 1) * block}", "k_next", force=True)
         with E.block(f"if ((long long){nxt} < {extent})"):
             E.line(f"// K tile {stages - 1} ahead into the stage the previous one used, while "
                    "this one is multiplied")
             fill(nxt, f"({tile} + {stages - 1}) % {stages}")
         E.line("fc_cp_async_commit();")
-        _multiply(E, spec, layout, acc, a, b, stage)
+        frags.multiply(E, acc)
     E.line("fc_cp_async_wait<0>();     // no copy outlives the loop")
     E.sync()                   # the stages are free again for whatever follows
     result = op.results[0]

@@ -208,3 +208,25 @@ def test_a_second_process_reuses_the_tuning(tmp_path):
     assert method == "measured"
     assert run(6001) == ["cached", blocks]          # the same power-of-two bucket
     assert run(20001)[0] == "measured"              # another bucket: tuned again
+
+
+def test_near_ties_go_to_the_config_with_the_longest_contiguous_run():
+    narrow, wide, fixed, tiny = (Config(blocks=b) for b in ([1024, 16], [64, 256], [8, 512],
+                                                           [4, 4]))
+    candidates = [tuner.Candidate(narrow, 1.0), tuner.Candidate(wide, 1.02),
+                  tuner.Candidate(tiny, 1.2), tuner.Candidate(fixed, 2.0)]
+    runs = {narrow: 64.0, wide: 1024.0, fixed: 2048.0, tiny: 4096.0}.get
+    assert tuner.model_pick(candidates, fixed, 0.7, runs).config == wide   # tiny: no tie
+    assert tuner.model_pick(candidates, fixed, 0.7).config == narrow       # no tie-break
+    assert tuner.model_pick(candidates, fixed, 0.4, runs).config == fixed  # within margin
+
+
+def test_shortest_run_reads_the_tile_rows_a_program_moves():
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
+    from bias_gelu import bias_gelu
+    from fusec.tuning import facts_for
+    x, b = np.zeros((4096, 256), np.float32), np.zeros(256, np.float32)
+    facts = facts_for(fusec.kernel(bias_gelu.fn, backend="cpu"), x, b)
+    assert tuner.shortest_run(facts, Config(blocks=[1024, 16])) == 16 * 4
+    assert tuner.shortest_run(facts, Config(blocks=[64, 256])) == 256 * 4

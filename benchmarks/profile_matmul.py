@@ -1,0 +1,18 @@
+"""One call of the tensor-core matmul (examples/matmul_epilogue.py) for a profiler to look
+at: `ncu --clock-control none -k regex:fusec_matmul python3 benchmarks/profile_matmul.py
+128x128x32/4w/4s 4096`."""
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+from matmul_configs import parse  # noqa: E402
+from matmul_epilogue import matmul_bias_relu  # noqa: E402
+
+config, n = parse(sys.argv[1]), int(sys.argv[2])
+a, b = (torch.randn(n, n, device="cuda", dtype=torch.bfloat16) for _ in range(2))
+bias = torch.randn(n, device="cuda", dtype=torch.bfloat16)
+ck = matmul_bias_relu.compile(a, b, bias, 0.5, backend="cuda", config=config)
+ck(a, b, bias, 0.5)
+torch.cuda.synchronize()
