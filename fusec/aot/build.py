@@ -156,10 +156,13 @@ def _entry(kernel_name: str, target: str, spec: Spec, compiled: CompiledKernel,
         artifact = parts["cubin"]
         ptx = compiled.asm["ptx"].encode() if compiled.asm.get("ptx") else None
         layout = launch_layout(parts["layout"], parts["functions"])
-        for launch, slot, nbytes in zip(layout["launches"], parts["layout"].scratch_slots,
-                                        parts["scratch_bytes"]):
+        for launch, slot, scratch, shared in zip(layout["launches"],
+                                                 parts["layout"].scratch_slots,
+                                                 parts["scratch_bytes"], parts["shared_bytes"]):
             launch["scratch_slot"] = slot
-            launch["scratch_bytes"] = int(nbytes)
+            launch["scratch_bytes"] = int(scratch)
+            # past 48 KB the loaders opt the function in at load and ask for it at launch
+            launch["shared_bytes"] = int(shared)
         extra = {"cuda": {"threads": parts["threads"]}}
     entry = {"id": "", "target": target, "signature": spec.text,
              "rules": {"params": spec.rules, "equal_dims": spec.equal_dims,

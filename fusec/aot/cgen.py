@@ -155,7 +155,8 @@ def _variant(tables: _Tables, v: dict, rank: int, kinds: list, root: Path) -> st
             f"{{{g['slot']}, {tables.expr(g['extent'], symbols)}, {c_int(g['block'])}}}"
             for g in launch["grid"]]),
         ndims=len(launch["grid"]), scratch_slot=launch["scratch_slot"],
-        scratch_bytes=c_int(launch["scratch_bytes"])) for launch in layout["launches"]]
+        scratch_bytes=c_int(launch["scratch_bytes"]),
+        shared_bytes=launch.get("shared_bytes", 0)) for launch in layout["launches"]]
     return _struct(
         id=c_string(v["id"]), signature=c_string(v["signature"]),
         arch_major=number // 10, arch_minor=number % 10, arch_specific=int(arch.endswith("a")),

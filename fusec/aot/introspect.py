@@ -31,10 +31,15 @@ def cpu_parts(compiled: CompiledKernel) -> dict:
 
 
 def cuda_parts(compiled: CompiledKernel) -> dict:
+    """Layout, function names, threads per program, cubin and, per launch, its global
+    scratch per program and its dynamic shared memory per block (0: none; the PTX
+    backend's kernels ask for none and have no shared_bytes)."""
     kernel = backend_kernel(compiled)
-    return {"layout": kernel.layout, "functions": list(kernel.functions),
+    functions = list(kernel.functions)
+    shared = getattr(kernel, "shared_bytes", None) or [0] * len(functions)
+    return {"layout": kernel.layout, "functions": functions,
             "threads": kernel.warps * 32, "scratch_bytes": list(kernel.scratch_bytes),
-            "cubin": bytes(compiled.asm["cubin"])}
+            "shared_bytes": list(shared), "cubin": bytes(compiled.asm["cubin"])}
 
 
 def host_facts(compiled: CompiledKernel) -> dict:

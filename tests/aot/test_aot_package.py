@@ -19,6 +19,7 @@ import sys
 import zipfile
 from pathlib import Path
 from string import Template
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -277,10 +278,16 @@ def _cuda_include() -> Path | None:
     return None
 
 
-def test_generated_c_compiles_against_cuda_h(package, tmp_path):
+def c_toolchain() -> tuple[str, Path]:
+    """(the C compiler, cuda.h's folder), or the test is skipped."""
     cc, include = shutil.which(os.environ.get("CC", "cc")), _cuda_include()
     if cc is None or include is None:
         pytest.skip(f"needs a C compiler ({cc}) and cuda.h ({include})")
+    return cc, include
+
+
+def test_generated_c_compiles_against_cuda_h(package, tmp_path):
+    cc, include = c_toolchain()
     c = package / "c"
     for source in (c / "aotkernels.c", EXAMPLES / "aot" / "use.c"):
         done = subprocess.run([cc, "-std=c11", "-Wall", "-Wextra", "-Werror", "-c",
@@ -422,9 +429,7 @@ int main(int argc, char **argv) {
 def c_choice_program(package: Path, tmp_path: Path) -> Path:
     """C_CHOICE built against the package's C source. Its driver calls are never reached,
     so it links without libcuda: the driver functions resolve to address 0."""
-    cc, include = shutil.which(os.environ.get("CC", "cc")), _cuda_include()
-    if cc is None or include is None:
-        pytest.skip(f"needs a C compiler ({cc}) and cuda.h ({include})")
+    cc, include = c_toolchain()
     source = tmp_path / f"choice_{package.name}.c"
     source.write_text(Template(C_CHOICE).substitute(pkg=package.name,
                                                     PKG=package.name.upper()))
@@ -550,3 +555,208 @@ def test_gpu_variants_carry_their_ptx_for_newer_gpus(package, tmp_path):
     manifest_module = importlib.import_module(f"{runtime}.manifest")
     with pytest.raises(manifest_module.ChecksumError, match="does not match the manifest"):
         manifest_module.read_artifact(folder, v["ptx"])
+
+
+# -- dynamic shared memory: a bf16 matmul whose staged operands pass 48 KB -------------------
+BIG_TILES = {"blocks": [128, 128, 32], "warps": 4, "stages": 4}
+MATMUL_SIGNATURE = "bfloat16[?,?:16], bfloat16[?:16,?:16], bfloat16[?], float"
+DEFAULT_SHARED = 48 << 10          # what a block gets without opting in
+
+
+@pytest.fixture(scope="module")
+def matmul_package(tmp_path_factory) -> Path:
+    sys.path.insert(0, str(EXAMPLES))
+    from matmul_epilogue import matmul_bias_relu
+    return fusec.aot.build(matmul_bias_relu, MATMUL_SIGNATURE, "sm_90",
+                           tmp_path_factory.mktemp("aotmm") / "mmkernels", config=BIG_TILES)
+
+
+def matmul_launch(folder: Path) -> dict:
+    variants = manifest_of(folder)["kernels"]["matmul_bias_relu"]["variants"]
+    assert len(variants) == 1 and len(variants[0]["layout"]["launches"]) == 1
+    return variants[0]["layout"]["launches"][0]
+
+
+def test_dynamic_shared_memory_is_in_the_manifest_and_the_c_tables(matmul_package, package):
+    nbytes = matmul_launch(matmul_package)["shared_bytes"]
+    assert nbytes > DEFAULT_SHARED
+    source = (matmul_package / "c" / "mmkernels.c").read_text()
+    assert f".shared_bytes = {nbytes}}}" in source
+    assert "cuFuncSetAttribute(*f, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES" in source
+    # every GPU launch says how much it needs: none for the example package's kernels
+    manifest = manifest_of(package)
+    assert {launch["shared_bytes"] for k in manifest["kernels"].values()
+            for v in k["variants"] if v["target"] != "cpu"
+            for launch in v["layout"]["launches"]} == {0}
+
+
+class FakeDriver(SimpleNamespace):
+    """cuda.bindings.driver as the package's loader uses it, with one sm_90 device and no
+    GPU: every call succeeds (a module and a context are 1, a function its name) and is
+    recorded."""
+    RESULTS = {"cuDeviceGetAttribute": lambda attr, dev: 9 if attr == "major" else 0,
+               "cuModuleGetFunction": lambda module, name: name.decode()}
+
+    def __init__(self):
+        super().__init__(
+            calls=[], CUresult=SimpleNamespace(CUDA_SUCCESS=0),
+            CUdevice_attribute=SimpleNamespace(
+                CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR="major",
+                CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR="minor"),
+            CUfunction_attribute=SimpleNamespace(
+                CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES="max_dynamic_shared"))
+
+    def __getattr__(self, name):
+        def call(*args):
+            self.calls.append((name, args))
+            return 0, self.RESULTS.get(name, lambda *_: 1)(*args)
+        return call
+
+    def args_of(self, name: str) -> list[tuple]:
+        return [args for called, args in self.calls if called == name]
+
+
+@pytest.mark.parametrize("recorded", [True, False])
+def test_the_python_loader_opts_in_and_launches_with_dynamic_shared_memory(
+        matmul_package, monkeypatch, recorded):
+    """Opted in once per function at load, asked for at every launch; a manifest written
+    before launches recorded it (no "shared_bytes") still loads and asks for none."""
+    runtime = import_package(matmul_package).matmul_bias_relu.__module__.rsplit(".", 1)[0]
+    cuda = importlib.import_module(f"{runtime}.cuda")
+    manifest_module = importlib.import_module(f"{runtime}.manifest")
+    variant = manifest_of(matmul_package)["kernels"]["matmul_bias_relu"]["variants"][0]
+    launch = variant["layout"]["launches"][0]
+    if not recorded:
+        del launch["shared_bytes"]
+    nbytes = launch.get("shared_bytes", 0)
+    manifest_module.check_variants("matmul_bias_relu", [variant])
+    driver = FakeDriver()
+    monkeypatch.setattr(cuda, "_driver", lambda: driver)
+    torch_stub = SimpleNamespace(cuda=SimpleNamespace(
+        current_stream=lambda device: SimpleNamespace(cuda_stream=0)))
+    loaded = cuda.CudaVariant(matmul_package, variant, "matmul_bias_relu")
+    for _ in range(2):
+        loaded.launch([0] * variant["layout"]["slots"], [6], 0, torch_stub)
+    opted_in = [(launch["function"], "max_dynamic_shared", nbytes)] if recorded else []
+    assert driver.args_of("cuFuncSetAttribute") == opted_in
+    assert [args[7] for args in driver.args_of("cuLaunchKernel")] == [nbytes, nbytes]
+
+
+C_STUB_DRIVER = r"""
+#include "$pkg.c"
+
+/* A stand-in CUDA driver with one sm_90 device and no GPU, enough for the package's whole
+   launch path: it records what functions are opted in to and what launches ask for. With
+   an argument, opting in fails (as a size over the device's limit does). */
+static int fail_opt_in, opt_ins, opt_in_value, opt_in_attribute, launches, unloads;
+static unsigned launch_shared;
+
+CUresult CUDAAPI cuCtxGetCurrent(CUcontext *ctx) { *ctx = (CUcontext)16; return CUDA_SUCCESS; }
+CUresult CUDAAPI cuCtxGetDevice(CUdevice *dev) { *dev = 0; return CUDA_SUCCESS; }
+CUresult CUDAAPI cuDeviceGetAttribute(int *value, CUdevice_attribute attr, CUdevice dev) {
+    (void)dev;
+    *value = attr == CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR ? 9 : 0;
+    return CUDA_SUCCESS;
+}
+CUresult CUDAAPI cuModuleLoadData(CUmodule *module, const void *image) {
+    (void)image;
+    *module = (CUmodule)32;
+    return CUDA_SUCCESS;
+}
+CUresult CUDAAPI cuModuleUnload(CUmodule module) {
+    (void)module;
+    unloads++;
+    return CUDA_SUCCESS;
+}
+CUresult CUDAAPI cuModuleGetFunction(CUfunction *f, CUmodule module, const char *name) {
+    (void)module; (void)name;
+    *f = (CUfunction)48;
+    return CUDA_SUCCESS;
+}
+CUresult CUDAAPI cuFuncSetAttribute(CUfunction f, CUfunction_attribute attr, int value) {
+    (void)f;
+    opt_ins++;
+    opt_in_attribute = attr == CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES;
+    opt_in_value = value;
+    return fail_opt_in ? CUDA_ERROR_INVALID_VALUE : CUDA_SUCCESS;
+}
+CUresult CUDAAPI cuLaunchKernel(CUfunction f, unsigned gx, unsigned gy, unsigned gz,
+                                unsigned bx, unsigned by, unsigned bz, unsigned shared,
+                                CUstream stream, void **params, void **extra) {
+    (void)f; (void)gx; (void)gy; (void)gz; (void)bx; (void)by; (void)bz; (void)stream;
+    (void)params; (void)extra;
+    launches++;
+    launch_shared = shared;
+    return CUDA_SUCCESS;
+}
+CUresult CUDAAPI cuMemAllocAsync(CUdeviceptr *ptr, size_t bytes, CUstream stream) {
+    (void)bytes; (void)stream;
+    *ptr = 0;
+    return CUDA_SUCCESS;
+}
+CUresult CUDAAPI cuMemFreeAsync(CUdeviceptr ptr, CUstream stream) {
+    (void)ptr; (void)stream;
+    return CUDA_SUCCESS;
+}
+CUresult CUDAAPI cuGetErrorName(CUresult error, const char **text) {
+    *text = error == CUDA_ERROR_INVALID_VALUE ? "CUDA_ERROR_INVALID_VALUE" : "?";
+    return CUDA_SUCCESS;
+}
+CUresult CUDAAPI cuGetErrorString(CUresult error, const char **text) {
+    (void)error;
+    *text = "stub";
+    return CUDA_SUCCESS;
+}
+
+int main(int argc, char **argv) {
+    ${pkg}_tensor a = {4096, ${PKG}_BFLOAT16, 2, {300, 256}, {256, 1}};
+    ${pkg}_tensor b = {8192, ${PKG}_BFLOAT16, 2, {256, 208}, {208, 1}};
+    ${pkg}_tensor bias = {12288, ${PKG}_BFLOAT16, 1, {208}, {1}};
+    ${pkg}_tensor out[1];
+    (void)argv;
+    fail_opt_in = argc > 1;
+    out[0].data = 16384;
+    for (int call = 0; call < 2; call++) {
+        CUresult r = ${pkg}_matmul_bias_relu(NULL, &a, &b, &bias, 0.5, out);
+        printf("call %d: %s\n", call, r == CUDA_SUCCESS ? "ok" : ${pkg}_last_error());
+    }
+    printf("opt-ins %d, %d bytes, attribute %d; launches %d, %u bytes; unloads %d\n",
+           opt_ins, opt_in_value, opt_in_attribute, launches, launch_shared, unloads);
+    return 0;
+}
+"""
+
+
+def run_c_stub_driver(folder: Path, tmp_path: Path, *args: str) -> list[str]:
+    """C_STUB_DRIVER compiled with the package's C source (as strictly as the example's
+    C: -Wall -Wextra -Werror) and run; its output lines."""
+    cc, include = c_toolchain()
+    source = tmp_path / f"stub_{folder.name}.c"
+    source.write_text(Template(C_STUB_DRIVER).substitute(pkg=folder.name,
+                                                         PKG=folder.name.upper()))
+    exe = source.with_suffix("")
+    built = subprocess.run([cc, "-std=c11", "-Wall", "-Wextra", "-Werror", "-o", str(exe),
+                            str(source), f"-I{folder / 'c'}", f"-I{include}", "-lpthread"],
+                           capture_output=True, text=True)
+    assert built.returncode == 0, built.stderr
+    run = subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    return run.stdout.splitlines()
+
+
+def test_the_c_dispatch_opts_in_and_launches_with_dynamic_shared_memory(matmul_package,
+                                                                        tmp_path):
+    nbytes = matmul_launch(matmul_package)["shared_bytes"]
+    assert run_c_stub_driver(matmul_package, tmp_path) == [
+        "call 0: ok", "call 1: ok",          # opted in at the first call's load only
+        f"opt-ins 1, {nbytes} bytes, attribute 1; launches 2, {nbytes} bytes; unloads 0"]
+
+
+def test_the_c_dispatch_reports_a_failed_opt_in(matmul_package, tmp_path):
+    function = matmul_launch(matmul_package)["function"]
+    nbytes = matmul_launch(matmul_package)["shared_bytes"]
+    error = (f"kernel 'matmul_bias_relu': cuFuncSetAttribute({function}, max dynamic shared "
+             f"= {nbytes}) failed: CUDA_ERROR_INVALID_VALUE: stub")
+    assert run_c_stub_driver(matmul_package, tmp_path, "fail") == [
+        f"call 0: {error}", f"call 1: {error}",      # the module is unloaded, tried again
+        f"opt-ins 2, {nbytes} bytes, attribute 1; launches 0, 0 bytes; unloads 2"]

@@ -1,10 +1,12 @@
 """AOT packages on a GPU: the example package's GPU variants (cubins for this device's arch,
 loaded with the driver API by the package's own loader) against the JIT on the same
 tensors; the first launch from a package in a fresh process (goal: <= 20 ms), written to
-$OUT/aot_first_launch.json when OUT is set; and the C use (examples/aot/use.c) when a C
-compiler, cuda.h and libcuda are there."""
+$OUT/aot_first_launch.json when OUT is set; the C use (examples/aot/use.c) when a C
+compiler, cuda.h and libcuda are there; a bf16 matmul past 48 KB of shared memory from
+Python and from C."""
 from __future__ import annotations
 
+import ctypes
 import importlib
 import json
 import os
@@ -105,22 +107,30 @@ def _cuda_include() -> Path | None:
     return None
 
 
-def _run_use_c(package: Path, tmp_path: Path) -> str:
-    """examples/aot/use.c built against the package's C source and run; its stdout."""
+def _link_with_libcuda(command: list[str]) -> None:
+    """Run the compile command linked against libcuda (by either name), or skip."""
+    for libcuda in ("-lcuda", "-l:libcuda.so.1"):
+        built = subprocess.run(command + [libcuda, "-lm", "-lpthread"], capture_output=True,
+                               text=True)
+        if built.returncode == 0:
+            return
+    pytest.skip(f"cannot link against libcuda: {built.stderr[-500:]}")
+
+
+def _c_toolchain() -> tuple[str, Path]:
     cc, include = shutil.which(os.environ.get("CC", "cc")), _cuda_include()
     if cc is None or include is None:
         pytest.skip(f"needs a C compiler ({cc}) and cuda.h ({include})")
+    return cc, include
+
+
+def _run_use_c(package: Path, tmp_path: Path) -> str:
+    """examples/aot/use.c built against the package's C source and run; its stdout."""
+    cc, include = _c_toolchain()
     c = package / "c"
     exe = tmp_path / "aot_use"
-    base = [cc, "-std=c11", "-O2", "-o", str(exe), str(EXAMPLES / "aot" / "use.c"),
-            str(c / "aotkernels.c"), f"-I{c}", f"-I{include}"]
-    for libcuda in ("-lcuda", "-l:libcuda.so.1"):
-        built = subprocess.run(base + [libcuda, "-lm", "-lpthread"], capture_output=True,
-                               text=True)
-        if built.returncode == 0:
-            break
-    else:
-        pytest.skip(f"cannot link against libcuda: {built.stderr[-500:]}")
+    _link_with_libcuda([cc, "-std=c11", "-O2", "-o", str(exe), str(EXAMPLES / "aot" / "use.c"),
+                        str(c / "aotkernels.c"), f"-I{c}", f"-I{include}"])
     done = subprocess.run([str(exe)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "softmax from C: [257, 61], max rel error" in done.stdout and ": ok" in done.stdout
@@ -181,3 +191,85 @@ def test_a_measured_build_is_reused_by_the_jit(tmp_path, monkeypatch):
     assert list(jit.last_tuning.config.blocks) == config["blocks"]
     got = pkg.bias_gelu(x, b)
     assert ((got.double() - want.double()).abs() / (1 + want.double().abs())).max() <= 1e-5
+
+
+# -- a matmul past the 48 KB of shared memory a block gets without opting in -----------------
+BIG_TILES = {"blocks": [128, 128, 32], "warps": 4, "stages": 4}     # 4 staged bf16 tiles
+MATMUL_SIGNATURE = "bfloat16[M,K:16], bfloat16[K,N], bfloat16[N], float"
+MATMUL_SIZES = (300, 256, 200)                                       # M, K, N
+SCALE = 0.5
+
+
+@pytest.fixture(scope="module")
+def matmul_package(tmp_path_factory) -> Path:
+    if torch.cuda.get_device_capability()[0] < 8:
+        pytest.skip("bf16 tensor cores need sm_80 or newer")
+    import fusec.aot
+    from matmul_epilogue import matmul_bias_relu
+    out = fusec.aot.build(matmul_bias_relu, MATMUL_SIGNATURE, device_arch(),
+                          tmp_path_factory.mktemp("aotmm") / "mmkernels", config=BIG_TILES)
+    manifest = json.loads((out / "manifest.json").read_text())
+    launch, = manifest["kernels"]["matmul_bias_relu"]["variants"][0]["layout"]["launches"]
+    assert launch["shared_bytes"] > 48 << 10, launch        # what these tests are about
+    return out
+
+
+def matmul_inputs() -> tuple:
+    m, k, n = MATMUL_SIZES
+    g = torch.Generator(device="cuda").manual_seed(7)
+    return tuple(torch.randn(*shape, device="cuda", generator=g).bfloat16()
+                 for shape in ((m, k), (k, n), (n,)))
+
+
+def check_matmul(got, a, b, bias) -> None:
+    want = torch.relu(a.float() @ b.float() + bias.float()) * SCALE
+    assert got.shape == want.shape and got.dtype == torch.bfloat16
+    err = ((got.float() - want).abs() / (1 + want.abs())).max().item()
+    assert err <= 1e-2, f"max rel error {err:.2e}"
+
+
+def test_a_matmul_past_48_kb_of_shared_memory_runs_from_the_package(matmul_package):
+    sys.path.insert(0, str(matmul_package.parent))
+    pkg = importlib.import_module(matmul_package.name)
+    a, b, bias = matmul_inputs()
+    for _ in range(2):                     # loaded (and opted in) once, launched twice
+        got = pkg.matmul_bias_relu(a, b, bias, SCALE)
+        torch.cuda.synchronize()
+        check_matmul(got, a, b, bias)
+
+
+def _c_tensor_type():
+    from fusec.aot.cgen import MAX_RANK
+    return type("CTensor", (ctypes.Structure,), {"_fields_": [
+        ("data", ctypes.c_uint64), ("dtype", ctypes.c_int), ("rank", ctypes.c_int32),
+        ("sizes", ctypes.c_int64 * MAX_RANK), ("strides", ctypes.c_int64 * MAX_RANK)]})
+
+
+def test_a_matmul_past_48_kb_of_shared_memory_runs_from_c(matmul_package, tmp_path):
+    """The package's C source as a shared library called through ctypes on torch's
+    context and stream: the C dispatch opts the function in and launches it."""
+    from fusec.aot.cgen import DTYPE_CODE
+    cc, include = _c_toolchain()
+    c, lib_path = matmul_package / "c", tmp_path / "libmmkernels.so"
+    _link_with_libcuda([cc, "-std=c11", "-O2", "-shared", "-fPIC", "-o", str(lib_path),
+                        str(c / "mmkernels.c"), f"-I{c}", f"-I{include}"])
+    lib = ctypes.CDLL(str(lib_path))
+    tensor = _c_tensor_type()
+    lib.mmkernels_matmul_bias_relu.argtypes = [ctypes.c_void_p] + [ctypes.POINTER(tensor)] * 3 \
+        + [ctypes.c_double, ctypes.POINTER(tensor)]
+    lib.mmkernels_last_error.restype = ctypes.c_char_p
+
+    def describe(t):
+        return tensor(t.data_ptr(), DTYPE_CODE["bfloat16"], t.dim(), tuple(t.shape),
+                      tuple(t.stride()))
+
+    a, b, bias = matmul_inputs()
+    out = torch.empty(a.shape[0], b.shape[1], device="cuda", dtype=torch.bfloat16)
+    outputs = (tensor * 1)(describe(out))
+    stream = torch.cuda.current_stream().cuda_stream         # torch's context is current
+    for _ in range(2):
+        r = lib.mmkernels_matmul_bias_relu(stream, describe(a), describe(b), describe(bias),
+                                           SCALE, outputs)
+        assert r == 0, lib.mmkernels_last_error().decode()
+        torch.cuda.synchronize()
+        check_matmul(out, a, b, bias)

@@ -9,7 +9,10 @@ driver when the device's compute capability is >= XY: the next-arch fallback. Th
 artifact's sha256 is checked before the driver sees it. Every parameter is an 8-byte slot (slots.py),
 written into one int64 array whose kernelParams pointers never change; each launch has
 grid (programs, 1, 1) and the variant's threads per program. Global scratch (tile buffers
-over the shared-memory budget) is a torch allocation on the device per call.
+over the shared-memory budget) is a torch allocation on the device per call. A launch whose
+staged operands exceed the 48 KB a block gets by default asks for dynamic shared memory
+(its "shared_bytes"; absent in older manifests: none): its function is opted in to that
+much once at load (cuFuncSetAttribute) and every launch of it passes it to cuLaunchKernel.
 Nothing touches the driver before the first GPU call.
 """
 from __future__ import annotations
@@ -74,6 +77,7 @@ class CudaVariant:
         self.arch = variant["target"]
         self.threads = variant["cuda"]["threads"]
         self.launches = variant["layout"]["launches"]
+        self.shared = [launch.get("shared_bytes", 0) for launch in self.launches]
         n = max(1, variant["layout"]["slots"])
         self._vals = np.zeros(n, dtype=np.int64)
         self._ptrs = np.array([self._vals.ctypes.data + 8 * i for i in range(n)],
@@ -101,6 +105,12 @@ class CudaVariant:
             fns = [check(drv.cuModuleGetFunction(module, launch["function"].encode()),
                          f"cuModuleGetFunction({launch['function']})", name)
                    for launch in self.launches]
+            dynamic = drv.CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES
+            for fn, nbytes, launch in zip(fns, self.shared, self.launches):
+                if nbytes > 0:      # past the 48 KB default: opted in per function
+                    check(drv.cuFuncSetAttribute(fn, dynamic, nbytes),
+                          f"cuFuncSetAttribute({launch['function']}, max dynamic shared = "
+                          f"{nbytes})", name)
         finally:
             check(drv.cuCtxPopCurrent(), "cuCtxPopCurrent", name)
         loaded = self._loaded[device] = (ctx, int(ctx), fns)
@@ -117,7 +127,7 @@ class CudaVariant:
                 check(drv.cuCtxPushCurrent(ctx), "cuCtxPushCurrent", name)
             scratch = []                      # alive until every launch is enqueued
             try:
-                for fn, n, launch in zip(fns, programs, self.launches):
+                for fn, n, launch, shared in zip(fns, programs, self.launches, self.shared):
                     if n <= 0:
                         continue
                     if n > MAX_GRID_X:
@@ -129,10 +139,10 @@ class CudaVariant:
                         scratch.append(buf)
                         vals[launch["scratch_slot"]] = buf.data_ptr()
                     self._vals[:len(vals)] = vals
-                    check(drv.cuLaunchKernel(fn, n, 1, 1, self.threads, 1, 1, 0, stream,
+                    check(drv.cuLaunchKernel(fn, n, 1, 1, self.threads, 1, 1, shared, stream,
                                              self._ptrs.ctypes.data, 0),
                           f"cuLaunchKernel({launch['function']}, grid={n}, "
-                          f"block={self.threads})", name)
+                          f"block={self.threads}, shared={shared})", name)
             finally:
                 if pushed:
                     check(drv.cuCtxPopCurrent(), "cuCtxPopCurrent", name)

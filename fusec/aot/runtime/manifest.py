@@ -65,9 +65,11 @@ PARAM_RULE = Tagged({
     "constexpr": {"kind": str, "value": SCALAR},
 })
 GUARD = {"expr": EXPR, "text": str, "min": int, "max": int}
+# shared_bytes: a GPU launch's dynamic shared memory per block; absent (manifests written
+# before it) means none, so those still load under this schema version
 LAUNCH = {"function": str, "grid": ListOf({"slot": int, "extent": EXPR, "block": int}),
           Optional("work"): int, Optional("scratch_slot"): int,
-          Optional("scratch_bytes"): int}
+          Optional("scratch_bytes"): int, Optional("shared_bytes"): int}
 VARIANT = {
     "id": str,
     "target": str,

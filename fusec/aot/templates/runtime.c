@@ -19,7 +19,9 @@
  *   - fill the outputs' shapes and strides (the caller allocates them: see
  *     <kernel>_output_shape), pack the 8-byte launch slots, load the cubin (or PTX) into
  *     the current context once (cuModuleLoadData), launch every device function on the
- *     given stream, with global scratch from cuMemAllocAsync / cuMemFreeAsync on it.
+ *     given stream, with global scratch from cuMemAllocAsync / cuMemFreeAsync on it and the
+ *     dynamic shared memory it asks for (a function asking for more than the 48 KB a block
+ *     gets by default is opted in to it once, when its module is loaded).
  *
  * Every function here is static: packages linked into one program never collide. Errors
  * return a CUresult and leave a message for FC_ERROR_FN() (per thread). */
@@ -61,6 +63,7 @@ typedef struct {
     const fc_grid_dim *grid;
     int32_t ndims, scratch_slot;
     int64_t scratch_bytes;                 /* per program */
+    int32_t shared_bytes;                  /* dynamic shared memory per block, 0: none */
 } fc_launch;
 typedef struct { int32_t dtype, rank; const fc_expr *shape; } fc_alloc;
 
@@ -493,6 +496,22 @@ static CUresult fc_select(const fc_kernel *k, const fc_value *params, int64_t *e
 }
 
 /* -- loading and launching ---------------------------------------------------------------- */
+/* launch's function in module m, allowed the dynamic shared memory it asks for: past the
+   48 KB default a function must be opted in (once; the Python loader does the same) */
+static CUresult fc_get_function(const fc_kernel *k, CUmodule m, const fc_launch *launch,
+                                CUfunction *f) {
+    char what[256];
+    CUresult r = cuModuleGetFunction(f, m, launch->function);
+    if (r != CUDA_SUCCESS) return fc_driver(r, k->name, "cuModuleGetFunction");
+    if (launch->shared_bytes <= 0) return CUDA_SUCCESS;
+    r = cuFuncSetAttribute(*f, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                           launch->shared_bytes);
+    if (r == CUDA_SUCCESS) return r;
+    snprintf(what, sizeof what, "cuFuncSetAttribute(%s, max dynamic shared = %d)",
+             launch->function, (int)launch->shared_bytes);
+    return fc_driver(r, k->name, what);
+}
+
 /* the variant's functions in the current context, its module loaded there once: the
    cubin, or (use_ptx) its PTX, which the driver compiles for the device */
 static CUresult fc_functions(const fc_kernel *k, int32_t vi, int use_ptx, CUfunction **out) {
@@ -521,12 +540,11 @@ static CUresult fc_functions(const fc_kernel *k, int32_t vi, int use_ptx, CUfunc
         return fc_driver(r, k->name, "cuModuleLoadData");
     }
     for (int32_t l = 0; l < v->nlaunches; l++) {
-        r = cuModuleGetFunction(&loaded->functions[c][l], loaded->modules[c],
-                                v->launches[l].function);
-        if (r != CUDA_SUCCESS) {
+        r = fc_get_function(k, loaded->modules[c], &v->launches[l], &loaded->functions[c][l]);
+        if (r != CUDA_SUCCESS) {                   /* the message is set */
             cuModuleUnload(loaded->modules[c]);
             pthread_mutex_unlock(&fc_load_lock);
-            return fc_driver(r, k->name, "cuModuleGetFunction");
+            return r;
         }
     }
     loaded->contexts[c] = ctx;
@@ -635,8 +653,8 @@ static CUresult fc_call(const fc_kernel *k, const fc_value *params, fc_tensor *o
             if (r != CUDA_SUCCESS) return fc_driver(r, k->name, "cuMemAllocAsync(scratch)");
             vals[launch->scratch_slot] = (int64_t)scratch;
         }
-        r = cuLaunchKernel(fns[l], (unsigned)programs[l], 1, 1, (unsigned)v->threads, 1, 1, 0,
-                           stream, ptrs, NULL);
+        r = cuLaunchKernel(fns[l], (unsigned)programs[l], 1, 1, (unsigned)v->threads, 1, 1,
+                           (unsigned)launch->shared_bytes, stream, ptrs, NULL);
         if (scratch) cuMemFreeAsync(scratch, stream);
         if (r != CUDA_SUCCESS) return fc_driver(r, k->name, launch->function);
     }
