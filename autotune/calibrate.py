@@ -31,11 +31,12 @@ from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
-from . import block_cost, cost
+from . import block_cost, cost, tuner
 from .calibration import CALIBRATION_FILE, FITTED, FORMAT, Calibration
 from .config import Config
 from .facts import KernelFacts
 from .machine import Machine
+from .space import Candidate
 
 PRIOR_WEIGHT = 2e-3              # per squared log-ratio to the estimate (the loss: ~0.03)
 NEAR_BEST = 1.3                  # configs within this factor of the fastest: the contenders
@@ -299,12 +300,16 @@ def judge(samples: list[Sample], machine: Machine, defaults: dict,
     out = []
     for kernel in _kernels(samples):
         rows = [(p, s) for p, s in zip(predicted, samples) if s.kernel == kernel]
-        pick_estimate, pick = min(rows, key=lambda r: r[0])
+        pick = min(rows, key=lambda r: r[0])[1]
         best = min(rows, key=lambda r: r[1].seconds)[1]
         default = next((r for r in rows if r[1].config == defaults.get(kernel)), None)
-        policy = pick
-        if default is not None and not pick_estimate < margin * default[0]:
-            policy = default[1]
+        # the policy as tuner.choose takes it, near ties included
+        ranked = sorted(rows, key=lambda r: r[0])
+        chosen = tuner.model_pick([Candidate(r[1].config, r[0]) for r in ranked],
+                                  default[1].config if default else None, margin,
+                                  lambda config: tuner.shortest_run(pick.facts, config))
+        policy = default[1] if default and chosen.config == default[1].config else \
+            next(r[1] for r in ranked if r[1].config == chosen.config)
         out.append(Judgement(
             kernel, pick.config, pick.seconds, policy.config, policy.seconds, best.config,
             best.seconds, default[1].config if default else None,
