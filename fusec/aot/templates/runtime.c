@@ -592,8 +592,8 @@ static CUresult fc_call(const fc_kernel *k, const fc_value *params, fc_tensor *o
                         CUstream stream) {
     int64_t env[FC_MAX_SYMBOLS + 1], vals[FC_MAX_SLOTS + 1];
     void *ptrs[FC_MAX_SLOTS + 1];
-    int64_t programs[FC_MAX_LAUNCHES];
-    CUfunction *fns;
+    int64_t programs[FC_MAX_LAUNCHES] = {0};   /* initialized: gcc -O2 -Wall cannot see */
+    CUfunction *fns = NULL;                    /* every path that reads them sets them */
     int32_t vi;
     int use_ptx;
     CUresult r = fc_select(k, params, env, &vi, &use_ptx);
