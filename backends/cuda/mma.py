@@ -206,23 +206,19 @@ def _bind_iteration(E, spec: MMALoop, begin: str) -> None:
 
 
 class _Fragments:
-    """The warp's a and b fragments of one stage, two K steps of them in registers: the
-    next 16-deep step's ldmatrix runs while this step's mma.sync do."""
+    """The warp's a and b fragments, two K steps of them in registers: the next 16-deep
+    step's ldmatrix runs while this step's mma.sync do."""
 
-    def __init__(self, E, spec: MMALoop, layout, a: _Staging, b: _Staging, stage: str):
+    def __init__(self, E, spec: MMALoop, layout, a: _Staging, b: _Staging):
         t = spec.tiling
-        self.spec, self.layout = spec, layout
-        self.sa = E.declare("unsigned short*", f"{a.name} + {stage} * {a.size}", "a_stage",
-                            force=True)
-        self.sb = E.declare("unsigned short*", f"{b.name} + {stage} * {b.size}", "b_stage",
-                            force=True)
-        self.a_pitch, self.b_pitch = a.pitch, b.pitch
+        self.spec, self.layout, self.a, self.b = spec, layout, a, b
         self.af, self.bf = E.fresh("a_frag"), E.fresh("b_frag")
         E.line(f"unsigned {self.af}[2][{t.mi}][4], {self.bf}[2][{t.ni}][2];")
 
-    def load(self, E, ks: str) -> None:
-        """ldmatrix the fragments of the K step at `ks` into buffer (ks / 16) & 1."""
-        t, lane = self.spec.tiling, self.layout.lane
+    def load(self, E, stage: str, ks: str) -> None:
+        """ldmatrix the fragments of the K step at `ks` of `stage` into buffer
+        (ks / 16) & 1."""
+        t, lane, a, b = self.spec.tiling, self.layout.lane, self.a, self.b
         buf = f"(({ks}) / {MMA_K}) & 1"
         mi, ni = E.fresh("mi"), E.fresh("ni")
         a_row = f"{self.layout.warp_m} * {t.wtm} + {mi} * {MMA_M} + ({lane} & 15)"
@@ -230,27 +226,31 @@ class _Fragments:
         E.line("// the warp's a rows: lanes 0-15 address rows 0-15 at k, lanes 16-31 at k + 8")
         E.line("#pragma unroll")
         with E.block(f"for (int {mi} = 0; {mi} < {t.mi}; ++{mi})"):
-            E.line(f"fc_ldmatrix_x4({self.af}[{buf}][{mi}], {self.sa} + ({a_row}) * "
-                   f"{self.a_pitch} + {ks} + ({lane} >> 4) * 8);")
+            E.line(f"fc_ldmatrix_x4({self.af}[{buf}][{mi}], {a.name} + ({stage}) * {a.size} + "
+                   f"({a_row}) * {a.pitch} + {ks} + ({lane} >> 4) * 8);")
         E.line("// the warp's b columns, transposed: k rows 0-15, two n8 tiles per ldmatrix"
                if t.ni % 2 == 0 else "// the warp's b columns, transposed: k rows 0-15")
         step, fn, extra = (2, "fc_ldmatrix_x4_trans", f" + ({lane} >> 4) * 8") \
             if t.ni % 2 == 0 else (1, "fc_ldmatrix_x2_trans", "")
         E.line("#pragma unroll")
         with E.block(f"for (int {ni} = 0; {ni} < {t.ni}; {ni} += {step})"):
-            E.line(f"{fn}({self.bf}[{buf}][{ni}], {self.sb} + ({ks} + ({lane} & 15)) * "
-                   f"{self.b_pitch} + {b_col}{extra});")
+            E.line(f"{fn}({self.bf}[{buf}][{ni}], {b.name} + ({stage}) * {b.size} + ({ks} + "
+                   f"({lane} & 15)) * {b.pitch} + {b_col}{extra});")
 
-    def multiply(self, E, acc) -> None:
-        """Every K step of the stage: the next step's fragments load, this step's MI x NI
-        mma.sync run (the first step's fragments were loaded before)."""
+    def multiply(self, E, acc, stage: str, after_last) -> None:
+        """Every K step of `stage`: the next step's fragments load (after the last step:
+        `after_last()`, which may start the next stage's), this step's MI x NI mma.sync
+        run. The first step's fragments were loaded before."""
         t = self.spec.tiling
         ks, mi, ni = E.fresh("ks"), E.fresh("mi"), E.fresh("ni")
         buf = f"({ks} / {MMA_K}) & 1"
         E.line("#pragma unroll")
         with E.block(f"for (int {ks} = 0; {ks} < {t.bk}; {ks} += {MMA_K})"):
             with E.block(f"if ({ks} + {MMA_K} < {t.bk})"):
-                self.load(E, f"{ks} + {MMA_K}")
+                self.load(E, stage, f"{ks} + {MMA_K}")
+            if after_last is not None:
+                with E.block("else"):
+                    after_last()
             E.line("#pragma unroll")
             with E.block(f"for (int {mi} = 0; {mi} < {t.mi}; ++{mi})"):
                 E.line("#pragma unroll")
@@ -297,23 +297,39 @@ def k_loop(E, op: Op, spec: MMALoop) -> None:
                 E.line(f"// K tile {s} into stage {s}")
             fill(str(s * block), str(s))
         E.line("fc_cp_async_commit();")
+    frags = _Fragments(E, spec, layout, a, b)
+    # with an even number of 16-deep steps a K tile ends on fragment buffer 1, so the next
+    # tile's first fragments (buffer 0) load across the barrier, under the last mma.sync
+    across = (t.bk // MMA_K) % 2 == 0
+
+    def landed() -> None:
+        E.line(f"fc_cp_async_wait<{stages - 2}>();   // this thread's copies of the K tile "
+               "have landed")
+        E.line("// ... and every thread's, and every warp is past the stage refilled next")
+        E.sync()
+
+    if across:
+        landed()
+        frags.load(E, "0", "0")
     k = E.fresh(f"{op.regions[0].args[0].name or 'tile'}_begin")
     with E.block(f"for (int {k} = 0; (long long){k} < {extent}; {k} += {block})"):
         tile = E.declare("int", f"{k} / {block}", "k_tile", force=True)
         stage = E.declare("int", f"{tile} % {stages}", "stage", force=True)
-        E.line(f"fc_cp_async_wait<{stages - 2}>();   // this thread's copies of this K tile "
-               "have landed")
-        E.line("// ... and every thread's, and every warp is past the stage refilled next")
-        E.sync()
-        frags = _Fragments(E, spec, layout, a, b, stage)
-        frags.load(E, "0")          # in flight while the next tile's copies are issued
+        if not across:
+            landed()
+            frags.load(E, stage, "0")     # in flight while the next tile's copies are issued
         nxt = E.declare("int", f"{k} + {(stages - 1) * block}", "k_next", force=True)
         with E.block(f"if ((long long){nxt} < {extent})"):
             E.line(f"// K tile {stages - 1} ahead into the stage the previous one used, while "
                    "this one is multiplied")
             fill(nxt, f"({tile} + {stages - 1}) % {stages}")
         E.line("fc_cp_async_commit();")
-        frags.multiply(E, acc)
+
+        def next_tile() -> None:
+            with E.block(f"if ((long long){k} + {block} < {extent})"):
+                landed()
+                frags.load(E, f"({tile} + 1) % {stages}", "0")
+        frags.multiply(E, acc, stage, next_tile if across else None)
     E.line("fc_cp_async_wait<0>();     // no copy outlives the loop")
     E.sync()                   # the stages are free again for whatever follows
     result = op.results[0]

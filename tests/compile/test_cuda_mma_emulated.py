@@ -56,6 +56,9 @@ def test_bias_relu_epilogue_from_registers(mkn, dtype, blocks, warps, copied):
     ((37, 208, 48), [32, 32, 16], 2, "ab"),   # 13 K tiles, copy slots hoisted out of the loop
     ((20, 100, 24), [16, 16, 16], 1, ""),     # ragged K: the last tile half masked
     ((3, 32, 16), [16, 16, 16], 1, "ab"),     # fewer K tiles than stages
+    ((37, 208, 48), [32, 32, 32], 2, "ab"),   # two K steps a tile: the next tile's first
+    ((20, 100, 24), [16, 16, 32], 1, ""),     # fragments load across the barrier
+    ((5, 32, 16), [16, 16, 64], 1, "ab"),     # one K tile, half of it masked
 ])
 def test_multistage_pipeline(mkn, blocks, warps, copied, stages):
     check("bias_relu", mkn, "bfloat16", blocks, warps, copied, stages)
