@@ -18,11 +18,11 @@ pytestmark = pytest.mark.gpu
 
 SIZES = [(100, 72, 200), (1, 16, 7), (4097, 130, 33), (512, 256, 384)]     # (M, K, N)
 CONFIGS = [([128, 128, 32], 8), ([128, 128, 32], 4), ([64, 64, 32], 4), ([32, 32, 16], 2),
-           ([64, 128, 32], 4)]
+           ([64, 128, 32], 4), ([128, 128, 64], 4)]
 HALF = {"bfloat16": "bf16", "float16": "f16"}
 
 
-def run(name, mkn, dtype, blocks, warps, inputs=None):
+def run(name, mkn, dtype, blocks, warps, inputs=None, stages=3):
     """(output as float64, float64 reference) of kernel `name` compiled for this GPU with
     the given config; inputs: CUDA tensors to use instead of fresh random ones."""
     kernel, shapes, extra, reference, out_dtype = KERNELS[name]
@@ -31,15 +31,15 @@ def run(name, mkn, dtype, blocks, warps, inputs=None):
         inputs = [to_cuda(a, dtype) for a, _ in arrays]
     values = [to_host(t) for t in inputs]
     ck = kernel.compile(*inputs, *extra, backend="cuda",
-                        config=fusec.Config(blocks=blocks, warps=warps))
+                        config=fusec.Config(blocks=blocks, warps=warps, stages=stages))
     assert f"fc_mma_{HALF[dtype]}(" in ck.asm["cuda"], "the tensor-core path was not taken"
     out = ck(*inputs, *extra)
     torch.cuda.synchronize()
     return to_host(out), reference(*values), out_dtype or dtype
 
 
-def check(name, mkn, dtype, blocks, warps, inputs=None):
-    got, want, out_dtype = run(name, mkn, dtype, blocks, warps, inputs)
+def check(name, mkn, dtype, blocks, warps, inputs=None, stages=3):
+    got, want, out_dtype = run(name, mkn, dtype, blocks, warps, inputs, stages)
     scale = max(1.0, np.sqrt(mkn[1]))          # sums of K products of values up to 3
     assert_close(got / scale, want / scale, out_dtype,
                  f"{name} {mkn} {dtype} blocks={blocks} warps={warps}")
@@ -50,6 +50,14 @@ def check(name, mkn, dtype, blocks, warps, inputs=None):
 @pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
 def test_matmul_bias_relu(dtype, mkn, blocks, warps):
     check("bias_relu", mkn, dtype, blocks, warps)
+
+
+@pytest.mark.parametrize("stages", [2, 4])
+@pytest.mark.parametrize("blocks,warps", [([64, 64, 32], 4), ([128, 128, 64], 4),
+                                          ([32, 32, 16], 2)])
+@pytest.mark.parametrize("mkn", [(4097, 130, 33), (300, 1024, 208)])    # ragged; copied
+def test_pipeline_stages(mkn, blocks, warps, stages):
+    check("bias_relu", mkn, "bfloat16", blocks, warps, stages=stages)
 
 
 @pytest.mark.parametrize("mkn", SIZES)
