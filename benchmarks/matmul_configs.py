@@ -21,6 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 from gpu import graph_ms  # noqa: E402
 from matmul_epilogue import matmul_bias_relu  # noqa: E402
 
+from fusec.backends.cuda import mma  # noqa: E402
+
 # blocks MxNxK / warps / stages; stages past the shared memory the arch allows are cut to
 # what fits (the row's label says what ran)
 CONFIGS = ("128x128x32/4w/2s", "128x128x32/4w/3s", "128x128x32/4w/4s", "128x128x32/8w/4s",
@@ -48,6 +50,8 @@ def main() -> None:
     ap.add_argument("--configs", default=",".join(CONFIGS))
     ap.add_argument("--repeat", type=int, default=20)
     ap.add_argument("--json")
+    ap.add_argument("--both-schedules", action="store_true",
+                    help="each config with and without loading across the K-tile barrier")
     args = ap.parse_args()
     rows = []
     print(f"# {torch.cuda.get_device_name()}: matmul + bias + relu * scale, bf16, TFLOP/s "
@@ -60,18 +64,24 @@ def main() -> None:
         eager = lambda: torch.relu(a @ b + bias) * 0.5                    # noqa: E731
         impls = {"cuBLAS a @ b alone": lambda: a @ b, "torch.compile": torch.compile(eager),
                  "fusec default config": lambda: matmul_bias_relu(a, b, bias, 0.5)}
-        for text in args.configs.split(","):
+        for text, across in [(t, x) for t in args.configs.split(",")
+                             for x in ((True, False) if args.both_schedules else (None,))]:
+            label = text if across is None else \
+                f"{text} {'across' if across else 'within'}"
             try:
-                ck = matmul_bias_relu.compile(a, b, bias, 0.5, backend="cuda",
-                                              config=parse(text))
+                kernel = matmul_bias_relu
+                if across is not None:     # a fresh kernel: its in-memory cache keys no switch
+                    mma.LOAD_ACROSS_BARRIER = across
+                    kernel = fusec.kernel(matmul_bias_relu.fn)
+                ck = kernel.compile(a, b, bias, 0.5, backend="cuda", config=parse(text))
                 err = ((ck(a, b, bias, 0.5).float() - want).abs().max() /
                        want.abs().max()).item()
                 if err > 1e-2:
                     raise AssertionError(f"max |err| / max |want| = {err:.2e}")
-                impls[f"fusec {text} ({ran_stages(ck.asm['cuda'])})"] = \
+                impls[f"fusec {label} ({ran_stages(ck.asm['cuda'])})"] = \
                     (lambda _ck=ck: _ck(a, b, bias, 0.5))
             except Exception as exc:                 # reported in the table
-                print(f"{n:<5} fusec {text:<28} failed: {type(exc).__name__}: {exc}"[:300])
+                print(f"{n:<5} fusec {label:<28} failed: {type(exc).__name__}: {exc}"[:300])
         cublas = None
         for name, fn in impls.items():
             try:

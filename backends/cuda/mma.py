@@ -38,6 +38,9 @@ from .values import INLINE, Handle, Lane, rank
 
 _MMA = {D.bfloat16: "fc_mma_bf16", D.float16: "fc_mma_f16"}
 _CHUNK = 8                     # halves a thread stages at once: one 16-byte access
+# The next K tile's first fragments load before this tile's last mma.sync (k_loop); the
+# switch lets a benchmark compare both schedules in one run
+LOAD_ACROSS_BARRIER = True
 
 
 class _Staging:
@@ -300,7 +303,7 @@ def k_loop(E, op: Op, spec: MMALoop) -> None:
     frags = _Fragments(E, spec, layout, a, b)
     # with an even number of 16-deep steps a K tile ends on fragment buffer 1, so the next
     # tile's first fragments (buffer 0) load across the barrier, under the last mma.sync
-    across = (t.bk // MMA_K) % 2 == 0
+    across = LOAD_ACROSS_BARRIER and (t.bk // MMA_K) % 2 == 0
 
     def landed() -> None:
         E.line(f"fc_cp_async_wait<{stages - 2}>();   // this thread's copies of the K tile "

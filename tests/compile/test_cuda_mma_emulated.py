@@ -60,7 +60,10 @@ def test_bias_relu_epilogue_from_registers(mkn, dtype, blocks, warps, copied):
     ((20, 100, 24), [16, 16, 32], 1, ""),     # fragments load across the barrier
     ((5, 32, 16), [16, 16, 64], 1, "ab"),     # one K tile, half of it masked
 ])
-def test_multistage_pipeline(mkn, blocks, warps, copied, stages):
+@pytest.mark.parametrize("across", [True, False])
+def test_multistage_pipeline(mkn, blocks, warps, copied, stages, across, monkeypatch):
+    from fusec.backends.cuda import mma
+    monkeypatch.setattr(mma, "LOAD_ACROSS_BARRIER", across)
     check("bias_relu", mkn, "bfloat16", blocks, warps, copied, stages)
 
 
