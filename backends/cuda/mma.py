@@ -38,9 +38,11 @@ from .values import INLINE, Handle, Lane, rank
 
 _MMA = {D.bfloat16: "fc_mma_bf16", D.float16: "fc_mma_f16"}
 _CHUNK = 8                     # halves a thread stages at once: one 16-byte access
-# The next K tile's first fragments load before this tile's last mma.sync (k_loop); the
-# switch lets a benchmark compare both schedules in one run
-LOAD_ACROSS_BARRIER = True
+# The next K tile's first fragments load before this tile's last mma.sync (k_loop). Off
+# until measured on a GPU (correct in the emulation, tests/compile; not yet timed): the
+# schedule measured on the H100 loads them after the barrier. `benchmarks/matmul_configs.py
+# --both-schedules` compares the two in one run
+LOAD_ACROSS_BARRIER = False
 
 
 class _Staging:
