@@ -41,6 +41,7 @@ from .launches import launches
 PROGRAM_FN = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
                               ctypes.c_void_p)
 PARALLEL_WORK = 1 << 16        # element-ops below which a launch runs on the calling thread
+MAX_PLANS = 64                 # argument geometries a kernel keeps packed (then starts over)
 
 
 class ArgLayout:
@@ -81,22 +82,46 @@ class ArgLayout:
         self._grid_fns = [[(s, size_function(loop.attrs["extent"]), loop.attrs["block"])
                            for s, loop in zip(slots, launch.loops)]
                           for slots, launch in zip(self.grid_slots, self.launches)]
+        self._plans: dict = {}      # (shapes and strides, scalar bits) -> _plan's result
 
     # -- packing -----------------------------------------------------------------------------
     def pack(self, args: list) -> tuple[ctypes.Array, list[list[int]]]:
-        """The args slot array for one call, and the grid of every nest."""
+        """The args slot array for one call, and the grid of every nest. Everything but the
+        data pointers is a function of the arguments' geometry and scalar values: worked
+        out once per geometry (checks, sizes, symbols, grids) and copied after."""
         n_expected = self.n_params + len(self.allocs)
         if len(args) != n_expected:
             raise TypeError(f"kernel {self.kernel.attrs.get('name')!r} takes {n_expected} "
                             f"arguments ({self.n_params} params + {len(self.allocs)} "
                             f"outputs), got {len(args)}")
+        geometry = []
+        for pos, slot, v, unit, want, r in self.tensors:
+            a = args[pos]
+            if not isinstance(a, np.ndarray) or a.dtype != want or a.ndim != r:
+                _bad_array(a, pos, v, want)
+            geometry.append((a.shape, a.strides))
+        scalars = tuple(_scalar_bits(args[pos], v, pos) for pos, _, v in self.scalars)
+        # ints by value too: size symbols see the int, its slot only the low 64 bits
+        key = (tuple(geometry), scalars, tuple(args[pos] for pos, _, v in self.scalars
+                                               if not v.type.dtype.is_float))
+        plan = self._plans.get(key)
+        if plan is None:
+            if len(self._plans) >= MAX_PLANS:
+                self._plans.clear()
+            plan = self._plans[key] = self._plan(args, scalars)
+        vals, grids = plan
+        packed = (ctypes.c_int64 * max(1, self.n_slots))(*vals)
+        for pos, slot, *_ in self.tensors:
+            packed[slot] = args[pos].ctypes.data
+        return packed, grids
+
+    def _plan(self, args: list, scalars: tuple) -> tuple[list[int], list[list[int]]]:
+        """The slot values of a call (data pointers 0) and its grids, the arguments checked."""
         vals = [0] * self.n_slots
         for pos, slot, v, unit, want, r in self.tensors:
             a = args[pos]
-            if not isinstance(a, np.ndarray) or a.dtype != want or a.ndim != r or (
-                    pos >= self.n_params and not a.flags.c_contiguous):
+            if pos >= self.n_params and not a.flags.c_contiguous:
                 _bad_array(a, pos, v, want)
-            vals[slot] = a.ctypes.data
             item = a.itemsize
             for d in range(r):
                 n = a.shape[d]
@@ -110,8 +135,8 @@ class ArgLayout:
                                      f"stride, got stride {st}")
                 vals[slot + 1 + d] = n
                 vals[slot + 1 + r + d] = st
-        for pos, slot, v in self.scalars:
-            vals[slot] = _scalar_bits(args[pos], v, pos)
+        for (pos, slot, v), bits in zip(self.scalars, scalars):
+            vals[slot] = bits
         symbols = bind_symbols(self.kernel, args[:self.n_params])
         for slot, fn in self._sym_fns:
             vals[slot] = int(fn(symbols))
@@ -123,7 +148,7 @@ class ArgLayout:
                 vals[slot] = g
                 grid.append(g)
             grids.append(grid)
-        return (ctypes.c_int64 * max(1, self.n_slots))(*vals), grids
+        return vals, grids
 
 
 def _bad_array(a, pos: int, v, want: np.dtype):

@@ -761,3 +761,24 @@ def test_empty_and_no_nest():
   return(%o)
 }''')
     compile_cpu(no_nest).run([np.zeros(4, np.float32), np.zeros(4, np.float32)])
+
+
+def test_packed_arguments_are_reused_per_geometry_and_checked_anew():
+    """ArgLayout.pack keeps one packed template per argument geometry and scalar values:
+    calls alternating between geometries and scalars each get their own sizes, grid and
+    scalar slots; an argument no geometry allows is still refused."""
+    k = kernel_of(elementwise(["f32"], ["%s1 = expand_dims(%s, axis = 0) : tile<f32>[1]",
+                                         "%st = broadcast(%s1) : tile<f32>[64]",
+                                         "%r = mul(%a0, %st) : tile<f32>[64]"],
+                              [("r", "f32")], scalars=[("s", "f32")]))
+    ck = compile_cpu(k)
+    rng = np.random.default_rng(3)
+    for n, scale in [(100, 2.0), (37, 2.0), (100, -0.0), (100, 0.5), (37, 2.0)]:
+        x = rng.standard_normal(n).astype(np.float32)
+        out = np.full(n, np.nan, np.float32)
+        ck.run([x, scale, out])
+        np.testing.assert_array_equal(out, x * np.float32(scale))
+        assert np.signbit(out).tolist() == np.signbit(x * np.float32(scale)).tolist()
+    strided = np.zeros(200, np.float32)[::2]
+    with pytest.raises(ValueError, match="contiguous"):
+        ck.run([np.ones(100, np.float32), 1.0, strided])
