@@ -164,7 +164,8 @@ def model_pick(candidates: list[Candidate], default: Config | None,
     if base is not None and not first.estimate < margin * base.estimate:
         return base
     if run_bytes is not None and math.isfinite(first.estimate):
-        near = [c for c in candidates if c.estimate <= first.estimate * (1 + NEAR_TIE)]
+        near = [c for c in candidates if c.estimate <= first.estimate * (1 + NEAR_TIE) and
+                (base is None or c.estimate < margin * base.estimate)]
         first = max(near, key=lambda c: run_bytes(c.config))      # ties: the model's order
     return first
 

@@ -34,7 +34,7 @@ def main():
     rt = compiled.native.runtime()
     out = torch.empty_like(a)
     plan = rt.plan([a, b, out])
-    k, fn, blocks, _ = plan.launches[0]
+    k, fn, blocks, _, _ = plan.launches[0]
     stream_of = plan.stream_of
     raw_stream = stream_of(0)
     cu_stream = drv.CUstream(raw_stream)

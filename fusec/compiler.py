@@ -447,12 +447,11 @@ def policy_cap(backend: str) -> int:
 
 # The fixed policy for a dot of 16-bit floats in a sequential tile loop on the CUDA backend:
 # tiles the tensor cores take (backends/cuda/tensor_cores.py). H200, bf16 4096^3 matmul with
-# bias+relu: 128x128x32 runs at 285 TFLOP/s, the elementwise policy's 8x512 FMA loop at 3.1;
-# H100 (benchmarks/matmul_configs.py): K steps of 64 over 3 stages 309 / 313 TFLOP/s at
-# 4096^3 / 8192^3 against 297 / 284 with steps of 32 (half the barriers per multiply)
-TENSOR_CORE_BLOCKS = {"dot_m": 128, "dot_n": 128, "dot_k": 64}
+# bias+relu: 128x128x32 runs at 285 TFLOP/s, the elementwise policy's 8x512 FMA loop at 3.1.
+# (K steps of 64 ran 4-10% faster on the H100, benchmarks/RESULTS.md, but two stages of
+# them do not fit the shared memory of sm_86/sm_89 programs: the policy knows no arch yet.)
+TENSOR_CORE_BLOCKS = {"dot_m": 128, "dot_n": 128, "dot_k": 32}
 TENSOR_CORE_SMALL = 64          # M or N blocks for extents under 1024 (more programs)
-TENSOR_CORE_SHORT_K = 32        # the K block for K under 1024 (less of a tile masked)
 
 
 def tensor_core_blocks(facts: KernelFacts, backend: str) -> dict | None:
@@ -467,10 +466,8 @@ def tensor_core_blocks(facts: KernelFacts, backend: str) -> dict | None:
     for d in facts.tunable:
         if d.dim in roles:
             role = roles[d.dim]
-            if d.extent >= 1024:
-                blocks[d.dim] = TENSOR_CORE_BLOCKS[role]
-            else:
-                blocks[d.dim] = TENSOR_CORE_SHORT_K if role == "dot_k" else TENSOR_CORE_SMALL
+            small = role != "dot_k" and d.extent < 1024
+            blocks[d.dim] = TENSOR_CORE_SMALL if small else TENSOR_CORE_BLOCKS[role]
         elif d.parallel and d.launch in launches:
             blocks[d.dim] = 1                 # batch-like grid dims: one per program
     return blocks

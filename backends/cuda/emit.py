@@ -510,7 +510,8 @@ def emit_function(kernel: Op, plan: Plan, layout: Layout, k: int, fname: str,
         f"grid of {len(launch.loops)} parallel tile loop(s)"
     bounds = str(nthreads)
     if E.accumulators:
-        per_sm = tensor_cores.programs_per_sm(nthreads, E.accumulators)
+        per_sm = tensor_cores.programs_per_sm(nthreads, E.accumulators,
+                                              total if dynamic else 0, arch)
         bounds += f", {per_sm}" if per_sm > 1 else ""
     src = (f"// launch {k}: {what}\n"
            f"extern \"C\" __global__ void __launch_bounds__({bounds}) {fname}(\n"

@@ -10,7 +10,8 @@ qualifies when
 - the dot accumulates in float32, its tile is [BM, BK] x [BK, BN] with BM % 16 == 0,
   BN % 8 == 0 and BK % 16 == 0, all the program's warps, as a WM x WN grid, split [BM, BN]
   into whole m16n8 tiles (at most MAX_ACCUMULATORS registers of them a thread), and the
-  staged operand tiles (double-buffered) fit in static shared memory;
+  staged operand tiles (2 stages at least) fit in the arch's staging budget
+  (staging_budget: dynamic shared memory past 48 KB);
 - the target is sm_80 or newer, `ENABLED` is true and the kernel attr `tensor_cores` is not
   false.
 
@@ -51,7 +52,8 @@ MIN_STAGES = 2                   # double buffering at least: the next K tile lo
 STAGING_BYTES = 40 << 10         # staged operands' share of the 48 KB of static shared memory
 # The most shared memory one block may use, opted in as dynamic shared memory (CUDA C
 # programming guide, compute capabilities table): what a loop's stages may take beyond 48 KB
-SHARED_LIMIT = {80: 163 << 10, 86: 99 << 10, 87: 163 << 10, 89: 99 << 10, 90: 227 << 10}
+SHARED_LIMIT = {80: 163 << 10, 86: 99 << 10, 87: 163 << 10, 89: 99 << 10, 90: 227 << 10,
+                100: 227 << 10, 120: 99 << 10}
 SHARED_RESERVE = 8 << 10         # left to a program's other buffers (the arena) per half
 MAX_ACCUMULATORS = 128           # float registers of accumulator per thread
 HALVES = (D.bfloat16, D.float16)
@@ -124,11 +126,14 @@ REGISTER_FILE = 64 << 10         # 32-bit registers of an SM (sm_80, sm_90)
 OTHER_REGISTERS = 64             # what a tensor-core loop needs besides its accumulators
 
 
-def programs_per_sm(nthreads: int, accumulators: int) -> int:
+def programs_per_sm(nthreads: int, accumulators: int, shared: int = 0, arch: str = "") -> int:
     """The programs an SM should hold at once (__launch_bounds__' second argument): two
-    when their registers allow it -- one program's barriers then overlap the other's
-    copies and multiplies -- else ptxas' own choice (1)."""
-    return 2 if REGISTER_FILE // (2 * nthreads) >= accumulators + OTHER_REGISTERS else 1
+    when their registers and `shared` bytes of shared memory each allow it -- one
+    program's barriers then overlap the other's copies and multiplies -- else ptxas' own
+    choice (1)."""
+    fits = 2 * shared <= max(shared_limit(arch), 48 << 10)
+    return 2 if fits and REGISTER_FILE // (2 * nthreads) >= accumulators + OTHER_REGISTERS \
+        else 1
 
 
 def shared_limit(arch: str) -> int:

@@ -273,20 +273,21 @@ def test_dots_tensor_cores_cannot_take_keep_the_fma_loop(monkeypatch):
 
 
 def test_a_half_float_matmul_gets_tensor_core_tiles_by_default():
-    """The fixed policy knows dots: bf16 matmuls get 128x128x64 tiles (64 for small M, N,
-    32 for short K) that the tensor cores take; float32 ones keep the elementwise policy's
-    FMA loop."""
+    """The fixed policy knows dots: bf16 matmuls get 128x128x32 tiles (64 for small M, N)
+    that the tensor cores take, on every arch from sm_80; float32 ones keep the elementwise
+    policy's FMA loop."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
     from matmul_epilogue import matmul_bias_relu as mm
     S = fusec.TensorSpec
-    for (m, k, n), dtype, blocks, mma in (((4096, 4096, 4096), "bfloat16", [128, 128, 64], True),
+    for (m, k, n), dtype, blocks, mma in (((4096, 4096, 4096), "bfloat16", [128, 128, 32], True),
                                           ((100, 70, 130), "float16", [64, 64, 32], True),
                                           ((4096, 4096, 4096), "float32", None, False)):
-        ck = mm.compile(S((m, k), dtype), S((k, n), dtype), S((n,), dtype), 0.5,
-                        target="sm_90", backend="cuda")
-        assert ("mma.sync" in ck.asm["cuda"]) == mma, (dtype, ck.config)
-        if blocks:
-            assert list(ck.config.blocks) == blocks
+        for arch in ("sm_80", "sm_86", "sm_89", "sm_90", "sm_100", "sm_120"):
+            ck = mm.compile(S((m, k), dtype), S((k, n), dtype), S((n,), dtype), 0.5,
+                            target=arch, backend="cuda")
+            assert ("mma.sync" in ck.asm["cuda"]) == mma, (dtype, ck.config, arch)
+            if blocks:
+                assert list(ck.config.blocks) == blocks
 
 
 def test_a_whole_tensor_matmul_epilogue_is_one_tensor_core_launch():
@@ -296,5 +297,5 @@ def test_a_whole_tensor_matmul_epilogue_is_one_tensor_core_launch():
     ck = K.half_matmul_epilogue.compile(S((4096, 1024), "bfloat16"), S((1024, 2048), "bfloat16"),
                                         S((2048,), "bfloat16"), target="sm_90", backend="cuda")
     assert ck.num_launches == 1
-    assert list(ck.config.blocks) == [128, 128, 64]
+    assert list(ck.config.blocks) == [128, 128, 32]
     assert "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32" in ck.asm["cuda"]

@@ -219,6 +219,10 @@ def test_near_ties_go_to_the_config_with_the_longest_contiguous_run():
     assert tuner.model_pick(candidates, fixed, 0.7, runs).config == wide   # tiny: no tie
     assert tuner.model_pick(candidates, fixed, 0.7).config == narrow       # no tie-break
     assert tuner.model_pick(candidates, fixed, 0.4, runs).config == fixed  # within margin
+    # a near tie that would not beat the default by the margin is not taken
+    close = [tuner.Candidate(narrow, 0.89), tuner.Candidate(wide, 0.91),
+             tuner.Candidate(fixed, 1.0)]
+    assert tuner.model_pick(close, fixed, 0.9, runs).config == narrow
 
 
 def test_shortest_run_reads_the_tile_rows_a_program_moves():
