@@ -3,7 +3,8 @@ TENSOR_CORE_PRELUDE: cp.async, ldmatrix, mma.sync) emulated on the host, for
 cuda_emulator.py: each warp's 32 threads exchange their operands through memory between two
 barriers of that warp -- the data movement the instructions define, element by element --,
 so the fragment layouts, the staging and the epilogue of the tensor-core lowering run on
-the CPU. cp.async is a synchronous copy. Products are summed in float in k order (the
+the CPU. cp.async lands at the wait_group that retires it (NaN until then), so the
+pipeline's group accounting is checked too. Products are summed in float in k order (the
 hardware's order and rounding of the sums differ; tests compare with tolerances)."""
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ HOST_HELPERS = r"""
 #include <deque>
 #include <stdint.h>
 #include <string.h>
+#include <vector>
 static void fc_warp_sync() {        // a barrier of the 32 threads of this thread's warp
   static std::deque<std::barrier<>> bars = [] {
     std::deque<std::barrier<>> d;
@@ -25,11 +27,25 @@ static void fc_warp_sync() {        // a barrier of the 32 threads of this threa
   bars[threadIdx.x / 32].arrive_and_wait();
 }
 static unsigned long long fc_tc_slots[1024][6];      // what each thread publishes
+// cp.async as the hardware may run it: the destination holds NaN (bf16 and f16) from the
+// issue until the wait_group that retires the copy's group, when the 16 bytes land; a
+// pipeline reading a stage before its wait, or waiting for too few groups, reads NaN
+struct fc_copy { unsigned short* dst; const unsigned short* src; bool valid; };
+static thread_local std::vector<std::vector<fc_copy>> fc_groups;    // committed, in order
+static thread_local std::vector<fc_copy> fc_open;                   // not yet committed
 static void fc_cp_async_16(unsigned short* dst, const unsigned short* src, bool valid) {
-  if (valid) memcpy(dst, src, 16); else memset(dst, 0, 16);
+  for (int i = 0; i < 8; ++i) dst[i] = 0x7FC0u | 0x7E00u;
+  fc_open.push_back({dst, src, valid});
 }
-static void fc_cp_async_commit() {}
-template <int N> static void fc_cp_async_wait() {}
+static void fc_cp_async_commit() { fc_groups.push_back(fc_open); fc_open.clear(); }
+template <int N> static void fc_cp_async_wait() {
+  while (fc_groups.size() > (size_t)N) {
+    for (const fc_copy& c : fc_groups.front()) {
+      if (c.valid) memcpy(c.dst, c.src, 16); else memset(c.dst, 0, 16);
+    }
+    fc_groups.erase(fc_groups.begin());
+  }
+}
 static void fc_ldmatrix(unsigned* r, const unsigned short* p, int count, bool trans) {
   fc_tc_slots[threadIdx.x][0] = (unsigned long long)(uintptr_t)p;
   fc_warp_sync();
