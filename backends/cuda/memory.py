@@ -11,6 +11,11 @@ from .types import SIZEOF, compute, storage, zero
 from .values import Lane
 
 
+def in_bounds(index: str, size: str) -> str:
+    """`0 <= index < size` as one unsigned compare (a negative index wraps past any size)."""
+    return f"(unsigned long long){index} < (unsigned long long){size}"
+
+
 def address(E, op: Op, idx: tuple) -> tuple[str, str | None]:
     """(element offset, valid flag or None) of a load/store/atomic lane, as locals."""
     tensor_v, idx_vs, _, mask_v, _ = memory_operands(op)
@@ -18,8 +23,8 @@ def address(E, op: Op, idx: tuple) -> tuple[str, str | None]:
     terms, conds = [], []
     for d, (iv, checked) in enumerate(zip(idx_vs, op.attrs["checked"])):
         x = f"(long long){E.elem(iv, idx)}"
-        if checked:      # unsigned compare: also rejects negative indices
-            conds.append(f"(unsigned long long){x} < (unsigned long long){t.sizes[d]}")
+        if checked:
+            conds.append(in_bounds(x, t.sizes[d]))
         terms.append(x if t.strides[d] == "1" else f"{x} * {t.strides[d]}")
     if mask_v is not None:
         conds.append(E.elem(mask_v, idx))

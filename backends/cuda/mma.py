@@ -99,8 +99,8 @@ class _Staging:
                     (moving if role == "k" else fixed).append((x, t.sizes[d]))
             src = E.declare("unsigned short*", f"{t.ptr} + ({' + '.join(terms)})",
                             "copy_src", force=True)
-            ok = E.declare("bool", " && ".join(_in_bounds(x, n) for x, n in fixed), "copy_ok",
-                           force=True) if fixed else None
+            ok = E.declare("bool", " && ".join(memory.in_bounds(x, n) for x, n in fixed),
+                           "copy_ok", force=True) if fixed else None
             step = [t.strides[d] for d, role in enumerate(kinds) if role == "k"]
             self.slots.append(_Slot(idx, E.declare("int", f"{row} * {self.pitch} + {col}",
                                                     "copy_dst", force=True),
@@ -137,7 +137,7 @@ class _Staging:
         mask = self.operand.mask
         moved = {}                     # stride -> this K tile's offset along it (one multiply)
         for slot in self.slots:
-            conds = [c for c in [slot.ok] + [_in_bounds(f"({begin} + {x})", n)
+            conds = [c for c in [slot.ok] + [memory.in_bounds(f"({begin} + {x})", n)
                                              for x, n in slot.moving] if c]
             if mask is not None:
                 conds.append(E.elem(mask, slot.idx))
@@ -162,11 +162,6 @@ class _Slot:
     ok: str | None                 # the bounds checks that do not involve K
     moving: list                   # (index at K = 0, size) of the checked K dims
     step: list                     # strides the source moves by per unit of K
-
-
-def _in_bounds(x: str, size: str) -> str:
-    """An unsigned compare: also rejects negative indices."""
-    return f"(unsigned long long)(long long){x} < (unsigned long long){size}"
 
 
 def _k_role(v: Value, loop: Op) -> str | None:
