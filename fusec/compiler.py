@@ -448,13 +448,30 @@ def policy_cap(backend: str) -> int:
 # The fixed policy for a dot of 16-bit floats in a sequential tile loop on the CUDA backend:
 # tiles the tensor cores take (backends/cuda/tensor_cores.py). H200, bf16 4096^3 matmul with
 # bias+relu: 128x128x32 runs at 285 TFLOP/s, the elementwise policy's 8x512 FMA loop at 3.1.
-# (K steps of 64 ran 4-10% faster on the H100, benchmarks/RESULTS.md, but two stages of
-# them do not fit the shared memory of sm_86/sm_89 programs: the policy knows no arch yet.)
+# Where the default stages of K steps of 64 fit a program's staging budget (sm_90: 3 stages,
+# 105 KB), the K block is 64: H100, 309 / 313 TFLOP/s at 4096^3 / 8192^3 against 297 / 284
+# with 32 (half the barriers a multiply; benchmarks/matmul_configs.py). Elsewhere (sm_86 and
+# sm_89 hold 42 KB of staging: not even two stages of 64) it stays 32.
 TENSOR_CORE_BLOCKS = {"dot_m": 128, "dot_n": 128, "dot_k": 32}
+TENSOR_CORE_LONG_K = 64
 TENSOR_CORE_SMALL = 64          # M or N blocks for extents under 1024 (more programs)
 
 
-def tensor_core_blocks(facts: KernelFacts, backend: str) -> dict | None:
+def tensor_core_k_block(target: str | None) -> int:
+    """The fixed policy's K block for `target` ("sm_XY", or "cuda"/None: this GPU's)."""
+    try:
+        arch = cuda_target(target)
+    except ValueError:                 # no GPU to ask: the block every arch takes
+        return TENSOR_CORE_BLOCKS["dot_k"]
+    from .backends.cuda import tensor_cores as tc
+    tiling = tc.WarpTiling(TENSOR_CORE_BLOCKS["dot_m"], TENSOR_CORE_BLOCKS["dot_n"],
+                           TENSOR_CORE_LONG_K, 2, 2)
+    fits = tc.staging_bytes(tiling, Config().stages) <= tc.staging_budget(arch)
+    return TENSOR_CORE_LONG_K if fits else TENSOR_CORE_BLOCKS["dot_k"]
+
+
+def tensor_core_blocks(facts: KernelFacts, backend: str, target: str | None = None
+                       ) -> dict | None:
     """{dim: block} for a kernel whose dot can run on tensor cores, else None."""
     if backend != "cuda" or not facts.has_dot or not {"bfloat16", "float16"} & set(
             facts.dtypes):
@@ -466,16 +483,21 @@ def tensor_core_blocks(facts: KernelFacts, backend: str) -> dict | None:
     for d in facts.tunable:
         if d.dim in roles:
             role = roles[d.dim]
-            small = role != "dot_k" and d.extent < 1024
-            blocks[d.dim] = TENSOR_CORE_SMALL if small else TENSOR_CORE_BLOCKS[role]
+            if role == "dot_k":
+                blocks[d.dim] = tensor_core_k_block(target) if d.extent >= 1024 else \
+                    TENSOR_CORE_BLOCKS[role]
+            else:
+                blocks[d.dim] = TENSOR_CORE_SMALL if d.extent < 1024 else \
+                    TENSOR_CORE_BLOCKS[role]
         elif d.parallel and d.launch in launches:
             blocks[d.dim] = 1                 # batch-like grid dims: one per program
     return blocks
 
 
-def default_config(facts: KernelFacts, backend: str) -> Config:
-    """The fixed policy's config for a kernel, from its facts (no tracing)."""
-    dot = tensor_core_blocks(facts, backend)
+def default_config(facts: KernelFacts, backend: str, target: str | None = None) -> Config:
+    """The fixed policy's config for a kernel, from its facts (no tracing); `target`: the
+    GPU arch (tensor-core tiles depend on its shared memory; None: this GPU's, if any)."""
+    dot = tensor_core_blocks(facts, backend, target)
     if dot:
         return Config(blocks=facts.full_blocks([dot.get(d.dim, d.block) for d in facts.dims]))
     cap = policy_cap(backend)
@@ -491,7 +513,7 @@ def build(fn, params, backend: str, target: str, config: Config | None,
     if config is None:
         module, guards, blocks, returns_tuple = trace_with_default_blocks(fn, params, cap)
         if backend == "cuda" and any(op.name == "dot" for op in module.walk()):
-            config = default_config(autotune_facts(fn, params), backend)  # tensor-core tiles
+            config = default_config(autotune_facts(fn, params), backend, target)
     if config is not None:
         module, guards, used, returns_tuple = trace(fn, params, config.blocks)
         blocks = list(config.blocks)

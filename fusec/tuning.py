@@ -136,7 +136,7 @@ def ranked(facts, backend: str, target: str) -> list:
     """The pruned space in the model's order (tuner.Candidate), the default policy's config
     among them: what the "model" policy picks from (with tuner.margin)."""
     return tuner.ranked(facts, machine(backend, target), space_cap(backend),
-                        default_config(facts, backend), [])
+                        default_config(facts, backend, target), [])
 
 
 def choose(kernel_name: str, facts, backend: str, target: str, how: str, configs: list,
@@ -150,6 +150,6 @@ def choose(kernel_name: str, facts, backend: str, target: str, how: str, configs
         return launcher(build_for(config), runtime_args)
 
     info = gpu_info() if backend in GPU_BACKENDS else None
-    return tuner.choose(facts, m, cap, how, default_config(facts, backend), configs,
+    return tuner.choose(facts, m, cap, how, default_config(facts, backend, target), configs,
                         prepare if runtime_args is not None else None, key_parts,
                         kernel_name, info.l2_bytes if info else 0)
