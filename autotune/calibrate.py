@@ -296,7 +296,6 @@ def judge(samples: list[Sample], machine: Machine, defaults: dict,
     calibration (or the given predictions). `defaults`: kernel -> the fixed policy's
     Config (a kernel may lack one)."""
     predicted = predict(samples, machine) if predicted is None else predicted
-    margin = machine.calibration.model_margin
     out = []
     for kernel in _kernels(samples):
         rows = [(p, s) for p, s in zip(predicted, samples) if s.kernel == kernel]
@@ -306,7 +305,8 @@ def judge(samples: list[Sample], machine: Machine, defaults: dict,
         # the policy as tuner.choose takes it, near ties included
         ranked = sorted(rows, key=lambda r: r[0])
         chosen = tuner.model_pick([Candidate(r[1].config, r[0]) for r in ranked],
-                                  default[1].config if default else None, margin,
+                                  default[1].config if default else None,
+                                  tuner.margin(machine, pick.facts),
                                   lambda config: tuner.shortest_run(pick.facts, config))
         policy = default[1] if default and chosen.config == default[1].config else \
             next(r[1] for r in ranked if r[1].config == chosen.config)
