@@ -88,7 +88,8 @@ class FunctionEmitter(OpWalker, CarriedSlots):
                                                  stages)
         self.registers = register_tiles(plan, self.lane_width, nthreads,
                                         exclude=self.tensor_cores.no_registers)
-        self.accumulators = 0         # registers a thread's tensor-core accumulators take
+        self.accumulators = 0         # registers a thread's tensor-core accumulators and
+        #                               fragments take
         self.shared_arrays: list[tuple[str, str, int]] = []   # (C type, name, elements)
         self.shared_bytes = 0
         # values computed on an mma fragment layout -> that layout (fragments.py), and the

@@ -266,7 +266,9 @@ def k_loop(E, op: Op, spec: MMALoop) -> None:
            f"per K tile, mma.sync m16n8k16 {spec.dtype} -> float32, {stages} stages")
     layout = fragments.declare_layout(E, t)
     acc = fragments.new_fragment(E, layout, "float", "acc")
-    E.accumulators = max(E.accumulators, fragments.registers(layout))
+    # accumulators and the two K steps of a and b fragments (_Fragments) stay in registers
+    E.accumulators = max(E.accumulators, fragments.registers(layout) +
+                         2 * (t.mi * 4 + t.ni * 2))
     init = op.operands[-1]
     const = constant(init)
     if const is not None:

@@ -123,7 +123,8 @@ class TensorCorePlan:
 
 
 REGISTER_FILE = 64 << 10         # 32-bit registers of an SM (sm_80, sm_90)
-OTHER_REGISTERS = 64             # what a tensor-core loop needs besides its accumulators
+OTHER_REGISTERS = 48             # what a tensor-core loop needs besides its accumulators
+#                                  and fragments (addresses, copy slots, indices)
 
 
 def programs_per_sm(nthreads: int, accumulators: int, shared: int = 0, arch: str = "") -> int:
