@@ -10,6 +10,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 from matmul_configs import parse  # noqa: E402
 from matmul_epilogue import matmul_bias_relu  # noqa: E402
 
+if len(sys.argv) != 3:
+    sys.exit(f"usage: {sys.argv[0]} BLOCKS/WARPSw/STAGESs N   (e.g. 128x128x32/4w/4s 4096)")
 config, n = parse(sys.argv[1]), int(sys.argv[2])
 a, b = (torch.randn(n, n, device="cuda", dtype=torch.bfloat16) for _ in range(2))
 bias = torch.randn(n, device="cuda", dtype=torch.bfloat16)
