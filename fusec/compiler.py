@@ -466,7 +466,8 @@ def tensor_core_k_block(target: str | None) -> int:
     from .backends.cuda import tensor_cores as tc
     tiling = tc.WarpTiling(TENSOR_CORE_BLOCKS["dot_m"], TENSOR_CORE_BLOCKS["dot_n"],
                            TENSOR_CORE_LONG_K, 2, 2)
-    fits = tc.staging_bytes(tiling, Config().stages) <= tc.staging_budget(arch)
+    stages = Config().stages
+    fits = tc.most_stages(tiling, stages, tc.staging_budget(arch)) == stages
     return TENSOR_CORE_LONG_K if fits else TENSOR_CORE_BLOCKS["dot_k"]
 
 

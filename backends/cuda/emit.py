@@ -90,7 +90,8 @@ class FunctionEmitter(OpWalker, CarriedSlots):
                                         exclude=self.tensor_cores.no_registers)
         self.accumulators = 0         # registers a thread's tensor-core accumulators and
         #                               fragments take
-        self.shared_arrays: list[tuple[str, str, int]] = []   # (C type, name, elements)
+        # (C type, name, elements, byte offset among them: where dynamic memory holds it)
+        self.shared_arrays: list[tuple[str, str, int, int]] = []
         self.shared_bytes = 0
         # values computed on an mma fragment layout -> that layout (fragments.py), and the
         # (mi, ni, h) loop variables of the fragment loop being emitted
@@ -242,10 +243,10 @@ class FunctionEmitter(OpWalker, CarriedSlots):
         return Buf(name, tuple(shape), dtype, ctype)
 
     def shared_array(self, ctype: str, n: int, base: str) -> str:
-        """A static shared-memory array of its own (not in the arena: cp.async and ldmatrix
-        need shared memory even when the arena spills to global scratch)."""
+        """A shared-memory array of its own (not in the arena: cp.async and ldmatrix need
+        shared memory even when the arena spills to global scratch)."""
         name = self.fresh(base)
-        self.shared_arrays.append((ctype, name, n))
+        self.shared_arrays.append((ctype, name, n, self.shared_bytes))
         self.shared_bytes += (n * SIZEOF[ctype] + ALIGN - 1) // ALIGN * ALIGN
         return name
 
@@ -483,19 +484,17 @@ def emit_function(kernel: Op, plan: Plan, layout: Layout, k: int, fname: str,
     dynamic = E.shared_bytes > SHARED_BYTES
     limit = tensor_cores.shared_limit(arch) if dynamic else SHARED_BYTES
     arena_shared = arena and arena + E.shared_bytes <= limit
+    dynamic_bytes = E.shared_bytes + (arena if arena_shared else 0) if dynamic else 0
     if dynamic:
-        total = E.shared_bytes + (arena if arena_shared else 0)
         head = [f"  extern __shared__ __align__({ALIGN}) unsigned char fc_shared[];"
-                f"  // dynamic: {total} bytes"]
-        offset = 0
-        for ctype, name, n in E.shared_arrays:
-            head.append(f"  {ctype}* {name} = ({ctype}*)(fc_shared + {offset});")
-            offset += (n * SIZEOF[ctype] + ALIGN - 1) // ALIGN * ALIGN
+                f"  // dynamic: {dynamic_bytes} bytes"]
+        head += [f"  {ctype}* {name} = ({ctype}*)(fc_shared + {offset});"
+                 for ctype, name, _, offset in E.shared_arrays]
         if arena_shared:
-            head.append(f"  unsigned char* fc_arena = fc_shared + {offset};")
+            head.append(f"  unsigned char* fc_arena = fc_shared + {E.shared_bytes};")
     else:
         head = [f"  __shared__ __align__({ALIGN}) {ctype} {name}[{n}];"
-                for ctype, name, n in E.shared_arrays]
+                for ctype, name, n, _ in E.shared_arrays]
         if arena_shared:
             head.append(f"  __shared__ __align__({ALIGN}) unsigned char fc_arena[{arena}];")
     if arena:
@@ -511,10 +510,9 @@ def emit_function(kernel: Op, plan: Plan, layout: Layout, k: int, fname: str,
         f"grid of {len(launch.loops)} parallel tile loop(s)"
     bounds = str(nthreads)
     if E.accumulators:
-        per_sm = tensor_cores.programs_per_sm(nthreads, E.accumulators,
-                                              total if dynamic else 0, arch)
+        per_sm = tensor_cores.programs_per_sm(nthreads, E.accumulators, dynamic_bytes, arch)
         bounds += f", {per_sm}" if per_sm > 1 else ""
     src = (f"// launch {k}: {what}\n"
            f"extern \"C\" __global__ void __launch_bounds__({bounds}) {fname}(\n"
            f"    {layout.signature()}) {{\n" + "\n".join(head + body) + "\n}\n")
-    return src, scratch, E.accumulators > 0, total if dynamic else 0
+    return src, scratch, E.accumulators > 0, dynamic_bytes

@@ -16,16 +16,25 @@ def in_bounds(index: str, size: str) -> str:
     return f"(unsigned long long){index} < (unsigned long long){size}"
 
 
-def address(E, op: Op, idx: tuple) -> tuple[str, str | None]:
-    """(element offset, valid flag or None) of a load/store/atomic lane, as locals."""
-    tensor_v, idx_vs, _, mask_v, _ = memory_operands(op)
+def index_terms(E, op: Op, idx: tuple) -> list[tuple[str, str, str | None]]:
+    """Per dim of a load/store/atomic lane: (its index as a long long, the index's term of
+    the element offset, the dim's size when the index is checked against it, else None)."""
+    tensor_v, idx_vs = memory_operands(op)[:2]
     t = E.env[tensor_v]
-    terms, conds = [], []
+    out = []
     for d, (iv, checked) in enumerate(zip(idx_vs, op.attrs["checked"])):
         x = f"(long long){E.elem(iv, idx)}"
-        if checked:
-            conds.append(in_bounds(x, t.sizes[d]))
-        terms.append(x if t.strides[d] == "1" else f"{x} * {t.strides[d]}")
+        out.append((x, x if t.strides[d] == "1" else f"{x} * {t.strides[d]}",
+                    t.sizes[d] if checked else None))
+    return out
+
+
+def address(E, op: Op, idx: tuple) -> tuple[str, str | None]:
+    """(element offset, valid flag or None) of a load/store/atomic lane, as locals."""
+    mask_v = memory_operands(op)[3]
+    dims = index_terms(E, op, idx)
+    terms = [term for _, term, _ in dims]
+    conds = [in_bounds(x, size) for x, _, size in dims if size is not None]
     if mask_v is not None:
         conds.append(E.elem(mask_v, idx))
     off = E.declare("long long", " + ".join(terms) if terms else "0LL", "off", force=True)

@@ -82,7 +82,6 @@ class _Staging:
         if None in kinds:
             return
         t = E.env[load.operands[0]]
-        checked = load.attrs["checked"]
         col = E.declare("int", f"((int)threadIdx.x % {per_row}) * {_CHUNK}", "copy_col",
                         force=True)
         first_row = E.declare("int", f"(int)threadIdx.x / {per_row}", "copy_row", force=True)
@@ -91,13 +90,11 @@ class _Staging:
             row = E.declare("int", f"{first_row} + {m * (nthreads // per_row)}", "copy_row",
                             force=True)
             idx = (row, Lane(col, 0, _CHUNK))
-            terms, fixed, moving = [], [], []
-            for d, (iv, role) in enumerate(zip(memory_operands(load)[1], kinds)):
-                x = f"(long long){E.elem(iv, idx)}"
-                terms.append(x if t.strides[d] == "1" else f"{x} * {t.strides[d]}")
-                if checked[d]:
-                    (moving if role == "k" else fixed).append((x, t.sizes[d]))
-            src = E.declare("unsigned short*", f"{t.ptr} + ({' + '.join(terms)})",
+            dims = memory.index_terms(E, load, idx)
+            fixed = [(x, n) for (x, _, n), role in zip(dims, kinds) if n and role == "fixed"]
+            moving = [(x, n) for (x, _, n), role in zip(dims, kinds) if n and role == "k"]
+            src = E.declare("unsigned short*",
+                            f"{t.ptr} + ({' + '.join(term for _, term, _ in dims)})",
                             "copy_src", force=True)
             ok = E.declare("bool", " && ".join(memory.in_bounds(x, n) for x, n in fixed),
                            "copy_ok", force=True) if fixed else None

@@ -212,18 +212,25 @@ def _match(loop: Op, plan, warps: int, stages: int, budget: int) -> MMALoop | No
     tiling = _warp_tiling(bm, bn, bk, warps)
     if tiling is None:
         return None
-    fitting = [s for s in range(MIN_STAGES, max(MIN_STAGES, stages) + 1)
-               if staging_bytes(tiling, s) <= budget]
-    if not fitting:
+    fitting = most_stages(tiling, stages, budget)
+    if fitting is None:
         return None
     derived = _epilogue(plan, loop.results[0])
-    return MMALoop(loop, dot, add, dtype, tiling, fitting[-1], _operand(a, dtype),
+    return MMALoop(loop, dot, add, dtype, tiling, fitting, _operand(a, dtype),
                    _operand(b, dtype), derived)
 
 
 def staging_bytes(t: WarpTiling, stages: int = MIN_STAGES) -> int:
     """Shared memory of a loop's staged operand tiles (mma.py)."""
     return stages * 2 * (t.bm * (t.bk + PAD) + t.bk * (t.bn + PAD))
+
+
+def most_stages(t: WarpTiling, stages: int, budget: int) -> int | None:
+    """The most stages, MIN_STAGES to `stages`, whose staged tiles fit `budget` bytes (None:
+    not even MIN_STAGES)."""
+    fitting = [s for s in range(MIN_STAGES, max(MIN_STAGES, stages) + 1)
+               if staging_bytes(t, s) <= budget]
+    return fitting[-1] if fitting else None
 
 
 def _warp_tiling(bm: int, bn: int, bk: int, warps: int) -> WarpTiling | None:
