@@ -34,7 +34,7 @@ DEVICE_BACKENDS = ("cuda", "ptx")    # run on torch CUDA tensors, not numpy view
 TILE_ELEMENTS_CAP = {
     "cpu": 16384, "interpret": 16384,   # default tiles stay cache-sized
     "cuda": 4096,     # GPU: a program = one thread block, at most 32 elements a thread
-    "ptx": 256,       # a program = one thread: its tiles fit in its local memory
+    "ptx": 4096,      # the same mapping (backends/llvm/simt.py)
 }
 
 
@@ -435,14 +435,8 @@ def _gpu_compiler(backend: str):
     return getattr(module, f"compile_{backend}")
 
 
-# The fixed policy's own cap where it is below the search space's: a PTX program is one
-# thread, and tiles of a few elements keep neighbouring threads on neighbouring memory
-# (H200, bias+gelu: 3x faster than 256-element tiles; benchmarks/RESULTS.md)
-POLICY_CAP = {"ptx": 8}
-
-
 def policy_cap(backend: str) -> int:
-    return POLICY_CAP.get(backend) or TILE_ELEMENTS_CAP.get(backend, 16384)
+    return TILE_ELEMENTS_CAP.get(backend, 16384)
 
 
 # The fixed policy for a dot of 16-bit floats in a sequential tile loop on the CUDA backend:

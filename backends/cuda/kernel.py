@@ -71,16 +71,12 @@ class CompiledCUDAKernel:
         self.num_launches = len(functions)
         self._runtime: Runtime | None = None
 
-    PROGRAMS_PER_THREAD = False       # one thread block per program
-
     def runtime(self) -> Runtime:
         if self._runtime is None:
             threads = self.warps * 32
             self._runtime = Runtime(self.name, self.asm["cubin"], self.arch, self.functions,
                                     self.layout, threads, self.scratch_bytes,
-                                    shared_bytes=self.shared_bytes,
-                                    programs_per_block=threads if self.PROGRAMS_PER_THREAD
-                                    else 1)
+                                    shared_bytes=self.shared_bytes)
         return self._runtime
 
     def run(self, args) -> None:

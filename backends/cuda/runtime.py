@@ -10,10 +10,8 @@ on the stream torch is using.
   (layout.py) are worked out once per call geometry (a LaunchPlan) into one int64 array
   whose kernelParams pointers never change: a cached call writes the data pointers and
   launches. Each launch goes to `torch.cuda.current_stream(device)` with grid
-  (programs, 1, 1) and warps*32 threads -- or, for code running `programs_per_block`
-  programs per thread block (the PTX backend: one per thread),
-  ceil(programs / programs_per_block) blocks. Global
-  scratch (tile buffers over the shared-memory budget; the PTX backend's large buffers) is
+  (programs, 1, 1) and warps*32 threads (both GPU backends run a program per block). Global
+  scratch (tile buffers over the shared-memory budget) is
   a torch.empty of programs * bytes per program on the device per call (torch's caching
   allocator: stream-ordered, cheap).
 - Every driver call is checked; failures raise CUDAError naming the kernel and the call.
@@ -81,7 +79,7 @@ class _Loaded:
 class Runtime:
     def __init__(self, name: str, cubin: bytes, arch: str, functions: list[str],
                  layout: Layout, nthreads: int, scratch_bytes: list[int],
-                 programs_per_block: int = 1, shared_bytes: list[int] | None = None):
+                 shared_bytes: list[int] | None = None):
         self.name = name
         self.cubin = cubin
         self.arch = arch
@@ -90,7 +88,6 @@ class Runtime:
         self.nthreads = nthreads
         self.scratch_bytes = scratch_bytes
         self.shared_bytes = shared_bytes or [0] * len(functions)    # dynamic, per launch
-        self.programs_per_block = programs_per_block
         self._loaded: dict[int, _Loaded] = {}
         self._lock = threading.Lock()        # plan() records the device of a call's tensors
         self._torch = None
@@ -208,11 +205,10 @@ class LaunchPlan:
             n = programs[k]
             if n <= 0:
                 continue
-            blocks = -(-n // rt.programs_per_block)
-            if blocks > MAX_GRID_X:
-                raise CUDAError(f"kernel {rt.name!r}: launch {k} has {n} programs in {blocks} "
-                                f"blocks, more than the grid allows ({MAX_GRID_X})")
-            self.launches.append((k, fn, blocks, n * rt.scratch_bytes[k], rt.shared_bytes[k]))
+            if n > MAX_GRID_X:
+                raise CUDAError(f"kernel {rt.name!r}: launch {k} has {n} programs, more "
+                                f"than the grid allows ({MAX_GRID_X})")
+            self.launches.append((k, fn, n, n * rt.scratch_bytes[k], rt.shared_bytes[k]))
 
     def launch(self, args: list) -> None:
         rt, drv = self.rt, _driver()

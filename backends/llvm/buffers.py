@@ -30,15 +30,22 @@ class FunctionBuffers:
         self.scratch_bytes = 0
 
     def alloc(self, elem: ir.Type, count: int) -> ir.Value:
-        """A pointer to `count` elements of `elem`, private to one program."""
+        """A pointer to `count` elements of `elem`, private to one program: on the stack
+        while it fits the limits, else in the scratch area."""
         nbytes = count * byte_size(elem)
-        b = self.builder
         if nbytes <= self.buffer_limit and self.stack_bytes + nbytes <= self.total_limit:
-            self.stack_bytes += nbytes
-            ptr = b.alloca(ir.ArrayType(elem, count))
-            ptr.align = ALIGN
-            return b.bitcast(ptr, elem.as_pointer())
+            return self.alloc_stack(elem, count)
+        return self.alloc_scratch(elem, count)
+
+    def alloc_stack(self, elem: ir.Type, count: int) -> ir.Value:
+        self.stack_bytes += count * byte_size(elem)
+        ptr = self.builder.alloca(ir.ArrayType(elem, count))
+        ptr.align = ALIGN
+        return self.builder.bitcast(ptr, elem.as_pointer())
+
+    def alloc_scratch(self, elem: ir.Type, count: int) -> ir.Value:
         offset = self.scratch_bytes
-        self.scratch_bytes = (offset + nbytes + ALIGN - 1) // ALIGN * ALIGN
+        self.scratch_bytes = (offset + count * byte_size(elem) + ALIGN - 1) // ALIGN * ALIGN
+        b = self.builder
         raw = b.gep(self.scratch_base(), [ir.Constant(I64, offset)], inbounds=True)
         return b.bitcast(raw, elem.as_pointer())

@@ -22,6 +22,9 @@ class Target:
     # LLVM intrinsics / instructions the target cannot lower exactly, each replaced by a
     # call to a math library function (llvm name -> libm name; `frem` is the instruction)
     library_fallbacks: dict[str, str] = {}
+    # GPU targets: the SIMT mapping's per-function state (simt.SimtState); None: programs
+    # run serially, one per function call
+    simt = None
 
     def libm(self, name: str, ty: ir.Type) -> str:
         """The symbol of a scalar math library function (`exp` for double, ...)."""

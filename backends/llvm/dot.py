@@ -4,7 +4,7 @@ from __future__ import annotations
 import llvmlite.ir as ir
 
 from ...ir.core import Op
-from . import arith, loops
+from . import arith, loops, simt
 from .types import F64, I64, compute, is_signed
 
 
@@ -40,6 +40,11 @@ def dot(L, op: Op):
 
     mul = (lambda x, y: b.fmul(x, y, flags=("contract",))) if is_f else b.mul
     add = (lambda x, y: b.fadd(x, y, flags=("contract",))) if is_f else b.add
+    if L.ctx.target.simt is not None:
+        finish = ((lambda v: arith.round_half(L.ctx, out, v)) if out.is_half
+                  else (lambda v: v))
+        simt.dot(L, a_v, b_v, res, acc_ty, conv, mul, add, finish)
+        return
     zero = ir.Constant(acc_ty, 0.0 if is_f else 0)
     c = L.new_buffer(out, (M, N), elem_ty=acc_ty)
     L.work += M * N * K * L._weight

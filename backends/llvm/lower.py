@@ -19,7 +19,7 @@ from ...ir import dtypes as D
 from ...ir.core import Op, Value
 from ...ir.dtypes import DType
 from ...ir.ops import BINARY, COMPARE, UNARY
-from . import arith, control, dot, loops, memory, reduce
+from . import arith, control, dot, loops, memory, reduce, simt
 from .context import Ctx
 from ..carried import CarriedSlots
 from ..walk import OpWalker
@@ -105,7 +105,11 @@ class Lowering(OpWalker, CarriedSlots):
             saved, self.memo = self.memo, {}
             body(idx)
             self.memo = saved
-        loops.nest(self.ctx, shape, wrapped)
+        threads = self.ctx.target.simt
+        if threads is not None and threads.depth == 0:
+            simt.top_level_nest(self, shape, wrapped)
+        else:
+            loops.nest(self.ctx, shape, wrapped)
 
     def materialize(self, v: Value, fn: Callable[[tuple], ir.Value], into: Buf | None = None):
         buf = into or self.new_buffer(v.type.dtype, v.type.shape)

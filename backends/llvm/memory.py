@@ -11,7 +11,7 @@ from ...ir import dtypes as D
 from ...ir.core import Op
 from ...ir.dtypes import DType
 from ...ir.ops import memory_operands
-from . import arith
+from . import arith, simt
 from .types import F32, I8, I16, I32, I64, is_signed
 from .values import Scalar, Tensor
 
@@ -91,14 +91,21 @@ def atomic_add(L, op: Op):
     out = L.new_buffer(d, shape) if shape else None
     scalar = []
 
-    def body(idx):
+    def lane(idx):
         ptr, valid = address(L, op, idx)
         val = L.elem(value_v, idx)
-        old = guarded(L, valid, lambda: _atomic_rmw_add(L, d, ptr, val), arith.zero(d))
+        return guarded(L, valid, lambda: _atomic_rmw_add(L, d, ptr, val), arith.zero(d))
+
+    def body(idx):
+        old = lane(idx)
         if out is not None:
             L.buf_store(out, idx, old)
         else:
             scalar.append(old)
+    if out is None and L.ctx.target.simt is not None:
+        # every GPU thread computes scalars; the add happens once
+        L.env[result] = Scalar(simt.one_thread(L, lambda: lane(()), arith.zero(d).type))
+        return
     L.for_each(shape, body)
     L.env[result] = out if out is not None else Scalar(scalar[0])
 

@@ -1,20 +1,20 @@
-"""The NVPTX target: the CPU backend's lowering run by GPU threads, one program per thread
-(a correct-first mapping; the fast SIMT one lives in backends/cuda), emitted as PTX.
+"""The NVPTX target: the CPU backend's lowering in the SIMT mapping (simt.py: one thread
+block per program, tile loop nests spread over its threads), emitted as PTX.
 
 Each launch of a kernel (launches.py) becomes one kernel entry
 
     .entry fusec_<kernel>_<k>(.param .u64 slot_0, ..., .param .u64 slot_n-1)
 
 taking the 8-byte parameters of backends/cuda/layout.py's Layout in its order, so that the
-CUDA backend's runtime launches it. Thread pid = ctaid.x * ntid.x + tid.x runs program pid
-of the launch's grid (entry.run_program); threads past the grid's end return at once.
+CUDA backend's runtime launches it as it launches CUDA C: block pid = ctaid.x runs program
+pid of the launch's grid (entry.run_program) with warps * 32 threads.
 
 - Tensors are global memory: a data address becomes an addrspace(1) pointer cast to a
   generic one, from which LLVM's address space inference emits ld/st/atom.global.
-- Tile buffers (buffers.py): local memory (allocas) up to LOCAL_BUFFER_BYTES each and
-  LOCAL_TOTAL_BYTES per thread -- the driver reserves a thread's local memory for every
-  thread the GPU can hold at once -- the others in the launch's global scratch: the scratch
-  parameter + pid * the function's scratch bytes per program.
+- Tile buffers of the program (buffers.py): shared memory (addrspace(3) globals) up to
+  SHARED_BYTES a block, the others in the launch's global scratch: the scratch parameter
+  + pid * the function's scratch bytes per program. Buffers of one thread (made inside a
+  nest) are local memory (allocas).
 - Float math: float32 from math.py's own implementations. What the CPU target takes from the
   C math library (float64 math, sin/cos, pow) and the float remainder (NVPTX lowers `frem`
   through a rounded division; C's fmod is exact) call `__fusec_<name>[f]` device functions,
@@ -38,13 +38,13 @@ from .jit import optimize
 from .launches import serial_ops
 from .lower import Lowering
 from .plan import Plan
-from .types import F64, I8, I32, I64, VOID
+from .simt import SimtState
+from .types import F64, I8, I32, I64, VOID, byte_size
 
 TRIPLE = "nvptx64-nvidia-cuda"
 GLOBAL = 1                       # NVPTX address space of global memory
-LOCAL_BUFFER_BYTES = 2 << 10     # a tile buffer up to this size lives in local memory ...
-LOCAL_TOTAL_BYTES = 4 << 10      # ... while a thread's local buffers stay below this (an
-                                 # H100 holds 270k threads: 4 KiB each reserve ~1 GiB)
+SHARED = 3                       # ... and of shared memory
+SHARED_BYTES = 48 << 10          # static shared memory a block may declare
 MATH_PREFIX = "__fusec_"
 # the device math library: C math function -> number of arguments (float and double
 # versions: `__fusec_sinf`, `__fusec_sin`)
@@ -82,12 +82,16 @@ class NVPTXTarget(Target):
 
     def __init__(self):
         self.buffers: FunctionBuffers | None = None
+        self.simt: SimtState | None = None
+        self.shared_bytes = 0
 
-    def start_function(self, entry: ir.IRBuilder, pid: ir.Value, scratch: ir.Value,
+    def start_function(self, entry: ir.IRBuilder, pid: ir.Value, tid: ir.Value,
+                       nthreads: int, scratch: ir.Value,
                        per_program: ir.GlobalVariable) -> None:
-        """entry: positioned in the kernel's entry block after pid is known; scratch: the
-        launch's global scratch address (i64); per_program: the i64 constant that will hold
-        the function's scratch bytes per program (known once the function is emitted)."""
+        """entry: positioned in the kernel's entry block after pid (i64, the program) and
+        tid (i32, the thread in its block) are known; scratch: the launch's global scratch
+        address (i64); per_program: the i64 constant that will hold the function's scratch
+        bytes per program (known once the function is emitted)."""
         base = []
 
         def scratch_base() -> ir.Value:
@@ -96,8 +100,9 @@ class NVPTXTarget(Target):
                 raw = entry.add(scratch, offset, flags=("nuw",))
                 base.append(self.tensor_pointer_at(entry, raw, I8))
             return base[0]
-        self.buffers = FunctionBuffers(entry, scratch_base, LOCAL_BUFFER_BYTES,
-                                       LOCAL_TOTAL_BYTES)
+        self.buffers = FunctionBuffers(entry, scratch_base, 0, 0)
+        self.simt = SimtState(tid, nthreads)
+        self.shared_bytes = 0
 
     def libm(self, name: str, ty: ir.Type) -> str:
         if name not in DEVICE_LIBM:
@@ -108,7 +113,21 @@ class NVPTXTarget(Target):
         return F64              # as the CPU and CUDA backends: float sums round once
 
     def alloc_buffer(self, ctx: Ctx, elem: ir.Type, count: int) -> ir.Value:
-        return self.buffers.alloc(elem, count)
+        if self.simt.depth > 0:                     # one thread's own
+            return self.buffers.alloc_stack(elem, count)
+        nbytes = count * byte_size(elem)
+        if self.shared_bytes + nbytes > SHARED_BYTES:
+            return self.buffers.alloc_scratch(elem, count)
+        self.shared_bytes = (self.shared_bytes + nbytes + 15) // 16 * 16
+        b = self.buffers.builder
+        array = ir.ArrayType(elem, count)
+        name = ctx.module.get_unique_name(f"{b.function.name}.shared")
+        g = ir.GlobalVariable(ctx.module, array, name=name, addrspace=SHARED)
+        g.linkage = "internal"
+        g.align = 16
+        g.initializer = ir.Constant(array, ir.Undefined)
+        first = b.gep(g, [ir.Constant(I32, 0), ir.Constant(I32, 0)], inbounds=True)
+        return b.addrspacecast(first, elem.as_pointer())
 
     def tensor_pointer(self, ctx: Ctx, address: ir.Value, elem: ir.Type) -> ir.Value:
         return self.tensor_pointer_at(ctx.b, address, elem)
@@ -138,9 +157,8 @@ def _emit_launch(module: ir.Module, target: NVPTXTarget, kernel: Op, plan: Plan,
     entry, start, past = (fn.append_basic_block(n) for n in ("entry", "start", "past_grid"))
     ctx = Ctx(module, target)
     eb = ir.IRBuilder(entry)
-    pid = eb.add(eb.mul(_special_register(ctx, eb, "ctaid.x"),
-                        _special_register(ctx, eb, "ntid.x"), flags=("nuw",)),
-                 _special_register(ctx, eb, "tid.x"), flags=("nuw",), name="pid")
+    pid = _special_register(ctx, eb, "ctaid.x")
+    tid = eb.trunc(_special_register(ctx, eb, "tid.x"), I32, name="tid")
     grid = [fn.args[s] for s in layout.grid_slots[k]]
     programs = ir.Constant(I64, 1)
     for g in grid:
@@ -150,8 +168,10 @@ def _emit_launch(module: ir.Module, target: NVPTXTarget, kernel: Op, plan: Plan,
     per_program = ir.GlobalVariable(module, I64, name=f"{name}.scratch_per_program")
     per_program.global_constant = True
     per_program.linkage = "internal"
-    target.start_function(eb, pid, fn.args[layout.scratch_slots[k]], per_program)
+    target.start_function(eb, pid, tid, nthreads, fn.args[layout.scratch_slots[k]],
+                          per_program)
     b = ctx.b = ir.IRBuilder(start)
+    target.simt.mark_synced(b)          # nothing touched memory yet
     lowering = Lowering(ctx, kernel, plan, sym=lambda e: fn.args[layout.sym_slots[e]])
     bind_arguments(lowering, layout, lambda i, _name: fn.args[i])
     lowering.emit_prologue(launch, serial_ops(layout.launches))

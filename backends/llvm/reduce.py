@@ -22,7 +22,7 @@ import llvmlite.ir as ir
 from ...ir import dtypes as D
 from ...ir.core import Op
 from ...ir.dtypes import DType
-from . import arith, loops
+from . import arith, loops, simt
 from .types import F32, I1, I32, I64, compute, is_signed
 from .values import Buf, Scalar
 
@@ -120,10 +120,11 @@ def reduce(L, op: Op):
     res = op.results[0]
     spec = (_arg_spec(L, kind, d) if kind in ("argmax", "argmin")
             else _value_spec(L, kind, d, res.type.dtype))
+    threads = L.ctx.target.simt is not None
     if axis == x.type.rank - 1:
-        _innermost(L, x, res, spec)
+        (simt.reduce_innermost if threads else _innermost)(L, x, res, spec)
     else:
-        _outer(L, x, axis, res, spec)
+        (simt.reduce_outer if threads else _outer)(L, x, axis, res, spec)
 
 
 def _innermost(L, x, res, spec: Spec) -> None:

@@ -6,8 +6,8 @@ calls it), and the compiled kernel, launched by the CUDA backend's runtime.
     ck.asm["llvm"], ck.asm["llvm-opt"], ck.asm["ptx"], ck.asm["cubin"]
     ck.run(args)       # as backends.interpret.run, with torch CUDA tensors
 
-One GPU thread runs one program of a launch's grid: a launch of n programs runs
-ceil(n / (warps * 32)) thread blocks of warps * 32 threads.
+One thread block of warps * 32 threads runs one program of a launch's grid
+(llvm/simt.py), as in the CUDA C backend.
 """
 from __future__ import annotations
 
@@ -24,8 +24,6 @@ from .link import LinkInput, link
 class CompiledPTXKernel(CompiledCUDAKernel):
     """A kernel compiled to a cubin through LLVM NVPTX. `run(args)` follows
     backends.interpret.run with torch CUDA tensors (params, then one output per alloc)."""
-
-    PROGRAMS_PER_THREAD = True        # one GPU thread per program: warps*32 a block
 
     def __repr__(self):
         return f"<CompiledPTXKernel {self.name} {self.arch} launches={self.num_launches}>"

@@ -74,10 +74,12 @@ def scaled_exp(x, alpha: float):
     return out
 
 
-# one thread per program: the entry takes the CUDA layout's 8-byte slots (x: ptr, size,
-# stride; alpha; out: ptr, size, stride; the tile loop's extent; its grid; the scratch
-# pointer), reads its program id, stops past the grid, works on global memory with exact
-# float ops, and calls the device math library for float64 exp
+# one thread block per program: the entry takes the CUDA layout's 8-byte slots (x: ptr,
+# size, stride; alpha; out: ptr, size, stride; the tile loop's extent; its grid; the scratch
+# pointer), reads its program id from the block index, stops past the grid, gives thread
+# tid.x the tile's element tid.x (64 threads, 64 elements), works on global memory with
+# exact float ops, calls the device math library for float64 exp, and ends the tile loop
+# nest with a barrier
 SCALED_EXP_F64_CHECKS = r"""
 CHECK:      .version {{[0-9]+\.[0-9]+}}
 CHECK-NEXT: .target sm_90
@@ -89,14 +91,15 @@ CHECK-NEXT: .param .u64 fusec_scaled_exp_0_param_9
 CHECK-NEXT: )
 CHECK-NEXT: .maxntid 64
 CHECK:      %ctaid.x
-CHECK:      %ntid.x
-CHECK:      %tid.x
+CHECK-NOT:  %ntid.x
 CHECK:      ld.param.{{[bu]}}64 [[GRID:%rd[0-9]+]], [fusec_scaled_exp_0_param_8]
-CHECK:      setp.ge.u64 {{%p[0-9]+}}, {{%rd[0-9]+}}, [[GRID]]
+CHECK:      setp.{{[lg]e}}.u64 {{%p[0-9]+}}, {{.*}}[[GRID]]
+CHECK:      %tid.x
 CHECK:      ld.global.{{[bf]}}64
 CHECK:      mul.rn.f64
 CHECK:      call.uni (retval0), __fusec_exp,
 CHECK:      st.global.{{[bf]}}64
+CHECK:      bar.sync 0;
 CHECK:      ret;
 """
 
@@ -139,15 +142,19 @@ def test_float_ops_round_once_and_math_calls_the_device_library():
         assert f"call.uni (retval0), {want}," in ck.asm["ptx"], op
 
 
-def test_large_tiles_use_global_scratch_small_ones_local_memory():
+def test_tile_buffers_live_in_shared_memory_up_to_48k_then_in_global_scratch():
     softmax = importlib.import_module("softmax").softmax
-    big = softmax.compile(spec([257, 1000], "float32"), backend="ptx", target="sm_90")
-    assert big.config.blocks == (1,)                       # 256-element cap: one row a program
-    ck = compile_ptx(big.module.kernel(), "sm_90")         # [1, 1024] f32 rows: 4 KiB each
-    assert ck.scratch_bytes[0] >= 2 * 4096
-    small = compile_ptx(softmax.compile(spec([257, 64], "float32"), backend="ptx",
-                                        target="sm_90").module.kernel(), "sm_90")
-    assert small.scratch_bytes == [0] and "__local_depot" in small.asm["ptx"]
+    small = softmax.compile(spec([257, 64], "float32"), backend="ptx", target="sm_90")
+    ck = compile_ptx(small.module.kernel(), "sm_90")
+    assert ck.scratch_bytes == [0] and ".shared" in ck.asm["ptx"]
+    assert "__local_depot" not in ck.asm["ptx"]           # no thread-private buffers
+    big = softmax.compile(spec([257, 4000], "float64"), backend="ptx", target="sm_90",
+                          config=fusec.Config(blocks=[4]))
+    ck = compile_ptx(big.module.kernel(), "sm_90")         # [4, 4096] f64 rows: 128 KiB
+    assert ck.scratch_bytes[0] >= 4 * 4096 * 8
+    shared = sum(int(n) for n in re.findall(r"\.shared \.align \d+ \.b8 \S+\[(\d+)\]",
+                                              ck.asm["ptx"]))
+    assert shared <= 48 << 10
 
 
 def test_several_launches_and_an_exact_arch():

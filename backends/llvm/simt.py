@@ -1,0 +1,389 @@
+"""The SIMT mapping of the LLVM lowering on GPU targets (nvptx.py): one thread block runs
+one program, the mapping backends/cuda/emit.py describes for the CUDA C backend.
+
+- A loop nest over a tile shape at the program's top level is *distributed*: thread t
+  takes flattened elements t, t + T, t + 2T, ... (T threads, the last dim fastest, so a
+  warp touches consecutive elements: coalesced), and a barrier follows it, since other
+  threads read what it wrote. A nest over the rank-0 shape runs in every thread alike: its
+  scalar results must exist in all of them.
+- Nests inside a distributed one run serially in their thread (`depth` > 0); buffers made
+  there are the thread's own (local memory), buffers made at the top level are the
+  program's (shared memory, else the per-program global scratch).
+- Scalars are computed by every thread, so control flow outside nests is uniform and
+  barriers in loops and ifs are legal. A barrier also comes before a nest when memory was
+  touched outside nests since the last one (a scalar read that the nest could overwrite).
+- A reduction along the last axis gives each output a power-of-two group of lanes:
+  strided partial accumulators, then warp shuffles, then shared memory across warps;
+  every lane of the group ends with the result. Along another axis, and for dot, each
+  thread computes whole output elements.
+- Side effects of rank 0 that must happen once (an atomic add) run in thread 0, which
+  passes the result to the others through shared memory.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import llvmlite.ir as ir
+
+from . import loops
+from .types import F32, F64, I1, I8, I32, I64
+from .values import Scalar, numel
+
+WARP = 32
+_FULL_MASK = ir.Constant(I32, -1)
+_MEMORY_OPCODES = frozenset(("load", "store", "call", "atomicrmw", "cmpxchg"))
+
+
+class SimtState:
+    """Per-function state of the mapping, held by the target (nvptx.NVPTXTarget)."""
+
+    def __init__(self, tid: ir.Value, nthreads: int):
+        self.tid = tid                  # i32 thread index in the block
+        self.nthreads = nthreads
+        self.depth = 0                  # > 0: inside a nest (serial, private buffers)
+        self._synced_at = None          # (block, instruction count) after the last barrier
+
+    def mark_synced(self, b: ir.IRBuilder) -> None:
+        self._synced_at = (b.block, len(b.block.instructions))
+
+    def needs_barrier(self, b: ir.IRBuilder) -> bool:
+        """Whether memory may have been touched outside nests since the last barrier."""
+        if self._synced_at is None:
+            return True
+        block, count = self._synced_at
+        if b.block is not block:
+            return True
+        return any(i.opname in _MEMORY_OPCODES for i in block.instructions[count:])
+
+
+def state(L) -> SimtState:
+    return L.ctx.target.simt
+
+
+def barrier(L) -> None:
+    fn = L.ctx.declare("llvm.nvvm.barrier0", ir.VoidType(), [])
+    L.b.call(fn, [])
+    state(L).mark_synced(L.b)
+
+
+def top_level_nest(L, shape, body: Callable[[tuple], None]) -> None:
+    """A nest at the program's top level: distributed over the threads (rank 0: run by
+    each), fenced by barriers."""
+    s = state(L)
+    if s.needs_barrier(L.b):
+        barrier(L)
+    s.depth += 1
+    if shape:
+        _distributed(L, shape, body)
+    else:
+        body(())
+    s.depth -= 1
+    barrier(L)
+
+
+def _distributed(L, shape, body) -> None:
+    s = state(L)
+    n, t = numel(shape), s.nthreads
+    b = L.b
+
+    def one(k):
+        lin = s.tid if isinstance(k, int) else b.add(
+            b.mul(k, ir.Constant(I32, t), flags=("nuw", "nsw")), s.tid, flags=("nuw", "nsw"))
+        if n % t == 0:
+            body(unflatten(b, lin, shape))
+        else:
+            _when(L, b.icmp_unsigned("<", lin, ir.Constant(I32, n)),
+                  lambda: body(unflatten(b, lin, shape)))
+    rounds = -(-n // t)
+    if rounds == 1:
+        one(0)
+    else:
+        loops.counted(L.ctx, rounds, lambda k, _: (one(k), [])[1], name="simt")
+
+
+def unflatten(b: ir.IRBuilder, lin: ir.Value, shape) -> tuple:
+    """The tile index (i32 values; 0 on dims of size 1) of row-major position lin."""
+    idx = []
+    rest = lin
+    for d in range(len(shape) - 1, -1, -1):
+        size = shape[d]
+        if size == 1:
+            idx.append(0)
+            continue
+        if d == 0:
+            idx.append(rest)
+            continue
+        c = ir.Constant(I32, size)
+        idx.append(b.urem(rest, c))
+        rest = b.udiv(rest, c)
+    return tuple(reversed(idx))
+
+
+def _when(L, cond: ir.Value, then: Callable[[], None]) -> None:
+    b = L.b
+    fn = b.function
+    on = fn.append_basic_block("simt.on")
+    done = fn.append_basic_block("simt.done")
+    b.cbranch(cond, on, done)
+    b.position_at_end(on)
+    then()
+    b.branch(done)
+    b.position_at_end(done)
+
+
+def _guarded_values(L, cond: ir.Value, then: Callable[[], list], other: list) -> list:
+    """then() where cond holds, else `other` (lists of values of the same types)."""
+    b = L.b
+    fn = b.function
+    pre = b.block
+    on = fn.append_basic_block("lane.on")
+    merge = fn.append_basic_block("lane.merge")
+    b.cbranch(cond, on, merge)
+    b.position_at_end(on)
+    got = then()
+    on_end = b.block
+    b.branch(merge)
+    b.position_at_end(merge)
+    out = []
+    for v, o in zip(got, other):
+        phi = b.phi(o.type)
+        phi.add_incoming(v, on_end)
+        phi.add_incoming(o, pre)
+        out.append(phi)
+    return out
+
+
+def _fresh(L, fn):
+    """fn with a fresh element memo: its elements are computed per loop iteration."""
+    def body(*args):
+        saved, L.memo = L.memo, {}
+        r = fn(*args)
+        L.memo = saved
+        return r
+    return body
+
+
+# -- values across threads ------------------------------------------------------------------
+_SPILL = {1: I8}                 # i1 travels through shared memory as a byte
+
+
+def _shuffle(L, v: ir.Value, offset: int) -> ir.Value:
+    """v from the lane `offset` away by xor (shfl.sync.bfly over the whole warp)."""
+    b = L.b
+    fn = L.ctx.declare("llvm.nvvm.shfl.sync.bfly.i32", I32, [I32, I32, I32, I32])
+
+    def move(x32):
+        return b.call(fn, [_FULL_MASK, x32, ir.Constant(I32, offset), ir.Constant(I32, 31)])
+    ty = v.type
+    if ty in (F64, I64):
+        bits = b.bitcast(v, I64) if ty == F64 else v
+        lo = move(b.trunc(bits, I32))
+        hi = move(b.trunc(b.lshr(bits, ir.Constant(I64, 32)), I32))
+        got = b.or_(b.zext(lo, I64), b.shl(b.zext(hi, I64), ir.Constant(I64, 32)))
+        return b.bitcast(got, F64) if ty == F64 else got
+    if ty == F32:
+        return b.bitcast(move(b.bitcast(v, I32)), F32)
+    if isinstance(ty, ir.IntType) and ty.width < 32:
+        return b.trunc(move(b.zext(v, I32)), ty)
+    if ty == I32:
+        return move(v)
+    raise NotImplementedError(f"ptx backend: no warp shuffle of {ty}")
+
+
+def shared_buffer(L, ty: ir.Type, count: int) -> ir.Value:
+    """A top-level (program-wide) buffer of `count` elements of ty (made at depth 0)."""
+    s = state(L)
+    depth, s.depth = s.depth, 0
+    try:
+        return L.ctx.target.alloc_buffer(L.ctx, _SPILL.get(_width(ty), ty), count)
+    finally:
+        s.depth = depth
+
+
+def _width(ty):
+    return ty.width if isinstance(ty, ir.IntType) else None
+
+
+def _spill_store(L, ptr, value) -> None:
+    if value.type == I1:
+        value = L.b.zext(value, I8)
+    L.b.store(value, ptr)
+
+
+def _spill_load(L, ptr, ty) -> ir.Value:
+    v = L.b.load(ptr)
+    return L.b.trunc(v, I1) if ty == I1 else v
+
+
+def _at(L, base, i) -> ir.Value:
+    return L.b.gep(base, [i if isinstance(i, ir.Value) else ir.Constant(I32, i)],
+                   inbounds=True)
+
+
+def one_thread(L, fn: Callable[[], ir.Value], ty: ir.Type) -> ir.Value:
+    """fn() run by thread 0 alone (a side effect that must happen once); every thread gets
+    its value."""
+    s = state(L)
+    slot = shared_buffer(L, ty, 1)
+    if s.needs_barrier(L.b):
+        barrier(L)
+    _when(L, L.b.icmp_unsigned("==", s.tid, ir.Constant(I32, 0)),
+          lambda: _spill_store(L, slot, fn()))
+    barrier(L)
+    value = _spill_load(L, slot, ty)
+    barrier(L)                    # the slot is read before anything else can run
+    return value
+
+
+# -- reductions ---------------------------------------------------------------------------
+def _pow2_floor(n: int) -> int:
+    return 1 << (max(n, 1).bit_length() - 1)
+
+
+def reduction_lanes(outputs: int, n: int, nthreads: int) -> int:
+    """Lanes (a power of two) that share one output of an innermost-axis reduction of n
+    elements: enough to fill the block, at least a warp's worth where the row is long
+    enough (a warp then reads consecutive elements), never more than the elements."""
+    by_fill = _pow2_floor(max(1, nthreads // max(outputs, 1)))
+    return max(1, min(_pow2_floor(n), max(by_fill, WARP), nthreads))
+
+
+def reduce_innermost(L, x, res, spec) -> None:
+    """An innermost-axis reduction of x into res (reduce.Spec `spec`)."""
+    s = state(L)
+    b = L.b
+    shape = x.type.shape
+    n = shape[-1]
+    out_shape = res.type.shape
+    outs = numel(out_shape)
+    t = s.nthreads
+    lanes = reduction_lanes(outs, n, t)
+    groups = t // lanes
+    passes = -(-outs // groups)
+    out = L.new_buffer(res.type.dtype, out_shape) if out_shape else None
+    if s.needs_barrier(b):
+        barrier(L)
+    lane = b.urem(s.tid, ir.Constant(I32, lanes)) if lanes < t else s.tid
+    group = b.udiv(s.tid, ir.Constant(I32, lanes))
+    partials = ([shared_buffer(L, ty, t // WARP) for ty in spec.types]
+                if lanes > WARP else None)
+    L.work += numel(shape) * L._weight
+    result = []
+
+    def one_pass(p):
+        o = group if isinstance(p, int) else b.add(b.mul(p, ir.Constant(I32, groups)), group)
+        # rank 0: every group reduces the row; else the groups past the last output idle
+        active = (None if not out_shape or passes * groups == outs
+                  else b.icmp_unsigned("<", o, ir.Constant(I32, outs)))
+        out_idx = unflatten(b, o, out_shape) if out_shape else ()
+        accs = _row_partials(L, spec, x, out_idx, n, lanes, lane, active)
+        accs = _combine(L, spec, accs, lanes, partials)
+        value = spec.finish(accs)
+        if out is None:
+            result.append(value)
+            return
+        first = b.icmp_unsigned("==", lane, ir.Constant(I32, 0))
+        store_cond = first if active is None else b.and_(first, active)
+        _when(L, store_cond, lambda: L.buf_store(out, out_idx, value))
+
+    s.depth += 1
+    if passes == 1:
+        one_pass(0)
+    else:
+        loops.counted(L.ctx, passes, lambda p, _: (one_pass(p), [])[1], name="rpass")
+    s.depth -= 1
+    barrier(L)
+    L.env[res] = out if out is not None else Scalar(result[0])
+
+
+def _row_partials(L, spec, x, out_idx, n, lanes, lane, active) -> list:
+    """Accumulators of one lane over elements lane, lane + lanes, ... of its row."""
+    b = L.b
+    steps = -(-n // lanes)
+
+    def step(j, accs):
+        i = lane if isinstance(j, int) and j == 0 else \
+            b.add(b.mul(j, ir.Constant(I32, lanes), flags=("nuw", "nsw")), lane,
+                  flags=("nuw", "nsw"))
+        cond = active
+        if n % lanes:
+            inside = b.icmp_unsigned("<", i, ir.Constant(I32, n))
+            cond = inside if cond is None else b.and_(cond, inside)
+        update = _fresh(L, lambda: spec.step(accs, L.elem(x, out_idx + (i,)), i))
+        if cond is None:
+            return update()
+        return _guarded_values(L, cond, update, accs)
+    if steps == 1:
+        return step(0, spec.identity)
+    return loops.counted(L.ctx, steps, lambda j, accs: step(j, accs), spec.identity,
+                         name="rstep")
+
+
+def _combine(L, spec, accs: list, lanes: int, partials) -> list:
+    """Merge the accumulators of each group of `lanes` lanes; every lane gets the result
+    (merges are commutative, so both partners of a shuffle compute the same value)."""
+    offset = 1
+    while offset < min(lanes, WARP):
+        accs = spec.merge(accs, [_shuffle(L, a, offset) for a in accs])
+        offset *= 2
+    if partials is None:
+        return accs
+    s = state(L)
+    b = L.b
+    warp = b.udiv(s.tid, ir.Constant(I32, WARP))
+    leader = b.icmp_unsigned("==", b.urem(s.tid, ir.Constant(I32, WARP)), ir.Constant(I32, 0))
+    _when(L, leader, lambda: [_spill_store(L, _at(L, p, warp), a)
+                              for p, a in zip(partials, accs)])
+    barrier(L)
+    per_group = lanes // WARP
+    first = b.mul(b.udiv(warp, ir.Constant(I32, per_group)), ir.Constant(I32, per_group))
+    accs = [_spill_load(L, _at(L, p, first), a.type) for p, a in zip(partials, accs)]
+    for w in range(1, per_group):
+        at = b.add(first, ir.Constant(I32, w))
+        accs = spec.merge(accs, [_spill_load(L, _at(L, p, at), a.type)
+                                 for p, a in zip(partials, accs)])
+    barrier(L)                   # the partials are read before the next pass writes them
+    return accs
+
+
+def reduce_outer(L, x, axis: int, res, spec) -> None:
+    """A reduction along an outer axis: each thread reduces whole output elements, in input
+    order along the axis (consecutive threads read consecutive elements of a row)."""
+    out = L.new_buffer(res.type.dtype, res.type.shape)
+    extent = x.type.shape[axis]
+
+    def per_output(out_idx):
+        def step(a, accs):
+            idx = out_idx[:axis] + (a,) + out_idx[axis:]
+            return spec.step(accs, L.elem(x, idx), a)
+        accs = loops.counted(L.ctx, extent, _fresh(L, step), spec.identity, name="raxis") \
+            if extent > 1 else _fresh(L, step)(ir.Constant(I32, 0), spec.identity)
+        L.buf_store(out, out_idx, spec.finish(accs))
+    L.for_each(res.type.shape, per_output)
+    L.work += numel(x.type.shape) * L._weight
+    L.env[res] = out
+
+
+# -- dot ------------------------------------------------------------------------------------
+def dot(L, a_v, b_v, res, acc_ty, conv, mul, add, finish) -> None:
+    """C[m, n] = sum_k A[m, k] B[k, n]: each thread computes whole output elements, k in
+    order (the CPU's accumulation order and rounding)."""
+    M, K = a_v.type.shape
+    N = b_v.type.shape[1]
+    zero = ir.Constant(acc_ty, 0.0 if isinstance(acc_ty, (ir.FloatType, ir.DoubleType))
+                       else 0)
+    c = L.new_buffer(res.type.dtype, (M, N), elem_ty=acc_ty)
+
+    def per_output(idx):
+        m, n = idx
+
+        def kstep(k, accs):
+            av = conv(L.elem(a_v, (m, k)), a_v.type.dtype)
+            bv = conv(L.elem(b_v, (k, n)), b_v.type.dtype)
+            return [add(accs[0], mul(av, bv))]
+        acc = loops.counted(L.ctx, K, _fresh(L, kstep), [zero], name="k")[0]
+        L.raw_store(c, idx, finish(acc))
+    L.for_each((M, N), per_output)
+    L.work += M * N * K * L._weight
+    L.env[res] = c
+
