@@ -128,9 +128,9 @@ class _Priced:
     config): sums over them, and so a fit, do not depend on the order they came in."""
 
     def __init__(self, samples: list[Sample], machine: Machine):
-        if machine.kind != "gpu" or machine.thread_programs:
-            raise ValueError(f"calibrate: machine {machine.name!r} does not run thread-block "
-                             "programs: only the cuda backend's model is calibrated")
+        if machine.kind != "gpu":
+            raise ValueError(f"calibrate: machine {machine.name!r} is not a GPU: only the "
+                             "GPU model is calibrated")
         self.units = machine.units
         order = sorted(range(len(samples)), key=lambda i: (
             samples[i].kernel, samples[i].config.blocks, samples[i].config.warps,

@@ -11,19 +11,8 @@ them all on the calling thread when the total work is small):
                      + tile buffers beyond the core's L2, out and back) / bandwidth
     launch      = ceil(programs / cores used) * per program        (the slowest core)
 
-GPU, a program = one thread block of `warps` warps (the cuda backend): block_cost.py, the
-calibrated model.
-
-GPU, a program = one thread (the ptx backend: Machine.thread_programs), blocks of `warps`
-warps of programs (uncalibrated: the ptx policy is the fixed one):
-    occupancy   = blocks one SM holds at once (threads, registers: a thread holds whole
-                  tiles)
-    waves       = ceil(blocks / (SMs * occupancy))                 (wave quantization)
-    one wave    = max(bandwidth time (bytes in whole 32-byte sectors: coalescing),
-                      lane time of the SM's resident programs,
-                      one program's own latency: its ops on one lane, plus the memory
-                      latency of its loop iterations over `stages`)
-    launch      = launch overhead + waves * one wave
+GPU, a program = one thread block of `warps` warps (both GPU backends): block_cost.py, the
+calibrated model (fitted on the cuda backend's code).
 """
 from __future__ import annotations
 
@@ -31,14 +20,9 @@ import math
 
 import numpy as np
 
-from .block_cost import INFEASIBLE, block_launch_seconds
+from .block_cost import block_launch_seconds
 from .facts import LaunchWork
 from .machine import Machine
-
-REGISTERS_BASE = 32             # per thread: addresses, indices, loop state
-REGISTERS_MAX = 255             # per thread, the ISA's limit
-MEMORY_LATENCY = 0.6e-6         # s for a load to return on a GPU (labelled estimate; the
-                                # thread-block model's is fitted: calibration.py)
 
 
 def runs(work: LaunchWork):
@@ -87,45 +71,12 @@ def cpu_launch_seconds(work: LaunchWork, m: Machine):
     return overhead + np.ceil(work.programs / workers) * per_program
 
 
-def thread_occupancy(work: LaunchWork, m: Machine, warps: int):
-    """Blocks of thread programs one SM runs at once (0: one does not fit): a thread holds
-    its program's whole tiles (one register an element, spilling past the ISA's limit to
-    local memory), no shared memory."""
-    threads = warps * m.warp_size
-    regs = np.minimum(REGISTERS_MAX, REGISTERS_BASE + work.tile_elements)
-    fits = (threads <= m.max_threads_per_block) & (regs * threads <= m.regs_per_block)
-    resident = np.minimum(np.minimum(m.max_programs_per_unit, m.max_threads_per_unit // threads),
-                          m.regs_per_unit // (regs * threads))
-    return np.where(fits, resident, 0)
-
-
-def thread_launch_seconds(work: LaunchWork, m: Machine, warps: int, stages: int,
-                          pipelined: bool):
-    """A launch of thread programs (Machine.thread_programs), blocks of `warps` warps."""
-    resident = thread_occupancy(work, m, warps)
-    per_block = warps * m.warp_size                          # programs of a thread block
-    blocks = np.ceil(work.programs / per_block)
-    concurrent = m.units * np.maximum(resident, 1)
-    waves = np.ceil(blocks / concurrent)
-    # programs the busiest SM holds in a wave: an SM draws at most its share of bandwidth
-    per_sm = np.ceil(np.minimum(blocks, concurrent) / m.units) * per_block
-    clock = m.rate / m.lanes_per_unit
-    own_latency = (m.program_overhead + work.work / clock
-                   + work.iterations * MEMORY_LATENCY / (stages if pipelined else 1))
-    memory = per_sm * line_bytes(work, m.line_bytes) / (m.bandwidth / m.units)
-    lanes = per_sm * work.work / m.rate
-    seconds = m.launch_overhead + waves * np.maximum(np.maximum(memory, lanes), own_latency)
-    return np.where(resident > 0, seconds, INFEASIBLE)
-
-
 def estimate(launches: list[LaunchWork], m: Machine, warps=4, stages: int = 3,
              pipelined: bool = False):
     """Seconds for one call (the launches run one after another): a float, or an array when
     the LaunchWork fields (and `warps`, for thread blocks) are arrays over candidates."""
     if m.kind == "cpu":
         return sum(cpu_launch_seconds(w, m) for w in launches)
-    if m.thread_programs:
-        return sum(thread_launch_seconds(w, m, warps, stages, pipelined) for w in launches)
     return sum(block_launch_seconds(w, m, warps, stages, pipelined) for w in launches)
 
 

@@ -34,7 +34,6 @@ class Machine:
     smem_per_block: int = 48 << 10          # the opt-in maximum of one program
     smem_per_unit: int = 228 << 10
     lanes_per_unit: int = 128               # FP32 lanes of one SM
-    thread_programs: bool = False           # the backend runs a program as one thread
     calibration: Calibration | None = None  # GPU thread blocks: the model's fitted constants
     source: dict = field(default_factory=dict, compare=False)
 
@@ -81,10 +80,8 @@ def cpu_machine(info: CPUInfo | None = None, serial_work: int = 0) -> Machine:
             "program_overhead": _FALLBACK, "segment_cost": _FALLBACK, "l1_ways": _FALLBACK})
 
 
-def gpu_machine(info: GPUInfo | None, arch: str | None = None,
-                thread_programs: bool = False) -> Machine:
-    """From the driver's facts; without a device, the labelled figures of `arch`'s family.
-    `thread_programs`: the backend maps a program to one thread (else to a thread block)."""
+def gpu_machine(info: GPUInfo | None, arch: str | None = None) -> Machine:
+    """From the driver's facts; without a device, the labelled figures of `arch`'s family."""
     if info is None:
         family = _GPU_FALLBACK["sm_80" if _arch_number(arch) < 90 else "sm_90"]
         calibration = for_device(family["name"], family["bandwidth"], family["clock_hz"])
@@ -94,8 +91,7 @@ def gpu_machine(info: GPUInfo | None, arch: str | None = None,
             program_overhead=GPU_PROGRAM_OVERHEAD, segment_cost=GPU_SEGMENT_COST,
             launch_overhead=GPU_LAUNCH_OVERHEAD, cache_bytes=family["smem_per_block_optin"],
             line_bytes=GPU_SECTOR_BYTES, smem_per_block=family["smem_per_block_optin"],
-            smem_per_unit=family["smem_per_sm"], thread_programs=thread_programs,
-            calibration=None if thread_programs else calibration,
+            smem_per_unit=family["smem_per_sm"], calibration=calibration,
             source={"*": f"{_FALLBACK}: no GPU visible, {arch or 'sm_90'} family figures",
                     "calibration": f"{calibration.scaled_from} scaled"})
     calibration = for_device(info.name, info.peak_bandwidth, info.clock_khz * 1e3)
@@ -107,8 +103,7 @@ def gpu_machine(info: GPUInfo | None, arch: str | None = None,
         line_bytes=GPU_SECTOR_BYTES, max_threads_per_block=info.max_threads_per_block,
         max_threads_per_unit=info.max_threads_per_sm, regs_per_unit=info.regs_per_sm,
         regs_per_block=info.regs_per_block, smem_per_block=info.smem_per_block_optin,
-        smem_per_unit=info.smem_per_sm, thread_programs=thread_programs,
-        calibration=None if thread_programs else calibration,
+        smem_per_unit=info.smem_per_sm, calibration=calibration,
         source={"units": "driver", "limits": "driver",
                 "bandwidth": f"driver (clock x bus) x {calibration.scaled_from}'s copy/peak"
                 if calibration.scaled_from else "measured copy",
@@ -137,8 +132,7 @@ def _arch_number(arch: str | None) -> int:
     return int(digits or 90)
 
 
-def machine_for(kind: str, arch: str | None = None, serial_work: int = 0,
-                thread_programs: bool = False) -> Machine:
+def machine_for(kind: str, arch: str | None = None, serial_work: int = 0) -> Machine:
     """The machine a backend's code runs on: "cpu", or "gpu" (the current device, else the
     labelled figures of `arch`'s family)."""
     if kind == "cpu":
@@ -147,5 +141,5 @@ def machine_for(kind: str, arch: str | None = None, serial_work: int = 0,
         info = gpu_info()
         if info is not None and arch is not None and info.arch != arch:
             info = None                  # compiling for another arch than the one here
-        return gpu_machine(info, arch, thread_programs)
+        return gpu_machine(info, arch)
     raise ValueError(f"machine kind must be 'cpu' or 'gpu', got {kind!r}")

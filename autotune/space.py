@@ -72,10 +72,8 @@ def _warps(machine: Machine, tiles: np.ndarray) -> dict:
         threads = w * machine.warp_size
         if threads > machine.max_threads_per_block:
             continue
-        if machine.thread_programs:        # warps gather programs: the grid decides
-            out[w] = np.ones(len(tiles), bool)
-        else:                              # no warp without a tile element to work on
-            out[w] = threads <= np.maximum(machine.warp_size, tiles)
+        # no warp without a tile element to work on
+        out[w] = threads <= np.maximum(machine.warp_size, tiles)
     return out
 
 
@@ -161,12 +159,11 @@ def _score(facts: KernelFacts, machine: Machine, group: _Group) -> tuple:
     launches = facts.work(group.blocks)
     seconds = cost.estimate(launches, machine, group.warps, group.stages, facts.has_dot)
     fill = np.ones(len(group.blocks))
-    per_block = group.warps * machine.warp_size if machine.thread_programs else 1
     for w in launches:
         units = machine.units
         if machine.kind == "cpu":              # the runtime keeps small work on one core
             units = np.where(w.programs * w.work < machine.serial_work, 1, units)
-        fill = np.minimum(fill, np.minimum(1.0, np.ceil(w.programs / per_block) / units))
+        fill = np.minimum(fill, np.minimum(1.0, w.programs / units))
     return np.broadcast_to(seconds, fill.shape), fill
 
 

@@ -14,8 +14,8 @@ measured unless asked:
               the fixed config is the fastest or within 2.4% of it); it moves off it where
               the fixed blocks spill rows out of registers or leave lanes masked. Kernels
               with a dot keep the fixed config: the sweep held none
-  ptx         the fixed default-block policy: the model of one-thread programs is not
-              calibrated
+  ptx         the fixed default-block policy: the model is calibrated on the cuda backend's
+              code (register tiles, vector access), which the ptx backend does not emit
 Measured when `configs=` lists more than one config (the user asked for a choice among
 them) or with autotune="measure": the model's best few and the default policy's config are
 compiled and timed on the call's arguments (copies of those it writes), the result cached on
@@ -48,7 +48,6 @@ GPU_BACKENDS = ("cuda", "ptx")
 # what the largest block holds in registers (16 warps x 32 threads x 32) are candidates,
 # and rows of 8192 or 16384 elements can take the warps that keep them in registers.
 SPACE_CAP = {"cuda": 16384}
-THREAD_PROGRAMS = ("ptx",)      # backends that run a program as one GPU thread
 POLICY = {"cuda": "model", "ptx": "default", "cpu": "model", "interpret": "default"}
 AUTOTUNE_VALUES = (True, False, "measure", "default")
 
@@ -88,8 +87,7 @@ def runnable(values: list, backend: str) -> bool:
 @functools.lru_cache(maxsize=None)
 def machine(backend: str, target: str) -> Machine:
     if backend in GPU_BACKENDS:
-        return machine_for("gpu", target if target.startswith("sm_") else None,
-                           thread_programs=backend in THREAD_PROGRAMS)
+        return machine_for("gpu", target if target.startswith("sm_") else None)
     from .backends.llvm.runtime import PARALLEL_WORK
     return machine_for("cpu", serial_work=PARALLEL_WORK)
 

@@ -214,10 +214,10 @@ def test_the_fit_prices_like_the_cost_model(sweep):
         assert fitted == pytest.approx(direct, rel=1e-12), s
 
 
-def test_calibration_rejects_a_machine_without_thread_blocks(sweep):
+def test_calibration_rejects_a_machine_that_is_not_a_gpu(sweep):
     samples, _, machine = sweep
-    with pytest.raises(ValueError, match="thread-block"):
-        calibrate.predict(samples[:2], replace(machine, thread_programs=True))
+    with pytest.raises(ValueError, match="not a GPU"):
+        calibrate.predict(samples[:2], replace(machine, kind="cpu"))
 
 
 def test_other_gpus_scale_from_the_reference():

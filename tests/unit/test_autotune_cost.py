@@ -11,7 +11,6 @@ from fusec.autotune.machine import cpu_machine, gpu_machine
 from fusec.autotune.hardware import CPUInfo
 
 GPU = gpu_machine(None, "sm_90")
-THREADS = gpu_machine(None, "sm_90", thread_programs=True)
 CPU = cpu_machine(CPUInfo("test-cpu", 8, 512, 48 << 10, 2 << 20, 32 << 20),
                   serial_work=1 << 16)
 
@@ -69,11 +68,6 @@ def test_programs_that_do_not_fit_an_sm_are_infeasible():
     many_threads = launch(10, 1.0)
     assert math.isinf(cost.estimate([many_threads], GPU, warps=64))     # 2048 threads
     assert math.isfinite(cost.estimate([many_threads], GPU, warps=32))
-    many_registers = LaunchWork(programs=10, work=1.0, bytes=1.0, buffer_bytes=0.0,
-                                tile_elements=32 * 300, iterations=0, loop_bytes=0.0)
-    # a thread holds its program's tiles: 255 registers x 1024 threads exceed the block's
-    assert math.isinf(cost.estimate([many_registers], THREADS, warps=32))
-    assert math.isfinite(cost.estimate([many_registers], THREADS, warps=1))
 
 
 def row_program(programs, elements, materialized=2, eligible=1):

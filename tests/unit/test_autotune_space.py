@@ -10,7 +10,7 @@ import pytest
 
 import fusec
 import fusec.language as fl
-from fusec.autotune import block_cost, cost, space
+from fusec.autotune import block_cost, space
 from fusec.autotune.machine import cpu_machine, gpu_machine
 from fusec.autotune.space import MAX_CANDIDATES, next_pow2
 from fusec.compiler import TILE_ELEMENTS_CAP, _max_tile_elements, autotune_facts, trace
@@ -67,10 +67,8 @@ CASES = {"softmax": (softmax, [spec(4096, 1000)]),
          "matmul": (matmul, [spec(300, 200), spec(200, 500)]),
          "column_sum": (column_sum, [spec(1000, 77)])}
 GPU = gpu_machine(None, "sm_90")        # the labelled H100-class figures: no GPU needed
-THREADS = gpu_machine(None, "sm_80", thread_programs=True)    # the ptx backend's mapping
 CPU = cpu_machine(serial_work=1 << 16)
-CAPS = {id(CPU): TILE_ELEMENTS_CAP["cpu"], id(GPU): TILE_ELEMENTS_CAP["cuda"],
-        id(THREADS): TILE_ELEMENTS_CAP.get("ptx", 256)}
+CAPS = {id(CPU): TILE_ELEMENTS_CAP["cpu"], id(GPU): TILE_ELEMENTS_CAP["cuda"]}
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +103,7 @@ def test_a_kernel_whose_structure_follows_its_blocks_is_not_modelled():
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
-@pytest.mark.parametrize("machine", [CPU, GPU, THREADS], ids=["cpu", "blocks", "threads"])
+@pytest.mark.parametrize("machine", [CPU, GPU], ids=["cpu", "gpu"])
 def test_survivors_fit_the_machine_and_the_extents(facts, name, machine):
     f = facts[name]
     cap = CAPS[id(machine)]
@@ -126,9 +124,7 @@ def test_survivors_fit_the_machine_and_the_extents(facts, name, machine):
                 assert blocks[d.dim] & (blocks[d.dim] - 1) == 0       # a power of two
         (work,) = f.work(blocks)
         assert work.tile_elements <= cap
-        if machine.thread_programs:
-            assert cost.thread_occupancy(work, machine, c.config.warps) > 0
-        elif machine.kind == "gpu":
+        if machine.kind == "gpu":
             r = block_cost.block_resources(work, machine, c.config.warps, c.config.stages,
                                            f.has_dot)
             assert r.fits and r.resident >= 1
@@ -148,9 +144,6 @@ def test_grids_that_leave_sms_idle_are_dropped(facts):
     for c in space.candidates(facts["softmax"], GPU, TILE_ELEMENTS_CAP["cuda"]):
         (work,) = facts["softmax"].work(c.config.blocks)
         assert work.programs >= GPU.units
-    for c in space.candidates(facts["softmax"], THREADS, CAPS[id(THREADS)]):
-        (work,) = facts["softmax"].work(c.config.blocks)      # 32 programs a warp
-        assert math.ceil(work.programs / (c.config.warps * 32)) >= THREADS.units
     unpruned = space.enumerate_space(facts["softmax"], GPU)
     assert any(facts["softmax"].work(c.blocks)[0].programs < GPU.units for c in unpruned)
 
