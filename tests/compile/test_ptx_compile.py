@@ -17,13 +17,13 @@ import pytest
 
 import fusec
 import fusec.language as fl
-from fusec.backends.llvm import nvptx
+from fusec.backends.llvm import nvptx, simt
 from fusec.backends.ptx import NVJitLinkError, compile_ptx
 from fusec.backends.ptx.link import LinkInput, link
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import test_cuda_compile as cuda_builds  # noqa: E402
-from device_kernels import two_passes  # noqa: E402
+from device_kernels import total, two_passes  # noqa: E402
 from conftest import skip_if_a_gpu_is_here  # noqa: E402
 
 ops = cuda_builds.ops
@@ -155,6 +155,25 @@ def test_tile_buffers_live_in_shared_memory_up_to_48k_then_in_global_scratch():
     shared = sum(int(n) for n in re.findall(r"\.shared \.align \d+ \.b8 \S+\[(\d+)\]",
                                               ck.asm["ptx"]))
     assert shared <= 48 << 10
+
+
+def test_reduction_lanes_fill_the_block_read_whole_warps_and_stay_within_the_row():
+    assert simt.reduction_lanes(1, 4096, 128) == 128      # one row: the whole block
+    assert simt.reduction_lanes(8, 512, 128) == 32        # 16 would fill it; a warp reads
+    assert simt.reduction_lanes(1000, 64, 128) == 32      # more rows than threads: passes
+    assert simt.reduction_lanes(4, 10, 128) == 8          # never more lanes than elements
+    assert simt.reduction_lanes(3, 1, 256) == 1
+
+
+def test_a_block_sum_shuffles_across_warps_and_adds_atomically_once():
+    """total: a 256-element sum (float64 accumulator) over 4 warps, then one atomic add:
+    five butterfly steps of two 32-bit halves, the warps' partials through shared memory,
+    the atomic in a branch of thread 0."""
+    ck = total.compile(spec(1000, "float32"), backend="ptx", target="sm_90")
+    ptx = ck.asm["ptx"]
+    assert ptx.count("shfl.sync.bfly.b32") == 10
+    assert ptx.count("atom.global") == 1 and ".shared" in ptx and "bar.sync" in ptx
+    assert "__local_depot" not in ptx
 
 
 def test_several_launches_and_an_exact_arch():
