@@ -38,6 +38,7 @@ class Lowering(OpWalker, CarriedSlots):
         self.env: dict[Value, object] = {}
         self.memo: dict = {}
         self.work = 0                        # rough element-ops per program (threading)
+        self.deferred_stores: list | None = None   # simt.py: tensor stores held back
         self._weight = 1
 
     @property

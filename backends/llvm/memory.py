@@ -79,7 +79,13 @@ def store(L, op: Op):
     def body(idx):
         ptr, valid = address(L, op, idx)
         val = arith.to_storage(L.ctx, d, L.elem(value_v, idx))
-        guarded(L, valid, lambda: L.b.store(val, ptr), None)
+
+        def emit():
+            guarded(L, valid, lambda: L.b.store(val, ptr), None)
+        if L.deferred_stores is not None:        # simt.py: after the group's loads
+            L.deferred_stores.append(emit)
+        else:
+            emit()
     L.for_each(value_v.type.shape, body)
 
 

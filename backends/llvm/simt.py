@@ -30,6 +30,10 @@ from .types import F32, F64, I1, I8, I32, I64
 from .values import Scalar, numel
 
 WARP = 32
+# rounds of a distributed nest emitted together, their loads before their stores: loads in
+# flight per thread (a tile's inline loads never alias its stores: plan.py materializes
+# those that could)
+UNROLL = 8
 _FULL_MASK = ir.Constant(I32, -1)
 _MEMORY_OPCODES = frozenset(("load", "store", "call", "atomicrmw", "cmpxchg"))
 
@@ -85,20 +89,40 @@ def _distributed(L, shape, body) -> None:
     s = state(L)
     n, t = numel(shape), s.nthreads
     b = L.b
-
-    def one(k):
-        lin = s.tid if isinstance(k, int) else b.add(
-            b.mul(k, ir.Constant(I32, t), flags=("nuw", "nsw")), s.tid, flags=("nuw", "nsw"))
-        if n % t == 0:
-            body(unflatten(b, lin, shape))
-        else:
+    rounds = -(-n // t)
+    if n % t:                       # the last round has idle threads: one element at a time
+        def one(k):
+            lin = s.tid if isinstance(k, int) else b.add(
+                b.mul(k, ir.Constant(I32, t), flags=("nuw", "nsw")), s.tid,
+                flags=("nuw", "nsw"))
             _when(L, b.icmp_unsigned("<", lin, ir.Constant(I32, n)),
                   lambda: body(unflatten(b, lin, shape)))
-    rounds = -(-n // t)
-    if rounds == 1:
-        one(0)
+        if rounds == 1:
+            one(0)
+        else:
+            loops.counted(L.ctx, rounds, lambda k, _: (one(k), [])[1], name="simt")
+        return
+    unroll = UNROLL
+    while rounds % unroll:
+        unroll //= 2
+
+    def group(g):
+        """Rounds g*unroll ... of this thread, their stores after all their loads."""
+        first = s.tid if isinstance(g, int) else b.add(
+            b.mul(g, ir.Constant(I32, t * unroll), flags=("nuw", "nsw")), s.tid,
+            flags=("nuw", "nsw"))
+        L.deferred_stores = []
+        for j in range(unroll):
+            lin = first if j == 0 else b.add(first, ir.Constant(I32, j * t),
+                                              flags=("nuw", "nsw"))
+            body(unflatten(b, lin, shape))
+        stores, L.deferred_stores = L.deferred_stores, None
+        for store in stores:
+            store()
+    if rounds == unroll:
+        group(0)
     else:
-        loops.counted(L.ctx, rounds, lambda k, _: (one(k), [])[1], name="simt")
+        loops.counted(L.ctx, rounds // unroll, lambda g, _: (group(g), [])[1], name="simt")
 
 
 def unflatten(b: ir.IRBuilder, lin: ir.Value, shape) -> tuple:
@@ -315,8 +339,17 @@ def _row_partials(L, spec, x, out_idx, n, lanes, lane, active) -> list:
         return _guarded_values(L, cond, update, accs)
     if steps == 1:
         return step(0, spec.identity)
-    return loops.counted(L.ctx, steps, lambda j, accs: step(j, accs), spec.identity,
-                         name="rstep")
+    unroll = UNROLL if active is None and n % lanes == 0 else 1
+    while steps % unroll:
+        unroll //= 2
+
+    def steps_from(j, accs):       # unrolled, unguarded: the loads go out together
+        base = b.mul(j, ir.Constant(I32, unroll), flags=("nuw", "nsw"))
+        for u in range(unroll):
+            accs = step(base if u == 0 else b.add(base, ir.Constant(I32, u),
+                                                   flags=("nuw", "nsw")), accs)
+        return accs
+    return loops.counted(L.ctx, steps // unroll, steps_from, spec.identity, name="rstep")
 
 
 def _combine(L, spec, accs: list, lanes: int, partials) -> list:
