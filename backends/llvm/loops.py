@@ -44,6 +44,33 @@ def loop(ctx: Ctx, init, cond: Callable, step: Callable, carried: Sequence[ir.Va
     return phis
 
 
+def branch(ctx: Ctx, cond: ir.Value | None, then: Callable[[], object],
+           others: Sequence[ir.Value] = ()) -> list[ir.Value]:
+    """then() where cond holds (None: always). With `others`, then() returns one value per
+    entry and each result is merged with its entry, the value where cond is false."""
+    if cond is None:
+        got = then()
+        return list(got) if others else []
+    b = ctx.b
+    fn = b.function
+    pre = b.block
+    on = fn.append_basic_block("lane.on")
+    merge = fn.append_basic_block("lane.merge")
+    b.cbranch(cond, on, merge)
+    b.position_at_end(on)
+    got = then()
+    on_end = b.block
+    b.branch(merge)
+    b.position_at_end(merge)
+    out = []
+    for v, other in zip(got if others else (), others):
+        phi = b.phi(other.type)
+        phi.add_incoming(v, on_end)
+        phi.add_incoming(other, pre)
+        out.append(phi)
+    return out
+
+
 def counted(ctx: Ctx, n: int, body: Callable[[ir.Value, list], list],
             carried: Sequence[ir.Value] = (), name: str = "i") -> list[ir.Value]:
     """for i in range(n) (static n >= 1), i32 induction variable."""

@@ -98,14 +98,27 @@ class Lowering(OpWalker, CarriedSlots):
         ptr = self.ctx.target.alloc_buffer(self.ctx, ty, numel(shape))
         return Buf(ptr, tuple(shape), dtype)
 
+    def typed_buffer(self, ty: ir.Type, shape) -> Buf:
+        """A buffer of LLVM type `ty` elements (accumulators; i1 is kept as bool bytes)."""
+        if ty == I1:
+            return self.new_buffer(D.bool_, shape)
+        return self.new_buffer(None, shape, elem_ty=ty)
+
+    def fresh(self, fn: Callable) -> Callable:
+        """fn with a fresh element memo: elements it computes belong to one loop iteration
+        (or one element of a nest) and are not reused outside it."""
+        def body(*args):
+            saved, self.memo = self.memo, {}
+            result = fn(*args)
+            self.memo = saved
+            return result
+        return body
+
     def for_each(self, shape, body: Callable[[tuple], None]) -> None:
         """A loop nest over a static tile shape; body(idx) gets a fresh elem memo."""
         self.work += numel(shape) * self._weight
 
-        def wrapped(idx):
-            saved, self.memo = self.memo, {}
-            body(idx)
-            self.memo = saved
+        wrapped = self.fresh(body)
         threads = self.ctx.target.simt
         if threads is not None and threads.depth == 0:
             simt.top_level_nest(self, shape, wrapped)

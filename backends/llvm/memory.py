@@ -11,7 +11,7 @@ from ...ir import dtypes as D
 from ...ir.core import Op
 from ...ir.dtypes import DType
 from ...ir.ops import memory_operands
-from . import arith, simt
+from . import arith, loops, simt
 from .types import F32, I8, I16, I32, I64, is_signed
 from .values import Scalar, Tensor
 
@@ -43,25 +43,10 @@ def address(L, op: Op, idx: tuple):
 
 def guarded(L, valid, then: Callable[[], ir.Value | None], other: ir.Value | None):
     """then() under `valid` (None: always); returns phi(then(), other) when other given."""
-    if valid is None:
-        return then()
-    b = L.b
-    fn = b.function
-    pre = b.block
-    on = fn.append_basic_block("lane.on")
-    merge = fn.append_basic_block("lane.merge")
-    b.cbranch(valid, on, merge)
-    b.position_at_end(on)
-    v = then()
-    on_end = b.block
-    b.branch(merge)
-    b.position_at_end(merge)
     if other is None:
+        loops.branch(L.ctx, valid, then)
         return None
-    phi = b.phi(other.type)
-    phi.add_incoming(v, on_end)
-    phi.add_incoming(other, pre)
-    return phi
+    return loops.branch(L.ctx, valid, lambda: [then()], [other])[0]
 
 
 def load(L, op: Op, idx):

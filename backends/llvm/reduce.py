@@ -19,12 +19,11 @@ from typing import Callable
 
 import llvmlite.ir as ir
 
-from ...ir import dtypes as D
 from ...ir.core import Op
 from ...ir.dtypes import DType
 from . import arith, loops, simt
-from .types import F32, I1, I32, I64, compute, is_signed
-from .values import Buf, Scalar
+from .types import F32, I32, I64, compute, is_signed
+from .values import Scalar
 
 LANES = 16                       # partial accumulators per innermost-axis reduction
 
@@ -150,21 +149,13 @@ def _reduce_row(L, spec: Spec, n: int, element) -> list:
     b = L.b
     L.work += n * L._weight
 
-    def fresh(fn):               # elements are computed per iteration: a fresh memo
-        def body(*args):
-            saved, L.memo = L.memo, {}
-            r = fn(*args)
-            L.memo = saved
-            return r
-        return body
-
     if n < 2 * LANES:
         if n == 1:
             return spec.step(spec.identity, element(0), ir.Constant(I32, 0))
-        return loops.counted(L.ctx, n, fresh(lambda i, a: spec.step(a, element(i), i)),
+        return loops.counted(L.ctx, n, L.fresh(lambda i, a: spec.step(a, element(i), i)),
                              spec.identity, name="red")
     chunks = n // LANES
-    bufs = [_acc_buffer(L, t, (LANES,)) for t in spec.types]
+    bufs = [L.typed_buffer(t, (LANES,)) for t in spec.types]
     for buf, v0 in zip(bufs, spec.identity):
         L.for_each((LANES,), lambda idx, buf=buf, v0=v0: L.raw_store(buf, idx, v0))
 
@@ -183,7 +174,7 @@ def _reduce_row(L, spec: Spec, n: int, element) -> list:
     if n % LANES:
         first = chunks * LANES
         acc0 = [L.raw_load(buf, (0,)) for buf in bufs]
-        acc0 = loops.counted(L.ctx, n - first, fresh(lambda i, a: spec.step(
+        acc0 = loops.counted(L.ctx, n - first, L.fresh(lambda i, a: spec.step(
             a, element(b.add(i, ir.Constant(I32, first), flags=("nsw", "nuw"))),
             b.add(i, ir.Constant(I32, first), flags=("nsw", "nuw")))), acc0, name="tail")
         for buf, v in zip(bufs, acc0):
@@ -194,19 +185,13 @@ def _reduce_row(L, spec: Spec, n: int, element) -> list:
     return accs
 
 
-def _acc_buffer(L, ty, shape) -> Buf:
-    if ty == I1:
-        return L.new_buffer(D.bool_, shape)
-    return L.new_buffer(None, shape, elem_ty=ty)
-
-
 def _i32(i):
     return ir.Constant(I32, i) if isinstance(i, int) else i
 
 
 def _outer(L, x, axis: int, res, spec: Spec) -> None:
     out_shape = res.type.shape
-    bufs = [_acc_buffer(L, t, out_shape) for t in spec.types]
+    bufs = [L.typed_buffer(t, out_shape) for t in spec.types]
     for buf, v0 in zip(bufs, spec.identity):
         L.for_each(out_shape, lambda idx, buf=buf, v0=v0: L.raw_store(buf, idx, v0))
 

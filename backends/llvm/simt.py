@@ -26,7 +26,7 @@ from typing import Callable
 import llvmlite.ir as ir
 
 from . import loops
-from .types import F32, F64, I1, I8, I32, I64
+from .types import F32, F64, I32, I64
 from .values import Scalar, numel
 
 WARP = 32
@@ -93,9 +93,7 @@ def _distributed(L, shape, body) -> None:
     rounds = -(-n // t)
     if n % t:                       # the last round has idle threads: one element at a time
         def one(k):
-            lin = s.tid if isinstance(k, int) else b.add(
-                b.mul(k, ir.Constant(I32, t), flags=("nuw", "nsw")), s.tid,
-                flags=("nuw", "nsw"))
+            lin = _strided(b, k, t, s.tid)
             _when(L, b.icmp_unsigned("<", lin, ir.Constant(I32, n)),
                   lambda: body(unflatten(b, lin, shape)))
         if rounds == 1:
@@ -109,9 +107,7 @@ def _distributed(L, shape, body) -> None:
 
     def group(g):
         """Rounds g*unroll ... of this thread, their stores after all their loads."""
-        first = s.tid if isinstance(g, int) else b.add(
-            b.mul(g, ir.Constant(I32, t * unroll), flags=("nuw", "nsw")), s.tid,
-            flags=("nuw", "nsw"))
+        first = _strided(b, g, t * unroll, s.tid)
         L.deferred_stores = []
         for j in range(unroll):
             lin = first if j == 0 else b.add(first, ir.Constant(I32, j * t),
@@ -124,6 +120,18 @@ def _distributed(L, shape, body) -> None:
         group(0)
     else:
         loops.counted(L.ctx, rounds // unroll, lambda g, _: (group(g), [])[1], name="simt")
+
+
+def _strided(b: ir.IRBuilder, k, step: int, start: ir.Value) -> ir.Value:
+    """start + k * step (k: an i32 loop counter, or the int 0 for the first round)."""
+    if isinstance(k, int) and k == 0:
+        return start
+    return b.add(b.mul(k, ir.Constant(I32, step), flags=("nuw", "nsw")), start,
+                 flags=("nuw", "nsw"))
+
+
+def _when(L, cond: ir.Value, then: Callable[[], object]) -> None:
+    loops.branch(L.ctx, cond, then)
 
 
 def unflatten(b: ir.IRBuilder, lin: ir.Value, shape) -> tuple:
@@ -144,54 +152,7 @@ def unflatten(b: ir.IRBuilder, lin: ir.Value, shape) -> tuple:
     return tuple(reversed(idx))
 
 
-def _when(L, cond: ir.Value, then: Callable[[], None]) -> None:
-    b = L.b
-    fn = b.function
-    on = fn.append_basic_block("simt.on")
-    done = fn.append_basic_block("simt.done")
-    b.cbranch(cond, on, done)
-    b.position_at_end(on)
-    then()
-    b.branch(done)
-    b.position_at_end(done)
-
-
-def _guarded_values(L, cond: ir.Value, then: Callable[[], list], other: list) -> list:
-    """then() where cond holds, else `other` (lists of values of the same types)."""
-    b = L.b
-    fn = b.function
-    pre = b.block
-    on = fn.append_basic_block("lane.on")
-    merge = fn.append_basic_block("lane.merge")
-    b.cbranch(cond, on, merge)
-    b.position_at_end(on)
-    got = then()
-    on_end = b.block
-    b.branch(merge)
-    b.position_at_end(merge)
-    out = []
-    for v, o in zip(got, other):
-        phi = b.phi(o.type)
-        phi.add_incoming(v, on_end)
-        phi.add_incoming(o, pre)
-        out.append(phi)
-    return out
-
-
-def _fresh(L, fn):
-    """fn with a fresh element memo: its elements are computed per loop iteration."""
-    def body(*args):
-        saved, L.memo = L.memo, {}
-        r = fn(*args)
-        L.memo = saved
-        return r
-    return body
-
-
 # -- values across threads ------------------------------------------------------------------
-_SPILL = {1: I8}                 # i1 travels through shared memory as a byte
-
-
 def _shuffle(L, v: ir.Value, offset: int) -> ir.Value:
     """v from the lane `offset` away by xor (shfl.sync.bfly over the whole warp)."""
     b = L.b
@@ -215,47 +176,17 @@ def _shuffle(L, v: ir.Value, offset: int) -> ir.Value:
     raise NotImplementedError(f"ptx backend: no warp shuffle of {ty}")
 
 
-def shared_buffer(L, ty: ir.Type, count: int) -> ir.Value:
-    """A top-level (program-wide) buffer of `count` elements of ty (made at depth 0)."""
-    s = state(L)
-    depth, s.depth = s.depth, 0
-    try:
-        return L.ctx.target.alloc_buffer(L.ctx, _SPILL.get(_width(ty), ty), count)
-    finally:
-        s.depth = depth
-
-
-def _width(ty):
-    return ty.width if isinstance(ty, ir.IntType) else None
-
-
-def _spill_store(L, ptr, value) -> None:
-    if value.type == I1:
-        value = L.b.zext(value, I8)
-    L.b.store(value, ptr)
-
-
-def _spill_load(L, ptr, ty) -> ir.Value:
-    v = L.b.load(ptr)
-    return L.b.trunc(v, I1) if ty == I1 else v
-
-
-def _at(L, base, i) -> ir.Value:
-    return L.b.gep(base, [i if isinstance(i, ir.Value) else ir.Constant(I32, i)],
-                   inbounds=True)
-
-
 def one_thread(L, fn: Callable[[], ir.Value], ty: ir.Type) -> ir.Value:
     """fn() run by thread 0 alone (a side effect that must happen once); every thread gets
     its value."""
     s = state(L)
-    slot = shared_buffer(L, ty, 1)
+    slot = L.typed_buffer(ty, (1,))           # at the top level: the program's own
     if s.needs_barrier(L.b):
         barrier(L)
     _when(L, L.b.icmp_unsigned("==", s.tid, ir.Constant(I32, 0)),
-          lambda: _spill_store(L, slot, fn()))
+          lambda: L.raw_store(slot, (0,), fn()))
     barrier(L)
-    value = _spill_load(L, slot, ty)
+    value = L.raw_load(slot, (0,))
     barrier(L)                    # the slot is read before anything else can run
     return value
 
@@ -290,13 +221,13 @@ def reduce_innermost(L, x, res, spec) -> None:
         barrier(L)
     lane = b.urem(s.tid, ir.Constant(I32, lanes)) if lanes < t else s.tid
     group = b.udiv(s.tid, ir.Constant(I32, lanes))
-    partials = ([shared_buffer(L, ty, t // WARP) for ty in spec.types]
+    partials = ([L.typed_buffer(ty, (t // WARP,)) for ty in spec.types]
                 if lanes > WARP else None)
     L.work += numel(shape) * L._weight
     result = []
 
     def one_pass(p):
-        o = group if isinstance(p, int) else b.add(b.mul(p, ir.Constant(I32, groups)), group)
+        o = _strided(b, p, groups, group)
         # rank 0: every group reduces the row; else the groups past the last output idle
         active = (None if not out_shape or passes * groups == outs
                   else b.icmp_unsigned("<", o, ir.Constant(I32, outs)))
@@ -327,17 +258,13 @@ def _row_partials(L, spec, x, out_idx, n, lanes, lane, active) -> list:
     steps = -(-n // lanes)
 
     def step(j, accs):
-        i = lane if isinstance(j, int) and j == 0 else \
-            b.add(b.mul(j, ir.Constant(I32, lanes), flags=("nuw", "nsw")), lane,
-                  flags=("nuw", "nsw"))
+        i = _strided(b, j, lanes, lane)
         cond = active
         if n % lanes:
             inside = b.icmp_unsigned("<", i, ir.Constant(I32, n))
             cond = inside if cond is None else b.and_(cond, inside)
-        update = _fresh(L, lambda: spec.step(accs, L.elem(x, out_idx + (i,)), i))
-        if cond is None:
-            return update()
-        return _guarded_values(L, cond, update, accs)
+        update = L.fresh(lambda: spec.step(accs, L.elem(x, out_idx + (i,)), i))
+        return loops.branch(L.ctx, cond, update, accs)
     if steps == 1:
         return step(0, spec.identity)
     unroll = UNROLL if active is None and n % lanes == 0 else 1
@@ -366,16 +293,14 @@ def _combine(L, spec, accs: list, lanes: int, partials) -> list:
     b = L.b
     warp = b.udiv(s.tid, ir.Constant(I32, WARP))
     leader = b.icmp_unsigned("==", b.urem(s.tid, ir.Constant(I32, WARP)), ir.Constant(I32, 0))
-    _when(L, leader, lambda: [_spill_store(L, _at(L, p, warp), a)
-                              for p, a in zip(partials, accs)])
+    _when(L, leader, lambda: [L.raw_store(p, (warp,), a) for p, a in zip(partials, accs)])
     barrier(L)
     per_group = lanes // WARP
     first = b.mul(b.udiv(warp, ir.Constant(I32, per_group)), ir.Constant(I32, per_group))
-    accs = [_spill_load(L, _at(L, p, first), a.type) for p, a in zip(partials, accs)]
+    accs = [L.raw_load(p, (first,)) for p in partials]
     for w in range(1, per_group):
         at = b.add(first, ir.Constant(I32, w))
-        accs = spec.merge(accs, [_spill_load(L, _at(L, p, at), a.type)
-                                 for p, a in zip(partials, accs)])
+        accs = spec.merge(accs, [L.raw_load(p, (at,)) for p in partials])
     barrier(L)                   # the partials are read before the next pass writes them
     return accs
 
@@ -390,8 +315,8 @@ def reduce_outer(L, x, axis: int, res, spec) -> None:
         def step(a, accs):
             idx = out_idx[:axis] + (a,) + out_idx[axis:]
             return spec.step(accs, L.elem(x, idx), a)
-        accs = loops.counted(L.ctx, extent, _fresh(L, step), spec.identity, name="raxis") \
-            if extent > 1 else _fresh(L, step)(ir.Constant(I32, 0), spec.identity)
+        accs = loops.counted(L.ctx, extent, L.fresh(step), spec.identity, name="raxis") \
+            if extent > 1 else L.fresh(step)(ir.Constant(I32, 0), spec.identity)
         L.buf_store(out, out_idx, spec.finish(accs))
     L.for_each(res.type.shape, per_output)
     L.work += numel(x.type.shape) * L._weight
@@ -415,7 +340,7 @@ def dot(L, a_v, b_v, res, acc_ty, conv, mul, add, finish) -> None:
             av = conv(L.elem(a_v, (m, k)), a_v.type.dtype)
             bv = conv(L.elem(b_v, (k, n)), b_v.type.dtype)
             return [add(accs[0], mul(av, bv))]
-        acc = loops.counted(L.ctx, K, _fresh(L, kstep), [zero], name="k")[0]
+        acc = loops.counted(L.ctx, K, L.fresh(kstep), [zero], name="k")[0]
         L.raw_store(c, idx, finish(acc))
     L.for_each((M, N), per_output)
     L.work += M * N * K * L._weight
