@@ -63,7 +63,7 @@ def _usable(root: Path) -> bool:
 
 class DiskCache:
     def __init__(self, root: str | Path | None = None, max_bytes: int = DEFAULT_MAX_BYTES):
-        wanted = Path(root) if root is not None else _default_root()
+        wanted = Path(root) if root is not None else cache_root()
         if not _usable(wanted):
             fallback = Path(tempfile.mkdtemp(prefix="fusec-cache-"))
             warnings.warn(f"fusec: cache folder {wanted} cannot be written; using {fallback} "

@@ -86,6 +86,11 @@ def test_missing_folder_is_created_private(tmp_path):
     assert cache.root.is_dir() and (cache.root.stat().st_mode & 0o777) == 0o700
 
 
+def test_no_root_means_the_configured_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("FUSEC_CACHE_DIR", str(tmp_path / "configured"))
+    assert DiskCache().root == tmp_path / "configured"
+
+
 def test_keys_cover_the_compiler_and_the_parts(tmp_path):
     cache = DiskCache(tmp_path)
     assert cache.key("a", 1) == cache.key("a", 1) != cache.key("a", 2)
