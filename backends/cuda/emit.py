@@ -46,12 +46,14 @@ from .plan import Plan
 from .types import SIZEOF, compute
 from .residency import UNROLL_MAX, register_tiles, slots
 from .values import INLINE, Buf, Frag, Handle, Lane, Reg, Scalar, Tensor, numel, rank
-from .vector import ACCESS_TYPE, VectorFacts
+from ..vector_facts import VectorFacts
 
 SHARED_BYTES = 48 << 10         # static shared memory a block may declare
 ALIGN = 16
 # expressions not worth a local: names, literals, `(name + name)` lane indices
 _TRIVIAL = re.compile(r"^(-?[\w.]+|\(\w+ \+ \w+\))$")
+# C types of one vector access by its width in bytes
+ACCESS_TYPE = {16: "uint4", 8: "uint2", 4: "unsigned int", 2: "unsigned short"}
 
 
 # ops that materialize or loop: they emit their own statements
@@ -83,7 +85,8 @@ class FunctionEmitter(OpWalker, CarriedSlots):
         self.arena_bytes = 0
         self.in_loop = 0              # > 0 inside a strided (per-element) loop
         self.need_sync = False        # a thread may be reading memory a loop could overwrite
-        self.vec = VectorFacts(kernel, self.env)
+        self.vec = VectorFacts(kernel, self.env,
+                               lambda tensor: self.env[tensor].strides[-1] == "1")
         self.tensor_cores = tensor_cores.analyze(kernel, plan, arch, nthreads // 32, roots,
                                                  stages)
         self.registers = register_tiles(plan, self.lane_width, nthreads,

@@ -47,7 +47,7 @@ def load(E, op: Op, idx):
     t = E.env[tensor_v]
     d = tensor_v.type.dtype
     lane = idx[-1] if idx else None
-    if isinstance(lane, Lane) and E.vec.width_bytes(E, op, lane.width):
+    if isinstance(lane, Lane) and E.vec.width_bytes(op, lane.width):
         return _load_group(E, op, idx)
     other = E.elem(other_v, idx) if other_v is not None else zero(d)
     off, valid = address(E, op, idx)
@@ -62,7 +62,7 @@ def load(E, op: Op, idx):
 
 
 def _load_group(E, op: Op, idx):
-    """A Lane group's elements by one vector load (vector.py), memoized for the group."""
+    """A Lane group's elements by one vector load (backends/vector_facts.py), memoized for the group."""
     tensor_v, _, _, _, other_v = memory_operands(op)
     t = E.env[tensor_v]
     d = tensor_v.type.dtype
@@ -114,7 +114,7 @@ def store(E, op: Op):
                 write()
 
     def group_body(group):
-        if len(group) == 1 or not E.vec.width_bytes(E, op, len(group)):
+        if len(group) == 1 or not E.vec.width_bytes(op, len(group)):
             for idx in group:
                 one(idx)
             return

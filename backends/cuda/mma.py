@@ -14,9 +14,9 @@ done with the stage it refills. Staged tiles are the operands' 16-bit float bits
 ([BM][BK] and [BK][BN]), each row padded by tensor_cores.PAD halves so that ldmatrix's
 eight row addresses hit distinct banks; b is read with ldmatrix .trans (mma wants it
 column-major). An operand that is a direct load whose 8-element rows are contiguous,
-16-byte aligned and valid all together (vector.py proves it from the specialization) is
-copied by cp.async, 16 bytes a thread, zero-filled out of bounds, overlapping the copies of
-the next tiles with the multiplication of this one. When its indices are the K tile's index
+16-byte aligned and valid all together (backends/vector_facts.py proves it from the
+specialization) is copied by cp.async, 16 bytes a thread, zero-filled out of bounds,
+overlapping the copies of the next tiles with the multiplication of this one. When its indices are the K tile's index
 or do not depend on K, each thread's copy slots (shared offset, source pointer at K = 0,
 bounds checks that do not involve K) are computed once before the loop and a K tile only
 adds k times the K stride: the loop then spends its issue slots on the multiplies. Any
@@ -64,7 +64,7 @@ class _Staging:
         if self._async is None:
             op, mask = self.operand.load, self.operand.mask
             self._async = op is not None and \
-                E.vec.width_bytes(E, op, _CHUNK) == 2 * _CHUNK and \
+                E.vec.width_bytes(op, _CHUNK) == 2 * _CHUNK and \
                 (mask is None or E.vec.uniform(mask, 1, _CHUNK))
         return self._async
 

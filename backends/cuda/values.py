@@ -15,7 +15,7 @@
 A tile index is a tuple of C int expressions, Python ints and Lanes: `Lane(base, j, width)`
 is the j-th of `width` consecutive indices a thread handles together along a tile's last
 axis (base a multiple of width), which lets loads, stores and buffer reads of the group move
-as one vector (vector.py).
+as one vector (backends/vector_facts.py).
 """
 from __future__ import annotations
 

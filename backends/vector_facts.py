@@ -1,7 +1,9 @@
-"""Vector access: when the `width` elements of a Lane group (values.py) of a load or store
-are consecutive in memory, 16-byte aligned where the access is, and all valid or all
-invalid, they move as one access of up to 16 bytes per thread instead of `width` narrow
-ones (a bf16 row: one 16-byte load per 8 elements).
+"""Vector access, for both GPU backends: when the `width` elements of a lane group (the
+consecutive elements of one thread along a tile's last axis: cuda/values.py's Lane, the
+vector groups of llvm/simt.py) of a load or store are consecutive in memory, 16-byte
+aligned where the access is, and all valid or all invalid, they move as one access of up
+to 16 bytes per thread instead of `width` narrow ones (a bf16 row: one 16-byte load per 8
+elements).
 
 Proved from the IR and the specialization (kernel attrs `aligned`, `stride16`, `div16`,
 `unit_strides`), per access:
@@ -17,13 +19,12 @@ from __future__ import annotations
 
 import math
 
-from ...ir.core import Op, Value
-from ...ir.ops import BINARY, COMPARE, UNARY, memory_operands
-from ...ir.types import TileType
-from .types import SIZEOF, storage
+from typing import Callable
 
-# C types of one vector access by its width in bytes
-ACCESS_TYPE = {16: "uint4", 8: "uint2", 4: "unsigned int", 2: "unsigned short"}
+from ..ir.core import Op, Value
+from ..ir.ops import BINARY, COMPARE, UNARY, memory_operands
+from ..ir.types import TileType
+
 _BIG = 1 << 30                  # divisor of 0: a multiple of anything
 # i < n and i >= n (and mirrored: n > i, n <= i) answer alike for a whole group when i's
 # first lane and n are multiples of the group's width
@@ -39,13 +40,17 @@ def _rank(v: Value) -> int:
 
 
 class VectorFacts:
-    def __init__(self, kernel: Op, handles):
+    def __init__(self, kernel: Op, handles, unit_last_stride: Callable[[Value], bool]):
+        """handles: the backend's env, mapping tile loop handle values to an object with
+        `block` (the tile size: tile begins are its multiples); unit_last_stride(tensor):
+        whether the backend knows the tensor's last dim has stride 1."""
         attrs = kernel.attrs
         self.params = list(kernel.regions[0].args)
         self.aligned = set(attrs.get("aligned", []))
         self.stride16 = {tuple(x) for x in attrs.get("stride16", [])}
         self.div16 = set(attrs.get("div16", []))
-        self.handles = handles          # env: tile loop handle values -> Handle(begin, block)
+        self.handles = handles
+        self.unit_last_stride = unit_last_stride
         self._coeff: dict = {}
         self._uniform: dict = {}
 
@@ -179,19 +184,19 @@ class VectorFacts:
     def _aligned(self, tensor: Value) -> bool:
         return tensor not in self.params or self.params.index(tensor) in self.aligned
 
-    def width_bytes(self, E, op: Op, width: int) -> int | None:
+    def width_bytes(self, op: Op, width: int) -> int | None:
         """The bytes of one vector access of a Lane group of `width` elements of load/store/
         atomic op (None: scalar accesses)."""
         if op.name == "atomic_add":
             return None
         tensor, idx_vs, _, mask, _ = memory_operands(op)
-        esize = SIZEOF[storage(tensor.type.dtype)]
+        esize = tensor.type.dtype.itemsize
         nbytes = width * esize
         if nbytes < 2 or nbytes & (nbytes - 1) or not self._aligned(tensor):
             return None
         axis = _rank(op.results[0] if op.name == "load" else memory_operands(op)[2]) - 1
         r = tensor.type.rank
-        if axis < 0 or r == 0 or E.env[tensor].strides[-1] != "1":
+        if axis < 0 or r == 0 or not self.unit_last_stride(tensor):
             return None
         checked = op.attrs["checked"]
         for d, iv in enumerate(idx_vs):
