@@ -48,6 +48,9 @@ class Ctx:
         self.module = module
         self.target = target
         self.b: ir.IRBuilder | None = None
+        # nesting of the code being emitted: loops.py adds one inside a loop body or a
+        # branch; code at one level dominates what follows it at that level and deeper
+        self.scope = 0
         self._fns: dict[str, ir.Function] = {}
 
     # -- function declarations --------------------------------------------------------------

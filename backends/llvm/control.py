@@ -95,6 +95,7 @@ def if_(L, op: Op):
                                                                    "if.end"))
     b.cbranch(cond, then_bb, else_bb)
     incoming = []
+    L.ctx.scope += 1
     for region, bb in zip(op.regions, (then_bb, else_bb)):
         b.position_at_end(bb)
         saved, L.memo = L.memo, {}
@@ -103,6 +104,7 @@ def if_(L, op: Op):
         L.memo = saved
         incoming.append((scalars, b.block))
         b.branch(merge)
+    L.ctx.scope -= 1
     b.position_at_end(merge)
     phis = []
     n_scalars = sum(1 for s in slots if s is None)

@@ -31,8 +31,10 @@ def loop(ctx: Ctx, init, cond: Callable, step: Callable, carried: Sequence[ir.Va
     phis = [b.phi(v.type) for v in carried]
     b.cbranch(cond(iv), body_bb, exit_bb)
     b.position_at_end(body_bb)
+    ctx.scope += 1
     new = list(body(iv, phis))
     nxt = step(iv)
+    ctx.scope -= 1
     latch = b.block
     b.branch(header)
     iv.add_incoming(init, pre)
@@ -58,7 +60,9 @@ def branch(ctx: Ctx, cond: ir.Value | None, then: Callable[[], object],
     merge = fn.append_basic_block("lane.merge")
     b.cbranch(cond, on, merge)
     b.position_at_end(on)
+    ctx.scope += 1
     got = then()
+    ctx.scope -= 1
     on_end = b.block
     b.branch(merge)
     b.position_at_end(merge)

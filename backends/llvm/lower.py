@@ -19,9 +19,10 @@ from ...ir import dtypes as D
 from ...ir.core import Op, Value
 from ...ir.dtypes import DType
 from ...ir.ops import BINARY, COMPARE, UNARY
-from . import arith, control, dot, loops, memory, reduce, simt
+from . import arith, control, dot, loops, memory, reduce, simt, vectors
 from .context import Ctx
 from ..carried import CarriedSlots
+from ..vector_facts import VectorFacts
 from ..walk import OpWalker
 from .plan import Plan
 from .types import I1, I8, I32, I64, buffer, compute
@@ -39,6 +40,8 @@ class Lowering(OpWalker, CarriedSlots):
         self.memo: dict = {}
         self.work = 0                        # rough element-ops per program (threading)
         self.deferred_stores: list | None = None   # simt.py: tensor stores held back
+        self.vector_group = None             # vectors.py: the lanes being emitted together
+        self.vec = VectorFacts(kernel, self.env, self._unit_last_stride)
         self._weight = 1
 
     @property
@@ -80,16 +83,63 @@ class Lowering(OpWalker, CarriedSlots):
 
     def buf_load(self, buf: Buf, idx) -> ir.Value:
         """An element of a buffer (bool buffers hold i8, read back as i1)."""
-        ptr = self.b.gep(buf.ptr, [self.linear(buf, idx)], inbounds=True)
-        v = self.b.load(ptr)
-        return self.b.trunc(v, I1) if buf.dtype == D.bool_ else v
+        lane = self._buffer_lane(buf, idx)
+        if lane is None:
+            return self.raw_load(buf, idx)
+        idx0, w = lane
+        got = vectors.load(self, (buf.ptr, idx0), w, lambda: True,
+                           lambda: vectors.read(self, self._element(buf, idx0),
+                                                buf.ptr.type.pointee, self.vector_group.width,
+                                                None))
+        if got is None:
+            return self.raw_load(buf, idx)
+        return self.b.trunc(got[w], I1) if buf.dtype == D.bool_ else got[w]
 
     def buf_store(self, buf: Buf, idx, value) -> None:
         if value.type == I1:
             value = self.b.zext(value, I8)
-        self.b.store(value, self.b.gep(buf.ptr, [self.linear(buf, idx)], inbounds=True))
+        lane = self._buffer_lane(buf, idx)
+        if lane is not None and vectors.store(
+                self, (buf.ptr, lane[0]), lane[1], idx, value, lambda: True,
+                lambda idx0, values: vectors.write(self, self._element(buf, idx0), values,
+                                                   None),
+                self._store_element(buf), lambda fn: fn()):
+            return
+        self._store_element(buf)(idx, value)
 
-    raw_load, raw_store = buf_load, buf_store
+    def _element(self, buf: Buf, idx) -> ir.Value:
+        return self.b.gep(buf.ptr, [self.linear(buf, idx)], inbounds=True)
+
+    def _store_element(self, buf: Buf):
+        return lambda idx, value: self.b.store(value, self._element(buf, idx))
+
+    def _buffer_lane(self, buf: Buf, idx):
+        """vectors.position of a buffer access: its rows hold whole vector groups."""
+        lane = vectors.position(self, idx)
+        if lane is None or buf.shape[-1] % self.vector_group.width:
+            return None
+        return lane
+
+    def raw_load(self, buf: Buf, idx) -> ir.Value:
+        """buf_load outside vector groups (the mapping's own slots)."""
+        v = self.b.load(self._element(buf, idx))
+        return self.b.trunc(v, I1) if buf.dtype == D.bool_ else v
+
+    def raw_store(self, buf: Buf, idx, value) -> None:
+        if value.type == I1:
+            value = self.b.zext(value, I8)
+        self._store_element(buf)(idx, value)
+
+    def emit_store(self, fn: Callable[[], None]) -> None:
+        """fn(), a tensor store; deferred while simt.py holds stores back."""
+        if self.deferred_stores is not None:
+            self.deferred_stores.append(fn)
+        else:
+            fn()
+
+    def _unit_last_stride(self, tensor: Value) -> bool:
+        stride = self.env[tensor].strides[-1]
+        return isinstance(stride, ir.Constant) and stride.constant == 1
 
     def new_buffer(self, dtype: DType | None, shape, elem_ty: ir.Type | None = None) -> Buf:
         """A scratch buffer for a tile of `dtype` (elements of its buffer type), or of an

@@ -11,8 +11,8 @@ from ...ir import dtypes as D
 from ...ir.core import Op
 from ...ir.dtypes import DType
 from ...ir.ops import memory_operands
-from . import arith, loops, simt
-from .types import F32, I8, I16, I32, I64, is_signed
+from . import arith, loops, simt, vectors
+from .types import F32, I8, I16, I32, I64, is_signed, storage
 from .values import Scalar, Tensor
 
 
@@ -52,25 +52,58 @@ def guarded(L, valid, then: Callable[[], ir.Value | None], other: ir.Value | Non
 def load(L, op: Op, idx):
     d = op.operands[0].type.dtype
     _, _, _, _, other_v = memory_operands(op)
+    lane = vectors.position(L, idx)
+    if lane is not None:
+        got = _lane_of_vector_load(L, op, idx, *lane)
+        if got is not None:
+            return got
     ptr, valid = address(L, op, idx)
     other = L.elem(other_v, idx) if other_v is not None else arith.zero(d)
     return guarded(L, valid, lambda: arith.from_storage(L.ctx, d, L.b.load(ptr)), other)
+
+
+def _lane_of_vector_load(L, op: Op, idx, idx0, w: int):
+    """Lane w's element of its vector group's load (vectors.py), None if not loaded so."""
+    d = op.operands[0].type.dtype
+    width = L.vector_group.width
+
+    def read():
+        ptr, valid = address(L, op, idx0)
+        raw = vectors.read(L, ptr, storage(d), width, valid)
+        return [arith.from_storage(L.ctx, d, r) for r in raw], valid
+    got = vectors.load(L, (op, idx0), w, lambda: L.vec.width_bytes(op, width) is not None,
+                       read)
+    if got is None:
+        return None
+    values, valid = got
+    other_v = memory_operands(op)[4]
+    if valid is None or other_v is None:        # masked-off lanes read as zeros
+        return values[w]
+    return L.b.select(valid, values[w], L.elem(other_v, idx))
 
 
 def store(L, op: Op):
     tensor_v, _, value_v, _, _ = memory_operands(op)
     d = tensor_v.type.dtype
 
-    def body(idx):
+    def scalar(idx, val):
         ptr, valid = address(L, op, idx)
-        val = arith.to_storage(L.ctx, d, L.elem(value_v, idx))
+        guarded(L, valid, lambda: L.b.store(val, ptr), None)
 
-        def emit():
-            guarded(L, valid, lambda: L.b.store(val, ptr), None)
-        if L.deferred_stores is not None:        # simt.py: after the group's loads
-            L.deferred_stores.append(emit)
-        else:
-            emit()
+    def write(idx0, values):
+        ptr, valid = address(L, op, idx0)
+        vectors.write(L, ptr, values, valid)
+
+    def body(idx):
+        val = arith.to_storage(L.ctx, d, L.elem(value_v, idx))
+        lane = vectors.position(L, idx)
+        if lane is not None:
+            idx0, w = lane
+            if vectors.store(L, (op, idx0), w, idx, val,
+                             lambda: L.vec.width_bytes(op, L.vector_group.width) is not None,
+                             write, scalar, L.emit_store):
+                return
+        L.emit_store(lambda: scalar(idx, val))
     L.for_each(value_v.type.shape, body)
 
 

@@ -25,7 +25,7 @@ from typing import Callable
 
 import llvmlite.ir as ir
 
-from . import loops
+from . import loops, vectors
 from .types import F32, F64, I32, I64
 from .values import Scalar, numel
 
@@ -35,6 +35,8 @@ WARP = 32
 # those that could). 1 until 8 has passed the GPU tests: 1 is the order that passed them
 # (2026-12-06, H100), 8 has not run on a GPU yet
 UNROLL = 1
+# consecutive elements of a thread emitted together (vectors.py): 16 bytes of bf16
+VECTOR = 8
 _FULL_MASK = ir.Constant(I32, -1)
 _MEMORY_OPCODES = frozenset(("load", "store", "call", "atomicrmw", "cmpxchg"))
 
@@ -90,8 +92,9 @@ def _distributed(L, shape, body) -> None:
     s = state(L)
     n, t = numel(shape), s.nthreads
     b = L.b
-    rounds = -(-n // t)
     if n % t:                       # the last round has idle threads: one element at a time
+        rounds = -(-n // t)
+
         def one(k):
             lin = _strided(b, k, t, s.tid)
             _when(L, b.icmp_unsigned("<", lin, ir.Constant(I32, n)),
@@ -101,18 +104,26 @@ def _distributed(L, shape, body) -> None:
         else:
             loops.counted(L.ctx, rounds, lambda k, _: (one(k), [])[1], name="simt")
         return
+    width = vector_width(shape[-1], n, t)
+    rounds = n // (t * width)
     unroll = UNROLL
     while rounds % unroll:
         unroll //= 2
 
     def group(g):
-        """Rounds g*unroll ... of this thread, their stores after all their loads."""
+        """Rounds g*unroll ... of this thread, their stores after all their loads; a round
+        is `width` consecutive elements (vectors.py)."""
         first = _strided(b, g, t * unroll, s.tid)
         L.deferred_stores = []
+        vectors.start(L, width)
         for j in range(unroll):
-            lin = first if j == 0 else b.add(first, ir.Constant(I32, j * t),
-                                              flags=("nuw", "nsw"))
-            body(unflatten(b, lin, shape))
+            chunk = first if j == 0 else b.add(first, ir.Constant(I32, j * t),
+                                                flags=("nuw", "nsw"))
+            lin = chunk if width == 1 else b.mul(chunk, ir.Constant(I32, width),
+                                                 flags=("nuw", "nsw"))
+            for idx in vectors.lanes(L, unflatten(b, lin, shape)):
+                body(idx)
+        vectors.finish(L, L.emit_store)
         stores, L.deferred_stores = L.deferred_stores, None
         for store in stores:
             store()
@@ -120,6 +131,15 @@ def _distributed(L, shape, body) -> None:
         group(0)
     else:
         loops.counted(L.ctx, rounds // unroll, lambda g, _: (group(g), [])[1], name="simt")
+
+
+def vector_width(last: int, n: int, nthreads: int) -> int:
+    """Consecutive elements a thread takes at a time in a nest of n elements whose last
+    dim is `last`: up to VECTOR, dividing the last dim, every thread as busy."""
+    width = VECTOR
+    while width > 1 and (last % width or n % (nthreads * width)):
+        width //= 2
+    return width
 
 
 def _strided(b: ir.IRBuilder, k, step: int, start: ir.Value) -> ir.Value:
@@ -255,19 +275,31 @@ def reduce_innermost(L, x, res, spec) -> None:
 def _row_partials(L, spec, x, out_idx, n, lanes, lane, active) -> list:
     """Accumulators of one lane over elements lane, lane + lanes, ... of its row."""
     b = L.b
-    steps = -(-n // lanes)
+    # a lane takes `width` consecutive elements at a time (vectors.py) where all lanes
+    # of every group are busy on every step
+    width = vector_width(n, n, lanes) if active is None else 1
+    steps = -(-n // (lanes * width))
 
     def step(j, accs):
-        i = _strided(b, j, lanes, lane)
+        first = _strided(b, j, lanes, lane)
+        if width > 1:
+            first = b.mul(first, ir.Constant(I32, width), flags=("nuw", "nsw"))
         cond = active
         if n % lanes:
-            inside = b.icmp_unsigned("<", i, ir.Constant(I32, n))
+            inside = b.icmp_unsigned("<", first, ir.Constant(I32, n))
             cond = inside if cond is None else b.and_(cond, inside)
-        update = L.fresh(lambda: spec.step(accs, L.elem(x, out_idx + (i,)), i))
-        return loops.branch(L.ctx, cond, update, accs)
+
+        def update():
+            got = accs
+            vectors.start(L, width)
+            for (i,) in vectors.lanes(L, (first,)):
+                got = spec.step(got, L.elem(x, out_idx + (i,)), i)
+            vectors.finish(L, L.emit_store)
+            return got
+        return loops.branch(L.ctx, cond, L.fresh(update), accs)
     if steps == 1:
         return step(0, spec.identity)
-    unroll = UNROLL if active is None and n % lanes == 0 else 1
+    unroll = UNROLL if active is None and n % (lanes * width) == 0 else 1
     while steps % unroll:
         unroll //= 2
 

@@ -165,6 +165,51 @@ def test_reduction_lanes_fill_the_block_read_whole_warps_and_stay_within_the_row
     assert simt.reduction_lanes(3, 1, 256) == 1
 
 
+def _memory_accesses(ptx: str) -> set[str]:
+    return set(re.findall(r"\b(?:ld|st)\.(?:global|shared)[.\w]*", ptx))
+
+
+def test_a_thread_moves_16_bytes_at_a_time_where_the_specialization_allows():
+    """bf16 rows of 4096 (one per program, 128 threads): the row reductions and the
+    normalizing nest take 8 consecutive elements a lane, loaded and stored as one 16-byte
+    access each (global memory and the shared tile buffers alike)."""
+    rmsnorm = importlib.import_module("rmsnorm").rmsnorm
+    ck = rmsnorm.compile(spec([64, 4096], "bfloat16"), spec(4096, "bfloat16"), 1e-6,
+                         backend="ptx", target="sm_90")
+    found = _memory_accesses(ck.asm["ptx"])
+    assert {a for a in found if ".global" in a} == {"ld.global.v4.b32", "st.global.v4.b32"}
+    assert "ld.shared.v4.b32" in found and "st.shared.v4.b32" in found
+
+
+def test_no_vector_access_without_the_proof():
+    """Each of: a data pointer not 16-byte aligned, a strided last dim, a row length the
+    vector does not divide, keeps x's loads one element at a time."""
+    bias_gelu = importlib.import_module("bias_gelu").bias_gelu
+    S = fusec.TensorSpec
+    bias = S((512,), fl.bfloat16)
+    cases = {"aligned": S((64, 512), fl.bfloat16),
+             "unaligned": S((64, 512), fl.bfloat16, aligned16=False),
+             "strided": S((64, 512), fl.bfloat16, strides=(1024, 2)),
+             "short rows": S((64, 509), fl.bfloat16)}
+    loads = {}
+    for name, x in cases.items():
+        b = bias if name != "short rows" else S((509,), fl.bfloat16)
+        ck = bias_gelu.compile(x, b, backend="ptx", target="sm_90",
+                               config=fusec.Config(blocks=[8, 512], warps=4))
+        loads[name] = {a for a in _memory_accesses(ck.asm["ptx"]) if a.startswith("ld.global")}
+    assert "ld.global.v4.b32" in loads["aligned"]
+    for name in ("unaligned", "strided", "short rows"):
+        assert "ld.global.b16" in loads[name] and "ld.global.v4.b32" not in loads[name], name
+
+
+def test_vector_width_divides_the_row_and_keeps_every_thread_busy():
+    assert simt.vector_width(4096, 4096, 128) == 8
+    assert simt.vector_width(512, 8 * 512, 128) == 8
+    assert simt.vector_width(512, 512, 128) == 4           # 8 would idle half the threads
+    assert simt.vector_width(6, 6 * 128, 128) == 2
+    assert simt.vector_width(509, 509 * 128, 128) == 1
+
+
 def test_a_block_sum_shuffles_across_warps_and_adds_atomically_once():
     """total: a 256-element sum (float64 accumulator) over 4 warps, then one atomic add:
     five butterfly steps of two 32-bit halves, the warps' partials through shared memory,
