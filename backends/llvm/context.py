@@ -25,6 +25,9 @@ class Target:
     # GPU targets: the SIMT mapping's per-function state (simt.SimtState); None: programs
     # run serially, one per function call
     simt = None
+    # 2**r for |r| <= 1/2 as one instruction, (ctx, r) -> value (float32): math.py's exp
+    # family scales it by 2**n exactly; None: a polynomial
+    exp2_reduced = None
 
     def libm(self, name: str, ty: ir.Type) -> str:
         """The symbol of a scalar math library function (`exp` for double, ...)."""

@@ -76,6 +76,21 @@ class _F32:
         x = self.sel(self.gt(x, self.k(lo)), x, self.k(lo))
         return self.sel(self.lt(x, self.k(hi)), x, self.k(hi))
 
+    def exp_reduced(self, r):
+        """exp(r) for |r| <= ln(2)/2: the target's 2**x instruction where it has one
+        (Target.exp2_reduced), else a Taylor polynomial."""
+        hardware = self.ctx.target.exp2_reduced
+        if hardware is not None:
+            return hardware(self.ctx, self.mul(r, self.k(LOG2E)))
+        return self.poly(r, _EXP_POLY)
+
+    def exp2_reduced(self, r):
+        """2**r for |r| <= 1/2."""
+        hardware = self.ctx.target.exp2_reduced
+        if hardware is not None:
+            return hardware(self.ctx, r)
+        return self.poly(self.mul(r, self.k(math.log(2.0))), _EXP_POLY)
+
     def poly(self, x, coefs):
         """Horner evaluation of sum(coefs[i] * x**i) with fused multiply-adds."""
         p = self.k(coefs[-1])
@@ -107,7 +122,7 @@ def _exp_core(f: _F32, a, b=None):
     if b is not None:
         r = f.add(r, b)
     r = f.fma(n, f.k(-LN2_LO), r)
-    return f.ldexp2(f.poly(r, _EXP_POLY), f.b.fptosi(n, I32))
+    return f.ldexp2(f.exp_reduced(r), f.b.fptosi(n, I32))
 
 
 def exp_f32(ctx, x):
@@ -119,8 +134,8 @@ def exp2_f32(ctx, x):
     f = _F32(ctx)
     xc = f.clamp(x, -160.0, 130.0)
     n = f.rint(xc)
-    r = f.mul(f.sub(xc, n), f.k(math.log(2.0)))
-    return f.nan_passthrough(x, f.ldexp2(f.poly(r, _EXP_POLY), f.b.fptosi(n, I32)))
+    r = f.sub(xc, n)                        # exact
+    return f.nan_passthrough(x, f.ldexp2(f.exp2_reduced(r), f.b.fptosi(n, I32)))
 
 
 def _log_parts(f: _F32, x):

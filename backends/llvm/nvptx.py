@@ -45,6 +45,9 @@ TRIPLE = "nvptx64-nvidia-cuda"
 GLOBAL = 1                       # NVPTX address space of global memory
 SHARED = 3                       # ... and of shared memory
 SHARED_BYTES = 48 << 10          # static shared memory a block may declare
+# exp/exp2 (and erf, gelu, tanh, sigmoid, silu through them) take 2**r on the reduced
+# range from the hardware's ex2 instead of a degree-7 polynomial
+HARDWARE_EX2 = True
 MATH_PREFIX = "__fusec_"
 # the device math library: C math function -> number of arguments (float and double
 # versions: `__fusec_sinf`, `__fusec_sin`)
@@ -84,6 +87,7 @@ class NVPTXTarget(Target):
         self.buffers: FunctionBuffers | None = None
         self.simt: SimtState | None = None
         self.shared_bytes = 0
+        self.exp2_reduced = _hardware_exp2 if HARDWARE_EX2 else None
 
     def start_function(self, entry: ir.IRBuilder, pid: ir.Value, tid: ir.Value,
                        nthreads: int, scratch: ir.Value,
@@ -135,6 +139,14 @@ class NVPTXTarget(Target):
     @staticmethod
     def tensor_pointer_at(b: ir.IRBuilder, address: ir.Value, elem: ir.Type) -> ir.Value:
         return b.addrspacecast(b.inttoptr(address, elem.as_pointer(GLOBAL)), elem.as_pointer())
+
+
+def _hardware_exp2(ctx: Ctx, r: ir.Value) -> ir.Value:
+    """2**r for |r| <= 1/2 by ex2.approx: within 2**-22 relative there, so the exp family
+    stays within ~2 ulp (tests/gpu/test_ptx_math_gpu.py). `.ftz` changes no result on that
+    range (no output is subnormal; a subnormal r gives 1 either way) and spares ptxas'
+    subnormal fix-ups."""
+    return ctx.intrinsic("nvvm.ex2.approx.ftz.f", [r], overload=[])
 
 
 def _special_register(ctx: Ctx, b: ir.IRBuilder, name: str) -> ir.Value:

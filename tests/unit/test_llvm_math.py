@@ -30,7 +30,9 @@ MAX_ULP = {"exp": 2, "exp2": 2, "log": 2, "log2": 3, "tanh": 3, "erf": 4, "sigmo
            "silu": 4, "gelu": 8, "gelu_tanh": 8, "sqrt": 1, "rsqrt": 2}
 
 
-def _inputs() -> np.ndarray:
+def inputs() -> np.ndarray:
+    """float32 inputs over the whole range: normal samples, wide uniform ones, magnitudes
+    from 1e-44 to 1e38 of both signs, and the special values and thresholds."""
     rng = np.random.default_rng(7)
     parts = [rng.standard_normal(60000) * 4, rng.uniform(-110, 110, 30000),
              np.exp(rng.uniform(-100, 88, 30000)), -np.exp(rng.uniform(-100, 4, 10000)),
@@ -42,12 +44,16 @@ def _inputs() -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def results():
+    return _results()
+
+
+def _results():
     names = list(REFERENCE)
     body = [f"%r{k} = {n}(%a0) : tile<f32>[256]" for k, n in enumerate(names)]
     k = kernel_of(elementwise(["f32"], body, [(f"r{j}", "f32") for j in range(len(names))],
                               block=256))
     ck = compile_cpu(k)
-    x = _inputs()
+    x = inputs()
     outs = outputs_for(k, [x])
     ck.run([x] + outs)
     return x, dict(zip(names, outs))
@@ -56,7 +62,13 @@ def results():
 @pytest.mark.parametrize("name", list(REFERENCE))
 def test_float32_math_accuracy(results, name):
     x, outs = results
-    got = outs[name].astype(np.float64)
+    assert_within_ulps(name, x, outs[name])
+
+
+def assert_within_ulps(name: str, x: np.ndarray, got: np.ndarray) -> None:
+    """got = name(x) in float32 is within MAX_ULP[name] of the float64 reference, with NaNs
+    and infinities where the reference has them (also used by tests/gpu)."""
+    got = got.astype(np.float64)
     with np.errstate(all="ignore"):
         want = REFERENCE[name](x.astype(np.float64))
         want32 = want.astype(np.float32)
@@ -70,3 +82,23 @@ def test_float32_math_accuracy(results, name):
     assert err[worst] <= MAX_ULP[name], (
         f"{name}: {err[worst]:.2f} ulp at x={x[ok][worst]!r} (got {got[ok][worst]!r}, "
         f"want {want[ok][worst]!r})")
+
+
+HARDWARE_EXP2_FAMILY = ("exp", "exp2", "tanh", "erf", "sigmoid", "silu", "gelu", "gelu_tanh")
+
+
+def test_exp_family_on_a_target_with_a_2_to_the_r_instruction(monkeypatch):
+    """The range reduction around Target.exp2_reduced (what the PTX target gives ex2.approx)
+    is right: with an exact 2**r in its place, the exp family keeps its bounds here; on the
+    GPU, tests/gpu/test_ptx_math_gpu.py checks them with the hardware's 2**r."""
+    from fusec.backends.llvm.cpu import CPUTarget
+    used = []
+
+    def exact_exp2(ctx, r):
+        used.append(r)
+        return ctx.intrinsic("exp2", [r])
+    monkeypatch.setattr(CPUTarget, "exp2_reduced", staticmethod(exact_exp2))
+    x, outs = _results()
+    assert used
+    for name in HARDWARE_EXP2_FAMILY:
+        assert_within_ulps(name, x, outs[name])

@@ -1,0 +1,39 @@
+"""The float32 math of the PTX backend on the GPU (math.py's functions, with the hardware's
+ex2 on the reduced range) within the same ulp bounds as on the CPU
+(tests/unit/test_llvm_math.py), over the same inputs."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import fusec
+import fusec.language as fl
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
+import test_llvm_math as cpu_math  # noqa: E402
+import test_ops as ops  # noqa: E402
+
+pytestmark = pytest.mark.gpu
+
+
+@fusec.kernel
+def gelu_tanh(x, OUT: fusec.constexpr):
+    out = fusec.empty(x.shape, OUT)
+    for t in fusec.tile(x.shape[0]):
+        out[t] = fl.gelu(x[t], approximate="tanh")
+    return out
+
+
+KERNELS = {**ops.UNARY_KERNELS, "gelu_tanh": gelu_tanh}
+
+
+@pytest.mark.parametrize("name", list(cpu_math.REFERENCE))
+def test_ptx_float32_math_accuracy(name):
+    x = cpu_math.inputs()
+    xd = torch.from_numpy(x).cuda()
+    ck = KERNELS[name].compile(xd, fl.float32, backend="ptx")
+    got = ck(xd, fl.float32).cpu().numpy()
+    cpu_math.assert_within_ulps(name, x, got)
