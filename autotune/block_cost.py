@@ -47,7 +47,7 @@ def _residency():
     """The CUDA backend's register-tile and shared-memory limits (imported when first priced:
     a CPU-only process never loads the CUDA backend)."""
     from ..backends.cuda.emit import SHARED_BYTES
-    from ..backends.cuda.residency import TILE_REGISTERS, TOTAL_REGISTERS, UNROLL_MAX
+    from ..backends.residency import TILE_REGISTERS, TOTAL_REGISTERS, UNROLL_MAX
     return TILE_REGISTERS, TOTAL_REGISTERS, UNROLL_MAX, SHARED_BYTES
 
 

@@ -44,7 +44,7 @@ from ..carried import VIEW_OPS, CarriedSlots
 from ..walk import OpWalker
 from .plan import Plan
 from .types import SIZEOF, compute
-from .residency import UNROLL_MAX, register_tiles, slots
+from ..residency import UNROLL_MAX, register_tiles, slots
 from .values import INLINE, Buf, Frag, Handle, Lane, Reg, Scalar, Tensor, numel, rank
 from ..vector_facts import VectorFacts
 

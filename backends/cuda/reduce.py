@@ -22,7 +22,7 @@ from ...ir.dtypes import DType
 from ...ir.symbolic import next_pow2
 from . import arith
 from .types import MATH_TYPE, compute, float_literal, int_limits, int_literal
-from .residency import UNROLL_MAX
+from ..residency import UNROLL_MAX
 from .values import Lane, numel
 
 

@@ -26,7 +26,7 @@ from ..vector_facts import VectorFacts
 from ..walk import OpWalker
 from .plan import Plan
 from .types import I1, I8, I32, I64, buffer, compute
-from .values import INLINE, Buf, Handle, Scalar, numel, rank
+from .values import INLINE, Buf, Handle, Reg, Scalar, numel, rank
 
 
 class Lowering(OpWalker, CarriedSlots):
@@ -41,6 +41,11 @@ class Lowering(OpWalker, CarriedSlots):
         self.work = 0                        # rough element-ops per program (threading)
         self.deferred_stores: list | None = None   # simt.py: tensor stores held back
         self.vector_group = None             # vectors.py: the lanes being emitted together
+        # GPU targets: values held in registers (simt.register_tiles), their shapes, and the
+        # slot (round, lane) of the element being emitted in the register mapping
+        self.registers: set[Value] = set()
+        self.register_shapes: set[tuple] = set()
+        self.slot: tuple | None = None
         self.vec = VectorFacts(kernel, self.env, self._unit_last_stride)
         self._weight = 1
 
@@ -53,6 +58,8 @@ class Lowering(OpWalker, CarriedSlots):
         rep = self.env[v]
         if isinstance(rep, Scalar):
             return rep.value
+        if isinstance(rep, Reg):
+            return rep.values[self._slot_of(rep)]
         key = (v, idx)
         hit = self.memo.get(key)
         if hit is None:
@@ -130,6 +137,16 @@ class Lowering(OpWalker, CarriedSlots):
             value = self.b.zext(value, I8)
         self._store_element(buf)(idx, value)
 
+    def use_registers(self, values: set[Value]) -> None:
+        self.registers = set(values)
+        self.register_shapes = {tuple(v.type.shape) for v in values}
+
+    def _slot_of(self, reg: Reg) -> tuple:
+        if self.slot is None:
+            raise AssertionError(f"a register tile of shape {reg.shape} is accessed outside "
+                                 "the register mapping (simt.py)")
+        return self.slot
+
     def emit_store(self, fn: Callable[[], None]) -> None:
         """fn(), a tensor store; deferred while simt.py holds stores back."""
         if self.deferred_stores is not None:
@@ -176,6 +193,11 @@ class Lowering(OpWalker, CarriedSlots):
             loops.nest(self.ctx, shape, wrapped)
 
     def materialize(self, v: Value, fn: Callable[[tuple], ir.Value], into: Buf | None = None):
+        if into is None and v in self.registers:
+            reg = Reg({}, tuple(v.type.shape))
+            self.for_each(v.type.shape, lambda idx: reg.values.__setitem__(
+                self._slot_of(reg), fn(idx)))
+            return reg
         buf = into or self.new_buffer(v.type.dtype, v.type.shape)
         self.for_each(v.type.shape, lambda idx: self.buf_store(buf, idx, fn(idx)))
         return buf

@@ -38,7 +38,7 @@ from .jit import optimize
 from .launches import serial_ops
 from .lower import Lowering
 from .plan import Plan
-from .simt import SimtState
+from .simt import SimtState, register_tiles
 from .types import F64, I8, I32, I64, VOID, byte_size
 
 TRIPLE = "nvptx64-nvidia-cuda"
@@ -48,6 +48,9 @@ SHARED_BYTES = 48 << 10          # static shared memory a block may declare
 # exp/exp2 (and erf, gelu, tanh, sigmoid, silu through them) take 2**r on the reduced
 # range from the hardware's ex2 instead of a degree-7 polynomial
 HARDWARE_EX2 = True
+# materialized tiles whose readers walk the same elements per thread stay in registers
+# (simt.register_tiles) instead of shared memory
+REGISTER_TILES = True
 MATH_PREFIX = "__fusec_"
 # the device math library: C math function -> number of arguments (float and double
 # versions: `__fusec_sinf`, `__fusec_sin`)
@@ -185,6 +188,8 @@ def _emit_launch(module: ir.Module, target: NVPTXTarget, kernel: Op, plan: Plan,
     b = ctx.b = ir.IRBuilder(start)
     target.simt.mark_synced(b)          # nothing touched memory yet
     lowering = Lowering(ctx, kernel, plan, sym=lambda e: fn.args[layout.sym_slots[e]])
+    if REGISTER_TILES:
+        lowering.use_registers(register_tiles(plan, nthreads))
     bind_arguments(lowering, layout, lambda i, _name: fn.args[i])
     lowering.emit_prologue(launch, serial_ops(layout.launches))
     run_program(lowering, launch, grid, pid)

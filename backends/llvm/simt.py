@@ -25,6 +25,8 @@ from typing import Callable
 
 import llvmlite.ir as ir
 
+from .. import residency
+from ..residency import UNROLL_MAX
 from . import loops, vectors
 from .types import F32, F64, I32, I64
 from .values import Scalar, numel
@@ -106,7 +108,8 @@ def _distributed(L, shape, body) -> None:
         return
     width = vector_width(shape[-1], n, t)
     rounds = n // (t * width)
-    unroll = UNROLL
+    mapped = tuple(shape) in L.register_shapes          # rounds unrolled: slots known
+    unroll = rounds if mapped else UNROLL
     while rounds % unroll:
         unroll //= 2
 
@@ -121,8 +124,10 @@ def _distributed(L, shape, body) -> None:
                                                 flags=("nuw", "nsw"))
             lin = chunk if width == 1 else b.mul(chunk, ir.Constant(I32, width),
                                                  flags=("nuw", "nsw"))
-            for idx in vectors.lanes(L, unflatten(b, lin, shape)):
+            for w, idx in enumerate(vectors.lanes(L, unflatten(b, lin, shape))):
+                L.slot = (j, w) if mapped else None
                 body(idx)
+        L.slot = None
         vectors.finish(L, L.emit_store)
         stores, L.deferred_stores = L.deferred_stores, None
         for store in stores:
@@ -142,10 +147,31 @@ def vector_width(last: int, n: int, nthreads: int) -> int:
     return width
 
 
+def register_rounds(shape, nthreads: int) -> int | None:
+    """Slots per thread of the register mapping of a tile shape (every thread busy on every
+    round of `vector_width` elements, rounds unrolled); None: no register tile of it."""
+    n = numel(shape)
+    if not shape or nthreads & (nthreads - 1):
+        return None
+    width = vector_width(shape[-1], n, nthreads)
+    rounds = n // (nthreads * width)
+    return rounds if n % (nthreads * width) == 0 and rounds <= UNROLL_MAX else None
+
+
+def register_tiles(plan, nthreads: int) -> set:
+    """The materialized values of the plan held in registers (backends/residency.py)."""
+    unmapped = {op.results[0] for op in plan.kernel.walk() if op.results
+                and register_rounds(getattr(op.results[0].type, "shape", ()), nthreads) is None}
+    return residency.register_tiles(
+        plan, lambda shape: vector_width(shape[-1], numel(shape), nthreads), nthreads,
+        exclude=unmapped)
+
+
 def _strided(b: ir.IRBuilder, k, step: int, start: ir.Value) -> ir.Value:
-    """start + k * step (k: an i32 loop counter, or the int 0 for the first round)."""
-    if isinstance(k, int) and k == 0:
-        return start
+    """start + k * step (k: an i32 loop counter, or an int for an unrolled round)."""
+    if isinstance(k, int):
+        return start if k == 0 else b.add(start, ir.Constant(I32, k * step),
+                                          flags=("nuw", "nsw"))
     return b.add(b.mul(k, ir.Constant(I32, step), flags=("nuw", "nsw")), start,
                  flags=("nuw", "nsw"))
 
@@ -225,7 +251,9 @@ def reduction_lanes(outputs: int, n: int, nthreads: int) -> int:
 
 
 def reduce_innermost(L, x, res, spec) -> None:
-    """An innermost-axis reduction of x into res (reduce.Spec `spec`)."""
+    """An innermost-axis reduction of x into res (reduce.Spec `spec`). Over a shape of
+    register tiles, the lanes of a row follow the register mapping's groups of it, so that
+    each lane reads its own slots (passes and steps unrolled)."""
     s = state(L)
     b = L.b
     shape = x.type.shape
@@ -233,7 +261,13 @@ def reduce_innermost(L, x, res, spec) -> None:
     out_shape = res.type.shape
     outs = numel(out_shape)
     t = s.nthreads
-    lanes = reduction_lanes(outs, n, t)
+    mapped = tuple(shape) in L.register_shapes
+    if mapped:
+        width = vector_width(n, numel(shape), t)
+        lanes = min(t, n // width)
+    else:
+        width = None
+        lanes = reduction_lanes(outs, n, t)
     groups = t // lanes
     passes = -(-outs // groups)
     out = L.new_buffer(res.type.dtype, out_shape) if out_shape else None
@@ -252,7 +286,8 @@ def reduce_innermost(L, x, res, spec) -> None:
         active = (None if not out_shape or passes * groups == outs
                   else b.icmp_unsigned("<", o, ir.Constant(I32, outs)))
         out_idx = unflatten(b, o, out_shape) if out_shape else ()
-        accs = _row_partials(L, spec, x, out_idx, n, lanes, lane, active)
+        first_slot = p * (n // (lanes * width)) if mapped else None
+        accs = _row_partials(L, spec, x, out_idx, n, lanes, lane, active, width, first_slot)
         accs = _combine(L, spec, accs, lanes, partials)
         value = spec.finish(accs)
         if out is None:
@@ -263,8 +298,9 @@ def reduce_innermost(L, x, res, spec) -> None:
         _when(L, store_cond, lambda: L.buf_store(out, out_idx, value))
 
     s.depth += 1
-    if passes == 1:
-        one_pass(0)
+    if passes == 1 or mapped:
+        for p in range(passes):
+            one_pass(p)
     else:
         loops.counted(L.ctx, passes, lambda p, _: (one_pass(p), [])[1], name="rpass")
     s.depth -= 1
@@ -272,12 +308,15 @@ def reduce_innermost(L, x, res, spec) -> None:
     L.env[res] = out if out is not None else Scalar(result[0])
 
 
-def _row_partials(L, spec, x, out_idx, n, lanes, lane, active) -> list:
-    """Accumulators of one lane over elements lane, lane + lanes, ... of its row."""
+def _row_partials(L, spec, x, out_idx, n, lanes, lane, active, width=None,
+                  first_slot=None) -> list:
+    """Accumulators of one lane over elements lane, lane + lanes, ... of its row. With
+    first_slot, the steps are unrolled and step j reads register slot first_slot + j."""
     b = L.b
     # a lane takes `width` consecutive elements at a time (vectors.py) where all lanes
     # of every group are busy on every step
-    width = vector_width(n, n, lanes) if active is None else 1
+    if width is None:
+        width = vector_width(n, n, lanes) if active is None else 1
     steps = -(-n // (lanes * width))
 
     def step(j, accs):
@@ -292,13 +331,18 @@ def _row_partials(L, spec, x, out_idx, n, lanes, lane, active) -> list:
         def update():
             got = accs
             vectors.start(L, width)
-            for (i,) in vectors.lanes(L, (first,)):
+            for w, (i,) in enumerate(vectors.lanes(L, (first,))):
+                L.slot = None if first_slot is None else (first_slot + j, w)
                 got = spec.step(got, L.elem(x, out_idx + (i,)), i)
+            L.slot = None
             vectors.finish(L, L.emit_store)
             return got
         return loops.branch(L.ctx, cond, L.fresh(update), accs)
-    if steps == 1:
-        return step(0, spec.identity)
+    if steps == 1 or first_slot is not None:
+        accs = spec.identity
+        for j in range(steps):
+            accs = step(j, accs)
+        return accs
     unroll = UNROLL if active is None and n % (lanes * width) == 0 else 1
     while steps % unroll:
         unroll //= 2

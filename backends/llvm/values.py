@@ -4,7 +4,9 @@
   Buf(ptr, shape)     a materialized tile: a row-major buffer of its elements;
   INLINE              a tile computed per element where it is consumed (plan.py);
   Handle(begin)       a tile loop handle (begin: the tile's first index, i32);
-  Tensor(ptr, ...)    a tensor in memory: data pointer, sizes and strides in elements.
+  Tensor(ptr, ...)    a tensor in memory: data pointer, sizes and strides in elements;
+  Reg(values, shape)  a materialized tile in its threads' registers (GPU targets, simt.py):
+                      one SSA value per slot (round, lane) of the register mapping.
 """
 from __future__ import annotations
 
@@ -50,3 +52,9 @@ class Tensor:
     strides: list                    # i64 values (constant 1 where known unit)
     dtype: DType
     value: Value                     # the IR value (param or alloc), for diagnostics
+
+
+@dataclass
+class Reg:
+    values: dict                     # (round, lane) -> the element's value
+    shape: tuple[int, ...]

@@ -18,6 +18,7 @@ import pytest
 import fusec
 import fusec.language as fl
 from fusec.backends.llvm import nvptx, simt
+from fusec.backends.llvm.plan import Plan
 from fusec.backends.ptx import NVJitLinkError, compile_ptx
 from fusec.backends.ptx.link import LinkInput, link
 
@@ -174,15 +175,42 @@ def _memory_accesses(ptx: str) -> set[str]:
 
 
 def test_a_thread_moves_16_bytes_at_a_time_where_the_specialization_allows():
-    """bf16 rows of 4096 (one per program, 128 threads): the row reductions and the
+    """bf16 rows of 4096 (one per program, 128 threads): the row reduction and the
     normalizing nest take 8 consecutive elements a lane, loaded and stored as one 16-byte
-    access each (global memory and the shared tile buffers alike)."""
+    access each; the row stays in registers between them (no tile buffer but the warps'
+    partial sums). bias+gelu's bias tile (f32 in shared memory) moves 16 bytes at a time."""
     rmsnorm = importlib.import_module("rmsnorm").rmsnorm
     ck = rmsnorm.compile(spec([64, 4096], "bfloat16"), spec(4096, "bfloat16"), 1e-6,
                          backend="ptx", target="sm_90")
     found = _memory_accesses(ck.asm["ptx"])
     assert {a for a in found if ".global" in a} == {"ld.global.v4.b32", "st.global.v4.b32"}
-    assert "ld.shared.v4.b32" in found and "st.shared.v4.b32" in found
+    assert not {a for a in found if ".v" in a and ".shared" in a}
+    bias_gelu = importlib.import_module("bias_gelu").bias_gelu
+    ck = bias_gelu.compile(spec([64, 512], "bfloat16"), spec(512, "bfloat16"),
+                           backend="ptx", target="sm_90",
+                           config=fusec.Config(blocks=[8, 512], warps=4))
+    found = _memory_accesses(ck.asm["ptx"])
+    assert {"ld.shared.v4.b32", "st.shared.v4.b32", "ld.global.v4.b32"} <= found
+
+
+def test_register_tiles_follow_the_threads_own_elements():
+    """Which materialized tiles stay in registers: a softmax row and its exp (read by
+    last-axis reductions and the elementwise output only) with one row per program; none
+    when the shape leaves threads idle on a round (rows of 50: tiles of [1, 64] for 128
+    threads) or needs too many rounds (64 of them for rows of 40000)."""
+    softmax = importlib.import_module("softmax").softmax
+    kept = {}
+    for cols in (4000, 50, 40000):
+        ck = softmax.compile(spec([64, cols], "float32"), backend="ptx", target="sm_90",
+                             config=fusec.Config(blocks=[1], warps=4))
+        kept[cols] = simt.register_tiles(Plan(ck.module.kernel()), 128)
+    assert sorted(v.name for v in kept[4000]) == ["e", "row"]
+    assert all(tuple(v.type.shape) == (1, 4096) for v in kept[4000])
+    assert kept[50] == set() and kept[40000] == set()
+    assert simt.register_rounds((1, 4096), 128) == 4
+    assert simt.register_rounds((8, 512), 128) == 4
+    assert simt.register_rounds((1, 1000), 128) is None        # 1000 = 7.8 rounds of 128
+    assert simt.register_rounds((1, 65536), 128) is None       # 64 rounds: too many to unroll
 
 
 def test_no_vector_access_without_the_proof():

@@ -1,11 +1,12 @@
-"""Register tiles: materialized tile values kept in each thread's registers instead of a
-shared-memory buffer.
+"""Register tiles, for both GPU backends: materialized tile values kept in each thread's
+registers instead of a shared-memory buffer.
 
-Every strided loop over a tile shape gives thread t the same elements: Lane groups
-t, t + T, t + 2T, ... of the flattened groups (T threads, emit.lane_width elements a group),
-unrolled at emission so the m-th group of a thread is a compile-time slot. A reduction along
-the last axis whose lanes-per-output equals the groups per row (a power of two) walks the
-same elements in the same slots (reduce.py). So a value whose every reader sits in such a
+Every strided loop over a tile shape gives thread t the same elements: lane groups
+t, t + T, t + 2T, ... of the flattened groups (T threads, `lane_width(shape)` elements a
+group: cuda/emit.py's Lane, llvm/vectors.py's groups), unrolled at emission so the m-th
+group of a thread is a compile-time slot. A reduction along the last axis whose lanes-per-
+output follow the groups of a row (a power of two of them) walks the same elements in the
+same slots (cuda/reduce.py, llvm/simt.py). So a value whose every reader sits in such a
 loop over its own shape -- elementwise chains at the same index, stores of it, last-axis
 reductions of it -- can live in a per-thread array indexed by slot: the loads of a row are
 all issued before any is used, and no shared memory or barrier is spent on it (a softmax row
@@ -13,9 +14,9 @@ stays in registers between its max, its exp and its sum, as in hand-written kern
 """
 from __future__ import annotations
 
-from ...ir.core import Value
-from ...ir.ops import BINARY, COMPARE, UNARY, memory_operands
-from .values import numel
+from ..ir.core import Value
+from ..ir.ops import BINARY, COMPARE, UNARY, memory_operands
+from .carried import numel
 
 UNROLL_MAX = 16                  # unrolled slots per thread (registers: slots x lane width)
 TILE_REGISTERS = 32              # elements per thread of one register tile ...
