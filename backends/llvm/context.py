@@ -28,6 +28,9 @@ class Target:
     # 2**r for |r| <= 1/2 as one instruction, (ctx, r) -> value (float32): math.py's exp
     # family scales it by 2**n exactly; None: a polynomial
     exp2_reduced = None
+    # gelu as 0.5 x (1 + erf(x / sqrt 2)) as written (math.gelu_f32): cheaper, with the
+    # negative tail's error relative to |x| rather than to the result
+    gelu_tail_absolute = False
 
     def libm(self, name: str, ty: ir.Type) -> str:
         """The symbol of a scalar math library function (`exp` for double, ...)."""

@@ -40,6 +40,12 @@ _TANH_SMALL = 0.625
 _ERF_POLY = [1.1283791065216064, -0.3761262595653534, 0.1128358244895935,
              -0.026853691786527634, 0.005188099108636379, -0.0008008189033716917,
              7.847259257687256e-05]
+# erfc(z) = exp(-z^2 + G(z - 2.5)) for 1 <= z <= 4: erf = 1 - erfc within 0.1 ulp there
+# (numpy least squares on Chebyshev nodes, weighted by erfc; float32 coefficients).
+_ERFC_MID_POLY = [-1.5568177700042725, -0.3526928424835205, 0.05612044408917427,
+                  -0.010706097818911076, 0.00246910541318357, -0.00015067031199578196,
+                  0.00018655171152204275]
+_ERF_ONE = 4.0                            # erfc(4) < half an ulp of 1: erf = 1 from here
 # erfc(z) = t exp(-z^2 + G(t)), t = 1 / (1 + z/2), for 0.5 <= z <= 10.5 (the form of
 # Numerical Recipes' erfcc, refitted).
 _ERFC_POLY = [-1.2655363082885742, 1.000714898109436, 0.3658381998538971,
@@ -104,24 +110,31 @@ class _F32:
         b = self.b
         n1 = b.ashr(n, ir.Constant(I32, 1))
         n2 = b.sub(n, n1)
-        s1 = b.bitcast(b.shl(b.add(n1, ir.Constant(I32, 127)), ir.Constant(I32, 23)), F32)
-        s2 = b.bitcast(b.shl(b.add(n2, ir.Constant(I32, 127)), ir.Constant(I32, 23)), F32)
-        return self.mul(self.mul(p, s1), s2)
+        return self.mul(self.mul(p, self.pow2(n1)), self.pow2(n2))
+
+    def pow2(self, n):
+        """2**n for int32 n in [-126, 127]."""
+        b = self.b
+        return b.bitcast(b.shl(b.add(n, ir.Constant(I32, 127)), ir.Constant(I32, 23)), F32)
 
     def nan_passthrough(self, x, result):
         return self.sel(self.isnan(x), x, result)
 
 
-def _exp_core(f: _F32, a, b=None):
+def _exp_core(f: _F32, a, b=None, normal: bool = False):
     """exp(a + b), b a small correction (|b| < 4) carrying the low part of the argument.
-    Not NaN-aware: callers select the NaN input through."""
-    a = f.clamp(a, -110.0, 90.0)            # exp overflows above 88.8, is 0 below -103.9
+    Not NaN-aware: callers select the NaN input through. normal: the caller knows a + b
+    in [-80, 80] (no clamp, one scaling by 2**n)."""
+    if not normal:
+        a = f.clamp(a, -110.0, 90.0)        # exp overflows above 88.8, is 0 below -103.9
     s = a if b is None else f.add(a, b)
     n = f.rint(f.mul(s, f.k(LOG2E)))
     r = f.fma(n, f.k(-LN2_HI), a)            # exact-ish: n * LN2_HI is close to a
     if b is not None:
         r = f.add(r, b)
     r = f.fma(n, f.k(-LN2_LO), r)
+    if normal:
+        return f.mul(f.exp_reduced(r), f.pow2(f.b.fptosi(n, I32)))
     return f.ldexp2(f.exp_reduced(r), f.b.fptosi(n, I32))
 
 
@@ -221,21 +234,33 @@ def _erfc_large(f: _F32, z, sq_hi, sq_lo):
     return f.mul(t, _exp_core(f, f.b.fneg(sq_hi), f.sub(g, sq_lo)))
 
 
-def erf_f32(ctx, x):
-    f = _F32(ctx)
-    a = f.sel(f.lt(f.abs(x), f.k(10.0)), f.abs(x), f.k(10.0))     # erf(10) == 1
-    s = f.mul(x, x)
-    small = f.mul(x, f.poly(s, _ERF_POLY))
+def _erf(f: _F32, x):
+    """erf(x) without division: x P(x^2) below 1, else +-(1 - erfc(|x|)) with the exponent
+    of erfc formed exactly (Not NaN-aware)."""
+    a = f.sel(f.lt(f.abs(x), f.k(_ERF_ONE)), f.abs(x), f.k(_ERF_ONE))
+    small = f.mul(x, f.poly(f.mul(x, x), _ERF_POLY))
     hi = f.mul(a, a)
     lo = f.fma(a, a, f.b.fneg(hi))
-    large = f.copysign(f.sub(f.k(1.0), _erfc_large(f, a, hi, lo)), x)
-    return f.nan_passthrough(x, f.sel(f.lt(f.abs(x), f.k(1.0)), small, large))
+    g = f.poly(f.sub(a, f.k(2.5)), _ERFC_MID_POLY)
+    erfc = _exp_core(f, f.b.fneg(hi), f.sub(g, lo), normal=True)     # a^2 <= 16
+    large = f.copysign(f.sub(f.k(1.0), erfc), x)
+    return f.sel(f.lt(f.abs(x), f.k(1.0)), small, large)
+
+
+def erf_f32(ctx, x):
+    f = _F32(ctx)
+    return f.nan_passthrough(x, _erf(f, x))
 
 
 def gelu_f32(ctx, x):
     """0.5 x (1 + erf(x / sqrt 2)); below x = -sqrt(2)/2 as 0.5 x erfc(|x| / sqrt 2), which
-    avoids the cancellation in 1 + erf and keeps the tiny negative tail accurate."""
+    avoids the cancellation in 1 + erf and keeps the tiny negative tail accurate. Targets
+    with `gelu_tail_absolute` take torch's formula as it stands: half the work, and its
+    negative tail is accurate relative to |x| only (as torch's and the CUDA C backend's)."""
     f = _F32(ctx)
+    if ctx.target.gelu_tail_absolute:
+        one_plus_erf = f.add(f.k(1.0), _erf(f, f.mul(x, f.k(INV_SQRT2))))
+        return f.nan_passthrough(x, f.mul(f.mul(f.k(0.5), x), one_plus_erf))
     xc = f.clamp(x, -20.0, 20.0)
     z = f.mul(xc, f.k(INV_SQRT2))
     small = f.fma(z, f.poly(f.mul(z, z), _ERF_POLY), f.k(1.0))

@@ -51,6 +51,9 @@ HARDWARE_EX2 = True
 # materialized tiles whose readers walk the same elements per thread stay in registers
 # (simt.register_tiles) instead of shared memory
 REGISTER_TILES = True
+# threads an SM should hold at once (ptxas caps each thread's registers to fit them; 0: no
+# cap): math-heavy elementwise code otherwise takes ~100 registers, a quarter of the SM
+RESIDENT_THREADS = 0
 MATH_PREFIX = "__fusec_"
 # the device math library: C math function -> number of arguments (float and double
 # versions: `__fusec_sinf`, `__fusec_sin`)
@@ -84,6 +87,7 @@ def target_machine(arch: str) -> llvm.TargetMachine:
 
 class NVPTXTarget(Target):
     name = "nvptx"
+    gelu_tail_absolute = True           # torch's gelu, as the CUDA C backend computes it
     library_fallbacks = {"pow": "pow", "frem": "fmod"}
 
     def __init__(self):
@@ -166,7 +170,10 @@ def _emit_launch(module: ir.Module, target: NVPTXTarget, kernel: Op, plan: Plan,
     for i, arg in enumerate(fn.args):
         arg.name = layout.slot_name(i)
     # the calling convention marks a kernel for LLVM >= 20, the annotation for older ones
-    for key, value in (("kernel", 1), ("maxntidx", nthreads)):
+    annotations = [("kernel", 1), ("maxntidx", nthreads)]
+    if RESIDENT_THREADS:        # registers per thread capped for this many threads an SM
+        annotations.append(("minctasm", max(1, RESIDENT_THREADS // nthreads)))
+    for key, value in annotations:
         module.add_named_metadata("nvvm.annotations", [fn, ir.MetaDataString(module, key),
                                                        ir.Constant(I32, value)])
     entry, start, past = (fn.append_basic_block(n) for n in ("entry", "start", "past_grid"))

@@ -1,5 +1,5 @@
 """The float32 math of the PTX backend on the GPU (math.py's functions, with the hardware's
-ex2 on the reduced range) within the same ulp bounds as on the CPU
+ex2 on the reduced range, and torch's gelu) within the ulp bounds of the CPU
 (tests/unit/test_llvm_math.py), over the same inputs."""
 from __future__ import annotations
 
@@ -31,9 +31,15 @@ KERNELS = {**ops.UNARY_KERNELS, "gelu_tanh": gelu_tanh}
 
 
 @pytest.mark.parametrize("name", list(cpu_math.REFERENCE))
-def test_ptx_float32_math_accuracy(name):
+def test_ptx_float32_math_accuracy(name, monkeypatch):
+    """gelu is torch's formula there (NVPTXTarget.gelu_tail_absolute): its bound is taken
+    relative to max(|gelu(x)|, |x| / 2)."""
     x = cpu_math.inputs()
     xd = torch.from_numpy(x).cuda()
     ck = KERNELS[name].compile(xd, fl.float32, backend="ptx")
     got = ck(xd, fl.float32).cpu().numpy()
-    cpu_math.assert_within_ulps(name, x, got)
+    if name == "gelu":
+        monkeypatch.setattr(cpu_math, "ABSOLUTE_TAIL", {"gelu"})
+        cpu_math.assert_within_ulps(name, x, got, bound=4)
+    else:
+        cpu_math.assert_within_ulps(name, x, got)
