@@ -77,10 +77,10 @@ def scaled_exp(x, alpha: float):
 
 # one thread block per program: the entry takes the CUDA layout's 8-byte slots (x: ptr,
 # size, stride; alpha; out: ptr, size, stride; the tile loop's extent; its grid; the scratch
-# pointer), reads its program id from the block index, stops past the grid, gives thread
-# tid.x the tile's element tid.x (64 threads, 64 elements), works on global memory with
-# exact float ops, calls the device math library for float64 exp, and ends the tile loop
-# nest with a barrier
+# pointer), asks for 1024 resident threads an SM (registers capped to fit), reads its
+# program id from the block index, stops past the grid, gives thread tid.x the tile's
+# element tid.x (64 threads, 64 elements), works on global memory with exact float ops,
+# calls the device math library for float64 exp, and ends the tile loop nest with a barrier
 SCALED_EXP_F64_CHECKS = r"""
 CHECK:      .version {{[0-9]+\.[0-9]+}}
 CHECK-NEXT: .target sm_90
@@ -91,6 +91,7 @@ CHECK-COUNT-9: .param .u64 fusec_scaled_exp_0_param_{{[0-8]}},
 CHECK-NEXT: .param .u64 fusec_scaled_exp_0_param_9
 CHECK-NEXT: )
 CHECK-NEXT: .maxntid 64
+CHECK-NEXT: .minnctapersm 16
 CHECK:      %ctaid.x
 CHECK-NOT:  %ntid.x
 CHECK:      ld.param.{{[bu]}}64 [[GRID:%rd[0-9]+]], [fusec_scaled_exp_0_param_8]
