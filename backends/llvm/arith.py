@@ -32,6 +32,8 @@ def round_bf16_bits(ctx: Ctx, x):
     """float -> bfloat16 bits in the low half of an i32 (round to nearest even; NaN ->
     0x7FC0), as backends.numeric.f32_to_bf16_bits."""
     b = ctx.b
+    if ctx.target.bf16_bits is not None:
+        return ctx.target.bf16_bits(ctx, x)
     bits = b.bitcast(x, I32)
     lsb = b.and_(b.lshr(bits, ir.Constant(I32, 16)), ir.Constant(I32, 1))
     r = b.lshr(b.add(bits, b.add(lsb, ir.Constant(I32, 0x7FFF))), ir.Constant(I32, 16))
@@ -44,7 +46,10 @@ def round_half(ctx: Ctx, d: DType, x):
     if d == D.float16:
         return b.fpext(b.fptrunc(x, F16), F32)
     if d == D.bfloat16:
-        return b.bitcast(b.shl(round_bf16_bits(ctx, x), ir.Constant(I32, 16)), F32)
+        bits = round_bf16_bits(ctx, x)
+        rounded = b.bitcast(b.shl(bits, ir.Constant(I32, 16)), F32)
+        ctx.bf16_bits_of[rounded] = bits        # to_storage need not round it again
+        return rounded
     return x
 
 
@@ -74,7 +79,8 @@ def to_storage(ctx: Ctx, d: DType, v):
     if d == D.float16:
         return b.fptrunc(v, F16)
     if d == D.bfloat16:           # also canonicalizes NaN like the interpreter's stores
-        return b.trunc(round_bf16_bits(ctx, v), I16)
+        bits = ctx.bf16_bits_of.get(v)
+        return b.trunc(bits if bits is not None else round_bf16_bits(ctx, v), I16)
     return v
 
 

@@ -31,6 +31,9 @@ class Target:
     # gelu as 0.5 x (1 + erf(x / sqrt 2)) as written (math.gelu_f32): cheaper, with the
     # negative tail's error relative to |x| rather than to the result
     gelu_tail_absolute = False
+    # float32 -> bfloat16 bits (round to nearest even) in the low half of an i32 as one
+    # instruction, (ctx, x) -> value; None: integer arithmetic (NaN -> 0x7FC0)
+    bf16_bits = None
 
     def libm(self, name: str, ty: ir.Type) -> str:
         """The symbol of a scalar math library function (`exp` for double, ...)."""
@@ -57,6 +60,8 @@ class Ctx:
         # nesting of the code being emitted: loops.py adds one inside a loop body or a
         # branch; code at one level dominates what follows it at that level and deeper
         self.scope = 0
+        # float32 values that arith.round_half made from bfloat16 bits -> those bits
+        self.bf16_bits_of: dict = {}
         self._fns: dict[str, ir.Function] = {}
 
     # -- function declarations --------------------------------------------------------------

@@ -39,7 +39,7 @@ from .launches import serial_ops
 from .lower import Lowering
 from .plan import Plan
 from .simt import SimtState, register_tiles
-from .types import F64, I8, I32, I64, VOID, byte_size
+from .types import F64, I8, I16, I32, I64, VOID, byte_size
 
 TRIPLE = "nvptx64-nvidia-cuda"
 GLOBAL = 1                       # NVPTX address space of global memory
@@ -87,9 +87,17 @@ def target_machine(arch: str) -> llvm.TargetMachine:
     return target.create_target_machine(cpu=arch, features="", opt=3)
 
 
+def _bf16_bits(ctx: Ctx, x: ir.Value) -> ir.Value:
+    """cvt.rn.bf16.f32 (sm_80+), as the CUDA C backend rounds: a NaN becomes 0x7FFF.
+    llvmlite has no bfloat type, hence the inline PTX."""
+    cvt = ir.InlineAsm(ir.FunctionType(I16, [x.type]), "cvt.rn.bf16.f32 $0, $1;", "=h,f")
+    return ctx.b.zext(ctx.b.call(cvt, [x]), I32)
+
+
 class NVPTXTarget(Target):
     name = "nvptx"
     gelu_tail_absolute = True           # torch's gelu, as the CUDA C backend computes it
+    bf16_bits = staticmethod(_bf16_bits)
     library_fallbacks = {"pow": "pow", "frem": "fmod"}
 
     def __init__(self):

@@ -36,6 +36,10 @@ class Spec:
     step: Callable               # (accs, element, lane index i32) -> accs
     merge: Callable              # (accs, accs of later lanes) -> accs
     finish: Callable             # accs -> result in the output's compute type
+    # (accs, consecutive elements) -> accs, for the vector groups of simt.py: a float sum
+    # adds a group's elements in their own type first, then widens once (as the CUDA C
+    # backend does: 8x fewer float64 conversions and adds); None: element by element
+    group: Callable | None = None
 
 
 def _value_spec(L, kind: str, d: DType, out: DType) -> Spec:
@@ -46,9 +50,10 @@ def _value_spec(L, kind: str, d: DType, out: DType) -> Spec:
         ext = (lambda x: x) if acc == cty else (lambda x: b.fpext(x, acc))
         add = lambda a, x: b.fadd(a, x)                                   # noqa: E731
         to_out = (lambda a: a) if acc == compute(out) else (lambda a: b.fptrunc(a, F32))
+        group = None if acc == cty else (lambda a, xs: [add(a[0], ext(_pairwise(b, xs)))])
         return Spec([acc], [ir.Constant(acc, 0.0)], lambda a, x, i: [add(a[0], ext(x))],
                     lambda a, c: [add(a[0], c[0])],
-                    lambda a: arith.round_half(ctx, out, to_out(a[0])))
+                    lambda a: arith.round_half(ctx, out, to_out(a[0])), group)
     if kind == "sum":
         widen = (lambda x: x) if cty == I64 else (
             (lambda x: b.sext(x, I64)) if is_signed(d) else (lambda x: b.zext(x, I64)))
@@ -68,6 +73,14 @@ def _value_spec(L, kind: str, d: DType, out: DType) -> Spec:
         f = lambda x, y: b.select(cmp(pred, y, x), y, x)                   # noqa: E731
     return Spec([cty], [ir.Constant(cty, ident)], lambda a, x, i: [f(a[0], x)],
                 lambda a, c: [f(a[0], c[0])], lambda a: a[0])
+
+
+def _pairwise(b: ir.IRBuilder, xs: list) -> ir.Value:
+    """The float sum of xs as a balanced tree of adds."""
+    while len(xs) > 1:
+        xs = [b.fadd(xs[k], xs[k + 1]) if k + 1 < len(xs) else xs[k]
+              for k in range(0, len(xs), 2)]
+    return xs[0]
 
 
 def _int_extreme(d: DType, high: bool) -> int:

@@ -331,9 +331,15 @@ def _row_partials(L, spec, x, out_idx, n, lanes, lane, active, width=None,
         def update():
             got = accs
             vectors.start(L, width)
+            grouped = []
             for w, (i,) in enumerate(vectors.lanes(L, (first,))):
                 L.slot = None if first_slot is None else (first_slot + j, w)
-                got = spec.step(got, L.elem(x, out_idx + (i,)), i)
+                if spec.group is not None and width > 1:
+                    grouped.append(L.elem(x, out_idx + (i,)))
+                else:
+                    got = spec.step(got, L.elem(x, out_idx + (i,)), i)
+            if grouped:
+                got = spec.group(got, grouped)
             L.slot = None
             vectors.finish(L, L.emit_store)
             return got
