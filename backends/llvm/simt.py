@@ -2,10 +2,15 @@
 one program, the mapping backends/cuda/emit.py describes for the CUDA C backend.
 
 - A loop nest over a tile shape at the program's top level is *distributed*: thread t
-  takes flattened elements t, t + T, t + 2T, ... (T threads, the last dim fastest, so a
-  warp touches consecutive elements: coalesced), and a barrier follows it, since other
-  threads read what it wrote. A nest over the rank-0 shape runs in every thread alike: its
-  scalar results must exist in all of them.
+  takes flattened groups t, t + T, t + 2T, ... of `vector_width` consecutive elements (T
+  threads, the last dim fastest, so a warp touches consecutive memory: coalesced; a group
+  moves in 16-byte accesses, vectors.py), and a barrier follows it, since other threads
+  read what it wrote. A nest over the rank-0 shape runs in every thread alike: its scalar
+  results must exist in all of them.
+- Register tiles (`register_tiles`, backends/residency.py): a materialized tile whose
+  readers all walk each thread's own groups is held as one SSA value per slot (round,
+  lane); nests over its shape unroll their rounds, and row reductions over it give each
+  row the lanes that hold its groups.
 - Nests inside a distributed one run serially in their thread (`depth` > 0); buffers made
   there are the thread's own (local memory), buffers made at the top level are the
   program's (shared memory, else the per-program global scratch).
