@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # One command for the GPU machine: install fusec there, run the GPU tests and the compile
 # tests and the GPU benchmarks; logs under $OUT (env.log, install.log, gpu.log, bench.log,
-# bench.json, launch/region_overhead/torch_host/step_host logs, torch_models.log/json, compile.log;
-# memcheck.log and racecheck.log with SANITIZE=1). Switches: GPU_TESTS="paths", SKIP_COMPILE_TESTS=1, SKIP_TORCH_BENCH=1, SKIP_HOST_BENCH=1,
-# SKIP_MAX_AUTOTUNE=1 (no Inductor max-autotune run), BENCH_TIMEOUT / MATMUL_TIMEOUT /
-# TORCH_BENCH_TIMEOUT / TORCH_MAX_TIMEOUT (seconds).
+# bench.json, launch/region_overhead/torch_host/step_host logs, torch_models.log/json,
+# compile.log; memcheck.log and racecheck.log with SANITIZE=1, ncu.txt with PROFILE=1).
+# Switches: GPU_TESTS="paths", SKIP_COMPILE_TESTS=1, SKIP_TORCH_BENCH=1, SKIP_HOST_BENCH=1,
+# SKIP_MAX_AUTOTUNE=1 (no Inductor max-autotune run), SANITIZE=1, PROFILE=1,
+# BENCH_TIMEOUT / MATMUL_TIMEOUT / TORCH_BENCH_TIMEOUT / TORCH_MAX_TIMEOUT (seconds).
 #
 #   device run: command="bash scripts/device.sh", carry=[".whl"]
 #
@@ -93,6 +94,12 @@ fi
 if [ "${SKIP_COMPILE_TESTS:-0}" != 1 ]; then
   python3 -m pytest -q tests/compile "${PAR[@]}" 2>&1 | tee "$OUT/compile.log"
   status=$((status | PIPESTATUS[0]))
+fi
+if [ "${PROFILE:-0}" = 1 ]; then       # ncu: each anchor kernel once per GPU backend
+  NCU=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
+  timeout 200 "$NCU" --clock-control none -k regex:fusec_ --section SpeedOfLight \
+    --section Occupancy --section LaunchStats --section WarpStateStats \
+    python3 benchmarks/profile_anchors.py ptx cuda > "$OUT/ncu.txt" 2>&1
 fi
 if [ "${SANITIZE:-0}" = 1 ]; then      # the examples on both GPU backends, once each tool
   SAN=/usr/local/cuda/bin/compute-sanitizer
