@@ -31,8 +31,9 @@ def slots(shape, width: int, nthreads: int) -> int:
 
 
 def register_tiles(plan, lane_width, nthreads: int, exclude=frozenset()) -> set[Value]:
-    """The materialized values of plan that can live in registers (none of `exclude`:
-    values read in another thread mapping, tensor_cores.py)."""
+    """The materialized values of plan that can live in registers (none of `exclude`: for
+    CUDA C values read in another thread mapping, tensor_cores.py; for PTX values whose
+    shape has no register mapping, llvm/simt.py)."""
     chosen, used = set(), 0
     for op in plan.kernel.walk():            # program order: the first values win the budget
         if not op.results or op.results[0] not in plan.materialized:

@@ -30,7 +30,8 @@ def _unsupported(op: str, d: DType):
 # -- half float rounding -------------------------------------------------------------------
 def round_bf16_bits(ctx: Ctx, x):
     """float -> bfloat16 bits in the low half of an i32 (round to nearest even; NaN ->
-    0x7FC0), as backends.numeric.f32_to_bf16_bits."""
+    0x7FC0), as backends.numeric.f32_to_bf16_bits; a target's conversion instruction where
+    it has one (Target.bf16_bits: on the GPU a NaN becomes 0x7FFF, as with CUDA C)."""
     b = ctx.b
     if ctx.target.bf16_bits is not None:
         return ctx.target.bf16_bits(ctx, x)

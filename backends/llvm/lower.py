@@ -128,7 +128,8 @@ class Lowering(OpWalker, CarriedSlots):
         return lane
 
     def raw_load(self, buf: Buf, idx) -> ir.Value:
-        """buf_load outside vector groups (the mapping's own slots)."""
+        """buf_load that never takes a vector group: read-modify-write accumulators and the
+        SIMT mapping's own slots, whose index is not a lane's."""
         v = self.b.load(self._element(buf, idx))
         return self.b.trunc(v, I1) if buf.dtype == D.bool_ else v
 

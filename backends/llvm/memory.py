@@ -86,24 +86,26 @@ def store(L, op: Op):
     tensor_v, _, value_v, _, _ = memory_operands(op)
     d = tensor_v.type.dtype
 
-    def scalar(idx, val):
-        ptr, valid = address(L, op, idx)
+    def scalar(at, val):
+        ptr, valid = at
         guarded(L, valid, lambda: L.b.store(val, ptr), None)
 
-    def write(idx0, values):
-        ptr, valid = address(L, op, idx0)
+    def write(at0, values):
+        ptr, valid = at0
         vectors.write(L, ptr, values, valid)
 
     def body(idx):
         val = arith.to_storage(L.ctx, d, L.elem(value_v, idx))
+        # pointer and mask now: they may read this element's register slot (simt.py)
+        at = address(L, op, idx)
         lane = vectors.position(L, idx)
         if lane is not None:
             idx0, w = lane
-            if vectors.store(L, (op, idx0), w, idx, val,
+            if vectors.store(L, (op, idx0), w, at, val,
                              lambda: L.vec.width_bytes(op, L.vector_group.width) is not None,
                              write, scalar, L.emit_store):
                 return
-        L.emit_store(lambda: scalar(idx, val))
+        L.emit_store(lambda: scalar(at, val))
     L.for_each(value_v.type.shape, body)
 
 

@@ -26,6 +26,7 @@ pid of the launch's grid (entry.run_program) with warps * 32 threads.
 from __future__ import annotations
 
 import functools
+import re
 
 import llvmlite.binding as llvm
 import llvmlite.ir as ir
@@ -87,6 +88,11 @@ def target_machine(arch: str) -> llvm.TargetMachine:
     return target.create_target_machine(cpu=arch, features="", opt=3)
 
 
+def arch_number(arch: str) -> int:
+    """80 of "sm_80", 90 of "sm_90a"."""
+    return int(re.match(r"sm_(\d+)", arch).group(1))
+
+
 def _bf16_bits(ctx: Ctx, x: ir.Value) -> ir.Value:
     """cvt.rn.bf16.f32 (sm_80+), as the CUDA C backend rounds: a NaN becomes 0x7FFF.
     llvmlite has no bfloat type, hence the inline PTX."""
@@ -97,14 +103,15 @@ def _bf16_bits(ctx: Ctx, x: ir.Value) -> ir.Value:
 class NVPTXTarget(Target):
     name = "nvptx"
     gelu_tail_absolute = True           # torch's gelu, as the CUDA C backend computes it
-    bf16_bits = staticmethod(_bf16_bits)
     library_fallbacks = {"pow": "pow", "frem": "fmod"}
 
-    def __init__(self):
+    def __init__(self, arch: str):
         self.buffers: FunctionBuffers | None = None
         self.simt: SimtState | None = None
         self.shared_bytes = 0
         self.exp2_reduced = _hardware_exp2 if HARDWARE_EX2 else None
+        # cvt.rn.bf16.f32 needs sm_80; older archs round bf16 in integer arithmetic
+        self.bf16_bits = _bf16_bits if arch_number(arch) >= 80 else None
 
     def start_function(self, entry: ir.IRBuilder, pid: ir.Value, tid: ir.Value,
                        nthreads: int, scratch: ir.Value,
@@ -131,7 +138,9 @@ class NVPTXTarget(Target):
         return device_function(name, str(ty))
 
     def sum_accumulator(self, dtype) -> ir.Type:
-        return F64              # as the CPU and CUDA backends: float sums round once
+        # as the CPU and CUDA backends; on the GPU a vector group's (at most 8) elements
+        # are added in float32 first (reduce.Spec.group), as CUDA C does
+        return F64
 
     def alloc_buffer(self, ctx: Ctx, elem: ir.Type, count: int) -> ir.Value:
         if self.simt.depth > 0:                     # one thread's own
@@ -225,7 +234,7 @@ def emit_module(kernel: Op, layout, names: list[str], arch: str,
     module = ir.Module(name=kernel.attrs.get("name", "kernel"))
     module.triple = TRIPLE
     module.data_layout = str(tm.target_data)
-    target = NVPTXTarget()
+    target = NVPTXTarget(arch)
     plan = Plan(kernel)
     scratch = [_emit_launch(module, target, kernel, plan, layout, k, name, nthreads)
                for k, name in enumerate(names)]

@@ -40,7 +40,8 @@ WARP = 32
 # rounds of a distributed nest emitted together, their loads before their stores: loads in
 # flight per thread (a tile's inline loads never alias its stores: plan.py materializes
 # those that could). With 16-byte vector groups, 4 passed the GPU tests but ran bias+gelu
-# 15% slower and the rest the same (H100, 2026-12-06): a round is already 16 bytes a load
+# 15% slower and the rest the same (H100, 2026-12-06): a round is already 16 bytes a load.
+# Nests over the shape of a register tile unroll all their rounds regardless
 UNROLL = 1
 # consecutive elements of a thread emitted together (vectors.py): 16 bytes of bf16
 VECTOR = 8
@@ -255,6 +256,19 @@ def reduction_lanes(outputs: int, n: int, nthreads: int) -> int:
     return max(1, min(_pow2_floor(n), max(by_fill, WARP), nthreads))
 
 
+def row_lanes(shape, outs: int, nthreads: int, register_shapes) -> tuple[int, int | None]:
+    """(lanes per output, vector width) of an innermost-axis reduction over `shape` with
+    `outs` outputs; the width is None unless the lanes follow the register mapping (a
+    register shape whose rows hold a power of two of groups: residency.py keeps tiles read
+    by row reductions in registers only then)."""
+    n = shape[-1]
+    width = vector_width(n, numel(shape), nthreads)
+    per_row = n // width
+    if tuple(shape) in register_shapes and per_row & (per_row - 1) == 0:
+        return min(nthreads, per_row), width
+    return reduction_lanes(outs, n, nthreads), None
+
+
 def reduce_innermost(L, x, res, spec) -> None:
     """An innermost-axis reduction of x into res (reduce.Spec `spec`). Over a shape of
     register tiles, the lanes of a row follow the register mapping's groups of it, so that
@@ -266,13 +280,8 @@ def reduce_innermost(L, x, res, spec) -> None:
     out_shape = res.type.shape
     outs = numel(out_shape)
     t = s.nthreads
-    mapped = tuple(shape) in L.register_shapes
-    if mapped:
-        width = vector_width(n, numel(shape), t)
-        lanes = min(t, n // width)
-    else:
-        width = None
-        lanes = reduction_lanes(outs, n, t)
+    lanes, width = row_lanes(shape, outs, t, L.register_shapes)
+    mapped = width is not None
     groups = t // lanes
     passes = -(-outs // groups)
     out = L.new_buffer(res.type.dtype, out_shape) if out_shape else None
@@ -329,7 +338,7 @@ def _row_partials(L, spec, x, out_idx, n, lanes, lane, active, width=None,
         if width > 1:
             first = b.mul(first, ir.Constant(I32, width), flags=("nuw", "nsw"))
         cond = active
-        if n % lanes:
+        if n % (lanes * width):             # the last step has idle lanes (width 1 then)
             inside = b.icmp_unsigned("<", first, ir.Constant(I32, n))
             cond = inside if cond is None else b.and_(cond, inside)
 

@@ -29,9 +29,12 @@ ACCESS_BYTES = 16                # the widest access of one thread
 
 @dataclass
 class PendingStore:
-    write: Callable[[tuple, list], None]       # (lane 0's index, values): the vector store
-    scalar: Callable[[tuple, ir.Value], None]  # (index, value): one element's store
-    lanes: list = field(default_factory=list)  # (index, value) of the lanes so far
+    """A vector store waiting for its lanes. `at`: where a lane's element goes, made when
+    the lane is emitted (a tensor store's pointer and mask, which may read the lane's
+    register slot; a buffer's index)."""
+    write: Callable[[object, list], None]      # (lane 0's at, values): the vector store
+    scalar: Callable[[object, ir.Value], None]  # (at, value): one element's store
+    lanes: list = field(default_factory=list)  # (at, value) of the lanes so far
     failed: bool = False
 
 
@@ -91,10 +94,10 @@ def load(L, key, w: int, provable: Callable[[], bool], read: Callable[[], object
     return got
 
 
-def store(L, key, w: int, idx: tuple, value: ir.Value, provable: Callable[[], bool],
+def store(L, key, w: int, at, value: ir.Value, provable: Callable[[], bool],
           write, scalar, emit: Callable[[Callable[[], None]], None]) -> bool:
-    """Lane w's value for store `key`; False: the lane stores alone. emit(fn) runs or defers
-    the vector store made once the last lane is in."""
+    """Lane w's value for store `key`, going to `at` (PendingStore); False: the lane stores
+    alone. emit(fn) runs or defers the vector store made once the last lane is in."""
     g = L.vector_group
     pending = g.stores.get(key)
     if pending is None:
@@ -104,12 +107,12 @@ def store(L, key, w: int, idx: tuple, value: ir.Value, provable: Callable[[], bo
     if pending.failed or len(pending.lanes) != w or not at_group_level(L):
         pending.failed = True
         return False
-    pending.lanes.append((idx, value))
+    pending.lanes.append((at, value))
     if w == g.width - 1:
         del g.stores[key]
-        idx0 = pending.lanes[0][0]
+        at0 = pending.lanes[0][0]
         values = [v for _, v in pending.lanes]
-        emit(lambda: write(idx0, values))
+        emit(lambda: write(at0, values))
     return True
 
 
@@ -118,8 +121,8 @@ def finish(L, emit: Callable[[Callable[[], None]], None]) -> None:
     g = L.vector_group
     L.vector_group = g.outer
     for pending in g.stores.values():
-        for idx, value in pending.lanes:
-            emit(lambda _i=idx, _v=value, _s=pending.scalar: _s(_i, _v))
+        for at, value in pending.lanes:
+            emit(lambda _a=at, _v=value, _s=pending.scalar: _s(_a, _v))
 
 
 # -- raw vector accesses --------------------------------------------------------------------

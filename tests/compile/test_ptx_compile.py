@@ -245,6 +245,47 @@ def test_vector_width_divides_the_row_and_keeps_every_thread_busy():
     assert simt.vector_width(509, 509 * 128, 128) == 1
 
 
+def test_row_reductions_follow_the_register_mapping_only_where_it_is_a_power_of_two():
+    register_shapes = {(1, 4096), (8, 48), (8, 512)}
+    assert simt.row_lanes((1, 4096), 1, 128, register_shapes) == (128, 8)
+    assert simt.row_lanes((8, 512), 8, 128, register_shapes) == (64, 8)
+    # rows of 48 groups: the general lanes (a power of two), not 48 of them
+    lanes, width = simt.row_lanes((8, 48), 8, 128, register_shapes)
+    assert width is None and lanes & (lanes - 1) == 0
+    assert simt.row_lanes((1, 4096), 1, 128, set()) == (128, None)
+
+
+@fusec.kernel
+def masked_by_a_register_tile(x):
+    o1 = fusec.empty_like(x)
+    o2 = fusec.zeros(x.shape, fl.float32)
+    for t in fusec.tile(x.shape[0]):
+        e = fl.exp(x[t])
+        o1[t] = e
+        fl.store(o2[t], x[t], mask=e > 1.5)
+    return o1, o2
+
+
+def test_a_store_masked_by_a_register_tile_reads_it_in_the_mapping():
+    """e lives in registers; the masked store's mask reads e's slot when its lane is
+    emitted, not when the (vector) store is."""
+    ck = masked_by_a_register_tile.compile(spec(4096, "float32"), backend="ptx",
+                                           target="sm_90",
+                                           config=fusec.Config(blocks=[1024], warps=4))
+    kept = simt.register_tiles(Plan(ck.module.kernel()), 128)
+    assert [v.name for v in kept] == ["e"]
+    assert "st.global.v4.b32" in ck.asm["ptx"]
+
+
+def test_bf16_rounds_by_the_conversion_instruction_from_sm_80_only():
+    rmsnorm = importlib.import_module("rmsnorm").rmsnorm
+    for arch, hardware in (("sm_75", False), ("sm_80", True), ("sm_90a", True)):
+        ck = rmsnorm.compile(spec([64, 256], "bfloat16"), spec(256, "bfloat16"), 1e-6,
+                             backend="ptx", target=arch)
+        assert ("cvt.rn.bf16.f32" in ck.asm["ptx"]) == hardware, arch
+        assert_cubin(ck, arch)
+
+
 def test_a_block_sum_shuffles_across_warps_and_adds_atomically_once():
     """total: a 256-element sum (float64 accumulator) over 4 warps, then one atomic add:
     five butterfly steps of two 32-bit halves, the warps' partials through shared memory,
