@@ -255,6 +255,35 @@ def test_row_reductions_follow_the_register_mapping_only_where_it_is_a_power_of_
     assert simt.row_lanes((1, 4096), 1, 128, set()) == (128, None)
 
 
+def test_row_reductions_read_each_thread_its_own_register_slots():
+    """For every shape with a register mapping: the element a row reduction gives thread
+    tid at slot (pass * steps + step, lane) is the one the distributed nest put there
+    (chunk round * T + tid, elements chunk * width + lane)."""
+    checked = 0
+    for nthreads in (32, 64, 128, 256, 1024):
+        for rows in (1, 2, 4, 8, 32):
+            for cols in (8, 48, 64, 256, 384, 1024, 4096):
+                shape = (rows, cols)
+                if simt.register_rounds(shape, nthreads) is None:
+                    continue
+                lanes, width = simt.row_lanes(shape, rows, nthreads, {shape})
+                if width is None:
+                    continue
+                assert width == simt.vector_width(cols, rows * cols, nthreads)
+                groups, steps = nthreads // lanes, cols // (lanes * width)
+                for tid in range(nthreads):
+                    group, lane = divmod(tid, lanes)
+                    for p in range(rows // groups):
+                        for j in range(steps):
+                            for w in range(width):
+                                chunk = (p * steps + j) * nthreads + tid
+                                nest = divmod(chunk * width + w, cols)
+                                reduction = (p * groups + group, (j * lanes + lane) * width + w)
+                                assert nest == reduction, (shape, nthreads, tid, p, j, w)
+                checked += 1
+    assert checked > 20
+
+
 @fusec.kernel
 def masked_by_a_register_tile(x):
     o1 = fusec.empty_like(x)
