@@ -71,8 +71,7 @@ def _lane_of_vector_load(L, op: Op, idx, idx0, w: int):
         ptr, valid = address(L, op, idx0)
         raw = vectors.read(L, ptr, storage(d), width, valid)
         return [arith.from_storage(L.ctx, d, r) for r in raw], valid
-    got = vectors.load(L, (op, idx0), w, lambda: L.vec.width_bytes(op, width) is not None,
-                       read)
+    got = vectors.load(L, (op, idx0), w, lambda: _vectorizable(L, op), read)
     if got is None:
         return None
     values, valid = got
@@ -80,6 +79,11 @@ def _lane_of_vector_load(L, op: Op, idx, idx0, w: int):
     if valid is None or other_v is None:        # masked-off lanes read as zeros
         return values[w]
     return L.b.select(valid, values[w], L.elem(other_v, idx))
+
+
+def _vectorizable(L, op: Op) -> bool:
+    """Whether the tensor access `op` may move the active vector group at once."""
+    return L.vec.width_bytes(op, L.vector_group.width) is not None
 
 
 def store(L, op: Op):
@@ -101,8 +105,7 @@ def store(L, op: Op):
         lane = vectors.position(L, idx)
         if lane is not None:
             idx0, w = lane
-            if vectors.store(L, (op, idx0), w, at, val,
-                             lambda: L.vec.width_bytes(op, L.vector_group.width) is not None,
+            if vectors.store(L, (op, idx0), w, at, val, lambda: _vectorizable(L, op),
                              write, scalar, L.emit_store):
                 return
         L.emit_store(lambda: scalar(at, val))

@@ -181,8 +181,9 @@ def _special_register(ctx: Ctx, b: ir.IRBuilder, name: str) -> ir.Value:
 
 
 def _emit_launch(module: ir.Module, target: NVPTXTarget, kernel: Op, plan: Plan, layout,
-                 k: int, name: str, nthreads: int) -> int:
-    """Define the kernel entry of launch k; returns its global scratch bytes per program."""
+                 k: int, name: str, nthreads: int, registers: set) -> int:
+    """Define the kernel entry of launch k; returns its global scratch bytes per program.
+    registers: the values held in registers (simt.register_tiles)."""
     launch = layout.launches[k]
     fn = ir.Function(module, ir.FunctionType(VOID, [I64] * layout.n_slots), name=name)
     fn.calling_convention = "ptx_kernel"
@@ -214,8 +215,7 @@ def _emit_launch(module: ir.Module, target: NVPTXTarget, kernel: Op, plan: Plan,
     b = ctx.b = ir.IRBuilder(start)
     target.simt.mark_synced(b)          # nothing touched memory yet
     lowering = Lowering(ctx, kernel, plan, sym=lambda e: fn.args[layout.sym_slots[e]])
-    if REGISTER_TILES:
-        lowering.use_registers(register_tiles(plan, nthreads))
+    lowering.use_registers(registers)
     bind_arguments(lowering, layout, lambda i, _name: fn.args[i])
     lowering.emit_prologue(launch, serial_ops(layout.launches))
     run_program(lowering, launch, grid, pid)
@@ -236,8 +236,9 @@ def emit_module(kernel: Op, layout, names: list[str], arch: str,
     module.data_layout = str(tm.target_data)
     target = NVPTXTarget(arch)
     plan = Plan(kernel)
-    scratch = [_emit_launch(module, target, kernel, plan, layout, k, name, nthreads)
-               for k, name in enumerate(names)]
+    registers = register_tiles(plan, nthreads) if REGISTER_TILES else set()
+    scratch = [_emit_launch(module, target, kernel, plan, layout, k, name, nthreads,
+                            registers) for k, name in enumerate(names)]
     return str(module), scratch
 
 

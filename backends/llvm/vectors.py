@@ -132,25 +132,24 @@ def _access_type(nbytes: int) -> ir.Type:
     return {4: I32, 2: I16}[nbytes]
 
 
-def _chunks(elem: ir.Type, count: int) -> tuple[int, int, ir.Type]:
-    """(accesses, elements per access, access type) of `count` consecutive elements."""
+def _chunks(elem: ir.Type, count: int) -> tuple[int, int, ir.Type, int]:
+    """(accesses, elements per access, access type, its bytes: the alignment) of `count`
+    consecutive elements."""
     nbytes = count * byte_size(elem)
     chunk = min(ACCESS_BYTES, nbytes)
-    return nbytes // chunk, chunk // byte_size(elem), _access_type(chunk)
+    return nbytes // chunk, chunk // byte_size(elem), _access_type(chunk), chunk
 
 
 def read(L, ptr: ir.Value, elem: ir.Type, count: int, valid: ir.Value | None) -> list:
     """`count` consecutive `elem` values from ptr (aligned to the accesses' size), zeros
     where valid is false (nothing read)."""
     b = L.b
-    n, per, ty = _chunks(elem, count)
-    align = min(ACCESS_BYTES, count * byte_size(elem))
+    n, per, ty, align = _chunks(elem, count)
 
     def accesses():
         return [b.load(b.bitcast(b.gep(ptr, [ir.Constant(I64, c * per)]), ty.as_pointer()),
                        align=align) for c in range(n)]
-    raw = loops.branch(L.ctx, valid, accesses, [ir.Constant(ty, None)] * n) \
-        if valid is not None else accesses()
+    raw = loops.branch(L.ctx, valid, accesses, [ir.Constant(ty, None)] * n)
     out = []
     for r in raw:
         vec = b.bitcast(r, ir.VectorType(elem, per))
@@ -163,8 +162,7 @@ def write(L, ptr: ir.Value, values: list, valid: ir.Value | None) -> None:
     accesses' size) where valid holds."""
     b = L.b
     elem = values[0].type
-    n, per, ty = _chunks(elem, len(values))
-    align = min(ACCESS_BYTES, len(values) * byte_size(elem))
+    n, per, ty, align = _chunks(elem, len(values))
     vecs = []
     for c in range(n):
         vec = ir.Constant(ir.VectorType(elem, per), None)
