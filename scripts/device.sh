@@ -3,8 +3,10 @@
 # tests and the GPU benchmarks; logs under $OUT (env.log, install.log, gpu.log, bench.log,
 # bench.json, launch/region_overhead/torch_host/step_host logs, torch_models.log/json,
 # compile.log; memcheck.log and racecheck.log with SANITIZE=1, ncu.txt with PROFILE=1).
-# Switches: GPU_TESTS="paths", SKIP_COMPILE_TESTS=1, SKIP_TORCH_BENCH=1, SKIP_HOST_BENCH=1,
-# SKIP_MAX_AUTOTUNE=1 (no Inductor max-autotune run), SANITIZE=1, PROFILE=1,
+# Switches: GPU_TESTS="paths", SKIP_TIMED_TESTS=1 (not the autotuner's timing tests),
+# SKIP_COMPILE_TESTS=1, SKIP_ANCHOR_BENCH=1 (not benchmarks/gpu.py), SKIP_TORCH_BENCH=1,
+# SKIP_HOST_BENCH=1, SKIP_MAX_AUTOTUNE=1 (no Inductor max-autotune run), SANITIZE=1,
+# PROFILE=1, MATMUL_CONFIGS="128x128x64/4w/3s,..." (the matmul sweep's configs),
 # BENCH_TIMEOUT / MATMUL_TIMEOUT / TORCH_BENCH_TIMEOUT / TORCH_MAX_TIMEOUT (seconds).
 #
 #   device run: command="bash scripts/device.sh", carry=[".whl"]
@@ -55,7 +57,8 @@ TIMED=tests/gpu/test_autotune_gpu.py
 python3 -m pytest -q -m gpu "${GPU_PATHS[@]}" --ignore="$TIMED" "${PAR[@]}" 2>&1 \
   | tee "$OUT/gpu.log"
 status=$((status | PIPESTATUS[0]))
-if [[ " ${GPU_PATHS[*]} " == *" tests/gpu "* || " ${GPU_PATHS[*]} " == *" $TIMED "* ]]; then
+if [ "${SKIP_TIMED_TESTS:-0}" != 1 ] && \
+   [[ " ${GPU_PATHS[*]} " == *" tests/gpu "* || " ${GPU_PATHS[*]} " == *" $TIMED "* ]]; then
   python3 -m pytest -q -m gpu "$TIMED" 2>&1 | tee -a "$OUT/gpu.log"
   status=$((status | PIPESTATUS[0]))
 fi
@@ -63,12 +66,14 @@ fi
 python3 examples/run_all.py 2>&1 | tee "$OUT/run_all.log"
 status=$((status | PIPESTATUS[0]))
 # benchmarks: fusec vs torch eager / torch.compile / Triton / copy (bf16, see benchmarks/)
-timeout "${BENCH_TIMEOUT:-240}" python3 benchmarks/gpu.py --json "$OUT/bench.json" 2>&1 \
-  | tee "$OUT/bench.log"
+if [ "${SKIP_ANCHOR_BENCH:-0}" != 1 ]; then
+  timeout "${BENCH_TIMEOUT:-240}" python3 benchmarks/gpu.py --json "$OUT/bench.json" 2>&1 \
+    | tee "$OUT/bench.log"
+fi
 # tensor-core matmul configs, each with and without the fragment loads across the K-tile
 # barrier (mma.LOAD_ACROSS_BARRIER), into bench.log (few files come back from $OUT)
 timeout "${MATMUL_TIMEOUT:-200}" python3 benchmarks/matmul_configs.py --both-schedules \
-  --configs 128x128x32/4w/3s,128x128x32/4w/4s,128x128x64/4w/3s,128x256x32/8w/3s 2>&1 \
+  --configs "${MATMUL_CONFIGS:-128x128x64/4w/3s,128x256x64/8w/4s,256x128x64/8w/4s}" 2>&1 \
   | tee -a "$OUT/bench.log"
 # host time: the pieces of a cached call, a fused region's call, tiny models per step
 if [ "${SKIP_HOST_BENCH:-0}" != 1 ]; then

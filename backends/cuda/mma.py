@@ -32,9 +32,10 @@ from ...ir import dtypes as D
 from ...ir.core import Op, Value
 from ...ir.ops import memory_operands
 from . import arith, fragments, memory
-from .tensor_cores import MMA_K, MMA_M, MMA_N, PAD, MMALoop, Operand, constant
+from .tensor_cores import (MMA_K, MMA_M, MMA_N, PAD, MMALoop, Operand, constant,
+                           loop_registers)
 from .types import literal
-from .values import INLINE, Handle, Lane, rank
+from .values import INLINE, Handle, Lane, Scalar, rank
 
 _MMA = {D.bfloat16: "fc_mma_bf16", D.float16: "fc_mma_f16"}
 _CHUNK = 8                     # halves a thread stages at once: one 16-byte access
@@ -58,6 +59,7 @@ class _Staging:
         self.name = E.shared_array("unsigned short", stages * self.size, base)
         self._async: bool | None = None
         self.slots: list[_Slot] | None = None      # hoisted copy slots (hoist())
+        self.all_ok: str | None = None             # every slot's K-free checks at once
 
     def copies_async(self, E) -> bool:
         """Whether cp.async can stage the operand (asked with the K handle bound)."""
@@ -102,12 +104,33 @@ class _Staging:
             self.slots.append(_Slot(idx, E.declare("int", f"{row} * {self.pitch} + {col}",
                                                     "copy_dst", force=True),
                                     src, ok, moving, step))
+        oks = [slot.ok for slot in self.slots if slot.ok]
+        if oks:
+            self.all_ok = E.declare("bool", " && ".join(oks), "copy_all_ok", force=True)
 
-    def fill(self, E, stage: str, begin: str) -> None:
+    def interior_terms(self, E, spec: MMALoop) -> tuple[list[str], set[str]] | None:
+        """What makes every copy of a K tile valid, so that it runs without per-copy
+        predicates: (flags that must hold, sizes the tile's end must not pass), each free of
+        K (asked with the K handle bound); None where the slots or the mask do not allow
+        it (the copies keep their checks)."""
+        if self.slots is None:
+            return None
+        limits = {n for slot in self.slots for _, n in slot.moving}
+        if self.operand.mask is not None:
+            bounds = _k_bounds(self.operand.mask, spec.loop.regions[0].args[0])
+            reps = [E.env.get(v) for v in bounds or ()]
+            if bounds is None or not all(isinstance(r, Scalar) for r in reps):
+                return None
+            limits |= {r.expr for r in reps}
+        return [self.all_ok] if self.all_ok else [], limits
+
+    def fill(self, E, stage: str, begin: str, interior: bool = False) -> None:
+        """Stage the K tile at `begin` into `stage`; `interior`: the caller checked the
+        conditions of interior() (every copy is valid)."""
         tile = E.declare("unsigned short*", f"{self.name} + ({stage}) * {self.size}",
                          self.name, mutable=True)
         if self.slots is not None:
-            self._fill_slots(E, tile, begin)
+            self._fill_slots(E, tile, begin, interior)
             return
         value, load, mask = self.operand.value, self.operand.load, self.operand.mask
         copy = self.copies_async(E)
@@ -130,13 +153,14 @@ class _Staging:
         E.need_sync = False            # the stage was last read before the loop's barrier
         E.for_each(self.shape, None, chunk, sync=False, width=_CHUNK)
 
-    def _fill_slots(self, E, tile: str, begin: str) -> None:
+    def _fill_slots(self, E, tile: str, begin: str, interior: bool) -> None:
         mask = self.operand.mask
         moved = {}                     # stride -> this K tile's offset along it (one multiply)
         for slot in self.slots:
-            conds = [c for c in [slot.ok] + [memory.in_bounds(f"({begin} + {x})", n)
-                                             for x, n in slot.moving] if c]
-            if mask is not None:
+            conds = [] if interior else \
+                [c for c in [slot.ok] + [memory.in_bounds(f"({begin} + {x})", n)
+                                         for x, n in slot.moving] if c]
+            if mask is not None and not interior:
                 conds.append(E.elem(mask, slot.idx))
             for step in slot.step:
                 if step not in moved:
@@ -161,14 +185,63 @@ class _Slot:
     step: list                     # strides the source moves by per unit of K
 
 
+def _interior(E, spec: MMALoop, a: _Staging, b: _Staging) \
+        -> tuple[str | None, str | None] | None:
+    """(a flag, the last K tile begin) such that a K tile at begin <= that end, while the
+    flag holds, copies every chunk of both operands unchecked (_Staging.interior_terms);
+    declared once before the loop. None: the copies keep their checks."""
+    terms = [a.interior_terms(E, spec), b.interior_terms(E, spec)]
+    if None in terms:
+        return None
+    flags = terms[0][0] + terms[1][0]
+    limits = sorted(terms[0][1] | terms[1][1])
+    if not flags and not limits:
+        return None                    # no copy has a check to drop
+    flag = E.declare("bool", " && ".join(flags), "copy_all_ok", force=True) \
+        if len(flags) > 1 else (flags[0] if flags else None)
+    if not limits:
+        return flag, None
+    end = E.declare("long long", f"(long long){limits[0]}", "k_end", force=True, mutable=True)
+    for n in limits[1:]:
+        E.line(f"if ((long long){n} < {end}) {end} = (long long){n};")
+    # the tile's last element below every limit (a limit below one tile: no interior tile)
+    E.line(f"{end} -= {spec.tiling.bk};")
+    return flag, end
+
+
+def _k_bounds(mask: Value, handle: Value) -> list[Value] | None:
+    """The scalars S of a mask that is a conjunction of `K index < S` (through expand_dims
+    and broadcasts; S free of K): the mask holds on a whole K tile when its end is at most
+    every S. None for any other mask."""
+    op = mask.op
+    if op is None:
+        return None
+    if op.name in ("expand_dims", "broadcast"):
+        return _k_bounds(op.operands[0], handle)
+    if op.name == "and":
+        parts = [_k_bounds(o, handle) for o in op.operands]
+        return None if None in parts else parts[0] + parts[1]
+    if op.name == "lt":
+        index, limit = (_through_views(o) for o in op.operands)
+        if index.op is not None and index.op.name == "tile_index" and \
+                index.op.operands[0] is handle and rank(limit) == 0 and \
+                not _depends_on(limit, handle):
+            return [limit]
+    return None
+
+
+def _through_views(v: Value) -> Value:
+    while v.op is not None and v.op.name in ("expand_dims", "broadcast"):
+        v = v.op.operands[0]
+    return v
+
+
 def _k_role(v: Value, loop: Op) -> str | None:
     """How a load index of the K loop's body depends on K: "k" (the K tile's index, through
     expand_dims and broadcasts: it moves with the tile's begin), "fixed" (not at all), or
     None (any other way)."""
     handle = loop.regions[0].args[0]
-    u = v
-    while u.op is not None and u.op.name in ("expand_dims", "broadcast"):
-        u = u.op.operands[0]
+    u = _through_views(v)
     if u.op is not None and u.op.name == "tile_index" and u.op.operands[0] is handle:
         return "k"
     return None if _depends_on(v, handle) else "fixed"
@@ -264,8 +337,7 @@ def k_loop(E, op: Op, spec: MMALoop) -> None:
     layout = fragments.declare_layout(E, t)
     acc = fragments.new_fragment(E, layout, "float", "acc")
     # accumulators and the two K steps of a and b fragments (_Fragments) stay in registers
-    E.accumulators = max(E.accumulators, fragments.registers(layout) +
-                         2 * (t.mi * 4 + t.ni * 2))
+    E.accumulators = max(E.accumulators, loop_registers(t))
     init = op.operands[-1]
     const = constant(init)
     if const is not None:
@@ -280,14 +352,28 @@ def k_loop(E, op: Op, spec: MMALoop) -> None:
     _bind_iteration(E, spec, "0")
     a.hoist(E, spec)
     b.hoist(E, spec)
+    interior = _interior(E, spec, a, b)
     E.memo.pop()
     extent = E.sym(op.attrs["extent"])
     block = op.attrs["block"]
 
     def fill(begin: str, stage: str) -> None:
         _bind_iteration(E, spec, begin)
-        a.fill(E, stage, begin)
-        b.fill(E, stage, begin)
+        if interior is None:
+            a.fill(E, stage, begin)
+            b.fill(E, stage, begin)
+            return
+        # a K tile inside every bound (all but the last of a ragged K, every tile of an
+        # interior program) copies without a predicate a chunk: the loop's issue slots go
+        # to the multiplies; the branch is uniform over the block
+        flag, end = interior
+        header = " && ".join(c for c in (flag, end and f"(long long)({begin}) <= {end}") if c)
+        for inside, head in ((True, f"if ({header})"), (False, "else")):
+            E.memo.append({})          # the branches declare their elements apart
+            with E.block(head):
+                a.fill(E, stage, begin, inside)
+                b.fill(E, stage, begin, inside)
+            E.memo.pop()
 
     for s in range(stages - 1):
         with E.block(f"if ((long long){s * block} < {extent})" if s else

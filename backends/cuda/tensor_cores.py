@@ -133,8 +133,17 @@ def programs_per_sm(nthreads: int, accumulators: int, shared: int = 0, arch: str
     program's barriers then overlap the other's copies and multiplies -- else ptxas' own
     choice (1)."""
     fits = 2 * shared <= max(shared_limit(arch), 48 << 10)
-    return 2 if fits and REGISTER_FILE // (2 * nthreads) >= accumulators + OTHER_REGISTERS \
-        else 1
+    return 2 if fits and _two_fit_registers(nthreads, accumulators) else 1
+
+
+def _two_fit_registers(nthreads: int, accumulators: int) -> bool:
+    return REGISTER_FILE // (2 * nthreads) >= accumulators + OTHER_REGISTERS
+
+
+def loop_registers(t: WarpTiling) -> int:
+    """Registers a thread holds through the K loop: accumulators and two K steps of a and
+    b fragments (mma.py's _Fragments)."""
+    return t.mi * t.ni * 4 + 2 * (t.mi * 4 + t.ni * 2)
 
 
 def shared_limit(arch: str) -> int:
@@ -144,9 +153,13 @@ def shared_limit(arch: str) -> int:
     return SHARED_LIMIT[max(known)] if known else 48 << 10
 
 
-def staging_budget(arch: str) -> int:
-    """Shared memory a program's staged operands may take: half the block limit, so that
-    two programs share an SM (programs_per_sm), never less than the static budget."""
+def staging_budget(arch: str, tiling: WarpTiling | None = None, nthreads: int = 0) -> int:
+    """Shared memory a program's staged operands may take, never less than the static
+    budget: half the block limit, so that two programs share an SM (programs_per_sm); the
+    whole limit when `tiling`'s registers at `nthreads` threads keep one program an SM
+    anyway (more stages in flight instead: 128x256x64 in 4 stages on sm_90)."""
+    if tiling is not None and not _two_fit_registers(nthreads, loop_registers(tiling)):
+        return max(STAGING_BYTES, shared_limit(arch) - SHARED_RESERVE)
     return max(STAGING_BYTES, shared_limit(arch) // 2 - SHARED_RESERVE)
 
 
@@ -167,7 +180,7 @@ def analyze(kernel: Op, plan, arch: str, warps: int, roots=None,
             kernel.walk()
         for op in walk:
             if op.name == "tile_for" and not op.attrs.get("parallel"):
-                found = _match(op, plan, warps, stages, staging_budget(arch) - staged)
+                found = _match(op, plan, warps, stages, arch, staged)
                 if found is not None:
                     loops[op] = found
                     staged += staging_bytes(found.tiling, found.stages)
@@ -180,7 +193,10 @@ def analyze(kernel: Op, plan, arch: str, warps: int, roots=None,
     return TensorCorePlan(loops, no_registers)
 
 
-def _match(loop: Op, plan, warps: int, stages: int, budget: int) -> MMALoop | None:
+def _match(loop: Op, plan, warps: int, stages: int, arch: str, staged: int
+           ) -> MMALoop | None:
+    """The loop as an MMALoop, its stages fitting what is left of the staging budget after
+    `staged` bytes of earlier loops; None when it does not qualify."""
     body = loop.regions[0]
     if len(loop.results) != 1 or len(body.args) != 2:
         return None
@@ -212,7 +228,8 @@ def _match(loop: Op, plan, warps: int, stages: int, budget: int) -> MMALoop | No
     tiling = _warp_tiling(bm, bn, bk, warps)
     if tiling is None:
         return None
-    fitting = most_stages(tiling, stages, budget)
+    fitting = most_stages(tiling, stages,
+                          staging_budget(arch, tiling, 32 * warps) - staged)
     if fitting is None:
         return None
     derived = _epilogue(plan, loop.results[0])

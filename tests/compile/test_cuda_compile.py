@@ -250,6 +250,28 @@ def test_tensor_core_dots_build(arch, case):
         assert (f"fc_cp_async_16({operand}_tile" in ck.asm["cuda"]) == (operand in copied)
 
 
+@pytest.mark.parametrize("arch", ARCHS)
+def test_one_program_an_sm_stages_into_the_whole_shared_memory(arch):
+    """8 warps of 64x64 accumulator tiles hold too many registers for two programs an SM:
+    their stages may take the whole block limit (128x256x64: 4 stages, 205 KB, on sm_90;
+    3 on sm_80's 163 KB) and the launch bounds ask for one program; 4 warps of 128x128x64
+    keep half the limit each (3 stages on sm_90, 2 on sm_80) and ask for two."""
+    kernel, shapes, extra, _, _ = DOT_KERNELS["bias_relu"]
+    expect = {"sm_80": (3, 2), "sm_90": (4, 3)}[arch]
+    for (blocks, warps), stages, bounds in zip((([128, 256, 64], 8), ([128, 128, 64], 4)),
+                                               expect, ("(256)", "(128, 2)")):
+        ck = kernel.compile(*[spec(s, "bfloat16") for s in shapes(2048, 2048, 2048)], *extra,
+                            target=arch, config=fusec.Config(blocks=blocks, warps=warps,
+                                                             stages=4))
+        source = ck.asm["cuda"]
+        assert f"{stages} stages" in source and f"__launch_bounds__{bounds}" in source, \
+            (blocks, arch)
+        limit = tensor_cores.shared_limit(arch)
+        used = int(re.search(r"dynamic: (\d+) bytes", source).group(1))
+        assert used <= limit and (warps == 4) == (2 * used <= limit), (blocks, arch, used)
+        assert_cubin(ck, arch)
+
+
 def test_dots_tensor_cores_cannot_take_keep_the_fma_loop(monkeypatch):
     """float32 / int8 operands, tiles that are not multiples of the mma shape or that the
     warps cannot split, archs before sm_80, and the switch off: dot.py's loop."""

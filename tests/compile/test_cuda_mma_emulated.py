@@ -59,6 +59,8 @@ def test_bias_relu_epilogue_from_registers(mkn, dtype, blocks, warps, copied):
     ((37, 208, 48), [32, 32, 32], 2, "ab"),   # two K steps a tile: the next tile's first
     ((20, 100, 24), [16, 16, 32], 1, ""),     # fragments load across the barrier
     ((5, 32, 16), [16, 16, 64], 1, "ab"),     # one K tile, half of it masked
+    ((37, 48, 48), [32, 32, 32], 2, "ab"),    # copied, ragged K: unchecked copies for the
+    ((64, 80, 32), [32, 32, 32], 2, "ab"),    # interior tiles, checked ones for the last
 ])
 @pytest.mark.parametrize("across", [True, False])
 def test_multistage_pipeline(mkn, blocks, warps, copied, stages, across, monkeypatch):
@@ -81,6 +83,20 @@ def test_copy_slots_are_worked_out_before_the_k_loop():
     loop = source[source.index("for (int tile_begin"):]
     assert "copy_src" in source[:source.index("for (int tile_begin")]
     assert " * a0_stride0" not in loop.split("fc_mma_bf16")[0]     # rows: outside the loop
+
+
+def test_interior_k_tiles_copy_without_checks():
+    """A K tile inside every bound copies its chunks unpredicated (one uniform branch a
+    tile, its bounds worked out before the loop); the last, ragged one keeps the checks."""
+    got, want, source = run_emulated("bias_relu", (64, 80, 64), "bfloat16", [32, 32, 32],
+                                     2, stages=3)
+    assert_close(got / 9, want / 9, "bfloat16", "bias_relu, K = 2.5 tiles")
+    before, loop = source.split("for (int tile_begin", 1)
+    assert "k_end" in before and "copy_all_ok" in before
+    inside, checked = loop.split("else", 1)
+    assert "k_end" in inside and "copy_ok" not in inside.split("{", 2)[2]
+    assert inside.count(", true);") == 4            # a and b: 32x16 and 16x32 at 64 threads
+    assert ", true);" not in checked.split("fc_cp_async_commit")[0]
 
 
 def test_plain_accumulator_store_and_odd_n_tiles():
