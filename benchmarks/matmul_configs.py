@@ -4,7 +4,11 @@ torch.compile of the same expression, in one run on one GPU. Each config's resul
 checked against torch in float32 first; device time from CUDA-graph replay (median).
 
     python3 benchmarks/matmul_configs.py [--sizes 4096,8192] [--json out.json]
-        [--configs "128x128x32/4w/4s,..."]
+        [--configs "128x128x32/4w/4s,..."] [--schedules within,across,spread]
+
+Schedules of the K loop (backends/cuda/mma.py's switches): "within" (the next tile's copies
+before this tile's multiplies, its first fragments after the barrier), "across"
+(LOAD_ACROSS_BARRIER), "spread" (SPREAD_COPIES: the copies after each K step's multiplies).
 """
 from __future__ import annotations
 
@@ -23,6 +27,9 @@ from matmul_epilogue import matmul_bias_relu  # noqa: E402
 
 from fusec.backends.cuda import mma  # noqa: E402
 
+SCHEDULES = {"within": {"LOAD_ACROSS_BARRIER": False, "SPREAD_COPIES": False},
+             "across": {"LOAD_ACROSS_BARRIER": True, "SPREAD_COPIES": False},
+             "spread": {"LOAD_ACROSS_BARRIER": False, "SPREAD_COPIES": True}}
 # blocks MxNxK / warps / stages; stages past the shared memory the arch allows are cut to
 # what fits (the row's label says what ran)
 CONFIGS = ("128x128x32/4w/2s", "128x128x32/4w/3s", "128x128x32/4w/4s", "128x128x32/8w/4s",
@@ -50,8 +57,9 @@ def main() -> None:
     ap.add_argument("--configs", default=",".join(CONFIGS))
     ap.add_argument("--repeat", type=int, default=20)
     ap.add_argument("--json")
-    ap.add_argument("--both-schedules", action="store_true",
-                    help="each config with and without loading across the K-tile barrier")
+    ap.add_argument("--schedules", default="",
+                    help=f"each config under these K-loop schedules ({', '.join(SCHEDULES)})")
+    ap.add_argument("--both-schedules", action="store_true", help="--schedules within,across")
     args = ap.parse_args()
     rows = []
     print(f"# {torch.cuda.get_device_name()}: matmul + bias + relu * scale, bf16, TFLOP/s "
@@ -64,14 +72,15 @@ def main() -> None:
         eager = lambda: torch.relu(a @ b + bias) * 0.5                    # noqa: E731
         impls = {"cuBLAS a @ b alone": lambda: a @ b, "torch.compile": torch.compile(eager),
                  "fusec default config": lambda: matmul_bias_relu(a, b, bias, 0.5)}
-        for text, across in [(t, x) for t in args.configs.split(",")
-                             for x in ((True, False) if args.both_schedules else (None,))]:
-            label = text if across is None else \
-                f"{text} {'across' if across else 'within'}"
+        schedules = args.schedules.split(",") if args.schedules else \
+            ["within", "across"] if args.both_schedules else [None]
+        for text, schedule in [(t, x) for t in args.configs.split(",") for x in schedules]:
+            label = text if schedule is None else f"{text} {schedule}"
             try:
                 kernel = matmul_bias_relu
-                if across is not None:     # a fresh kernel: its in-memory cache keys no switch
-                    mma.LOAD_ACROSS_BARRIER = across
+                if schedule is not None:   # a fresh kernel: its in-memory cache keys no switch
+                    for name, value in SCHEDULES[schedule].items():
+                        setattr(mma, name, value)
                     kernel = fusec.kernel(matmul_bias_relu.fn)
                 ck = kernel.compile(a, b, bias, 0.5, backend="cuda", config=parse(text))
                 err = ((ck(a, b, bias, 0.5).float() - want).abs().max() /

@@ -44,6 +44,11 @@ _CHUNK = 8                     # halves a thread stages at once: one 16-byte acc
 # schedule measured on the H100 loads them after the barrier. `benchmarks/matmul_configs.py
 # --both-schedules` compares the two in one run
 LOAD_ACROSS_BARRIER = False
+# The next tile's copies are spread over this tile's K steps, a share after each step's
+# mma.sync (CUTLASS's multistage order), instead of all before the first: the first
+# multiplies no longer wait behind the copy block. Needs unchecked interior copies (the
+# hoisted slots) and the schedule within the barrier. Off until timed on a GPU
+SPREAD_COPIES = False
 
 
 class _Staging:
@@ -124,14 +129,32 @@ class _Staging:
             limits |= {r.expr for r in reps}
         return [self.all_ok] if self.all_ok else [], limits
 
-    def fill(self, E, stage: str, begin: str, interior: bool = False) -> None:
-        """Stage the K tile at `begin` into `stage`; `interior`: the caller checked the
-        conditions of interior() (every copy is valid)."""
+    def target(self, E, stage: str, begin: str) -> tuple[str, dict]:
+        """The stage's tile pointer and, per K stride of the hoisted slots, the K tile's
+        offset along it (one multiply): what every share of a fill adds to its slots."""
         tile = E.declare("unsigned short*", f"{self.name} + ({stage}) * {self.size}",
                          self.name, mutable=True)
+        moved = {}
+        for step in dict.fromkeys(step for slot in self.slots or () for step in slot.step):
+            moved[step] = E.declare("long long", f"(long long)({begin})" + (
+                f" * {step}" if step != "1" else ""), "k_offset", force=True)
+        return tile, moved
+
+    def fill(self, E, stage: str, begin: str, interior: bool = False,
+             part: tuple[int, int] = (0, 1), target: tuple[str, dict] | None = None) -> None:
+        """Stage the K tile at `begin` into `stage`; `interior`: the caller checked the
+        conditions of interior_terms() (every copy is valid); `part` (j, n): only the j-th
+        of n shares of the hoisted slots, into `target` (from target(), worked out once
+        for all shares)."""
         if self.slots is not None:
-            self._fill_slots(E, tile, begin, interior)
+            tile, moved = target or self.target(E, stage, begin)
+            j, n = part
+            share = self.slots[j * len(self.slots) // n:(j + 1) * len(self.slots) // n]
+            self._fill_slots(E, tile, moved, begin, interior, share)
             return
+        assert part == (0, 1), "only hoisted copy slots are staged in parts"
+        tile = E.declare("unsigned short*", f"{self.name} + ({stage}) * {self.size}",
+                         self.name, mutable=True)
         value, load, mask = self.operand.value, self.operand.load, self.operand.mask
         copy = self.copies_async(E)
 
@@ -153,19 +176,15 @@ class _Staging:
         E.need_sync = False            # the stage was last read before the loop's barrier
         E.for_each(self.shape, None, chunk, sync=False, width=_CHUNK)
 
-    def _fill_slots(self, E, tile: str, begin: str, interior: bool) -> None:
+    def _fill_slots(self, E, tile: str, moved: dict, begin: str, interior: bool,
+                    slots) -> None:
         mask = self.operand.mask
-        moved = {}                     # stride -> this K tile's offset along it (one multiply)
-        for slot in self.slots:
+        for slot in slots:
             conds = [] if interior else \
                 [c for c in [slot.ok] + [memory.in_bounds(f"({begin} + {x})", n)
                                          for x, n in slot.moving] if c]
             if mask is not None and not interior:
                 conds.append(E.elem(mask, slot.idx))
-            for step in slot.step:
-                if step not in moved:
-                    moved[step] = E.declare("long long", f"(long long)({begin})" + (
-                        f" * {step}" if step != "1" else ""), "k_offset", force=True)
             src = " + ".join([slot.src] + [moved[step] for step in slot.step])
             dst = f"{tile} + {slot.dst}"
             # a chunk out of bounds reads no byte (source size 0: zero-filled), so its
@@ -307,26 +326,27 @@ class _Fragments:
             E.line(f"{fn}({self.bf}[{buf}][{ni}], {b.name} + ({stage}) * {b.size} + ({ks} + "
                    f"({lane} & 15)) * {b.pitch} + {b_col}{extra});")
 
-    def multiply(self, E, acc, stage: str, after_last) -> None:
+    def multiply(self, E, acc, stage: str, after_last=None, after_step=None) -> None:
         """Every K step of `stage`: the next step's fragments load (after the last step:
         `after_last()`, which may start the next stage's), this step's MI x NI mma.sync
-        run. The first step's fragments were loaded before."""
+        run, then `after_step(step)`. The first step's fragments were loaded before."""
         t = self.spec.tiling
-        ks, mi, ni = E.fresh("ks"), E.fresh("mi"), E.fresh("ni")
-        buf = f"({ks} / {MMA_K}) & 1"
-        E.line("#pragma unroll")
-        with E.block(f"for (int {ks} = 0; {ks} < {t.bk}; {ks} += {MMA_K})"):
-            with E.block(f"if ({ks} + {MMA_K} < {t.bk})"):
-                self.load(E, stage, f"{ks} + {MMA_K}")
-            if after_last is not None:
-                with E.block("else"):
-                    after_last()
+        steps = t.bk // MMA_K
+        for step in range(steps):
+            E.line(f"// K step {step}: fragments buffer {step & 1}")
+            if step + 1 < steps:
+                self.load(E, stage, str((step + 1) * MMA_K))
+            elif after_last is not None:
+                after_last()
+            mi, ni = E.fresh("mi"), E.fresh("ni")
             E.line("#pragma unroll")
             with E.block(f"for (int {mi} = 0; {mi} < {t.mi}; ++{mi})"):
                 E.line("#pragma unroll")
                 with E.block(f"for (int {ni} = 0; {ni} < {t.ni}; ++{ni})"):
                     E.line(f"{_MMA[self.spec.dtype]}({acc.name} + ({mi} * {t.ni} + {ni}) * 4, "
-                           f"{self.af}[{buf}][{mi}], {self.bf}[{buf}][{ni}]);")
+                           f"{self.af}[{step & 1}][{mi}], {self.bf}[{step & 1}][{ni}]);")
+            if after_step is not None:
+                after_step(step)
 
 
 def k_loop(E, op: Op, spec: MMALoop) -> None:
@@ -357,7 +377,8 @@ def k_loop(E, op: Op, spec: MMALoop) -> None:
     extent = E.sym(op.attrs["extent"])
     block = op.attrs["block"]
 
-    def fill(begin: str, stage: str) -> None:
+    def fill(begin: str, stage: str, part: tuple[int, int] = (0, 1), targets=(None, None)
+             ) -> None:
         _bind_iteration(E, spec, begin)
         if interior is None:
             a.fill(E, stage, begin)
@@ -371,8 +392,8 @@ def k_loop(E, op: Op, spec: MMALoop) -> None:
         for inside, head in ((True, f"if ({header})"), (False, "else")):
             E.memo.append({})          # the branches declare their elements apart
             with E.block(head):
-                a.fill(E, stage, begin, inside)
-                b.fill(E, stage, begin, inside)
+                a.fill(E, stage, begin, inside, part, targets[0])
+                b.fill(E, stage, begin, inside, part, targets[1])
             E.memo.pop()
 
     for s in range(stages - 1):
@@ -386,6 +407,7 @@ def k_loop(E, op: Op, spec: MMALoop) -> None:
     # with an even number of 16-deep steps a K tile ends on fragment buffer 1, so the next
     # tile's first fragments (buffer 0) load across the barrier, under the last mma.sync
     across = LOAD_ACROSS_BARRIER and (t.bk // MMA_K) % 2 == 0
+    spread = SPREAD_COPIES and not across and interior is not None and t.bk > MMA_K
 
     def landed() -> None:
         E.line(f"fc_cp_async_wait<{stages - 2}>();   // this thread's copies of the K tile "
@@ -404,17 +426,32 @@ def k_loop(E, op: Op, spec: MMALoop) -> None:
             landed()
             frags.load(E, stage, "0")     # in flight while the next tile's copies are issued
         nxt = E.declare("int", f"{k} + {(stages - 1) * block}", "k_next", force=True)
-        with E.block(f"if ((long long){nxt} < {extent})"):
-            E.line(f"// K tile {stages - 1} ahead into the stage the previous one used, while "
-                   "this one is multiplied")
-            fill(nxt, f"({tile} + {stages - 1}) % {stages}")
-        E.line("fc_cp_async_commit();")
+        refill = E.declare("int", f"({tile} + {stages - 1}) % {stages}", "refill", force=True)
+        steps = t.bk // MMA_K
+
+        # spread: each share's tile pointers and K offsets are worked out once a tile
+        targets = (a.target(E, refill, nxt), b.target(E, refill, nxt)) if spread else \
+            (None, None)
+
+        def copies(part: tuple[int, int] = (0, 1)) -> None:
+            with E.block(f"if ((long long){nxt} < {extent})"):
+                E.line(f"// K tile {stages - 1} ahead into the stage the previous one used, "
+                       "while this one is multiplied" + (f" (share {part[0] + 1} of "
+                                                         f"{part[1]})" if spread else ""))
+                fill(nxt, refill, part, targets)
 
         def next_tile() -> None:
             with E.block(f"if ((long long){k} + {block} < {extent})"):
                 landed()
                 frags.load(E, f"({tile} + 1) % {stages}", "0")
-        frags.multiply(E, acc, stage, next_tile if across else None)
+        if spread:
+            frags.multiply(E, acc, stage, after_step=lambda j: copies((j, steps)))
+        else:
+            copies()
+            E.line("fc_cp_async_commit();")
+            frags.multiply(E, acc, stage, next_tile if across else None)
+        if spread:
+            E.line("fc_cp_async_commit();")
     E.line("fc_cp_async_wait<0>();     // no copy outlives the loop")
     E.sync()                   # the stages are free again for whatever follows
     result = op.results[0]

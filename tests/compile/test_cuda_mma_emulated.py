@@ -40,6 +40,7 @@ def check(name, mkn, dtype, blocks, warps, copied: str, stages=2):
     out_dtype = KERNELS[name][4] or dtype
     scale = max(1.0, np.sqrt(mkn[1]))          # sums of K products of 16-bit inputs
     assert_close(got / scale, want / scale, out_dtype, f"{name} {mkn} {dtype} {blocks}")
+    return source
 
 
 @pytest.mark.parametrize("mkn,dtype,blocks,warps,copied", [
@@ -62,11 +63,16 @@ def test_bias_relu_epilogue_from_registers(mkn, dtype, blocks, warps, copied):
     ((37, 48, 48), [32, 32, 32], 2, "ab"),    # copied, ragged K: unchecked copies for the
     ((64, 80, 32), [32, 32, 32], 2, "ab"),    # interior tiles, checked ones for the last
 ])
-@pytest.mark.parametrize("across", [True, False])
-def test_multistage_pipeline(mkn, blocks, warps, copied, stages, across, monkeypatch):
+@pytest.mark.parametrize("schedule", ["within", "across", "spread"])
+def test_multistage_pipeline(mkn, blocks, warps, copied, stages, schedule, monkeypatch):
+    """Each K-loop schedule (mma.py's switches): the copies before the multiplies, the next
+    tile's first fragments across the barrier, the copies spread over the K steps."""
     from fusec.backends.cuda import mma
-    monkeypatch.setattr(mma, "LOAD_ACROSS_BARRIER", across)
-    check("bias_relu", mkn, "bfloat16", blocks, warps, copied, stages)
+    monkeypatch.setattr(mma, "LOAD_ACROSS_BARRIER", schedule == "across")
+    monkeypatch.setattr(mma, "SPREAD_COPIES", schedule == "spread")
+    source = check("bias_relu", mkn, "bfloat16", blocks, warps, copied, stages)
+    spread = schedule == "spread" and blocks[2] > 16 and copied == "ab"
+    assert ("(share 2 of" in source) == spread, schedule
 
 
 def test_stages_past_48_kb_use_dynamic_shared_memory():

@@ -102,3 +102,28 @@ def test_large_k_against_cublas():
     cublas = (a.float() @ b.float()).double().cpu().numpy()
     ours, theirs = np.abs(got - want).max(), np.abs(cublas - want).max()
     assert ours <= max(2 * theirs, 1e-3), (ours, theirs)
+
+
+@pytest.mark.parametrize("schedule", ["within", "across", "spread"])
+@pytest.mark.parametrize("blocks,warps,stages", [([128, 128, 64], 4, 3),
+                                                 ([128, 256, 64], 8, 4)])
+@pytest.mark.parametrize("mkn", [(300, 1040, 520), (4097, 130, 33)])   # copied; registers
+def test_k_loop_schedules(mkn, blocks, warps, stages, schedule, monkeypatch):
+    """mma.py's K-loop schedules (benchmarks/matmul_configs.py --schedules) and 8 warps
+    staging 4 tiles in the whole shared memory: unchecked interior copies, a ragged last K
+    tile (1040 = 16.25 tiles of 64), programs over the M and N edges."""
+    from fusec.backends.cuda import mma
+    monkeypatch.setattr(mma, "LOAD_ACROSS_BARRIER", schedule == "across")
+    monkeypatch.setattr(mma, "SPREAD_COPIES", schedule == "spread")
+    kernel, shapes, extra, reference, _ = KERNELS["bias_relu"]
+    fresh = fusec.kernel(kernel.fn)          # its in-memory cache keys no switch
+    arrays = [random_array(s, "bfloat16", seed=i + 7) for i, s in enumerate(shapes(*mkn))]
+    inputs = [to_cuda(a, "bfloat16") for a, _ in arrays]
+    ck = fresh.compile(*inputs, *extra, backend="cuda",
+                       config=fusec.Config(blocks=blocks, warps=warps, stages=stages))
+    assert f"{stages} stages" in ck.asm["cuda"]
+    out = ck(*inputs, *extra)
+    torch.cuda.synchronize()
+    scale = np.sqrt(mkn[1])
+    assert_close(to_host(out) / scale, reference(*[v for _, v in arrays]) / scale, "bfloat16",
+                 f"{schedule} {mkn} {blocks}")
