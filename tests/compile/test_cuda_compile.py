@@ -296,12 +296,14 @@ def test_dots_tensor_cores_cannot_take_keep_the_fma_loop(monkeypatch):
 
 def test_a_half_float_matmul_gets_tensor_core_tiles_by_default():
     """The fixed policy knows dots: bf16 matmuls get 128x128x32 tiles (64 for small M, N;
-    K steps of 64 where their stages fit the arch's shared memory: sm_90, sm_100) that the
-    tensor cores take, on every arch from sm_80; float32 ones keep the FMA loop."""
+    K steps of 64 where their stages fit the arch's shared memory: sm_90, sm_100; there,
+    products of 256 programs or more of 256x128x64 take those at 8 warps) that the tensor
+    cores take, on every arch from sm_80; float32 ones keep the FMA loop."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
     from matmul_epilogue import matmul_bias_relu as mm
     S = fusec.TensorSpec
     for (m, k, n), dtype, blocks, mma in (((4096, 4096, 4096), "bfloat16", [128, 128, 32], True),
+                                          ((2048, 2048, 2048), "bfloat16", [128, 128, 32], True),
                                           ((100, 70, 130), "float16", [64, 64, 32], True),
                                           ((4096, 4096, 4096), "float32", None, False)):
         for arch in ("sm_80", "sm_86", "sm_89", "sm_90", "sm_100", "sm_120"):
@@ -310,8 +312,11 @@ def test_a_half_float_matmul_gets_tensor_core_tiles_by_default():
             assert ("mma.sync" in ck.asm["cuda"]) == mma, (dtype, ck.config, arch)
             if blocks:
                 long_k = k >= 1024 and arch in ("sm_90", "sm_100")
-                assert list(ck.config.blocks) == blocks[:2] + [64 if long_k else blocks[2]], \
-                    arch
+                large = long_k and m * n >= 256 * 256 * 128
+                want = [256, 128, 64] if large else \
+                    blocks[:2] + [64 if long_k else blocks[2]]
+                assert list(ck.config.blocks) == want, arch
+                assert ck.config.warps == (8 if large else 4), arch
 
 
 def test_a_whole_tensor_matmul_epilogue_is_one_tensor_core_launch():
@@ -321,5 +326,6 @@ def test_a_whole_tensor_matmul_epilogue_is_one_tensor_core_launch():
     ck = K.half_matmul_epilogue.compile(S((4096, 1024), "bfloat16"), S((1024, 2048), "bfloat16"),
                                         S((2048,), "bfloat16"), target="sm_90", backend="cuda")
     assert ck.num_launches == 1
-    assert list(ck.config.blocks) == [128, 128, 64]          # K = 1024 on sm_90
+    # K = 1024 on sm_90, 256 programs of the large tiles
+    assert list(ck.config.blocks) == [256, 128, 64] and ck.config.warps == 8
     assert "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32" in ck.asm["cuda"]

@@ -91,9 +91,12 @@ def test_copy_slots_are_worked_out_before_the_k_loop():
     assert " * a0_stride0" not in loop.split("fc_mma_bf16")[0]     # rows: outside the loop
 
 
-def test_interior_k_tiles_copy_without_checks():
+def test_interior_k_tiles_copy_without_checks(monkeypatch):
     """A K tile inside every bound copies its chunks unpredicated (one uniform branch a
-    tile, its bounds worked out before the loop); the last, ragged one keeps the checks."""
+    tile, its bounds worked out before the loop); the last, ragged one keeps the checks
+    (the copies in one block: the schedule without spreading)."""
+    from fusec.backends.cuda import mma
+    monkeypatch.setattr(mma, "SPREAD_COPIES", False)
     got, want, source = run_emulated("bias_relu", (64, 80, 64), "bfloat16", [32, 32, 32],
                                      2, stages=3)
     assert_close(got / 9, want / 9, "bfloat16", "bias_relu, K = 2.5 tiles")
