@@ -6,7 +6,8 @@
 # Switches: GPU_TESTS="paths", SKIP_TIMED_TESTS=1 (not the autotuner's timing tests),
 # SKIP_COMPILE_TESTS=1, SKIP_ANCHOR_BENCH=1 (not benchmarks/gpu.py), SKIP_TORCH_BENCH=1,
 # SKIP_HOST_BENCH=1, SKIP_MAX_AUTOTUNE=1 (no Inductor max-autotune run), SANITIZE=1,
-# PROFILE=1, MATMUL_CONFIGS="128x128x64/4w/3s,..." (the matmul sweep's configs),
+# PROFILE=1, MATMUL_CONFIGS="128x128x64/4w/3s,..." and MATMUL_SCHEDULES="within,spread"
+# (the matmul sweep's configs and K-loop schedules),
 # BENCH_TIMEOUT / MATMUL_TIMEOUT / TORCH_BENCH_TIMEOUT / TORCH_MAX_TIMEOUT (seconds).
 #
 #   device run: command="bash scripts/device.sh", carry=[".whl"]
@@ -70,10 +71,11 @@ if [ "${SKIP_ANCHOR_BENCH:-0}" != 1 ]; then
   timeout "${BENCH_TIMEOUT:-240}" python3 benchmarks/gpu.py --json "$OUT/bench.json" 2>&1 \
     | tee "$OUT/bench.log"
 fi
-# tensor-core matmul configs, each with and without the fragment loads across the K-tile
-# barrier (mma.LOAD_ACROSS_BARRIER), into bench.log (few files come back from $OUT)
-timeout "${MATMUL_TIMEOUT:-200}" python3 benchmarks/matmul_configs.py --both-schedules \
-  --configs "${MATMUL_CONFIGS:-128x128x64/4w/3s,128x256x64/8w/4s,256x128x64/8w/4s}" 2>&1 \
+# tensor-core matmul configs, each under the K-loop schedules (mma.py's switches), into
+# bench.log (few files come back from $OUT)
+timeout "${MATMUL_TIMEOUT:-200}" python3 benchmarks/matmul_configs.py \
+  --schedules "${MATMUL_SCHEDULES:-within,spread}" \
+  --configs "${MATMUL_CONFIGS:-128x128x64/4w/3s,256x128x64/8w/3s,128x256x64/8w/4s}" 2>&1 \
   | tee -a "$OUT/bench.log"
 # host time: the pieces of a cached call, a fused region's call, tiny models per step
 if [ "${SKIP_HOST_BENCH:-0}" != 1 ]; then
