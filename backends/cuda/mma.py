@@ -449,14 +449,13 @@ def k_loop(E, op: Op, spec: MMALoop) -> None:
             with E.block(f"if ((long long){k} + {block} < {extent})"):
                 landed()
                 frags.load(E, f"({tile} + 1) % {stages}", "0")
-        if spread:
+        if spread:             # one group still: committed after its last share
             frags.multiply(E, acc, stage, after_step=lambda j: copies((j, steps)))
+            E.line("fc_cp_async_commit();")
         else:
             copies()
             E.line("fc_cp_async_commit();")
             frags.multiply(E, acc, stage, next_tile if across else None)
-        if spread:
-            E.line("fc_cp_async_commit();")
     E.line("fc_cp_async_wait<0>();     // no copy outlives the loop")
     E.sync()                   # the stages are free again for whatever follows
     result = op.results[0]
