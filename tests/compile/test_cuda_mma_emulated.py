@@ -130,3 +130,21 @@ def test_reductions_of_the_accumulator_read_it_from_a_buffer(arch):
                                      arch)
     assert ("acc_tile" in source and "fc_mma_bf16(" in source) == bool(arch)
     assert_close(got, want, "float32", "softmax")
+
+
+def test_the_large_tile_policy_config_on_sm_90():
+    """The fixed policy's large tiles (fusec/compiler.py TENSOR_CORE_LARGE: 256x128x64, 8
+    warps of 64x64, 3 stages in the whole sm_90 shared memory, copies spread), on a
+    product with ragged M, N and K: edge programs and the last K tile keep their checks."""
+    kernel, shapes, extra, reference, _ = KERNELS["bias_relu"]
+    mkn = (300, 208, 144)                       # M, K ragged; rows 16-byte aligned
+    arrays = [random_array(s, "bfloat16", seed=i + 3) for i, s in enumerate(shapes(*mkn))]
+    args = [as_input(a, "bfloat16") for a, _ in arrays] + extra
+    ck = kernel.compile(*args, backend="interpret",
+                        config=fusec.Config(blocks=[256, 128, 64], warps=8))
+    emulated = cuda_emulator.Emulated(ck, 8, "sm_90", 3)
+    assert "3 stages" in emulated.source and "(share 4 of 4)" in emulated.source
+    assert "__launch_bounds__(256)" in emulated.source
+    got = output_float64(emulated(*args))
+    want = reference(*[v for _, v in arrays])
+    assert_close(got / 15, want / 15, "bfloat16", "bias_relu 256x128x64 / 8 warps, sm_90")
