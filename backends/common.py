@@ -2,6 +2,8 @@
 evaluated without sympy on the launch path, the launch nests and their grids."""
 from __future__ import annotations
 
+import re
+
 import sympy
 
 from ..ir.core import Op
@@ -93,3 +95,9 @@ def size_expressions(kernel: Op) -> list:
         if e is not None and e not in exprs:
             exprs.append(e)
     return exprs
+
+
+def arch_number(arch: str | None) -> int:
+    """80 of "sm_80", 90 of "sm_90a"; 0 for anything else."""
+    m = re.match(r"sm_(\d+)", arch or "")
+    return int(m.group(1)) if m else 0

@@ -27,9 +27,6 @@ from matmul_epilogue import matmul_bias_relu  # noqa: E402
 
 from fusec.backends.cuda import mma  # noqa: E402
 
-SCHEDULES = {"within": {"LOAD_ACROSS_BARRIER": False, "SPREAD_COPIES": False},
-             "across": {"LOAD_ACROSS_BARRIER": True, "SPREAD_COPIES": False},
-             "spread": {"LOAD_ACROSS_BARRIER": False, "SPREAD_COPIES": True}}
 # blocks MxNxK / warps / stages; stages past the shared memory the arch allows are cut to
 # what fits (the row's label says what ran)
 CONFIGS = ("128x128x32/4w/2s", "128x128x32/4w/3s", "128x128x32/4w/4s", "128x128x32/8w/4s",
@@ -58,7 +55,8 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=20)
     ap.add_argument("--json")
     ap.add_argument("--schedules", default="",
-                    help=f"each config under these K-loop schedules ({', '.join(SCHEDULES)})")
+                    help="each config under these K-loop schedules "
+                         f"({', '.join(mma.SCHEDULES)})")
     ap.add_argument("--both-schedules", action="store_true", help="--schedules within,across")
     args = ap.parse_args()
     rows = []
@@ -79,7 +77,7 @@ def main() -> None:
             try:
                 kernel = matmul_bias_relu
                 if schedule is not None:   # a fresh kernel: its in-memory cache keys no switch
-                    for name, value in SCHEDULES[schedule].items():
+                    for name, value in mma.SCHEDULES[schedule].items():
                         setattr(mma, name, value)
                     kernel = fusec.kernel(matmul_bias_relu.fn)
                 ck = kernel.compile(a, b, bias, 0.5, backend="cuda", config=parse(text))

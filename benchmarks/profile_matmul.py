@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
-from matmul_configs import SCHEDULES, parse  # noqa: E402
+from matmul_configs import parse  # noqa: E402
 from matmul_epilogue import matmul_bias_relu  # noqa: E402
 
 if len(sys.argv) not in (3, 4):
@@ -16,7 +16,7 @@ if len(sys.argv) not in (3, 4):
 config, n = parse(sys.argv[1]), int(sys.argv[2])
 if len(sys.argv) == 4:
     from fusec.backends.cuda import mma
-    for name, value in SCHEDULES[sys.argv[3]].items():
+    for name, value in mma.SCHEDULES[sys.argv[3]].items():
         setattr(mma, name, value)
 a, b = (torch.randn(n, n, device="cuda", dtype=torch.bfloat16) for _ in range(2))
 bias = torch.randn(n, device="cuda", dtype=torch.bfloat16)

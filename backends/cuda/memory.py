@@ -62,7 +62,8 @@ def load(E, op: Op, idx):
 
 
 def _load_group(E, op: Op, idx):
-    """A Lane group's elements by one vector load (backends/vector_facts.py), memoized for the group."""
+    """A Lane group's elements by one vector load (backends/vector_facts.py), memoized for
+    the group."""
     tensor_v, _, _, _, other_v = memory_operands(op)
     t = E.env[tensor_v]
     d = tensor_v.type.dtype

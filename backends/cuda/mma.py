@@ -16,16 +16,16 @@ eight row addresses hit distinct banks; b is read with ldmatrix .trans (mma want
 column-major). An operand that is a direct load whose 8-element rows are contiguous,
 16-byte aligned and valid all together (backends/vector_facts.py proves it from the
 specialization) is copied by cp.async, 16 bytes a thread, zero-filled out of bounds,
-overlapping the copies of the next tiles with the multiplication of this one. When its indices are the K tile's index
-or do not depend on K, each thread's copy slots (shared offset, source pointer at K = 0,
-bounds checks that do not involve K) are computed once before the loop and a K tile only
-adds k times the K stride: the loop then spends its issue slots on the multiplies. A K tile
-inside every bound (worked out once: every slot's K-free checks, and the last K tile begin
-below every K limit and mask bound) copies without predicates, in one uniform branch; with
-SPREAD_COPIES its copies go in shares after each K step's mma.sync. Any
-other operand (ragged or unaligned sizes, transposed or computed tiles) is computed by the
-usual element rules, 8 elements a thread, converted to the 16-bit type (exact:
-tensor_cores checked that its values are) and stored.
+overlapping the copies of the next tiles with the multiplication of this one. When its
+indices are the K tile's index or do not depend on K, each thread's copy slots (shared
+offset, source pointer at K = 0, bounds checks that do not involve K) are computed once
+before the loop and a K tile only adds k times the K stride: the loop then spends its
+issue slots on the multiplies. A K tile inside every bound (worked out once: every slot's
+K-free checks, and the last K tile begin below every K limit and mask bound) copies
+without predicates, in one uniform branch; with SPREAD_COPIES its copies go in shares
+after each K step's mma.sync. Any other operand (ragged or unaligned sizes, transposed or
+computed tiles) is computed by the usual element rules, 8 elements a thread, converted to
+the 16-bit type (exact: tensor_cores checked that its values are) and stored.
 """
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ _CHUNK = 8                     # halves a thread stages at once: one 16-byte acc
 # The next K tile's first fragments load before this tile's last mma.sync (k_loop). Off
 # until measured on a GPU (correct in the emulation, tests/compile; not yet timed): the
 # schedule measured on the H100 loads them after the barrier. `benchmarks/matmul_configs.py
-# --both-schedules` compares the two in one run
+# --schedules within,across` compares the two in one run
 LOAD_ACROSS_BARRIER = False
 # The next tile's copies are spread over this tile's K steps, a share after each step's
 # mma.sync (CUTLASS's multistage order), instead of all before the first: the first
@@ -54,6 +54,11 @@ LOAD_ACROSS_BARRIER = False
 # gain 7-13% (256x128x64/3s: 314 -> 356 TFLOP/s at 4096^3), 4 warps of 128x128x64 move
 # under 1% (they are L2-bound), benchmarks/matmul_configs.py --schedules within,spread
 SPREAD_COPIES = True
+# the K-loop schedules by name: the values of the two switches above (matmul_configs.py
+# and the tests set them by these)
+SCHEDULES = {"within": {"LOAD_ACROSS_BARRIER": False, "SPREAD_COPIES": False},
+             "across": {"LOAD_ACROSS_BARRIER": True, "SPREAD_COPIES": False},
+             "spread": {"LOAD_ACROSS_BARRIER": False, "SPREAD_COPIES": True}}
 
 
 class _Staging:

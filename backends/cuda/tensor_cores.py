@@ -28,7 +28,6 @@ Hopper's wgmma/TMA would slot in as another lowering of the same `MMALoop`.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,6 +37,7 @@ from ...ir.core import Op, Value
 from ...ir.dtypes import DType
 from ...ir.ops import BINARY, COMPARE, UNARY, memory_operands
 from ..carried import VIEW_OPS, rank
+from ..common import arch_number
 from ..numeric import round_to
 from .elements import ELEM_RULES
 
@@ -161,11 +161,6 @@ def staging_budget(arch: str, tiling: WarpTiling | None = None, nthreads: int = 
     if tiling is not None and not _two_fit_registers(nthreads, loop_registers(tiling)):
         return max(STAGING_BYTES, shared_limit(arch) - SHARED_RESERVE)
     return max(STAGING_BYTES, shared_limit(arch) // 2 - SHARED_RESERVE)
-
-
-def arch_number(arch: str) -> int:
-    m = re.match(r"sm_(\d+)", arch or "")
-    return int(m.group(1)) if m else 0
 
 
 def analyze(kernel: Op, plan, arch: str, warps: int, roots=None,

@@ -112,7 +112,7 @@ class Lowering(OpWalker, CarriedSlots):
                                                    None),
                 self._store_element(buf), lambda fn: fn()):
             return
-        self._store_element(buf)(idx, value)
+        self.raw_store(buf, idx, value)
 
     def _element(self, buf: Buf, idx) -> ir.Value:
         return self.b.gep(buf.ptr, [self.linear(buf, idx)], inbounds=True)

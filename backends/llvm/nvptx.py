@@ -26,12 +26,12 @@ pid of the launch's grid (entry.run_program) with warps * 32 threads.
 from __future__ import annotations
 
 import functools
-import re
 
 import llvmlite.binding as llvm
 import llvmlite.ir as ir
 
 from ...ir.core import Op
+from ..common import arch_number
 from .buffers import FunctionBuffers
 from .context import Ctx, Target
 from .entry import bind_arguments, run_program
@@ -86,11 +86,6 @@ def target_machine(arch: str) -> llvm.TargetMachine:
     _init()
     target = llvm.Target.from_triple(TRIPLE)
     return target.create_target_machine(cpu=arch, features="", opt=3)
-
-
-def arch_number(arch: str) -> int:
-    """80 of "sm_80", 90 of "sm_90a"."""
-    return int(re.match(r"sm_(\d+)", arch).group(1))
 
 
 def _bf16_bits(ctx: Ctx, x: ir.Value) -> ir.Value:

@@ -68,8 +68,8 @@ def test_multistage_pipeline(mkn, blocks, warps, copied, stages, schedule, monke
     """Each K-loop schedule (mma.py's switches): the copies before the multiplies, the next
     tile's first fragments across the barrier, the copies spread over the K steps."""
     from fusec.backends.cuda import mma
-    monkeypatch.setattr(mma, "LOAD_ACROSS_BARRIER", schedule == "across")
-    monkeypatch.setattr(mma, "SPREAD_COPIES", schedule == "spread")
+    for name, value in mma.SCHEDULES[schedule].items():
+        monkeypatch.setattr(mma, name, value)
     source = check("bias_relu", mkn, "bfloat16", blocks, warps, copied, stages)
     spread = schedule == "spread" and blocks[2] > 16 and copied == "ab"
     assert ("(share 2 of" in source) == spread, schedule

@@ -113,8 +113,8 @@ def test_k_loop_schedules(mkn, blocks, warps, stages, schedule, monkeypatch):
     staging 4 tiles in the whole shared memory: unchecked interior copies, a ragged last K
     tile (1040 = 16.25 tiles of 64), programs over the M and N edges."""
     from fusec.backends.cuda import mma
-    monkeypatch.setattr(mma, "LOAD_ACROSS_BARRIER", schedule == "across")
-    monkeypatch.setattr(mma, "SPREAD_COPIES", schedule == "spread")
+    for name, value in mma.SCHEDULES[schedule].items():
+        monkeypatch.setattr(mma, name, value)
     kernel, shapes, extra, reference, _ = KERNELS["bias_relu"]
     fresh = fusec.kernel(kernel.fn)          # its in-memory cache keys no switch
     arrays = [random_array(s, "bfloat16", seed=i + 7) for i, s in enumerate(shapes(*mkn))]
