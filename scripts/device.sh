@@ -4,7 +4,8 @@
 # bench.json, launch/region_overhead/torch_host/step_host logs, torch_models.log/json,
 # compile.log; memcheck.log and racecheck.log with SANITIZE=1, ncu.txt with PROFILE=1).
 # Switches: GPU_TESTS="paths", SKIP_TIMED_TESTS=1 (not the autotuner's timing tests),
-# SKIP_COMPILE_TESTS=1, SKIP_ANCHOR_BENCH=1 (not benchmarks/gpu.py), SKIP_TORCH_BENCH=1,
+# SKIP_COMPILE_TESTS=1, SKIP_ANCHOR_BENCH=1 (not benchmarks/gpu.py), SKIP_MATMUL_BENCH=1
+# (not benchmarks/matmul_configs.py), SKIP_TORCH_BENCH=1,
 # SKIP_HOST_BENCH=1, SKIP_MAX_AUTOTUNE=1 (no Inductor max-autotune run), SANITIZE=1,
 # PROFILE=1, MATMUL_CONFIGS="128x128x64/4w/3s,..." and MATMUL_SCHEDULES="within,spread"
 # (the matmul sweep's configs and K-loop schedules),
@@ -73,10 +74,12 @@ if [ "${SKIP_ANCHOR_BENCH:-0}" != 1 ]; then
 fi
 # tensor-core matmul configs, each under the K-loop schedules (mma.py's switches), into
 # bench.log (few files come back from $OUT)
+if [ "${SKIP_MATMUL_BENCH:-0}" != 1 ]; then
 timeout "${MATMUL_TIMEOUT:-200}" python3 benchmarks/matmul_configs.py \
   --schedules "${MATMUL_SCHEDULES:-within,spread}" \
   --configs "${MATMUL_CONFIGS:-128x128x64/4w/3s,256x128x64/8w/3s,128x256x64/8w/4s}" 2>&1 \
   | tee -a "$OUT/bench.log"
+fi
 # host time: the pieces of a cached call, a fused region's call, tiny models per step
 if [ "${SKIP_HOST_BENCH:-0}" != 1 ]; then
 timeout 60 python3 benchmarks/launch_breakdown.py --json "$OUT/launch.json" 2>&1 \
@@ -106,6 +109,7 @@ if [ "${PROFILE:-0}" = 1 ]; then       # ncu: each anchor kernel once per GPU ba
   NCU=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
   timeout 200 "$NCU" --clock-control none -k regex:fusec_ --section SpeedOfLight \
     --section Occupancy --section LaunchStats --section WarpStateStats \
+    --section InstructionStats --section ComputeWorkloadAnalysis --section SchedulerStats \
     python3 benchmarks/profile_anchors.py ptx cuda > "$OUT/ncu.txt" 2>&1
 fi
 if [ "${SANITIZE:-0}" = 1 ]; then      # the examples on both GPU backends, once each tool

@@ -25,9 +25,11 @@ class Target:
     # GPU targets: the SIMT mapping's per-function state (simt.SimtState); None: programs
     # run serially, one per function call
     simt = None
-    # 2**r for |r| <= 1/2 as one instruction, (ctx, r) -> value (float32): math.py's exp
-    # family scales it by 2**n exactly; None: a polynomial
-    exp2_reduced = None
+    # 2**q for any float32 q as one instruction, (ctx, q) -> value: within 2 ulp where the
+    # result is normal (subnormal results may flush to 0). math.py's exp family takes 2**f
+    # from it with only the integer part of the exponent split off (2**n, a normal power
+    # of two), erf its erfc; None: range reduction and polynomials
+    exp2_hardware = None
     # gelu as 0.5 x (1 + erf(x / sqrt 2)) as written (math.gelu_f32): cheaper, with the
     # negative tail's error relative to |x| rather than to the result
     gelu_tail_absolute = False

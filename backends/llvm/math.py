@@ -23,6 +23,9 @@ from .context import Ctx
 from .types import F32, F64, I32
 
 LOG2E = 1.4426950408889634
+LOG2E_HI = 1.4426950216293335             # float32(log2 e)
+LOG2E_LO = 1.925963033500011e-08          # log2 e - LOG2E_HI
+_ROUNDER = 12582912.0                     # 1.5 * 2**23: x + it rounds x to an integer
 LN2_HI = 0.693147182464599609375          # float32(ln 2)
 LN2_LO = -1.904654323148236e-09           # ln 2 - LN2_HI
 INV_SQRT2 = 0.7071067811865476
@@ -45,6 +48,12 @@ _ERF_POLY = [1.1283791065216064, -0.3761262595653534, 0.1128358244895935,
 _ERFC_MID_POLY = [-1.5568177700042725, -0.3526928424835205, 0.05612044408917427,
                   -0.010706097818911076, 0.00246910541318357, -0.00015067031199578196,
                   0.00018655171152204275]
+# log2 erfc(z) = Q(z - 2.5) for 1 <= z <= 4, erfc's relative error 2e-9 (numpy least
+# squares on Chebyshev nodes weighted by erfc; float32 coefficients): erf within 1.6 ulp
+# with an exact 2**Q, for targets with Target.exp2_hardware
+_LOG2_ERFC_POLY = [-11.262857437133789, -7.72230339050293, -1.3617303371429443,
+                   -0.015445634722709656, 0.003562166355550289, -0.00021737130009569228,
+                   0.0002691372355911881]
 _ERF_ONE = 4.0                            # erfc(4) < half an ulp of 1: erf = 1 from here
 # erfc(z) = t exp(-z^2 + G(t)), t = 1 / (1 + z/2), for 0.5 <= z <= 10.5 (the form of
 # Numerical Recipes' erfcc, refitted).
@@ -82,20 +91,34 @@ class _F32:
         x = self.sel(self.gt(x, self.k(lo)), x, self.k(lo))
         return self.sel(self.lt(x, self.k(hi)), x, self.k(hi))
 
+    @property
+    def hardware_exp2(self):
+        """Target.exp2_hardware: 2**q as one instruction (None: polynomials)."""
+        return self.ctx.target.exp2_hardware
+
     def exp_reduced(self, r):
-        """exp(r) for |r| <= ln(2)/2: the target's 2**x instruction where it has one
-        (Target.exp2_reduced), else a Taylor polynomial."""
-        hardware = self.ctx.target.exp2_reduced
-        if hardware is not None:
-            return hardware(self.ctx, self.mul(r, self.k(LOG2E)))
+        """exp(r) for |r| <= ln(2)/2 by a Taylor polynomial."""
         return self.poly(r, _EXP_POLY)
 
     def exp2_reduced(self, r):
-        """2**r for |r| <= 1/2."""
-        hardware = self.ctx.target.exp2_reduced
-        if hardware is not None:
-            return hardware(self.ctx, r)
+        """2**r for |r| <= 1/2 by a Taylor polynomial."""
         return self.poly(self.mul(r, self.k(math.log(2.0))), _EXP_POLY)
+
+    def exp2_split(self, rounded, frac):
+        """2**(n + frac(n)) by the target's 2**q. rounded: the exponent's whole part plus
+        1.5 * 2**23 (_ROUNDER), whose addition rounds it to an integer n; n is clamped to
+        [-126, 127] so that 2**n is a normal float formed from its bits, and the hardware
+        carries the rest of the range in 2**frac(n) (overflow to inf, subnormal and zero
+        results by the one rounding of the product). NaN and infinities come through."""
+        b = self.b
+        lo, hi = self.k(_ROUNDER - 126.0), self.k(_ROUNDER + 127.0)
+        t = self.sel(self.gt(rounded, lo), rounded, lo)
+        t = self.sel(self.lt(t, hi), t, hi)
+        n = self.sub(t, self.k(_ROUNDER))                      # exact
+        # t's low mantissa bits hold n + 2**22: shifted up, they are n's exponent field
+        bits = b.add(b.shl(b.bitcast(t, I32), ir.Constant(I32, 23)),
+                     ir.Constant(I32, 127 << 23))
+        return self.mul(self.hardware_exp2(self.ctx, frac(n)), b.bitcast(bits, F32))
 
     def poly(self, x, coefs):
         """Horner evaluation of sum(coefs[i] * x**i) with fused multiply-adds."""
@@ -123,8 +146,10 @@ class _F32:
 
 def _exp_core(f: _F32, a, b=None, normal: bool = False):
     """exp(a + b), b a small correction (|b| < 4) carrying the low part of the argument.
-    Not NaN-aware: callers select the NaN input through. normal: the caller knows a + b
-    in [-80, 80] (no clamp, one scaling by 2**n)."""
+    Not NaN-aware on targets without Target.exp2_hardware: callers select the NaN input
+    through. normal: the caller knows a + b in [-80, 80] (no clamp, one scaling by 2**n)."""
+    if f.hardware_exp2 is not None:
+        return _exp_by_hardware(f, a, b)
     if not normal:
         a = f.clamp(a, -110.0, 90.0)        # exp overflows above 88.8, is 0 below -103.9
     s = a if b is None else f.add(a, b)
@@ -138,13 +163,29 @@ def _exp_core(f: _F32, a, b=None, normal: bool = False):
     return f.ldexp2(f.exp_reduced(r), f.b.fptosi(n, I32))
 
 
+def _exp_by_hardware(f: _F32, a, b=None):
+    """exp(a + b) = 2**n * 2**f, f = (a + b) log2 e - n formed with log2 e in two parts
+    (one rounding of a small difference: ~0.3 ulp). NaN and infinities come through."""
+    rounded = f.fma(a if b is None else f.add(a, b), f.k(LOG2E_HI), f.k(_ROUNDER))
+
+    def frac(n):
+        q = f.fma(a, f.k(LOG2E_HI), f.b.fneg(n))       # exact product, small difference
+        q = f.fma(a, f.k(LOG2E_LO), q)
+        return q if b is None else f.fma(b, f.k(LOG2E), q)
+    return f.exp2_split(rounded, frac)
+
+
 def exp_f32(ctx, x):
     f = _F32(ctx)
+    if f.hardware_exp2 is not None:
+        return _exp_by_hardware(f, x)
     return f.nan_passthrough(x, _exp_core(f, x))
 
 
 def exp2_f32(ctx, x):
     f = _F32(ctx)
+    if f.hardware_exp2 is not None:
+        return f.exp2_split(f.add(x, f.k(_ROUNDER)), lambda n: f.sub(x, n))   # exact
     xc = f.clamp(x, -160.0, 130.0)
     n = f.rint(xc)
     r = f.sub(xc, n)                        # exact
@@ -235,14 +276,18 @@ def _erfc_large(f: _F32, z, sq_hi, sq_lo):
 
 
 def _erf(f: _F32, x):
-    """erf(x) without division: x P(x^2) below 1, else +-(1 - erfc(|x|)) with the exponent
-    of erfc formed exactly (Not NaN-aware)."""
+    """erf(x) without division: x P(x^2) below 1, else +-(1 - erfc(|x|)), erfc as 2**Q(|x|)
+    where the target has Target.exp2_hardware, else with the exponent of erfc formed exactly
+    (Not NaN-aware)."""
     a = f.sel(f.lt(f.abs(x), f.k(_ERF_ONE)), f.abs(x), f.k(_ERF_ONE))
     small = f.mul(x, f.poly(f.mul(x, x), _ERF_POLY))
-    hi = f.mul(a, a)
-    lo = f.fma(a, a, f.b.fneg(hi))
-    g = f.poly(f.sub(a, f.k(2.5)), _ERFC_MID_POLY)
-    erfc = _exp_core(f, f.b.fneg(hi), f.sub(g, lo), normal=True)     # a^2 <= 16
+    if f.hardware_exp2 is not None:    # log2 erfc in [-28, -2.6]: one 2**q, no reduction
+        erfc = f.hardware_exp2(f.ctx, f.poly(f.sub(a, f.k(2.5)), _LOG2_ERFC_POLY))
+    else:
+        hi = f.mul(a, a)
+        lo = f.fma(a, a, f.b.fneg(hi))
+        g = f.poly(f.sub(a, f.k(2.5)), _ERFC_MID_POLY)
+        erfc = _exp_core(f, f.b.fneg(hi), f.sub(g, lo), normal=True)     # a^2 <= 16
     large = f.copysign(f.sub(f.k(1.0), erfc), x)
     return f.sel(f.lt(f.abs(x), f.k(1.0)), small, large)
 

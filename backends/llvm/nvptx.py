@@ -46,8 +46,8 @@ TRIPLE = "nvptx64-nvidia-cuda"
 GLOBAL = 1                       # NVPTX address space of global memory
 SHARED = 3                       # ... and of shared memory
 SHARED_BYTES = 48 << 10          # static shared memory a block may declare
-# exp/exp2 (and erf, gelu, tanh, sigmoid, silu through them) take 2**r on the reduced
-# range from the hardware's ex2 instead of a degree-7 polynomial
+# exp/exp2 (and erf, gelu, tanh, sigmoid, silu through them) take 2**f from the hardware's
+# ex2 instead of a range reduction and a degree-7 polynomial
 HARDWARE_EX2 = True
 # materialized tiles whose readers walk the same elements per thread stay in registers
 # (simt.register_tiles) instead of shared memory
@@ -104,7 +104,7 @@ class NVPTXTarget(Target):
         self.buffers: FunctionBuffers | None = None
         self.simt: SimtState | None = None
         self.shared_bytes = 0
-        self.exp2_reduced = _hardware_exp2 if HARDWARE_EX2 else None
+        self.exp2_hardware = _hardware_exp2 if HARDWARE_EX2 else None
         # cvt.rn.bf16.f32 needs sm_80; older archs round bf16 in integer arithmetic
         self.bf16_bits = _bf16_bits if arch_number(arch) >= 80 else None
 
@@ -162,12 +162,11 @@ class NVPTXTarget(Target):
         return b.addrspacecast(b.inttoptr(address, elem.as_pointer(GLOBAL)), elem.as_pointer())
 
 
-def _hardware_exp2(ctx: Ctx, r: ir.Value) -> ir.Value:
-    """2**r for |r| <= 1/2 by ex2.approx: within 2**-22 relative there, so the exp family
-    stays within ~2 ulp (tests/gpu/test_ptx_math_gpu.py). `.ftz` changes no result on that
-    range (no output is subnormal; a subnormal r gives 1 either way) and spares ptxas'
-    subnormal fix-ups."""
-    return ctx.intrinsic("nvvm.ex2.approx.ftz.f", [r], overload=[])
+def _hardware_exp2(ctx: Ctx, q: ir.Value) -> ir.Value:
+    """2**q by ex2.approx, within 2 ulp (tests/gpu/test_ptx_math_gpu.py checks the exp
+    family built on it). `.ftz` spares ptxas' subnormal fix-ups: math.py asks for no
+    subnormal result (exp's 2**f is at least 2**-24 wherever its product is not 0)."""
+    return ctx.intrinsic("nvvm.ex2.approx.ftz.f", [q], overload=[])
 
 
 def _special_register(ctx: Ctx, b: ir.IRBuilder, name: str) -> ir.Value:

@@ -53,13 +53,15 @@ def results():
     return _results()
 
 
-def _results():
+def _results(x=None):
+    """(inputs, name -> float32 results) of every REFERENCE function on the CPU target;
+    inputs() unless `x` is given."""
     names = list(REFERENCE)
     body = [f"%r{k} = {n}(%a0) : tile<f32>[256]" for k, n in enumerate(names)]
     k = kernel_of(elementwise(["f32"], body, [(f"r{j}", "f32") for j in range(len(names))],
                               block=256))
     ck = compile_cpu(k)
-    x = inputs()
+    x = inputs() if x is None else x
     outs = outputs_for(k, [x])
     ck.run([x] + outs)
     return x, dict(zip(names, outs))
@@ -97,21 +99,43 @@ def assert_within_ulps(name: str, x: np.ndarray, got: np.ndarray, bound=None) ->
 HARDWARE_EXP2_FAMILY = ("exp", "exp2", "tanh", "erf", "sigmoid", "silu", "gelu", "gelu_tanh")
 
 
-def test_exp_family_on_a_target_with_a_2_to_the_r_instruction(monkeypatch):
-    """The range reduction around Target.exp2_reduced (what the PTX target gives ex2.approx)
-    is right: with an exact 2**r in its place, the exp family keeps its bounds here; on the
-    GPU, tests/gpu/test_ptx_math_gpu.py checks them with the hardware's 2**r."""
+def _exact_exp2_hook(monkeypatch) -> list:
+    """Target.exp2_hardware (what the PTX target gives ex2.approx) as an exact 2**q on the
+    CPU target; returns the list of values it served."""
     from fusec.backends.llvm.cpu import CPUTarget
     used = []
 
-    def exact_exp2(ctx, r):
-        used.append(r)
-        return ctx.intrinsic("exp2", [r])
-    monkeypatch.setattr(CPUTarget, "exp2_reduced", staticmethod(exact_exp2))
+    def exact_exp2(ctx, q):
+        used.append(q)
+        return ctx.intrinsic("exp2", [q])
+    monkeypatch.setattr(CPUTarget, "exp2_hardware", staticmethod(exact_exp2))
+    return used
+
+
+def test_exp_family_on_a_target_with_a_2_to_the_q_instruction(monkeypatch):
+    """The exp family around Target.exp2_hardware (2**n from its bits, 2**f from the
+    hardware; erf's 2**Q(|x|)) is right: with an exact 2**q in its place it keeps its
+    bounds here, over the whole range with the specials; on the GPU,
+    tests/gpu/test_ptx_math_gpu.py checks them with the hardware's 2**q."""
+    used = _exact_exp2_hook(monkeypatch)
     x, outs = _results()
     assert used
     for name in HARDWARE_EXP2_FAMILY:
         assert_within_ulps(name, x, outs[name])
+
+
+def test_erf_through_2_to_the_q_is_tighter_than_its_bound(monkeypatch):
+    """erf's 2**Q(|x|) (|x| >= 1) leaves room for the hardware's 2-ulp 2**q: within 2 ulp
+    with an exact one, also just around the switch at |x| = 1 and the clamp at 4."""
+    _exact_exp2_hook(monkeypatch)
+    x, outs = _results()
+    large = np.abs(x) >= 1
+    assert_within_ulps("erf", x[large], outs["erf"][large], bound=2)
+    switches = np.array([1.0, -1.0, 4.0, -4.0, 2.5], dtype=np.float32)
+    edges = np.concatenate([switches, np.nextafter(switches, np.float32(np.inf)),
+                            np.nextafter(switches, np.float32(-np.inf))])
+    edges, outs = _results(edges)
+    assert_within_ulps("erf", edges, outs["erf"], bound=3)
 
 
 def test_gelu_as_torch_writes_it(monkeypatch):
@@ -125,3 +149,17 @@ def test_gelu_as_torch_writes_it(monkeypatch):
     with pytest.raises(AssertionError):       # the tail is not accurate relative to gelu
         monkeypatch.setattr(sys.modules[__name__], "ABSOLUTE_TAIL", set())
         assert_within_ulps("gelu", x, outs["gelu"])
+
+
+def test_exp_and_exp2_by_a_2_to_the_q_instruction_at_the_clamps(monkeypatch):
+    """Where n = rint(x log2 e) meets its clamp [-126, 127] the hardware's 2**f carries the
+    rest: results close to overflow, just below the normal range, subnormal and zero."""
+    _exact_exp2_hook(monkeypatch)
+    x2 = np.array([127.4, 127.5, 127.6, 127.99, 128.0, 128.5, -125.5, -126.0, -126.4, -126.5,
+                   -127.0, -140.3, -149.0, -149.4, -149.6, -150.0, -151.0], np.float32)
+    xe = np.array([88.37, 88.38, 88.6, 88.72, 88.73, -86.9, -87.0, -87.3, -87.34, -95.1,
+                   -103.28, -103.97, -104.0], np.float32)
+    x = np.concatenate([x2, xe])
+    x, outs = _results(x)
+    assert_within_ulps("exp2", x[:len(x2)], outs["exp2"][:len(x2)])
+    assert_within_ulps("exp", x[len(x2):], outs["exp"][len(x2):])
