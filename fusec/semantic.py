@@ -15,15 +15,16 @@ from .errors import shape_text
 from .ir import Builder, TensorType, TileType, Value, scalar
 from .ir import dtypes as D
 from .ir.dtypes import DType
+from .ir.symbolic import is_zero
 from .tensors import TensorSemantic, is_tensor
 from .values import SymSize, TensorArg, TileHandle, TileVal, size_expr
 
 
 @functools.lru_cache(maxsize=4096)
 def _same_size(a, b) -> bool:
-    """Whether two size expressions are provably equal (sympy.simplify takes milliseconds:
-    memoized, as every trace of a kernel asks the same questions)."""
-    return sympy.simplify(a - b) == 0
+    """Whether two size expressions are provably equal (memoized, as every trace of a
+    kernel asks the same questions)."""
+    return is_zero(a - b)
 
 
 class SemanticError(Exception):

@@ -7,6 +7,7 @@ import sympy
 
 from .ir import Value
 from .ir.dtypes import DType
+from .ir.symbolic import constant_difference
 
 
 @dataclass
@@ -124,8 +125,8 @@ class SymSize:
         o = self._lift(other)
         if o is NotImplemented:
             return False
-        diff = sympy.simplify(self.expr - o)
-        if diff.is_number:
+        diff = constant_difference(self.expr, o)
+        if diff is not None:
             return diff == 0
         from .semantic import SemanticError
         raise SemanticError(f"whether sizes {self.expr} and {o} are equal is only known at run "

@@ -29,6 +29,26 @@ def hinted_value(expr: sympy.Expr, hints: dict) -> int | None:
         return None
 
 
+def constant_difference(a, b) -> sympy.Expr | None:
+    """a - b where it is the same number for every value of the size symbols, else None.
+    A polynomial difference (the common case: sums and products of sizes) is decided by
+    expanding it; only the rest (floor, ceiling, Mod, Max, Min, division by a size) goes to
+    sympy.simplify, which takes milliseconds and imports much of sympy (~0.2 s) the first
+    time it runs."""
+    diff = sympy.expand(as_expr(a) - as_expr(b))
+    if diff.is_number:
+        return diff
+    if diff.is_polynomial():
+        return None
+    diff = sympy.simplify(diff)
+    return diff if diff.is_number else None
+
+
+def is_zero(expr) -> bool:
+    """Whether a size expression is 0 for every value of its symbols."""
+    return constant_difference(expr, 0) == 0
+
+
 def next_pow2(n: int) -> int:
     """The smallest power of two >= n (1 for n <= 1): tile lengths and size buckets."""
     return 1 if n <= 1 else 1 << (int(n) - 1).bit_length()

@@ -5,6 +5,7 @@ import sympy
 
 from .core import Block, Module, Op, Value
 from .dtypes import INDEX, bool_, int32, int64
+from .symbolic import is_zero
 from .ops import FLOAT_UNARY, OPS, REDUCE_KINDS, memory_operands
 from .types import HANDLE, TensorType, TileType
 
@@ -133,12 +134,12 @@ def _check_concat(op: Op):
                 f"concat operand {k} must be a tensor of the result's dtype and rank, got {a}")
         for d in range(r.rank):
             if d != axis:
-                _expect(sympy.simplify(a.shape[d] - r.shape[d]) == 0
+                _expect(is_zero(a.shape[d] - r.shape[d])
                         or frozenset((a.shape[d], r.shape[d])) in _equal_sizes(op), op,
                         f"concat operand {k} has size {a.shape[d]} on dim {d}, the result "
                         f"{r.shape[d]}")
         total += a.shape[axis]
-    _expect(sympy.simplify(total - r.shape[axis]) == 0, op,
+    _expect(is_zero(total - r.shape[axis]), op,
             f"concat's operands add up to {total} on dim {axis}, the result has {r.shape[axis]}")
 
 
@@ -152,7 +153,7 @@ def _check_view(op: Op):
             f"{op.name} takes a tensor to a tensor of its dtype, got {a} -> {r}")
     if op.name == "reshape":
         counts = (sympy.Mul(*a.shape), sympy.Mul(*r.shape))
-        _expect(sympy.simplify(counts[0] - counts[1]) == 0
+        _expect(is_zero(counts[0] - counts[1])
                 or frozenset(counts) in _equal_sizes(op), op,
                 f"reshape changes the number of elements: {a.shape} -> {r.shape}")
         return

@@ -17,6 +17,7 @@ import sympy
 
 from ..ir import Module, Op, erase, replace_all_uses
 from ..ir.ops import PURE
+from ..ir.symbolic import is_zero
 from .cse import CommonSubexpressionElimination
 
 
@@ -51,8 +52,8 @@ def _nest(op: Op) -> list[Op] | None:
 def _same_space(a: list[Op], b: list[Op]) -> bool:
     return len(a) == len(b) and all(
         x.attrs["block"] == y.attrs["block"]
-        and sympy.simplify(sympy.sympify(x.attrs["extent"]) - sympy.sympify(y.attrs["extent"]))
-        == 0 for x, y in zip(a, b))
+        and is_zero(sympy.sympify(x.attrs["extent"]) - sympy.sympify(y.attrs["extent"]))
+        for x, y in zip(a, b))
 
 
 def _memory(loops: list[Op]):

@@ -18,6 +18,7 @@ import sympy
 
 from ..ir import Op, TensorType, Value
 from ..ir.ops import BINARY, COMPARE, INDEXED_VIEWS, UNARY
+from ..ir.symbolic import is_zero
 
 WHOLE_TENSOR_KINDS = ("unary", "binary", "compare", "where", "cast", "shape", "reduce", "dot")
 
@@ -214,7 +215,7 @@ class Axes:
         size = v.type.shape[d]
         used = set(self.of[v])
         for k, dsize in enumerate(self.domain):
-            if k not in used and sympy.simplify(dsize - size) == 0:
+            if k not in used and is_zero(dsize - size):
                 self.of[v][d] = k
                 break
         else:

@@ -30,6 +30,9 @@ class Target:
     # from it with only the integer part of the exponent split off (2**n, a normal power
     # of two), erf its erfc; None: range reduction and polynomials
     exp2_hardware = None
+    # fma(a, b, c) clamped to [0, 1], NaN to 0, as one instruction, (ctx, a, b, c) -> value:
+    # clamps on the FMA pipe instead of two selects; None: selects
+    fma_saturate = None
     # gelu as 0.5 x (1 + erf(x / sqrt 2)) as written (math.gelu_f32): cheaper, with the
     # negative tail's error relative to |x| rather than to the result
     gelu_tail_absolute = False

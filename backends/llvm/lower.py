@@ -60,6 +60,10 @@ class Lowering(OpWalker, CarriedSlots):
             return rep.value
         if isinstance(rep, Reg):
             return rep.values[self._slot_of(rep)]
+        if rep is INLINE and self.vector_group is not None:
+            lane0 = self._same_as_lane0(v, idx)
+            if lane0 is not None:
+                return self.elem(v, lane0)
         key = (v, idx)
         hit = self.memo.get(key)
         if hit is None:
@@ -71,6 +75,17 @@ class Lowering(OpWalker, CarriedSlots):
                 raise TypeError(f"{v} is not a tile value ({rep})")
             self.memo[key] = hit
         return hit
+
+    def _same_as_lane0(self, v: Value, idx: tuple) -> tuple | None:
+        """Lane 0's index where idx is a later lane of the active vector group and v has one
+        value over the group (VectorFacts.uniform: e.g. a bound check `col < n` with n a
+        multiple of the width): one compare for the group, not one predicate a lane, which
+        ptxas would otherwise keep packed in registers across a row's passes."""
+        pos = vectors.position(self, idx)
+        if pos is None or pos[1] == 0:
+            return None
+        width = self.vector_group.width
+        return pos[0] if self.vec.uniform(v, len(idx) - 1, width) else None
 
     def linear(self, buf: Buf, idx) -> ir.Value:
         """Row-major element offset (i64) of idx in a buffer."""

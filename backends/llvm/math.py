@@ -104,16 +104,24 @@ class _F32:
         """2**r for |r| <= 1/2 by a Taylor polynomial."""
         return self.poly(self.mul(r, self.k(math.log(2.0))), _EXP_POLY)
 
-    def exp2_split(self, rounded, frac):
-        """2**(n + frac(n)) by the target's 2**q. rounded: the exponent's whole part plus
-        1.5 * 2**23 (_ROUNDER), whose addition rounds it to an integer n; n is clamped to
-        [-126, 127] so that 2**n is a normal float formed from its bits, and the hardware
-        carries the rest of the range in 2**frac(n) (overflow to inf, subnormal and zero
-        results by the one rounding of the product). NaN and infinities come through."""
+    def exp2_split(self, x, scale: float, frac):
+        """2**(n + frac(n)) by the target's 2**q, n = rint(x * scale) clamped to [-126, 127]
+        so that 2**n is a normal float formed from its bits; the hardware carries the rest
+        of the range in 2**frac(n) (overflow to inf, subnormal and zero results by the one
+        rounding of the product). NaN and infinities come through."""
         b = self.b
-        lo, hi = self.k(_ROUNDER - 126.0), self.k(_ROUNDER + 127.0)
-        t = self.sel(self.gt(rounded, lo), rounded, lo)
-        t = self.sel(self.lt(t, hi), t, hi)
+        # t = 1.5 * 2**23 + n: adding _ROUNDER rounds to an integer, its low bits hold n
+        fma_sat = self.ctx.target.fma_saturate
+        if fma_sat is not None:
+            # the clamp as a saturated multiply-add on the FMA pipe: u in [0, 1] maps
+            # [-126, 127] (n one off near a half-integer leaves |frac| a hair over 1/2)
+            u = fma_sat(self.ctx, x, self.k(scale / 253.0), self.k(126.0 / 253.0))
+            t = self.fma(u, self.k(253.0), self.k(_ROUNDER - 126.0))
+        else:
+            lo, hi = self.k(_ROUNDER - 126.0), self.k(_ROUNDER + 127.0)
+            t = self.fma(x, self.k(scale), self.k(_ROUNDER))
+            t = self.sel(self.gt(t, lo), t, lo)
+            t = self.sel(self.lt(t, hi), t, hi)
         n = self.sub(t, self.k(_ROUNDER))                      # exact
         # t's low mantissa bits hold n + 2**22: shifted up, they are n's exponent field
         bits = b.add(b.shl(b.bitcast(t, I32), ir.Constant(I32, 23)),
@@ -166,13 +174,11 @@ def _exp_core(f: _F32, a, b=None, normal: bool = False):
 def _exp_by_hardware(f: _F32, a, b=None):
     """exp(a + b) = 2**n * 2**f, f = (a + b) log2 e - n formed with log2 e in two parts
     (one rounding of a small difference: ~0.3 ulp). NaN and infinities come through."""
-    rounded = f.fma(a if b is None else f.add(a, b), f.k(LOG2E_HI), f.k(_ROUNDER))
-
     def frac(n):
         q = f.fma(a, f.k(LOG2E_HI), f.b.fneg(n))       # exact product, small difference
         q = f.fma(a, f.k(LOG2E_LO), q)
         return q if b is None else f.fma(b, f.k(LOG2E), q)
-    return f.exp2_split(rounded, frac)
+    return f.exp2_split(a if b is None else f.add(a, b), LOG2E_HI, frac)
 
 
 def exp_f32(ctx, x):
@@ -185,7 +191,7 @@ def exp_f32(ctx, x):
 def exp2_f32(ctx, x):
     f = _F32(ctx)
     if f.hardware_exp2 is not None:
-        return f.exp2_split(f.add(x, f.k(_ROUNDER)), lambda n: f.sub(x, n))   # exact
+        return f.exp2_split(x, 1.0, lambda n: f.sub(x, n))          # exact
     xc = f.clamp(x, -160.0, 130.0)
     n = f.rint(xc)
     r = f.sub(xc, n)                        # exact

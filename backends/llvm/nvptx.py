@@ -105,6 +105,7 @@ class NVPTXTarget(Target):
         self.simt: SimtState | None = None
         self.shared_bytes = 0
         self.exp2_hardware = _hardware_exp2 if HARDWARE_EX2 else None
+        self.fma_saturate = _fma_saturate
         # cvt.rn.bf16.f32 needs sm_80; older archs round bf16 in integer arithmetic
         self.bf16_bits = _bf16_bits if arch_number(arch) >= 80 else None
 
@@ -167,6 +168,14 @@ def _hardware_exp2(ctx: Ctx, q: ir.Value) -> ir.Value:
     family built on it). `.ftz` spares ptxas' subnormal fix-ups: math.py asks for no
     subnormal result (exp's 2**f is at least 2**-24 wherever its product is not 0)."""
     return ctx.intrinsic("nvvm.ex2.approx.ftz.f", [q], overload=[])
+
+
+def _fma_saturate(ctx: Ctx, a: ir.Value, b: ir.Value, c: ir.Value) -> ir.Value:
+    """fma.rn.sat.f32: the product-sum clamped to [0, 1], NaN to 0 (FFMA.SAT). LLVM has no
+    intrinsic for it, hence the inline PTX."""
+    fn = ir.InlineAsm(ir.FunctionType(a.type, [a.type] * 3), "fma.rn.sat.f32 $0, $1, $2, $3;",
+                      "=f,f,f,f")
+    return ctx.b.call(fn, [a, b, c])
 
 
 def _special_register(ctx: Ctx, b: ir.IRBuilder, name: str) -> ir.Value:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import sys
 
+import llvmlite.ir as ir
 import numpy as np
 import pytest
 from test_llvm_helpers import elementwise, kernel_of, outputs_for
@@ -99,25 +100,36 @@ def assert_within_ulps(name: str, x: np.ndarray, got: np.ndarray, bound=None) ->
 HARDWARE_EXP2_FAMILY = ("exp", "exp2", "tanh", "erf", "sigmoid", "silu", "gelu", "gelu_tanh")
 
 
-def _exact_exp2_hook(monkeypatch) -> list:
+def _exact_exp2_hook(monkeypatch, saturate: bool = True) -> list:
     """Target.exp2_hardware (what the PTX target gives ex2.approx) as an exact 2**q on the
-    CPU target; returns the list of values it served."""
+    CPU target, and with `saturate` Target.fma_saturate (fma.rn.sat.f32) as an fma clamped
+    by selects; returns the list of values exp2_hardware served."""
     from fusec.backends.llvm.cpu import CPUTarget
     used = []
 
     def exact_exp2(ctx, q):
         used.append(q)
         return ctx.intrinsic("exp2", [q])
+
+    def fma_saturate(ctx, a, b, c):
+        v = ctx.intrinsic("fma", [a, b, c])
+        zero, one = ir.Constant(v.type, 0.0), ir.Constant(v.type, 1.0)
+        v = ctx.b.select(ctx.b.fcmp_ordered(">", v, zero), v, zero)       # NaN -> 0
+        return ctx.b.select(ctx.b.fcmp_ordered("<", v, one), v, one)
     monkeypatch.setattr(CPUTarget, "exp2_hardware", staticmethod(exact_exp2))
+    monkeypatch.setattr(CPUTarget, "fma_saturate", staticmethod(fma_saturate) if saturate
+                        else None)
     return used
 
 
-def test_exp_family_on_a_target_with_a_2_to_the_q_instruction(monkeypatch):
-    """The exp family around Target.exp2_hardware (2**n from its bits, 2**f from the
-    hardware; erf's 2**Q(|x|)) is right: with an exact 2**q in its place it keeps its
-    bounds here, over the whole range with the specials; on the GPU,
-    tests/gpu/test_ptx_math_gpu.py checks them with the hardware's 2**q."""
-    used = _exact_exp2_hook(monkeypatch)
+@pytest.mark.parametrize("saturate", [True, False], ids=["fma-saturate", "selects"])
+def test_exp_family_on_a_target_with_a_2_to_the_q_instruction(monkeypatch, saturate):
+    """The exp family around Target.exp2_hardware (2**n from its bits, n clamped by a
+    saturated fma or by selects, 2**f from the hardware; erf's 2**Q(|x|)) is right: with an
+    exact 2**q in its place it keeps its bounds here, over the whole range with the
+    specials; on the GPU, tests/gpu/test_ptx_math_gpu.py checks them with the hardware's
+    2**q."""
+    used = _exact_exp2_hook(monkeypatch, saturate)
     x, outs = _results()
     assert used
     for name in HARDWARE_EXP2_FAMILY:
@@ -151,10 +163,12 @@ def test_gelu_as_torch_writes_it(monkeypatch):
         assert_within_ulps("gelu", x, outs["gelu"])
 
 
-def test_exp_and_exp2_by_a_2_to_the_q_instruction_at_the_clamps(monkeypatch):
+@pytest.mark.parametrize("saturate", [True, False], ids=["fma-saturate", "selects"])
+def test_exp_and_exp2_by_a_2_to_the_q_instruction_at_the_clamps(monkeypatch, saturate):
     """Where n = rint(x log2 e) meets its clamp [-126, 127] the hardware's 2**f carries the
-    rest: results close to overflow, just below the normal range, subnormal and zero."""
-    _exact_exp2_hook(monkeypatch)
+    rest: results close to overflow, just below the normal range, subnormal and zero; and
+    exact powers of two stay exact."""
+    _exact_exp2_hook(monkeypatch, saturate)
     x2 = np.array([127.4, 127.5, 127.6, 127.99, 128.0, 128.5, -125.5, -126.0, -126.4, -126.5,
                    -127.0, -140.3, -149.0, -149.4, -149.6, -150.0, -151.0], np.float32)
     xe = np.array([88.37, 88.38, 88.6, 88.72, 88.73, -86.9, -87.0, -87.3, -87.34, -95.1,
@@ -163,3 +177,6 @@ def test_exp_and_exp2_by_a_2_to_the_q_instruction_at_the_clamps(monkeypatch):
     x, outs = _results(x)
     assert_within_ulps("exp2", x[:len(x2)], outs["exp2"][:len(x2)])
     assert_within_ulps("exp", x[len(x2):], outs["exp"][len(x2):])
+    whole = np.arange(-149, 128, dtype=np.float32)
+    whole, outs = _results(whole)
+    assert (outs["exp2"] == np.exp2(whole.astype(np.float64))).all()
