@@ -568,9 +568,10 @@ def build(fn, params, backend: str, target: str, config: Config | None,
     elif backend in DEVICE_BACKENDS:
         target = cuda_target(target, backend)
         warps = config.warps if config is not None else Config().warps
-        # the CUDA backend keeps NVRTC's cubins on disk (the PTX backend not yet)
-        extra = {"cache": default_cache(), "stages": (config or Config()).stages} \
-            if backend == "cuda" else {}
+        # both keep their cubins on disk
+        extra = {"cache": default_cache()}
+        if backend == "cuda":
+            extra["stages"] = (config or Config()).stages
         compiled = _gpu_compiler(backend)(kernel, arch=target, warps=warps, **extra)
         asm.update(compiled.asm)
         run_fn = compiled.run

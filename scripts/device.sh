@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One command for the GPU machine: install fusec there, run the GPU tests and the compile
 # tests and the GPU benchmarks; logs under $OUT (env.log, install.log, gpu.log, bench.log,
-# bench.json, launch/region_overhead/torch_host/step_host logs, torch_models.log/json,
+# bench.json, compile_time.log/json, launch/region_overhead/torch_host/step_host logs,
+# torch_models.log/json,
 # compile.log; memcheck.log and racecheck.log with SANITIZE=1, ncu.txt with PROFILE=1).
 # Switches: GPU_TESTS="paths", SKIP_TIMED_TESTS=1 (not the autotuner's timing tests),
 # SKIP_COMPILE_TESTS=1, SKIP_ANCHOR_BENCH=1 (not benchmarks/gpu.py), SKIP_MATMUL_BENCH=1
@@ -82,6 +83,8 @@ timeout "${MATMUL_TIMEOUT:-200}" python3 benchmarks/matmul_configs.py \
 fi
 # host time: the pieces of a cached call, a fused region's call, tiny models per step
 if [ "${SKIP_HOST_BENCH:-0}" != 1 ]; then
+timeout 240 python3 benchmarks/compile_time.py --json "$OUT/compile_time.json" 2>&1 \
+  | tee "$OUT/compile_time.log"
 timeout 60 python3 benchmarks/launch_breakdown.py --json "$OUT/launch.json" 2>&1 \
   | tee "$OUT/launch.log"
 timeout 60 python3 benchmarks/region_overhead.py 2>&1 | tee "$OUT/region_overhead.log"

@@ -11,6 +11,8 @@ One thread block of warps * 32 threads runs one program of a launch's grid
 """
 from __future__ import annotations
 
+import llvmlite.binding as llvm
+
 from ...ir.core import Op
 from ..cuda import nvrtc
 from ..cuda.kernel import CompiledCUDAKernel, function_names
@@ -18,6 +20,7 @@ from ..cuda.layout import Layout
 from ..llvm import nvptx
 from ..stages import Stages
 from . import libm
+from . import link as nvjitlink
 from .link import LinkInput, link
 
 
@@ -29,8 +32,11 @@ class CompiledPTXKernel(CompiledCUDAKernel):
         return f"<CompiledPTXKernel {self.name} {self.arch} launches={self.num_launches}>"
 
 
-def compile_ptx(kernel: Op, arch: str = "sm_90", warps: int = 4) -> CompiledPTXKernel:
-    """Lower a kernel op (after passes) to PTX for `arch` and link it into a cubin."""
+def compile_ptx(kernel: Op, arch: str = "sm_90", warps: int = 4, cache=None
+                ) -> CompiledPTXKernel:
+    """Lower a kernel op (after passes) to PTX for `arch` and link it into a cubin. cache:
+    the disk cache of fusec.autotune (key/get/put) keeping LLVM's and nvJitLink's output
+    (two thirds of a compile) by LLVM IR, arch and toolchain versions, or None."""
     if kernel.name != "kernel":
         raise TypeError(f"compile_ptx expects a kernel op, got {kernel.name!r}")
     nvrtc.check_arch(arch, "ptx")
@@ -39,10 +45,34 @@ def compile_ptx(kernel: Op, arch: str = "sm_90", warps: int = 4) -> CompiledPTXK
     layout = Layout(kernel)
     names = function_names(kernel, len(layout.launches))
     llvm_ir, scratch = nvptx.emit_module(kernel, layout, names, arch, warps * 32)
+    key = cached = None
+    if cache is not None:
+        # the device math library is NVRTC's build of libm.source()
+        key = cache.key("ptx-cubin", llvm_ir, arch, llvm.llvm_version_info,
+                        nvjitlink.version(), nvrtc.version(), libm.source())
+        cached = cache.get(key)
+    if cached is not None and _ARTIFACTS <= set(cached):
+        opt_ir, ptx = cached["kernel.opt.ll"].decode(), cached["kernel.ptx"].decode()
+        cubin = cached["kernel.cubin"]
+    else:
+        opt_ir, ptx, cubin = _build(llvm_ir, arch, names)
+        if cache is not None:
+            cache.put(key, {"kernel.opt.ll": opt_ir.encode(), "kernel.ptx": ptx.encode(),
+                            "kernel.cubin": cubin}, {"kind": "ptx-cubin", "arch": arch})
+    asm = Stages({"llvm": llvm_ir, "llvm-opt": opt_ir, "ptx": ptx, "cubin": cubin})
+    compiled = CompiledPTXKernel(kernel, arch, warps, asm, layout, names, scratch)
+    compiled.from_cache = cached is not None
+    return compiled
+
+
+_ARTIFACTS = frozenset(("kernel.opt.ll", "kernel.ptx", "kernel.cubin"))
+
+
+def _build(llvm_ir: str, arch: str, names: list[str]) -> tuple[str, str, bytes]:
+    """(optimized LLVM IR, PTX, cubin): LLVM's NVPTX code generation, then nvJitLink with
+    the device math library when the code calls it."""
     opt_ir, ptx, math = nvptx.compile_module(llvm_ir, arch)
     inputs = [LinkInput("ptx", ptx.encode(), f"{names[0] if names else 'fusec'}.ptx")]
     if math:
         inputs.append(LinkInput("cubin", libm.library(arch), "fusec_libm.cubin"))
-    cubin = link(inputs, arch)
-    asm = Stages({"llvm": llvm_ir, "llvm-opt": opt_ir, "ptx": ptx, "cubin": cubin})
-    return CompiledPTXKernel(kernel, arch, warps, asm, layout, names, scratch)
+    return opt_ir, ptx, link(inputs, arch)

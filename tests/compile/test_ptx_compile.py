@@ -367,3 +367,27 @@ def test_bad_arguments_and_unlowerable_code_are_named():
     b.ret(b.call(pow_, list(fn.args)))
     with pytest.raises(NotImplementedError, match="calls llvm.pow.f32, which NVPTX cannot"):
         nvptx.compile_module(str(module), "sm_90")
+
+
+def test_ptx_cubins_come_from_the_disk_cache_the_second_time(monkeypatch):
+    """LLVM's and nvJitLink's output is kept on disk by LLVM IR, arch and toolchain: a
+    second build of the same kernel skips both and gives the same PTX and cubin; another
+    arch or another LLVM IR (warps) builds anew."""
+    softmax = importlib.import_module("softmax").softmax
+    x = spec([33, 200], "float32")
+    config = fusec.Config(blocks=[2], warps=2)
+
+    def build(target="sm_80", cfg=config):
+        return fusec.kernel(softmax.fn).compile(x, backend="ptx", target=target, config=cfg)
+    first = build()
+    built = []
+    monkeypatch.setattr(compile_ptx.__globals__["nvptx"], "compile_module",
+                        lambda *a, _f=nvptx.compile_module: built.append(a) or _f(*a))
+    again = build()
+    assert again.from_cache and not built
+    assert again.asm["cubin"] == first.asm["cubin"] and again.asm["ptx"] == first.asm["ptx"]
+    assert again.asm["llvm-opt"] == first.asm["llvm-opt"]
+    other_arch = build(target="sm_90")
+    assert not other_arch.from_cache and len(built) == 1
+    other_warps = build(cfg=fusec.Config(blocks=[2], warps=4))
+    assert not other_warps.from_cache and len(built) == 2

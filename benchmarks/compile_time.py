@@ -1,0 +1,98 @@
+"""Compile latency: an elementwise kernel (examples/bias_gelu.py, bf16 1000x4097) and a
+reduction (examples/softmax.py) compiled in a fresh process with an empty cache (cold), then
+in a second process that finds the first one's artifacts on disk (warm), per backend.
+
+Each process prints: `import fusec` (ms), the kernel's build (trace + passes + code
+generation + NVRTC/nvJitLink or LLVM; `kernel.compile`), its first call and the mean of the
+following calls (in-process dispatch). Without a GPU the GPU backends compile for sm_90
+(`target="sm_90"`) and nothing runs.
+
+    python3 benchmarks/compile_time.py [--backends cuda,ptx,cpu] [--json out.json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+CHILD = r"""
+import json, sys, time
+t0 = time.perf_counter()
+import torch
+t1 = time.perf_counter()
+import fusec
+t2 = time.perf_counter()
+sys.path.insert(0, {examples!r})
+from bias_gelu import bias_gelu
+from softmax import softmax
+backend, gpu = {backend!r}, torch.cuda.is_available()
+device = "cuda" if gpu and backend != "cpu" else "cpu"
+x = torch.randn(1000, 4097, dtype=torch.bfloat16, device=device)
+bias = torch.randn(4097, dtype=torch.bfloat16, device=device)
+out = {{"import_torch_ms": (t1 - t0) * 1e3, "import_fusec_ms": (t2 - t1) * 1e3}}
+for name, kern, args in (("bias_gelu", bias_gelu, (x, bias)), ("softmax", softmax, (x,))):
+    t = time.perf_counter()
+    if device == "cpu" and backend != "cpu":
+        specs = [fusec.TensorSpec(tuple(a.shape), fusec.language.bfloat16) for a in args]
+        kern.compile(*specs, backend=backend, target="sm_90")
+        out[name] = {{"build_ms": (time.perf_counter() - t) * 1e3}}
+        continue
+    ck = kern.compile(*args, backend=backend)
+    built = time.perf_counter()
+    ck(*args)
+    if gpu:
+        torch.cuda.synchronize()
+    first = time.perf_counter()
+    calls = 200
+    for _ in range(calls):
+        ck(*args)
+    if gpu:
+        torch.cuda.synchronize()
+    out[name] = {{"build_ms": (built - t) * 1e3, "first_call_ms": (first - built) * 1e3,
+                 "call_us": (time.perf_counter() - first) / calls * 1e6}}
+print(json.dumps(out))
+"""
+
+
+def run_child(backend: str, cache: str) -> dict:
+    env = dict(os.environ, FUSEC_CACHE_DIR=cache)
+    code = CHILD.format(examples=str(ROOT / "examples"), backend=backend)
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                          text=True, timeout=600)
+    if done.returncode != 0:
+        raise RuntimeError(f"{backend}: {done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--backends", default="cuda,ptx,cpu")
+    ap.add_argument("--json")
+    args = ap.parse_args()
+    rows = []
+    print(f"{'backend':<8} {'process':<6} {'kernel':<10} {'import fusec ms':>15} "
+          f"{'build ms':>9} {'first call ms':>13} {'call us':>8}")
+    for backend in args.backends.split(","):
+        with tempfile.TemporaryDirectory() as cache:
+            for process in ("cold", "warm"):
+                got = run_child(backend, cache)
+                for kernel in ("bias_gelu", "softmax"):
+                    r = got[kernel]
+                    rows.append({"backend": backend, "process": process, "kernel": kernel,
+                                 "import_fusec_ms": got["import_fusec_ms"], **r})
+                    print(f"{backend:<8} {process:<6} {kernel:<10} "
+                          f"{got['import_fusec_ms']:>15.1f} {r['build_ms']:>9.1f} "
+                          f"{r.get('first_call_ms', float('nan')):>13.2f} "
+                          f"{r.get('call_us', float('nan')):>8.1f}", flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()
