@@ -52,11 +52,16 @@ HARDWARE_EX2 = True
 # materialized tiles whose readers walk the same elements per thread stay in registers
 # (simt.register_tiles) instead of shared memory
 REGISTER_TILES = True
-# threads an SM should hold at once (ptxas caps each thread's registers to fit them, 64
-# here; 0: no cap). Unrolled vector groups and register tiles otherwise take ~100
-# registers and a quarter of the SM: the cap gave softmax +10%, layernorm +7%, bias+gelu
-# +7% (H100, 2026-12-06), rmsnorm the same with 28 bytes of spills
+# threads an SM should hold at once (ptxas caps each thread's registers to fit them; 0: no
+# cap), for kernels with register tiles (64 registers: a row's 32 elements and what works
+# on them; unrolled vector groups and register tiles otherwise take ~100 registers and a
+# quarter of the SM: the cap gave softmax +10%, layernorm +7%, bias+gelu +7%, H100,
+# 2026-12-06) ...
 RESIDENT_THREADS = 1024
+# ... and for those without (32 registers: a whole SM of threads; elementwise code such as
+# bias+gelu took 55 registers and 56% of the SM's warps (ncu, H200), and needs no more
+# than 32 without spilling, as the CUDA C backend's)
+RESIDENT_THREADS_NO_TILES = 2048
 MATH_PREFIX = "__fusec_"
 # the device math library: C math function -> number of arguments (float and double
 # versions: `__fusec_sinf`, `__fusec_sin`)
@@ -194,8 +199,9 @@ def _emit_launch(module: ir.Module, target: NVPTXTarget, kernel: Op, plan: Plan,
         arg.name = layout.slot_name(i)
     # the calling convention marks a kernel for LLVM >= 20, the annotation for older ones
     annotations = [("kernel", 1), ("maxntidx", nthreads)]
-    if RESIDENT_THREADS:        # registers per thread capped for this many threads an SM
-        annotations.append(("minctasm", max(1, RESIDENT_THREADS // nthreads)))
+    resident = RESIDENT_THREADS if registers else RESIDENT_THREADS_NO_TILES
+    if resident:                # registers per thread capped for this many threads an SM
+        annotations.append(("minctasm", max(1, resident // nthreads)))
     for key, value in annotations:
         module.add_named_metadata("nvvm.annotations", [fn, ir.MetaDataString(module, key),
                                                        ir.Constant(I32, value)])

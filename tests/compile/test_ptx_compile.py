@@ -391,3 +391,19 @@ def test_ptx_cubins_come_from_the_disk_cache_the_second_time(monkeypatch):
     assert not other_arch.from_cache and len(built) == 1
     other_warps = build(cfg=fusec.Config(blocks=[2], warps=4))
     assert not other_warps.from_cache and len(built) == 2
+
+
+def test_registers_capped_by_the_threads_an_sm_should_hold():
+    """Elementwise code (no register tiles) is asked to fit a whole SM of threads (ptxas
+    then keeps it to 32 registers); kernels holding a row in registers half of it."""
+    bias_gelu = importlib.import_module("bias_gelu").bias_gelu
+    softmax = importlib.import_module("softmax").softmax
+    elementwise = bias_gelu.compile(spec([64, 1024], "bfloat16"), spec([1024], "bfloat16"),
+                                    backend="ptx", target="sm_90")
+    rows = softmax.compile(spec([64, 4096], "bfloat16"), backend="ptx", target="sm_90")
+    for ck, resident in ((elementwise, nvptx.RESIDENT_THREADS_NO_TILES),
+                         (rows, nvptx.RESIDENT_THREADS)):
+        threads = ck.config.warps * 32
+        assert re.search(rf"\.maxntid {threads}\s+\.minnctapersm {resident // threads}\b",
+                         ck.asm["ptx"]), ck.asm["ptx"][:2000]
+    assert nvptx.RESIDENT_THREADS_NO_TILES > nvptx.RESIDENT_THREADS
