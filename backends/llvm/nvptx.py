@@ -198,13 +198,8 @@ def _emit_launch(module: ir.Module, target: NVPTXTarget, kernel: Op, plan: Plan,
     for i, arg in enumerate(fn.args):
         arg.name = layout.slot_name(i)
     # the calling convention marks a kernel for LLVM >= 20, the annotation for older ones
-    annotations = [("kernel", 1), ("maxntidx", nthreads)]
-    resident = RESIDENT_THREADS if registers else RESIDENT_THREADS_NO_TILES
-    if resident:                # registers per thread capped for this many threads an SM
-        annotations.append(("minctasm", max(1, resident // nthreads)))
-    for key, value in annotations:
-        module.add_named_metadata("nvvm.annotations", [fn, ir.MetaDataString(module, key),
-                                                       ir.Constant(I32, value)])
+    _annotate(module, fn, "kernel", 1)
+    _annotate(module, fn, "maxntidx", nthreads)
     entry, start, past = (fn.append_basic_block(n) for n in ("entry", "start", "past_grid"))
     ctx = Ctx(module, target)
     eb = ir.IRBuilder(entry)
@@ -248,7 +243,19 @@ def emit_module(kernel: Op, layout, names: list[str], arch: str,
     registers = register_tiles(plan, nthreads) if REGISTER_TILES else set()
     scratch = [_emit_launch(module, target, kernel, plan, layout, k, name, nthreads,
                             registers) for k, name in enumerate(names)]
+    # the device math library's functions take up to ~50 registers, which a kernel calling
+    # them must allow (nvJitLink refuses the link otherwise)
+    library = any(f.is_declaration and f.name.startswith(MATH_PREFIX) for f in module.functions)
+    resident = RESIDENT_THREADS if registers or library else RESIDENT_THREADS_NO_TILES
+    if resident:                # registers per thread capped for this many threads an SM
+        for name in names:
+            _annotate(module, module.get_global(name), "minctasm", max(1, resident // nthreads))
     return str(module), scratch
+
+
+def _annotate(module: ir.Module, fn: ir.Function, key: str, value: int) -> None:
+    module.add_named_metadata("nvvm.annotations", [fn, ir.MetaDataString(module, key),
+                                                   ir.Constant(I32, value)])
 
 
 def math_functions(mod: llvm.ModuleRef) -> set[str]:
