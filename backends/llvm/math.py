@@ -48,12 +48,12 @@ _ERF_POLY = [1.1283791065216064, -0.3761262595653534, 0.1128358244895935,
 _ERFC_MID_POLY = [-1.5568177700042725, -0.3526928424835205, 0.05612044408917427,
                   -0.010706097818911076, 0.00246910541318357, -0.00015067031199578196,
                   0.00018655171152204275]
-# log2 erfc(z) = Q(z - 2.5) for 1 <= z <= 4, erfc's relative error 2e-9 (numpy least
-# squares on Chebyshev nodes weighted by erfc; float32 coefficients): erf within 1.6 ulp
-# with an exact 2**Q, for targets with Target.exp2_hardware
-_LOG2_ERFC_POLY = [-11.262857437133789, -7.72230339050293, -1.3617303371429443,
-                   -0.015445634722709656, 0.003562166355550289, -0.00021737130009569228,
-                   0.0002691372355911881]
+# log2 erfc(z) = Q(u), u = (z - 1) / 3 in [0, 1] for 1 <= z <= 4 (numpy least squares on
+# Chebyshev nodes weighted by erfc; float32 coefficients): erf within 0.72 ulp with an
+# exact 2**Q, for targets with Target.exp2_hardware
+_LOG2_ERFC_POLY = [-2.668416738510132, -11.421672821044922, -10.947257041931152,
+                   -1.6166586875915527, 1.1563423871994019, -0.6414243578910828,
+                   0.19620104134082794]
 _ERF_ONE = 4.0                            # erfc(4) < half an ulp of 1: erf = 1 from here
 # erfc(z) = t exp(-z^2 + G(t)), t = 1 / (1 + z/2), for 0.5 <= z <= 10.5 (the form of
 # Numerical Recipes' erfcc, refitted).
@@ -104,24 +104,27 @@ class _F32:
         """2**r for |r| <= 1/2 by a Taylor polynomial."""
         return self.poly(self.mul(r, self.k(math.log(2.0))), _EXP_POLY)
 
+    def unit_clamp(self, x, scale: float, offset: float):
+        """x * scale + offset clamped to [0, 1] (NaN to 0): Target.fma_saturate where the
+        target has one (the FMA pipe instead of two selects), else fma and selects."""
+        fma_sat = self.ctx.target.fma_saturate
+        if fma_sat is not None:
+            return fma_sat(self.ctx, x, self.k(scale), self.k(offset))
+        v = self.fma(x, self.k(scale), self.k(offset))
+        v = self.sel(self.gt(v, self.k(0.0)), v, self.k(0.0))
+        return self.sel(self.lt(v, self.k(1.0)), v, self.k(1.0))
+
     def exp2_split(self, x, scale: float, frac):
         """2**(n + frac(n)) by the target's 2**q, n = rint(x * scale) clamped to [-126, 127]
         so that 2**n is a normal float formed from its bits; the hardware carries the rest
         of the range in 2**frac(n) (overflow to inf, subnormal and zero results by the one
         rounding of the product). NaN and infinities come through."""
         b = self.b
-        # t = 1.5 * 2**23 + n: adding _ROUNDER rounds to an integer, its low bits hold n
-        fma_sat = self.ctx.target.fma_saturate
-        if fma_sat is not None:
-            # the clamp as a saturated multiply-add on the FMA pipe: u in [0, 1] maps
-            # [-126, 127] (n one off near a half-integer leaves |frac| a hair over 1/2)
-            u = fma_sat(self.ctx, x, self.k(scale / 253.0), self.k(126.0 / 253.0))
-            t = self.fma(u, self.k(253.0), self.k(_ROUNDER - 126.0))
-        else:
-            lo, hi = self.k(_ROUNDER - 126.0), self.k(_ROUNDER + 127.0)
-            t = self.fma(x, self.k(scale), self.k(_ROUNDER))
-            t = self.sel(self.gt(t, lo), t, lo)
-            t = self.sel(self.lt(t, hi), t, hi)
+        # t = 1.5 * 2**23 + n: adding _ROUNDER rounds to an integer, its low bits hold n.
+        # The clamp is taken on u in [0, 1] mapping [-126, 127] (n one off near a
+        # half-integer leaves |frac| a hair over 1/2)
+        u = self.unit_clamp(x, scale / 253.0, 126.0 / 253.0)
+        t = self.fma(u, self.k(253.0), self.k(_ROUNDER - 126.0))
         n = self.sub(t, self.k(_ROUNDER))                      # exact
         # t's low mantissa bits hold n + 2**22: shifted up, they are n's exponent field
         bits = b.add(b.shl(b.bitcast(t, I32), ir.Constant(I32, 23)),
@@ -282,25 +285,25 @@ def _erfc_large(f: _F32, z, sq_hi, sq_lo):
 
 
 def _erf(f: _F32, x):
-    """erf(x) without division: x P(x^2) below 1, else +-(1 - erfc(|x|)), erfc as 2**Q(|x|)
-    where the target has Target.exp2_hardware, else with the exponent of erfc formed exactly
-    (Not NaN-aware)."""
-    a = f.sel(f.lt(f.abs(x), f.k(_ERF_ONE)), f.abs(x), f.k(_ERF_ONE))
-    small = f.mul(x, f.poly(f.mul(x, x), _ERF_POLY))
+    """erf(x) without division: x P(x^2) below 1, else +-(1 - erfc(|x|)), erfc as 2**Q(u)
+    where the target has Target.exp2_hardware, else with the exponent of erfc formed
+    exactly. A NaN takes the first branch, which keeps it."""
     if f.hardware_exp2 is not None:    # log2 erfc in [-28, -2.6]: one 2**q, no reduction
-        erfc = f.hardware_exp2(f.ctx, f.poly(f.sub(a, f.k(2.5)), _LOG2_ERFC_POLY))
+        u = f.unit_clamp(f.abs(x), 1.0 / 3.0, -1.0 / 3.0)       # |x| in [1, 4] -> [0, 1]
+        erfc = f.hardware_exp2(f.ctx, f.poly(u, _LOG2_ERFC_POLY))
     else:
+        a = f.sel(f.lt(f.abs(x), f.k(_ERF_ONE)), f.abs(x), f.k(_ERF_ONE))
         hi = f.mul(a, a)
         lo = f.fma(a, a, f.b.fneg(hi))
         g = f.poly(f.sub(a, f.k(2.5)), _ERFC_MID_POLY)
         erfc = _exp_core(f, f.b.fneg(hi), f.sub(g, lo), normal=True)     # a^2 <= 16
     large = f.copysign(f.sub(f.k(1.0), erfc), x)
-    return f.sel(f.lt(f.abs(x), f.k(1.0)), small, large)
+    small = f.mul(x, f.poly(f.mul(x, x), _ERF_POLY))
+    return f.sel(f.b.fcmp_ordered(">=", f.abs(x), f.k(1.0)), large, small)
 
 
 def erf_f32(ctx, x):
-    f = _F32(ctx)
-    return f.nan_passthrough(x, _erf(f, x))
+    return _erf(_F32(ctx), x)
 
 
 def gelu_f32(ctx, x):
@@ -310,8 +313,8 @@ def gelu_f32(ctx, x):
     negative tail is accurate relative to |x| only (as torch's and the CUDA C backend's)."""
     f = _F32(ctx)
     if ctx.target.gelu_tail_absolute:
-        one_plus_erf = f.add(f.k(1.0), _erf(f, f.mul(x, f.k(INV_SQRT2))))
-        return f.nan_passthrough(x, f.mul(f.mul(f.k(0.5), x), one_plus_erf))
+        half = f.mul(f.k(0.5), x)       # half (1 + erf) in one rounding; NaN comes through
+        return f.fma(half, _erf(f, f.mul(x, f.k(INV_SQRT2))), half)
     xc = f.clamp(x, -20.0, 20.0)
     z = f.mul(xc, f.k(INV_SQRT2))
     small = f.fma(z, f.poly(f.mul(z, z), _ERF_POLY), f.k(1.0))
