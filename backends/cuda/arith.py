@@ -49,12 +49,13 @@ _MATH = {
     "float": {
         "exp": "expf({x})", "exp2": "exp2f({x})", "log": "logf({x})", "log2": "log2f({x})",
         "sqrt": "sqrtf({x})", "rsqrt": "(1.0f / sqrtf({x}))", "sin": "sinf({x})",
-        "cos": "cosf({x})", "tanh": "tanhf({x})", "erf": "erff({x})",
+        "cos": "cosf({x})", "tanh": "tanhf({x})", "erf": "fc_erff({x})",
         "sigmoid": "(1.0f / (1.0f + expf(-({x}))))",
         "silu": "({x} / (1.0f + expf(-({x}))))",
-        # 0.5 x (1 + erf(x / sqrt 2)), as torch computes it: erff is a third of erfcf's
-        # cost; for x << 0 the cancellation costs relative (not absolute) accuracy
-        "gelu": "(0.5f * {x} * (1.0f + erff({x} * 0.70710678118654752f)))",
+        # 0.5 x (1 + erf(x / sqrt 2)), as torch computes it (the prelude's fc_erff: a
+        # polynomial and one ex2, the PTX backend's); for x << 0 the cancellation costs
+        # relative (not absolute) accuracy
+        "gelu": "fc_gelu({x})",
         # 0.5 x (1 + tanh(u)) = x / (1 + exp(-2u)): no cancellation for x << 0
         "gelu_tanh": "({x} / (1.0f + expf(-1.5957691216057308f * ({x} + 0.044715f * {x} * "
                      "{x} * {x}))))",

@@ -11,6 +11,8 @@ Everything here is plain C++17, so the same source also builds with a host C++ c
 (tests/compile emulates CUDA on the CPU with it).
 """
 
+from .. import erf_polys
+
 PRELUDE = r"""
 // ---- fusec prelude: bit casts --------------------------------------------------------
 __device__ __forceinline__ unsigned int fc_f32_bits(float f) {
@@ -164,8 +166,57 @@ template <typename F> __device__ __forceinline__ F fc_fmax(F x, F y) {
 template <typename F> __device__ __forceinline__ F fc_fmin(F x, F y) {
   return (x != x || x < y) ? x : y;
 }
-// ---- end of prelude ----------------------------------------------------------------------
 """
+
+
+def _horner(coefs: list[float], var: str) -> str:
+    """sum(coefs[i] * var**i) as nested fmaf calls (float32 literals: each coefficient is a
+    float32 value, which its shortest decimal spells exactly)."""
+    expr = f"{coefs[-1]!r}f"
+    for c in reversed(coefs[:-1]):
+        expr = f"fmaf({expr}, {var}, {c!r}f)"
+    return expr
+
+
+# erf and torch's gelu as the PTX backend computes them (backends/erf_polys.py): a hardware
+# 2**q (ex2.approx) and a saturated fma on the GPU, their libm spellings on the host
+PRELUDE += r"""
+// ---- erf: x P(x^2) below 1, +-(1 - 2**Q((|x| - 1) / 3)) up to 4 (backends/erf_polys.py) --
+__device__ __forceinline__ float fc_ex2(float q) {
+#if defined(__CUDA_ARCH__)
+  float r;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(q));
+  return r;
+#else
+  return exp2f(q);
+#endif
+}
+__device__ __forceinline__ float fc_fma_sat(float a, float b, float c) {
+#if defined(__CUDA_ARCH__)
+  float r;
+  asm("fma.rn.sat.f32 %0, %1, %2, %3;" : "=f"(r) : "f"(a), "f"(b), "f"(c));
+  return r;
+#else
+  return fminf(fmaxf(fmaf(a, b, c), 0.0f), 1.0f);   // NaN -> 0
+#endif
+}
+__device__ __forceinline__ float fc_erff(float x) {
+  float a = fabsf(x);
+  float u = fc_fma_sat(a, U_SCALEf, U_OFFSETf);
+  float large = copysignf(1.0f - fc_ex2(LOG2_ERFC), x);
+  float s = x * x;
+  float small = x * (ERF_SMALL);
+  return a >= 1.0f ? large : small;                  // a NaN keeps to the polynomial
+}
+// 0.5 x (1 + erf(x / sqrt 2)), as torch computes it, with x/2 (1 + erf) in one rounding
+__device__ __forceinline__ float fc_gelu(float x) {
+  float h = 0.5f * x;
+  return fmaf(h, fc_erff(x * 0.70710678118654752f), h);
+}
+// ---- end of prelude ----------------------------------------------------------------------
+""".replace("LOG2_ERFC", _horner(erf_polys.LOG2_ERFC, "u")) \
+    .replace("ERF_SMALL", _horner(erf_polys.ERF_SMALL, "s")) \
+    .replace("U_SCALEf", f"{erf_polys.U_SCALE!r}f").replace("U_OFFSETf", f"{erf_polys.U_OFFSET!r}f")
 
 # Appended to PRELUDE when a kernel uses tensor cores (mma.py), sm_80+. The helpers take
 # shared-memory tiles as generic pointers and convert them for the instructions.

@@ -19,6 +19,7 @@ import math
 
 import llvmlite.ir as ir
 
+from .. import erf_polys
 from .context import Ctx
 from .types import F32, F64, I32
 
@@ -39,21 +40,13 @@ _LG1, _LG2, _LG3, _LG4 = 0.66666662693, 0.40000972152, 0.28498786688, 0.24279078
 _TANH_POLY = [-0.3333333432674408, 0.1333330273628235, -0.05395911633968353,
               0.02176789753139019, -0.008340987376868725, 0.002289738040417433]
 _TANH_SMALL = 0.625
-# erf(x) = x P(x^2) for |x| < 1.
-_ERF_POLY = [1.1283791065216064, -0.3761262595653534, 0.1128358244895935,
-             -0.026853691786527634, 0.005188099108636379, -0.0008008189033716917,
-             7.847259257687256e-05]
+# erf(x) = x P(x^2) for |x| < 1 (backends/erf_polys.py)
+_ERF_POLY = erf_polys.ERF_SMALL
 # erfc(z) = exp(-z^2 + G(z - 2.5)) for 1 <= z <= 4: erf = 1 - erfc within 0.1 ulp there
 # (numpy least squares on Chebyshev nodes, weighted by erfc; float32 coefficients).
 _ERFC_MID_POLY = [-1.5568177700042725, -0.3526928424835205, 0.05612044408917427,
                   -0.010706097818911076, 0.00246910541318357, -0.00015067031199578196,
                   0.00018655171152204275]
-# log2 erfc(z) = Q(u), u = (z - 1) / 3 in [0, 1] for 1 <= z <= 4 (numpy least squares on
-# Chebyshev nodes weighted by erfc; float32 coefficients): erf within 0.72 ulp with an
-# exact 2**Q, for targets with Target.exp2_hardware
-_LOG2_ERFC_POLY = [-2.668416738510132, -11.421672821044922, -10.947257041931152,
-                   -1.6166586875915527, 1.1563423871994019, -0.6414243578910828,
-                   0.19620104134082794]
 _ERF_ONE = 4.0                            # erfc(4) < half an ulp of 1: erf = 1 from here
 # erfc(z) = t exp(-z^2 + G(t)), t = 1 / (1 + z/2), for 0.5 <= z <= 10.5 (the form of
 # Numerical Recipes' erfcc, refitted).
@@ -289,8 +282,8 @@ def _erf(f: _F32, x):
     where the target has Target.exp2_hardware, else with the exponent of erfc formed
     exactly. A NaN takes the first branch, which keeps it."""
     if f.hardware_exp2 is not None:    # log2 erfc in [-28, -2.6]: one 2**q, no reduction
-        u = f.unit_clamp(f.abs(x), 1.0 / 3.0, -1.0 / 3.0)       # |x| in [1, 4] -> [0, 1]
-        erfc = f.hardware_exp2(f.ctx, f.poly(u, _LOG2_ERFC_POLY))
+        u = f.unit_clamp(f.abs(x), erf_polys.U_SCALE, erf_polys.U_OFFSET)   # [1, 4] -> [0, 1]
+        erfc = f.hardware_exp2(f.ctx, f.poly(u, erf_polys.LOG2_ERFC))
     else:
         a = f.sel(f.lt(f.abs(x), f.k(_ERF_ONE)), f.abs(x), f.k(_ERF_ONE))
         hi = f.mul(a, a)

@@ -183,3 +183,18 @@ def test_any_number_of_warps(warps):
     a, _ = random_array((33, 20), "float32", seed=1)
     b, _ = random_array((20, 65), "float32", seed=2)
     _check(ops.matmul, [a, b], [fl.float32], "float32", f"dot, {warps} warps", warps=warps)
+
+
+@pytest.mark.parametrize("name", ["erf", "gelu"])
+def test_erf_and_gelu_of_the_prelude_within_the_ulp_bounds(name, monkeypatch):
+    """The prelude's fc_erff / fc_gelu (backends/erf_polys.py, the PTX backend's formulas)
+    over the whole float32 range with the specials, within the bounds of the LLVM math
+    (tests/unit/test_llvm_math.py; gelu is torch's formula: its tail relative to |x| / 2).
+    On the host 2**q is exp2f and the saturated fma fminf/fmaxf."""
+    import test_llvm_math as cpu_math
+    x = cpu_math.inputs()
+    ck = ops.UNARY_KERNELS[name].compile(x, fl.float32, backend="interpret")
+    got = cuda_emulator.Emulated(ck, 4)(x, fl.float32)
+    if name == "gelu":
+        monkeypatch.setattr(cpu_math, "ABSOLUTE_TAIL", {"gelu"})
+    cpu_math.assert_within_ulps(name, x, np.asarray(got), bound=4)
