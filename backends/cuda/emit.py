@@ -49,6 +49,11 @@ from .values import INLINE, Buf, Frag, Handle, Lane, Reg, Scalar, Tensor, numel,
 from ..vector_facts import VectorFacts
 
 SHARED_BYTES = 48 << 10         # static shared memory a block may declare
+# launches with a dot walk their last two grid dims in groups of this many rows of tiles
+# (0: row-major): the programs running at once then share operand tiles in L2 -- a row-major
+# wave of 8192^3 at 256x128 tiles reads 2 rows of a and all 64 columns of b (136 MB, past
+# the L2), in groups of 8 rows a quarter of b (65 MB)
+GROUP_ROWS = 8
 ALIGN = 16
 # expressions not worth a local: names, literals, `(name + name)` lane indices
 _TRIVIAL = re.compile(r"^(-?[\w.]+|\(\w+ \+ \w+\))$")
@@ -448,6 +453,49 @@ def _bind_params(E: FunctionEmitter, layout: Layout) -> None:
         E.env[v] = Scalar(E.declare(compute(d), expr, v.name or "param", force=True))
 
 
+def _program_coordinates(E, launch, grid: list[str]) -> list[str]:
+    """Declare each grid dim's tile coordinate from blockIdx.x: row-major, the last dim
+    fastest; with a dot in the launch the last two dims go in groups of GROUP_ROWS rows
+    (every program of a group row before the next row)."""
+    if not launch.loops:
+        return []
+    E.line("long long fc_rest = blockIdx.x;")
+    n = len(grid)
+    grouped = GROUP_ROWS > 1 and n >= 2 and any(
+        o.name == "dot" for op in launch.ops for o in op.walk())
+    coords = [None] * n
+    if grouped:
+        rows, cols = grid[-2], grid[-1]
+        E.line(f"// program coordinates: the last two grid dims in groups of {GROUP_ROWS} "
+               "rows (programs running together share operand tiles in L2), column by "
+               "column in a group; the others row-major")
+        E.line(f"const long long fc_plane = (long long){rows} * {cols}, fc_group = "
+               f"{GROUP_ROWS}LL * {cols};")
+        E.line("const long long fc_tile = fc_rest % fc_plane;")
+        if n > 2:
+            E.line("fc_rest /= fc_plane;")
+        E.line(f"const long long fc_first = fc_tile / fc_group * {GROUP_ROWS};")
+        E.line(f"const long long fc_rows = {rows} - fc_first < {GROUP_ROWS} ? "
+               f"{rows} - fc_first : {GROUP_ROWS};")
+        coords[n - 2] = E.declare("int", "(int)(fc_first + fc_tile % fc_group % fc_rows)",
+                                  f"pid{n - 2}", force=True)
+        coords[n - 1] = E.declare("int", "(int)(fc_tile % fc_group / fc_rows)",
+                                  f"pid{n - 1}", force=True)
+        leading = n - 2
+    else:
+        E.line("// program coordinates: blockIdx.x row-major over the grid, the last dim "
+               "fastest")
+        leading = n
+    for d in reversed(range(leading)):
+        if d == 0:
+            coords[0] = E.declare("int", "(int)fc_rest", "pid0", force=True)
+        else:
+            coords[d] = E.declare("int", f"(int)(fc_rest % {grid[d]})", f"pid{d}",
+                                  force=True)
+            E.line(f"fc_rest /= {grid[d]};")
+    return coords
+
+
 def emit_function(kernel: Op, plan: Plan, layout: Layout, k: int, fname: str,
                   nthreads: int, arch: str = "", stages: int = tensor_cores.MIN_STAGES
                   ) -> tuple[str, int, bool, int]:
@@ -462,20 +510,8 @@ def emit_function(kernel: Op, plan: Plan, layout: Layout, k: int, fname: str,
     E = FunctionEmitter(kernel, plan, layout, nthreads, arch, roots, stages)
     _bind_params(E, layout)
     E.emit_prologue(launch, serial_ops(layout.launches))
-    coords = []
-    if launch.loops:
-        E.line("// program coordinates: blockIdx.x row-major over the grid, the last dim "
-               "fastest")
-        E.line("long long fc_rest = blockIdx.x;")
-        grid = [layout.slot_name(s) for s in layout.grid_slots[k]]
-        for d in reversed(range(len(grid))):
-            if d == 0:
-                coords.append(E.declare("int", "(int)fc_rest", "pid0", force=True))
-            else:
-                coords.append(E.declare("int", f"(int)(fc_rest % {grid[d]})", f"pid{d}",
-                                        force=True))
-                E.line(f"fc_rest /= {grid[d]};")
-        coords.reverse()
+    coords = _program_coordinates(E, launch, [layout.slot_name(s)
+                                              for s in layout.grid_slots[k]])
     E.emit_program(launch, coords)
     body = E.lines
     while body and body[-1].strip() == "__syncthreads();":     # nothing left to wait for

@@ -148,3 +148,12 @@ def test_the_large_tile_policy_config_on_sm_90():
     got = output_float64(emulated(*args))
     want = reference(*[v for _, v in arrays])
     assert_close(got / 15, want / 15, "bfloat16", "bias_relu 256x128x64 / 8 warps, sm_90")
+
+
+def test_programs_walk_the_grid_in_groups_of_rows():
+    """A launch with a dot walks its tile grid GROUP_ROWS rows at a time (emit.py): 19 rows
+    of tiles (two full groups and a short one) by 13 columns, every tile computed once."""
+    from fusec.backends.cuda import emit
+    got, want, source = run_emulated("bias_relu", (300, 32, 200), "bfloat16", [16, 16, 16], 1)
+    assert emit.GROUP_ROWS == 8 and "groups of 8 rows" in source
+    assert_close(got / 6, want / 6, "bfloat16", "bias_relu over 19 x 13 programs")
