@@ -5,10 +5,13 @@ checked against torch in float32 first; device time from CUDA-graph replay (medi
 
     python3 benchmarks/matmul_configs.py [--sizes 4096,8192] [--json out.json]
         [--configs "128x128x32/4w/4s,..."] [--schedules within,across,spread]
+        [--group-rows 8,0]
 
 Schedules of the K loop (backends/cuda/mma.py's switches): "within" (the next tile's copies
 before this tile's multiplies, its first fragments after the barrier), "across"
 (LOAD_ACROSS_BARRIER), "spread" (SPREAD_COPIES: the copies after each K step's multiplies).
+Group rows (backends/cuda/emit.py's GROUP_ROWS): programs walk the tile grid in groups of
+this many rows (0: row-major).
 """
 from __future__ import annotations
 
@@ -25,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 from gpu import graph_ms  # noqa: E402
 from matmul_epilogue import matmul_bias_relu  # noqa: E402
 
-from fusec.backends.cuda import mma  # noqa: E402
+from fusec.backends.cuda import emit, mma  # noqa: E402
 
 # blocks MxNxK / warps / stages; stages past the shared memory the arch allows are cut to
 # what fits (the row's label says what ran)
@@ -58,6 +61,8 @@ def main() -> None:
                     help="each config under these K-loop schedules "
                          f"({', '.join(mma.SCHEDULES)})")
     ap.add_argument("--both-schedules", action="store_true", help="--schedules within,across")
+    ap.add_argument("--group-rows", default="",
+                    help="each config with programs grouped by these many rows (0: row-major)")
     args = ap.parse_args()
     rows = []
     print(f"# {torch.cuda.get_device_name()}: matmul + bias + relu * scale, bf16, TFLOP/s "
@@ -72,13 +77,19 @@ def main() -> None:
                  "fusec default config": lambda: matmul_bias_relu(a, b, bias, 0.5)}
         schedules = args.schedules.split(",") if args.schedules else \
             ["within", "across"] if args.both_schedules else [None]
-        for text, schedule in [(t, x) for t in args.configs.split(",") for x in schedules]:
-            label = text if schedule is None else f"{text} {schedule}"
+        groups = [int(g) for g in args.group_rows.split(",")] if args.group_rows else [None]
+        for text, schedule, group in [(t, x, g) for t in args.configs.split(",")
+                                      for x in schedules for g in groups]:
+            label = " ".join([text] + [schedule] * (schedule is not None)
+                             + [f"g{group}"] * (group is not None))
             try:
                 kernel = matmul_bias_relu
-                if schedule is not None:   # a fresh kernel: its in-memory cache keys no switch
-                    for name, value in mma.SCHEDULES[schedule].items():
+                if schedule is not None or group is not None:
+                    # a fresh kernel: its in-memory cache keys no switch
+                    for name, value in mma.SCHEDULES.get(schedule, {}).items():
                         setattr(mma, name, value)
+                    if group is not None:
+                        emit.GROUP_ROWS = group
                     kernel = fusec.kernel(matmul_bias_relu.fn)
                 ck = kernel.compile(a, b, bias, 0.5, backend="cuda", config=parse(text))
                 err = ((ck(a, b, bias, 0.5).float() - want).abs().max() /
