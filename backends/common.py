@@ -101,3 +101,20 @@ def arch_number(arch: str | None) -> int:
     """80 of "sm_80", 90 of "sm_90a"; 0 for anything else."""
     m = re.match(r"sm_(\d+)", arch or "")
     return int(m.group(1)) if m else 0
+
+
+# resident threads and thread blocks an SM holds (CUDA C programming guide, technical
+# specifications per compute capability); an arch not listed takes its family's or the
+# smallest
+SM_RESIDENCY = {70: (2048, 32), 75: (1024, 16), 80: (2048, 32), 86: (1536, 16),
+                87: (2048, 16), 89: (1536, 24), 90: (2048, 32), 100: (2048, 32),
+                120: (1536, 24)}
+
+
+def resident_blocks(arch: str, nthreads: int, threads_wanted: int) -> int:
+    """Blocks of `nthreads` threads an SM of `arch` should hold for `threads_wanted` threads,
+    within what the arch allows (ptxas ignores a `.minnctapersm` beyond it), at least 1."""
+    n = arch_number(arch)
+    known = [a for a in SM_RESIDENCY if a <= n and a // 10 == n // 10]
+    threads, blocks = SM_RESIDENCY[max(known)] if known else (1024, 16)
+    return max(1, min(min(threads_wanted, threads) // nthreads, blocks))

@@ -132,17 +132,19 @@ class VectorFacts:
         return op.name in _PER_ELEMENT and op.name != "load" and all(
             self.uniform(o, axis, width) for o in op.operands)
 
-    def divisor(self, v: Value, axis: int) -> int:
+    def divisor(self, v: Value, axis: int | None) -> int:
         """A d such that v's value at the first lane of every group along `axis` is a
-        multiple of d (1: nothing known)."""
+        multiple of d; axis None: every element of v is (1: nothing known). A value that
+        does not change along `axis` (expanded or broadcast there) must be a multiple at
+        every element: the groups start in every row."""
         op = v.op
         if op is None:
             return 1
         name = op.name
         if name == "tile_index":
-            return self.handles[op.operands[0]].block
+            return 1 if axis is None else self.handles[op.operands[0]].block
         if name == "arange":
-            return abs(op.attrs["start"]) or _BIG
+            return 1 if axis is None else abs(op.attrs["start"]) or _BIG
         if name == "const" and isinstance(op.attrs["value"], int) and \
                 not isinstance(op.attrs["value"], bool):
             return abs(op.attrs["value"]) or _BIG
@@ -154,12 +156,18 @@ class VectorFacts:
         if name in ("expand_dims", "broadcast", "permute") or (
                 name == "cast" and op.results[0].type.dtype.is_int):
             src = op.operands[0]
-            if name == "expand_dims":
-                a = op.attrs["axis"]
-                axis = axis - (axis > a)
-            elif name == "permute":
-                axis = op.attrs["perm"][axis]
-            return self.divisor(src, min(axis, max(_rank(src) - 1, 0)))
+            if axis is not None:
+                if name == "expand_dims":
+                    a = op.attrs["axis"]
+                    axis = None if axis == a else axis - (axis > a)
+                elif name == "broadcast":
+                    if _rank(src) == 0 or src.type.shape[axis] == 1:
+                        axis = None
+                elif name == "permute":
+                    axis = op.attrs["perm"][axis]
+            if axis is not None:
+                axis = min(axis, max(_rank(src) - 1, 0))
+            return self.divisor(src, axis)
         if name in ("add", "sub"):
             return math.gcd(*(self.divisor(o, axis) for o in op.operands))
         if name == "mul":

@@ -78,3 +78,15 @@ def two_fusable_passes(x):
     for t in fusec.tile(x.shape[0]):
         out[t] = tmp[t] + 1.0
     return out
+
+
+@fusec.kernel
+def upper_triangle(x):
+    """np.triu(x): a mask comparing the column with the row, which differs between the
+    lanes of a vector group (unlike a bound check against a size)."""
+    out = fusec.empty_like(x)
+    M, N = x.shape
+    for tm, tn in fusec.tile([M, N]):
+        keep = tn.index[None, :] >= tm.index[:, None]
+        out[tm, tn] = fl.where(keep, x[tm, tn], 0.0)
+    return out

@@ -105,7 +105,9 @@ def compile_cuda(kernel: Op, arch: str = "sm_90", warps: int = 4, cache=None,
     if cache is not None:
         key = cache.key("cuda-cubin", source, arch, nvrtc.OPTIONS, nvrtc.version())
         cached = cache.get(key)
-    if cached is not None and {"kernel.cubin", "kernel.ptx"} <= set(cached):
+        if cached is not None and not {"kernel.cubin", "kernel.ptx"} <= set(cached):
+            cached = None                  # an entry without every artifact: rebuilt
+    if cached is not None:
         cubin, ptx = cached["kernel.cubin"], cached["kernel.ptx"].decode()
     else:
         cubin, ptx, _ = nvrtc.compile_source(source, arch,

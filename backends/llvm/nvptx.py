@@ -31,7 +31,7 @@ import llvmlite.binding as llvm
 import llvmlite.ir as ir
 
 from ...ir.core import Op
-from ..common import arch_number
+from ..common import arch_number, resident_blocks
 from .buffers import FunctionBuffers
 from .context import Ctx, Target
 from .entry import bind_arguments, run_program
@@ -248,8 +248,9 @@ def emit_module(kernel: Op, layout, names: list[str], arch: str,
     library = any(f.is_declaration and f.name.startswith(MATH_PREFIX) for f in module.functions)
     resident = RESIDENT_THREADS if registers or library else RESIDENT_THREADS_NO_TILES
     if resident:                # registers per thread capped for this many threads an SM
+        blocks = resident_blocks(arch, nthreads, resident)
         for name in names:
-            _annotate(module, module.get_global(name), "minctasm", max(1, resident // nthreads))
+            _annotate(module, module.get_global(name), "minctasm", blocks)
     return str(module), scratch
 
 

@@ -11,6 +11,7 @@ One thread block of warps * 32 threads runs one program of a launch's grid
 """
 from __future__ import annotations
 
+import llvmlite
 import llvmlite.binding as llvm
 
 from ...ir.core import Op
@@ -49,9 +50,12 @@ def compile_ptx(kernel: Op, arch: str = "sm_90", warps: int = 4, cache=None
     if cache is not None:
         # the device math library is NVRTC's build of libm.source()
         key = cache.key("ptx-cubin", llvm_ir, arch, llvm.llvm_version_info,
-                        nvjitlink.version(), nvrtc.version(), libm.source())
+                        llvmlite.__version__, nvjitlink.version(), nvrtc.version(),
+                        libm.source())
         cached = cache.get(key)
-    if cached is not None and _ARTIFACTS <= set(cached):
+        if cached is not None and not _ARTIFACTS <= set(cached):
+            cached = None                  # an entry without every artifact: rebuilt
+    if cached is not None:
         opt_ir, ptx = cached["kernel.opt.ll"].decode(), cached["kernel.ptx"].decode()
         cubin = cached["kernel.cubin"]
     else:

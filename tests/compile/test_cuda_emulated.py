@@ -16,7 +16,8 @@ import fusec.language as fl
 from conftest import as_input, assert_close, output_float64, random_array
 
 import cuda_emulator
-from device_kernels import cast, loops_and_ifs, scatter_add, shift_in_place, total
+from device_kernels import (cast, loops_and_ifs, scatter_add, shift_in_place, total,
+                            upper_triangle)
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "unit"))
@@ -198,3 +199,16 @@ def test_erf_and_gelu_of_the_prelude_within_the_ulp_bounds(name, monkeypatch):
     if name == "gelu":
         monkeypatch.setattr(cpu_math, "ABSOLUTE_TAIL", {"gelu"})
     cpu_math.assert_within_ulps(name, x, np.asarray(got), bound=4)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_a_mask_comparing_column_and_row_is_per_lane(dtype):
+    """`col >= row` is not one value over a vector group (the row is any number, not a
+    multiple of the width): every lane keeps its own compare."""
+    x = as_input(random_array((40, 300), dtype, seed=5)[0], dtype)
+    _check(upper_triangle, [x], out_dtype=dtype, what=f"triu {dtype}")
+    ck = upper_triangle.compile(x, backend="interpret",
+                                config=fusec.Config(blocks=[8, 256], warps=4))
+    got = output_float64(cuda_emulator.Emulated(ck, 4)(x))
+    want = np.triu(output_float64(x))
+    assert (got == want).all()

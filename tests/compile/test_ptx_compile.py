@@ -407,3 +407,15 @@ def test_registers_capped_by_the_threads_an_sm_should_hold():
         assert re.search(rf"\.maxntid {threads}\s+\.minnctapersm {resident // threads}\b",
                          ck.asm["ptx"]), ck.asm["ptx"][:2000]
     assert nvptx.RESIDENT_THREADS_NO_TILES > nvptx.RESIDENT_THREADS
+
+
+@pytest.mark.parametrize("arch,warps,blocks", [("sm_86", 4, 12), ("sm_75", 4, 8),
+                                               ("sm_90", 1, 32), ("sm_80", 2, 32)])
+def test_the_register_cap_asks_for_no_more_blocks_than_the_arch_holds(arch, warps, blocks):
+    """`.minnctapersm` within the arch's resident threads and blocks (ptxas ignores one
+    beyond them, and the cap with it): 1536 threads on sm_86, 1024 on sm_75, 32 blocks."""
+    bias_gelu = importlib.import_module("bias_gelu").bias_gelu
+    ck = bias_gelu.compile(spec([64, 1024], "bfloat16"), spec([1024], "bfloat16"),
+                           backend="ptx", target=arch,
+                           config=fusec.Config(blocks=[8, 512], warps=warps))
+    assert re.search(rf"\.minnctapersm {blocks}\b", ck.asm["ptx"])

@@ -16,7 +16,7 @@ import torch
 import fusec
 import fusec.language as fl
 from conftest import assert_close, random_array, round_to_dtype
-from device_kernels import loops_and_ifs, scatter_add, total, two_passes
+from device_kernels import loops_and_ifs, scatter_add, total, two_passes, upper_triangle
 
 HERE = Path(__file__).resolve().parent
 EXAMPLES = HERE.parents[1] / "examples"
@@ -196,3 +196,15 @@ def test_wrong_arch_and_wrong_arrays_raise_clear_errors(gpu_backend):
     assert (ck.backend, ck.target) == (gpu_backend, here)
     with pytest.raises(TypeError, match="torch CUDA tensor"):
         ck(torch.ones(10), fl.float32)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_a_mask_comparing_column_and_row_is_per_lane(dtype):
+    """np.triu through 16-byte vector groups: `col >= row` differs between the lanes of a
+    group, so no lane may take lane 0's compare (VectorFacts.divisor of a row index
+    expanded along the columns)."""
+    x, xv = random_array((40, 300), dtype, seed=5)
+    xd = to_cuda(x, dtype)
+    got = to_host(upper_triangle.compile(xd, config=fusec.Config(blocks=[8, 256],
+                                                                  warps=4))(xd))
+    assert (got == np.triu(xv.astype(np.float64))).all()
