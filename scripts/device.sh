@@ -3,7 +3,9 @@
 # tests and the GPU benchmarks; logs under $OUT (env.log, install.log, gpu.log, bench.log,
 # bench.json, compile_time.log/json, launch/region_overhead/torch_host/step_host logs,
 # torch_models.log/json,
-# compile.log; memcheck.log and racecheck.log with SANITIZE=1, ncu.txt with PROFILE=1).
+# compile.log; memcheck.log and racecheck.log with SANITIZE=1, ncu.txt with PROFILE=1); all
+# but gpu.log, bench.log/json, compile_time.log and ncu.txt end up in logs.tar.gz (at most
+# 8 files come back from a device call).
 # Switches: GPU_TESTS="paths", SKIP_TIMED_TESTS=1 (not the autotuner's timing tests),
 # SKIP_COMPILE_TESTS=1, SKIP_ANCHOR_BENCH=1 (not benchmarks/gpu.py), SKIP_MATMUL_BENCH=1
 # (not benchmarks/matmul_configs.py), SKIP_TORCH_BENCH=1,
@@ -126,4 +128,13 @@ if [ "${SANITIZE:-0}" = 1 ]; then      # the examples on both GPU backends, once
   done
 fi
 echo "exit status: $status" | tee -a "$OUT/gpu.log"
+# at most 8 files come back from $OUT: the main ones stay, the rest go into one archive
+(
+  cd "$OUT" || exit
+  ls | grep -v -x -e gpu.log -e bench.log -e bench.json -e ncu.txt -e compile_time.log \
+    -e logs.tar.gz > /tmp/fusec-device-pack.lst
+  if [ -s /tmp/fusec-device-pack.lst ]; then
+    tar czf logs.tar.gz -T /tmp/fusec-device-pack.lst --remove-files
+  fi
+)
 exit $status
