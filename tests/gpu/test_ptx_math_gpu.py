@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -43,3 +44,12 @@ def test_ptx_float32_math_accuracy(name, monkeypatch):
         cpu_math.assert_within_ulps(name, x, got, bound=4)
     else:
         cpu_math.assert_within_ulps(name, x, got)
+
+
+def test_ptx_exp2_of_integers_is_exact():
+    """2**n for integers n: 2**n from its bits times the hardware's 2**0 (n >= -126), or its
+    2**(n + 126) for subnormal results; 2**128 overflows."""
+    x = np.arange(-149, 129, dtype=np.float32)
+    xd = torch.from_numpy(x).cuda()
+    got = KERNELS["exp2"].compile(xd, fl.float32, backend="ptx")(xd, fl.float32).cpu().numpy()
+    assert (got == np.exp2(x.astype(np.float64)).astype(np.float32)).all()
