@@ -1,11 +1,10 @@
 """Parser for the canonical text form (grammar.lark), resolving SSA names to values."""
 from __future__ import annotations
 
+import importlib
 import json
 from functools import lru_cache
 from pathlib import Path
-
-import lark
 
 from .core import UNKNOWN_LOC, Block, Loc, Module, Op, Value
 from .dtypes import dtype_from_name
@@ -18,10 +17,17 @@ class IRParseError(ValueError):
     pass
 
 
+def _lark():
+    """The lark module, imported on the first parse: it takes ~0.2 s, most of what
+    `import fusec` would otherwise spend beyond sympy, and only IR text needs it."""
+    return importlib.import_module("lark")
+
+
 @lru_cache(maxsize=1)
-def _parser() -> lark.Lark:
+def _parser():
     grammar = (Path(__file__).with_name("grammar.lark")).read_text()
-    return lark.Lark(grammar, parser="lalr", propagate_positions=True, maybe_placeholders=True)
+    return _lark().Lark(grammar, parser="lalr", propagate_positions=True,
+                        maybe_placeholders=True)
 
 
 def _unquote(token) -> str:
@@ -106,7 +112,7 @@ class _Builder:
         for child in rest:
             if child is None:
                 continue
-            if isinstance(child, lark.Tree):
+            if isinstance(child, _lark().Tree):
                 if child.data == "operand":
                     operands.append(self.lookup(child.children[0]))
                 elif child.data == "attr":
@@ -148,7 +154,7 @@ class _Builder:
 def parse(text: str) -> Module:
     try:
         tree = _parser().parse(text)
-    except lark.exceptions.UnexpectedInput as exc:
+    except _lark().exceptions.UnexpectedInput as exc:
         raise IRParseError(f"line {exc.line}, column {exc.column}: unexpected input\n"
                            f"{exc.get_context(text)}") from None
     module = Module()
