@@ -186,6 +186,42 @@ def _gelu(e, x, approximate="none"):
     return f'fl.gelu({_as_float(tensor(x))}, approximate="{approximate}")'
 
 
+def _leaky_relu(e, x, negative_slope=0.01):
+    x = e.bind(lit(tensor(x)))
+    return f"fl.where({x} > 0, {x}, {x} * {lit(negative_slope)})"       # NaN: NaN
+
+
+def _elu(e, x, alpha=1.0, scale=1.0, input_scale=1.0):
+    """torch's elu: x * scale above 0, expm1(x * input_scale) * alpha * scale at and below
+    (expm1 through _expm1's accurate identity)."""
+    x = tensor(x)
+    xf = e.bind(_as_float(x))
+    dtype = x.dtype if x.dtype.is_floating_point else torch.float32
+    scaled = Var(e.bind(f"({xf} * {lit(input_scale)})"), dtype, x.rank, x.device_type)
+    coef = lit(alpha * scale) if not isinstance(alpha, Var) and not isinstance(scale, Var) \
+        else f"{lit(alpha)} * {lit(scale)}"
+    return f"fl.where({xf} > 0, {xf} * {lit(scale)}, {_expm1(e, scaled)} * {coef})"
+
+
+def _trunc(e, x):
+    x = tensor(x)
+    if not x.dtype.is_floating_point:
+        return str(x)
+    return f"fl.where({x} < 0, fl.ceil({x}), fl.floor({x}))"
+
+
+def _isinf(e, x):
+    x = tensor(x)
+    if not x.dtype.is_floating_point:
+        return f"({x} != {x})"                                  # all false
+    return f"(fl.abs({x}) == {lit(math.inf)})"
+
+
+def _log10(e, x):
+    """log(x) / log(10) as one multiply: within ~1.5 ulp (two roundings)."""
+    return f"(fl.log({_as_float(tensor(x))}) * {lit(1.0 / math.log(10.0))})"
+
+
 def _threshold_backward(e, grad, x, threshold):
     return f"fl.where({lit(x)} <= {lit(threshold)}, 0, {lit(grad)})"
 
@@ -403,6 +439,10 @@ RULES = {
     aten.logical_not: lambda e, x: f"({tensor(x)} == 0)",
     aten.bitwise_not: lambda e, x: f"(~{tensor(x)})",
     aten.gelu: _gelu,
+    aten.hardtanh: lambda e, x, min_val=-1.0, max_val=1.0: _clamp(e, x, min_val, max_val),
+    aten.leaky_relu: _leaky_relu, aten.elu: _elu, aten.trunc: _trunc,
+    aten.isnan: lambda e, x: f"({tensor(x)} != {tensor(x)})", aten.isinf: _isinf,
+    aten.log10: _log10,
     aten.add: _with_alpha("+"), aten.sub: _with_alpha("-"),
     aten.rsub: lambda e, a, b, alpha=1: _with_alpha("-")(e, b, a, alpha),
     aten.mul: _binary("*"), aten.div: _div, aten.remainder: _binary("%"),

@@ -86,3 +86,39 @@ def test_constructors_fuse_into_the_region():
         torch.testing.assert_close(g, w)
     (graph,) = fusec.dynamo.graphs()
     assert len(graph.regions) == 1 and graph.aten_ops == [], graph.text()
+
+
+def _activations(t):
+    import torch.nn.functional as F
+    return (F.hardtanh(t), F.relu6(t), F.leaky_relu(t, 0.2), F.elu(t), F.elu(t, alpha=0.5),
+            F.selu(t), F.celu(t, 0.7), torch.trunc(t), torch.isnan(t), torch.isinf(t),
+            torch.log10(t.abs()))
+
+
+def test_activations_and_predicates_fuse_and_match_eager():
+    """hardtanh (relu6), leaky_relu, elu (selu, celu), trunc, isnan, isinf and log10 are
+    lowered: one region, no aten op left, eager's values at the special values (log10
+    within two roundings)."""
+    x = torch.tensor(SPECIAL + [2.5, -2.5, 1.5, -1.5, -20.0, 6.5], dtype=torch.float32)
+    got = torch.compile(_activations, backend="fusec")(x)
+    for g, w in zip(got, _activations(x), strict=True):
+        assert g.dtype == w.dtype
+        torch.testing.assert_close(g, w, equal_nan=True, atol=0, rtol=2.5e-7)
+    (graph,) = fusec.dynamo.graphs()
+    assert len(graph.regions) == 1 and graph.aten_ops == [], graph.text()
+
+
+def test_activations_train_like_eager():
+    x = (torch.randn(7, 11) * 3).requires_grad_()
+
+    def f(x):
+        import torch.nn.functional as F
+        return (F.hardtanh(x) + F.leaky_relu(x, 0.1) * F.elu(x * 0.5)).sum()
+
+    want = f(x)
+    (gx,) = torch.autograd.grad(want, x)
+    got = torch.compile(f, backend="fusec")(x)
+    (cx,) = torch.autograd.grad(got, x)
+    torch.testing.assert_close(got, want)
+    torch.testing.assert_close(cx, gx)
+    assert fusec.stats()["fallback_regions"] == 0
