@@ -210,6 +210,24 @@ def _trunc(e, x):
     return f"fl.where({x} < 0, fl.ceil({x}), fl.floor({x}))"
 
 
+def _round(e, x, decimals=0):
+    """Half to even, from the exact fraction x - floor(x) (x + 0.5 would round); |x| past
+    2**23 (2**52 in float64) is already whole; a zero keeps x's sign, as torch's round."""
+    if decimals != 0:
+        raise Unsupported("round with decimals")
+    x = tensor(x)
+    if not x.dtype.is_floating_point:
+        return str(x)
+    low = e.bind(f"fl.floor({x})")
+    frac = e.bind(f"({x} - {low})")
+    odd = f"(({low} - 2.0 * fl.floor({low} * 0.5)) == 1.0)"
+    up = f"(({frac} > 0.5) | (({frac} == 0.5) & {odd}))"
+    r = e.bind(f"fl.where({up}, {low} + 1.0, {low})")
+    r = e.bind(f"fl.where({r} == 0, {x} * 0.0, {r})")
+    whole = float(2 ** (52 if x.dtype == torch.float64 else 23))     # half floats: float32
+    return f"fl.where(fl.abs({x}) >= {lit(whole)}, {x}, {r})"
+
+
 def _isinf(e, x):
     x = tensor(x)
     if not x.dtype.is_floating_point:
@@ -440,7 +458,7 @@ RULES = {
     aten.bitwise_not: lambda e, x: f"(~{tensor(x)})",
     aten.gelu: _gelu,
     aten.hardtanh: lambda e, x, min_val=-1.0, max_val=1.0: _clamp(e, x, min_val, max_val),
-    aten.leaky_relu: _leaky_relu, aten.elu: _elu, aten.trunc: _trunc,
+    aten.leaky_relu: _leaky_relu, aten.elu: _elu, aten.trunc: _trunc, aten.round: _round,
     aten.isnan: lambda e, x: f"({tensor(x)} != {tensor(x)})", aten.isinf: _isinf,
     aten.log10: _log10,
     aten.add: _with_alpha("+"), aten.sub: _with_alpha("-"),

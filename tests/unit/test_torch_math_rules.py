@@ -122,3 +122,22 @@ def test_activations_train_like_eager():
     torch.testing.assert_close(got, want)
     torch.testing.assert_close(cx, gx)
     assert fusec.stats()["fallback_regions"] == 0
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16, torch.float64])
+def test_round_half_to_even_as_eager(dtype):
+    """torch.round: ties to even, exact below the largest float under 0.5 (where x + 0.5
+    would round up), whole values past 2**23 (2**52 in float64), signed zeros."""
+    rng = np.random.default_rng(2)
+    vals = [0.5 * k for k in range(-12, 13)] + [0.49999997, -0.49999997, 8388607.5,
+                                               8388608.5, 4503599627370495.5, -0.3, 0.3,
+                                               1e30, -1e30] + SPECIAL
+    x = torch.tensor(vals + list(rng.standard_normal(500) * 100), dtype=dtype)
+    got = torch.compile(lambda t: torch.round(t), backend="fusec")(x)
+    want = torch.round(x)
+    assert got.dtype == want.dtype
+    torch.testing.assert_close(got, want, equal_nan=True, atol=0, rtol=0)
+    finite = ~want.isnan()
+    assert (torch.signbit(got[finite]) == torch.signbit(want[finite])).all()
+    (graph,) = fusec.dynamo.graphs()
+    assert graph.aten_ops == [], graph.text()
