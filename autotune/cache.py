@@ -91,8 +91,9 @@ class DiskCache:
         return FileLock(str(folder / f".{key}.lock"), timeout=60)
 
     # -- read ------------------------------------------------------------------------------
-    def get(self, key: str) -> dict[str, bytes] | None:
-        """The entry's artifacts by name, or None (missing, or corrupt and now removed)."""
+    def get(self, key: str, required=()) -> dict[str, bytes] | None:
+        """The entry's artifacts by name, or None (missing, lacking one of the `required`
+        names, or corrupt and now removed)."""
         entry = self._entry(key)
         try:
             meta = json.loads((entry / _META).read_text())
@@ -107,6 +108,9 @@ class DiskCache:
             return None
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             self._remove(key)                     # corrupt or truncated: rebuild it
+            self.misses += 1
+            return None
+        if not set(required) <= set(files):       # written by another build: a miss
             self.misses += 1
             return None
         try:

@@ -95,18 +95,16 @@ class CompiledCUDAKernel:
 def compile_cuda(kernel: Op, arch: str = "sm_90", warps: int = 4, cache=None,
                  stages: int = MIN_STAGES) -> CompiledCUDAKernel:
     """Emit CUDA C for a kernel op (after passes) and compile it with NVRTC for `arch`.
-    cache: an object with key(*parts), get(key) and put(key, files, info) (the disk cache
-    of fusec.autotune) keeping NVRTC's output by source, arch and NVRTC version -- NVRTC is
-    most of a compile -- or None. stages: the most shared-memory stages a tensor-core K
+    cache: an object with key(*parts), get(key, required) and put(key, files, info) (the
+    disk cache of fusec.autotune) keeping NVRTC's output by source, arch and NVRTC version
+    -- NVRTC is most of a compile -- or None. stages: the most shared-memory stages a tensor-core K
     loop stages its operands in (a config's `stages`; fewer where they do not fit)."""
     nvrtc.check_arch(arch)
     source, layout, names, scratch, shared = emit_source(kernel, warps, arch, stages)
     key = cached = None
     if cache is not None:
         key = cache.key("cuda-cubin", source, arch, nvrtc.OPTIONS, nvrtc.version())
-        cached = cache.get(key)
-        if cached is not None and not {"kernel.cubin", "kernel.ptx"} <= set(cached):
-            cached = None                  # an entry without every artifact: rebuilt
+        cached = cache.get(key, required=("kernel.cubin", "kernel.ptx"))
     if cached is not None:
         cubin, ptx = cached["kernel.cubin"], cached["kernel.ptx"].decode()
     else:

@@ -87,15 +87,15 @@ class JitModule:
     after its undefined symbols are checked; the assembly text is made only if read."""
 
     def __init__(self, llvm_ir: str, cache=None):
-        """cache: an object with key(*parts), get(key) and put(key, files, info) (the disk
-        cache of fusec.autotune, handed down by the compiler), or None."""
+        """cache: an object with key(*parts), get(key, required) and put(key, files, info)
+        (the disk cache of fusec.autotune, handed down by the compiler), or None."""
         tm = host_target_machine()
         key = None
         if cache is not None:
             key = cache.key("llvm-cpu-object", llvm_ir, tm.triple, llvm.get_host_cpu_name(),
                             llvm.get_host_cpu_features().flatten(), list(llvm.llvm_version_info))
-            cached = cache.get(key)
-            if cached is not None and {"object.o", "llvm-opt.ll"} <= set(cached):
+            cached = cache.get(key, required=("object.o", "llvm-opt.ll"))
+            if cached is not None:
                 self._load(llvm_ir, cached["llvm-opt.ll"].decode(), cached["object.o"], tm)
                 self.from_cache = True
                 return

@@ -52,9 +52,7 @@ def compile_ptx(kernel: Op, arch: str = "sm_90", warps: int = 4, cache=None
         key = cache.key("ptx-cubin", llvm_ir, arch, llvm.llvm_version_info,
                         llvmlite.__version__, nvjitlink.version(), nvrtc.version(),
                         libm.source())
-        cached = cache.get(key)
-        if cached is not None and not _ARTIFACTS <= set(cached):
-            cached = None                  # an entry without every artifact: rebuilt
+        cached = cache.get(key, required=_ARTIFACTS)
     if cached is not None:
         opt_ir, ptx = cached["kernel.opt.ll"].decode(), cached["kernel.ptx"].decode()
         cubin = cached["kernel.cubin"]
