@@ -111,10 +111,16 @@ SM_RESIDENCY = {70: (2048, 32), 75: (1024, 16), 80: (2048, 32), 86: (1536, 16),
                 120: (1536, 24)}
 
 
+def per_arch(table: dict, arch: str | None, default):
+    """table's entry for `arch` (keys: arch numbers): the newest listed arch of its family
+    at or below it (sm_87 -> 86 where 87 is not listed), else `default`."""
+    n = arch_number(arch)
+    known = [a for a in table if a <= n and a // 10 == n // 10]
+    return table[max(known)] if known else default
+
+
 def resident_blocks(arch: str, nthreads: int, threads_wanted: int) -> int:
     """Blocks of `nthreads` threads an SM of `arch` should hold for `threads_wanted` threads,
     within what the arch allows (ptxas ignores a `.minnctapersm` beyond it), at least 1."""
-    n = arch_number(arch)
-    known = [a for a in SM_RESIDENCY if a <= n and a // 10 == n // 10]
-    threads, blocks = SM_RESIDENCY[max(known)] if known else (1024, 16)
+    threads, blocks = per_arch(SM_RESIDENCY, arch, (1024, 16))
     return max(1, min(min(threads_wanted, threads) // nthreads, blocks))

@@ -37,7 +37,7 @@ from ...ir.core import Op, Value
 from ...ir.dtypes import DType
 from ...ir.ops import BINARY, COMPARE, UNARY, memory_operands
 from ..carried import VIEW_OPS, rank
-from ..common import arch_number
+from ..common import arch_number, per_arch
 from ..numeric import round_to
 from .elements import ELEM_RULES
 
@@ -148,9 +148,7 @@ def loop_registers(t: WarpTiling) -> int:
 
 def shared_limit(arch: str) -> int:
     """Shared memory one block of `arch` may use (48 KB static where the arch is unknown)."""
-    n = arch_number(arch)
-    known = [a for a in SHARED_LIMIT if a <= n and a // 10 == n // 10]
-    return SHARED_LIMIT[max(known)] if known else 48 << 10
+    return per_arch(SHARED_LIMIT, arch, 48 << 10)
 
 
 def staging_budget(arch: str, tiling: WarpTiling | None = None, nthreads: int = 0) -> int:
@@ -220,7 +218,7 @@ def _match(loop: Op, plan, warps: int, stages: int, arch: str, staged: int
     if not common:
         return None
     dtype = next(h for h in HALVES if h in common)
-    tiling = _warp_tiling(bm, bn, bk, warps)
+    tiling = warp_tiling(bm, bn, bk, warps)
     if tiling is None:
         return None
     fitting = most_stages(tiling, stages,
@@ -245,7 +243,7 @@ def most_stages(t: WarpTiling, stages: int, budget: int) -> int | None:
     return fitting[-1] if fitting else None
 
 
-def _warp_tiling(bm: int, bn: int, bk: int, warps: int) -> WarpTiling | None:
+def warp_tiling(bm: int, bn: int, bk: int, warps: int) -> WarpTiling | None:
     """Every warp busy, then the least operand traffic per warp (the squarest warp tile)."""
     best = None
     for wm in range(1, warps + 1):
