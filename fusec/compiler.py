@@ -472,8 +472,8 @@ def tensor_core_k_block(target: str | None) -> int:
     if arch is None:                   # the block every arch takes
         return TENSOR_CORE_BLOCKS["dot_k"]
     from .backends.cuda import tensor_cores as tc
-    tiling = tc.WarpTiling(TENSOR_CORE_BLOCKS["dot_m"], TENSOR_CORE_BLOCKS["dot_n"],
-                           TENSOR_CORE_LONG_K, 2, 2)
+    tiling = tc.warp_tiling(TENSOR_CORE_BLOCKS["dot_m"], TENSOR_CORE_BLOCKS["dot_n"],
+                            TENSOR_CORE_LONG_K, Config().warps)
     stages = Config().stages
     fits = tc.most_stages(tiling, stages, tc.staging_budget(arch)) == stages
     return TENSOR_CORE_LONG_K if fits else TENSOR_CORE_BLOCKS["dot_k"]
@@ -485,8 +485,8 @@ def _large_tiles_fit(target: str | None) -> bool:
     if arch is None:
         return False
     from .backends.cuda import tensor_cores as tc
-    tiling = tc.WarpTiling(TENSOR_CORE_LARGE["dot_m"], TENSOR_CORE_LARGE["dot_n"],
-                           TENSOR_CORE_LARGE["dot_k"], 4, 2)
+    tiling = tc.warp_tiling(TENSOR_CORE_LARGE["dot_m"], TENSOR_CORE_LARGE["dot_n"],
+                            TENSOR_CORE_LARGE["dot_k"], TENSOR_CORE_LARGE_WARPS)
     stages = Config().stages
     budget = tc.staging_budget(arch, tiling, 32 * TENSOR_CORE_LARGE_WARPS)
     return tc.most_stages(tiling, stages, budget) == stages

@@ -109,10 +109,11 @@ class _Builder:
         if name not in OPS:
             self.fail(name_tok, f"unknown op {name!r}")
         operands, attrs, types, loc, regions = [], {}, [], UNKNOWN_LOC, []
+        tree = _lark().Tree
         for child in rest:
             if child is None:
                 continue
-            if isinstance(child, _lark().Tree):
+            if isinstance(child, tree):
                 if child.data == "operand":
                     operands.append(self.lookup(child.children[0]))
                 elif child.data == "attr":

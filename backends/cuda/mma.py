@@ -163,8 +163,7 @@ class _Staging:
             self._fill_slots(E, tile, moved, begin, interior, share)
             return
         assert part == (0, 1), "only hoisted copy slots are staged in parts"
-        tile = E.declare("unsigned short*", f"{self.name} + ({stage}) * {self.size}",
-                         self.name, mutable=True)
+        tile, _ = self.target(E, stage, begin)
         value, load, mask = self.operand.value, self.operand.load, self.operand.mask
         copy = self.copies_async(E)
 
