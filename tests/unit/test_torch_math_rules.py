@@ -46,12 +46,8 @@ def test_accurate_near_zero_and_right_at_special_values(name):
     assert graph.regions and not any(name in op for op, _ in graph.aten_ops), graph.text()
 
 
-def test_log1p_and_expm1_train_like_eager():
-    x = (torch.rand(6, 9) * 3 - 0.9).requires_grad_()
-
-    def f(x):
-        return (torch.log1p(x) * torch.expm1(x * 0.3)).sum()
-
+def assert_trains_like_eager(f, x):
+    """f(x) and its gradient through backend="fusec" as in eager, no region falling back."""
     want = f(x)
     (gx,) = torch.autograd.grad(want, x)
     got = torch.compile(f, backend="fusec")(x)
@@ -59,6 +55,11 @@ def test_log1p_and_expm1_train_like_eager():
     torch.testing.assert_close(got, want)
     torch.testing.assert_close(cx, gx)
     assert fusec.stats()["fallback_regions"] == 0
+
+
+def test_log1p_and_expm1_train_like_eager():
+    x = (torch.rand(6, 9) * 3 - 0.9).requires_grad_()
+    assert_trains_like_eager(lambda x: (torch.log1p(x) * torch.expm1(x * 0.3)).sum(), x)
 
 
 def test_bfloat16_inputs_compute_in_float32():
@@ -109,19 +110,10 @@ def test_activations_and_predicates_fuse_and_match_eager():
 
 
 def test_activations_train_like_eager():
+    import torch.nn.functional as F
     x = (torch.randn(7, 11) * 3).requires_grad_()
-
-    def f(x):
-        import torch.nn.functional as F
-        return (F.hardtanh(x) + F.leaky_relu(x, 0.1) * F.elu(x * 0.5)).sum()
-
-    want = f(x)
-    (gx,) = torch.autograd.grad(want, x)
-    got = torch.compile(f, backend="fusec")(x)
-    (cx,) = torch.autograd.grad(got, x)
-    torch.testing.assert_close(got, want)
-    torch.testing.assert_close(cx, gx)
-    assert fusec.stats()["fallback_regions"] == 0
+    assert_trains_like_eager(
+        lambda x: (F.hardtanh(x) + F.leaky_relu(x, 0.1) * F.elu(x * 0.5)).sum(), x)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16, torch.float64])
