@@ -25,21 +25,63 @@ from filelock import FileLock, Timeout
 
 DEFAULT_MAX_BYTES = 2 * 2 ** 30
 _META = "meta.json"
+_FINGERPRINTS = "fingerprints"     # compiler_fingerprint's memo
 
 
-@functools.lru_cache(maxsize=1)
-def compiler_fingerprint() -> str:
-    """sha256 over fusec's version and every source file of its packages."""
+def _source_files() -> list[tuple[Path, str]]:
+    """(path, name relative to its package) of every source file of fusec's packages."""
     import fusec
     from fusec import autotune, backends, ir, passes
-    digest = hashlib.sha256(fusec.__version__.encode())
+    out = []
     for package in (fusec, ir, passes, backends, autotune):
         root = Path(package.__file__).parent
-        for path in sorted(root.rglob("*")):
-            if path.suffix in (".py", ".lark") and "__pycache__" not in path.parts:
-                digest.update(str(path.relative_to(root)).encode())
-                digest.update(path.read_bytes())
-    return digest.hexdigest()
+        stack = [root]
+        while stack:
+            with os.scandir(stack.pop()) as entries:
+                for e in entries:
+                    if e.is_dir() and e.name != "__pycache__":
+                        stack.append(Path(e.path))
+                    elif e.name.endswith((".py", ".lark")):
+                        path = Path(e.path)
+                        out.append((path, str(path.relative_to(root))))
+    return sorted(out, key=lambda f: f[1])
+
+
+@functools.lru_cache(maxsize=None)
+def compiler_fingerprint(memo: Path | None = None) -> str:
+    """sha256 over fusec's version and every source file of its packages. With `memo` (a
+    folder), the digest is kept there under a stamp of the files' names, sizes and
+    modification times, so a later process skips reading them (as Python trusts those
+    for its bytecode caches): ~5 ms of a warm process's first compile."""
+    import fusec
+    files = _source_files()
+    stamp_file = None
+    if memo is not None:
+        stamp = hashlib.sha256(fusec.__version__.encode())
+        for path, name in files:
+            st = path.stat()
+            stamp.update(f"{name}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
+        stamp_file = memo / f"fingerprint-{stamp.hexdigest()}"
+        try:
+            known = stamp_file.read_text()
+            if len(known) == 64 and all(c in "0123456789abcdef" for c in known):
+                return known
+        except OSError:
+            pass
+    digest = hashlib.sha256(fusec.__version__.encode())
+    for path, name in files:
+        digest.update(name.encode())
+        digest.update(path.read_bytes())
+    value = digest.hexdigest()
+    if stamp_file is not None:
+        try:
+            memo.mkdir(mode=0o700, exist_ok=True)
+            tmp = stamp_file.with_name(f".{stamp_file.name}.{os.getpid()}")
+            tmp.write_text(value)
+            os.replace(tmp, stamp_file)
+        except OSError:
+            pass
+    return value
 
 
 def cache_root() -> Path:
@@ -77,7 +119,8 @@ class DiskCache:
     # -- keys ------------------------------------------------------------------------------
     def key(self, *parts) -> str:
         """A key for JSON-able parts, covering the compiler's own sources."""
-        text = json.dumps([compiler_fingerprint(), *parts], sort_keys=True, default=str)
+        text = json.dumps([compiler_fingerprint(self.root / _FINGERPRINTS), *parts],
+                          sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()
 
     def _entry(self, key: str) -> Path:
@@ -107,7 +150,7 @@ class DiskCache:
             self.misses += 1
             return None
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
-            self._remove(key)                     # corrupt or truncated: rebuild it
+            self.discard(key)                     # corrupt or truncated: rebuild it
             self.misses += 1
             return None
         if not set(required) <= set(files):       # written by another build: a miss
@@ -148,7 +191,8 @@ class DiskCache:
             return
         self._evict()
 
-    def _remove(self, key: str) -> None:
+    def discard(self, key: str) -> None:
+        """Remove an entry (one its reader found unusable: the next put writes it anew)."""
         shutil.rmtree(self._entry(key), ignore_errors=True)
 
     # -- housekeeping ----------------------------------------------------------------------
@@ -182,6 +226,7 @@ class DiskCache:
         entries = self.entries()
         for folder, _, _ in entries:
             shutil.rmtree(folder, ignore_errors=True)
+        shutil.rmtree(self.root / _FINGERPRINTS, ignore_errors=True)
         return len(entries)
 
 

@@ -5,9 +5,10 @@ vector_add is built first in each process: its row carries the one-time costs (f
 imports, the driver and NVRTC/nvJitLink start, hashing fusec's sources for cache keys).
 
 Each process prints: `import fusec` (ms), the kernel's build (trace + passes + code
-generation + NVRTC/nvJitLink or LLVM; `kernel.compile`), its first call and the mean of the
-following calls (in-process dispatch). Without a GPU the GPU backends compile for sm_90
-(`target="sm_90"`) and nothing runs.
+generation + NVRTC/nvJitLink or LLVM; `kernel.compile`; in the warm process normally the
+whole kernel restored from disk, fusec/kernel_store.py: "from disk"), its first call and
+the mean of the following calls (in-process dispatch). Without a GPU the GPU backends
+compile for sm_90 (`target="sm_90"`) and nothing runs.
 
     python3 benchmarks/compile_time.py [--backends cuda,ptx,cpu] [--json out.json]
 """
@@ -45,8 +46,9 @@ for name, kern, args in kernels:
     t = time.perf_counter()
     if device == "cpu" and backend != "cpu":
         specs = [fusec.TensorSpec(tuple(a.shape), fusec.language.bfloat16) for a in args]
-        kern.compile(*specs, backend=backend, target="sm_90")
-        out[name] = {{"build_ms": (time.perf_counter() - t) * 1e3}}
+        ck = kern.compile(*specs, backend=backend, target="sm_90")
+        out[name] = {{"build_ms": (time.perf_counter() - t) * 1e3,
+                     "restored": getattr(ck, "restored", False)}}
         continue
     ck = kern.compile(*args, backend=backend)
     built = time.perf_counter()
@@ -60,7 +62,8 @@ for name, kern, args in kernels:
     if gpu:
         torch.cuda.synchronize()
     out[name] = {{"build_ms": (built - t) * 1e3, "first_call_ms": (first - built) * 1e3,
-                 "call_us": (time.perf_counter() - first) / calls * 1e6}}
+                 "call_us": (time.perf_counter() - first) / calls * 1e6,
+                 "restored": getattr(ck, "restored", False)}}
 print(json.dumps(out))
 """
 
@@ -82,7 +85,7 @@ def main():
     args = ap.parse_args()
     rows = []
     print(f"{'backend':<8} {'process':<6} {'kernel':<10} {'import fusec ms':>15} "
-          f"{'build ms':>9} {'first call ms':>13} {'call us':>8}")
+          f"{'build ms':>9} {'first call ms':>13} {'call us':>8}  from disk")
     for backend in args.backends.split(","):
         with tempfile.TemporaryDirectory() as cache:
             for process in ("cold", "warm"):
@@ -94,7 +97,8 @@ def main():
                     print(f"{backend:<8} {process:<6} {kernel:<10} "
                           f"{got['import_fusec_ms']:>15.1f} {r['build_ms']:>9.1f} "
                           f"{r.get('first_call_ms', float('nan')):>13.2f} "
-                          f"{r.get('call_us', float('nan')):>8.1f}", flush=True)
+                          f"{r.get('call_us', float('nan')):>8.1f}  "
+                          f"{'whole kernel' if r.get('restored') else ''}", flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
 

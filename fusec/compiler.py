@@ -553,18 +553,15 @@ def build(fn, params, backend: str, target: str, config: Config | None,
     asm = Stages(dict(module.traced_stages) or {"ir": str(module)})
     PassManager(DEFAULT_PIPELINE, on_stage=_record_stage(asm)).run(module)
     kernel = module.kernel()
-    from_cache = False
-    native = None
     if backend == "interpret":
         from .backends.interpret import run as interpret_run
-        run_fn = lambda args: interpret_run(kernel, args)  # noqa: E731
-    elif backend == "cpu":
+        _dump(asm)
+        return assemble(fn.__name__, module, asm, backend, target, config or Config(
+            blocks=blocks), guards, None, returns_tuple,
+            run_fn=lambda args: interpret_run(kernel, args))
+    if backend == "cpu":
         from .backends.llvm import compile_cpu
-        compiled = compile_cpu(kernel, cache=default_cache())
-        asm.update(compiled.asm)
-        run_fn = compiled.run
-        from_cache = compiled.from_cache
-        native = compiled
+        native = compile_cpu(kernel, cache=default_cache())
     elif backend in DEVICE_BACKENDS:
         target = cuda_target(target, backend)
         warps = config.warps if config is not None else Config().warps
@@ -572,17 +569,23 @@ def build(fn, params, backend: str, target: str, config: Config | None,
         extra = {"cache": default_cache()}
         if backend == "cuda":
             extra["stages"] = (config or Config()).stages
-        compiled = _gpu_compiler(backend)(kernel, arch=target, warps=warps, **extra)
-        asm.update(compiled.asm)
-        run_fn = compiled.run
-        native = compiled
-        from_cache = getattr(compiled, "from_cache", False)
+        native = _gpu_compiler(backend)(kernel, arch=target, warps=warps, **extra)
     else:
         raise NotImplementedError(f"backend {backend!r} (target {target}) is not available")
+    asm.update(native.asm)
     _dump(asm)
-    used_config = config or Config(blocks=blocks)
-    compiled_kernel = CompiledKernel(fn.__name__, module, asm, backend, target, used_config,
-                                     guards, run_fn, returns_tuple)
-    compiled_kernel.from_cache = from_cache     # native code came from the disk cache
-    compiled_kernel.native = native     # the backend's compiled kernel (None: interpret)
-    return compiled_kernel
+    return assemble(fn.__name__, module, asm, backend, target, config or Config(blocks=blocks),
+                    guards, native, returns_tuple)
+
+
+def assemble(name: str, module: Module, asm: Stages, backend: str, target: str,
+             config: Config, guards: list, native, returns_tuple: bool, run_fn=None
+             ) -> CompiledKernel:
+    """The CompiledKernel around a traced module (after passes) and the backend's compiled
+    kernel `native` (None: the interpreter, with its run_fn): what build() returns, and
+    what the disk cache of whole kernels (kernel_store.py) restores."""
+    compiled = CompiledKernel(name, module, asm, backend, target, config, guards,
+                              run_fn or native.run, returns_tuple)
+    compiled.from_cache = getattr(native, "from_cache", False)   # native code from disk
+    compiled.native = native
+    return compiled

@@ -13,6 +13,7 @@ from .ir.symbolic import next_pow2
 from .backends.common import size_function
 from .compiler import BACKENDS, CompiledKernel, Config, autotune_facts, build, size_hints
 from .dsl import constexpr
+from .kernel_store import KernelStore
 from .specialize import TensorSpec, describe
 
 
@@ -88,6 +89,7 @@ class Kernel:
         # the native call path (fusec/fastcall.py) last used: tried before the key is built
         self._native = None
         self._constexpr_flags = [p.name in self.constexprs for p in self.params]
+        self._store = KernelStore(self)     # compiled kernels kept on disk across processes
 
     def __repr__(self):
         return f"<fusec.Kernel {self.fn.__name__}>"
@@ -171,6 +173,11 @@ class Kernel:
         compiled = table.get(full_key) if full_key is not None else None
         if compiled is not None:
             return compiled
+        disk_key = self._store.key(base_key) if table is self._compiled else None
+        if disk_key is not None:
+            compiled = self._restore(disk_key, base_key, specs)
+            if compiled is not None:
+                return compiled
         extents = ()
         if how is None:
             compiled = build(self.fn, specs, backend, target, config,
@@ -191,6 +198,30 @@ class Kernel:
         table[full_key] = compiled
         if compiled.validate is None:      # the entry of its own config checks calls
             compiled.validate = lambda args: self._validate(full_key, args)
+        if disk_key is not None:
+            self._store.save(disk_key, [g for g, _ in guards], full_key[1], compiled)
+        return compiled
+
+    def _restore(self, disk_key, base_key, specs):
+        """The compiled kernel an earlier process kept on disk for this call, entered in
+        the in-memory table, or None."""
+        guards = self._guards.get(base_key)
+        if guards is None:
+            exprs = self._store.guards(disk_key)
+            if exprs is None:
+                return None
+            guards = [(g, size_function(g)) for g in exprs]
+        buckets = self._buckets(guards, specs)
+        compiled = self._store.load(disk_key, buckets)
+        if compiled is None:
+            return None
+        self._guards.setdefault(base_key, guards)
+        if isinstance(base_key[3], tuple) and base_key[3][1] != "default":
+            self.last_tuning = tuning.restored(compiled.config)     # chosen before
+        compiled.runtime_positions = self.runtime_positions
+        full_key = (base_key, buckets)
+        self._compiled[full_key] = compiled
+        compiled.validate = lambda args: self._validate(full_key, args)
         return compiled
 
     def _tuned(self, values, specs, base_key, backend, target, how):

@@ -151,3 +151,9 @@ def choose(kernel_name: str, facts, backend: str, target: str, how: str, configs
     return tuner.choose(facts, m, cap, how, default_config(facts, backend, target), configs,
                         prepare if runtime_args is not None else None, key_parts,
                         kernel_name, info.l2_bytes if info else 0)
+
+
+def restored(config) -> "tuner.Tuning":
+    """The record of a choice an earlier process made, for a kernel restored whole from
+    the disk cache (kernel_store.py)."""
+    return tuner.Tuning(config, "cached")

@@ -8,13 +8,11 @@ from __future__ import annotations
 
 from ...ir.core import Op
 from ..stages import Stages
-from . import nvrtc
-from .emit import emit_function
 from .layout import Layout, c_name
-from .plan import Plan
-from .prelude import PRELUDE, TENSOR_CORE_PRELUDE
 from .runtime import Runtime
-from .tensor_cores import MIN_STAGES
+
+# the code generator (emit.py and below) is imported by the first compile: a kernel
+# restored from the disk cache (restore) runs without it
 
 
 def function_names(kernel: Op, n: int) -> list[str]:
@@ -22,11 +20,16 @@ def function_names(kernel: Op, n: int) -> list[str]:
     return [f"{base}_{k}" for k in range(n)]
 
 
-def emit_source(kernel: Op, warps: int = 4, arch: str = "", stages: int = MIN_STAGES
+def emit_source(kernel: Op, warps: int = 4, arch: str = "", stages: int | None = None
                 ) -> tuple[str, Layout, list[str], list[int], list[int]]:
     """(CUDA C source, argument layout, function names, global scratch bytes per program of
     each launch, dynamic shared memory bytes of each launch). stages: the most
-    shared-memory stages of a tensor-core K loop."""
+    shared-memory stages of a tensor-core K loop (None: tensor_cores.MIN_STAGES)."""
+    from .emit import emit_function
+    from .plan import Plan
+    from .prelude import PRELUDE, TENSOR_CORE_PRELUDE
+    from .tensor_cores import MIN_STAGES
+    stages = MIN_STAGES if stages is None else stages
     if kernel.name != "kernel":
         raise TypeError(f"compile_cuda expects a kernel op, got {kernel.name!r}")
     if not isinstance(warps, int) or not 1 <= warps <= 32:
@@ -91,14 +94,40 @@ class CompiledCUDAKernel:
     def __repr__(self):
         return f"<CompiledCUDAKernel {self.name} {self.arch} launches={self.num_launches}>"
 
+    # -- the disk cache of whole kernels (fusec/kernel_store.py) ---------------------------
+    def record(self) -> tuple[dict, dict[str, bytes]]:
+        """(JSON facts, artifact files) from which `restore` rebuilds this kernel around the
+        same kernel op: the launch facts, the cubin and every text stage."""
+        stages, files = {}, {}
+        for name, value in self.asm.items():
+            binary = isinstance(value, bytes)
+            stages[name] = "bytes" if binary else "text"
+            files[f"asm.{name}"] = value if binary else value.encode()
+        facts = {"arch": self.arch, "warps": self.warps, "functions": self.functions,
+                 "scratch": self.scratch_bytes, "shared": self.shared_bytes,
+                 "stages": stages}
+        return facts, files
+
+    @classmethod
+    def restore(cls, kernel: Op, facts: dict, files: dict[str, bytes]):
+        asm = Stages({name: files[f"asm.{name}"] if kind == "bytes"
+                      else files[f"asm.{name}"].decode()
+                      for name, kind in facts["stages"].items()})
+        compiled = cls(kernel, facts["arch"], facts["warps"], asm, Layout(kernel),
+                       facts["functions"], facts["scratch"], facts["shared"])
+        compiled.from_cache = True
+        return compiled
+
 
 def compile_cuda(kernel: Op, arch: str = "sm_90", warps: int = 4, cache=None,
-                 stages: int = MIN_STAGES) -> CompiledCUDAKernel:
+                 stages: int | None = None) -> CompiledCUDAKernel:
     """Emit CUDA C for a kernel op (after passes) and compile it with NVRTC for `arch`.
     cache: an object with key(*parts), get(key, required) and put(key, files, info) (the
     disk cache of fusec.autotune) keeping NVRTC's output by source, arch and NVRTC version
     -- NVRTC is most of a compile -- or None. stages: the most shared-memory stages a tensor-core K
-    loop stages its operands in (a config's `stages`; fewer where they do not fit)."""
+    loop stages its operands in (a config's `stages`; fewer where they do not fit; None:
+    tensor_cores.MIN_STAGES)."""
+    from . import nvrtc
     nvrtc.check_arch(arch)
     source, layout, names, scratch, shared = emit_source(kernel, warps, arch, stages)
     key = cached = None

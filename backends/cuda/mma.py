@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from ...ir import dtypes as D
 from ...ir.core import Op, Value
 from ...ir.ops import memory_operands
+from .. import switches
 from . import arith, fragments, memory
 from .tensor_cores import (MMA_K, MMA_M, MMA_N, PAD, MMALoop, Operand, constant,
                            loop_registers)
@@ -59,6 +60,7 @@ SPREAD_COPIES = True
 SCHEDULES = {"within": {"LOAD_ACROSS_BARRIER": False, "SPREAD_COPIES": False},
              "across": {"LOAD_ACROSS_BARRIER": True, "SPREAD_COPIES": False},
              "spread": {"LOAD_ACROSS_BARRIER": False, "SPREAD_COPIES": True}}
+switches.register(__name__, "LOAD_ACROSS_BARRIER", "SPREAD_COPIES")
 
 
 class _Staging:

@@ -36,6 +36,7 @@ from ...ir import dtypes as D
 from ...ir.core import Op, Value
 from ...ir.dtypes import DType
 from ...ir.ops import BINARY, COMPARE, UNARY, memory_operands
+from .. import switches
 from ..carried import VIEW_OPS, rank
 from ..common import arch_number, per_arch
 from ..numeric import round_to
@@ -59,6 +60,7 @@ MAX_ACCUMULATORS = 128           # float registers of accumulator per thread
 HALVES = (D.bfloat16, D.float16)
 _ELEMENTWISE = frozenset(UNARY + BINARY + COMPARE + ("where", "cast"))
 _EXACT_PRESERVING = frozenset(("neg", "abs", "relu", "maximum", "minimum"))
+switches.register(__name__, "ENABLED")
 
 
 @dataclass(frozen=True)

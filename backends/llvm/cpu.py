@@ -65,7 +65,7 @@ class CompiledCPUKernel:
     """A kernel compiled for this CPU. `run(args)` follows backends.interpret.run."""
 
     def __init__(self, kernel: Op, asm: dict, jit: JitModule, layout: ArgLayout,
-                 fns: list, works: list[int], scratch_bytes: int):
+                 fns: list, works: list[int], scratch_bytes: int, names: list[str]):
         self.kernel = kernel
         self.name = kernel.attrs.get("name", "kernel")
         self.asm = asm
@@ -75,6 +75,8 @@ class CompiledCPUKernel:
         self._fns = fns
         self._works = works
         self._scratch = ScratchPool(scratch_bytes)
+        self._scratch_bytes = scratch_bytes
+        self._names = names
         self.num_launches = len(fns)
 
     def run(self, args) -> None:
@@ -88,6 +90,22 @@ class CompiledCPUKernel:
             run_grid(fn, ptr, total, work, self._scratch)
 
     __call__ = run
+
+    # -- the disk cache of whole kernels (fusec/kernel_store.py) ---------------------------
+    def record(self) -> tuple[dict, dict[str, bytes]]:
+        """(JSON facts, artifact files) from which `restore` rebuilds this kernel around the
+        same kernel op: the object code, its LLVM IR before and after optimization, and the
+        launch facts."""
+        facts = {"functions": self._names, "works": self._works,
+                 "scratch": self._scratch_bytes}
+        return facts, self._jit.artifacts()
+
+    @classmethod
+    def restore(cls, kernel: Op, facts: dict, files: dict[str, bytes]):
+        jit = JitModule.from_artifacts(files)
+        fns = [PROGRAM_FN(jit.address(n)) for n in facts["functions"]]
+        return cls(kernel, jit.asm, jit, ArgLayout(kernel), fns, facts["works"],
+                   facts["scratch"], facts["functions"])
 
 
 def _emit_launch(module: ir.Module, target: CPUTarget, kernel: Op, plan: Plan,
@@ -162,5 +180,6 @@ def compile_cpu(kernel: Op, cache=None) -> CompiledCPUKernel:
         works.append(_emit_launch(module, target, kernel, plan, layout, k, names[-1]))
     jit = JitModule(_with_function_attributes(str(module)), cache)
     fns = [PROGRAM_FN(jit.address(n)) for n in names]
-    return CompiledCPUKernel(kernel, jit.asm, jit, layout, fns, works, target.scratch_bytes)
+    return CompiledCPUKernel(kernel, jit.asm, jit, layout, fns, works, target.scratch_bytes,
+                             names)
 

@@ -112,7 +112,21 @@ class JitModule:
             cache.put(key, {"object.o": obj, "llvm-opt.ll": opt_ir.encode()},
                       {"kind": "llvm-cpu-object"})
 
+    @classmethod
+    def from_artifacts(cls, files: dict[str, bytes]) -> "JitModule":
+        """A module from what `artifacts()` gave (no code generation)."""
+        self = cls.__new__(cls)
+        self._load(files["llvm.ll"].decode(), files["llvm-opt.ll"].decode(),
+                   files["object.o"], host_target_machine())
+        self.from_cache = True
+        return self
+
+    def artifacts(self) -> dict[str, bytes]:
+        return {"object.o": self._object, "llvm.ll": self.asm["llvm"].encode(),
+                "llvm-opt.ll": self.asm["llvm-opt"].encode()}
+
     def _load(self, llvm_ir: str, opt_ir: str, obj: bytes, tm) -> None:
+        self._object = obj
         self.asm = Stages({"llvm": llvm_ir, "llvm-opt": opt_ir, "asm": Lazy(
             lambda: host_target_machine().emit_assembly(llvm.parse_assembly(opt_ir)))})
         missing = sorted(s for s in elf_undefined_symbols(obj)

@@ -31,6 +31,7 @@ import llvmlite.binding as llvm
 import llvmlite.ir as ir
 
 from ...ir.core import Op
+from .. import switches
 from ..common import arch_number, resident_blocks
 from .buffers import FunctionBuffers
 from .context import Ctx, Target
@@ -72,6 +73,7 @@ _SUFFIX = {"float": "f", "double": ""}
 UNSELECTABLE = frozenset(("pow", "powi", "exp", "exp2", "exp10", "log", "log2", "log10",
                           "sin", "cos", "tan", "asin", "acos", "atan", "atan2", "sinh",
                           "cosh", "tanh", "sincos", "frexp", "ldexp", "modf"))
+switches.register(__name__, "REGISTER_TILES")
 
 
 def device_function(name: str, type_name: str) -> str:

@@ -208,3 +208,26 @@ def test_a_mask_comparing_column_and_row_is_per_lane(dtype):
     got = to_host(upper_triangle.compile(xd, config=fusec.Config(blocks=[8, 256],
                                                                   warps=4))(xd))
     assert (got == np.triu(xv.astype(np.float64))).all()
+
+
+def test_a_kernel_restored_from_disk_runs_as_the_one_built(gpu_backend, monkeypatch,
+                                                          tmp_path):
+    """The disk cache of whole kernels (fusec/kernel_store.py): a new Kernel of the same
+    function loads the first one's module, launch facts and cubin without tracing, and
+    its launches (fresh and through the repeated-call path) give the same results."""
+    from layernorm import layernorm, reference
+    monkeypatch.setenv("FUSEC_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("FUSEC_KERNEL_CACHE", "1")
+    x, xv = random_array((300, 1000), "bfloat16", seed=9)
+    w, wv = random_array((1000,), "bfloat16", seed=10)
+    b, bv = random_array((1000,), "bfloat16", seed=11)
+    args = [to_cuda(x, "bfloat16"), to_cuda(w, "bfloat16"), to_cuda(b, "bfloat16"), 1e-5]
+    built = fusec.Kernel(layernorm.fn)
+    first = to_host(built(*args))
+    restored = fusec.Kernel(layernorm.fn)
+    ck = restored.compile(*args)
+    assert ck.restored and ck.backend == gpu_backend
+    for _ in range(3):           # the first call plans the launch, later ones reuse it
+        again = to_host(restored(*args))
+        assert (again == first).all()
+    assert_close(again, reference(xv, wv, bv), "bfloat16")

@@ -28,7 +28,9 @@ print(json.dumps({{"from_cache": ck.from_cache, "err": err}}))
 
 
 def _child(cache_dir, *, wait=True):
-    env = dict(os.environ, FUSEC_CACHE_DIR=str(cache_dir))
+    # the object-code level of the cache: without whole kernels (test_kernel_store.py),
+    # which would skip it in the second process
+    env = dict(os.environ, FUSEC_CACHE_DIR=str(cache_dir), FUSEC_KERNEL_CACHE="0")
     proc = subprocess.Popen([sys.executable, "-c", CHILD.format(examples=str(ROOT / "examples"))],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     if not wait:
