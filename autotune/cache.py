@@ -171,7 +171,7 @@ class DiskCache:
                 raise ValueError(f"bad artifact name {name!r}")
         try:
             with self._lock(key):
-                if (entry / _META).exists():
+                if set(files) <= self._artifacts(entry):
                     return                        # another process wrote it first
                 tmp = Path(tempfile.mkdtemp(prefix=f".{key[:8]}-", dir=entry.parent))
                 try:
@@ -180,7 +180,7 @@ class DiskCache:
                     meta = {"files": {n: hashlib.sha256(d).hexdigest() for n, d in files.items()},
                             "created": time.time(), "info": info or {}}
                     (tmp / _META).write_text(json.dumps(meta, sort_keys=True))
-                    if entry.exists():            # a corrupt leftover without meta.json
+                    if entry.exists():            # a leftover: corrupt, or fewer artifacts
                         shutil.rmtree(entry, ignore_errors=True)
                     os.replace(tmp, entry)
                 finally:
@@ -190,6 +190,15 @@ class DiskCache:
                           RuntimeWarning, stacklevel=2)
             return
         self._evict()
+
+    @staticmethod
+    def _artifacts(entry: Path) -> set[str]:
+        """The artifact names a complete entry lists (none: missing or unreadable; an
+        entry lacking some of a put's artifacts is written anew)."""
+        try:
+            return set(json.loads((entry / _META).read_text())["files"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return set()
 
     def discard(self, key: str) -> None:
         """Remove an entry (one its reader found unusable: the next put writes it anew)."""

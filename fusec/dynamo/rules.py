@@ -135,14 +135,34 @@ def _div(e, a, b, rounding_mode=None):
     raise Unsupported(f"div with rounding_mode={rounding_mode!r}")
 
 
+def _integral(v) -> bool:
+    if isinstance(v, Var):
+        return not v.dtype.is_floating_point and v.dtype != torch.bool
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
 def _pow(e, x, exponent):
+    """Tensor ** scalar (common powers as multiplies and roots), tensor ** tensor, and
+    number ** tensor (aten.pow.Scalar). Integers to a negative power give what aten's give:
+    1 for a base of 1, +-1 for -1 by the power's parity, else 0 (fl's `**` takes powers
+    below 0 as 0)."""
     powers = {1: "{x}", 2: "({x} * {x})", 3: "({x} * {x} * {x})", 0.5: "fl.sqrt({x})",
               -0.5: "fl.rsqrt({x})", -1: "(1.0 / {x})"}
     if not isinstance(exponent, Var) and exponent in powers:
         if exponent in (0.5, -0.5, -1):
             x = _as_float(tensor(x))
         return powers[exponent].format(x=x)
-    return f"({lit(x)} ** {lit(exponent)})"
+    power = f"(({lit(x)}) ** {lit(exponent)})"       # (-1) ** n, not -(1 ** n)
+    if not (_integral(x) and isinstance(exponent, Var) and _integral(exponent)):
+        return power
+    n = e.bind(lit(exponent))
+    sign = f"(1 - 2 * ({n} & 1))"
+    if isinstance(x, Var):
+        base = e.bind(lit(x))
+        negative = f"fl.where({base} == 1, 1, fl.where({base} == -1, {sign}, 0))"
+    else:
+        negative = {1: "1", -1: sign}.get(x, "0")
+    return f"fl.where({n} < 0, {negative}, {power})"
 
 
 def _clamp(e, x, min=None, max=None):
@@ -504,7 +524,6 @@ UNSUPPORTED_OVERLOADS = {
     aten.min.default: "min of a whole tensor without dim (aten.amin is lowered)",
     aten.max.other: "elementwise max as aten.max.other (aten.maximum is lowered)",
     aten.min.other: "elementwise min as aten.min.other (aten.minimum is lowered)",
-    aten.pow.Scalar: "pow with a scalar base",
     aten.var.default: "var with `unbiased` (the decomposed var.correction is lowered)",
     aten.var.dim: "var with `unbiased` (the decomposed var.correction is lowered)",
     aten.var_mean.default: "var_mean with `unbiased` (var_mean.correction is lowered)",

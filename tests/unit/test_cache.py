@@ -131,3 +131,14 @@ def test_no_pickle_anywhere():
             if "import pickle" in text or "pickle." in text or "marshal." in text:
                 offenders.append(str(path))
     assert not offenders
+
+
+def test_an_entry_lacking_an_artifact_is_written_anew(tmp_path):
+    cache = DiskCache(tmp_path)
+    key = cache.key("partial")
+    cache.put(key, {"a.bin": b"1"})
+    assert cache.get(key, required=("a.bin", "b.bin")) is None
+    cache.put(key, {"a.bin": b"1", "b.bin": b"2"})
+    assert cache.get(key, required=("a.bin", "b.bin")) == {"a.bin": b"1", "b.bin": b"2"}
+    cache.put(key, {"a.bin": b"other"})          # a subset: the entry stays as it is
+    assert cache.get(key)["a.bin"] == b"1"

@@ -133,3 +133,24 @@ def test_round_half_to_even_as_eager(dtype):
     assert (torch.signbit(got[finite]) == torch.signbit(want[finite])).all()
     (graph,) = fusec.dynamo.graphs()
     assert graph.aten_ops == [], graph.text()
+
+
+def _powers(b, e, f):
+    return (b ** e, 3 ** e, (-1) ** e, 1 ** e, 0 ** e, (-2) ** e.clamp(min=0), 2.5 ** f,
+            (-2.0) ** f, b.int() ** e, b ** e.int(), b.double() ** e, torch.pow(-1.5, f))
+
+
+def test_powers_of_integers_and_of_numbers_as_eager():
+    """Integers to negative powers (1, +-1 by parity for a base of -1, else 0, as aten's),
+    aten.pow.Scalar (a number to a tensor's powers; a negative base in parentheses), mixed
+    int widths and float bases: all in fusec regions, aten's values and dtypes."""
+    b = torch.tensor([3, 1, -1, -1, 0, 2, -2, 5, -3, 7, 1, -1])
+    e = torch.tensor([-1, -5, -3, -2, -1, 0, 3, 2, 3, 0, 4, 7])
+    f = torch.tensor([0.5, -1.0, 2.0, 3.0, -0.5, 0.0, 1.5, -2.0, 10.0, 31.0, -3.0, 0.25])
+    got = torch.compile(_powers, backend="fusec")(b, e, f)
+    for g, w in zip(got, _powers(b, e, f), strict=True):
+        assert g.dtype == w.dtype
+        torch.testing.assert_close(g, w, equal_nan=True, atol=0, rtol=3e-7)
+    (graph,) = fusec.dynamo.graphs()
+    assert graph.regions and graph.aten_ops == [], graph.text()
+    assert fusec.stats()["fallback_regions"] == 0
