@@ -9,7 +9,8 @@
 # Switches: GPU_TESTS="paths", SKIP_TIMED_TESTS=1 (not the autotuner's timing tests),
 # SKIP_COMPILE_TESTS=1, SKIP_ANCHOR_BENCH=1 (not benchmarks/gpu.py), SKIP_MATMUL_BENCH=1
 # (not benchmarks/matmul_configs.py), SKIP_TORCH_BENCH=1,
-# SKIP_HOST_BENCH=1, SKIP_MAX_AUTOTUNE=1 (no Inductor max-autotune run), SANITIZE=1,
+# SKIP_HOST_BENCH=1, HOST_BENCHES="compile_time,launch" (which host benchmarks),
+# SKIP_MAX_AUTOTUNE=1 (no Inductor max-autotune run), SANITIZE=1,
 # PROFILE=1, MATMUL_CONFIGS="128x128x64/4w/3s,..." and MATMUL_SCHEDULES="within,spread"
 # (the matmul sweep's configs and K-loop schedules),
 # BENCH_TIMEOUT / MATMUL_TIMEOUT / TORCH_BENCH_TIMEOUT / TORCH_MAX_TIMEOUT (seconds).
@@ -84,15 +85,20 @@ timeout "${MATMUL_TIMEOUT:-200}" python3 benchmarks/matmul_configs.py \
   | tee -a "$OUT/bench.log"
 fi
 # host time: the pieces of a cached call, a fused region's call, tiny models per step
+# HOST_BENCHES: which of them (default all: compile_time,launch,region,torch_host,step_host)
+HOST_BENCHES=",${HOST_BENCHES:-compile_time,launch,region,torch_host,step_host},"
 if [ "${SKIP_HOST_BENCH:-0}" != 1 ]; then
-timeout 240 python3 benchmarks/compile_time.py --json "$OUT/compile_time.json" 2>&1 \
-  | tee "$OUT/compile_time.log"
-timeout 60 python3 benchmarks/launch_breakdown.py --json "$OUT/launch.json" 2>&1 \
-  | tee "$OUT/launch.log"
-timeout 60 python3 benchmarks/region_overhead.py 2>&1 | tee "$OUT/region_overhead.log"
-timeout 120 python3 benchmarks/torch_host_overhead.py --json "$OUT/torch_host.json" 2>&1 \
+[[ $HOST_BENCHES == *,compile_time,* ]] && timeout 240 python3 benchmarks/compile_time.py \
+  --json "$OUT/compile_time.json" 2>&1 | tee "$OUT/compile_time.log"
+[[ $HOST_BENCHES == *,launch,* ]] && timeout 60 python3 benchmarks/launch_breakdown.py \
+  --json "$OUT/launch.json" 2>&1 | tee "$OUT/launch.log"
+[[ $HOST_BENCHES == *,region,* ]] && timeout 60 python3 benchmarks/region_overhead.py 2>&1 \
+  | tee "$OUT/region_overhead.log"
+[[ $HOST_BENCHES == *,torch_host,* ]] && timeout 120 python3 \
+  benchmarks/torch_host_overhead.py --json "$OUT/torch_host.json" 2>&1 \
   | tee "$OUT/torch_host.log"
-timeout 90 python3 benchmarks/step_host_breakdown.py 2>&1 | tee "$OUT/step_host.log"
+[[ $HOST_BENCHES == *,step_host,* ]] && timeout 90 python3 benchmarks/step_host_breakdown.py \
+  2>&1 | tee "$OUT/step_host.log"
 fi
 # torch.compile(backend="fusec") vs eager vs Inductor on models and the anchors as torch code
 if [ "${SKIP_TORCH_BENCH:-0}" != 1 ]; then
