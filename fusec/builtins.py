@@ -202,7 +202,7 @@ BUILTINS = {
 for _n in FLOAT_UNARY + NUMERIC_UNARY:
     if _n not in ("gelu", "gelu_tanh", "neg"):
         BUILTINS[_n] = _unary(_n)
-for _n in ("sum", "max", "min", "mean", "argmax", "argmin"):
+for _n in ("sum", "prod", "max", "min", "mean", "argmax", "argmin"):
     BUILTINS[_n] = _reduction(_n)
 
 
@@ -257,7 +257,8 @@ def call_host_builtin(tracer, name: str, args, kwargs):
 
 TILE_METHODS = {
     "to": lambda t, x, dtype: _cast(t, x, dtype),
-    "sum": _reduction("sum"), "max": _reduction("max"), "min": _reduction("min"),
+    "sum": _reduction("sum"), "prod": _reduction("prod"), "max": _reduction("max"),
+    "min": _reduction("min"),
     "mean": _reduction("mean"), "argmax": _reduction("argmax"), "argmin": _reduction("argmin"),
     "exp": _unary("exp"), "log": _unary("log"), "sqrt": _unary("sqrt"), "abs": _unary("abs"),
     "sigmoid": _unary("sigmoid"), "tanh": _unary("tanh"),

@@ -28,7 +28,7 @@ _SIGNATURES = {
 }
 _UNARY = ("exp", "exp2", "log", "log2", "sqrt", "rsqrt", "abs", "sin", "cos", "tanh", "erf",
           "sigmoid", "relu", "silu", "floor", "ceil")
-_REDUCTIONS = ("sum", "max", "min", "mean", "argmax", "argmin")
+_REDUCTIONS = ("sum", "prod", "max", "min", "mean", "argmax", "argmin")
 
 for _name in _UNARY:
     _SIGNATURES[_name] = "(x)"

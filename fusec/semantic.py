@@ -299,7 +299,7 @@ class Semantic:
         axes = self._axes(x, axis)
         if kind in ("argmax", "argmin") and len(axes) != 1:
             raise SemanticError(f"{kind} needs a single axis (the tile has rank {x.rank})")
-        if kind == "sum" and x.dtype.is_bool:
+        if kind in ("sum", "prod") and x.dtype.is_bool:
             x = self.cast(x, D.int64)
         v = self._masked_for_reduce(x, axes, D.reduction_identity(kind, x.dtype))
         value, masks = v.value, list(x.masks)

@@ -188,7 +188,7 @@ class TensorSemantic:
         axes = self.axes(x, axis)
         if kind in ("argmax", "argmin") and len(axes) != 1:
             raise self.error(f"{kind} needs a single axis (the tensor has rank {x.ndim})")
-        if kind == "sum" and x.dtype.is_bool:
+        if kind in ("sum", "prod") and x.dtype.is_bool:
             x = self.cast(x, D.int64)
         value = x.value
         for a in reversed(axes):

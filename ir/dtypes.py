@@ -106,11 +106,13 @@ def promote_with_weak(strong: DType, weak_kind: str) -> DType:
 
 
 def reduction_identity(kind: str, dtype: DType):
-    """The value a masked lane takes in a reduction of `kind` (sum, max, min, argmax, argmin)
-    over `dtype`: it never changes the result."""
+    """The value a masked lane takes in a reduction of `kind` (sum, prod, max, min, argmax,
+    argmin) over `dtype`: it never changes the result."""
     high = kind in ("max", "argmax")
     if kind == "sum":
         return False if dtype.is_bool else (0.0 if dtype.is_float else 0)
+    if kind == "prod":
+        return True if dtype.is_bool else (1.0 if dtype.is_float else 1)
     if dtype.is_float:
         return -math.inf if high else math.inf
     if dtype.is_bool:
@@ -122,9 +124,10 @@ def reduction_identity(kind: str, dtype: DType):
 
 def reduction_dtype(kind: str, dtype: DType) -> DType:
     """The result dtype of a reduction of `kind` over `dtype`: arg reductions give the lane
-    index (int32), sums of bools and ints int64, the others the input's dtype."""
+    index (int32), sums and products of bools and ints int64, the others the input's
+    dtype."""
     if kind in ("argmax", "argmin"):
         return INDEX
-    if kind == "sum" and not dtype.is_float:
+    if kind in ("sum", "prod") and not dtype.is_float:
         return int64
     return dtype

@@ -45,9 +45,9 @@ Tile values (held by one program)
   broadcast(x)      -> result shape: x has the same rank, every dim 1 or equal.
   expand_dims(x) {axis} -> a new dim of size 1 at `axis`.
   permute(x) {perm}  -> dims reordered: result.shape[i] = x.shape[perm[i]].
-  reduce(x) {kind, axis} -> x's shape without `axis`. kind in REDUCE_KINDS. sum of
-                    bool/int gives int64 (the result type says), of floats the float type
-                    (half floats accumulate in float32); argmax/argmin give the int32 lane
+  reduce(x) {kind, axis} -> x's shape without `axis`. kind in REDUCE_KINDS. sum and prod
+                    of bool/int give int64 (the result type says), of floats the float type
+                    (half floats accumulate in float32 or wider); argmax/argmin give the int32 lane
                     index of the first extreme. Masked lanes were replaced with the
                     reduction's identity by the frontend (`where`), so reduce sees all lanes.
   dot(a, b)         a [M, K] x b [K, N] -> [M, N] in the result's dtype (accumulated in it).
@@ -99,7 +99,7 @@ ARITH_BINARY = ("add", "sub", "mul", "div", "floordiv", "mod", "maximum", "minim
 BITWISE_BINARY = ("and", "or", "xor")
 BINARY = ARITH_BINARY + BITWISE_BINARY
 COMPARE = ("eq", "ne", "lt", "le", "gt", "ge")
-REDUCE_KINDS = ("sum", "max", "min", "argmax", "argmin")
+REDUCE_KINDS = ("sum", "prod", "max", "min", "argmax", "argmin")
 # Whole-tensor views that read their operand at computed indices (see the table above).
 INDEXED_VIEWS = ("reshape", "slice", "concat")
 TERMINATORS = ("return", "yield")

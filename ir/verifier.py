@@ -174,8 +174,8 @@ def _check_reduce(op: Op):
     _expect(r.shape == a.shape[:axis] + a.shape[axis + 1:], op, "wrong result shape")
     if kind in ("argmax", "argmin"):
         _expect(r.dtype == INDEX, op, "arg reductions give int32")
-    elif kind == "sum" and not a.dtype.is_float:
-        _expect(r.dtype == int64, op, "sum of ints gives int64")
+    elif kind in ("sum", "prod") and not a.dtype.is_float:
+        _expect(r.dtype == int64, op, f"{kind} of ints gives int64")
     else:
         _expect(r.dtype == a.dtype, op, "reduction changes dtype")
 

@@ -14,7 +14,7 @@ from ..ir import HANDLE, Block, Op, TileType
 from ..ir import dtypes as D
 from .tensor_graph import mapped_operands
 
-_COMBINE = {"sum": "add", "max": "maximum", "min": "minimum"}
+_COMBINE = {"sum": "add", "prod": "mul", "max": "maximum", "min": "minimum"}
 
 
 def _phases(emitter, k: int):
@@ -46,7 +46,7 @@ def _phases(emitter, k: int):
             if op.attrs["kind"] not in _COMBINE:
                 raise ValueError(f"{op.attrs['kind']} at {op.loc} over a dim longer than one "
                                  "tile is not supported yet (looped reductions combine sum, "
-                                 "max and min)")
+                                 "prod, max and min)")
             reduce_loop[op] = needs_of(op.operands[0])
             ready[r] = reduce_loop[op] + 1
         elif along(r):

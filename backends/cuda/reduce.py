@@ -60,6 +60,12 @@ def spec(kind: str, d: DType, out: DType) -> Spec:
     if kind == "sum":       # bool and ints: int64, wrapping in its unsigned twin
         return Spec([("unsigned long long", "0ULL")], "{a} += (unsigned long long){x};",
                     "(long long){a}", "{a} += {b};")
+    if kind == "prod" and d.is_float:     # in double, rounded once (as the sum)
+        return Spec([("double", "1.0")], "{a} *= (double){x};",
+                    arith.cast(D.float64, out, "{a}"), "{a} *= {b};")
+    if kind == "prod":
+        return Spec([("unsigned long long", "1ULL")], "{a} *= (unsigned long long){x};",
+                    "(long long){a}", "{a} *= {b};")
     if kind in ("max", "min"):
         if d.is_float:
             fn = "fc_fmax" if kind == "max" else "fc_fmin"

@@ -88,9 +88,10 @@ def _reduce(x: np.ndarray, kind: str, axis: int, in_dtype: D.DType, out_dtype: D
         return np.max(x, axis=axis)
     if kind == "min":
         return np.min(x, axis=axis)
+    total = np.prod if kind == "prod" else np.sum
     if in_dtype.is_float:
-        return round_to(np.sum(x.astype(np.float64), axis=axis), out_dtype)
-    return np.sum(x.astype(np.int64), axis=axis)
+        return round_to(total(x.astype(np.float64), axis=axis), out_dtype)
+    return total(x.astype(np.int64), axis=axis)
 
 
 class _Handle:

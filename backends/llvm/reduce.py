@@ -1,4 +1,4 @@
-"""reduce: sum / max / min / argmax / argmin of a tile along one axis.
+"""reduce: sum / prod / max / min / argmax / argmin of a tile along one axis.
 
 Along the innermost axis each output element is reduced with W interleaved partial
 accumulators (lane l accumulates elements l, l + W, l + 2W, ...) kept in a small buffer
@@ -8,8 +8,9 @@ max/min or argmax reductions, nor select-guarded ones). Along an outer axis the
 accumulators form a tile of the output's shape, updated in input order (the innermost loop
 runs over contiguous elements).
 
-Semantics (the interpreter's): sums of ints give int64 (wrapping); float sums accumulate in
-the target's accumulator type (CPU: float64) and round once; max/min propagate NaN;
+Semantics (the interpreter's): sums and products of ints give int64 (wrapping); float sums
+accumulate in the target's accumulator type (CPU: float64), float products in float64, and
+round once; max/min propagate NaN;
 argmax/argmin give the int32 index of the first extreme, a NaN counting as the extreme.
 """
 from __future__ import annotations
@@ -22,7 +23,7 @@ import llvmlite.ir as ir
 from ...ir.core import Op
 from ...ir.dtypes import DType
 from . import arith, loops, simt
-from .types import F32, I32, I64, compute, is_signed
+from .types import F32, F64, I32, I64, compute, is_signed
 from .values import Scalar
 
 LANES = 16                       # partial accumulators per innermost-axis reduction
@@ -59,6 +60,17 @@ def _value_spec(L, kind: str, d: DType, out: DType) -> Spec:
             (lambda x: b.sext(x, I64)) if is_signed(d) else (lambda x: b.zext(x, I64)))
         return Spec([I64], [ir.Constant(I64, 0)], lambda a, x, i: [b.add(a[0], widen(x))],
                     lambda a, c: [b.add(a[0], c[0])], lambda a: a[0])
+    if kind == "prod" and d.is_float:      # in float64, rounded once
+        ext = (lambda x: x) if cty == F64 else (lambda x: b.fpext(x, F64))
+        to_out = (lambda a: a) if compute(out) == F64 else (lambda a: b.fptrunc(a, F32))
+        return Spec([F64], [ir.Constant(F64, 1.0)], lambda a, x, i: [b.fmul(a[0], ext(x))],
+                    lambda a, c: [b.fmul(a[0], c[0])],
+                    lambda a: arith.round_half(ctx, out, to_out(a[0])))
+    if kind == "prod":
+        widen = (lambda x: x) if cty == I64 else (
+            (lambda x: b.sext(x, I64)) if is_signed(d) else (lambda x: b.zext(x, I64)))
+        return Spec([I64], [ir.Constant(I64, 1)], lambda a, x, i: [b.mul(a[0], widen(x))],
+                    lambda a, c: [b.mul(a[0], c[0])], lambda a: a[0])
     if d.is_float:                   # NaN-propagating, like numpy
         name = "maximum" if kind == "max" else "minimum"
         ident = float("-inf") if kind == "max" else float("inf")

@@ -375,6 +375,12 @@ def _sum(e, x, dims=None, keepdim=False, dtype=None):
     return f"{_cast_first(tensor(x), dtype)}.sum(axis={_axes(x, dims)}, keepdims={keepdim})"
 
 
+def _prod(e, x, dims=None, keepdim=False, dtype=None):
+    """prod.default (every dim) and prod.dim_int: bools and ints multiply in int64, floats
+    in float64, rounded once."""
+    return f"{_cast_first(tensor(x), dtype)}.prod(axis={_axes(x, dims)}, keepdims={keepdim})"
+
+
 def _mean(e, x, dims=None, keepdim=False, dtype=None):
     return f"{_cast_first(tensor(x), dtype)}.mean(axis={_axes(x, dims)}, keepdims={keepdim})"
 
@@ -510,7 +516,7 @@ RULES = {
     # view/reshape/slice/select stay aten (replayed at region results, or between
     # regions): lowered inside regions as fusec reshapes and slices, the transformer
     # block's training step ran 13x slower on the H200 (benchmarks/RESULTS.md)
-    aten.sum: _sum, aten.mean: _mean,
+    aten.sum: _sum, aten.prod: _prod, aten.mean: _mean,
     aten.amax: _extreme("max"), aten.amin: _extreme("min"),
     aten.argmax: _arg_extreme("argmax"), aten.argmin: _arg_extreme("argmin"),
     aten.max: _extreme_with_index("max"), aten.min: _extreme_with_index("min"),

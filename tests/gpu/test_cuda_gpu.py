@@ -87,6 +87,7 @@ test_numeric_unary = ops.test_numeric_unary
 test_binary = ops.test_binary
 test_casts = ops.test_casts
 test_reductions = ops.test_reductions
+test_prod_of_rows_longer_than_a_tile = ops.test_prod_of_rows_longer_than_a_tile
 test_dot = ops.test_dot
 
 

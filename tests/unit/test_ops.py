@@ -222,13 +222,35 @@ def _reduce_kernel(kind):
     return row_reduce, col_reduce
 
 
-REDUCE_KERNELS = {k: _reduce_kernel(k) for k in ("sum", "max", "min", "mean", "argmax",
-                                                  "argmin")}
+REDUCE_KERNELS = {k: _reduce_kernel(k) for k in ("sum", "prod", "max", "min", "mean",
+                                                  "argmax", "argmin")}
+
+
+def _prod_input(shape, dtype, seed):
+    """Factors whose products stay in range (and ints' products mostly off zero): floats of
+    magnitude 0.97..1.03 with random signs, ints mostly +-1 with some 2s and 3s (their
+    products wrap in int64), bools mostly true."""
+    rng = np.random.default_rng(seed)
+    if dtype == "bool":
+        a = rng.random(shape) < 0.995
+        return a, a.astype(np.float64)
+    if dtype not in FLOATS:
+        values = rng.choice([1, 1, 1, 1, 1, 1, 2, 3] if dtype == "uint8" else
+                            [1, -1, 1, -1, 1, -1, 2, -3], size=shape)
+        a = values.astype(dtype)
+        return a, a.astype(np.float64)
+    x, xv = random_array(shape, dtype, seed=seed, low=0.97, high=1.03)
+    flip = rng.random(shape) < 0.5
+    if dtype == "bfloat16":
+        return x ^ np.where(flip, 0x8000, 0).astype(x.dtype), np.where(flip, -xv, xv)
+    return np.where(flip, -x, x).astype(x.dtype), np.where(flip, -xv, xv)
 
 
 def _reduce_ref(kind, xv, axis, dtype):
-    if kind == "sum":
-        r = xv.sum(axis=axis)
+    if kind in ("sum", "prod"):
+        if kind == "prod" and dtype not in FLOATS:        # int64, wrapping
+            return np.prod(xv.astype(np.int64), axis=axis).astype(np.float64)
+        r = getattr(xv, kind)(axis=axis)
         return round_to_dtype(r, dtype) if dtype in FLOATS else r
     if kind == "mean":
         return round_to_dtype(xv.mean(axis=axis), dtype)
@@ -242,10 +264,10 @@ def test_reductions(backend, kind, dtype):
     if kind == "mean" and dtype not in FLOATS:
         pytest.skip("mean needs floats (raises, see test_frontend)")
     for n in SIZES:
-        x, xv = random_array((5, n), dtype, seed=n)
+        x, xv = (_prod_input if kind == "prod" else random_array)((5, n), dtype, seed=n)
         if kind in ("argmax", "argmin"):
             out_dtype = "int32"
-        elif kind == "sum" and dtype not in FLOATS:
+        elif kind in ("sum", "prod") and dtype not in FLOATS:
             out_dtype = "int64"
         else:
             out_dtype = dtype
@@ -292,3 +314,18 @@ def test_dot(backend, dtype, out, mkn):
     scale = max(1.0, math.sqrt(k))
     assert_close(got / scale, round_to_dtype(want, out) / scale,
                  out if out in FLOATS else "exact", f"dot {dtype} {mkn}")
+
+
+@fusec.kernel
+def row_products(x):
+    return x.prod(axis=1)
+
+
+def test_prod_of_rows_longer_than_a_tile(backend):
+    """A product over 40000 elements walks the row in chunks, multiplying the chunks'
+    products (tile_loop's combine), in float64."""
+    rng = np.random.default_rng(8)
+    sign = np.where(rng.random((3, 40000)) < 0.5, -1.0, 1.0)
+    x = (rng.uniform(0.999, 1.001, (3, 40000)) * sign).astype(np.float32)
+    got = output_float64(row_products(as_input(x, "float32")))
+    assert_close(got, np.prod(x.astype(np.float64), axis=1), "float32")

@@ -154,3 +154,30 @@ def test_powers_of_integers_and_of_numbers_as_eager():
     (graph,) = fusec.dynamo.graphs()
     assert graph.regions and graph.aten_ops == [], graph.text()
     assert fusec.stats()["fallback_regions"] == 0
+
+
+def _products(t):
+    return t.prod(1), t.prod(), t.prod(0, keepdim=True) * 2, torch.prod(t, 1,
+                                                                        dtype=torch.float64)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.int32, torch.bool])
+def test_prod_fuses_and_multiplies_as_float64_then_rounds(dtype):
+    """aten.prod (every dim, one dim, keepdim, dtype=): in fusec regions, eager's dtypes;
+    floats multiply in float64 and round once (bfloat16 eager multiplies in bfloat16: the
+    reference is the float64 product), ints and bools in int64."""
+    g = torch.Generator().manual_seed(3)
+    if dtype.is_floating_point:
+        sign = torch.where(torch.rand(6, 50, generator=g) < 0.5, -1.0, 1.0)
+        x = ((torch.rand(6, 50, generator=g) * 0.06 + 0.97) * sign).to(dtype)
+    else:
+        x = torch.randint(-2, 3, (6, 50), generator=g).to(dtype)
+    got = torch.compile(_products, backend="fusec")(x)
+    exact = _products(x.double() if dtype.is_floating_point else x)
+    for g_, e_, w in zip(got, exact, _products(x), strict=True):
+        assert g_.dtype == w.dtype
+        want = e_.to(w.dtype) if dtype.is_floating_point else w
+        rtol = {torch.float64: 1e-14, torch.float32: 2.5e-7}.get(w.dtype, 0)
+        torch.testing.assert_close(g_, want, atol=0, rtol=rtol)
+    (graph,) = fusec.dynamo.graphs()
+    assert graph.regions and graph.aten_ops == [], graph.text()
