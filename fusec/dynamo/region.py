@@ -29,7 +29,7 @@ from .. import jit, language as fl
 from ..errors import LaunchError
 from .aliases import Roots, row_major
 from .region_call import region_call
-from .rules import Emitter, dtype_name, fast_view, rule_for
+from .rules import Emitter, computed_dtype, dtype_name, fast_view, rule_for, widened
 from .support import meta_value, result_tensors, rule_args, split_region
 
 _counter = itertools.count()
@@ -52,7 +52,7 @@ class RegionSource:
         for i, n in enumerate(self.nodes):
             body += self._statements(n, f"v{i}", matmul)
         results = ", ".join(f"{self.var[b]}.to({dtype_name(meta_value(b).dtype)})"
-                            if _widened(meta_value(b).dtype) else self.var[b]
+                            if widened(meta_value(b).dtype) else self.var[b]
                             for b in self.bases)
         header = f"def {name}({', '.join(f'a{i}' for i in range(len(self.params)))}):"
         self.text = "\n".join([header, *self.widen, *body, f"    return ({results},)", ""])
@@ -63,7 +63,7 @@ class RegionSource:
             self.var[node] = param
             self.params.append(node)
             value = meta_value(node)
-            if isinstance(value, torch.Tensor) and _widened(value.dtype):
+            if isinstance(value, torch.Tensor) and widened(value.dtype):
                 self.var[node] = f"{param}_f32"
                 self.widen.append(f"    {param}_f32 = {param}.to(fl.float32)")
         return self.var[node]
@@ -78,9 +78,10 @@ class RegionSource:
         lines = list(emit.lines)
         if isinstance(out, tuple):
             for k, (expr, t) in enumerate(zip(out, result_tensors(node))):
-                lines.append(f"{name}_{k} = ({expr}).to({dtype_name(_computed(t.dtype))})")
+                lines.append(f"{name}_{k} = ({expr}).to({dtype_name(computed_dtype(t.dtype))})")
         else:
-            lines.append(f"{name} = ({out}).to({dtype_name(_computed(meta_value(node).dtype))})")
+            computed = computed_dtype(meta_value(node).dtype)
+            lines.append(f"{name} = ({out}).to({dtype_name(computed)})")
         self.var[node] = name
         return [f"    {line}    # {node.format_node()}"[:400] if i == len(lines) - 1
                 else f"    {line}" for i, line in enumerate(lines)]
@@ -91,15 +92,6 @@ class RegionSource:
         scope = {"fl": fl}
         exec(compile(self.text, filename, "exec"), scope)
         return scope[self.name]
-
-
-def _widened(dtype: torch.dtype) -> bool:
-    return dtype in (torch.bfloat16, torch.float16)
-
-
-def _computed(dtype: torch.dtype) -> torch.dtype:
-    """The dtype a region computes a value in that aten holds in `dtype`."""
-    return torch.float32 if _widened(dtype) else dtype
 
 
 class FusedRegion(torch.nn.Module):

@@ -63,6 +63,16 @@ class Emitter:
         return name
 
 
+def widened(dtype: torch.dtype) -> bool:
+    """16-bit floats: a region reads them as float32 and computes in float32."""
+    return dtype in (torch.bfloat16, torch.float16)
+
+
+def computed_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype a region computes a value in that aten holds in `dtype`."""
+    return torch.float32 if widened(dtype) else dtype
+
+
 def dtype_name(dtype: torch.dtype) -> str:
     if dtype not in DTYPES:
         raise Unsupported(f"dtype {dtype} has no fusec equivalent")
@@ -331,6 +341,33 @@ def _cat(e, tensors, dim=0):
     return f"fl.cat({lit(tuple(xs))}, axis={_dims(xs[0], dim)[0]})"
 
 
+def _constant_pad_nd(e, x, pad, value=0):
+    """F.pad(mode="constant"): per padded dim (pad lists the last dim's (before, after)
+    first), a crop for a negative amount (a slice) and fl.cat of constant blocks around x
+    for a positive one."""
+    x = tensor(x)
+    if len(pad) % 2 or len(pad) // 2 > x.rank or not all(
+            isinstance(p, int) and not isinstance(p, bool) for p in pad):
+        raise Unsupported(f"constant_pad_nd with pad {pad!r} (ints, two per padded dim)")
+    out = str(x)
+    for k in range(len(pad) // 2):
+        d, before, after = x.rank - 1 - k, pad[2 * k], pad[2 * k + 1]
+        if before < 0 or after < 0:
+            stop = f"{out}.shape[{d}] - {max(-after, 0)}"
+            out = e.bind(f"{out}[{':, ' * d}{max(-before, 0)}:{stop}]")
+        sizes = [f"{out}.shape[{i}]" for i in range(x.rank)]
+        parts = []
+        for amount in (before, after):
+            if amount > 0:
+                shape = ", ".join(sizes[:d] + [str(amount)] + sizes[d + 1:])
+                parts.append(f"fl.full(({shape},), {lit(value)}, "
+                             f"{dtype_name(computed_dtype(x.dtype))})")
+        if parts:
+            parts.insert(1 if before > 0 else 0, out)
+            out = e.bind(f"fl.cat([{', '.join(parts)}], axis={d})")
+    return out
+
+
 def _permute(e, x, dims):
     return f"fl.permute({x}, {lit(_dims(tensor(x), dims))})"
 
@@ -508,6 +545,7 @@ RULES = {
     aten.clone: _identity, aten.alias: _identity, aten.detach: _identity,
     aten.lift_fresh_copy: _identity,
     aten.permute: _permute, aten.transpose: _transpose, aten.t: _t, aten.cat: _cat,
+    aten.constant_pad_nd: _constant_pad_nd,
     aten.full: _full,
     aten.scalar_tensor: lambda e, s, dtype=None, layout=None, device=None, pin_memory=None:
         _constant("()", s, dtype),

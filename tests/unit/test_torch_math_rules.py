@@ -181,3 +181,26 @@ def test_prod_fuses_and_multiplies_as_float64_then_rounds(dtype):
         torch.testing.assert_close(g_, want, atol=0, rtol=rtol)
     (graph,) = fusec.dynamo.graphs()
     assert graph.regions and graph.aten_ops == [], graph.text()
+
+
+PADS = [(1, 2), (0, 3, 2, 0), (-1, 2), (2, -3, 1, 1), (1, 1, 1, 1, 1, 1), (-2, -1)]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.int32])
+@pytest.mark.parametrize("pad", PADS)
+def test_constant_pad_fuses_as_eager(pad, dtype):
+    """F.pad(mode="constant") (aten.constant_pad_nd): constant blocks around x (fl.cat),
+    negative amounts crop; the same values and dtype as eager, no aten op left."""
+    x = torch.randn(3, 5, 7, generator=torch.Generator().manual_seed(1))
+    x = (x * 10).to(dtype) if dtype == torch.int32 else x.to(dtype)
+    f = lambda t: torch.nn.functional.pad(t, pad, value=-2) * 2      # noqa: E731
+    got, want = torch.compile(f, backend="fusec")(x), f(x)
+    assert got.dtype == want.dtype and torch.equal(got, want)
+    (graph,) = fusec.dynamo.graphs()
+    assert graph.regions and graph.aten_ops == [], graph.text()
+
+
+def test_constant_pad_trains_like_eager():
+    x = torch.randn(4, 6, 9).requires_grad_()
+    assert_trains_like_eager(
+        lambda t: (torch.nn.functional.pad(t.sin(), (2, -1, 1, 3), value=0.5) ** 2).sum(), x)
