@@ -174,7 +174,7 @@ def _cdiv(t, a, b):
 def _whole(x, what: str):
     if not is_tensor(x):
         raise SemanticError(f"{what} takes a whole tensor (statements outside tile loops), got "
-                            f"{type(x).__name__}; tiles are not reshaped")
+                            f"{type(x).__name__}: it does not apply to tiles")
     return x
 
 
@@ -189,9 +189,13 @@ def _cat(t, tensors, axis=0):
     return t.sem.tensors.views.concat([_whole(x, "fl.cat") for x in tensors], axis)
 
 
+def _flip(t, x, dims):
+    return t.sem.tensors.views.flip(_whole(x, "fl.flip"), dims)
+
+
 BUILTINS = {
     "zeros": _zeros, "full": _full, "arange": _arange, "dot": _dot, "trans": _trans,
-    "reshape": _reshape, "cat": _cat,
+    "reshape": _reshape, "cat": _cat, "flip": _flip,
     "where": lambda t, cond, a, b: t.sem.where(cond, a, b),
     "maximum": lambda t, a, b: t.sem.binary("maximum", a, b),
     "minimum": lambda t, a, b: t.sem.binary("minimum", a, b),

@@ -204,6 +204,27 @@ class ViewSemantic:
                 position += 1
         return v
 
+    def flip(self, x, dims):
+        """fl.flip: x with the order of the elements along `dims` reversed (torch.flip):
+        an indexed view reading element n - 1 - i for i."""
+        rank, given = x.ndim, dims
+        dims = [dims] if isinstance(dims, int) and not isinstance(dims, bool) else dims
+        if not isinstance(dims, (list, tuple)) or not all(
+                isinstance(d, int) and not isinstance(d, bool) and -rank <= d < rank
+                for d in dims):
+            raise self.error(f"fl.flip: dims must be ints in [-{rank}, {rank}), got {given!r}")
+        flipped = {d % rank for d in dims}
+        if len(flipped) != len(dims):
+            raise self.error(f"fl.flip: dim listed twice in {given!r}")
+        if not flipped:
+            return x
+        shape = x.value.type.shape
+        starts = [sympy.sympify(n - 1 if d in flipped else 0) for d, n in enumerate(shape)]
+        starts = [int(s) if s.is_Integer else s for s in starts]
+        steps = [-1 if d in flipped else 1 for d in range(rank)]
+        return self.t._wrap(self.b.value("slice", [x.value], x.value.type, starts=starts,
+                                         steps=steps))
+
     def _without_ellipsis(self, x, items: list) -> list:
         n = sum(i is Ellipsis for i in items)
         if n > 1:

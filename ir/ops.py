@@ -77,8 +77,9 @@ turn them into tile loops, see passes/fuse.py and passes/tile.py)
                     every call).
   slice(x) {starts, steps} -> result.shape[d] elements along every dim d, element i of the
                     result being element starts[d] + steps[d] * i of x (starts: ints or size
-                    expressions, steps: positive ints; start + step * (size - 1) is inside
-                    x). Python/torch clamping of bounds is done by the frontend.
+                    expressions, steps: nonzero ints, negative for fl.flip's reversed dims;
+                    start + step * (size - 1) is inside x). Python/torch clamping of bounds
+                    is done by the frontend.
   reshape and slice are indexed views: the tile pass reads their operand from memory at
   indices computed from the consumer's own (passes/tile_views.py), so their operand -- or
   the operand of the chain of reshapes/slices they end -- is in memory when the group runs.

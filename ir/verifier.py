@@ -162,7 +162,8 @@ def _check_view(op: Op):
             and len(starts) == len(steps) == a.rank == r.rank, op,
             "slice needs starts and steps, one per dim of its operand and result")
     for d, step in enumerate(steps):
-        _expect(isinstance(step, int) and step >= 1, op, f"bad step {step!r} on dim {d}")
+        _expect(isinstance(step, int) and not isinstance(step, bool) and step != 0, op,
+                f"bad step {step!r} on dim {d}")
 
 
 def _check_reduce(op: Op):

@@ -162,6 +162,14 @@ def cat_then_reduce(x, y):
     return fl.cat((x, y), axis=1).max(axis=1)
 
 
+@fusec.kernel
+def flipped(x):
+    """Reversed dims (negative slice steps) read through, of a computed value and in a
+    reduction's operand."""
+    return (fl.flip(x, 1) * 2.0 + fl.flip(x * 3.0, (0, -1))
+            + fl.flip(x, [0]).sum(axis=1, keepdims=True))
+
+
 def _softmax_rows(y):
     e = np.exp(y - y.max(axis=1, keepdims=True))
     return e / e.sum(axis=1, keepdims=True)
@@ -188,6 +196,8 @@ VIEW_CASES = [
     (rows_joined, [(7, 13), (4, 13)], (), lambda x, y: np.concatenate([x, y, x[:2]]) + 1, 1),
     (cat_of_computed, [(7, 13)], (), lambda x: np.concatenate([x * 2, x[:, 3:]], 1), 1),
     (cat_then_reduce, [(7, 13), (7, 5)], (), lambda x, y: np.concatenate([x, y], 1).max(1), 1),
+    (flipped, [(7, 13)], (), lambda x: (np.flip(x, 1) * 2 + np.flip(x * 3, (0, 1))
+                                       + np.flip(x, 0).sum(axis=1, keepdims=True)), 1),
 ]
 
 

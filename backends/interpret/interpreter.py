@@ -197,7 +197,8 @@ class Interpreter:
 
     def op_slice(self, op, ins, t):
         starts = [int(eval_size(s, self.symbols)) for s in op.attrs["starts"]]
-        return [ins[0][tuple(slice(s, s + step * n, step)
+        # a reversed dim's stop goes below 0: None (-1 would count from the end)
+        return [ins[0][tuple(slice(s, s + step * n if s + step * n >= 0 else None, step)
                              for s, step, n in zip(starts, op.attrs["steps"], self._shape(t)))]]
 
     def op_concat(self, op, ins, t):

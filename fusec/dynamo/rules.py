@@ -546,6 +546,7 @@ RULES = {
     aten.lift_fresh_copy: _identity,
     aten.permute: _permute, aten.transpose: _transpose, aten.t: _t, aten.cat: _cat,
     aten.constant_pad_nd: _constant_pad_nd,
+    aten.flip: lambda e, x, dims: f"fl.flip({tensor(x)}, {lit(_dims(x, dims))})",
     aten.full: _full,
     aten.scalar_tensor: lambda e, s, dtype=None, layout=None, device=None, pin_memory=None:
         _constant("()", s, dtype),

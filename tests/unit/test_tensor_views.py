@@ -212,3 +212,23 @@ def test_bad_cats_are_compilation_errors_at_their_line():
     assert "one dtype and rank" in _error(dtypes_differ, x, x)
     assert "axis must be an int in [-2, 2), got 2" in _error(bad_axis, x, x)
     assert "fl.cat takes a list or tuple of whole tensors" in _error(not_a_tuple, x, x)
+
+
+def test_flip_errors_name_the_problem():
+    @fusec.kernel
+    def twice(x):
+        return fl.flip(x, [0, -2])
+
+    @fusec.kernel
+    def out_of_range(x):
+        return fl.flip(x, 2)
+
+    @fusec.kernel
+    def of_a_tile(x):
+        for t in fusec.tile(x.shape[0]):
+            x[t] = fl.flip(x[t], [0])
+        return x
+    x = np.ones((3, 4), np.float32)
+    assert "fl.flip: dim listed twice in (0, -2)" in _error(twice, x)
+    assert "fl.flip: dims must be ints in [-2, 2), got 2" in _error(out_of_range, x)
+    assert "fl.flip takes a whole tensor" in _error(of_a_tile, x)

@@ -204,3 +204,13 @@ def test_constant_pad_trains_like_eager():
     x = torch.randn(4, 6, 9).requires_grad_()
     assert_trains_like_eager(
         lambda t: (torch.nn.functional.pad(t.sin(), (2, -1, 1, 3), value=0.5) ** 2).sum(), x)
+
+
+def test_flip_fuses_and_trains_like_eager():
+    """aten.flip: fl.flip (reversed dims read through), forward and backward."""
+    x = torch.randn(4, 6, 9)
+    f = lambda t: torch.flip(t, (0, -1)) * 2 + torch.flip(t.exp(), [1])   # noqa: E731
+    torch.testing.assert_close(torch.compile(f, backend="fusec")(x), f(x))
+    (graph,) = fusec.dynamo.graphs()
+    assert graph.regions and graph.aten_ops == [], graph.text()
+    assert_trains_like_eager(lambda t: (f(t) * torch.arange(9.0)).sum(), x.requires_grad_())
