@@ -69,14 +69,15 @@ def compile_source(source: str, arch: str, name: str = "kernel.cu", want_ptx: bo
         log = _log(prog)
         _check(result, f"compile of {name} for {arch}", log, source)
         size = _check(nvrtc.nvrtcGetCUBINSize(prog), "nvrtcGetCUBINSize")
-        cubin = b" " * size
+        cubin = _buffer(size)
         _check(nvrtc.nvrtcGetCUBIN(prog, cubin), "nvrtcGetCUBIN")
+        cubin = bytes(cubin)
         ptx = None
         if want_ptx:
             size = _check(nvrtc.nvrtcGetPTXSize(prog), "nvrtcGetPTXSize")
-            buf = b" " * size
+            buf = _buffer(size)
             _check(nvrtc.nvrtcGetPTX(prog, buf), "nvrtcGetPTX")
-            ptx = buf.rstrip(b"\0").decode()
+            ptx = bytes(buf).rstrip(b"\0").decode()
         return cubin, ptx, log
     finally:
         nvrtc.nvrtcDestroyProgram(prog)
@@ -85,6 +86,15 @@ def compile_source(source: str, arch: str, name: str = "kernel.cu", want_ptx: bo
 def _log(prog) -> str:
     nvrtc = _nvrtc()
     size = _check(nvrtc.nvrtcGetProgramLogSize(prog), "nvrtcGetProgramLogSize")
-    buf = b" " * size
+    buf = _buffer(size)
     _check(nvrtc.nvrtcGetProgramLog(prog, buf), "nvrtcGetProgramLog")
-    return buf.rstrip(b"\0").decode(errors="replace").strip()
+    return bytes(buf).rstrip(b"\0").decode(errors="replace").strip()
+
+
+def _buffer(size: int) -> bytearray:
+    """A buffer NVRTC writes into: a bytearray of its own. (`b" " * size` is CPython's
+    shared one-byte object when size is 1 -- an empty log -- and NVRTC's terminating NUL
+    then turned every b" " of the process into b"\0". On the device (Python 3.12) code
+    compiled after that had f-strings without their single spaces -- `const intpid0_0`,
+    `float__fusec_cosf(` -- and NVRTC compiles failed in some test workers.)"""
+    return bytearray(size)

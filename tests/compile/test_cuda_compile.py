@@ -179,6 +179,14 @@ def test_nvrtc_errors_show_the_log_and_the_source_line():
     assert ">     2 |   x[0] = undefined_name;" in text
 
 
+def test_an_empty_log_leaves_the_process_bytes_alone():
+    """NVRTC writes into the buffers it is given: a one-byte log buffer made as b" " * 1
+    is CPython's shared b" ", which its NUL turned into b"\0" for the whole process."""
+    cubin, _, log = compile_source('extern "C" __global__ void k() {}\n', "sm_90", "ok.cu")
+    assert log == "" and cubin[:4] == b"\x7fELF"
+    assert bytes([32]) == b" " and b"".join([b"a", bytes([32]), b"b"]) == b"a b"
+
+
 def test_bad_arch_and_unsupported_constructs_are_named():
     with pytest.raises(ValueError, match="not a CUDA arch"):
         compile_cuda(ops.binary.compile(spec(10, "float32"), spec(10, "float32"), "add",

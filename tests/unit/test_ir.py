@@ -129,8 +129,8 @@ BAD_BODIES = {
                            "%b = reduce(%t, axis = 0, kind = \"sum\") : i32",
                            "sum of ints gives int64"),
     "unknown reduction": ("%t = const(value = 1.0) : tile<f32>[4]\n"
-                          "%b = reduce(%t, axis = 0, kind = \"prod\") : f32",
-                          "unknown reduction 'prod'"),
+                          "%b = reduce(%t, axis = 0, kind = \"median\") : f32",
+                          "unknown reduction 'median'"),
     "dot shapes": ("%p = const(value = 1.0) : tile<f32>[4, 8]\n"
                    "%b = dot(%p, %p) : tile<f32>[4, 8]", "dot needs [M, K] x [K, N]"),
     "where condition": ("%b = where(%a, %a, %a) : f32", "condition must be bool"),
