@@ -189,13 +189,17 @@ def _cat(t, tensors, axis=0):
     return t.sem.tensors.views.concat([_whole(x, "fl.cat") for x in tensors], axis)
 
 
+def _take(t, x, index, axis=0):
+    return t.sem.tensors.views.take(_whole(x, "fl.take"), _whole(index, "fl.take"), axis)
+
+
 def _flip(t, x, dims):
     return t.sem.tensors.views.flip(_whole(x, "fl.flip"), dims)
 
 
 BUILTINS = {
     "zeros": _zeros, "full": _full, "arange": _arange, "dot": _dot, "trans": _trans,
-    "reshape": _reshape, "cat": _cat, "flip": _flip,
+    "reshape": _reshape, "cat": _cat, "flip": _flip, "take": _take,
     "where": lambda t, cond, a, b: t.sem.where(cond, a, b),
     "maximum": lambda t, a, b: t.sem.binary("maximum", a, b),
     "minimum": lambda t, a, b: t.sem.binary("minimum", a, b),

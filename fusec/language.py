@@ -24,7 +24,7 @@ _SIGNATURES = {
     "atomic_add": "(x[index], value, mask=None)", "cast": "(x, dtype)",
     "gelu": '(x, approximate="none")', "cdiv": "(a, b)", "permute": "(x, dims)",
     "expand_dims": "(x, axis)", "broadcast_to": "(x, shape)", "reshape": "(x, shape)",
-    "cat": "(tensors, axis=0)", "flip": "(x, dims)",
+    "cat": "(tensors, axis=0)", "flip": "(x, dims)", "take": "(x, index, axis=0)",
 }
 _UNARY = ("exp", "exp2", "log", "log2", "sqrt", "rsqrt", "abs", "sin", "cos", "tanh", "erf",
           "sigmoid", "relu", "silu", "floor", "ceil")

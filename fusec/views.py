@@ -204,6 +204,22 @@ class ViewSemantic:
                 position += 1
         return v
 
+    def take(self, x, index, axis: int):
+        """fl.take: numpy's take -- x at the positions in the integer tensor `index` along
+        `axis` (embedding rows, index_select); an indexed view. A position outside
+        [0, x.shape[axis]) reads 0."""
+        rank = x.ndim
+        if not isinstance(axis, int) or isinstance(axis, bool) or not -rank <= axis < rank:
+            raise self.error(f"fl.take: axis must be an int in [-{rank}, {rank}), got {axis!r}")
+        if not index.dtype.is_int:
+            raise self.error(f"fl.take: the index must be an integer tensor, got "
+                             f"{index.value.type}")
+        axis %= rank
+        shape = x.value.type.shape
+        result = x.value.type.with_shape(shape[:axis] + index.value.type.shape
+                                         + shape[axis + 1:])
+        return self.t._wrap(self.b.value("take", [x.value, index.value], result, axis=axis))
+
     def flip(self, x, dims):
         """fl.flip: x with the order of the elements along `dims` reversed (torch.flip):
         an indexed view reading element n - 1 - i for i."""

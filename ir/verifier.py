@@ -143,9 +143,25 @@ def _check_concat(op: Op):
             f"concat's operands add up to {total} on dim {axis}, the result has {r.shape[axis]}")
 
 
+def _check_take(op: Op):
+    _n_operands(op, 2)
+    _expect(_at_kernel_level(op), op, "take is a whole-tensor op of the kernel's own block")
+    (x, index), r, axis = (v.type for v in op.operands), _result(op), op.attrs.get("axis")
+    _expect(all(isinstance(t, TensorType) for t in (x, index, r)), op,
+            "take reads a tensor at the positions in an index tensor")
+    _expect(index.dtype.is_int, op, f"take's index must be an integer tensor, got {index}")
+    _expect(isinstance(axis, int) and 0 <= axis < x.rank, op, f"bad axis {axis!r} for {x}")
+    want = x.shape[:axis] + index.shape + x.shape[axis + 1:]
+    _expect(r.dtype == x.dtype and len(r.shape) == len(want) and all(
+        is_zero(a - b) for a, b in zip(r.shape, want)), op,
+        f"take of {x} at {index} along {axis} gives {x.dtype}{list(want)}, not {r}")
+
+
 def _check_view(op: Op):
     if op.name == "concat":
         return _check_concat(op)
+    if op.name == "take":
+        return _check_take(op)
     _n_operands(op, 1)
     _expect(_at_kernel_level(op), op, f"{op.name} is a whole-tensor op of the kernel's own block")
     a, r = op.operands[0].type, _result(op)

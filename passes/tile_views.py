@@ -1,6 +1,7 @@
-"""Indexed views (reshape, slice, concat) in the tile pass: a view's tile is a load of the
-tensor in memory it views, at indices computed from the tile's own (a concat's, a load of
-each operand where its part of the axis lies, put together with `where`).
+"""Indexed views (reshape, slice, concat, take) in the tile pass: a view's tile is a load of
+the tensor in memory it views, at indices computed from the tile's own (a concat's, a load
+of each operand where its part of the axis lies, put together with `where`; a take's, at
+the positions loaded from its index tensor).
 
 Each view maps the indices of its result to those of its operand -- a slice to start +
 step * i, a reshape through the row-major flat index (dims of a common innermost suffix keep
@@ -35,6 +36,8 @@ def _view_tile(m: "_IndexMath", view, idx: list, mask) -> Value:
     """The tile of `view`'s result at indices idx (lanes where `mask` is false unread)."""
     if view.name == "concat":
         return _concat(m, view, idx, mask)
+    if view.name == "take":
+        return _take(m, view, idx, mask)
     return _source_tile(m, view.operands[0], _MAPS[view.name](m, view, idx), mask)
 
 
@@ -96,6 +99,17 @@ def _concat(m: "_IndexMath", view, idx: list, mask) -> Value:
     for inside, part in reversed(parts[:-1]):
         tile = m.b.value("where", [inside, part, tile], part.type)
     return tile
+
+
+def _take(m: "_IndexMath", view, idx: list, mask) -> Value:
+    """x at the positions the index tensor holds (read at the result's index dims) along
+    the axis: the load of x checks them (an index outside the axis reads 0)."""
+    x, index = view.operands
+    axis, k = view.attrs["axis"], index.type.rank
+    position = _source_tile(m, index, idx[axis:axis + k], mask)
+    if position.type.dtype != D.INDEX:
+        position = m.b.value("cast", [position], m.type)
+    return _source_tile(m, x, idx[:axis] + [position] + idx[axis + k:], mask)
 
 
 class _IndexMath:
@@ -160,6 +174,6 @@ def _reshape(m: _IndexMath, op, idx: list) -> list:
     return out + idx[len(outer_dst):]
 
 
-_MAPS = {"slice": _slice, "reshape": _reshape}      # concat: _concat
+_MAPS = {"slice": _slice, "reshape": _reshape}      # concat: _concat, take: _take
 
 __all__ = ["op_attrs", "view_load"]

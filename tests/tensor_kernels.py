@@ -170,6 +170,28 @@ def flipped(x):
             + fl.flip(x, [0]).sum(axis=1, keepdims=True))
 
 
+@fusec.kernel
+def embedding_rows(x, y):
+    """Rows of x at positions computed from y (some outside x: they read 0): an embedding
+    lookup, the index computed at the view's indices."""
+    return fl.take(x, (y * 2.0 + 3.0).to(fl.int32), axis=0) * 2.0
+
+
+@fusec.kernel
+def taken_columns(x, y):
+    """Columns of x at positions in an integer tensor, then a row reduction."""
+    cols = fl.take(x, (y * 3.0 + 5.0).to(fl.int64), -1)
+    return cols - cols.max(axis=1, keepdims=True)
+
+
+def _take(x, positions, axis):
+    positions = positions.astype(np.int64)
+    inside = (positions >= 0) & (positions < x.shape[axis])
+    out = np.take(x, np.where(inside, positions, 0), axis=axis)
+    inside = inside.reshape((1,) * axis + inside.shape + (1,) * (x.ndim - axis - 1))
+    return np.where(inside, out, 0.0)
+
+
 def _softmax_rows(y):
     e = np.exp(y - y.max(axis=1, keepdims=True))
     return e / e.sum(axis=1, keepdims=True)
@@ -196,6 +218,11 @@ VIEW_CASES = [
     (rows_joined, [(7, 13), (4, 13)], (), lambda x, y: np.concatenate([x, y, x[:2]]) + 1, 1),
     (cat_of_computed, [(7, 13)], (), lambda x: np.concatenate([x * 2, x[:, 3:]], 1), 1),
     (cat_then_reduce, [(7, 13), (7, 5)], (), lambda x, y: np.concatenate([x, y], 1).max(1), 1),
+    (embedding_rows, [(7, 13), (4, 5)], (),
+     lambda x, y: _take(x, (y * 2 + 3).astype(np.int32), 0) * 2, 1),
+    (taken_columns, [(7, 13), (6,)], (),
+     lambda x, y: (lambda c: c - c.max(axis=1, keepdims=True))(
+         _take(x, (y * 3 + 5).astype(np.int64), 1)), 1),
     (flipped, [(7, 13)], (), lambda x: (np.flip(x, 1) * 2 + np.flip(x * 3, (0, 1))
                                        + np.flip(x, 0).sum(axis=1, keepdims=True)), 1),
 ]

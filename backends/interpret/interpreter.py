@@ -201,6 +201,14 @@ class Interpreter:
         return [ins[0][tuple(slice(s, s + step * n if s + step * n >= 0 else None, step)
                              for s, step, n in zip(starts, op.attrs["steps"], self._shape(t)))]]
 
+    def op_take(self, op, ins, t):
+        x, index = (np.asarray(a) for a in ins)
+        axis, n = op.attrs["axis"], x.shape[op.attrs["axis"]]
+        inside = (index >= 0) & (index < n)
+        out = np.take(x, np.where(inside, index, 0), axis=axis)
+        inside = inside.reshape((1,) * axis + inside.shape + (1,) * (x.ndim - axis - 1))
+        return [np.where(inside, out, np.zeros((), x.dtype))]
+
     def op_concat(self, op, ins, t):
         return [np.concatenate([np.asarray(x) for x in ins], axis=op.attrs["axis"])]
 

@@ -368,6 +368,19 @@ def _constant_pad_nd(e, x, pad, value=0):
     return out
 
 
+def _index(e, x, indices):
+    """x[idx] and x[:, idx] (aten.index.Tensor with one integer index tensor, the dims
+    before it taken whole): fl.take along that dim. Boolean masks and several index
+    tensors stay aten."""
+    x = tensor(x)
+    given = [(d, i) for d, i in enumerate(indices) if i is not None]
+    if len(given) != 1 or not isinstance(given[0][1], Var) or given[0][1].dtype in (
+            torch.bool, torch.uint8) or given[0][1].dtype.is_floating_point:
+        raise Unsupported("indexing other than by one integer tensor")
+    d, index = given[0]
+    return f"fl.take({x}, {index}, axis={d})"
+
+
 def _permute(e, x, dims):
     return f"fl.permute({x}, {lit(_dims(tensor(x), dims))})"
 
@@ -547,6 +560,11 @@ RULES = {
     aten.permute: _permute, aten.transpose: _transpose, aten.t: _t, aten.cat: _cat,
     aten.constant_pad_nd: _constant_pad_nd,
     aten.flip: lambda e, x, dims: f"fl.flip({tensor(x)}, {lit(_dims(x, dims))})",
+    aten.index_select: lambda e, x, dim, index:
+        f"fl.take({tensor(x)}, {tensor(index)}, axis={_dims(x, dim)[0]})",
+    aten.embedding: lambda e, weight, indices, padding_idx=-1, scale_grad_by_freq=False,
+    sparse=False: f"fl.take({tensor(weight)}, {tensor(indices)}, axis=0)",
+    aten.index: _index,
     aten.full: _full,
     aten.scalar_tensor: lambda e, s, dtype=None, layout=None, device=None, pin_memory=None:
         _constant("()", s, dtype),

@@ -150,8 +150,8 @@ def test_views_round_trip_through_the_text_form():
 
 @pytest.mark.parametrize("case", K.VIEW_CASES, ids=lambda c: c[0].fn.__name__)
 def test_the_interpreter_defines_the_untiled_views(case):
-    """The reference semantics of reshape, slice and concat themselves: the traced IR, before the
-    fuse and tile passes, interpreted on whole arrays."""
+    """The reference semantics of reshape, slice, concat and take themselves: the traced IR,
+    before the fuse and tile passes, interpreted on whole arrays."""
     from fusec.backends.common import bind_symbols, eval_size
     from fusec.backends.interpret.interpreter import run
     kernel, shapes, ints, reference, _ = case
@@ -162,7 +162,7 @@ def test_the_interpreter_defines_the_untiled_views(case):
     symbols = bind_symbols(ir_kernel, params)
     outputs = [np.empty([eval_size(d, symbols) for d in op.results[0].type.shape], np.float32)
                for op in ir_kernel.regions[0].ops if op.name == "alloc"]
-    assert any(op.name in ("reshape", "slice", "concat", "expand_dims")
+    assert any(op.name in ("reshape", "slice", "concat", "take", "expand_dims")
                for op in ir_kernel.regions[0].ops)
     run(ir_kernel, params + outputs)
     assert_close(outputs[-1], reference(*exact, *ints), "float32", kernel.fn.__name__)
@@ -232,3 +232,18 @@ def test_flip_errors_name_the_problem():
     assert "fl.flip: dim listed twice in (0, -2)" in _error(twice, x)
     assert "fl.flip: dims must be ints in [-2, 2), got 2" in _error(out_of_range, x)
     assert "fl.flip takes a whole tensor" in _error(of_a_tile, x)
+
+
+def test_take_errors_name_the_problem():
+    @fusec.kernel
+    def float_index(x):
+        return fl.take(x, x, axis=0)
+
+    @fusec.kernel
+    def bad_axis(x, i):
+        return fl.take(x, i, axis=-3)
+    x = np.ones((3, 4), np.float32)
+    assert "fl.take: the index must be an integer tensor, got tensor<f32>" in \
+        _error(float_index, x)
+    assert "fl.take: axis must be an int in [-2, 2), got -3" in \
+        _error(bad_axis, x, np.zeros(2, np.int64))

@@ -214,3 +214,53 @@ def test_flip_fuses_and_trains_like_eager():
     (graph,) = fusec.dynamo.graphs()
     assert graph.regions and graph.aten_ops == [], graph.text()
     assert_trains_like_eager(lambda t: (f(t) * torch.arange(9.0)).sum(), x.requires_grad_())
+
+
+class _Embedded(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.emb = torch.nn.Embedding(50, 16)
+        self.pos = torch.nn.Parameter(torch.randn(7, 16))
+        self.norm = torch.nn.LayerNorm(16)
+
+    def forward(self, tokens):
+        return self.norm(self.emb(tokens) + self.pos).relu()
+
+
+def test_embedding_fuses_with_what_follows_and_trains_like_eager():
+    """aten.embedding as fl.take: the lookup, the positional add and the layer norm are
+    one launch; the weights' gradients (embedding_dense_backward stays aten) as eager's."""
+    torch.manual_seed(0)
+    model = _Embedded()
+    tokens = torch.randint(0, 50, (4, 7))
+    compiled = torch.compile(model, backend="fusec")
+    got = compiled(tokens)
+    want = model(tokens)
+    torch.testing.assert_close(got, want)
+    (got * torch.arange(16.0)).sum().backward()
+    grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    (want * torch.arange(16.0)).sum().backward()
+    for g, p in zip(grads, model.parameters(), strict=True):
+        torch.testing.assert_close(g, p.grad)
+    forward = fusec.dynamo.graphs()[0]
+    assert forward.aten_ops == [] and fusec.stats()["launches_per_call"]["0_forward"] == 1
+
+
+def _selections(x, i, j):
+    return (torch.index_select(x, 1, i) * 2, x[j] + 1, x[:, i].sum(1), x[:, :, j % 3])
+
+
+def test_index_select_and_tensor_indexing_as_eager():
+    """index_select and x[idx] / x[:, idx] with one integer index tensor (any rank) go to
+    fl.take; bfloat16 values and int64 / int32 indices."""
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(5, 9, 3, generator=g).to(torch.bfloat16)
+    i = torch.tensor([3, 0, 8, 8, 1], dtype=torch.int32)
+    j = torch.randint(0, 5, (2, 3), generator=g)
+    got = torch.compile(_selections, backend="fusec")(x, i, j)
+    for a, b in zip(got, _selections(x, i, j), strict=True):
+        assert a.dtype == b.dtype and a.shape == b.shape
+        torch.testing.assert_close(a, b)
+    (graph,) = fusec.dynamo.graphs()
+    assert graph.regions and graph.aten_ops == [], graph.text()
