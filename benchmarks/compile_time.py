@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 CHILD = r"""
-import json, sys, time
+import cProfile, io, json, pstats, sys, time
 t0 = time.perf_counter()
 import torch
 t1 = time.perf_counter()
@@ -42,13 +42,28 @@ bias = torch.randn(4097, dtype=torch.bfloat16, device=device)
 out = {{"import_torch_ms": (t1 - t0) * 1e3, "import_fusec_ms": (t2 - t1) * 1e3}}
 kernels = (("vector_add", vector_add, (bias, bias)), ("bias_gelu", bias_gelu, (x, bias)),
            ("softmax", softmax, (x,)))
+profile = {profile!r}
+
+
+def profiled(name):             # the build (and first call), by cumulative time
+    if profile:
+        prof.disable()
+        text = io.StringIO()
+        pstats.Stats(prof, stream=text).sort_stats("cumulative").print_stats(18)
+        out["profile_" + name] = text.getvalue()
+
+
 for name, kern, args in kernels:
+    if profile:
+        prof = cProfile.Profile()
+        prof.enable()
     t = time.perf_counter()
     if device == "cpu" and backend != "cpu":
         specs = [fusec.TensorSpec(tuple(a.shape), fusec.language.bfloat16) for a in args]
         ck = kern.compile(*specs, backend=backend, target="sm_90")
         out[name] = {{"build_ms": (time.perf_counter() - t) * 1e3,
                      "restored": getattr(ck, "restored", False)}}
+        profiled(name)
         continue
     ck = kern.compile(*args, backend=backend)
     built = time.perf_counter()
@@ -56,6 +71,7 @@ for name, kern, args in kernels:
     if gpu:
         torch.cuda.synchronize()
     first = time.perf_counter()
+    profiled(name)
     calls = 200
     for _ in range(calls):
         ck(*args)
@@ -68,9 +84,9 @@ print(json.dumps(out))
 """
 
 
-def run_child(backend: str, cache: str) -> dict:
+def run_child(backend: str, cache: str, profile: bool = False) -> dict:
     env = dict(os.environ, FUSEC_CACHE_DIR=cache)
-    code = CHILD.format(examples=str(ROOT / "examples"), backend=backend)
+    code = CHILD.format(examples=str(ROOT / "examples"), backend=backend, profile=profile)
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                           text=True, timeout=600)
     if done.returncode != 0:
@@ -82,6 +98,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--backends", default="cuda,ptx,cpu")
     ap.add_argument("--json")
+    ap.add_argument("--profile", action="store_true",
+                    help="print cProfile of each warm build + first call")
     args = ap.parse_args()
     rows = []
     print(f"{'backend':<8} {'process':<6} {'kernel':<10} {'import fusec ms':>15} "
@@ -89,7 +107,7 @@ def main():
     for backend in args.backends.split(","):
         with tempfile.TemporaryDirectory() as cache:
             for process in ("cold", "warm"):
-                got = run_child(backend, cache)
+                got = run_child(backend, cache, args.profile and process == "warm")
                 for kernel in ("vector_add", "bias_gelu", "softmax"):
                     r = got[kernel]
                     rows.append({"backend": backend, "process": process, "kernel": kernel,
@@ -99,6 +117,8 @@ def main():
                           f"{r.get('first_call_ms', float('nan')):>13.2f} "
                           f"{r.get('call_us', float('nan')):>8.1f}  "
                           f"{'whole kernel' if r.get('restored') else ''}", flush=True)
+                    if f"profile_{kernel}" in got:
+                        print(got[f"profile_{kernel}"], flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
 

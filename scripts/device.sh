@@ -10,6 +10,7 @@
 # SKIP_COMPILE_TESTS=1, SKIP_ANCHOR_BENCH=1 (not benchmarks/gpu.py), SKIP_MATMUL_BENCH=1
 # (not benchmarks/matmul_configs.py), SKIP_TORCH_BENCH=1,
 # SKIP_HOST_BENCH=1, HOST_BENCHES="compile_time,launch" (which host benchmarks),
+# COMPILE_PROFILE=1 (cProfile of compile_time.py's warm builds),
 # SKIP_MAX_AUTOTUNE=1 (no Inductor max-autotune run), SANITIZE=1,
 # PROFILE=1, MATMUL_CONFIGS="128x128x64/4w/3s,..." and MATMUL_SCHEDULES="within,spread"
 # (the matmul sweep's configs and K-loop schedules),
@@ -89,7 +90,8 @@ fi
 HOST_BENCHES=",${HOST_BENCHES:-compile_time,launch,region,torch_host,step_host},"
 if [ "${SKIP_HOST_BENCH:-0}" != 1 ]; then
 [[ $HOST_BENCHES == *,compile_time,* ]] && timeout 240 python3 benchmarks/compile_time.py \
-  --json "$OUT/compile_time.json" 2>&1 | tee "$OUT/compile_time.log"
+  ${COMPILE_PROFILE:+--profile} --json "$OUT/compile_time.json" 2>&1 \
+  | tee "$OUT/compile_time.log"
 [[ $HOST_BENCHES == *,launch,* ]] && timeout 60 python3 benchmarks/launch_breakdown.py \
   --json "$OUT/launch.json" 2>&1 | tee "$OUT/launch.log"
 [[ $HOST_BENCHES == *,region,* ]] && timeout 60 python3 benchmarks/region_overhead.py 2>&1 \
