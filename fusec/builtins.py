@@ -193,6 +193,11 @@ def _take(t, x, index, axis=0):
     return t.sem.tensors.views.take(_whole(x, "fl.take"), _whole(index, "fl.take"), axis)
 
 
+def _take_along(t, x, index, axis):
+    return t.sem.tensors.views.take_along(_whole(x, "fl.take_along"),
+                                          _whole(index, "fl.take_along"), axis)
+
+
 def _flip(t, x, dims):
     return t.sem.tensors.views.flip(_whole(x, "fl.flip"), dims)
 
@@ -200,6 +205,7 @@ def _flip(t, x, dims):
 BUILTINS = {
     "zeros": _zeros, "full": _full, "arange": _arange, "dot": _dot, "trans": _trans,
     "reshape": _reshape, "cat": _cat, "flip": _flip, "take": _take,
+    "take_along": _take_along,
     "where": lambda t, cond, a, b: t.sem.where(cond, a, b),
     "maximum": lambda t, a, b: t.sem.binary("maximum", a, b),
     "minimum": lambda t, a, b: t.sem.binary("minimum", a, b),

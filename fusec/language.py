@@ -25,6 +25,7 @@ _SIGNATURES = {
     "gelu": '(x, approximate="none")', "cdiv": "(a, b)", "permute": "(x, dims)",
     "expand_dims": "(x, axis)", "broadcast_to": "(x, shape)", "reshape": "(x, shape)",
     "cat": "(tensors, axis=0)", "flip": "(x, dims)", "take": "(x, index, axis=0)",
+    "take_along": "(x, index, axis)",
 }
 _UNARY = ("exp", "exp2", "log", "log2", "sqrt", "rsqrt", "abs", "sin", "cos", "tanh", "erf",
           "sigmoid", "relu", "silu", "floor", "ceil")

@@ -220,6 +220,21 @@ class ViewSemantic:
                                          + shape[axis + 1:])
         return self.t._wrap(self.b.value("take", [x.value, index.value], result, axis=axis))
 
+    def take_along(self, x, index, axis: int):
+        """fl.take_along: torch.gather -- the result has the index's shape, element
+        [p, j, q] being x[p, index[p, j, q], q]; an indexed view. What falls outside x reads
+        0."""
+        rank = x.ndim
+        if not isinstance(axis, int) or isinstance(axis, bool) or not -rank <= axis < rank:
+            raise self.error(f"fl.take_along: axis must be an int in [-{rank}, {rank}), got "
+                             f"{axis!r}")
+        if not index.dtype.is_int or index.ndim != rank:
+            raise self.error(f"fl.take_along: the index must be an integer tensor of x's rank "
+                             f"({rank}), got {index.value.type}")
+        result = x.value.type.with_shape(index.value.type.shape)
+        return self.t._wrap(self.b.value("take_along", [x.value, index.value], result,
+                                         axis=axis % rank))
+
     def flip(self, x, dims):
         """fl.flip: x with the order of the elements along `dims` reversed (torch.flip):
         an indexed view reading element n - 1 - i for i."""

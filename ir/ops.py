@@ -83,7 +83,10 @@ turn them into tile loops, see passes/fuse.py and passes/tile.py)
   take(x, index) {axis} -> x.shape[:axis] + index.shape + x.shape[axis + 1:], element
                     [p..., j..., q...] being x[p..., index[j...], q...] (numpy's take; an
                     index outside [0, x.shape[axis]) reads 0). index: an integer tensor.
-  reshape, slice, concat and take are indexed views: the tile pass reads their operand from memory at
+  take_along(x, index) {axis} -> index.shape (x's rank), element [p..., j, q...] being
+                    x[p..., index[p..., j, q...], q...] (torch.gather; numpy's
+                    take_along_axis where the shapes match); an element outside x reads 0.
+  reshape, slice, concat, take and take_along are indexed views: the tile pass reads their operand from memory at
   indices computed from the consumer's own (passes/tile_views.py), so their operand -- or
   the operand of the chain of reshapes/slices they end -- is in memory when the group runs.
   write(%dst, %value): %dst (a tensor param or alloc) gets the tensor value %value (same
@@ -105,7 +108,7 @@ BINARY = ARITH_BINARY + BITWISE_BINARY
 COMPARE = ("eq", "ne", "lt", "le", "gt", "ge")
 REDUCE_KINDS = ("sum", "prod", "max", "min", "argmax", "argmin")
 # Whole-tensor views that read their operand at computed indices (see the table above).
-INDEXED_VIEWS = ("reshape", "slice", "concat", "take")
+INDEXED_VIEWS = ("reshape", "slice", "concat", "take", "take_along")
 TERMINATORS = ("return", "yield")
 REGION_OPS = ("kernel", "tile_for", "for", "if")
 MEMORY_WRITE = ("store", "atomic_add")
@@ -134,7 +137,8 @@ def _table() -> dict[str, OpInfo]:
                     ("const", "const"), ("arange", "const"), ("symval", "const"),
                     ("load", "memory"), ("store", "memory"), ("atomic_add", "memory"),
                     ("alloc", "host"), ("write", "write"), ("reshape", "view"),
-                    ("slice", "view"), ("concat", "view"), ("take", "view")):
+                    ("slice", "view"), ("concat", "view"), ("take", "view"),
+                    ("take_along", "view")):
         table[n] = OpInfo(n, kind)
     table["kernel"] = OpInfo("kernel", "structure", 1)
     table["tile_for"] = OpInfo("tile_for", "structure", 1)

@@ -157,11 +157,28 @@ def _check_take(op: Op):
         f"take of {x} at {index} along {axis} gives {x.dtype}{list(want)}, not {r}")
 
 
+def _check_take_along(op: Op):
+    _n_operands(op, 2)
+    _expect(_at_kernel_level(op), op,
+            "take_along is a whole-tensor op of the kernel's own block")
+    (x, index), r, axis = (v.type for v in op.operands), _result(op), op.attrs.get("axis")
+    _expect(all(isinstance(t, TensorType) for t in (x, index, r)), op,
+            "take_along reads a tensor at the positions in an index tensor")
+    _expect(index.dtype.is_int and index.rank == x.rank, op,
+            f"take_along's index must be an integer tensor of x's rank, got {index} for {x}")
+    _expect(isinstance(axis, int) and 0 <= axis < x.rank, op, f"bad axis {axis!r} for {x}")
+    _expect(r.dtype == x.dtype and r.rank == index.rank and all(
+        is_zero(a - b) for a, b in zip(r.shape, index.shape)), op,
+        f"take_along of {x} at {index} gives {x.dtype}{list(index.shape)}, not {r}")
+
+
 def _check_view(op: Op):
     if op.name == "concat":
         return _check_concat(op)
     if op.name == "take":
         return _check_take(op)
+    if op.name == "take_along":
+        return _check_take_along(op)
     _n_operands(op, 1)
     _expect(_at_kernel_level(op), op, f"{op.name} is a whole-tensor op of the kernel's own block")
     a, r = op.operands[0].type, _result(op)

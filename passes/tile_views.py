@@ -1,7 +1,8 @@
-"""Indexed views (reshape, slice, concat, take) in the tile pass: a view's tile is a load of
-the tensor in memory it views, at indices computed from the tile's own (a concat's, a load
-of each operand where its part of the axis lies, put together with `where`; a take's, at
-the positions loaded from its index tensor).
+"""Indexed views (reshape, slice, concat, take, take_along) in the tile pass: a view's tile
+is a load of the tensor in memory it views, at indices computed from the tile's own (a
+concat's, a load of each operand where its part of the axis lies, put together with
+`where`; a take's, at the positions loaded from its index tensor; a take_along's, at its
+own indices but for the axis, where its index tensor says).
 
 Each view maps the indices of its result to those of its operand -- a slice to start +
 step * i, a reshape through the row-major flat index (dims of a common innermost suffix keep
@@ -38,6 +39,8 @@ def _view_tile(m: "_IndexMath", view, idx: list, mask) -> Value:
         return _concat(m, view, idx, mask)
     if view.name == "take":
         return _take(m, view, idx, mask)
+    if view.name == "take_along":
+        return _take_along(m, view, idx, mask)
     return _source_tile(m, view.operands[0], _MAPS[view.name](m, view, idx), mask)
 
 
@@ -112,6 +115,17 @@ def _take(m: "_IndexMath", view, idx: list, mask) -> Value:
     return _source_tile(m, x, idx[:axis] + [position] + idx[axis + k:], mask)
 
 
+def _take_along(m: "_IndexMath", view, idx: list, mask) -> Value:
+    """x at the same indices but along the axis, where the index tensor (of the result's
+    shape) says."""
+    x, index = view.operands
+    axis = view.attrs["axis"]
+    position = _source_tile(m, index, idx, mask)
+    if position.type.dtype != D.INDEX:
+        position = m.b.value("cast", [position], m.type)
+    return _source_tile(m, x, idx[:axis] + [position] + idx[axis + 1:], mask)
+
+
 class _IndexMath:
     """Index tile arithmetic on tiles of one shape, skipping the identities."""
 
@@ -174,6 +188,6 @@ def _reshape(m: _IndexMath, op, idx: list) -> list:
     return out + idx[len(outer_dst):]
 
 
-_MAPS = {"slice": _slice, "reshape": _reshape}      # concat: _concat, take: _take
+_MAPS = {"slice": _slice, "reshape": _reshape}      # concat, take, take_along: above
 
 __all__ = ["op_attrs", "view_load"]

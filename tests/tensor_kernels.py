@@ -184,6 +184,22 @@ def taken_columns(x, y):
     return cols - cols.max(axis=1, keepdims=True)
 
 
+@fusec.kernel
+def gathered(x, y):
+    """torch.gather along the rows: positions from y (some outside x: 0), a smaller index
+    than x on the other dim, then a softmax-like normalization of what was gathered."""
+    g = fl.take_along(x, (y * 3.0 + 6.0).to(fl.int32), axis=1)
+    return g - g.max(axis=1, keepdims=True)
+
+
+def _take_along(x, positions, axis):
+    positions = positions.astype(np.int64)
+    grid = list(np.indices(positions.shape, sparse=True))
+    inside = (positions >= 0) & (positions < x.shape[axis])
+    grid[axis] = np.where(inside, positions, 0)
+    return np.where(inside, x[tuple(grid)], 0.0)
+
+
 def _take(x, positions, axis):
     positions = positions.astype(np.int64)
     inside = (positions >= 0) & (positions < x.shape[axis])
@@ -223,6 +239,9 @@ VIEW_CASES = [
     (taken_columns, [(7, 13), (6,)], (),
      lambda x, y: (lambda c: c - c.max(axis=1, keepdims=True))(
          _take(x, (y * 3 + 5).astype(np.int64), 1)), 1),
+    (gathered, [(7, 13), (5, 9)], (),
+     lambda x, y: (lambda g: g - g.max(axis=1, keepdims=True))(
+         _take_along(x, (y * 3 + 6).astype(np.int32), 1)), 1),
     (flipped, [(7, 13)], (), lambda x: (np.flip(x, 1) * 2 + np.flip(x * 3, (0, 1))
                                        + np.flip(x, 0).sum(axis=1, keepdims=True)), 1),
 ]

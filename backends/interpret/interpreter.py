@@ -209,6 +209,18 @@ class Interpreter:
         inside = inside.reshape((1,) * axis + inside.shape + (1,) * (x.ndim - axis - 1))
         return [np.where(inside, out, np.zeros((), x.dtype))]
 
+    def op_take_along(self, op, ins, t):
+        x, index = (np.asarray(a) for a in ins)
+        axis = op.attrs["axis"]
+        grid = list(np.indices(index.shape, sparse=True))
+        inside = (index >= 0) & (index < x.shape[axis])
+        for d, g in enumerate(grid):           # the other dims read where index has them
+            if d != axis:
+                inside = inside & (g < x.shape[d])
+        grid[axis] = index
+        out = x[tuple(np.where(inside, g, 0) for g in grid)]
+        return [np.where(inside, out, np.zeros((), x.dtype))]
+
     def op_concat(self, op, ins, t):
         return [np.concatenate([np.asarray(x) for x in ins], axis=op.attrs["axis"])]
 

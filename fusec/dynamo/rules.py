@@ -565,6 +565,8 @@ RULES = {
     aten.embedding: lambda e, weight, indices, padding_idx=-1, scale_grad_by_freq=False,
     sparse=False: f"fl.take({tensor(weight)}, {tensor(indices)}, axis=0)",
     aten.index: _index,
+    aten.gather: lambda e, x, dim, index, sparse_grad=False:
+        f"fl.take_along({tensor(x)}, {tensor(index)}, axis={_dims(x, dim)[0]})",
     aten.full: _full,
     aten.scalar_tensor: lambda e, s, dtype=None, layout=None, device=None, pin_memory=None:
         _constant("()", s, dtype),

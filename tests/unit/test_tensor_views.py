@@ -162,7 +162,7 @@ def test_the_interpreter_defines_the_untiled_views(case):
     symbols = bind_symbols(ir_kernel, params)
     outputs = [np.empty([eval_size(d, symbols) for d in op.results[0].type.shape], np.float32)
                for op in ir_kernel.regions[0].ops if op.name == "alloc"]
-    assert any(op.name in ("reshape", "slice", "concat", "take", "expand_dims")
+    assert any(op.name in ("reshape", "slice", "concat", "take", "take_along", "expand_dims")
                for op in ir_kernel.regions[0].ops)
     run(ir_kernel, params + outputs)
     assert_close(outputs[-1], reference(*exact, *ints), "float32", kernel.fn.__name__)
@@ -247,3 +247,18 @@ def test_take_errors_name_the_problem():
         _error(float_index, x)
     assert "fl.take: axis must be an int in [-2, 2), got -3" in \
         _error(bad_axis, x, np.zeros(2, np.int64))
+
+
+def test_take_along_errors_name_the_problem():
+    @fusec.kernel
+    def wrong_rank(x, i):
+        return fl.take_along(x, i, axis=0)
+
+    @fusec.kernel
+    def bad_axis(x, i):
+        return fl.take_along(x, i, axis=2)
+    x = np.ones((3, 4), np.float32)
+    assert "fl.take_along: the index must be an integer tensor of x's rank (2), got " \
+        "tensor<i64>" in _error(wrong_rank, x, np.zeros(3, np.int64))
+    assert "fl.take_along: axis must be an int in [-2, 2), got 2" in \
+        _error(bad_axis, x, np.zeros((3, 4), np.int64))

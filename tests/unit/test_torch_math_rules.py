@@ -264,3 +264,16 @@ def test_index_select_and_tensor_indexing_as_eager():
         torch.testing.assert_close(a, b)
     (graph,) = fusec.dynamo.graphs()
     assert graph.regions and graph.aten_ops == [], graph.text()
+
+
+def test_gather_fuses_and_trains_like_eager():
+    """aten.gather as fl.take_along (an index smaller than x on the other dims), forward and
+    backward (the backward's scatter stays aten)."""
+    g = torch.Generator().manual_seed(6)
+    x = torch.randn(6, 10, 3, generator=g)
+    index = torch.randint(0, 10, (5, 4, 2), generator=g)
+    f = lambda t: torch.gather(t * 2, 1, index).exp()                  # noqa: E731
+    torch.testing.assert_close(torch.compile(f, backend="fusec")(x), f(x))
+    (graph,) = fusec.dynamo.graphs()
+    assert graph.regions and graph.aten_ops == [], graph.text()
+    assert_trains_like_eager(lambda t: f(t).sum(), x.requires_grad_())
