@@ -27,8 +27,8 @@ _SIGNATURES = {
     "cat": "(tensors, axis=0)", "flip": "(x, dims)", "take": "(x, index, axis=0)",
     "take_along": "(x, index, axis)",
 }
-_UNARY = ("exp", "exp2", "log", "log2", "sqrt", "rsqrt", "abs", "sin", "cos", "tanh", "erf",
-          "sigmoid", "relu", "silu", "floor", "ceil")
+_UNARY = ("exp", "exp2", "log", "log2", "sqrt", "rsqrt", "abs", "sin", "cos", "tan", "atan",
+          "tanh", "erf", "sigmoid", "relu", "silu", "floor", "ceil")
 _REDUCTIONS = ("sum", "prod", "max", "min", "mean", "argmax", "argmin")
 
 for _name in _UNARY:

@@ -97,8 +97,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-FLOAT_UNARY = ("exp", "exp2", "log", "log2", "sqrt", "rsqrt", "sin", "cos", "tanh", "erf",
-               "sigmoid", "gelu", "gelu_tanh", "silu", "floor", "ceil")
+FLOAT_UNARY = ("exp", "exp2", "log", "log2", "sqrt", "rsqrt", "sin", "cos", "tan", "atan",
+               "tanh", "erf", "sigmoid", "gelu", "gelu_tanh", "silu", "floor", "ceil")
 NUMERIC_UNARY = ("neg", "abs", "relu")
 BITWISE_UNARY = ("not",)
 UNARY = FLOAT_UNARY + NUMERIC_UNARY + BITWISE_UNARY

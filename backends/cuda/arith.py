@@ -49,7 +49,8 @@ _MATH = {
     "float": {
         "exp": "expf({x})", "exp2": "exp2f({x})", "log": "logf({x})", "log2": "log2f({x})",
         "sqrt": "sqrtf({x})", "rsqrt": "(1.0f / sqrtf({x}))", "sin": "sinf({x})",
-        "cos": "cosf({x})", "tanh": "tanhf({x})", "erf": "fc_erff({x})",
+        "cos": "cosf({x})", "tan": "tanf({x})", "atan": "atanf({x})", "tanh": "tanhf({x})",
+        "erf": "fc_erff({x})",
         "sigmoid": "(1.0f / (1.0f + expf(-({x}))))",
         "silu": "({x} / (1.0f + expf(-({x}))))",
         # 0.5 x (1 + erf(x / sqrt 2)), as torch computes it (the prelude's fc_erff: a
@@ -64,7 +65,8 @@ _MATH = {
     "double": {
         "exp": "exp({x})", "exp2": "exp2({x})", "log": "log({x})", "log2": "log2({x})",
         "sqrt": "sqrt({x})", "rsqrt": "(1.0 / sqrt({x}))", "sin": "sin({x})",
-        "cos": "cos({x})", "tanh": "tanh({x})", "erf": "erf({x})",
+        "cos": "cos({x})", "tan": "tan({x})", "atan": "atan({x})", "tanh": "tanh({x})",
+        "erf": "erf({x})",
         "sigmoid": "(1.0 / (1.0 + exp(-({x}))))",
         "silu": "({x} * (1.0 / (1.0 + exp(-({x})))))",
         "gelu": "(0.5 * {x} * erfc(-({x}) / 1.4142135623730951))",

@@ -36,8 +36,8 @@ def _sigmoid(x):
 # Float math, evaluated on float64 arrays.
 FLOAT_UNARY = {
     "exp": np.exp, "exp2": np.exp2, "log": np.log, "log2": np.log2, "sqrt": np.sqrt,
-    "rsqrt": lambda x: 1.0 / np.sqrt(x), "sin": np.sin, "cos": np.cos, "tanh": np.tanh,
-    "erf": _erf, "sigmoid": _sigmoid, "gelu": lambda x: 0.5 * x * _erfc(-x / math.sqrt(2)),
+    "rsqrt": lambda x: 1.0 / np.sqrt(x), "sin": np.sin, "cos": np.cos, "tan": np.tan,
+    "atan": np.arctan, "tanh": np.tanh, "erf": _erf, "sigmoid": _sigmoid, "gelu": lambda x: 0.5 * x * _erfc(-x / math.sqrt(2)),
     "gelu_tanh": _gelu_tanh, "silu": lambda x: x * _sigmoid(x), "floor": np.floor,
     "ceil": np.ceil,
 }

@@ -129,8 +129,9 @@ def _not(ctx, d, x):
 
 UNARY = {"neg": _neg, "abs": _abs, "relu": _relu, "not": _not}
 UNARY.update({name: _rounded(lambda ctx, d, x, _n=name: fmath.float_unary(ctx, _n, x))
-              for name in ("exp", "exp2", "log", "log2", "sqrt", "rsqrt", "sin", "cos", "tanh",
-                           "erf", "sigmoid", "gelu", "gelu_tanh", "silu", "floor", "ceil")})
+              for name in ("exp", "exp2", "log", "log2", "sqrt", "rsqrt", "sin", "cos", "tan",
+                           "atan", "tanh", "erf", "sigmoid", "gelu", "gelu_tanh", "silu",
+                           "floor", "ceil")})
 
 
 def unary(ctx: Ctx, name: str, d: DType, x):

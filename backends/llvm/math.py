@@ -379,7 +379,8 @@ def _silu_f64(ctx, x):
 
 
 _COMMON = {"sqrt": _intrinsic("sqrt"), "rsqrt": _rsqrt, "floor": _intrinsic("floor"),
-           "ceil": _intrinsic("ceil"), "sin": _libm("sin"), "cos": _libm("cos")}
+           "ceil": _intrinsic("ceil"), "sin": _libm("sin"), "cos": _libm("cos"),
+           "tan": _libm("tan"), "atan": _libm("atan")}
 
 MATH = {
     "float": _COMMON | {

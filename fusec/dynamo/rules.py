@@ -521,8 +521,8 @@ MATMULS = {aten.mm: _mm, aten.addmm: _addmm}
 
 RULES = {
     **{getattr(aten, n): _float_unary(n) for n in (
-        "exp", "exp2", "log", "log2", "sqrt", "rsqrt", "sin", "cos", "tanh", "erf", "sigmoid",
-        "silu")},
+        "exp", "exp2", "log", "log2", "sqrt", "rsqrt", "sin", "cos", "tan", "atan", "tanh",
+        "erf", "sigmoid", "silu")},
     aten.log1p: _log1p, aten.expm1: _expm1,
     aten.abs: lambda e, x: f"fl.abs({tensor(x)})",
     aten.relu: lambda e, x: f"fl.relu({tensor(x)})",

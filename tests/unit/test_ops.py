@@ -26,8 +26,8 @@ def _sigmoid(x):
 
 UNARY_REF = {
     "exp": np.exp, "exp2": np.exp2, "log": np.log, "log2": np.log2, "sqrt": np.sqrt,
-    "rsqrt": lambda x: 1.0 / np.sqrt(x), "sin": np.sin, "cos": np.cos, "tanh": np.tanh,
-    "erf": erf64, "sigmoid": _sigmoid, "silu": lambda x: x * _sigmoid(x),
+    "rsqrt": lambda x: 1.0 / np.sqrt(x), "sin": np.sin, "cos": np.cos, "tan": np.tan,
+    "atan": np.arctan, "tanh": np.tanh, "erf": erf64, "sigmoid": _sigmoid, "silu": lambda x: x * _sigmoid(x),
     "gelu": lambda x: 0.5 * x * (1.0 + erf64(x / math.sqrt(2.0))),
     "floor": np.floor, "ceil": np.ceil,
 }

@@ -277,3 +277,14 @@ def test_gather_fuses_and_trains_like_eager():
     (graph,) = fusec.dynamo.graphs()
     assert graph.regions and graph.aten_ops == [], graph.text()
     assert_trains_like_eager(lambda t: f(t).sum(), x.requires_grad_())
+
+
+def test_tan_and_atan_fuse_and_train_like_eager():
+    """aten.tan and aten.atan: the C library's (CPU), CUDA's (GPU) functions."""
+    x = torch.tensor(SPECIAL[:16] + [1.5, -1.5, 0.7, 3.0], dtype=torch.float32)
+    f = lambda t: torch.tan(t) * 0.5 + torch.atan(t * 3)                # noqa: E731
+    torch.testing.assert_close(torch.compile(f, backend="fusec")(x), f(x), equal_nan=True,
+                               rtol=4e-7, atol=1e-7)
+    (graph,) = fusec.dynamo.graphs()
+    assert graph.regions and graph.aten_ops == [], graph.text()
+    assert_trains_like_eager(lambda t: f(t).sum(), (torch.rand(30) * 2 - 1).requires_grad_())
