@@ -4,8 +4,10 @@ tracing: the key of the disk cache of whole compiled kernels (kernel_store.py).
 A kernel's trace reads its function's source and the values its names resolve to (closure
 cells, then globals, then builtins; codegen.Tracer.lookup), helpers called through
 `@fusec.func` recursively. The digest covers:
-- each function's code object: bytecode, constants, names, file, first line and the
-  position table (locations end up in the IR and in error messages);
+- the text of each function's file as the tracer reads it (inspect, through linecache: a
+  file edited after its import gives the new text, not the bytecode's) and its code object:
+  bytecode, constants, names, file, first line and the position table (locations end up in
+  the IR and in error messages);
 - the values of the globals, closure cells and defaults it names: plain data by value,
   functions and helpers by their own digest, modules by name (and, for modules outside
   fusec / the standard library / numpy / torch / sympy, the attributes the code names);
@@ -17,6 +19,8 @@ from __future__ import annotations
 
 import builtins
 import hashlib
+import linecache
+import os
 import sys
 import types
 
@@ -29,6 +33,29 @@ _OWN_PACKAGES = ("fusec", "ir", "passes", "backends", "autotune")
 
 class _Opaque(Exception):
     pass
+
+
+_DIGESTS: dict[str, tuple] = {}      # file -> (size, mtime_ns, digest of its text)
+
+
+def _source_digest(filename: str) -> str:
+    """A digest of the text the tracer reads for code of `filename` (inspect reads it
+    through linecache, which it first checks against the file on disk). A file's digest
+    is kept while its size and modification time stay."""
+    try:
+        st = os.stat(filename)
+    except OSError:                  # code without a file: linecache's lines (generated)
+        lines = linecache.getlines(filename)
+        if not lines:
+            raise _Opaque(filename) from None
+        return hashlib.sha256("".join(lines).encode()).hexdigest()
+    known = _DIGESTS.get(filename)
+    if known is not None and known[:2] == (st.st_size, st.st_mtime_ns):
+        return known[2]
+    linecache.checkcache(filename)
+    digest = hashlib.sha256("".join(linecache.getlines(filename)).encode()).hexdigest()
+    _DIGESTS[filename] = (st.st_size, st.st_mtime_ns, digest)
+    return digest
 
 
 def _own(module_name: str | None) -> bool:
@@ -69,6 +96,7 @@ class _Digest:
             self.add("again", fn.__qualname__)
             return
         self.seen.add(id(fn))
+        self.add("source", _source_digest(fn.__code__.co_filename))
         names = self.code(fn.__code__)
         self.value(fn.__defaults__, names)
         self.value(fn.__kwdefaults__, names)

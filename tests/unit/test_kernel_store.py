@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
+import linecache
 import os
 import subprocess
 import sys
@@ -141,8 +142,13 @@ def test_serial_keeps_tuples_expressions_and_refuses_what_it_cannot_hold():
 
 # -- fingerprints -------------------------------------------------------------------------
 def _function(source: str, name: str = "k", **scope):
+    """A function defined by `source`, its text in linecache (as the torch backend's regions
+    are) under a name given by the text."""
+    source = textwrap.dedent(source)
+    filename = f"<kernel {hashlib.sha256(source.encode()).hexdigest()[:12]}>"
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
     namespace = {"fusec": fusec, "fl": fl, **scope}
-    exec(compile(textwrap.dedent(source), "<kernel>", "exec"), namespace)
+    exec(compile(source, filename, "exec"), namespace)
     return namespace[name]
 
 
@@ -175,6 +181,23 @@ def test_fingerprint_covers_code_globals_helpers_and_closures():
     assert function_fingerprint(make(2)) == function_fingerprint(make(2))
     assert function_fingerprint(make(2)) != function_fingerprint(make(3))
     assert function_fingerprint(make(2)) != function_fingerprint(make(2.0))
+
+
+def test_fingerprint_follows_the_file_the_tracer_reads(tmp_path, monkeypatch):
+    """A file edited after its import: the tracer reads the new text (inspect, linecache),
+    so the key changes although the bytecode has not."""
+    (tmp_path / "edited_kernel.py").write_text(MODULE.format(factor=2.0))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = importlib.import_module("edited_kernel")
+    before = function_fingerprint(module.scale.fn)
+    assert function_fingerprint(module.scale.fn) == before
+    (tmp_path / "edited_kernel.py").write_text(MODULE.format(factor=2.0) + "# edited\n")
+    assert function_fingerprint(module.scale.fn) != before
+    source = "def k(x):\n    return x\n"
+    assert function_fingerprint(_function(source)) is not None
+    namespace = {}
+    exec(compile(source, "<no source>", "exec"), namespace)
+    assert function_fingerprint(namespace["k"]) is None        # the tracer cannot read it
 
 
 def test_fingerprint_is_none_for_what_only_tracing_can_tell():
