@@ -208,6 +208,7 @@ BUILTINS = {
     "take_along": _take_along,
     "where": lambda t, cond, a, b: t.sem.where(cond, a, b),
     "maximum": lambda t, a, b: t.sem.binary("maximum", a, b),
+    "atan2": lambda t, a, b: t.sem.binary("atan2", a, b),
     "minimum": lambda t, a, b: t.sem.binary("minimum", a, b),
     "load": _load, "store": _store, "atomic_add": _atomic_add, "cast": _cast, "gelu": _gelu,
     "cdiv": _cdiv, "permute": _permute, "expand_dims": _expand_dims,

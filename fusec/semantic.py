@@ -218,7 +218,7 @@ class Semantic:
     # -- elementwise -----------------------------------------------------------------------
     def binary(self, name: str, a, b) -> TileVal:
         dtype = self.result_dtype([a, b])
-        if name == "div" and not dtype.is_float:
+        if name in ("div", "atan2") and not dtype.is_float:
             dtype = D.DEFAULT_FLOAT
         if name in ("and", "or", "xor") and dtype.is_float:
             raise SemanticError(f"bitwise {name} needs bool or int operands, got {dtype}")

@@ -102,7 +102,8 @@ FLOAT_UNARY = ("exp", "exp2", "log", "log2", "sqrt", "rsqrt", "sin", "cos", "tan
 NUMERIC_UNARY = ("neg", "abs", "relu")
 BITWISE_UNARY = ("not",)
 UNARY = FLOAT_UNARY + NUMERIC_UNARY + BITWISE_UNARY
-ARITH_BINARY = ("add", "sub", "mul", "div", "floordiv", "mod", "maximum", "minimum", "pow")
+ARITH_BINARY = ("add", "sub", "mul", "div", "floordiv", "mod", "maximum", "minimum", "pow",
+                "atan2")
 BITWISE_BINARY = ("and", "or", "xor")
 BINARY = ARITH_BINARY + BITWISE_BINARY
 COMPARE = ("eq", "ne", "lt", "le", "gt", "ge")

@@ -79,8 +79,9 @@ def _check_binary(op: Op):
         _expect(r == a, op, f"result type {r} differs from operand type {a}")
     if op.name in ("and", "or", "xor"):
         _expect(not a.dtype.is_float, op, "needs bool or int operands")
-    if op.name == "div":
-        _expect(a.dtype.is_float, op, "true division needs float operands")
+    if op.name in ("div", "atan2"):
+        _expect(a.dtype.is_float, op, f"{op.name} needs float operands (true division, "
+                "atan2)")
 
 
 def _check_where(op: Op):

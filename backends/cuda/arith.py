@@ -168,7 +168,9 @@ FLOAT_BINARY = {
     "floordiv": "fc_pyfloordiv({x}, {y})", "mod": "fc_pymod({x}, {y})",
     "maximum": "fc_fmax({x}, {y})", "minimum": "fc_fmin({x}, {y})",
 }
-_POW = {"float": "powf({x}, {y})", "double": "pow({x}, {y})"}
+# the C library's binary functions, by C type
+_LIBRARY_BINARY = {"pow": {"float": "powf({x}, {y})", "double": "pow({x}, {y})"},
+                   "atan2": {"float": "atan2f({x}, {y})", "double": "atan2({x}, {y})"}}
 _EXACT = ("maximum", "minimum")          # results already representable: no rounding
 
 
@@ -183,7 +185,8 @@ def binary(name: str, d: DType, x: str, y: str, fast: bool = False) -> str:
         if rule is None:
             _unsupported(name, d)
         return rule(d, x, y)
-    fmt = _POW[MATH_TYPE[d]] if name == "pow" else FLOAT_BINARY.get(name)
+    library = _LIBRARY_BINARY.get(name)
+    fmt = library[MATH_TYPE[d]] if library else FLOAT_BINARY.get(name)
     if fast and MATH_TYPE[d] == "float":
         fmt = _FAST_BINARY.get(name, fmt)
     if fmt is None:

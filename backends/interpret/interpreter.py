@@ -71,7 +71,7 @@ BINARY = {
     "floordiv": lambda a, b: (np.floor_divide(a, b) if a.dtype.kind == "f"
                               else _int_div(a, b, np.floor_divide)),
     "mod": lambda a, b: np.mod(a, b) if a.dtype.kind == "f" else _int_div(a, b, np.mod),
-    "maximum": np.maximum, "minimum": np.minimum, "pow": _pow,
+    "maximum": np.maximum, "minimum": np.minimum, "pow": _pow, "atan2": np.arctan2,
     "and": _bitwise(np.logical_and, np.bitwise_and), "or": _bitwise(np.logical_or, np.bitwise_or),
     "xor": _bitwise(np.logical_xor, np.bitwise_xor),
     "eq": np.equal, "ne": np.not_equal, "lt": np.less, "le": np.less_equal,

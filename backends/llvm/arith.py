@@ -295,6 +295,7 @@ FLOAT_BINARY = {
     "floordiv": _rounded(_ffloordiv),
     "mod": _rounded(_fmod),
     "pow": _rounded(lambda c, d, x, y: c.intrinsic("pow", [x, y])),
+    "atan2": _rounded(lambda c, d, x, y: c.call_libm("atan2", [x, y])),
     "maximum": _fmax, "minimum": _fmin,
 }
 

@@ -542,6 +542,7 @@ RULES = {
     aten.mul: _binary("*"), aten.div: _div, aten.remainder: _binary("%"),
     aten.pow: _pow,
     aten.maximum: lambda e, a, b: f"fl.maximum({lit(a)}, {lit(b)})",
+    aten.atan2: lambda e, a, b: f"fl.atan2({lit(a)}, {lit(b)})",
     aten.minimum: lambda e, a, b: f"fl.minimum({lit(a)}, {lit(b)})",
     aten.clamp: _clamp,
     aten.clamp_min: lambda e, x, m: _clamp(e, x, min=m),

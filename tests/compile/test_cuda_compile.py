@@ -99,14 +99,14 @@ def test_unary_kernels_build(arch, dtype):
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_binary_kernels_build(arch, dtype):
     for op in ("add", "sub", "mul", "div", "floordiv", "mod", "maximum", "minimum", "pow",
-               "and", "or", "xor", "eq", "ne", "lt", "le", "gt", "ge"):
+               "atan2", "and", "or", "xor", "eq", "ne", "lt", "le", "gt", "ge"):
         if dtype == "bool" and op in ("sub", "div", "floordiv", "mod", "pow"):
             continue
         if dtype in FLOATS and op in ("and", "or", "xor"):
             continue
         if op in ("eq", "ne", "lt", "le", "gt", "ge"):
             out = "bool"
-        elif op == "div" and dtype not in FLOATS:
+        elif op in ("div", "atan2") and dtype not in FLOATS:
             out = "float32"
         else:
             out = dtype

@@ -60,7 +60,8 @@ def test_float_unary(name, dtype):
 @pytest.mark.parametrize("op,dtype", [
     ("floordiv", "int8"), ("mod", "int32"), ("pow", "int64"), ("sub", "uint8"),
     ("add", "bool"), ("mod", "float16"), ("floordiv", "bfloat16"), ("div", "float32"),
-    ("maximum", "float64"), ("div", "int32"), ("ne", "float32"), ("xor", "int8")])
+    ("maximum", "float64"), ("div", "int32"), ("ne", "float32"), ("xor", "int8"),
+    ("atan2", "float32"), ("atan2", "bfloat16"), ("atan2", "int16")])
 def test_binary(op, dtype):
     is_float = dtype in FLOATS
     x, _ = random_array((1000,), dtype, seed=3)
@@ -72,7 +73,8 @@ def test_binary(op, dtype):
             x[3::7] = np.iinfo(dtype).min    # INT_MIN // -1 wraps
     if op == "pow" and not is_float:
         y = np.abs(y % 4).astype(y.dtype)
-    out = "bool" if op == "ne" else "float32" if op == "div" and not is_float else dtype
+    out = "bool" if op == "ne" else "float32" if op in ("div", "atan2") and not is_float \
+        else dtype
     _check(ops.binary, [as_input(x, dtype), as_input(y, dtype)], [op, getattr(fl, out)], out,
            f"{op}({dtype})")
 

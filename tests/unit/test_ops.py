@@ -79,6 +79,8 @@ def _apply(op, a, b):
         return a * b
     if op == "div":
         return a / b
+    if op == "atan2":
+        return fl.atan2(a, b)
     if op == "floordiv":
         return a // b
     if op == "mod":
@@ -130,7 +132,8 @@ def _float_ref(op, a, b):
     with np.errstate(all="ignore"):
         return {"add": a + b, "sub": a - b, "mul": a * b, "div": a / b,
                 "floordiv": np.floor_divide(a, b), "mod": np.mod(a, b), "maximum": np.maximum(a, b),
-                "minimum": np.minimum(a, b), "pow": np.power(np.abs(a), b)}[op]
+                "minimum": np.minimum(a, b), "pow": np.power(np.abs(a), b),
+                "atan2": np.arctan2(a, b)}[op]
 
 
 COMPARES = ("eq", "ne", "lt", "le", "gt", "ge")
@@ -138,11 +141,11 @@ COMPARES = ("eq", "ne", "lt", "le", "gt", "ge")
 
 @pytest.mark.parametrize("dtype", ALL)
 @pytest.mark.parametrize("op", ["add", "sub", "mul", "div", "floordiv", "mod", "maximum",
-                                "minimum", "pow", "and", "or", "xor", *COMPARES])
+                                "minimum", "pow", "atan2", "and", "or", "xor", *COMPARES])
 def test_binary(backend, op, dtype):
     is_float = dtype in FLOATS
     if dtype == "bool" and op not in ("add", "mul", "maximum", "minimum", "and", "or", "xor",
-                                      *COMPARES):
+                                      "atan2", *COMPARES):
         pytest.skip("not defined on bools (raises, see test_frontend)")
     if is_float and op in ("and", "or", "xor"):
         pytest.skip("bitwise ops need ints (raises, see test_frontend)")
@@ -160,9 +163,9 @@ def test_binary(backend, op, dtype):
             want = getattr(np, {"eq": "equal", "ne": "not_equal", "lt": "less",
                                 "le": "less_equal", "gt": "greater",
                                 "ge": "greater_equal"}[op])(xv, yv).astype(np.float64)
-        elif op == "div":
+        elif op in ("div", "atan2"):          # true division and atan2: ints as float32
             out_dtype = dtype if is_float else "float32"
-            want = round_to_dtype(_float_ref("div", xv, yv), out_dtype)
+            want = round_to_dtype(_float_ref(op, xv, yv), out_dtype)
         elif dtype == "bool":
             out_dtype = "bool"
             fn = {"add": np.logical_or, "mul": np.logical_and, "maximum": np.logical_or,

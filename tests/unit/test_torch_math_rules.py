@@ -279,12 +279,21 @@ def test_gather_fuses_and_trains_like_eager():
     assert_trains_like_eager(lambda t: f(t).sum(), x.requires_grad_())
 
 
+def _trig(t):
+    return torch.tan(t) * 0.5 + torch.atan(t * 3) + torch.atan2(t, t.flip(0) - 0.5)
+
+
 def test_tan_and_atan_fuse_and_train_like_eager():
-    """aten.tan and aten.atan: the C library's (CPU), CUDA's (GPU) functions."""
+    """aten.tan, aten.atan and aten.atan2: the C library's (CPU), CUDA's (GPU) functions;
+    atan2 of ints gives float32, as eager."""
     x = torch.tensor(SPECIAL[:16] + [1.5, -1.5, 0.7, 3.0], dtype=torch.float32)
-    f = lambda t: torch.tan(t) * 0.5 + torch.atan(t * 3)                # noqa: E731
+    f = _trig
     torch.testing.assert_close(torch.compile(f, backend="fusec")(x), f(x), equal_nan=True,
                                rtol=4e-7, atol=1e-7)
     (graph,) = fusec.dynamo.graphs()
     assert graph.regions and graph.aten_ops == [], graph.text()
     assert_trains_like_eager(lambda t: f(t).sum(), (torch.rand(30) * 2 - 1).requires_grad_())
+    i = torch.arange(-6, 6).reshape(3, 4)
+    got = torch.compile(lambda a: torch.atan2(a, a.t().reshape(3, 4)), backend="fusec")(i)
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got, torch.atan2(i, i.t().reshape(3, 4)))
