@@ -80,8 +80,8 @@ def _check_binary(op: Op):
     if op.name in ("and", "or", "xor"):
         _expect(not a.dtype.is_float, op, "needs bool or int operands")
     if op.name in ("div", "atan2"):
-        _expect(a.dtype.is_float, op, f"{op.name} needs float operands (true division, "
-                "atan2)")
+        what = "true division" if op.name == "div" else op.name
+        _expect(a.dtype.is_float, op, f"{what} needs float operands")
 
 
 def _check_where(op: Op):
