@@ -28,7 +28,7 @@ from .ir.dtypes import DType
 
 _PLAIN = (int, float, bool, str, bytes, complex, type(None), type(Ellipsis))
 _NAMED_MODULES = ("fusec", "numpy", "torch", "sympy")
-_OWN_PACKAGES = ("fusec", "ir", "passes", "backends", "autotune")
+_OWN_PACKAGES = ("fusec",)           # its ir, passes, backends, autotune: fusec.<name>
 
 
 class _Opaque(Exception):
@@ -79,11 +79,15 @@ class _Digest:
         self.parts.append(repr(items))
 
     def code(self, co: types.CodeType) -> set[str]:
-        """Adds a code object (and those nested in it); returns the names it uses."""
+        """Adds a code object (and those nested in it); returns the names the trace may
+        look up outside the function: globals and attributes, and its locals other than
+        the parameters (the tracer falls back to the globals for a local it has not
+        assigned, as one assigned only in a branch a constexpr skips)."""
         self.add("code", co.co_qualname, co.co_filename, co.co_firstlineno, co.co_code,
                  co.co_names, co.co_varnames, co.co_freevars, co.co_cellvars,
                  co.co_linetable, co.co_argcount, co.co_kwonlyargcount)
-        names = set(co.co_names)
+        parameters = co.co_argcount + co.co_kwonlyargcount
+        names = set(co.co_names) | set(co.co_varnames[parameters:]) | set(co.co_cellvars)
         for const in co.co_consts:
             if isinstance(const, types.CodeType):
                 names |= self.code(const)

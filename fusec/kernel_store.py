@@ -59,13 +59,25 @@ def _plain(part) -> bool:
 @functools.lru_cache(maxsize=None)
 def environment(backend: str, target: str) -> str:
     """What else the compiled code and the config's choice depend on: Python and numpy,
-    the machine the autotuner's model describes, the host CPU the object code is for.
-    (The code generators' switches are read per key: backends/switches.py.)"""
+    the machine the autotuner's model describes, the toolchain that made the code (LLVM
+    and llvmlite, NVRTC, nvJitLink: as the cubin and object-code entries' keys), the host
+    CPU the object code is for. (The code generators' switches are read per key:
+    backends/switches.py.)"""
     from . import tuning
     parts = [sys.version, np.__version__, repr(tuning.machine(backend, target))]
+    if backend in ("cpu", "ptx"):
+        import llvmlite
+        import llvmlite.binding as llvm
+        parts += [llvmlite.__version__, list(llvm.llvm_version_info)]
     if backend == "cpu":
         import llvmlite.binding as llvm
         parts += [llvm.get_host_cpu_name(), llvm.get_host_cpu_features().flatten()]
+    else:
+        from .backends.cuda import nvrtc
+        parts.append(nvrtc.version())
+    if backend == "ptx":
+        from .backends.ptx import link
+        parts.append(link.version())
     return repr(parts)
 
 
@@ -98,8 +110,9 @@ class KernelStore:
             except ValueError:
                 return None                      # build() says why
         k = self.kernel
+        # argument facts by repr: JSON would write fl.float32 and "float32" alike
         return cache.key("kernel-guards", FORMAT, fingerprint, k.fn.__qualname__,
-                         arg_keys, backend, target, str(config), sorted(k.constexprs),
+                         repr(arg_keys), backend, target, str(config), sorted(k.constexprs),
                          k.static_shapes, k.fast_math, [str(c) for c in k.configs],
                          repr(k.autotune), environment(backend, target),
                          repr(switches.changed()))

@@ -106,13 +106,11 @@ def _concat(m: "_IndexMath", view, idx: list, mask) -> Value:
 
 def _take(m: "_IndexMath", view, idx: list, mask) -> Value:
     """x at the positions the index tensor holds (read at the result's index dims) along
-    the axis: the load of x checks them (an index outside the axis reads 0)."""
+    the axis."""
     x, index = view.operands
     axis, k = view.attrs["axis"], index.type.rank
-    position = _source_tile(m, index, idx[axis:axis + k], mask)
-    if position.type.dtype != D.INDEX:
-        position = m.b.value("cast", [position], m.type)
-    return _source_tile(m, x, idx[:axis] + [position] + idx[axis + k:], mask)
+    return _read_at(m, x, axis, _source_tile(m, index, idx[axis:axis + k], mask),
+                    idx[:axis], idx[axis + k:], mask)
 
 
 def _take_along(m: "_IndexMath", view, idx: list, mask) -> Value:
@@ -120,10 +118,32 @@ def _take_along(m: "_IndexMath", view, idx: list, mask) -> Value:
     shape) says."""
     x, index = view.operands
     axis = view.attrs["axis"]
-    position = _source_tile(m, index, idx, mask)
+    return _read_at(m, x, axis, _source_tile(m, index, idx, mask), idx[:axis],
+                    idx[axis + 1:], mask)
+
+
+def _read_at(m: "_IndexMath", x, axis: int, position: Value, before: list, after: list,
+             mask) -> Value:
+    """x at [before..., position, after...], 0 where the position is outside the axis:
+    checked in the position's own type (an int64 past 2**31 must not wrap into range)
+    and applied here, not left to the load (x may be a view of the group, whose indices
+    map into a larger tensor, or a value computed from one)."""
+    t = TileType(position.type.dtype, m.shape)
+    zero = m.b.value("const", [], t, value=0)
+    extent = sympy.sympify(x.type.shape[axis])
+    if extent.is_Integer:
+        end = m.b.value("const", [], t, value=int(extent))
+    else:
+        end = m.splat(extent) if t.dtype == D.INDEX else m.b.value("cast", [m.splat(extent)], t)
+    inside = m.both(m.b.value("ge", [position, zero], TileType(D.bool_, m.shape)),
+                    m.b.value("lt", [position, end], TileType(D.bool_, m.shape)))
     if position.type.dtype != D.INDEX:
         position = m.b.value("cast", [position], m.type)
-    return _source_tile(m, x, idx[:axis] + [position] + idx[axis + 1:], mask)
+    read = inside if mask is None else m.both(mask, inside)
+    tile = _source_tile(m, x, before + [position] + after, read)
+    nothing = m.b.value("const", [], tile.type, value=False if tile.type.dtype.is_bool
+                        else 0.0 if tile.type.dtype.is_float else 0)
+    return m.b.value("where", [inside, tile, nothing], tile.type)
 
 
 class _IndexMath:

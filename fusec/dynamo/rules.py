@@ -146,9 +146,10 @@ def _div(e, a, b, rounding_mode=None):
 
 
 def _integral(v) -> bool:
+    """An int or bool operand (bools raised to powers compute as ints in aten)."""
     if isinstance(v, Var):
-        return not v.dtype.is_floating_point and v.dtype != torch.bool
-    return isinstance(v, int) and not isinstance(v, bool)
+        return not v.dtype.is_floating_point
+    return isinstance(v, int)
 
 
 def _pow(e, x, exponent):
@@ -159,8 +160,8 @@ def _pow(e, x, exponent):
     powers = {1: "{x}", 2: "({x} * {x})", 3: "({x} * {x} * {x})", 0.5: "fl.sqrt({x})",
               -0.5: "fl.rsqrt({x})", -1: "(1.0 / {x})"}
     if not isinstance(exponent, Var) and exponent in powers:
-        if exponent in (0.5, -0.5, -1):
-            x = _as_float(tensor(x))
+        if exponent in (0.5, -0.5, -1) or isinstance(exponent, float):
+            x = _as_float(tensor(x))            # int ** 2.0 is a float, as in aten
         return powers[exponent].format(x=x)
     power = f"(({lit(x)}) ** {lit(exponent)})"       # (-1) ** n, not -(1 ** n)
     if not (_integral(x) and isinstance(exponent, Var) and _integral(exponent)):
@@ -368,17 +369,24 @@ def _constant_pad_nd(e, x, pad, value=0):
     return out
 
 
+def _index_select(e, x, dim, index):
+    if tensor(index).rank != 1:            # a 0-d index keeps the dim: torch's (1,) shape
+        raise Unsupported("index_select with an index that is not 1-d")
+    return f"fl.take({tensor(x)}, {index}, axis={_dims(x, dim)[0]})"
+
+
 def _index(e, x, indices):
     """x[idx] and x[:, idx] (aten.index.Tensor with one integer index tensor, the dims
-    before it taken whole): fl.take along that dim. Boolean masks and several index
-    tensors stay aten."""
+    before it taken whole): fl.take along that dim, a negative position counted from the
+    end as torch does. Boolean masks and several index tensors stay aten."""
     x = tensor(x)
     given = [(d, i) for d, i in enumerate(indices) if i is not None]
     if len(given) != 1 or not isinstance(given[0][1], Var) or given[0][1].dtype in (
             torch.bool, torch.uint8) or given[0][1].dtype.is_floating_point:
         raise Unsupported("indexing other than by one integer tensor")
     d, index = given[0]
-    return f"fl.take({x}, {index}, axis={d})"
+    wrapped = e.bind(f"fl.where({index} < 0, {index} + {x}.shape[{d}], {index})")
+    return f"fl.take({x}, {wrapped}, axis={d})"      # negative positions count from the end
 
 
 def _permute(e, x, dims):
@@ -561,8 +569,7 @@ RULES = {
     aten.permute: _permute, aten.transpose: _transpose, aten.t: _t, aten.cat: _cat,
     aten.constant_pad_nd: _constant_pad_nd,
     aten.flip: lambda e, x, dims: f"fl.flip({tensor(x)}, {lit(_dims(x, dims))})",
-    aten.index_select: lambda e, x, dim, index:
-        f"fl.take({tensor(x)}, {tensor(index)}, axis={_dims(x, dim)[0]})",
+    aten.index_select: _index_select,
     aten.embedding: lambda e, weight, indices, padding_idx=-1, scale_grad_by_freq=False,
     sparse=False: f"fl.take({tensor(weight)}, {tensor(indices)}, axis=0)",
     aten.index: _index,

@@ -378,3 +378,58 @@ def test_a_global_changed_after_the_first_compile_keys_the_next_one(store, tmp_p
     traced = len(store)
     np.testing.assert_array_equal(fresh(module.scale)(large), 2 * large)
     assert len(store) > traced          # not the entry traced with 3.0
+
+
+SHADOWED = """
+import fusec
+
+SCALE = 2.0
+
+
+@fusec.kernel
+def shadowed(x, ALT: fusec.constexpr):
+    if ALT:
+        SCALE = 3.0          # a local: the trace reads the global when ALT is False
+    return x * SCALE
+"""
+
+
+def test_the_key_covers_what_review_found_it_missed(store, tmp_path, monkeypatch):
+    """A local that the trace reads from the globals (assigned only in a branch a constexpr
+    skips); a user module named like one of fusec's packages; a tuple constexpr holding a
+    dtype against one holding its name; NVRTC's version."""
+    (tmp_path / "shadow_kernel.py").write_text(SHADOWED)
+    (tmp_path / "passes.py").write_text("SCALE = 2.0\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "passes", raising=False)
+    module = importlib.import_module("shadow_kernel")
+    x = np.ones(4, np.float32)
+    assert fresh(module.shadowed)(x, False)[0] == 2
+    module.SCALE = 5.0
+    assert fresh(module.shadowed)(x, False)[0] == 5
+
+    import passes
+    assert passes.__file__.startswith(str(tmp_path))
+    scale = _function("def k(x):\n    return x * passes.SCALE\n", passes=passes)
+    before = function_fingerprint(scale)
+    passes.SCALE = 5.0
+    assert function_fingerprint(scale) != before
+
+    typed = _function('def k(x, T: fusec.constexpr):\n'
+                      '    return x * (2.0 if T[0] == "float32" else 3.0)\n')
+    assert fusec.kernel(typed)(x, (fl.float32,))[0] == 3
+    assert fusec.kernel(typed)(x, ("float32",))[0] == 2
+
+    from fusec import kernel_store
+    from fusec.backends.cuda import nvrtc
+    from softmax import softmax
+    spec = fusec.TensorSpec((64, 128), fl.float32)
+    fresh(softmax).compile(spec, backend="cuda", target="sm_90")
+    assert fresh(softmax).compile(spec, backend="cuda", target="sm_90").restored
+    monkeypatch.setattr(nvrtc, "version", lambda: (99, 9))     # another toolkit
+    kernel_store.environment.cache_clear()
+    try:
+        rebuilt = fresh(softmax).compile(spec, backend="cuda", target="sm_90")
+        assert not getattr(rebuilt, "restored", False)
+    finally:
+        kernel_store.environment.cache_clear()

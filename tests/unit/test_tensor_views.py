@@ -262,3 +262,29 @@ def test_take_along_errors_name_the_problem():
         "tensor<i64>" in _error(wrong_rank, x, np.zeros(3, np.int64))
     assert "fl.take_along: axis must be an int in [-2, 2), got 2" in \
         _error(bad_axis, x, np.zeros((3, 4), np.int64))
+
+
+@fusec.kernel
+def take_of_views(x, y, i):
+    """Positions outside the axis of a view read 0, not what the tensor under the view
+    holds there; int64 positions past 2**31 are outside, not wrapped."""
+    a = fl.take(x[:, 2:5], (y * 1.0).to(fl.int32), axis=1)
+    b = fl.take_along(x[:, 2:5], (y * 1.0).to(fl.int32)[None, :] + fl.zeros([4, 3],
+                                                                             fl.int32), 1)
+    c = fl.take(x.reshape(6, 4), (y + 1.0).to(fl.int32), axis=1)
+    d = fl.take(x[0], i, axis=0)
+    return a, b, c, d
+
+
+@pytest.mark.parametrize("backend", ["cpu", "interpret"])
+def test_positions_outside_a_view_read_zero(backend):
+    x = np.arange(24, dtype=np.float32).reshape(4, 6)
+    y = np.array([3, 0, 2], np.float32)
+    i = np.array([2 ** 32 + 1, -2 ** 32 + 2, 1], np.int64)
+    a, b, c, d = take_of_views.compile(x, y, i, backend=backend)(x, y, i)
+    s = x[:, 2:5]
+    assert output_float64(a).tolist() == [[0, r[0], r[2]] for r in s.tolist()]
+    assert output_float64(b).tolist() == [[0, r[0], r[2]] for r in s.tolist()]
+    r = x.reshape(6, 4)                      # positions 4, 1, 3
+    assert output_float64(c).tolist() == [[0, row[1], row[3]] for row in r.tolist()]
+    assert output_float64(d).tolist() == [0, 0, 1]

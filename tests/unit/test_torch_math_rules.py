@@ -137,13 +137,15 @@ def test_round_half_to_even_as_eager(dtype):
 
 def _powers(b, e, f):
     return (b ** e, 3 ** e, (-1) ** e, 1 ** e, 0 ** e, (-2) ** e.clamp(min=0), 2.5 ** f,
-            (-2.0) ** f, b.int() ** e, b ** e.int(), b.double() ** e, torch.pow(-1.5, f))
+            (-2.0) ** f, b.int() ** e, b ** e.int(), b.double() ** e, torch.pow(-1.5, f),
+            (b > 0) ** e, (b * 40000).int() ** 2.0)
 
 
 def test_powers_of_integers_and_of_numbers_as_eager():
-    """Integers to negative powers (1, +-1 by parity for a base of -1, else 0, as aten's),
-    aten.pow.Scalar (a number to a tensor's powers; a negative base in parentheses), mixed
-    int widths and float bases: all in fusec regions, aten's values and dtypes."""
+    """Integers to negative powers (1, +-1 by parity for a base of -1, else 0, as aten's;
+    bools too), aten.pow.Scalar (a number to a tensor's powers; a negative base in
+    parentheses), mixed int widths and float bases, an int to a float power (a float, not
+    an int32 square that overflows): all in fusec regions, aten's values and dtypes."""
     b = torch.tensor([3, 1, -1, -1, 0, 2, -2, 5, -3, 7, 1, -1])
     e = torch.tensor([-1, -5, -3, -2, -1, 0, 3, 2, 3, 0, 4, 7])
     f = torch.tensor([0.5, -1.0, 2.0, 3.0, -0.5, 0.0, 1.5, -2.0, 10.0, 31.0, -3.0, 0.25])
@@ -248,12 +250,14 @@ def test_embedding_fuses_with_what_follows_and_trains_like_eager():
 
 
 def _selections(x, i, j):
-    return (torch.index_select(x, 1, i) * 2, x[j] + 1, x[:, i].sum(1), x[:, :, j % 3])
+    return (torch.index_select(x, 1, i) * 2, x[j] + 1, x[:, i].sum(1), x[:, :, j % 3],
+            x[j - 5], x[:, -i - 1])
 
 
 def test_index_select_and_tensor_indexing_as_eager():
-    """index_select and x[idx] / x[:, idx] with one integer index tensor (any rank) go to
-    fl.take; bfloat16 values and int64 / int32 indices."""
+    """index_select and x[idx] / x[:, idx] with one integer index tensor (any rank, negative
+    positions counted from the end) go to fl.take; bfloat16 values and int64 / int32
+    indices. index_select with a 0-d index keeps its dim (aten's)."""
     g = torch.Generator().manual_seed(5)
     x = torch.randn(5, 9, 3, generator=g).to(torch.bfloat16)
     i = torch.tensor([3, 0, 8, 8, 1], dtype=torch.int32)
@@ -264,6 +268,8 @@ def test_index_select_and_tensor_indexing_as_eager():
         torch.testing.assert_close(a, b)
     (graph,) = fusec.dynamo.graphs()
     assert graph.regions and graph.aten_ops == [], graph.text()
+    f = lambda t: torch.index_select(t, 0, torch.tensor(2)) * 2            # noqa: E731
+    assert torch.compile(f, backend="fusec")(x).shape == f(x).shape == (1, 9, 3)
 
 
 def test_gather_fuses_and_trains_like_eager():
