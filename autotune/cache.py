@@ -25,7 +25,7 @@ from filelock import FileLock, Timeout
 
 DEFAULT_MAX_BYTES = 2 * 2 ** 30
 _META = "meta.json"
-_FINGERPRINTS = "fingerprints"     # compiler_fingerprint's memo
+_MEMOS = "memos"     # small answers kept across processes (compiler_fingerprint's, ...)
 
 
 def _source_files() -> list[tuple[os.DirEntry, str]]:
@@ -119,10 +119,17 @@ class DiskCache:
         self.misses = 0
         self._unscanned = None       # bytes this process put since it last scanned the folder
 
+    @property
+    def memos(self) -> Path:
+        """The folder of small answers worth keeping across processes (not entries: no
+        eviction; `clear` removes it): the hash of fusec's sources by a stamp of their
+        sizes and mtimes, the GPU toolchain's versions by a stamp of the environment."""
+        return self.root / _MEMOS
+
     # -- keys ------------------------------------------------------------------------------
     def key(self, *parts) -> str:
         """A key for JSON-able parts, covering the compiler's own sources."""
-        text = json.dumps([compiler_fingerprint(self.root / _FINGERPRINTS), *parts],
+        text = json.dumps([compiler_fingerprint(self.memos), *parts],
                           sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()
 
@@ -250,7 +257,7 @@ class DiskCache:
         entries = self.entries()
         for folder, _, _ in entries:
             shutil.rmtree(folder, ignore_errors=True)
-        shutil.rmtree(self.root / _FINGERPRINTS, ignore_errors=True)
+        shutil.rmtree(self.memos, ignore_errors=True)
         return len(entries)
 
 

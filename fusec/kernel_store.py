@@ -21,6 +21,7 @@ and rebuilt.
 from __future__ import annotations
 
 import functools
+import hashlib
 import importlib
 import json
 import os
@@ -73,12 +74,35 @@ def environment(backend: str, target: str) -> str:
         import llvmlite.binding as llvm
         parts += [llvm.get_host_cpu_name(), llvm.get_host_cpu_features().flatten()]
     else:
-        from .backends.cuda import nvrtc
-        parts.append(nvrtc.version())
+        parts.append(_gpu_toolchain(backend))
+    return repr(parts)
+
+
+def _gpu_toolchain(backend: str) -> list:
+    """NVRTC's version (and nvJitLink's for ptx). Loading the libraries to ask takes
+    70-110 ms, most of a warm process's first call, so the answer is kept in the cache
+    folder under a stamp of the Python environment (the folders on sys.path and their
+    modification times: installing or upgrading a package changes its folder's)."""
+    stamp = hashlib.sha256(repr((sys.version, backend, [
+        (p, os.stat(p).st_mtime_ns) for p in sys.path if p and os.path.isdir(p)])).encode())
+    memo = default_cache().memos / f"toolchain-{stamp.hexdigest()}.json"
+    try:
+        return json.loads(memo.read_text())
+    except (OSError, ValueError):
+        pass
+    from .backends.cuda import nvrtc
+    versions = [list(nvrtc.version())]
     if backend == "ptx":
         from .backends.ptx import link
-        parts.append(link.version())
-    return repr(parts)
+        versions.append(list(link.version()))
+    try:
+        memo.parent.mkdir(mode=0o700, exist_ok=True)
+        tmp = memo.with_name(f".{memo.name}.{os.getpid()}")
+        tmp.write_text(json.dumps(versions))
+        os.replace(tmp, memo)
+    except OSError:
+        pass
+    return versions
 
 
 def _native_class(backend: str):

@@ -426,8 +426,14 @@ def test_the_key_covers_what_review_found_it_missed(store, tmp_path, monkeypatch
     spec = fusec.TensorSpec((64, 128), fl.float32)
     fresh(softmax).compile(spec, backend="cuda", target="sm_90")
     assert fresh(softmax).compile(spec, backend="cuda", target="sm_90").restored
-    monkeypatch.setattr(nvrtc, "version", lambda: (99, 9))     # another toolkit
+    # another toolkit, installed into a folder on sys.path (its mtime changes: the stamp
+    # under which the versions are kept in the cache folder)
+    monkeypatch.setattr(nvrtc, "version", lambda: (99, 9))
     kernel_store.environment.cache_clear()
+    site = tmp_path / "site"
+    site.mkdir()
+    monkeypatch.syspath_prepend(str(site))
+    (site / "nvidia_nvrtc_99.py").write_text("")
     try:
         rebuilt = fresh(softmax).compile(spec, backend="cuda", target="sm_90")
         assert not getattr(rebuilt, "restored", False)
