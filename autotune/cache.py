@@ -249,9 +249,21 @@ class DiskCache:
             total -= size
 
     def info(self) -> dict:
+        """Entries and bytes, in all and by the kind their writer named (cubins, whole
+        kernels, tuning results, ...)."""
         entries = self.entries()
+        kinds: dict[str, list[int]] = {}
+        for folder, size, _ in entries:
+            try:
+                kind = json.loads((folder / _META).read_text())["info"].get("kind", "other")
+            except (OSError, ValueError, KeyError, TypeError, AttributeError):
+                kind = "other"
+            count = kinds.setdefault(str(kind), [0, 0])
+            count[0] += 1
+            count[1] += size
         return {"root": str(self.root), "entries": len(entries),
-                "bytes": sum(size for _, size, _ in entries), "max_bytes": self.max_bytes}
+                "bytes": sum(size for _, size, _ in entries), "max_bytes": self.max_bytes,
+                "kinds": {k: {"entries": n, "bytes": b} for k, (n, b) in sorted(kinds.items())}}
 
     def clear(self) -> int:
         entries = self.entries()

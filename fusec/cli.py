@@ -85,6 +85,8 @@ def run_cache(args: argparse.Namespace) -> None:
     info = cache.info()
     print(f"cache folder: {info['root']}\nentries: {info['entries']}\n"
           f"size: {info['bytes'] / 2**20:.2f} MiB (cap {info['max_bytes'] / 2**30:.1f} GiB)")
+    for kind, part in info["kinds"].items():
+        print(f"  {kind:<16} {part['entries']:>6} entries {part['bytes'] / 2**20:>9.2f} MiB")
 
 
 def _add_cache(subparsers) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -116,10 +117,15 @@ def test_lru_eviction_keeps_the_size_cap(tmp_path):
 def test_cli_info_and_clear(tmp_path):
     cache = DiskCache(tmp_path)
     cache.put(cache.key("k"), {"f": b"data"})
+    cache.put(cache.key("c"), {"kernel.cubin": b"\x7fELF.."}, {"kind": "cuda-cubin"})
+    kinds = cache.info()["kinds"]
+    assert {k: v["entries"] for k, v in kinds.items()} == {"cuda-cubin": 1, "other": 1}
+    assert kinds["cuda-cubin"]["bytes"] > 6            # the artifact and its meta.json
     run = lambda *a: subprocess.run([sys.executable, "-m", "fusec", "cache", *a, "--dir",  # noqa: E731
                                      str(tmp_path)], capture_output=True, text=True, check=True)
-    assert "entries: 1" in run("info").stdout
-    assert "removed 1 entries" in run("clear").stdout
+    shown = run("info").stdout
+    assert "entries: 2" in shown and re.search(r"cuda-cubin +1 entries", shown)
+    assert "removed 2 entries" in run("clear").stdout
     assert DiskCache(tmp_path).info()["entries"] == 0
 
 
