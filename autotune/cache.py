@@ -48,6 +48,26 @@ def _source_files() -> list[tuple[os.DirEntry, str]]:
     return sorted(out, key=lambda f: f[1])
 
 
+def read_memo(path: Path) -> str | None:
+    """A memo's text (see DiskCache.memos), or None when there is none to read."""
+    try:
+        return path.read_text()
+    except OSError:
+        return None
+
+
+def write_memo(path: Path, text: str) -> None:
+    """Write a memo atomically (a reader sees all of it or none); quietly nothing when
+    the folder cannot be written (the answer is computed again next time)."""
+    try:
+        path.parent.mkdir(mode=0o700, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except OSError:
+        pass
+
+
 @functools.lru_cache(maxsize=None)
 def compiler_fingerprint(memo: Path | None = None) -> str:
     """sha256 over fusec's version and every source file of its packages. With `memo` (a
@@ -63,12 +83,9 @@ def compiler_fingerprint(memo: Path | None = None) -> str:
             st = entry.stat()
             stamp.update(f"{name}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
         stamp_file = memo / f"fingerprint-{stamp.hexdigest()}"
-        try:
-            known = stamp_file.read_text()
-            if len(known) == 64 and all(c in "0123456789abcdef" for c in known):
-                return known
-        except OSError:
-            pass
+        known = read_memo(stamp_file) or ""
+        if len(known) == 64 and all(c in "0123456789abcdef" for c in known):
+            return known
     digest = hashlib.sha256(fusec.__version__.encode())
     for entry, name in files:
         digest.update(name.encode())
@@ -76,13 +93,7 @@ def compiler_fingerprint(memo: Path | None = None) -> str:
             digest.update(f.read())
     value = digest.hexdigest()
     if stamp_file is not None:
-        try:
-            memo.mkdir(mode=0o700, exist_ok=True)
-            tmp = stamp_file.with_name(f".{stamp_file.name}.{os.getpid()}")
-            tmp.write_text(value)
-            os.replace(tmp, stamp_file)
-        except OSError:
-            pass
+        write_memo(stamp_file, value)
     return value
 
 

@@ -27,7 +27,7 @@ import types
 from .ir.dtypes import DType
 
 _PLAIN = (int, float, bool, str, bytes, complex, type(None), type(Ellipsis))
-_NAMED_MODULES = ("fusec", "numpy", "torch", "sympy")
+_NAMED_MODULES = ("numpy", "torch", "sympy")     # and fusec itself (_own)
 _OWN_PACKAGES = ("fusec",)           # its ir, passes, backends, autotune: fusec.<name>
 
 

@@ -174,12 +174,11 @@ class Kernel:
         if compiled is not None:
             return compiled
         disk_key = self._store.key(base_key) if table is self._compiled else None
-        if disk_key is not None:
-            compiled = self._restore(disk_key, base_key, specs)
-            if compiled is not None:
-                return compiled
+        restored = self._restore(disk_key, base_key, specs) if disk_key is not None else None
         extents = ()
-        if how is None:
+        if restored is not None:
+            compiled, kept_guards = restored
+        elif how is None:
             compiled = build(self.fn, specs, backend, target, config,
                              fast_math=self.fast_math)
             compiled.runtime_positions = self.runtime_positions
@@ -192,19 +191,20 @@ class Kernel:
                                     table=self._candidates)
         else:
             compiled, extents = self._tuned(values, specs, base_key, backend, target, how)
-        guards = self._guards.setdefault(base_key, [(g, size_function(g)) for g in
-                                                    (*compiled.guards, *extents)])
+        if restored is None:
+            kept_guards = [(g, size_function(g)) for g in (*compiled.guards, *extents)]
+        guards = self._guards.setdefault(base_key, kept_guards)
         full_key = (base_key, self._buckets(guards, specs))
         table[full_key] = compiled
         if compiled.validate is None:      # the entry of its own config checks calls
             compiled.validate = lambda args: self._validate(full_key, args)
-        if disk_key is not None:
+        if disk_key is not None and restored is None:
             self._store.save(disk_key, [g for g, _ in guards], full_key[1], compiled)
         return compiled
 
     def _restore(self, disk_key, base_key, specs):
-        """The compiled kernel an earlier process kept on disk for this call, entered in
-        the in-memory table, or None."""
+        """(the compiled kernel an earlier process kept on disk for this call, the guards
+        whose buckets selected it), or None."""
         guards = self._guards.get(base_key)
         if guards is None:
             exprs = self._store.guards(disk_key)
@@ -215,14 +215,10 @@ class Kernel:
         compiled = self._store.load(disk_key, buckets)
         if compiled is None:
             return None
-        self._guards.setdefault(base_key, guards)
         if isinstance(base_key[3], tuple) and base_key[3][1] != "default":
             self.last_tuning = tuning.restored(compiled.config)     # chosen before
         compiled.runtime_positions = self.runtime_positions
-        full_key = (base_key, buckets)
-        self._compiled[full_key] = compiled
-        compiled.validate = lambda args: self._validate(full_key, args)
-        return compiled
+        return compiled, guards
 
     def _tuned(self, values, specs, base_key, backend, target, how):
         """(compiled kernel of the autotuner's choice, tile extents it depends on)."""

@@ -29,7 +29,7 @@ import sys
 
 import numpy as np
 
-from .autotune.cache import default_cache
+from .autotune.cache import default_cache, read_memo, write_memo
 from .autotune.config import Config
 from .backends import switches
 from .backends.stages import Lazy, Stages
@@ -65,13 +65,12 @@ def environment(backend: str, target: str) -> str:
     CPU the object code is for. (The code generators' switches are read per key:
     backends/switches.py.)"""
     from . import tuning
+    import llvmlite
+    import llvmlite.binding as llvm          # imported with fusec (the CPU backend)
     parts = [sys.version, np.__version__, repr(tuning.machine(backend, target))]
     if backend in ("cpu", "ptx"):
-        import llvmlite
-        import llvmlite.binding as llvm
         parts += [llvmlite.__version__, list(llvm.llvm_version_info)]
     if backend == "cpu":
-        import llvmlite.binding as llvm
         parts += [llvm.get_host_cpu_name(), llvm.get_host_cpu_features().flatten()]
     else:
         parts.append(_gpu_toolchain(backend))
@@ -87,21 +86,15 @@ def _gpu_toolchain(backend: str) -> list:
         (p, os.stat(p).st_mtime_ns) for p in sys.path if p and os.path.isdir(p)])).encode())
     memo = default_cache().memos / f"toolchain-{stamp.hexdigest()}.json"
     try:
-        return json.loads(memo.read_text())
-    except (OSError, ValueError):
+        return json.loads(read_memo(memo) or "")
+    except ValueError:
         pass
     from .backends.cuda import nvrtc
     versions = [list(nvrtc.version())]
     if backend == "ptx":
         from .backends.ptx import link
         versions.append(list(link.version()))
-    try:
-        memo.parent.mkdir(mode=0o700, exist_ok=True)
-        tmp = memo.with_name(f".{memo.name}.{os.getpid()}")
-        tmp.write_text(json.dumps(versions))
-        os.replace(tmp, memo)
-    except OSError:
-        pass
+    write_memo(memo, json.dumps(versions))
     return versions
 
 
@@ -153,10 +146,14 @@ class KernelStore:
             default_cache().discard(key)
             return None
 
+    @staticmethod
+    def _entry(key: str, buckets: tuple) -> str:
+        return default_cache().key("kernel", key, list(buckets))
+
     def load(self, key: str, buckets: tuple):
         """The CompiledKernel kept for the specialization and buckets, or None."""
         cache = default_cache()
-        entry = cache.key("kernel", key, list(buckets))
+        entry = self._entry(key, buckets)
         files = cache.get(entry, required=("kernel.json", "stages.json"))
         if files is None:
             return None
@@ -176,7 +173,7 @@ class KernelStore:
             return
         cache = default_cache()
         info = {"kernel": compiled.name, "backend": compiled.backend, "target": compiled.target}
-        cache.put(cache.key("kernel", key, list(buckets)), files, {"kind": "kernel", **info})
+        cache.put(self._entry(key, buckets), files, {"kind": "kernel", **info})
         cache.put(key, {"guards.json": json.dumps(guard_trees).encode()},
                   {"kind": "kernel-guards", **info})
 

@@ -56,9 +56,7 @@ class ViewSemantic:
             raise self.error(f"fl.cat takes a non-empty list or tuple of tensors, got {xs!r}")
         first = xs[0]
         rank = first.value.type.rank
-        if not isinstance(axis, int) or isinstance(axis, bool) or not -rank <= axis < rank:
-            raise self.error(f"fl.cat: axis must be an int in [-{rank}, {rank}), got {axis!r}")
-        axis %= rank
+        axis = self._axis("fl.cat", axis, rank)
         dims = list(first.value.type.shape)
         total = dims[axis]
         for k, x in enumerate(xs[1:], 1):
@@ -208,13 +206,10 @@ class ViewSemantic:
         """fl.take: numpy's take -- x at the positions in the integer tensor `index` along
         `axis` (embedding rows, index_select); an indexed view. A position outside
         [0, x.shape[axis]) reads 0."""
-        rank = x.ndim
-        if not isinstance(axis, int) or isinstance(axis, bool) or not -rank <= axis < rank:
-            raise self.error(f"fl.take: axis must be an int in [-{rank}, {rank}), got {axis!r}")
+        axis = self._axis("fl.take", axis, x.ndim)
         if not index.dtype.is_int:
             raise self.error(f"fl.take: the index must be an integer tensor, got "
                              f"{index.value.type}")
-        axis %= rank
         shape = x.value.type.shape
         result = x.value.type.with_shape(shape[:axis] + index.value.type.shape
                                          + shape[axis + 1:])
@@ -225,15 +220,13 @@ class ViewSemantic:
         [p, j, q] being x[p, index[p, j, q], q]; an indexed view. What falls outside x reads
         0."""
         rank = x.ndim
-        if not isinstance(axis, int) or isinstance(axis, bool) or not -rank <= axis < rank:
-            raise self.error(f"fl.take_along: axis must be an int in [-{rank}, {rank}), got "
-                             f"{axis!r}")
+        axis = self._axis("fl.take_along", axis, rank)
         if not index.dtype.is_int or index.ndim != rank:
             raise self.error(f"fl.take_along: the index must be an integer tensor of x's rank "
                              f"({rank}), got {index.value.type}")
         result = x.value.type.with_shape(index.value.type.shape)
         return self.t._wrap(self.b.value("take_along", [x.value, index.value], result,
-                                         axis=axis % rank))
+                                         axis=axis))
 
     def flip(self, x, dims):
         """fl.flip: x with the order of the elements along `dims` reversed (torch.flip):
@@ -255,6 +248,12 @@ class ViewSemantic:
         steps = [-1 if d in flipped else 1 for d in range(rank)]
         return self.t._wrap(self.b.value("slice", [x.value], x.value.type, starts=starts,
                                          steps=steps))
+
+    def _axis(self, what: str, axis, rank: int) -> int:
+        """`axis` of a tensor of `rank` counted from 0, or the error naming `what`."""
+        if not isinstance(axis, int) or isinstance(axis, bool) or not -rank <= axis < rank:
+            raise self.error(f"{what}: axis must be an int in [-{rank}, {rank}), got {axis!r}")
+        return axis % rank
 
     def _without_ellipsis(self, x, items: list) -> list:
         n = sum(i is Ellipsis for i in items)

@@ -35,12 +35,9 @@ def view_load(emitter, op) -> Value:
 
 def _view_tile(m: "_IndexMath", view, idx: list, mask) -> Value:
     """The tile of `view`'s result at indices idx (lanes where `mask` is false unread)."""
-    if view.name == "concat":
-        return _concat(m, view, idx, mask)
-    if view.name == "take":
-        return _take(m, view, idx, mask)
-    if view.name == "take_along":
-        return _take_along(m, view, idx, mask)
+    reader = _READERS.get(view.name)
+    if reader is not None:
+        return reader(m, view, idx, mask)
     return _source_tile(m, view.operands[0], _MAPS[view.name](m, view, idx), mask)
 
 
@@ -208,6 +205,8 @@ def _reshape(m: _IndexMath, op, idx: list) -> list:
     return out + idx[len(outer_dst):]
 
 
-_MAPS = {"slice": _slice, "reshape": _reshape}      # concat, take, take_along: above
+# views mapping their indices to their one operand's, and views reading for themselves
+_MAPS = {"slice": _slice, "reshape": _reshape}
+_READERS = {"concat": _concat, "take": _take, "take_along": _take_along}
 
 __all__ = ["op_attrs", "view_load"]

@@ -57,15 +57,14 @@ def spec(kind: str, d: DType, out: DType) -> Spec:
                                                 "{a} += (double){p};")
         return Spec([("double", "0.0")], "{a} += (double){x};",
                     arith.cast(D.float64, out, "{a}"), "{a} += {b};", partial)
-    if kind == "sum":       # bool and ints: int64, wrapping in its unsigned twin
-        return Spec([("unsigned long long", "0ULL")], "{a} += (unsigned long long){x};",
-                    "(long long){a}", "{a} += {b};")
     if kind == "prod" and d.is_float:     # in double, rounded once (as the sum)
         return Spec([("double", "1.0")], "{a} *= (double){x};",
                     arith.cast(D.float64, out, "{a}"), "{a} *= {b};")
-    if kind == "prod":
-        return Spec([("unsigned long long", "1ULL")], "{a} *= (unsigned long long){x};",
-                    "(long long){a}", "{a} *= {b};")
+    if kind in ("sum", "prod"):   # bool and ints: int64, wrapping in its unsigned twin
+        update, ident = ("+=", "0ULL") if kind == "sum" else ("*=", "1ULL")
+        return Spec([("unsigned long long", ident)],
+                    f"{{a}} {update} (unsigned long long){{x}};", "(long long){a}",
+                    f"{{a}} {update} {{b}};")
     if kind in ("max", "min"):
         if d.is_float:
             fn = "fc_fmax" if kind == "max" else "fc_fmin"

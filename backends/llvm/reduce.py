@@ -55,22 +55,18 @@ def _value_spec(L, kind: str, d: DType, out: DType) -> Spec:
         return Spec([acc], [ir.Constant(acc, 0.0)], lambda a, x, i: [add(a[0], ext(x))],
                     lambda a, c: [add(a[0], c[0])],
                     lambda a: arith.round_half(ctx, out, to_out(a[0])), group)
-    if kind == "sum":
-        widen = (lambda x: x) if cty == I64 else (
-            (lambda x: b.sext(x, I64)) if is_signed(d) else (lambda x: b.zext(x, I64)))
-        return Spec([I64], [ir.Constant(I64, 0)], lambda a, x, i: [b.add(a[0], widen(x))],
-                    lambda a, c: [b.add(a[0], c[0])], lambda a: a[0])
     if kind == "prod" and d.is_float:      # in float64, rounded once
         ext = (lambda x: x) if cty == F64 else (lambda x: b.fpext(x, F64))
         to_out = (lambda a: a) if compute(out) == F64 else (lambda a: b.fptrunc(a, F32))
         return Spec([F64], [ir.Constant(F64, 1.0)], lambda a, x, i: [b.fmul(a[0], ext(x))],
                     lambda a, c: [b.fmul(a[0], c[0])],
                     lambda a: arith.round_half(ctx, out, to_out(a[0])))
-    if kind == "prod":
+    if kind in ("sum", "prod"):            # bools and ints: in int64, wrapping
         widen = (lambda x: x) if cty == I64 else (
             (lambda x: b.sext(x, I64)) if is_signed(d) else (lambda x: b.zext(x, I64)))
-        return Spec([I64], [ir.Constant(I64, 1)], lambda a, x, i: [b.mul(a[0], widen(x))],
-                    lambda a, c: [b.mul(a[0], c[0])], lambda a: a[0])
+        op, ident = (b.add, 0) if kind == "sum" else (b.mul, 1)
+        return Spec([I64], [ir.Constant(I64, ident)], lambda a, x, i: [op(a[0], widen(x))],
+                    lambda a, c: [op(a[0], c[0])], lambda a: a[0])
     if d.is_float:                   # NaN-propagating, like numpy
         name = "maximum" if kind == "max" else "minimum"
         ident = float("-inf") if kind == "max" else float("inf")

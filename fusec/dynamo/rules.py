@@ -429,18 +429,13 @@ def _cast_first(x: Var, dtype) -> str:
     return str(x) if dtype is None else f"{x}.to({dtype_name(dtype)})"
 
 
-def _sum(e, x, dims=None, keepdim=False, dtype=None):
-    return f"{_cast_first(tensor(x), dtype)}.sum(axis={_axes(x, dims)}, keepdims={keepdim})"
-
-
-def _prod(e, x, dims=None, keepdim=False, dtype=None):
-    """prod.default (every dim) and prod.dim_int: bools and ints multiply in int64, floats
-    in float64, rounded once."""
-    return f"{_cast_first(tensor(x), dtype)}.prod(axis={_axes(x, dims)}, keepdims={keepdim})"
-
-
-def _mean(e, x, dims=None, keepdim=False, dtype=None):
-    return f"{_cast_first(tensor(x), dtype)}.mean(axis={_axes(x, dims)}, keepdims={keepdim})"
+def _accumulating(method: str):
+    """sum / prod / mean (and their overloads over every dim), with `dtype=` cast first.
+    (prod: bools and ints multiply in int64, floats in float64, rounded once.)"""
+    def rule(e, x, dims=None, keepdim=False, dtype=None):
+        return (f"{_cast_first(tensor(x), dtype)}.{method}(axis={_axes(x, dims)}, "
+                f"keepdims={keepdim})")
+    return rule
 
 
 def _extreme(kind: str):
@@ -583,7 +578,8 @@ RULES = {
     # view/reshape/slice/select stay aten (replayed at region results, or between
     # regions): lowered inside regions as fusec reshapes and slices, the transformer
     # block's training step ran 13x slower on the H200 (benchmarks/RESULTS.md)
-    aten.sum: _sum, aten.prod: _prod, aten.mean: _mean,
+    aten.sum: _accumulating("sum"), aten.prod: _accumulating("prod"),
+    aten.mean: _accumulating("mean"),
     aten.amax: _extreme("max"), aten.amin: _extreme("min"),
     aten.argmax: _arg_extreme("argmax"), aten.argmin: _arg_extreme("argmin"),
     aten.max: _extreme_with_index("max"), aten.min: _extreme_with_index("min"),
