@@ -204,7 +204,13 @@ def trace_with_default_blocks(fn, params, cap: int):
 
     blocks = shrink_to_cap(used, tile_elements, cap)
     tile_elements(blocks)
-    return last["module"], guards, [blocks[d] for d in sorted(blocks)], returns_tuple
+    # by dim, with the blocks the source (or the tile pass: a batched matmul's batch dims)
+    # fixes among them
+    fixed = {op.attrs["dim"]: op.attrs["block"] for op in last["module"].walk()
+             if op.name == "tile_for"}
+    dims = range(1 + max([*blocks, *fixed], default=-1))
+    return last["module"], guards, [blocks.get(d, fixed.get(d, 1)) for d in dims], \
+        returns_tuple
 
 
 def autotune_facts(fn, params) -> KernelFacts:

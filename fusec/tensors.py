@@ -215,18 +215,29 @@ class TensorSemantic:
 
     # -- matmul ----------------------------------------------------------------------------
     def dot(self, a, b, out_dtype: DType) -> TensorVal:
-        """[M, K] @ [K, N] -> [M, N], accumulated in out_dtype (operands cast to it)."""
-        if not (is_tensor(a) and is_tensor(b)) or a.ndim != 2 or b.ndim != 2:
-            raise self.error("dot/@ of whole tensors needs two 2-D tensors, got "
+        """[..., M, K] @ [..., K, N] -> [..., M, N] (numpy's matmul: the batch dims before
+        the last two broadcast), accumulated in out_dtype (operands cast to it)."""
+        if not (is_tensor(a) and is_tensor(b)) or a.ndim < 2 or b.ndim < 2:
+            raise self.error("dot/@ of whole tensors needs two tensors of 2 or more dims, got "
                              f"{_describe(a)} and {_describe(b)}")
-        (m, k), (k2, n) = a.value.type.shape, b.value.type.shape
+        sa, sb = tuple(a.value.type.shape), tuple(b.value.type.shape)
+        (m, k), (k2, n) = sa[-2:], sb[-2:]
         if self._same_dim(k, k2) is None:
-            raise self.error(f"dot: inner dimensions differ: {shape_text((m, k))} @ "
-                             f"{shape_text((k2, n))}")
+            raise self.error(f"dot: inner dimensions differ: {shape_text(sa)} @ "
+                             f"{shape_text(sb)}")
+        batch = self.broadcast_shape(sa[:-2], sb[:-2])
         va, vb = self.cast(a, out_dtype).value, self.cast(b, out_dtype).value
-        if k != k2:
-            vb = self.b.value("broadcast", [vb], vb.type.with_shape((k, n)))
-        return self._wrap(self.b.value("dot", [va, vb], TensorType(out_dtype, (m, n))))
+        # operands typed with the result's batch sizes and one K where sympy sees two names
+        # for one size (the call checks that they are equal, equal_sizes)
+        va = self._sized_like(va, batch, (m, k))
+        vb = self._sized_like(vb, batch, (k, n))
+        return self._wrap(self.b.value("dot", [va, vb], TensorType(out_dtype, (*batch, m, n))))
+
+    def _sized_like(self, v: Value, batch: tuple, last: tuple) -> Value:
+        shape = tuple(v.type.shape)
+        lead = batch[len(batch) - (len(shape) - 2):] if len(shape) > 2 else ()
+        want = tuple(1 if d == 1 else w for d, w in zip(shape[:-2], lead)) + last
+        return v if want == shape else self.b.value("broadcast", [v], v.type.with_shape(want))
 
     # -- memory ----------------------------------------------------------------------------
     def write(self, dst: TensorArg, value) -> None:

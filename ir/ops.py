@@ -64,12 +64,16 @@ Memory
 
 Tensor-level ops (whole tensors, in the kernel's own block only; the fuse and tile passes
 turn them into tile loops, see passes/fuse.py and passes/tile.py)
-  The unary, binary, compare, where, cast, expand_dims, permute and reduce ops above also
+  The unary, binary, compare, where, cast, expand_dims, permute, reduce and dot ops above also
   take and give `tensor` values: whole tensors with symbolic shapes, computed as numpy
   would compute them on the whole arrays. A tensor param or alloc used as an operand is
   read (its contents at that point of the program). broadcast also takes a scalar (rank-0
   tile) to a tensor; a broadcast between two symbolic sizes listed together in the
   kernel's `equal_sizes` is allowed (the call checks that they are equal).
+  dot(a, b)         of tensors: [..., M, K] x [..., K, N] -> [..., M, N], numpy's matmul: the
+                    dims before the last two are batch dims, each 1 or the result's (aligned
+                    to the right). The tile pass gives a program one element of each batch
+                    dim and a 2-D tile-level dot.
   reshape(x)        -> the result type's shape, same dtype and number of elements: the
                     elements of x in row-major order, laid out row-major in the new shape
                     (numpy's reshape of a contiguous copy). Symbolic element counts that sympy

@@ -219,6 +219,17 @@ def _check_dot(op: Op):
     _n_operands(op, 2)
     a, b = (_shaped(op, v, "operand") for v in op.operands)
     r = _result(op)
+    if isinstance(r, TensorType):     # whole tensors: batch dims before the last two
+        _expect(a.rank >= 2 and b.rank >= 2 and a.shape[-1] == b.shape[-2], op,
+                f"dot needs [..., M, K] x [..., K, N], got {a.shape} x {b.shape}")
+        batch = tuple(r.shape[:-2])
+        for v in (a, b):
+            lead = batch[len(batch) - (v.rank - 2):] if v.rank > 2 else ()
+            _expect(v.rank - 2 <= len(batch) and all(
+                d == 1 or d == w for d, w in zip(v.shape[:-2], lead)), op,
+                f"dot: operand batch dims {v.shape[:-2]} do not broadcast to {batch}")
+        _expect(tuple(r.shape[-2:]) == (a.shape[-2], b.shape[-1]), op, "wrong result shape")
+        return
     _expect(a.rank == 2 and b.rank == 2 and a.shape[1] == b.shape[0], op,
             f"dot needs [M, K] x [K, N], got {a.shape} x {b.shape}")
     _expect(r.shape == (a.shape[0], b.shape[1]), op, "wrong result shape")

@@ -157,7 +157,7 @@ class _Fuser:
             reason = _matmul_refusal(dots, merged)
             if reason is not None:
                 return reason
-        k_axes = {axes.of[op.operands[0]][1] for op in dots}
+        k_axes = {axes.of[op.operands[0]][-1] for op in dots}
         for k in axes.reduced:
             if k in k_axes:
                 continue                # a matmul walks its K in chunks
@@ -292,6 +292,13 @@ class _Fuser:
                 next_gid += 1
                 continue
             gids = list(dict.fromkeys(self.group[u] for u in users))
+            misfit = next(filter(None, (self._misfit(op, g) for g in gids)), None)
+            if misfit is not None:          # its own launch, read from memory by its users
+                self.notes.append(f"not fused: {_name(op)}: {misfit}")
+                self.group[op] = next_gid
+                self.members[next_gid] = [op]
+                next_gid += 1
+                continue
             self._join(op, gids[0])
             if len(gids) == 1:
                 continue
@@ -307,6 +314,17 @@ class _Fuser:
             self.position = {o: i for i, o in enumerate(self.body.ops)}
         for gid, ops in self.members.items():
             ops.sort(key=self.position.get)
+
+    def _misfit(self, op: Op, gid: int) -> str | None:
+        """Why free op `op` cannot join group gid (a batched matmul's group takes values
+        whose batch dims come first only), or None."""
+        if not any(o.name == "dot" and o.results[0].type.rank > 2 for o in self.members[gid]):
+            return None                 # any other group takes it (_free_ops)
+        try:
+            Axes(sorted(self.members[gid] + [op], key=self.position.get))
+        except NotOneSpace as exc:
+            return str(exc)
+        return None
 
     def _join(self, op: Op, gid: int) -> None:
         self.group[op] = gid

@@ -132,9 +132,68 @@ class Axes:
         self._solve()
         self.reduced = sorted(({self.of[op.operands[0]][op.attrs["axis"]] for op in ops
                                 if op.name == "reduce"}
-                               | {self.of[op.operands[0]][1] for op in ops if op.name == "dot"})
+                               | {self.of[op.operands[0]][-1] for op in ops if op.name == "dot"})
                               - {None})
         self.parallel = [k for k in range(len(self.domain)) if k not in self.reduced]
+        self.frame_rank, self.batch = self._batch_frame()
+
+    # -- batched matmuls -------------------------------------------------------------------
+    def _batch_frame(self) -> tuple[int | None, frozenset]:
+        """(R, batch axes) of a group holding a batched dot ([..., M, K] x [..., K, N], rank
+        R > 2): its programs take one element of every batch axis (the tile-level dot is
+        2-D), so the tiles of every value keep only its last two dims (dims aligned to the
+        right, as broadcasting aligns them). That needs the dims before those to be batch
+        axes (or of size 1) and no batch axis among the last two; (None, {}) without one."""
+        dots = [op for op in self.ops if op.name == "dot"]
+        rank = dots[0].results[0].type.rank if dots else 2
+        if rank == 2:
+            return None, frozenset()
+        r = dots[0].results[0]
+        batch = frozenset(k for k in self.of[r][:rank - 2] if k is not None)
+        for v, dims in self.of.items():
+            if v.type.rank > rank:
+                raise NotOneSpace(f"a {v.type} has more dims than the batched matmul's "
+                                  f"{r.type} it would share a launch with")
+            for d, k in enumerate(dims):
+                dropped = d < v.type.rank - 2
+                if k is not None and (k in batch) != dropped:
+                    raise NotOneSpace(
+                        f"dim {d} of a {v.type} is {'not ' if dropped else ''}a batch dim of "
+                        f"the batched matmul's {r.type} where its place says it is"
+                        f"{'' if dropped else ' not'} (a batched matmul's launch takes its "
+                        "batch dims first, aligned to the right)")
+        self.frame_rank = rank
+        for op in self.ops:
+            if op.name in ("expand_dims", "permute") and self.tile_form(op) is None:
+                raise NotOneSpace(f"{op.name} at line {op.loc.line} moves a dim between the "
+                                  "batch dims of a batched matmul and its rows or columns")
+        return rank, batch
+
+    def kept_dims(self, v: Value) -> list[int]:
+        """The dims of v its tiles have: all but those in a batched matmul's batch places."""
+        if self.frame_rank is None:
+            return list(range(v.type.rank))
+        return list(range(max(v.type.rank - 2, 0), v.type.rank))
+
+    def tile_form(self, op: Op) -> tuple | None:
+        """What an expand_dims or permute does to tiles whose batch dims are dropped:
+        ("same",) (nothing: only size-1 dims move), (name, attrs) or None (it moves a dim
+        in or out of the batch places)."""
+        if self.frame_rank is None:
+            return (op.name, {k: v for k, v in op.attrs.items() if k != "group"})
+        x, r = op.operands[0], op.results[0]
+        kept_x, kept_r = self.kept_dims(x), self.kept_dims(r)
+        if op.name == "permute":
+            sources = [op.attrs["perm"][i] for i in kept_r]
+            if not set(sources) <= set(kept_x):
+                return None
+            perm = [kept_x.index(s) for s in sources]
+            return ("same",) if perm == sorted(perm) else ("permute", {"perm": perm})
+        axis = op.attrs["axis"]
+        sources = [j if j < axis else j - 1 for j in kept_r if j != axis]
+        if sources != kept_x:
+            return None
+        return ("expand_dims", {"axis": kept_r.index(axis)}) if axis in kept_r else ("same",)
 
     # -- constraint propagation ------------------------------------------------------------
     def _unify(self, a: Value, da: int, b: Value, db: int) -> bool:
@@ -176,9 +235,13 @@ class Axes:
             a = op.attrs["axis"]
             src = op.operands[0]
             return [(src, d, r, d if d < a else d - 1) for d in range(src.type.rank) if d != a]
-        if op.name == "dot":             # [M, K] x [K, N]: K is an axis of its own
+        if op.name == "dot":             # [..., M, K] x [..., K, N]: K is an axis of its own
             a, b = op.operands
-            return [(a, 0, r, 0), (b, 1, r, 1), (a, 1, b, 0)]
+            ra, rb, rr = a.type.rank, b.type.rank, r.type.rank
+            batch = [(v, d, r, d + rr - v.type.rank) for v in (a, b)
+                     for d in range(v.type.rank - 2)]
+            return batch + [(a, ra - 2, r, rr - 2), (b, rb - 1, r, rr - 1),
+                            (a, ra - 1, b, rb - 2)]
         # elementwise and broadcast: same rank, dims in place
         return [(v, d, r, d) for v in tensors for d in range(r.type.rank)
                 if v.type.rank == r.type.rank]
@@ -188,9 +251,9 @@ class Axes:
         self._propagate()
         for op in self.ops:              # a matmul's K: an axis of its own, never M or N
             a = op.operands[0] if op.name == "dot" else None
-            if a is not None and self.of[a][1] is None and not _is_one(a.type.shape[1]):
-                self.domain.append(a.type.shape[1])
-                self.of[a][1] = len(self.domain) - 1
+            if a is not None and self.of[a][-1] is None and not _is_one(a.type.shape[-1]):
+                self.domain.append(a.type.shape[-1])
+                self.of[a][-1] = len(self.domain) - 1
                 self._propagate()
         for v, dims in self.of.items():
             for d, k in enumerate(dims):

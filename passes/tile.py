@@ -169,7 +169,7 @@ class _GroupEmitter:
                 erase(op)
             return
         dots = [op for op in self.ops if op.name == "dot"]
-        k_axis = axes.axes(dots[0].operands[0])[1] if dots else None
+        k_axis = axes.axes(dots[0].operands[0])[-1] if dots else None
         for k in axes.reduced:
             if k == k_axis:
                 self.looped = k          # a matmul walks K in chunks: block set below
@@ -203,10 +203,17 @@ class _GroupEmitter:
 
     def parallel_loops(self, reduced_elements: int) -> list:
         """(extent, block, dim, axis) of a parallel loop per parallel axis, blocks from the
-        config or the policy (setting self.block), `reduced_elements` per program besides."""
+        config or the policy (setting self.block), `reduced_elements` per program besides.
+        A batched matmul's batch axes take one element a program (not tuned)."""
         loops = []
-        n = len(self.axes.parallel)
-        for position, k in enumerate(self.axes.parallel):
+        tuned = [k for k in self.axes.parallel if k not in self.axes.batch]
+        n = len(tuned)
+        for k in self.axes.parallel:
+            if k in self.axes.batch:
+                self.block[k] = 1
+                loops.append((self.axes.extent(k), 1, self.tiler.new_dim(), k))
+                continue
+            position = tuned.index(k)
             dim, block = self.tiler.block_for(True, position, n, _fallback_block(
                 position, n, reduced_elements))
             self.block[k] = block
@@ -240,6 +247,9 @@ class _GroupEmitter:
         self.index: dict = {}
         self.mask: dict[int, Value] = {}
         for k, h in self.handles.items():
+            if k in self.axes.batch:       # a scalar: the program's element of the axis
+                self.index[k] = self.b.value("tile_begin", [h], TileType(D.INDEX))
+                continue
             self.index[k] = self.b.value("tile_index", [h], TileType(D.INDEX, (self.block[k],)))
         for k in whole:
             n = self.block[k]
@@ -256,7 +266,10 @@ class _GroupEmitter:
         self.mask[k] = self.b.value("lt", [idx, bound], TileType(D.bool_, (n,)))
 
     def shape(self, v: Value) -> tuple[int, ...]:
-        return tuple(1 if k is None else self.block[k] for k in self.axes.axes(v))
+        """v's tile shape (without a batched matmul's batch dims)."""
+        axes = self.axes.axes(v)
+        return tuple(1 if axes[d] is None else self.block[axes[d]]
+                     for d in self.axes.kept_dims(v))
 
     def _placed(self, along: Value, d: int, shape: tuple) -> Value:
         """A 1-D tile `along` put at dim d of a tile of `shape` (other dims broadcast)."""
@@ -276,13 +289,17 @@ class _GroupEmitter:
         return self.b.value("broadcast", [v], v.type.with_shape(shape))
 
     def _address(self, v: Value) -> list[Value]:
+        """An index tile per dim of v (a batch dim's is its program's element everywhere)."""
         shape = self.shape(v)
+        place = {d: i for i, d in enumerate(self.axes.kept_dims(v))}
         out = []
         for d, k in enumerate(self.axes.axes(v)):
             if k is None:
                 out.append(self.b.value("const", [], TileType(D.INDEX, shape), value=0))
+            elif d not in place:
+                out.append(self._broadcast(self.index[k], shape))
             else:
-                out.append(self._placed(self.index[k], d, shape))
+                out.append(self._placed(self.index[k], place[d], shape))
         return out
 
     # -- ops -------------------------------------------------------------------------------
@@ -320,10 +337,14 @@ class _GroupEmitter:
             return
         rtype = TileType(r.type.dtype, self.shape(r))
         ins = [self.get(v) for v in op.operands]
+        form = self.axes.tile_form(op) if op.name in ("expand_dims", "permute") else None
         if op.name == "broadcast":
             self.env[r] = self._broadcast(ins[0], rtype.shape)
         elif op.name == "reduce":
             self.env[r] = self._reduce(op, ins[0], rtype)
+        elif form is not None:        # batch dims dropped: the form the tiles take
+            self.env[r] = ins[0] if form == ("same",) else self.b.value(
+                form[0], ins, rtype, **form[1])
         else:
             self.env[r] = self.b.value(op.name, ins, rtype, **op_attrs(op))
         if r.name and self.env[r].name is None:

@@ -65,6 +65,13 @@ def matmul_softmax(a, b):
     return out
 
 
+@fusec.kernel
+def batched_bias_relu(a, b, bias):
+    """Whole tensors: a batched matmul ([B, M, K] @ [B, K, N], or a 2-D b shared by the
+    batch) with its epilogue, tiled by the tile pass: one batch element a program."""
+    return (fl.relu(a @ b + bias) * 0.5).to(a.dtype)
+
+
 def _softmax(x):
     e = np.exp(x - x.max(axis=1, keepdims=True))
     return e / e.sum(axis=1, keepdims=True)
@@ -84,6 +91,10 @@ KERNELS = {
     "nt": (matmul_nt, lambda m, k, n: [(m, k), (n, k)], [], lambda a, bt: a @ bt.T, None),
     "add_silu": (matmul_add_silu, lambda m, k, n: [(m, k), (k, n), (m, n), (n,)], [],
                  lambda a, b, c, bias: _silu(a @ b + c + bias), None),
+    "batched": (batched_bias_relu, lambda m, k, n: [(3, m, k), (3, k, n), (n,)], [],
+                lambda a, b, bias: np.maximum(a @ b + bias, 0) * 0.5, None),
+    "batched_shared_b": (batched_bias_relu, lambda m, k, n: [(2, m, k), (k, n), (n,)], [],
+                         lambda a, b, bias: np.maximum(a @ b + bias, 0) * 0.5, None),
     "softmax": (matmul_softmax, lambda m, k, n: [(m, k), (k, n)], [],
                 lambda a, b: _softmax(a @ b), "float32"),
 }

@@ -69,6 +69,26 @@ def half_matmul_epilogue(a, b, bias):
     return fl.silu(a @ b + bias).to(a.dtype)
 
 
+@fusec.kernel
+def attention_scores(q, k, scale: float):
+    """Batched q @ k^T with a transposed operand (a permute in the launch) and a scale."""
+    return (q @ fl.permute(k, (0, 2, 1))) * scale
+
+
+@fusec.kernel
+def batched_mlp(x, w1, b1, w2):
+    """[B, T, D] activations through two shared weights: each matmul one launch with its
+    epilogue, batch dims as the grid's first."""
+    return fl.gelu(x @ w1 + b1) @ w2
+
+
+@fusec.kernel
+def per_batch_bias(a, b, bias):
+    """A [B, N] bias per batch element expanded to [B, 1, N]: its batch dim sits in the
+    rows' place before the expand, so the expand is not fused (a second launch)."""
+    return a @ b + fl.expand_dims(bias, 1)
+
+
 # -- views (reshape, squeeze, flatten, slices) ------------------------------------------------
 
 @fusec.kernel

@@ -503,24 +503,29 @@ def _var_mean(e, x, dims=None, correction=None, keepdim=False):
 
 # -- matmul (only with Options.matmul == "fusec") ---------------------------------------------
 
-def _dot(a: Var, b: Var) -> str:
-    if tensor(a).rank != 2 or tensor(b).rank != 2:
-        raise Unsupported("matmul of tensors that are not 2-D")
+def _dot(a: Var, b: Var, rank: int = 2) -> str:
+    if tensor(a).rank != rank or tensor(b).rank != rank:
+        raise Unsupported(f"matmul of tensors that are not {rank}-D")
     acc = "fl.float64" if a.dtype == torch.float64 else "fl.float32"
     return f"fl.dot({a}, {b}, out_dtype={acc})"
 
 
-def _mm(e, a, b):
-    return _dot(a, b)
-
-
-def _addmm(e, bias, a, b, beta=1, alpha=1):
-    product = _dot(a, b) if alpha == 1 else f"({_dot(a, b)} * {lit(alpha)})"
+def _plus_scaled(product: str, bias, beta, alpha) -> str:
+    product = product if alpha == 1 else f"({product} * {lit(alpha)})"
+    if beta == 0:                       # torch ignores the input then (its NaNs too)
+        return product
     bias = lit(bias) if beta == 1 else f"({lit(bias)} * {lit(beta)})"
     return f"({product} + {bias})"
 
 
-MATMULS = {aten.mm: _mm, aten.addmm: _addmm}
+MATMULS = {
+    aten.mm: lambda e, a, b: _dot(a, b),
+    aten.addmm: lambda e, bias, a, b, beta=1, alpha=1: _plus_scaled(_dot(a, b), bias, beta,
+                                                                    alpha),
+    aten.bmm: lambda e, a, b: _dot(a, b, 3),
+    aten.baddbmm: lambda e, bias, a, b, beta=1, alpha=1: _plus_scaled(_dot(a, b, 3), bias,
+                                                                      beta, alpha),
+}
 
 RULES = {
     **{getattr(aten, n): _float_unary(n) for n in (

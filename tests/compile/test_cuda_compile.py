@@ -239,6 +239,8 @@ MMA_CASES = {
     "transposed-b": ("nt", (256, 64, 128), "bfloat16", [64, 128, 32], 4, "a"),
     "loaded-acc-silu": ("add_silu", (128, 96, 64), "float16", [32, 64, 16], 2, "ab"),
     "softmax-spills": ("softmax", (64, 64, 64), "bfloat16", [64, 64, 32], 4, "ab"),
+    "batched-whole-tensors": ("batched", (256, 64, 128), "bfloat16", [1, 64, 128, 32], 4,
+                              "ab"),
 }
 
 

@@ -157,3 +157,14 @@ def test_programs_walk_the_grid_in_groups_of_rows():
     got, want, source = run_emulated("bias_relu", (300, 32, 200), "bfloat16", [16, 16, 16], 1)
     assert emit.GROUP_ROWS == 8 and "groups of 8 rows" in source
     assert_close(got / 6, want / 6, "bfloat16", "bias_relu over 19 x 13 programs")
+
+
+@pytest.mark.parametrize("name", ["batched", "batched_shared_b"])
+@pytest.mark.parametrize("mkn,blocks,warps", [((37, 48, 40), [1, 32, 32, 16], 2),
+                                              ((16, 32, 8), [1, 16, 8, 16], 1)])
+def test_batched_whole_tensor_matmul_one_batch_element_a_program(name, mkn, blocks, warps):
+    """a @ b of 3-D whole tensors: the tile pass gives each program one batch element
+    (the config's first block, fixed at 1) and a 2-D dot the tensor cores take."""
+    got, want, source = run_emulated(name, mkn, "bfloat16", blocks, warps)
+    assert "fc_mma_bf16(" in source
+    assert_close(got / np.sqrt(mkn[1]), want / np.sqrt(mkn[1]), "bfloat16", name)

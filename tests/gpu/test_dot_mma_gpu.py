@@ -92,6 +92,25 @@ def test_strided_and_offset_operands():
         check("bias_relu", (m, k, n), "bfloat16", [64, 64, 32], 4, [a, b, bias])
 
 
+@pytest.mark.parametrize("name", ["batched", "batched_shared_b"])
+@pytest.mark.parametrize("mkn,blocks,warps", [((300, 72, 130), [1, 64, 64, 32], 4),
+                                              ((1024, 512, 256), [1, 128, 128, 64], 4)])
+def test_batched_whole_tensor_matmul(name, mkn, blocks, warps):
+    """a @ b of 3-D whole tensors (b batched or shared): one batch element a program."""
+    check(name, mkn, "bfloat16", blocks, warps)
+
+
+def test_batched_matmul_default_policy_against_torch():
+    """The default config of a batched matmul (no config given) on odd sizes."""
+    kernel, _, _, _, _ = KERNELS["batched"]
+    a = torch.randn(5, 77, 200, device="cuda", dtype=torch.bfloat16)
+    b = torch.randn(5, 200, 90, device="cuda", dtype=torch.bfloat16)
+    bias = torch.randn(90, device="cuda", dtype=torch.bfloat16)
+    got = kernel(a, b, bias).double()
+    want = torch.relu(a.double() @ b.double() + bias.double()) * 0.5
+    torch.testing.assert_close(got / 15, want / 15, rtol=2e-2, atol=2e-2)
+
+
 def test_large_k_against_cublas():
     """K = 2048: the float32 accumulation stays about as close to float64 as cuBLAS' float32
     matmul of the same bf16 values."""

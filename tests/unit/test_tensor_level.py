@@ -15,6 +15,7 @@ import fusec.language as fl
 from conftest import as_input, assert_close, output_float64, random_array
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import dot_kernels as DOT  # noqa: E402
 import tensor_kernels as K  # noqa: E402
 
 SHAPES = [(1, 1), (7, 100), (33, 257)]
@@ -135,7 +136,7 @@ def test_broadcast_of_static_mismatch_is_a_compile_error():
 
 def test_whole_tensor_errors_name_the_construct():
     @fusec.kernel
-    def batched_matmul(a, b):
+    def vector_matmul(a, b):
         return a @ b
 
     @fusec.kernel
@@ -151,8 +152,13 @@ def test_whole_tensor_errors_name_the_construct():
         return x[x] * 2             # a whole tensor as an index: a gather, not a view
 
     x = np.ones((4, 4), np.float32)
-    with pytest.raises(fusec.CompilationError, match="dot/@ of whole tensors needs two 2-D"):
-        batched_matmul(np.ones((2, 4, 4), np.float32), x)
+    with pytest.raises(fusec.CompilationError, match="dot/@ of whole tensors needs two "
+                                                     "tensors of 2 or more dims"):
+        vector_matmul(np.ones(4, np.float32), x)
+    with pytest.raises(fusec.CompilationError, match="shapes cannot be broadcast"):
+        vector_matmul(np.ones((2, 4, 4), np.float32), np.ones((3, 4, 4), np.float32))
+    with pytest.raises(fusec.CompilationError, match="inner dimensions differ"):
+        vector_matmul(np.ones((2, 4, 4), np.float32), np.ones((2, 5, 4), np.float32))
     with pytest.raises(fusec.CompilationError, match="write it into a tensor"):
         computed_value_in_a_tile_loop(x)
     with pytest.raises(fusec.CompilationError, match="indexed with ints, sizes, slices and None"):
@@ -251,6 +257,50 @@ def test_matmul_refusals_keep_results_right(backend):
     got, compiled = _run(K.softmax_of_matmul, x, w)
     assert compiled.num_launches == 2
     assert_close(got, _softmax(xd @ w), "float32")
+
+
+@pytest.mark.parametrize("sa,sb,sbias", [
+    ((3, 17, 33), (3, 33, 21), (21,)),          # batched operands, odd sizes
+    ((3, 17, 33), (33, 21), (3, 1, 21)),        # a 2-D b shared by the batch, bias per batch
+    ((2, 3, 5, 7), (3, 7, 9), (9,)),            # two batch dims, b broadcast along the first
+    ((1, 5, 7), (4, 7, 9), (9,)),               # a's batch dim of 1 broadcast
+    ((4, 1, 7), (4, 7, 1), (1,)),               # M = N = 1
+])
+def test_batched_matmul_with_its_epilogue_is_one_launch(backend, sa, sb, sbias):
+    a, ad = random_array(sa, "float32", seed=30)
+    b, bd = random_array(sb, "float32", seed=31)
+    bias, biasd = random_array(sbias, "float32", seed=32)
+    got, compiled = _run(DOT.batched_bias_relu, a, b, bias)
+    assert compiled.num_launches == 1
+    batch = np.broadcast_shapes(sa[:-2], sb[:-2])
+    grid = [op for op in compiled.module.walk() if op.name == "tile_for" and op.attrs["parallel"]]
+    assert [op.attrs["block"] for op in grid[:len(batch)]] == [1] * sum(n > 1 for n in batch)
+    assert_close(got, np.maximum(ad @ bd + biasd, 0) * 0.5, "float32")
+
+
+def test_batched_matmul_with_a_transposed_operand_and_two_matmuls(backend):
+    q, qd = random_array((3, 11, 16), "float32", seed=33)
+    k, kd = random_array((3, 13, 16), "float32", seed=34)
+    got, compiled = _run(K.attention_scores, q, k, 0.25)
+    assert compiled.num_launches == 1
+    assert_close(got, qd @ kd.transpose(0, 2, 1) * 0.25, "float32")
+    x, xd = random_array((2, 9, 12), "float32", seed=35)
+    w1, w1d = random_array((12, 20), "float32", seed=36)
+    b1, b1d = random_array((20,), "float32", seed=37)
+    w2, w2d = random_array((20, 6), "float32", seed=38)
+    got, compiled = _run(K.batched_mlp, x, w1, b1, w2)
+    assert compiled.num_launches == 2
+    assert_close(got, _gelu(xd @ w1d + b1d) @ w2d, "float32")
+
+
+def test_a_value_moving_a_batch_dim_is_not_fused_into_the_batched_matmul(backend):
+    a, ad = random_array((3, 7, 5), "float32", seed=39)
+    b, bd = random_array((3, 5, 4), "float32", seed=40)
+    bias, biasd = random_array((3, 4), "float32", seed=41)
+    got, compiled = _run(K.per_batch_bias, a, b, bias)
+    assert compiled.num_launches == 2
+    assert "batch dim" in compiled.asm["fuse"]
+    assert_close(got, ad @ bd + biasd[:, None, :], "float32")
 
 
 def test_half_matmul_with_prologue_casts(backend):

@@ -70,6 +70,30 @@ def test_matmul_option_fuses_the_epilogue_into_a_fusec_matmul():
     assert not any("addmm" in op for op, _ in forward.aten_ops), forward.text()
 
 
+def test_matmul_option_runs_attention_bmms_as_fusec_matmuls():
+    """matmul="fusec": the attention's bmms (q @ k^T, p @ v, forward and backward) are
+    fusec batched matmuls; no bmm is left to aten."""
+    check_against_eager("transformer_block", matmul="fusec")
+    graphs = fusec.dynamo.graphs()
+    assert len(graphs) == 2, [g.label for g in graphs]
+    for g in graphs:
+        assert not any("bmm" in op for op, _ in g.aten_ops), g.text()
+        assert sum(r.source.text.count("fl.dot(") for r in g.regions) >= 2, g.text()
+
+
+def test_baddbmm_with_beta_zero_ignores_its_input():
+    def f(c, a, b):
+        return torch.baddbmm(c, a, b, beta=0.0, alpha=0.5)
+    a, b = torch.randn(3, 5, 7), torch.randn(3, 7, 4)
+    c = torch.full((3, 5, 4), float("nan"))
+    got = torch.compile(f, backend=fusec.torch_backend(strict=True, matmul="fusec"))(c, a, b)
+    torch.testing.assert_close(got, 0.5 * torch.bmm(a, b), rtol=1e-5, atol=1e-5)
+    got = torch.compile(lambda c, a, b: torch.baddbmm(c, a, b, beta=2.0),
+                        backend=fusec.torch_backend(strict=True, matmul="fusec"))(
+        torch.ones(3, 5, 4), a, b)
+    torch.testing.assert_close(got, torch.bmm(a, b) + 2.0, rtol=1e-5, atol=1e-5)
+
+
 def test_batch_size_change_does_not_recompile():
     factory, make, _ = MODELS["mlp_gelu_layernorm"]
     model = factory()
