@@ -9,7 +9,9 @@ compile time (first call minus a steady one).
 
 Modes: eager, inductor (torch.compile's default), inductor-max (mode=
 "max-autotune-no-cudagraphs": Triton templates tuned against cuBLAS, several minutes of
-compiling), fusec; all four by default.
+compiling), fusec, fusec-max (`fusec.torch_backend(mode="max-autotune")`: kernels tuned by
+measurement, each matmul measured against cuBLAS + an epilogue pass, matmul="auto"); all
+five by default.
 
 --profile prints, per row, torch.profiler's table of one steady iteration (device kernels
 and the host ops around them), to see where a mode's time goes.
@@ -34,7 +36,8 @@ import fusec.dynamo  # noqa: E402
 
 # mode -> (torch.compile backend, torch.compile mode); eager runs the module itself
 MODES = {"eager": None, "inductor": ("inductor", None),
-         "inductor-max": ("inductor", "max-autotune-no-cudagraphs"), "fusec": ("fusec", None)}
+         "inductor-max": ("inductor", "max-autotune-no-cudagraphs"), "fusec": ("fusec", None),
+         "fusec-max": (fusec.torch_backend(mode="max-autotune"), None)}
 
 
 def workloads(device):
@@ -123,7 +126,7 @@ def run(name, module, args, trains, mode, profiled=False):
            "launches": launches(fn, args, trains)}
     if profiled:
         print(f"# profile: {name}, {mode}\n{profile_table(fn, args, trains)}", flush=True)
-    if mode == "fusec":
+    if mode.startswith("fusec"):
         s = fusec.stats()
         row["fallback_regions"] = s["fallback_regions"]
         row["fused_regions"] = s["fused_regions"]
@@ -150,9 +153,10 @@ def main():
             rows.append(row)
             print(json.dumps(row), flush=True)
     print(f"\n{torch.cuda.get_device_name(0)}, torch {torch.__version__}")
-    print("| workload | eager | inductor | inductor max-autotune | fusec | "
-          "fusec launches (eager, inductor) | compile s (inductor, max-autotune, fusec) |")
-    print("|---|---|---|---|---|---|---|")
+    print("| workload | eager | inductor | inductor max-autotune | fusec | fusec max-autotune | "
+          "fusec launches (eager, inductor) | compile s (inductor, max-autotune, fusec, "
+          "fusec max-autotune) |")
+    print("|---|---|---|---|---|---|---|---|")
     by = {(r["workload"], r["mode"]): r for r in rows}
     for name in dict.fromkeys(r["workload"] for r in rows):
         cell = {m: by.get((name, m), {}) for m in MODES}
@@ -163,8 +167,9 @@ def main():
         def c(m):
             return f"{cell[m]['compile_s']:.1f}" if "compile_s" in cell[m] else "-"
         print(f"| {name} | {t('eager')} | {t('inductor')} | {t('inductor-max')} | "
-              f"{t('fusec')} | {n('fusec')} ({n('eager')}, {n('inductor')}) | "
-              f"{c('inductor')}, {c('inductor-max')}, {c('fusec')} |")
+              f"{t('fusec')} | {t('fusec-max')} | {n('fusec')} ({n('eager')}, "
+              f"{n('inductor')}) | {c('inductor')}, {c('inductor-max')}, {c('fusec')}, "
+              f"{c('fusec-max')} |")
     if opts.json:
         Path(opts.json).write_text(json.dumps(rows, indent=1))
 

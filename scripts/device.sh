@@ -110,7 +110,7 @@ if [ "${SKIP_TORCH_BENCH:-0}" != 1 ]; then
   # Inductor's max-autotune-no-cudagraphs compiles for minutes: a run of its own
   if [ "${SKIP_MAX_AUTOTUNE:-0}" != 1 ]; then
     timeout "${TORCH_MAX_TIMEOUT:-540}" python3 benchmarks/torch_models.py \
-      --modes inductor-max --json "$OUT/torch_models_max.json" 2>&1 \
+      --modes inductor-max,fusec-max --json "$OUT/torch_models_max.json" 2>&1 \
       | tee "$OUT/torch_models_max.log"
   fi
 fi

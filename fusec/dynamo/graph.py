@@ -36,6 +36,7 @@ class GraphReport:
     code: str = ""                   # the Python code of the compiled graph
     module: object = None            # the compiled GraphModule (benchmarks time its nodes)
     view_calls: tuple = (0, 0)       # view calls before and after chains were collapsed
+    matmul_choices: list = field(default_factory=list)    # matmul="auto": Choice per matmul
 
     @property
     def launches_per_call(self) -> int | None:
@@ -56,6 +57,9 @@ class GraphReport:
             lines += ["    " + line for line in r.source.text.splitlines()]
         for node, why in self.aten_ops:
             lines.append(f"  aten {node}: {why}")
+        for name, choice in self.matmul_choices:
+            if choice.fusec:
+                lines.append(f"  {name}: {choice.text()}")
         before, after = self.view_calls
         if before != after:
             lines.append(f"  views outside regions: {after} calls where the graph had {before}"
@@ -162,10 +166,11 @@ def _layout_roots(gm: GraphModule) -> Roots:
 
 
 def compile_graph(gm: GraphModule, options, label: str) -> tuple[GraphModule, GraphReport]:
-    support = FusecSupport(options.matmul)
+    support = FusecSupport(options)
     partitions = _partitions(gm, support)
     why_not = {n.name: why for n, why in support.reasons.items()}   # fusing renews nodes
     report = GraphReport(label)
+    report.matmul_choices = [(n.name, c) for n, c in support.matmul_choices.items()]
     regions = set()                  # the call_module nodes of the regions
     if partitions:
         prefix = f"_fusec_region_{label}_"

@@ -621,10 +621,10 @@ def rule_for(target, matmul: str):
         raise Unsupported(UNSUPPORTED_OVERLOADS[target])
     p = packet(target)
     if p in MATMULS:
-        if matmul != "fusec":
+        if matmul == "aten":
             raise Unsupported("matmuls go to the vendor library (torch_backend(matmul="
-                              "'fusec') runs them as fusec kernels)")
-        return MATMULS[p]
+                              "'fusec' or 'auto') runs them as fusec kernels)")
+        return MATMULS[p]       # "auto": the graph's support asked matmul_choice first
     if p not in RULES:
         raise Unsupported(f"no fusec lowering for {getattr(target, '__name__', target)}")
     return RULES[p]

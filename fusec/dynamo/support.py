@@ -13,8 +13,8 @@ import torch
 from torch.fx import Node
 from torch.fx.passes.operator_support import OperatorSupportBase
 
-from .rules import (DTYPES, Emitter, RULES, Unsupported, Var, is_view, packet,
-                    replayed_by_aten, rule_for)
+from .rules import (DTYPES, MATMULS, Emitter, RULES, Unsupported, Var,
+                    is_view, packet, replayed_by_aten, rule_for)
 
 SCALARS = (int, float, bool, torch.SymInt, torch.SymFloat, torch.SymBool)
 
@@ -65,10 +65,12 @@ class FusecSupport(OperatorSupportBase):
     """The partitioner asks this which nodes may join a fused region; `reasons` keeps why
     the others may not (FUSEC_DUMP=graph prints them)."""
 
-    def __init__(self, matmul: str):
-        self.matmul = matmul
+    def __init__(self, options):
+        self.options = options
+        self.matmul = options.matmul
         self.excluded: dict[Node, str] = {}
         self.reasons: dict[Node, str] = {}
+        self.matmul_choices: dict[Node, object] = {}     # matmul="auto": matmul_choice.Choice
 
     def is_node_supported(self, submodules, node: Node) -> bool:
         try:
@@ -108,6 +110,11 @@ class FusecSupport(OperatorSupportBase):
             raise Unsupported(f"arguments not lowered: {exc}") from None
         if isinstance(out, tuple) != isinstance(meta_value(node), (list, tuple)):
             raise Unsupported("results differ in number from the lowering")
+        if self.matmul == "auto" and packet(node.target) in MATMULS:
+            from .matmul_choice import choose       # measures: imported when a graph asks
+            choice = self.matmul_choices[node] = choose(node, self.options)
+            if not choice.fusec:
+                raise Unsupported(choice.text())
 
 
 def split_region(nodes: list[Node], is_result) -> tuple[list[Node], set, set]:

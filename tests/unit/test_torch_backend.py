@@ -94,6 +94,35 @@ def test_baddbmm_with_beta_zero_ignores_its_input():
     torch.testing.assert_close(got, torch.bmm(a, b) + 2.0, rtol=1e-5, atol=1e-5)
 
 
+def test_matmul_auto_measures_each_matmul_and_keeps_the_faster_side():
+    """matmul="auto" (max-autotune's default): every matmul is measured for its sizes
+    (fusec's product against the vendor's plus one epilogue pass, on the CPU here: MKL)
+    and goes where the measurement says; the results match eager either way."""
+    from fusec.dynamo import matmul_choice
+    matmul_choice._CHOICES.clear()
+    assert fusec.dynamo.Options(mode="max-autotune").matmul == "auto"
+    assert fusec.dynamo.Options().matmul == "aten"
+    check_against_eager("mlp_gelu_layernorm", matmul="auto")
+    choices = [c for g in fusec.dynamo.graphs() for _, c in g.matmul_choices]
+    assert len(choices) >= 2
+    for g in fusec.dynamo.graphs():
+        left = {op.split(" = ")[0] for op, _ in g.aten_ops}
+        for name, c in g.matmul_choices:
+            assert 0 < c.vendor_s < 1 and 0 < c.pass_s < 1 and 0 < c.fusec_s < 10, c
+            assert (name in left) == (c.fusec_s >= c.vendor_s + c.pass_s), (name, c)
+
+
+def test_matmul_auto_fuses_a_matmul_measured_faster_into_its_region(monkeypatch):
+    from fusec.dynamo import matmul_choice
+    matmul_choice._CHOICES.clear()
+    monkeypatch.setattr(matmul_choice, "measure", lambda *a: (1e-6, 1e-3, 1e-4, ""))
+    check_against_eager("mlp_gelu_layernorm", matmul="auto")
+    forward = fusec.dynamo.graphs()[0]
+    assert not any("addmm" in op for op, _ in forward.aten_ops), forward.text()
+    assert "to fusec (fusec 1.0 us vs vendor 1000.0 us + epilogue pass 100.0 us)" in \
+        forward.text()
+
+
 def test_batch_size_change_does_not_recompile():
     factory, make, _ = MODELS["mlp_gelu_layernorm"]
     model = factory()
