@@ -7,7 +7,8 @@
 # but gpu.log, bench.log/json, compile_time.log and ncu.txt end up in logs.tar.gz (at most
 # 8 files come back from a device call).
 # Switches: GPU_TESTS="paths", SKIP_TIMED_TESTS=1 (not the autotuner's timing tests),
-# SKIP_COMPILE_TESTS=1, SKIP_ANCHOR_BENCH=1 (not benchmarks/gpu.py), SKIP_MATMUL_BENCH=1
+# SKIP_COMPILE_TESTS=1, SKIP_ANCHOR_BENCH=1 (not benchmarks/gpu.py), SKIP_ND_BENCH=1 (not
+# benchmarks/nd_elementwise.py), SKIP_MATMUL_BENCH=1
 # (not benchmarks/matmul_configs.py), SKIP_TORCH_BENCH=1,
 # SKIP_HOST_BENCH=1, HOST_BENCHES="compile_time,launch" (which host benchmarks),
 # COMPILE_PROFILE=1 (cProfile of compile_time.py's warm builds),
@@ -76,6 +77,10 @@ status=$((status | PIPESTATUS[0]))
 if [ "${SKIP_ANCHOR_BENCH:-0}" != 1 ]; then
   timeout "${BENCH_TIMEOUT:-240}" python3 benchmarks/gpu.py --json "$OUT/bench.json" 2>&1 \
     | tee "$OUT/bench.log"
+fi
+# elementwise kernels over 3-D / 4-D tensors: the default policy's tiles vs fixed ones
+if [ "${SKIP_ND_BENCH:-0}" != 1 ]; then
+  timeout 120 python3 benchmarks/nd_elementwise.py 2>&1 | tee -a "$OUT/bench.log"
 fi
 # tensor-core matmul configs, each under the K-loop schedules (mma.py's switches), into
 # bench.log (few files come back from $OUT)
