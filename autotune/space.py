@@ -36,6 +36,27 @@ class Candidate:
     estimate: float          # model seconds (inf: does not fit the machine)
 
 
+def fit_to_extents(blocks: dict, parallel: list) -> dict:
+    """The default policy's blocks moved to where they hold elements: a parallel dim's
+    block beyond the next power of two of its extent only adds masked lanes, so it is cut
+    there and the factor goes to the dim outside it in the same launch (a [8, 512] policy
+    over rows of 64 becomes [64, 64]). `parallel`: (dim, extent, launch) of the parallel
+    dims; dims not in `blocks` (fixed by the source) are passed over."""
+    blocks = dict(blocks)
+    launches: dict = {}
+    for dim, extent, launch in parallel:
+        launches.setdefault(launch, []).append((dim, extent))
+    for dims in launches.values():
+        carry = 1
+        for dim, extent in sorted(dims, reverse=True):       # innermost first
+            if dim not in blocks:
+                continue
+            block, room = blocks[dim] * carry, next_pow2(max(1, extent))
+            carry = max(1, block // room) if block > room else 1
+            blocks[dim] = min(block, room)
+    return blocks
+
+
 def shrink_to_cap(blocks: dict, tile_elements, cap: int) -> dict:
     """The default policy's last step: halve the largest block until every tile holds at
     most `cap` elements. `tile_elements(blocks)` gives the largest tile."""

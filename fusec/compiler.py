@@ -13,14 +13,14 @@ from .autotune.cache import default_cache
 from .autotune.config import Config
 from .autotune.facts import KernelFacts
 from .autotune.fitting import kernel_facts, probe_factors
-from .autotune.space import shrink_to_cap
+from .autotune.space import fit_to_extents, shrink_to_cap
 from .backends.common import size_function
 from .backends.stages import Stages
 from .codegen import TraceOptions, Tracer, TraceState, _Return, _Source
 from .errors import CompilationError, LaunchError
 from .ir import Block, Builder, Loc, Module, Op, TensorType, TileType, scalar
 from .ir import dtypes as D
-from .ir.symbolic import size_symbol
+from .ir.symbolic import hinted_value, size_symbol
 from .passes.fuse import Fuse
 from .passes.manager import DEFAULT_PIPELINE, PassManager
 from .passes.tensor_graph import whole_tensor_ops
@@ -194,8 +194,10 @@ def _max_tile_elements(module: Module) -> int:
     return biggest
 
 
-def trace_with_default_blocks(fn, params, cap: int):
-    """Trace with default blocks, shrinking them until every tile holds <= cap elements."""
+def trace_with_default_blocks(fn, params, cap: int, fit_extents: bool = True):
+    """Trace with default blocks, fitted to the extents of this call (fit_to_extents:
+    the fitted sizes' power-of-two buckets become guards) and shrunk until every tile
+    holds <= cap elements."""
     module, guards, used, returns_tuple = trace(fn, params)
     last = {"blocks": dict(used), "module": module}
 
@@ -207,7 +209,21 @@ def trace_with_default_blocks(fn, params, cap: int):
             last["blocks"] = dict(blocks)
         return _max_tile_elements(last["module"])
 
-    blocks = shrink_to_cap(used, tile_elements, cap)
+    hints = size_hints(params)
+    loops = [(op, launch) for launch, nest in enumerate(
+        o for o in module.kernel().regions[0].ops if o.name == "tile_for")
+        for op in nest.walk() if op.name == "tile_for" and op.attrs["parallel"]]
+    fitted = fit_to_extents(dict(used), [(op.attrs["dim"], hinted_value(
+        op.attrs["extent"], hints) or 1, launch) for op, launch in loops]) if fit_extents \
+        else dict(used)
+    # blocks fitted to extents hold for the sizes in the same power-of-two buckets: those
+    # of every parallel dim of a launch the fit changed are the compiled kernel's guards
+    moved = {launch for op, launch in loops if fitted.get(op.attrs["dim"]) !=
+             dict(used).get(op.attrs["dim"])}
+    guards = list(guards) + [e for op, launch in loops if launch in moved
+                             for e in [op.attrs["extent"]]
+                             if not e.is_Integer and e not in guards]
+    blocks = shrink_to_cap(fitted, tile_elements, cap)
     tile_elements(blocks)
     # by dim, with the blocks the source (or the tile pass: a batched matmul's batch dims)
     # fixes among them
@@ -543,17 +559,21 @@ def default_config(facts: KernelFacts, backend: str, target: str | None = None) 
         return Config(blocks=facts.full_blocks([blocks.get(d.dim, d.block) for d in facts.dims]),
                       warps=warps)
     cap = policy_cap(backend)
-    used = {d.dim: d.block for d in facts.tunable}
+    used = fit_to_extents({d.dim: d.block for d in facts.tunable},
+                          [(d.dim, d.extent, d.launch) for d in facts.dims if d.parallel])
     blocks = shrink_to_cap(used, lambda b: facts.tile_elements(facts.full_blocks(
         [b.get(i, 1) for i in range(1 + max(b))])), cap) if used else {}
     return Config(blocks=facts.full_blocks([blocks.get(d.dim, 1) for d in facts.dims]))
 
 
 def build(fn, params, backend: str, target: str, config: Config | None,
-          fast_math: bool = False):
+          fast_math: bool = False, fit_extents: bool = True):
+    """fit_extents=False: the fixed policy's blocks as they are (an AOT package's kernel
+    serves every size of its variant, not one power-of-two bucket of them)."""
     cap = policy_cap(backend)
     if config is None:
-        module, guards, blocks, returns_tuple = trace_with_default_blocks(fn, params, cap)
+        module, guards, blocks, returns_tuple = trace_with_default_blocks(fn, params, cap,
+                                                                          fit_extents)
         if backend == "cuda" and any(op.name == "dot" for op in module.walk()):
             config = default_config(autotune_facts(fn, params), backend, target)
     if config is not None:

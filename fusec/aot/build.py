@@ -134,7 +134,8 @@ def _compile(kb: KernelBuild, spec: Spec, guards: list[str], target: str,
     backend = "cpu" if target == "cpu" else "cuda"
     choice = choose_config(kb.kernel, spec, backend, target, kb.config, tune, kb.tune_sizes)
     compiled = choice.compiled or compile_spec(kb.kernel.fn, spec.params, backend, target,
-                                               choice.config, fast_math=kb.kernel.fast_math)
+                                               choice.config, fast_math=kb.kernel.fast_math,
+                                               fit_extents=False)
     if list(map(str, compiled.guards)) != guards:
         raise BuildError(f"kernel {kb.name!r}: its whole-extent ':' tiles change with the "
                          f"sizes ({compiled.guards} in the {spec.text} variant)")

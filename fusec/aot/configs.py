@@ -94,7 +94,8 @@ class _Variant:
 
     def compile(self, config: Config | None) -> CompiledKernel:
         return compile_spec(self.kernel.fn, self.spec.params, self.backend, self.target,
-                            config, fast_math=self.kernel.fast_math)
+                            config, fast_math=self.kernel.fast_math,
+                            fit_extents=False)
 
     def fixed(self) -> Choice:
         """The JIT's autotune="default": the one (or first) configs= entry, else the

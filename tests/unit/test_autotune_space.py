@@ -6,6 +6,7 @@ import math
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import fusec
@@ -205,3 +206,39 @@ def test_launches_vary_apart_from_the_default_config_and_their_bests_join():
         assert f.tile_elements(row)[0] <= cap, c
     traced_base = space._base_row(f, cap, None)               # no default given: shrunk
     assert f.tile_elements(traced_base[None, :])[0] <= cap
+
+
+def test_fit_to_extents_moves_blocks_outward_within_a_launch():
+    # [8, 512] over rows of 64: the last dim holds 64, the factor 8 goes to the rows
+    assert space.fit_to_extents({0: 8, 1: 512}, [(0, 1000, 0), (1, 64, 0)]) == {0: 64, 1: 64}
+    # a carry past an extent moves on outward; fixed dims (absent) are passed over
+    got = space.fit_to_extents({0: 1, 2: 8, 3: 512},
+                               [(0, 9, 0), (1, 5, 0), (2, 4, 0), (3, 16, 0)])
+    assert got == {0: 16, 2: 4, 3: 16}       # 16: the next power of two of 9
+    # launches apart; blocks within their extents unchanged
+    assert space.fit_to_extents({0: 512, 1: 8}, [(0, 3000, 0), (1, 2, 1)]) == {0: 512, 1: 2}
+
+
+@fusec.kernel
+def scaled(x):
+    return x * 2.0
+
+
+@pytest.mark.parametrize("shape,blocks", [
+    ((8, 512, 2048), [1, 8, 512]),       # dims before the last two: one a program
+    ((64, 100), [32, 128]),              # short rows: the tile holds more of them
+    ((8, 512, 16, 64), [1, 4, 16, 64]),  # attention-shaped: the factor moves outward
+    ((16384, 8192), [8, 512]),
+])
+def test_the_fixed_policy_fills_its_tiles(shape, blocks):
+    ck = scaled.compile(fusec.TensorSpec(shape, "bfloat16"), backend="interpret")
+    assert list(ck.config.blocks) == blocks
+
+
+def test_blocks_fitted_to_a_size_hold_for_its_power_of_two_bucket_only():
+    k = fusec.kernel(scaled.fn, autotune="default")
+    small, same_bucket, large = (np.ones(n, np.float32) for n in (10, 13, 5000))
+    for x in (small, same_bucket, large):
+        np.testing.assert_array_equal(k(x), x * 2)
+    blocks = sorted(tuple(c.config.blocks) for c in k._compiled.values())
+    assert blocks == [(16,), (1024,)], blocks

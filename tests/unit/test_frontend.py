@@ -176,7 +176,7 @@ def test_traced_types_follow_promotion():
     x = fusec.TensorSpec([10], fl.int8)
     y = fusec.TensorSpec([10], fl.float16)
     ir_text = add_kernel.compile(x, y, backend="interpret").asm["ir"]
-    assert "add(" in ir_text and "tile<f16>[1024]" in ir_text
+    assert "add(" in ir_text and "tile<f16>[16]" in ir_text      # 1024 fitted to 10
 
 
 # -- errors ---------------------------------------------------------------------------------
