@@ -9,7 +9,9 @@ the C library, JIT-compiled for the host CPU (jit.py).
 from __future__ import annotations
 
 import ctypes
+import math
 import re
+import threading
 
 import llvmlite.ir as ir
 
@@ -90,6 +92,28 @@ class CompiledCPUKernel:
             run_grid(fn, ptr, total, work, self._scratch)
 
     __call__ = run
+
+    def fixed_launch(self, args) -> tuple[list[int], object]:
+        """(the argument positions of the tensors, `launch(pointers)`) for later calls with
+        args' geometry and scalar values (shapes, strides, dtypes: the caller keys them),
+        whose tensors' data pointers, in those positions' order, are all that is new: the
+        argument slots are worked out here once. One launch at a time (a lock): the slots
+        are shared by the calls."""
+        packed, grids = self._layout.pack(list(args))
+        slots = [slot for _, slot, *_ in self._layout.tensors]
+        address = ctypes.addressof(packed)
+        launches = [(fn, math.prod(grid), work)
+                    for fn, grid, work in zip(self._fns, grids, self._works)]
+        lock = threading.Lock()
+        scratch = self._scratch
+
+        def launch(pointers) -> None:
+            with lock:
+                for slot, pointer in zip(slots, pointers):
+                    packed[slot] = pointer
+                for fn, total, work in launches:
+                    run_grid(fn, address, total, work, scratch)
+        return [pos for pos, *_ in self._layout.tensors], launch
 
     # -- the disk cache of whole kernels (fusec/kernel_store.py) ---------------------------
     def record(self) -> tuple[dict, dict[str, bytes]]:

@@ -65,3 +65,42 @@ def test_parameters_are_keyed_like_tensors():
         w.mul_(-1)
     torch.testing.assert_close(scale(w, 2.0), w.detach() * 2)
     assert len(scale._calls) == 1
+
+
+@fusec.kernel
+def row_stats(x):
+    """Two outputs and a whole-tensor row reduction (a multi-output CPU launch)."""
+    return x.sum(axis=1), (x * x).max(axis=1)
+
+
+@fusec.kernel
+def count_positive(x):
+    total = fusec.zeros([1], fusec.language.int32)      # a zeroed output, atomically added
+    for t in fusec.tile(x.shape[0]):
+        fusec.language.atomic_add(total[0], fusec.language.sum(
+            (x[t] > 0).to(fusec.language.int32)))
+    return total
+
+
+@pytest.mark.parametrize("kind", ["numpy", "torch"])
+def test_cpu_calls_after_the_first_take_the_fixed_launch(kind):
+    """On the CPU a call keyed like an earlier one fills the native functions' argument
+    slots with its pointers only (CompiledCPUKernel.fixed_launch): new outputs each call,
+    of the inputs' kind, right for new data, strided inputs included."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(5)
+    as_kind = (lambda a: a) if kind == "numpy" else torch.from_numpy
+    row_stats._calls.clear()
+    for k in range(3):
+        base = rng.standard_normal((9, 70)).astype(np.float32)
+        x = as_kind(base[:, 3:60])                       # strided rows
+        sums, peaks = row_stats(x)
+        want = base[:, 3:60].astype(np.float64)
+        np.testing.assert_allclose(np.asarray(sums), want.sum(1), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(np.asarray(peaks), (want * want).max(1), rtol=1e-6)
+        assert type(sums) is type(x)
+        counted = count_positive(as_kind(base.ravel()))
+        assert int(np.asarray(counted)[0]) == int((base > 0).sum())
+    assert len(row_stats._calls) == 1 and len(count_positive._calls) >= 1
+    first, second = row_stats(x), row_stats(x)
+    assert first[0] is not second[0]                     # each call its own outputs
