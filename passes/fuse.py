@@ -42,7 +42,8 @@ from typing import ClassVar
 from ..ir import Module, Op, TensorType, erase
 from ..ir.ops import INDEXED_VIEWS
 from ..ir.symbolic import hinted_value
-from .fuse_recompute import narrow_crossing_values, recompute_cheap_values
+from .fuse_recompute import (narrow_crossing_values, recompute_cheap_values,
+                             write_where_computed)
 from .tensor_graph import Axes, NotOneSpace, chain_sources, in_memory, whole_tensor_ops
 
 
@@ -113,6 +114,7 @@ class _Fuser:
                 if op in self.group:
                     self._merge_producers(op, retry=True)
         narrow_crossing_values(self)
+        write_where_computed(self)
         self._horizontal()
         self._place_free_ops(len(ops))
         self._number()

@@ -14,6 +14,11 @@ reading the same params, run as one pass (the fuse pass's horizontal merge).
 narrow_crossing_values: a float value that the reading group only rounds to a narrower float
 (the input gradient of that backward: float32 in the row pass, stored as bf16 by the launch
 that also sums its columns) is rounded in its own group, and the bf16 value crosses.
+
+write_where_computed: a kernel output another group writes with a value of this one (that
+bf16 input gradient, widened by its reader and rounded back: the same bits) is written by
+this group, and the readers read the output (the tile pass's crossing buffer) instead of a
+buffer of their own, then copying it: one full-size write less.
 """
 from __future__ import annotations
 
@@ -222,4 +227,53 @@ def narrow_crossing_values(fuser) -> bool:
             moved = True
             fuser.notes.append(f"narrowed: {_label(v)} crosses to the launch reading it as "
                                f"its {users[0].results[0].type.dtype.name} rounding")
+    return moved
+
+
+def _same_bits(v):
+    """The value v is an exact copy of: through float casts that widen and round back
+    (bf16 -> f32 -> bf16), else v."""
+    p = v.op
+    if p is not None and p.name == "cast" and p.operands[0].op is not None \
+            and p.operands[0].op.name == "cast":
+        wide, x = p.operands[0], p.operands[0].op.operands[0]
+        if isinstance(x.type, TensorType) and x.type.dtype == v.type.dtype and \
+                x.type.dtype.is_float and wide.type.dtype.is_float and \
+                wide.type.dtype.bits >= x.type.dtype.bits:
+            return x
+    return v
+
+
+def write_where_computed(fuser) -> bool:
+    """Move a write of an output (an alloc written once, in full) whose value another
+    group computes into that group. True when it moved any."""
+    moved = False
+    for w in [op for op in fuser.body.ops if op.name == "write" and op in fuser.group]:
+        dst, value = w.operands
+        source = _same_bits(value)
+        p = fuser.producer.get(source)
+        if p is None or p not in fuser.group or fuser.group[p] == fuser.group[w] or \
+                dst.op is None or dst.op.name != "alloc" or \
+                tuple(dst.type.shape) != tuple(source.type.shape) or \
+                dst.type.dtype != source.type.dtype or \
+                any(dst in o.operands for o in fuser.body.ops if o is not w and o.name != "return"):
+            continue
+        home, g = fuser.group[p], fuser.group[w]
+        w.operands = [dst, source]
+        fuser.body.ops.remove(w)
+        fuser.body.insert(fuser.body.ops.index(p) + 1, w)
+        if fuser.body.ops.index(dst.op) > fuser.body.ops.index(w):
+            fuser.body.ops.remove(dst.op)
+            fuser.body.insert(0, dst.op)
+        fuser.members[g].remove(w)
+        fuser.members[home].append(w)
+        fuser.group[w] = home
+        fuser.position = {o: i for i, o in enumerate(fuser.body.ops)}
+        fuser.members[home].sort(key=fuser.position.get)
+        if not fuser.members[g]:
+            del fuser.members[g]
+        fuser.notes.append(f"written where computed: {_label(source)} is stored into "
+                           f"%{dst.name} by the launch computing it; the launch that stored "
+                           f"%{dst.name} before reads it from there")
+        moved = True
     return moved

@@ -100,6 +100,18 @@ class _Tiler:
                 users = [u for u in dict.fromkeys(users_of.get(r, ())) if u not in inside]
                 if not users:
                     continue
+                written = next((w.operands[0] for w in ops if w.name == "write"
+                                and w.operands[1] is r and w.operands[0].op is not None
+                                and w.operands[0].op.name == "alloc"
+                                and w.operands[0].type == r.type), None)
+                if written is not None and sum(
+                        u.name in ("write", "store", "atomic_add") and u.operands[0] is written
+                        for u in set(users_of.get(written, ()))) == 1:
+                    # the group stores it into an output written nowhere else: readers
+                    # read that
+                    for u in users:
+                        u.operands = [written if v is r else v for v in u.operands]
+                    continue
                 b = Builder(self.body, op.loc)
                 with b.before(self.body.ops[0]):
                     buf = b.value("alloc", [], TensorType(r.type.dtype, r.type.shape), zero=False)
