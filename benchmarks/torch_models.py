@@ -4,7 +4,7 @@ around 10 iterations back to back, median of 15 after warm-up; host overhead cou
 the device waits for it), device kernels launched per iteration (torch.profiler), and the
 compile time (first call minus a steady one).
 
-    python3 benchmarks/torch_models.py [--json out.json] [--only NAME] [--modes eager,fusec]
+    python3 benchmarks/torch_models.py [--json out.json] [--only NAME,...] [--modes eager,fusec]
                                        [--profile]
 
 Modes: eager, inductor (torch.compile's default), inductor-max (mode=
@@ -142,7 +142,7 @@ def main():
     opts = ap.parse_args()
     rows = []
     for name, (module, args, trains) in workloads("cuda").items():
-        if opts.only and opts.only not in name:
+        if opts.only and not any(part in name for part in opts.only.split(",")):
             continue
         for mode in opts.modes.split(","):
             try:

@@ -12,7 +12,8 @@
 # (not benchmarks/matmul_configs.py), SKIP_TORCH_BENCH=1,
 # SKIP_HOST_BENCH=1, HOST_BENCHES="compile_time,launch" (which host benchmarks),
 # COMPILE_PROFILE=1 (cProfile of compile_time.py's warm builds),
-# SKIP_MAX_AUTOTUNE=1 (no Inductor max-autotune run), SANITIZE=1,
+# SKIP_MAX_AUTOTUNE=1 (no Inductor max-autotune run), TORCH_ONLY="mlp,block" (the
+# torch_models.py rows whose names contain one of these), TORCH_MODES, SANITIZE=1,
 # PROFILE=1, MATMUL_CONFIGS="128x128x64/4w/3s,..." and MATMUL_SCHEDULES="within,spread"
 # (the matmul sweep's configs and K-loop schedules),
 # BENCH_TIMEOUT / MATMUL_TIMEOUT / TORCH_BENCH_TIMEOUT / TORCH_MAX_TIMEOUT (seconds).
@@ -110,7 +111,8 @@ fi
 # torch.compile(backend="fusec") vs eager vs Inductor on models and the anchors as torch code
 if [ "${SKIP_TORCH_BENCH:-0}" != 1 ]; then
   timeout "${TORCH_BENCH_TIMEOUT:-300}" python3 benchmarks/torch_models.py \
-    --modes eager,inductor,fusec --json "$OUT/torch_models.json" 2>&1 \
+    --modes "${TORCH_MODES:-eager,inductor,fusec}" --only "${TORCH_ONLY:-}" \
+    --json "$OUT/torch_models.json" 2>&1 \
     | tee "$OUT/torch_models.log"
   # Inductor's max-autotune-no-cudagraphs compiles for minutes: a run of its own
   if [ "${SKIP_MAX_AUTOTUNE:-0}" != 1 ]; then
