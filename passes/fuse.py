@@ -236,7 +236,9 @@ class _Fuser:
                     continue
                 # reducing the same axes of one domain (two column sums): one launch and one
                 # split for both, though they read nothing in common
-                alike = bool(a.reduced) and a.reduced == b.reduced and a.domain == b.domain
+                alike = bool(a.reduced) and a.reduced == b.reduced and \
+                    len(a.domain) == len(b.domain) and \
+                    all(map(a.same_size, a.domain, b.domain))
                 shared = (self._reads(g1) & self._reads(g2)) or (
                     self._sources(g1) & self._sources(g2)) or alike
                 if shared and _same_space(a, b) and self._lines_up(g1, g2, a, b):

@@ -100,12 +100,31 @@ def _is_one(d) -> bool:
     return d == 1
 
 
+def _size_classes(ops: list[Op]):
+    """same(a, b): sizes the kernel's calls check equal (its `equal_sizes`: dims broadcast
+    against each other), transitively."""
+    kernel = ops[0].parent.parent if ops and ops[0].parent is not None else None
+    pairs = kernel.attrs.get("equal_sizes", []) if kernel is not None else []
+    root: dict = {}
+
+    def find(x):
+        while root.get(x, x) != x:
+            x = root[x]
+        return x
+    for a, b in pairs:
+        ra, rb = find(a), find(b)
+        if ra != rb:
+            root[ra] = rb
+    return lambda a, b: a == b or (bool(root) and find(a) == find(b))
+
+
 class Axes:
     """The domain of a group and the axis of every dim of its tensors."""
 
     def __init__(self, ops: list[Op]):
         self.ops = ops
         self.of: dict[Value, list] = {}
+        self.same_size = _size_classes(ops)
         values = []
         internal = view_internal_ops(ops)
         mapped = {v for op in ops if op not in internal for v in mapped_operands(op)}
@@ -278,7 +297,7 @@ class Axes:
         size = v.type.shape[d]
         used = set(self.of[v])
         for k, dsize in enumerate(self.domain):
-            if k not in used and is_zero(dsize - size):
+            if k not in used and (is_zero(dsize - size) or self.same_size(dsize, size)):
                 self.of[v][d] = k
                 break
         else:

@@ -403,3 +403,21 @@ def test_an_output_is_stored_by_the_launch_computing_it(backend):
         ["out0", "out1"]
     assert any(n.startswith("written where computed") for n in
                compiled.module.kernel().attrs["fusion_notes"])
+
+
+@fusec.kernel
+def two_column_sums(x, y):
+    return x.sum(axis=0), (y * 2.0).sum(axis=0), x + y
+
+
+def test_column_sums_of_sizes_the_call_checks_equal_share_a_launch(backend):
+    """x and y are broadcast against each other (x + y): their sizes are checked equal on
+    every call, so the column sums of x and of y * 2, which read nothing in common and
+    name their sizes apart, reduce the same axes of one domain: one split for both."""
+    x, xd = random_array((3000, 70), "float32", seed=42)
+    y, yd = random_array((3000, 70), "float32", seed=43)
+    (sx, sy, total), compiled = _run(two_column_sums, x, y)
+    assert compiled.num_launches == 2
+    assert_close(sx, xd.sum(0), "float32")
+    assert_close(sy, 2 * yd.sum(0), "float32")
+    assert_close(total, xd + yd, "float32")
