@@ -64,11 +64,18 @@ class Unsupported(nn.Module):
 
 
 # name -> (model factory, inputs(batch, dtype), trains)
+class GroupNormSiLU(nn.Module):
+    def __init__(s):
+        super().__init__(); s.gn = nn.GroupNorm(4, 16)
+    def forward(s, x):
+        return F.silu(s.gn(x))
 MODELS = {
     "mlp_gelu_layernorm": (MLP, lambda b, dt: (torch.randn(b, 32, dtype=dt),), True),
     "transformer_block": (Block, lambda b, dt: (torch.randn(b, 5, 32, dtype=dt),), True),
     "conv_bias_relu_pool": (ConvTail, lambda b, dt: (torch.randn(b, 3, 9, 9, dtype=dt),), True),
     "batchnorm_train": (BN, lambda b, dt: (torch.randn(b, 16, dtype=dt),), True),
+    "groupnorm_silu": (GroupNormSiLU, lambda b, dt: (torch.randn(b, 16, 5, 7, dtype=dt),),
+                       True),
     "int_bool": (IntBool, lambda b, dt: (torch.randn(b, 7, dtype=dt),
                                           torch.arange(b * 7).view(b, 7) - 9), False),
     "inplace": (InPlace, lambda b, dt: (torch.randn(b, 16, dtype=dt),), False),

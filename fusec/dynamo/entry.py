@@ -31,6 +31,7 @@ EXTRA_DECOMPOSITIONS = [aten._softmax, aten._log_softmax, aten.native_layer_norm
                         aten._native_batch_norm_legit_no_training,
                         aten._softmax_backward_data, aten._log_softmax_backward_data,
                         aten.native_layer_norm_backward, aten.native_batch_norm_backward,
+                        aten.native_group_norm, aten.native_group_norm_backward,
                         aten.silu_backward, aten.sigmoid_backward, aten.tanh_backward,
                         aten.gelu_backward]
 

@@ -29,9 +29,19 @@ def test_model_matches_eager_float32(name):
     assert s["fused_regions"] >= 1 and s["fallback_regions"] == 0, s
 
 
-@pytest.mark.parametrize("name", ["mlp_gelu_layernorm", "transformer_block", "int_bool"])
+@pytest.mark.parametrize("name", ["mlp_gelu_layernorm", "transformer_block", "int_bool",
+                                  "groupnorm_silu"])
 def test_model_matches_eager_bfloat16(name):
     check_against_eager(name, torch.bfloat16)
+
+
+def test_group_norm_is_lowered_forward_and_backward():
+    """native_group_norm and its backward decompose into pieces fusec lowers: no aten
+    group norm is left in either graph."""
+    check_against_eager("groupnorm_silu")
+    for g in fusec.dynamo.graphs():
+        assert not any("group_norm" in op for op, _ in g.aten_ops), g.text()
+        assert g.regions, g.text()
 
 
 def test_fused_regions_launch_fewer_kernels_than_eager():
