@@ -15,7 +15,11 @@ Per group (passes/tensor_graph.Axes gives its iteration space):
   - tensors the group reads are loaded with masked loads at the tile's indices, values are
     computed as tiles, and `write`s become masked stores; reshapes and slices load the
     tensor they view at indices computed from the tile's (passes/tile_views.py);
-  - a value another group uses is stored into a buffer (a new `alloc`) and loaded there.
+  - a batched matmul's batch axes are grid loops of one element a program (not tuned): the
+    tiles of its group drop those dims (tensor_graph.Axes.kept_dims) and the tile-level
+    dot stays 2-D;
+  - a value another group uses is stored into a buffer (a new `alloc`) and loaded there,
+    or read from the output the group stores it into anyway.
 The nest takes the place of the group's last op, so launches run in program order.
 """
 from __future__ import annotations
