@@ -212,19 +212,16 @@ def trace_with_default_blocks(fn, params, cap: int, fit_extents: bool = True):
         return _max_tile_elements(last["module"])
 
     hints = size_hints(params)
-    loops = [(op, launch) for launch, nest in enumerate(
+    used = dict(used)
+    loops = [(op.attrs["dim"], op.attrs["extent"], launch) for launch, nest in enumerate(
         o for o in module.kernel().regions[0].ops if o.name == "tile_for")
         for op in nest.walk() if op.name == "tile_for" and op.attrs["parallel"]]
-    fitted = fit_to_extents(dict(used), [(op.attrs["dim"], hinted_value(
-        op.attrs["extent"], hints) or 1, launch) for op, launch in loops]) if fit_extents \
-        else dict(used)
-    # blocks fitted to extents hold for the sizes in the same power-of-two buckets: those
-    # of every parallel dim of a launch the fit changed are the compiled kernel's guards
-    moved = {launch for op, launch in loops if fitted.get(op.attrs["dim"]) !=
-             dict(used).get(op.attrs["dim"])}
-    guards = list(guards) + [e for op, launch in loops if launch in moved
-                             for e in [op.attrs["extent"]]
-                             if not e.is_Integer and e not in guards]
+    fitted = used
+    if fit_extents:
+        fitted = fit_to_extents(used, [(d, hinted_value(e, hints) or 1, launch)
+                                       for d, e, launch in loops])
+        guards = _with(guards, fit_guards([(d, e, used[d], launch) for d, e, launch in loops
+                                           if d in used]))
     blocks = shrink_to_cap(fitted, tile_elements, cap)
     tile_elements(blocks)
     # by dim, with the blocks the source (or the tile pass: a batched matmul's batch dims)
@@ -589,17 +586,59 @@ def tensor_core_policy(facts: KernelFacts, backend: str, target: str | None = No
     return blocks, (TENSOR_CORE_LARGE_WARPS if large else Config().warps)
 
 
-def default_config(facts: KernelFacts, backend: str, target: str | None = None) -> Config:
+def fit_guards(dims) -> list:
+    """The guards of blocks fitted to extents (fit_to_extents) for `dims`, (dim, extent
+    expression, policy block, launch) of the parallel dims with policy blocks: per dim,
+    Min(extent, the largest block the fit can give it: its own times those of the dims
+    inside it in its launch). The fit depends on those values' power-of-two buckets only,
+    and every extent past the threshold is one bucket."""
+    guards, launches = [], {}
+    for dim, extent, block, launch in dims:
+        launches.setdefault(launch, []).append((dim, extent, block))
+    for found in launches.values():
+        carry = 1
+        for dim, extent, block in sorted(found, key=lambda d: d[0], reverse=True):
+            carry *= block
+            if not sympy.sympify(extent).is_Integer:
+                guards.append(sympy.Min(extent, carry))
+    return guards
+
+
+def _with(guards: list, more: list) -> list:
+    return list(guards) + [g for g in more if g not in guards]
+
+
+# A dot's tensor-core blocks depend on whether M, N and K reach these (tensor_core_policy)
+TENSOR_CORE_THRESHOLDS = {"dot_m": 8192, "dot_n": 8192, "dot_k": 1024}
+
+
+def policy_guards(facts: KernelFacts, backend: str, target: str | None = None) -> list:
+    """The sizes whose power-of-two buckets default_config's choice depends on, as guards."""
+    if tensor_core_policy(facts, backend, target):
+        roles = {dim: t.resource for t in facts.terms if t.resource in TENSOR_CORE_BLOCKS
+                 for dim, _ in t.amount.powers}
+        return [sympy.Min(d.extent_expr, TENSOR_CORE_THRESHOLDS[roles[d.dim]])
+                for d in facts.tunable if d.dim in roles and d.extent_expr is not None
+                and not sympy.sympify(d.extent_expr).is_Integer]
+    return fit_guards([(d.dim, d.extent_expr, d.block, d.launch) for d in facts.tunable
+                       if d.parallel and d.extent_expr is not None])
+
+
+def default_config(facts: KernelFacts, backend: str, target: str | None = None,
+                   fit_extents: bool = True) -> Config:
     """The fixed policy's config for a kernel, from its facts (no tracing); `target`: the
-    GPU arch (tensor-core tiles depend on its shared memory; None: this GPU's, if any)."""
+    GPU arch (tensor-core tiles depend on its shared memory; None: this GPU's, if any).
+    policy_guards gives the sizes the choice depends on."""
     dot = tensor_core_policy(facts, backend, target)
     if dot:
         blocks, warps = dot
         return Config(blocks=facts.full_blocks([blocks.get(d.dim, d.block) for d in facts.dims]),
                       warps=warps)
     cap = policy_cap(backend)
-    used = fit_to_extents({d.dim: d.block for d in facts.tunable},
-                          [(d.dim, d.extent, d.launch) for d in facts.dims if d.parallel])
+    used = {d.dim: d.block for d in facts.tunable}
+    if fit_extents:
+        used = fit_to_extents(used, [(d.dim, d.extent, d.launch) for d in facts.dims
+                                     if d.parallel])
     blocks = shrink_to_cap(used, lambda b: facts.tile_elements(facts.full_blocks(
         [b.get(i, 1) for i in range(1 + max(b))])), cap) if used else {}
     return Config(blocks=facts.full_blocks([blocks.get(d.dim, 1) for d in facts.dims]))
@@ -610,14 +649,19 @@ def build(fn, params, backend: str, target: str, config: Config | None,
     """fit_extents=False: the fixed policy's blocks as they are (an AOT package's kernel
     serves every size of its variant, not one power-of-two bucket of them)."""
     cap = policy_cap(backend)
+    policy = []
     if config is None:
         module, guards, blocks, returns_tuple = trace_with_default_blocks(fn, params, cap,
                                                                           fit_extents)
         if backend == "cuda" and any(op.name == "dot" for op in module.walk()):
-            config = default_config(autotune_facts(fn, params), backend, target)
+            facts = autotune_facts(fn, params)
+            config = default_config(facts, backend, target, fit_extents)
+            policy = policy_guards(facts, backend, target) if fit_extents else []
     if config is not None:
         module, guards, used, returns_tuple = trace(fn, params, config.blocks)
         blocks = list(config.blocks)
+        if policy:                # the fixed policy's choice depends on these sizes
+            guards = _with(guards, policy)
     if fast_math:             # read by the GPU backends' math tables
         module.kernel().attrs["fast_math"] = True
     asm = Stages(dict(module.traced_stages) or {"ir": str(module)})

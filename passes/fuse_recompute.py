@@ -237,9 +237,11 @@ def _same_bits(v):
     if p is not None and p.name == "cast" and p.operands[0].op is not None \
             and p.operands[0].op.name == "cast":
         wide, x = p.operands[0], p.operands[0].op.operands[0]
+        # a float type of more bits holds every value of a narrower one (16-bit floats
+        # do not hold each other's: bf16's range, f16's precision)
         if isinstance(x.type, TensorType) and x.type.dtype == v.type.dtype and \
                 x.type.dtype.is_float and wide.type.dtype.is_float and \
-                wide.type.dtype.bits >= x.type.dtype.bits:
+                wide.type.dtype.bits > x.type.dtype.bits:
             return x
     return v
 
@@ -256,8 +258,9 @@ def write_where_computed(fuser) -> bool:
                 dst.op is None or dst.op.name != "alloc" or \
                 tuple(dst.type.shape) != tuple(source.type.shape) or \
                 dst.type.dtype != source.type.dtype or \
-                any(dst in o.operands for o in fuser.body.ops if o is not w and o.name != "return"):
-            continue
+                any(dst in o.operands for o in fuser.kernel.walk()
+                    if o is not w and o.name != "return"):
+            continue                # read or written elsewhere (tile loops included)
         home, g = fuser.group[p], fuser.group[w]
         w.operands = [dst, source]
         fuser.body.ops.remove(w)

@@ -24,7 +24,7 @@ from .. import language as fl
 from ..autotune import bench
 from ..dsl import constexpr
 from ..jit import kernel
-from .rules import Unsupported, aten, packet
+from .rules import Unsupported, aten, matmul_accumulator, packet
 
 # the operands of each matmul overload packet: (a, b) positions
 OPERANDS = {aten.mm: (0, 1), aten.addmm: (1, 2), aten.bmm: (0, 1), aten.baddbmm: (1, 2)}
@@ -122,11 +122,15 @@ def measure(a_shape, b_shape, dtype, device, options) -> tuple[float, float, flo
         device = torch.device("cuda", torch.cuda.current_device())
     a, b = _random(a_shape, dtype, device), _random(b_shape, dtype, device)
     time_it = _timer(device)
-    product = torch.matmul(a, b)
-    vendor_s = time_it(lambda: torch.matmul(a, b))
+    try:
+        product = torch.matmul(a, b)
+        vendor_s = time_it(lambda: torch.matmul(a, b))
+    except RuntimeError:               # no vendor kernel for it (int matmuls on CUDA)
+        product, vendor_s = torch.empty(torch.broadcast_shapes(a_shape[:-2], b_shape[:-2])
+                                        + (a_shape[-2], b_shape[-1]), dtype=dtype,
+                                        device=device), math.inf
     pass_s = time_it(lambda: torch.mul(product, 1))
-    acc = fl.float64 if dtype == torch.float64 else (
-        fl.float32 if dtype.is_floating_point else fl.int64)
+    acc = getattr(fl, matmul_accumulator(dtype))      # as the rule renders it
     try:
         k = _fusec_kernel(options.backend, options.autotune)
         return time_it(lambda: k(a, b, acc)), vendor_s, pass_s, ""

@@ -503,11 +503,20 @@ def _var_mean(e, x, dims=None, correction=None, keepdim=False):
 
 # -- matmul (only with Options.matmul == "fusec") ---------------------------------------------
 
+def matmul_accumulator(dtype: torch.dtype) -> str:
+    """The fl dtype a matmul of `dtype` operands accumulates in: float32 for 16- and 32-bit
+    floats, float64 for float64, int64 for ints (cast back, it wraps as torch's does)."""
+    if dtype == torch.float64:
+        return "float64"
+    return "float32" if dtype.is_floating_point else "int64"
+
+
 def _dot(a: Var, b: Var, rank: int = 2) -> str:
     if tensor(a).rank != rank or tensor(b).rank != rank:
         raise Unsupported(f"matmul of tensors that are not {rank}-D")
-    acc = "fl.float64" if a.dtype == torch.float64 else "fl.float32"
-    return f"fl.dot({a}, {b}, out_dtype={acc})"
+    if a.dtype == torch.bool:
+        raise Unsupported("matmul of bool tensors")
+    return f"fl.dot({a}, {b}, out_dtype=fl.{matmul_accumulator(a.dtype)})"
 
 
 def _plus_scaled(product: str, bias, beta, alpha) -> str:

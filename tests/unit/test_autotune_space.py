@@ -235,10 +235,21 @@ def test_the_fixed_policy_fills_its_tiles(shape, blocks):
     assert list(ck.config.blocks) == blocks
 
 
-def test_blocks_fitted_to_a_size_hold_for_its_power_of_two_bucket_only():
+@pytest.mark.parametrize("sizes", [(10, 13, 5000, 9000), (5000, 9000, 13, 10)])
+def test_blocks_fitted_to_a_size_hold_for_its_power_of_two_bucket_only(sizes):
+    """Whichever size comes first, a size in another bucket below the policy's block
+    compiles its own blocks; sizes past it share one kernel."""
     k = fusec.kernel(scaled.fn, autotune="default")
-    small, same_bucket, large = (np.ones(n, np.float32) for n in (10, 13, 5000))
-    for x in (small, same_bucket, large):
+    for n in sizes:
+        x = np.ones(n, np.float32)
         np.testing.assert_array_equal(k(x), x * 2)
     blocks = sorted(tuple(c.config.blocks) for c in k._compiled.values())
     assert blocks == [(16,), (1024,)], blocks
+
+
+def test_the_fp32_dot_policy_is_guarded_by_the_sizes_it_fitted():
+    a, b = fusec.TensorSpec((300, 64), "float32"), fusec.TensorSpec((64, 5), "float32")
+    fixed = fusec.kernel(matmul.fn, autotune="default")     # the model's picks key on
+    ck = fixed.compile(a, b, target="sm_90", backend="cuda")  # every extent already
+    assert list(ck.config.blocks) == [128, 8, 32]            # 512 columns fitted to 5
+    assert {str(g) for g in ck.guards} == {"Min(512, b_s1)", "Min(4096, a_s0)"}

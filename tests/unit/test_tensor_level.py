@@ -422,3 +422,43 @@ def test_column_sums_of_sizes_the_call_checks_equal_share_a_launch(backend):
     assert_close(sx, xd.sum(0), "float32")
     assert_close(sy, 2 * yd.sum(0), "float32")
     assert_close(total, xd + yd, "float32")
+
+
+@fusec.kernel
+def output_read_before_its_write(x):
+    y = fl.exp(x - x.max(axis=1, keepdims=True))
+    out = fusec.zeros(x.shape, fl.float32)
+    snap = fusec.zeros(x.shape, fl.float32)
+    for t in fusec.tile(x.shape[0]):
+        snap[t, :] = out[t, :] + 1.0          # reads out before the write below
+    out[:] = y
+    return out, snap
+
+
+@fusec.kernel
+def through_float16(x):
+    x32 = x.to(fl.float32)
+    yb = (x32 - x32.mean(axis=1, keepdims=True)).to(fl.bfloat16)
+    y16 = yb.to(fl.float16)
+    return y16.to(fl.bfloat16), y16.to(fl.float32).sum(axis=0)
+
+
+def test_an_output_read_before_it_is_written_keeps_its_write_in_place(backend):
+    x, xd = random_array((5, 7), "float32", seed=45)
+    (out, snap), _ = _run(output_read_before_its_write, x)
+    np.testing.assert_array_equal(snap, np.ones((5, 7), np.float32))
+    assert_close(out, np.exp(xd - xd.max(1, keepdims=True)), "float32")
+
+
+def test_a_round_trip_through_another_16_bit_float_is_no_copy(backend):
+    """bf16 -> f16 -> bf16 changes values (f16 overflows past 65504): the stored output
+    is the round trip's result, not the bf16 value."""
+    torch = pytest.importorskip("torch")
+    x = (torch.randn(300, 70, generator=torch.Generator().manual_seed(46)) * 1e5).to(
+        torch.bfloat16)
+    (out, _), _ = _run(through_float16, x)
+    xd = x.float()
+    want = (xd - xd.mean(1, keepdim=True)).to(torch.bfloat16).to(torch.float16).to(
+        torch.bfloat16)
+    assert torch.isinf(want.float()).any()
+    assert_close(out.float().numpy(), want.float().numpy(), "bfloat16")

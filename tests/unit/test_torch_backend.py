@@ -91,6 +91,18 @@ def test_matmul_option_runs_attention_bmms_as_fusec_matmuls():
         assert sum(r.source.text.count("fl.dot(") for r in g.regions) >= 2, g.text()
 
 
+def test_integer_matmuls_accumulate_in_int64():
+    """int bmm / mm under matmul="fusec" wrap as torch's do (not through float32)."""
+    a = torch.randint(-1000, 1000, (2, 5, 7), generator=torch.Generator().manual_seed(3))
+    b = torch.randint(-1000, 1000, (2, 7, 3), generator=torch.Generator().manual_seed(4))
+    options = fusec.torch_backend(strict=True, matmul="fusec")
+    got = torch.compile(lambda a, b: torch.bmm(a, b), backend=options)(a * 40000, b * 40000)
+    assert torch.equal(got, torch.bmm(a * 40000, b * 40000))
+    got = torch.compile(lambda a, b: torch.mm(a, b) + 1, backend=options)(a[0].int() * 9,
+                                                                          b[0].int() * 9)
+    assert torch.equal(got, torch.mm(a[0].int() * 9, b[0].int() * 9) + 1)
+
+
 def test_baddbmm_with_beta_zero_ignores_its_input():
     def f(c, a, b):
         return torch.baddbmm(c, a, b, beta=0.0, alpha=0.5)
