@@ -7,10 +7,11 @@ pass over [M, N]. So fusec's kernel wins where
 
     fusec's product  <  the vendor's product + one pass reading and writing [M, N]
 
-each measured here on random tensors of the node's sizes, dtype and device when the graph
-compiles (fusec's kernel tuned as the backend's mode says; the pass is torch's `mul` by 1).
-Choices are kept per process by (op, sizes, dtype, device, backend, mode): a graph with the
-same matmul shapes measures nothing again. Symbolic sizes are measured at their hints.
+each measured here on random tensors of the node's sizes, strides, dtype and device when
+the graph compiles (fusec's kernel tuned as the backend's mode says; the pass is torch's
+`mul` by 1). Choices are kept per process by (op, sizes, strides, dtype, device, backend,
+mode): a graph with the same matmul shapes measures nothing again. Symbolic sizes are
+measured at their hints. Not measured: the prologue a fusec kernel would take along.
 """
 from __future__ import annotations
 
@@ -80,10 +81,16 @@ def _size(s) -> int:
     return int(s)
 
 
-def _random(shape, dtype, device) -> torch.Tensor:
+def _random(shape, dtype, device, strides=None) -> torch.Tensor:
+    """Random values of `shape`, laid out with `strides` (the graph's operand layout: a
+    linear layer's transposed weight) where they overlap no element."""
     if dtype.is_floating_point:
-        return torch.randn(shape, dtype=dtype, device=device)
-    return torch.randint(-8, 8, shape, dtype=dtype, device=device)
+        values = torch.randn(shape, dtype=dtype, device=device)
+    else:
+        values = torch.randint(-8, 8, shape, dtype=dtype, device=device)
+    if strides is None or 0 in strides or len(strides) != len(shape):
+        return values
+    return torch.empty_strided(shape, strides, dtype=dtype, device=device).copy_(values)
 
 
 def _timer(device: torch.device):
@@ -106,21 +113,25 @@ def _choose(node, options) -> Choice:
     ia, ib = OPERANDS[packet(node.target)]
     va, vb = (node.args[i].meta["val"] for i in (ia, ib))
     a_shape, b_shape = tuple(map(_size, va.shape)), tuple(map(_size, vb.shape))
-    key = (str(packet(node.target)), a_shape, b_shape, va.dtype, va.device.type,
+    layouts = (tuple(map(_size, va.stride())), tuple(map(_size, vb.stride())))
+    key = (str(packet(node.target)), a_shape, b_shape, layouts, va.dtype, va.device.type,
            options.backend, options.mode)
     if key not in _CHOICES:
         _CHOICES[key] = Choice(str(packet(node.target)).split(".")[-1], a_shape, b_shape,
                                str(va.dtype).replace("torch.", ""),
-                               *measure(a_shape, b_shape, va.dtype, va.device, options))
+                               *measure(a_shape, b_shape, va.dtype, va.device, options,
+                                        layouts))
     return _CHOICES[key]
 
 
-def measure(a_shape, b_shape, dtype, device, options) -> tuple[float, float, float, str]:
+def measure(a_shape, b_shape, dtype, device, options, layouts=(None, None)
+            ) -> tuple[float, float, float, str]:
     """(fusec's product, the vendor's, an elementwise pass over the product: seconds, and
-    why fusec's is inf) on random tensors of these sizes."""
+    why fusec's is inf) on random tensors of these sizes (and strides)."""
     if device.type == "cuda":
         device = torch.device("cuda", torch.cuda.current_device())
-    a, b = _random(a_shape, dtype, device), _random(b_shape, dtype, device)
+    a, b = (_random(shape, dtype, device, strides)
+            for shape, strides in zip((a_shape, b_shape), layouts))
     time_it = _timer(device)
     try:
         product = torch.matmul(a, b)
