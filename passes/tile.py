@@ -226,8 +226,14 @@ class _GroupEmitter:
         n = len(tuned)
         for k in self.axes.parallel:
             if k in self.axes.batch:
+                dim = self.tiler.new_dim()
+                given = self.tiler.options.blocks
+                if given is not None and dim < len(given) and given[dim] != 1:
+                    raise ValueError(f"the config's block {given[dim]} for tile dim {dim}: a "
+                                     "batched matmul's batch dim takes one element a program "
+                                     "(give 1)")
                 self.block[k] = 1
-                loops.append((self.axes.extent(k), 1, self.tiler.new_dim(), k))
+                loops.append((self.axes.extent(k), 1, dim, k))
                 continue
             position = tuned.index(k)
             dim, block = self.tiler.block_for(True, position, n, _fallback_block(

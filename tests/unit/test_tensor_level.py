@@ -462,3 +462,15 @@ def test_a_round_trip_through_another_16_bit_float_is_no_copy(backend):
         torch.bfloat16)
     assert torch.isinf(want.float()).any()
     assert_close(out.float().numpy(), want.float().numpy(), "bfloat16")
+
+
+def test_a_config_block_for_a_batch_dim_other_than_one_is_refused():
+    a = np.ones((3, 16, 8), np.float32)
+    b = np.ones((3, 8, 4), np.float32)
+    bias = np.ones(4, np.float32)
+    with pytest.raises(fusec.CompilationError, match="batch dim takes one element"):
+        DOT.batched_bias_relu.compile(a, b, bias, backend="cpu",
+                                      config=fusec.Config(blocks=[2, 16, 4, 8]))
+    ck = DOT.batched_bias_relu.compile(a, b, bias, backend="cpu",
+                                       config=fusec.Config(blocks=[1, 16, 4, 8]))
+    np.testing.assert_allclose(ck(a, b, bias), np.maximum(a @ b + bias, 0) * 0.5)
