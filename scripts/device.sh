@@ -81,7 +81,7 @@ if [ "${SKIP_ANCHOR_BENCH:-0}" != 1 ]; then
 fi
 # elementwise kernels over 3-D / 4-D tensors: the default policy's tiles vs fixed ones
 if [ "${SKIP_ND_BENCH:-0}" != 1 ]; then
-  timeout 120 python3 benchmarks/nd_elementwise.py 2>&1 | tee -a "$OUT/bench.log"
+  timeout 200 python3 benchmarks/nd_elementwise.py 2>&1 | tee -a "$OUT/bench.log"
 fi
 # tensor-core matmul configs, each under the K-loop schedules (mma.py's switches), into
 # bench.log (few files come back from $OUT)

@@ -37,7 +37,7 @@ from ...ir.core import Op, Value
 from ...ir.ops import memory_operands
 from ...ir.dtypes import DType
 from ..llvm.launches import serial_ops
-from . import arith, control, dot, fragments, memory, reduce, tensor_cores
+from . import arith, control, dot, fragments, memory, reduce, tensor_cores, transpose
 from .elements import ELEM_RULES
 from .layout import Layout, c_name
 from ..carried import VIEW_OPS, CarriedSlots
@@ -110,6 +110,14 @@ class FunctionEmitter(OpWalker, CarriedSlots):
                                if op.name in ("store", "atomic_add")]
         self.slot: int | None = None           # the unrolled slot of the loop being emitted
         self.slot_group: list | None = None    # ... and the indices of its Lane group
+
+    def emit_op(self, op: Op) -> None:
+        axis = transpose.across_axis(self, op)
+        if axis is not None:            # a load reading across the tile's rows
+            self.env[op.results[0]] = transpose.stage(
+                self, op, axis, lambda idx: self.elem_rules["load"](self, op, idx))
+            return
+        super().emit_op(op)
 
     # -- text --------------------------------------------------------------------------------
     def line(self, text: str) -> None:

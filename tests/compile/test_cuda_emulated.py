@@ -214,3 +214,45 @@ def test_a_mask_comparing_column_and_row_is_per_lane(dtype):
     got = output_float64(cuda_emulator.Emulated(ck, 4)(x))
     want = np.triu(output_float64(x))
     assert (got == want).all()
+
+
+@fusec.kernel
+def transposed_scaled(a):
+    return a.T * 2.0
+
+
+@fusec.kernel
+def keys_transposed(k):
+    return fl.permute(k, (0, 2, 3, 1))       # attention's k^T made contiguous
+
+
+@pytest.mark.parametrize("kernel,shape,blocks", [
+    (transposed_scaled, (45, 70), [16, 32]),         # ragged tiles both ways
+    (transposed_scaled, (45, 70), [8, 512]),
+    (transposed_scaled, (130, 9), [64, 64]),         # one dim shorter than a tile edge
+    (keys_transposed, (2, 37, 3, 20), [1, 1, 8, 64]),
+])
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_a_tile_read_across_its_rows_is_staged_through_shared_memory(
+        kernel, shape, blocks, dtype, monkeypatch):
+    """transpose.py (switched on here): the load is filled into a padded buffer by
+    threads walking the tensor's rows and read back transposed after the barrier."""
+    from fusec.backends.cuda import transpose
+    monkeypatch.setattr(transpose, "ENABLED", True)
+    x, xd = random_array(shape, dtype, seed=9)
+    ck = kernel.compile(as_input(x, dtype), backend="interpret",
+                        config=fusec.Config(blocks=blocks, warps=4))
+    emulated = cuda_emulator.Emulated(ck, 4)
+    got = output_float64(emulated(as_input(x, dtype)))
+    want = xd.T * 2 if kernel is transposed_scaled else np.transpose(xd, (0, 2, 3, 1))
+    assert_close(got, want, dtype)
+    assert "_staged_" in emulated.source
+
+
+def test_a_tile_read_along_its_rows_is_not_staged(monkeypatch):
+    from fusec.backends.cuda import transpose
+    monkeypatch.setattr(transpose, "ENABLED", True)
+    x, _ = random_array((45, 70), "float32", seed=10)
+    ck = K.bias_gelu.compile(x, np.ones(70, np.float32), backend="interpret")
+    source = cuda_emulator.Emulated(ck, 4).source
+    assert "_staged_" not in source

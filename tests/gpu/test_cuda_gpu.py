@@ -232,3 +232,23 @@ def test_a_kernel_restored_from_disk_runs_as_the_one_built(gpu_backend, monkeypa
         again = to_host(restored(*args))
         assert (again == first).all()
     assert_close(again, reference(xv, wv, bv), "bfloat16")
+
+
+@pytest.mark.parametrize("shape,perm,blocks", [((333, 517), (1, 0), [32, 64]),
+                                               ((8, 200, 16, 64), (0, 2, 3, 1),
+                                                [1, 1, 64, 64])])
+def test_transposed_copies_staged_through_shared_memory(shape, perm, blocks, monkeypatch):
+    """backends/cuda/transpose.py switched on: permuted copies (k^T made contiguous) read
+    along the tensor's rows into shared memory; the result is the permutation, exactly."""
+    from fusec.backends.cuda import transpose
+    monkeypatch.setattr(transpose, "ENABLED", True)
+
+    def copy(a):
+        return fl.permute(a, perm)
+    kernel = fusec.kernel(copy, backend="cuda")
+    x = torch.randn(shape, device="cuda").to(torch.bfloat16)
+    ck = kernel.compile(x, config=fusec.Config(blocks=blocks, warps=4))
+    assert "_staged_" in ck.asm["cuda"]
+    out = ck(x)
+    torch.cuda.synchronize()
+    assert torch.equal(out, x.permute(perm).contiguous())
