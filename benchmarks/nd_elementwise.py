@@ -38,6 +38,13 @@ CONFIGS = {3: [[8, 8, 64], [1, 8, 512], [1, 1, 1024], [1, 16, 256]],
            4: [[1, 1, 8, 64], [1, 1, 8, 512], [1, 2, 64, 16], [1, 1, 1, 1024]]}
 
 
+def copy_bandwidth(repeat: int) -> float:
+    """GB/s of a device-to-device copy of 1 GiB (bytes read and written)."""
+    src = torch.empty(1 << 30, dtype=torch.uint8, device="cuda")
+    dst = torch.empty_like(src)
+    return 2 * src.numel() / graph_ms(lambda: dst.copy_(src), repeat) / 1e6
+
+
 def transposed_copies(repeat: int, copy_gbps: float) -> list:
     """k^T made contiguous ([8, 512, 16, 64] -> [8, 16, 64, 512], bf16) and a 2-D
     transpose: fusec with backends/cuda/transpose.py off and on, torch eager, torch.compile."""
@@ -80,10 +87,7 @@ def main():
     args = ap.parse_args()
     dev = "cuda"
     name = torch.cuda.get_device_name(0)
-    src = torch.empty(1 << 30, dtype=torch.uint8, device=dev)
-    dst = torch.empty_like(src)
-    copy_gbps = 2 * src.numel() / graph_ms(lambda: dst.copy_(src), args.repeat) / 1e6
-    del src, dst
+    copy_gbps = copy_bandwidth(args.repeat)
     print(f"# {name}; device-to-device copy {copy_gbps:.0f} GB/s")
     compiled = torch.compile(lambda a, b: F.silu(a.float()).to(a.dtype) * b)
     rows = []

@@ -18,7 +18,7 @@ from .ir import TensorType, Value
 from .ir import dtypes as D
 from .ir.dtypes import DType
 from .ir.symbolic import hinted_value
-from .values import SymSize, TensorArg, TileVal
+from .values import SymSize, TensorArg
 from .views import ViewSemantic
 
 
