@@ -555,14 +555,19 @@ def _large_tiles_fit(target: str | None) -> bool:
     return tc.most_stages(tiling, stages, budget) == stages
 
 
+def _dot_roles(facts: KernelFacts) -> dict:
+    """dim -> "dot_m" | "dot_n" | "dot_k" for the dims whose blocks are a dot's."""
+    return {dim: t.resource for t in facts.terms if t.resource in TENSOR_CORE_BLOCKS
+            for dim, _ in t.amount.powers}
+
+
 def tensor_core_policy(facts: KernelFacts, backend: str, target: str | None = None
                        ) -> tuple[dict, int] | None:
     """({dim: block}, warps) for a kernel whose dot can run on tensor cores, else None."""
     if backend != "cuda" or not facts.has_dot or not {"bfloat16", "float16"} & set(
             facts.dtypes):
         return None
-    roles = {dim: t.resource for t in facts.terms if t.resource in TENSOR_CORE_BLOCKS
-             for dim, _ in t.amount.powers}
+    roles = _dot_roles(facts)
     launches = {d.launch for d in facts.dims if d.dim in roles}
     extents = {roles[d.dim]: d.extent for d in facts.tunable if d.dim in roles}
     large = {"dot_m", "dot_n", "dot_k"} <= set(extents) and \
@@ -615,8 +620,7 @@ TENSOR_CORE_THRESHOLDS = {"dot_m": 8192, "dot_n": 8192, "dot_k": 1024}
 def policy_guards(facts: KernelFacts, backend: str, target: str | None = None) -> list:
     """The sizes whose power-of-two buckets default_config's choice depends on, as guards."""
     if tensor_core_policy(facts, backend, target):
-        roles = {dim: t.resource for t in facts.terms if t.resource in TENSOR_CORE_BLOCKS
-                 for dim, _ in t.amount.powers}
+        roles = _dot_roles(facts)
         return [sympy.Min(d.extent_expr, TENSOR_CORE_THRESHOLDS[roles[d.dim]])
                 for d in facts.tunable if d.dim in roles and d.extent_expr is not None
                 and not sympy.sympify(d.extent_expr).is_Integer]

@@ -197,6 +197,23 @@ def _label(v) -> str:
         f"{p.loc.line}"
 
 
+def _move_after(fuser, ops: list, producer, g: int) -> None:
+    """Move `ops` of group g right after `producer`, into producer's group (g is dropped
+    when left empty)."""
+    home = fuser.group[producer]
+    at = fuser.body.ops.index(producer) + 1
+    for op in ops:
+        fuser.body.ops.remove(op)
+        fuser.body.insert(at, op)
+        fuser.members[g].remove(op)
+        fuser.members[home].append(op)
+        fuser.group[op] = home
+    fuser.position = {o: i for i, o in enumerate(fuser.body.ops)}
+    fuser.members[home].sort(key=fuser.position.get)
+    if not fuser.members[g]:
+        del fuser.members[g]
+
+
 def narrow_crossing_values(fuser) -> bool:
     """A float value another group reads only to round it to a narrower float (a bf16
     region's float32 value, stored as bf16 by its reader): the rounding moves into the
@@ -212,18 +229,7 @@ def narrow_crossing_values(fuser) -> bool:
                 continue
             if _read_elsewhere(fuser, v, g):
                 continue             # written wide for another group anyway
-            home = fuser.group[fuser.producer[v]]
-            at = fuser.body.ops.index(fuser.producer[v]) + 1
-            for u in users:
-                fuser.body.ops.remove(u)
-                fuser.body.insert(at, u)
-                fuser.members[g].remove(u)
-                fuser.members[home].append(u)
-                fuser.group[u] = home
-            fuser.position = {o: i for i, o in enumerate(fuser.body.ops)}
-            fuser.members[home].sort(key=fuser.position.get)
-            if not fuser.members[g]:
-                del fuser.members[g]
+            _move_after(fuser, users, fuser.producer[v], g)
             moved = True
             fuser.notes.append(f"narrowed: {_label(v)} crosses to the launch reading it as "
                                f"its {users[0].results[0].type.dtype.name} rounding")
@@ -261,20 +267,11 @@ def write_where_computed(fuser) -> bool:
                 any(dst in o.operands for o in fuser.kernel.walk()
                     if o is not w and o.name != "return"):
             continue                # read or written elsewhere (tile loops included)
-        home, g = fuser.group[p], fuser.group[w]
         w.operands = [dst, source]
-        fuser.body.ops.remove(w)
-        fuser.body.insert(fuser.body.ops.index(p) + 1, w)
-        if fuser.body.ops.index(dst.op) > fuser.body.ops.index(w):
-            fuser.body.ops.remove(dst.op)
+        if fuser.body.ops.index(dst.op) > fuser.body.ops.index(p):
+            fuser.body.ops.remove(dst.op)       # defined before the write's new place
             fuser.body.insert(0, dst.op)
-        fuser.members[g].remove(w)
-        fuser.members[home].append(w)
-        fuser.group[w] = home
-        fuser.position = {o: i for i, o in enumerate(fuser.body.ops)}
-        fuser.members[home].sort(key=fuser.position.get)
-        if not fuser.members[g]:
-            del fuser.members[g]
+        _move_after(fuser, [w], p, fuser.group[w])
         fuser.notes.append(f"written where computed: {_label(source)} is stored into "
                            f"%{dst.name} by the launch computing it; the launch that stored "
                            f"%{dst.name} before reads it from there")
