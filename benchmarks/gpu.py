@@ -141,19 +141,27 @@ def graph_ms(fn, repeat: int) -> float:
 # tensor-core configs of the matmul rows (blocks M, N, K; warps; pipeline stages, cut to
 # what shared memory holds); benchmarks/matmul_configs.py sweeps more of them
 MMA_CONFIGS = (([128, 128, 32], 8, 4), ([128, 128, 32], 4, 4), ([128, 256, 32], 8, 3))
+# ... and of the PTX backend's (backends/llvm/mma.py: operands staged per K step, no
+# pipelining; stages unused)
+PTX_MMA_CONFIGS = (([128, 128, 32], 4, 1), ([64, 64, 32], 4, 1))
+# where each backend's source shows the tensor-core path was taken
+_MMA_MARK = {"cuda": ("cuda", "fc_mma_bf16("),
+             "ptx": ("ptx", "mma.sync.aligned.m16n8k16.row.col.f32.bf16")}
 
 
-def _mma_impls(matmul_bias_relu, a, b, bias) -> dict:
+def _mma_impls(matmul_bias_relu, a, b, bias, backend="cuda", configs=MMA_CONFIGS) -> dict:
     """fusec-mma rows: each config compiled once, its result checked against torch."""
     want = torch.relu(a.float() @ b.float() + bias.float()) * 0.5
     impls = {}
-    for blocks, warps, stages in MMA_CONFIGS:
-        name = f"fusec-mma {'x'.join(map(str, blocks))} w{warps} s{stages}"
+    prefix = "fusec-mma" if backend == "cuda" else f"fusec-{backend}-mma"
+    asm, mark = _MMA_MARK[backend]
+    for blocks, warps, stages in configs:
+        name = f"{prefix} {'x'.join(map(str, blocks))} w{warps} s{stages}"
         try:
-            ck = matmul_bias_relu.compile(a, b, bias, 0.5, backend="cuda",
+            ck = matmul_bias_relu.compile(a, b, bias, 0.5, backend=backend,
                                           config=fusec.Config(blocks=blocks, warps=warps,
                                                               stages=stages))
-            if "fc_mma_bf16(" not in ck.asm["cuda"]:
+            if mark not in ck.asm[asm]:
                 raise RuntimeError("the tensor-core path was not taken")
             err = ((ck(a, b, bias, 0.5).float() - want).abs().max() /
                    want.abs().max()).item()
@@ -178,7 +186,8 @@ def matmul_rows(rows: list, repeat: int = 5) -> None:
                  "torch.compile": torch.compile(eager),
                  "fusec-cuda": lambda: matmul_bias_relu(a, b, bias, 0.5),
                  "fusec-whole": lambda: whole.matmul_bias_relu(a, b, bias, 0.5),
-                 **_mma_impls(matmul_bias_relu, a, b, bias)}
+                 **_mma_impls(matmul_bias_relu, a, b, bias),
+                 **_mma_impls(matmul_bias_relu, a, b, bias, "ptx", PTX_MMA_CONFIGS)}
         for impl, fn in impls.items():
             if impl in slow:
                 print(f"matmul {n:<5} {impl:<20} skipped (over 50 ms at the smaller size)")

@@ -30,8 +30,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
 from ...ir import dtypes as D
 from ...ir.core import Op, Value
 from ...ir.dtypes import DType
@@ -39,7 +37,7 @@ from ...ir.ops import BINARY, COMPARE, UNARY, memory_operands
 from .. import switches
 from ..carried import VIEW_OPS, rank
 from ..common import arch_number, per_arch
-from ..numeric import round_to
+from ..exact_halves import common_half
 from .elements import ELEM_RULES
 
 ENABLED = True                   # the switch: False sends every dot to dot.py's FMA loop
@@ -57,9 +55,7 @@ SHARED_LIMIT = {80: 163 << 10, 86: 99 << 10, 87: 163 << 10, 89: 99 << 10, 90: 22
                 100: 227 << 10, 120: 99 << 10}
 SHARED_RESERVE = 8 << 10         # left to a program's other buffers (the arena) per half
 MAX_ACCUMULATORS = 128           # float registers of accumulator per thread
-HALVES = (D.bfloat16, D.float16)
 _ELEMENTWISE = frozenset(UNARY + BINARY + COMPARE + ("where", "cast"))
-_EXACT_PRESERVING = frozenset(("neg", "abs", "relu", "maximum", "minimum"))
 switches.register(__name__, "ENABLED")
 
 
@@ -216,10 +212,9 @@ def _match(loop: Op, plan, warps: int, stages: int, arch: str, staged: int
     (bm, bk), bn = a.type.shape, b.type.shape[1]
     if bm % MMA_M or bn % MMA_N or bk % MMA_K:
         return None
-    common = _exact_halves(a) & _exact_halves(b)
-    if not common:
+    dtype = common_half(a, b)
+    if dtype is None:
         return None
-    dtype = next(h for h in HALVES if h in common)
     tiling = warp_tiling(bm, bn, bk, warps)
     if tiling is None:
         return None
@@ -259,39 +254,7 @@ def warp_tiling(bm: int, bn: int, bk: int, warps: int) -> WarpTiling | None:
     return best
 
 
-# -- operands -------------------------------------------------------------------------------
-def _exact_halves(v: Value) -> frozenset:
-    """The 16-bit float types that represent every value of v exactly."""
-    op = v.op
-    if op is None:
-        return frozenset()
-    d = v.type.dtype
-    name = op.name
-    if name == "load":
-        other = memory_operands(op)[4]
-        found = frozenset(h for h in HALVES if h == d)
-        return found & _exact_halves(other) if other is not None else found
-    if name == "cast":
-        if d in HALVES:
-            return frozenset((d,))
-        src = op.operands[0].type.dtype
-        return _exact_halves(op.operands[0]) if d.is_float and src.is_float else frozenset()
-    if name == "const":
-        value = op.attrs["value"]
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            return frozenset()
-        x = np.float32(value)
-        return frozenset(h for h in HALVES if float(round_to(x, h)) == float(value))
-    if name == "where":
-        return _exact_halves(op.operands[1]) & _exact_halves(op.operands[2])
-    if name in VIEW_OPS or name in _EXACT_PRESERVING:
-        found = frozenset(HALVES)
-        for o in op.operands:
-            found &= _exact_halves(o)
-        return found
-    return frozenset()
-
-
+# -- operands ---------------------------------------------------------------------------
 def constant(v: Value):
     """The value of a tile that is one constant everywhere (through views), else None."""
     op = v.op

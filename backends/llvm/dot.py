@@ -4,7 +4,7 @@ from __future__ import annotations
 import llvmlite.ir as ir
 
 from ...ir.core import Op
-from . import arith, loops, simt
+from . import arith, loops, mma, simt
 from .types import F64, I64, compute, is_signed
 
 
@@ -43,7 +43,14 @@ def dot(L, op: Op):
     if L.ctx.target.simt is not None:
         finish = ((lambda v: arith.round_half(L.ctx, out, v)) if out.is_half
                   else (lambda v: v))
-        simt.dot(L, a_v, b_v, res, acc_ty, conv, mul, add, finish)
+        half = mma.half_type(L, a_v, b_v, acc_ty)
+        if half is None:
+            simt.dot(L, a_v, b_v, res, acc_ty, conv, mul, add, finish)
+            return
+        c = L.new_buffer(out, (M, N), elem_ty=acc_ty)
+        mma.dot(L, a_v, b_v, half, c, conv, finish)
+        L.work += M * N * K * L._weight
+        L.env[res] = c
         return
     zero = ir.Constant(acc_ty, 0.0 if is_f else 0)
     c = L.new_buffer(out, (M, N), elem_ty=acc_ty)

@@ -108,6 +108,7 @@ class NVPTXTarget(Target):
     library_fallbacks = {"pow": "pow", "frem": "fmod"}
 
     def __init__(self, arch: str):
+        self.arch = arch
         self.buffers: FunctionBuffers | None = None
         self.simt: SimtState | None = None
         self.shared_bytes = 0

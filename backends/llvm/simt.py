@@ -105,7 +105,7 @@ def _distributed(L, shape, body) -> None:
 
         def one(k):
             lin = _strided(b, k, t, s.tid)
-            _when(L, b.icmp_unsigned("<", lin, ir.Constant(I32, n)),
+            when(L, b.icmp_unsigned("<", lin, ir.Constant(I32, n)),
                   lambda: body(unflatten(b, lin, shape)))
         if rounds == 1:
             one(0)
@@ -182,7 +182,7 @@ def _strided(b: ir.IRBuilder, k, step: int, start: ir.Value) -> ir.Value:
                  flags=("nuw", "nsw"))
 
 
-def _when(L, cond: ir.Value, then: Callable[[], object]) -> None:
+def when(L, cond: ir.Value, then: Callable[[], object]) -> None:
     loops.branch(L.ctx, cond, then)
 
 
@@ -235,7 +235,7 @@ def one_thread(L, fn: Callable[[], ir.Value], ty: ir.Type) -> ir.Value:
     slot = L.typed_buffer(ty, (1,))           # at the top level: the program's own
     if s.needs_barrier(L.b):
         barrier(L)
-    _when(L, L.b.icmp_unsigned("==", s.tid, ir.Constant(I32, 0)),
+    when(L, L.b.icmp_unsigned("==", s.tid, ir.Constant(I32, 0)),
           lambda: L.raw_store(slot, (0,), fn()))
     barrier(L)
     value = L.raw_load(slot, (0,))
@@ -309,7 +309,7 @@ def reduce_innermost(L, x, res, spec) -> None:
             return
         first = b.icmp_unsigned("==", lane, ir.Constant(I32, 0))
         store_cond = first if active is None else b.and_(first, active)
-        _when(L, store_cond, lambda: L.buf_store(out, out_idx, value))
+        when(L, store_cond, lambda: L.buf_store(out, out_idx, value))
 
     s.depth += 1
     if passes == 1 or mapped:
@@ -389,7 +389,7 @@ def _combine(L, spec, accs: list, lanes: int, partials) -> list:
     b = L.b
     warp = b.udiv(s.tid, ir.Constant(I32, WARP))
     leader = b.icmp_unsigned("==", b.urem(s.tid, ir.Constant(I32, WARP)), ir.Constant(I32, 0))
-    _when(L, leader, lambda: [L.raw_store(p, (warp,), a) for p, a in zip(partials, accs)])
+    when(L, leader, lambda: [L.raw_store(p, (warp,), a) for p, a in zip(partials, accs)])
     barrier(L)
     per_group = lanes // WARP
     first = b.mul(b.udiv(warp, ir.Constant(I32, per_group)), ir.Constant(I32, per_group))

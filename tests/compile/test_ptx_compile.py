@@ -315,6 +315,35 @@ def test_bf16_rounds_by_the_conversion_instruction_from_sm_80_only():
         assert_cubin(ck, arch)
 
 
+@pytest.mark.parametrize("arch", ["sm_75", "sm_80", "sm_90"])
+def test_half_dots_run_on_tensor_cores_from_sm_80(arch, monkeypatch):
+    """backends/llvm/mma.py: a bf16 / fp16 matmul's dot is mma.sync m16n8k16 of its operand
+    type from sm_80 on (the operands staged in shared memory, a warp's fragments read from
+    there); float32 operands (tf32 would round them) and older archs keep the FMA loop,
+    and so does a dot whose tile is not a multiple of the mma shape."""
+    from fusec.backends.llvm import mma
+    matmul = importlib.import_module("matmul_epilogue").matmul_bias_relu
+
+    def build(dtype, blocks=(64, 64, 32)):
+        ck = matmul.compile(spec([200, 96], dtype), spec([96, 120], dtype), spec(120, dtype), 0.5,
+                            backend="ptx", target=arch,
+                            config=fusec.Config(blocks=list(blocks), warps=4))
+        assert_cubin(ck, arch)
+        return ck.asm["ptx"]
+    tensor_cores = arch != "sm_75"
+    for dtype, ptx_type in (("bfloat16", "bf16"), ("float16", "f16")):
+        ptx = build(dtype)
+        want = f"mma.sync.aligned.m16n8k16.row.col.f32.{ptx_type}.{ptx_type}.f32"
+        assert (want in ptx) == tensor_cores, (dtype, arch)
+        if tensor_cores:
+            assert ".shared" in ptx and "bar.sync" in ptx
+    assert "mma.sync" not in build("float32")
+    assert "mma.sync" not in build("bfloat16", blocks=(64, 60, 32))
+    monkeypatch.setattr(mma, "ENABLED", False)
+    matmul = fusec.kernel(matmul.fn)            # its in-memory cache keys no switch
+    assert "mma.sync" not in build("bfloat16")
+
+
 def test_a_block_sum_shuffles_across_warps_and_adds_atomically_once():
     """total: a 256-element sum (float64 accumulator) over 4 warps, then one atomic add:
     five butterfly steps of two 32-bit halves, the warps' partials through shared memory,

@@ -22,24 +22,28 @@ CONFIGS = [([128, 128, 32], 8), ([128, 128, 32], 4), ([64, 64, 32], 4), ([32, 32
 HALF = {"bfloat16": "bf16", "float16": "f16"}
 
 
-def run(name, mkn, dtype, blocks, warps, inputs=None, stages=3):
+def run(name, mkn, dtype, blocks, warps, inputs=None, stages=3, backend="cuda"):
     """(output as float64, float64 reference) of kernel `name` compiled for this GPU with
-    the given config; inputs: CUDA tensors to use instead of fresh random ones."""
+    the given config and backend; inputs: CUDA tensors to use instead of fresh random ones."""
     kernel, shapes, extra, reference, out_dtype = KERNELS[name]
     if inputs is None:
         arrays = [random_array(s, dtype, seed=i + 1) for i, s in enumerate(shapes(*mkn))]
         inputs = [to_cuda(a, dtype) for a, _ in arrays]
     values = [to_host(t) for t in inputs]
-    ck = kernel.compile(*inputs, *extra, backend="cuda",
+    ck = kernel.compile(*inputs, *extra, backend=backend,
                         config=fusec.Config(blocks=blocks, warps=warps, stages=stages))
-    assert f"fc_mma_{HALF[dtype]}(" in ck.asm["cuda"], "the tensor-core path was not taken"
+    if backend == "cuda":
+        assert f"fc_mma_{HALF[dtype]}(" in ck.asm["cuda"], "the tensor-core path was not taken"
+    else:
+        assert f"mma.sync.aligned.m16n8k16.row.col.f32.{HALF[dtype]}" in ck.asm["ptx"], \
+            "the tensor-core path was not taken"
     out = ck(*inputs, *extra)
     torch.cuda.synchronize()
     return to_host(out), reference(*values), out_dtype or dtype
 
 
-def check(name, mkn, dtype, blocks, warps, inputs=None, stages=3):
-    got, want, out_dtype = run(name, mkn, dtype, blocks, warps, inputs, stages)
+def check(name, mkn, dtype, blocks, warps, inputs=None, stages=3, backend="cuda"):
+    got, want, out_dtype = run(name, mkn, dtype, blocks, warps, inputs, stages, backend)
     scale = max(1.0, np.sqrt(mkn[1]))          # sums of K products of values up to 3
     assert_close(got / scale, want / scale, out_dtype,
                  f"{name} {mkn} {dtype} blocks={blocks} warps={warps}")
@@ -146,3 +150,36 @@ def test_k_loop_schedules(mkn, blocks, warps, stages, schedule, monkeypatch):
     scale = np.sqrt(mkn[1])
     assert_close(to_host(out) / scale, reference(*[v for _, v in arrays]) / scale, "bfloat16",
                  f"{schedule} {mkn} {blocks}")
+
+
+# -- the PTX backend (backends/llvm/mma.py) --------------------------------------------------
+PTX_CONFIGS = [("bias_relu", [64, 64, 32], 4), ("bias_relu", [32, 32, 16], 2),
+               ("bias_relu", [128, 128, 32], 8), ("plain", [128, 64, 32], 4),
+               ("nt", [64, 64, 32], 4), ("add_silu", [32, 64, 16], 2)]
+
+
+@pytest.mark.parametrize("name,blocks,warps", PTX_CONFIGS)
+@pytest.mark.parametrize("mkn", [(100, 72, 200), (1, 16, 7), (300, 96, 120)])
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_ptx_dots_on_tensor_cores(dtype, mkn, name, blocks, warps):
+    check(name, mkn, dtype, blocks, warps, backend="ptx")
+
+
+@pytest.mark.parametrize("mkn,blocks", [((300, 96, 120), [64, 128, 32]),
+                                        ((64, 40, 7), [32, 8, 16])])
+def test_ptx_row_softmax_of_the_product(mkn, blocks):
+    check("softmax", mkn, "bfloat16", blocks, 4 if blocks[1] >= 32 else 1, backend="ptx")
+
+
+@pytest.mark.parametrize("name", ["batched", "batched_shared_b"])
+def test_ptx_batched_dots_on_tensor_cores(name):
+    check(name, (300, 72, 130), "bfloat16", [1, 64, 64, 32], 4, backend="ptx")
+
+
+def test_ptx_strided_operands_on_tensor_cores():
+    m, k, n = 200, 96, 136
+    base_a = torch.randn(m, k + 5, device="cuda").to(torch.bfloat16)
+    b = torch.randn(n, k, device="cuda").to(torch.bfloat16).t()
+    bias = torch.randn(n, device="cuda").to(torch.bfloat16)
+    check("bias_relu", (m, k, n), "bfloat16", [64, 64, 32], 4, [base_a[:, 3:k + 3], b, bias],
+          backend="ptx")

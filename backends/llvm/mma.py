@@ -1,0 +1,139 @@
+"""Tensor-core dots of the PTX backend: `mma.sync.aligned.m16n8k16` (sm_80+) in the SIMT
+mapping (simt.py), for dots whose operands both hold values exact in one 16-bit float type
+H (backends/exact_halves.py) and accumulate in float32. The products are then exact and
+only the order of the float32 additions differs from simt.dot's FMA loop.
+
+A qualifying dot [M, K] x [K, N] (M % 16 == 0, N % 8 == 0, K % 16 == 0) at the program's
+top level runs in three steps, each fenced by barriers:
+1. the threads stage A as H bits in a [M, K + PAD] buffer and B transposed in a
+   [N, K + PAD] one (the program's shared memory while it fits): a fragment's two
+   consecutive k of one row are then one 32-bit word, and the pad puts the 8 rows a warp
+   reads at once in distinct banks;
+2. warp w computes the m16n8 output tiles w, w + W, ... (W warps), its accumulators in
+   registers over the K steps of 16; fragment layouts from the PTX ISA (warp-level matrix
+   fragments for mma.m16n8k16): lane = 4 * group + index-in-group, A registers
+   (row, k) = (group [+8], 2 * index [+8]), B registers (k, col) = (2 * index [+8], group),
+   accumulators (row, col) = (group [+8], 2 * index + {0, 1});
+3. the accumulators are written to the result buffer that the rest of the program reads.
+
+The CUDA C backend's lowering (backends/cuda/mma.py) goes further: the accumulator stays in
+registers across the sequential K loop, operands stream in with cp.async, ldmatrix loads
+the fragments, and the epilogue reads the registers. This one recomputes nothing of that:
+it makes the multiply itself run on tensor cores, with the same operands and rounding.
+"""
+from __future__ import annotations
+
+import llvmlite.ir as ir
+
+from ...ir import dtypes as D
+from ...ir.core import Value
+from .. import switches
+from ..common import arch_number
+from ..exact_halves import common_half
+from . import loops, simt
+from .types import F16, F32, I16, I32
+
+ENABLED = True              # the switch: False keeps every dot on simt.dot's FMA loop
+MIN_ARCH = 80               # mma.sync m16n8k16 with bf16 operands
+MMA_M, MMA_N, MMA_K = 16, 8, 16
+PAD = 8                     # halves appended to each staged row (bank spread)
+_PTX_TYPE = {D.bfloat16: "bf16", D.float16: "f16"}
+switches.register(__name__, "ENABLED")
+
+
+def half_type(L, a_v: Value, b_v: Value, acc_ty: ir.Type):
+    """The 16-bit float type the dot a_v @ b_v runs in on tensor cores, else None."""
+    s = simt.state(L)
+    M, K = a_v.type.shape
+    N = b_v.type.shape[1]
+    if not ENABLED or acc_ty != F32 or s.depth or s.nthreads % simt.WARP or \
+            arch_number(L.ctx.target.arch) < MIN_ARCH or \
+            M % MMA_M or N % MMA_N or K % MMA_K:
+        return None
+    return common_half(a_v, b_v)
+
+
+def dot(L, a_v: Value, b_v: Value, half, c, conv, finish) -> None:
+    """c[m, n] = sum_k a_v[m, k] b_v[k, n] on tensor cores (half_type gave `half`); c: the
+    result buffer, conv(value, dtype) an operand element as float32, finish the rounding of
+    an accumulator to the result type."""
+    M, K = a_v.type.shape
+    N = b_v.type.shape[1]
+    b = L.b
+    bits = _bits_of(b, half)
+    a_half = L.typed_buffer(I16, (M, K + PAD))
+    bt_half = L.typed_buffer(I16, (N, K + PAD))
+    L.for_each((M, K), lambda idx: L.raw_store(
+        a_half, idx, bits(conv(L.elem(a_v, idx), a_v.type.dtype))))
+    L.for_each((K, N), lambda idx: L.raw_store(
+        bt_half, (idx[1], idx[0]), bits(conv(L.elem(b_v, idx), b_v.type.dtype))))
+
+    s = simt.state(L)
+    warps = s.nthreads // simt.WARP
+    tiles_n = N // MMA_N
+    tiles = (M // MMA_M) * tiles_n
+    warp = b.lshr(s.tid, ir.Constant(I32, 5))
+    lane = b.and_(s.tid, ir.Constant(I32, 31))
+    group = b.lshr(lane, ir.Constant(I32, 2))
+    pair = b.shl(b.and_(lane, ir.Constant(I32, 3)), ir.Constant(I32, 1))   # 2 * index
+    instruction = _instruction(half)
+    zero = ir.Constant(F32, 0.0)
+
+    def word(buf, row, k):
+        """The 32-bit word holding buf[row, k] and buf[row, k + 1] (k even)."""
+        element = L.b.gep(buf.ptr, [L.linear(buf, (row, k))], inbounds=True)
+        return L.b.load(L.b.bitcast(element, I32.as_pointer()))
+
+    def tile(j):
+        bb = L.b
+        row = bb.add(bb.mul(bb.udiv(j, ir.Constant(I32, tiles_n)), ir.Constant(I32, MMA_M)),
+                     group)
+        col = bb.add(bb.mul(bb.urem(j, ir.Constant(I32, tiles_n)), ir.Constant(I32, MMA_N)),
+                     group)
+        row8 = bb.add(row, ir.Constant(I32, 8))
+
+        def k_step(kk, accs):
+            k = L.b.add(L.b.mul(kk, ir.Constant(I32, MMA_K)), pair)
+            k8 = L.b.add(k, ir.Constant(I32, 8))
+            a_regs = [word(a_half, r, kc) for kc in (k, k8) for r in (row, row8)]
+            b_regs = [word(bt_half, col, kc) for kc in (k, k8)]
+            out = L.b.call(instruction, a_regs + b_regs + list(accs))
+            return [L.b.extract_value(out, i) for i in range(4)]
+        accs = loops.counted(L.ctx, K // MMA_K, k_step, [zero] * 4, name="mma_k")
+        out_col = L.b.add(L.b.sub(col, group), pair)         # the tile's first column + 2i
+        out_col1 = L.b.add(out_col, ir.Constant(I32, 1))
+        for i, (r, cc) in enumerate(((row, out_col), (row, out_col1), (row8, out_col),
+                                     (row8, out_col1))):
+            L.raw_store(c, (r, cc), finish(accs[i]))
+
+    if s.needs_barrier(b):
+        simt.barrier(L)
+    s.depth += 1
+    rounds = -(-tiles // warps)
+
+    def round_(r, _):
+        j = L.b.add(warp, L.b.mul(r, ir.Constant(I32, warps)))
+        if tiles % warps:           # warp-uniform: mma.sync needs every lane of the warp
+            simt.when(L, L.b.icmp_unsigned("<", j, ir.Constant(I32, tiles)), lambda: tile(j))
+        else:
+            tile(j)
+        return []
+    loops.counted(L.ctx, rounds, round_, name="mma_tile")
+    s.depth -= 1
+    simt.barrier(L)
+
+
+def _bits_of(b: ir.IRBuilder, half):
+    """float32 value exact in `half` -> its 16 bits (no rounding happens: it is exact)."""
+    if half == D.bfloat16:
+        return lambda v: b.trunc(b.lshr(b.bitcast(v, I32), ir.Constant(I32, 16)), I16)
+    return lambda v: b.bitcast(b.fptrunc(v, F16), I16)
+
+
+def _instruction(half) -> ir.InlineAsm:
+    t = _PTX_TYPE[half]
+    ty = ir.FunctionType(ir.LiteralStructType([F32] * 4), [I32] * 6 + [F32] * 4)
+    return ir.InlineAsm(
+        ty, f"mma.sync.aligned.m16n8k16.row.col.f32.{t}.{t}.f32 "
+        "{$0, $1, $2, $3}, {$4, $5, $6, $7}, {$8, $9}, {$10, $11, $12, $13};",
+        "=f,=f,=f,=f,r,r,r,r,r,r,f,f,f,f")
