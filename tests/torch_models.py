@@ -69,6 +69,14 @@ class GroupNormSiLU(nn.Module):
         super().__init__(); s.gn = nn.GroupNorm(4, 16)
     def forward(s, x):
         return F.silu(s.gn(x))
+class EmbeddingGather(nn.Module):
+    """Embedding (a padding row) and gather: their backwards are scatters with accumulation
+    (index_put, scatter_add), run as fusec kernels of their own (fusec/dynamo/library.py)."""
+    def __init__(s):
+        super().__init__(); s.e = nn.Embedding(50, 24, padding_idx=3); s.ln = nn.LayerNorm(24)
+    def forward(s, idx, x, lab):
+        y = s.ln(s.e(idx)) * x
+        return y.reshape(-1, 24).gather(1, lab) * 2.0, y
 MODELS = {
     "mlp_gelu_layernorm": (MLP, lambda b, dt: (torch.randn(b, 32, dtype=dt),), True),
     "transformer_block": (Block, lambda b, dt: (torch.randn(b, 5, 32, dtype=dt),), True),
@@ -76,6 +84,9 @@ MODELS = {
     "batchnorm_train": (BN, lambda b, dt: (torch.randn(b, 16, dtype=dt),), True),
     "groupnorm_silu": (GroupNormSiLU, lambda b, dt: (torch.randn(b, 16, 5, 7, dtype=dt),),
                        True),
+    "embedding_gather": (EmbeddingGather, lambda b, dt: (
+        torch.randint(0, 50, (b, 9)), torch.randn(b, 9, 24, dtype=dt),
+        torch.randint(0, 24, (b * 9, 3))), True),
     "int_bool": (IntBool, lambda b, dt: (torch.randn(b, 7, dtype=dt),
                                           torch.arange(b * 7).view(b, 7) - 9), False),
     "inplace": (InPlace, lambda b, dt: (torch.randn(b, 16, dtype=dt),), False),

@@ -19,8 +19,9 @@ from torch.fx.passes.infra.partitioner import CapabilityBasedPartitioner
 from torch.fx.passes.utils.fuser_utils import fuse_by_partitions
 
 from .aliases import Roots, collapse_views
+from .library import library_op
 from .region import FusedRegion
-from .rules import aten, computes, fast_view, is_view, launches_nothing, packet
+from .rules import Unsupported, aten, computes, fast_view, is_view, launches_nothing, packet
 from .support import FusecSupport, interior_views
 
 MAX_REPARTITIONS = 64
@@ -37,6 +38,7 @@ class GraphReport:
     module: object = None            # the compiled GraphModule (benchmarks time its nodes)
     view_calls: tuple = (0, 0)       # view calls before and after chains were collapsed
     matmul_choices: list = field(default_factory=list)    # matmul="auto": Choice per matmul
+    library_calls: list = field(default_factory=list)     # "name = kernel" (library.py)
 
     @property
     def launches_per_call(self) -> int | None:
@@ -46,7 +48,7 @@ class GraphReport:
                   for r in self.regions]
         if any(c is None for c in counts):
             return None
-        return sum(counts) + self.aten_launching
+        return sum(counts) + self.aten_launching + len(self.library_calls)
 
     def text(self) -> str:
         lines = [f"fusec graph {self.label}: {len(self.regions)} fused region(s), "
@@ -55,6 +57,8 @@ class GraphReport:
             ops = ", ".join(n.name for n in r.source.nodes)
             lines.append(f"  region {r.source.name}: {len(r.source.nodes)} ops [{ops}]")
             lines += ["    " + line for line in r.source.text.splitlines()]
+        for call in self.library_calls:
+            lines.append(f"  kernel {call}: a fusec kernel of its own (atomic adds)")
         for node, why in self.aten_ops:
             lines.append(f"  aten {node}: {why}")
         for name, choice in self.matmul_choices:
@@ -182,9 +186,21 @@ def compile_graph(gm: GraphModule, options, label: str) -> tuple[GraphModule, Gr
                 setattr(gm, node.target, region)
                 report.regions.append(region)
                 regions.add(node)
+    library = set()                  # nodes now calling a kernel of library.py
     for node in gm.graph.nodes:
-        if node.op == "call_function" and not (node.target is operator.getitem
-                                               and node.args[0] in regions):
+        if node.op == "call_function":
+            try:
+                call = library_op(node, options)
+            except Unsupported as exc:
+                why_not[node.name] = str(exc)
+                continue
+            if call is not None:
+                report.library_calls.append(f"{node.name} = {call.__name__}")
+                node.target = call
+                library.add(node)
+    for node in gm.graph.nodes:
+        if node.op == "call_function" and node not in library and not (
+                node.target is operator.getitem and node.args[0] in regions):
             why = why_not.get(node.name) or _left_to_aten(node.target)
             report.aten_ops.append((f"{node.name} = {_target_name(node.target)}", why))
             report.aten_launching += not launches_nothing(node.target)

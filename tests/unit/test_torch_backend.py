@@ -30,7 +30,7 @@ def test_model_matches_eager_float32(name):
 
 
 @pytest.mark.parametrize("name", ["mlp_gelu_layernorm", "transformer_block", "int_bool",
-                                  "groupnorm_silu"])
+                                  "groupnorm_silu", "embedding_gather"])
 def test_model_matches_eager_bfloat16(name):
     check_against_eager(name, torch.bfloat16)
 
@@ -42,6 +42,57 @@ def test_group_norm_is_lowered_forward_and_backward():
     for g in fusec.dynamo.graphs():
         assert not any("group_norm" in op for op, _ in g.aten_ops), g.text()
         assert g.regions, g.text()
+
+
+def test_scatters_with_accumulation_run_as_fusec_kernels():
+    """Embedding's and gather's backwards (index_put with accumulate, scatter_add after the
+    core aten decompositions) run as fusec kernels of atomic adds, not aten's."""
+    check_against_eager("embedding_gather")
+    backward = fusec.dynamo.graphs()[1]
+    calls = " ".join(backward.library_calls)
+    assert "index_put = fusec_scatter_rows" in calls and \
+        "scatter_add = fusec_scatter_add_2d" in calls, backward.text()
+    assert not any(op.split(" = ")[1].startswith(("aten.index_put", "aten.scatter_add"))
+                   for op, _ in backward.aten_ops), backward.text()
+
+
+def test_deterministic_algorithms_keep_the_scatters_on_aten():
+    torch.use_deterministic_algorithms(True)
+    try:
+        check_against_eager("embedding_gather")
+    finally:
+        torch.use_deterministic_algorithms(False)
+    backward = fusec.dynamo.graphs()[1]
+    assert not backward.library_calls, backward.text()
+    reasons = dict(backward.aten_ops)
+    assert any(op.startswith("index_put") and "deterministic" in why
+               for op, why in reasons.items()), backward.text()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])
+@pytest.mark.parametrize("dim", [0, 1, -1])
+def test_library_scatter_add_matches_aten(dim, dtype):
+    """scatter_add on 2-D tensors along either dim, an index smaller than its source,
+    duplicate targets; index_put with accumulate, negative indices counting from the end."""
+    from fusec.dynamo import library
+    torch.manual_seed(dim + 5)
+    base = torch.randn(13, 21, dtype=dtype)
+    shape, high = ((9, 17), 13) if dim == 0 else ((11, 15), 21)
+    index = torch.randint(0, high, shape)
+    src = torch.randn(12, 20, dtype=dtype)
+    kernel = library._kernel(library._scatter_add_2d, None, True, False)
+    got = library._scatter_add(kernel, base, dim, index, src)
+    want = torch.ops.aten.scatter_add(base.double(), dim, index, src.double())
+    assert got.dtype == dtype and got.shape == want.shape
+    torch.testing.assert_close(got.double(), want, rtol=1e-2 if dtype == torch.bfloat16
+                               else 1e-6, atol=2e-2 if dtype == torch.bfloat16 else 1e-6)
+    rows = torch.randint(-13, 13, (40,))
+    values = torch.randn(40, 21, dtype=dtype)
+    kernel = library._kernel(library._scatter_rows, None, True, False)
+    got = library._index_put(kernel, base, [rows], values, True)
+    want = torch.ops.aten.index_put(base.double(), [rows], values.double(), True)
+    torch.testing.assert_close(got.double(), want, rtol=1e-2 if dtype == torch.bfloat16
+                               else 1e-6, atol=3e-2 if dtype == torch.bfloat16 else 1e-6)
 
 
 def test_fused_regions_launch_fewer_kernels_than_eager():

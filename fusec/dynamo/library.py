@@ -1,0 +1,139 @@
+"""aten ops that fusec runs as kernels of their own, outside the fused regions: scatters
+with accumulation (index_put with accumulate: embedding's backward after the core aten
+decompositions, indexing's; scatter_add: gather's backward). Their writes land where an
+index tensor says, several contributions to one element, which the tensor-level IR (one
+value per output element) does not express; a tile kernel adds them atomically. The graph
+compiler (graph.py) points the node at the kernel's call in place of aten's.
+
+Atomic float additions land in no fixed order, so results may differ in the last bits from
+run to run: with `torch.use_deterministic_algorithms(True)` these ops stay aten's.
+Half-precision gradients accumulate in float32 and are rounded once at the end.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Callable
+
+import torch
+
+from .. import jit, language as fl
+from ..dsl import tile, zeros
+from .rules import Unsupported, aten
+from .support import check_tensor, meta_value
+
+FLOATS = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
+INDICES = (torch.int32, torch.int64)
+
+
+def _scatter_rows(base, indices, values):
+    """out = base; out[indices[n], :] += values[n, :] (a negative index counts from the
+    end, as torch's; one out of range is skipped); out in base's accumulation type."""
+    R, D = base.shape
+    N = indices.shape[0]
+    acc = fl.float64 if base.dtype == fl.float64 else fl.float32
+    out = zeros([R, D], acc)
+    for tr, td in tile([R, D]):
+        out[tr, td] = base[tr, td].to(acc)
+    for tn, td in tile([N, D]):
+        rows = indices[tn]
+        rows = fl.where(rows < 0, rows + R, rows)
+        keep = (rows >= 0) & (rows < R)
+        fl.atomic_add(out[rows[:, None], td.index[None, :]], values[tn, td].to(acc),
+                      mask=keep[:, None])
+    return out
+
+
+def _scatter_add_2d(base, dim0: bool, index, src):
+    """out = base; out[index[i, j], j] += src[i, j] (dim0), out[i, index[i, j]] += src[i, j]
+    (else), over index's shape; out in the accumulation type of base's."""
+    I, J = index.shape
+    acc = fl.float64 if base.dtype == fl.float64 else fl.float32
+    out = zeros(base.shape, acc)
+    R, C = base.shape
+    for tr, tc in tile([R, C]):
+        out[tr, tc] = base[tr, tc].to(acc)
+    for ti, tj in tile([I, J]):
+        at = index[ti, tj]
+        if dim0:
+            fl.atomic_add(out[at, tj.index[None, :]], src[ti, tj].to(acc),
+                          mask=(at >= 0) & (at < R))
+        else:
+            fl.atomic_add(out[ti.index[:, None], at], src[ti, tj].to(acc),
+                          mask=(at >= 0) & (at < C))
+    return out
+
+
+def _check_index_put(node) -> None:
+    base, indices, values = node.args[:3]
+    accumulate = node.args[3] if len(node.args) > 3 else node.kwargs.get("accumulate", False)
+    if not accumulate:
+        raise Unsupported("index_put without accumulate (the last write would win)")
+    if len(indices) != 1 or indices[0] is None:
+        raise Unsupported("index_put with other than one index tensor, on the first dim")
+    _check_tensors(node, base, indices[0], values)
+    b, i, v = (meta_value(n) for n in (base, indices[0], values))
+    if b.dim() < 1 or tuple(v.shape) != tuple(i.shape) + tuple(b.shape[1:]):
+        raise Unsupported("index_put whose values are broadcast")
+
+
+def _index_put(kernel, base, indices, values, accumulate=False):
+    rows = base.reshape(base.shape[0], -1)
+    out = kernel(rows, indices[0].reshape(-1), values.reshape(-1, rows.shape[1]))
+    return out.reshape(base.shape).to(base.dtype)
+
+
+def _check_scatter_add(node) -> None:
+    base, dim, index, src = node.args[:4]
+    _check_tensors(node, base, index, src)
+    shapes = [meta_value(t).shape for t in (base, index, src)]
+    if any(len(s) != 2 for s in shapes):
+        raise Unsupported("scatter_add of tensors that are not 2-D")
+    if any(i > s for i, s in zip(shapes[1], shapes[2])) or \
+            shapes[1][1 - dim % 2] > shapes[0][1 - dim % 2]:
+        raise Unsupported("scatter_add with an index larger than its source or base")
+
+
+def _scatter_add(kernel, base, dim, index, src):
+    out = kernel(base, dim % 2 == 0, index, src[:index.shape[0], :index.shape[1]])
+    return out.to(base.dtype)
+
+
+def _check_tensors(node, values, index, other) -> None:
+    if torch.are_deterministic_algorithms_enabled():
+        raise Unsupported("atomic adds land in no fixed order and "
+                          "torch.use_deterministic_algorithms is on")
+    v, i, o = (meta_value(n) for n in (values, index, other))
+    for t, what in ((v, "values"), (i, "index"), (o, "values")):
+        if not isinstance(t, torch.Tensor):
+            raise Unsupported(f"{what} that is not a tensor")
+        check_tensor(t, f"the {what} of {node.name}")
+    if v.dtype not in FLOATS or o.dtype != v.dtype or i.dtype not in INDICES:
+        raise Unsupported(f"values of {v.dtype} / {o.dtype}, index of {i.dtype}")
+    if len({v.device, i.device, o.device}) > 1:
+        raise Unsupported("tensors on different devices")
+
+
+_OPS = {aten.index_put.default: (_scatter_rows, _check_index_put, _index_put),
+        aten.scatter_add.default: (_scatter_add_2d, _check_scatter_add, _scatter_add)}
+
+
+@functools.lru_cache(maxsize=None)
+def _kernel(fn, backend, autotune, fast_math) -> jit.Kernel:
+    """One Kernel per function and options: its compiled specializations serve every graph."""
+    return jit.Kernel(fn, backend=backend, autotune=autotune, fast_math=fast_math)
+
+
+def library_op(node, options) -> Callable | None:
+    """The call replacing node's aten op (a fusec kernel), or None; raises Unsupported with
+    the reason when the op is one of these but its arguments are not."""
+    entry = _OPS.get(node.target)
+    if entry is None:
+        return None
+    fn, check, call = entry
+    check(node)
+    kernel = _kernel(fn, options.backend, options.autotune, options.fast_math)
+
+    def run(*args):
+        return call(kernel, *args)
+    run.__name__ = f"fusec_{fn.__name__.lstrip('_')}"
+    return run
