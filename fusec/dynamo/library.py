@@ -18,49 +18,53 @@ import torch
 
 from .. import jit, language as fl
 from ..dsl import tile, zeros
-from .rules import Unsupported, aten
+from .rules import Unsupported, aten, packet
 from .support import check_tensor, meta_value
 
 FLOATS = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
 INDICES = (torch.int32, torch.int64)
+CONSTRUCTORS = frozenset((aten.full, aten.zeros, aten.full_like, aten.zeros_like,
+                          aten.new_zeros, aten.new_full))
 
 
-def _scatter_rows(base, indices, values):
-    """out = base; out[indices[n], :] += values[n, :] (a negative index counts from the
-    end, as torch's; one out of range is skipped); out in base's accumulation type."""
-    R, D = base.shape
+def _add_rows(out, indices, values):
+    """out[indices[n], :] += values[n, :], in place (a negative index counts from the end,
+    as torch's; one out of range is skipped)."""
+    R, D = out.shape
     N = indices.shape[0]
-    acc = fl.float64 if base.dtype == fl.float64 else fl.float32
-    out = zeros([R, D], acc)
-    for tr, td in tile([R, D]):
-        out[tr, td] = base[tr, td].to(acc)
     for tn, td in tile([N, D]):
         rows = indices[tn]
         rows = fl.where(rows < 0, rows + R, rows)
         keep = (rows >= 0) & (rows < R)
-        fl.atomic_add(out[rows[:, None], td.index[None, :]], values[tn, td].to(acc),
+        fl.atomic_add(out[rows[:, None], td.index[None, :]], values[tn, td].to(out.dtype),
                       mask=keep[:, None])
     return out
 
 
-def _scatter_add_2d(base, dim0: bool, index, src):
-    """out = base; out[index[i, j], j] += src[i, j] (dim0), out[i, index[i, j]] += src[i, j]
-    (else), over index's shape; out in the accumulation type of base's."""
+def _scatter_add_2d(out, dim0: bool, index, src):
+    """out[index[i, j], j] += src[i, j] (dim0), out[i, index[i, j]] += src[i, j] (else),
+    over index's shape, in place."""
     I, J = index.shape
-    acc = fl.float64 if base.dtype == fl.float64 else fl.float32
-    out = zeros(base.shape, acc)
-    R, C = base.shape
-    for tr, tc in tile([R, C]):
-        out[tr, tc] = base[tr, tc].to(acc)
+    R, C = out.shape
     for ti, tj in tile([I, J]):
         at = index[ti, tj]
         if dim0:
-            fl.atomic_add(out[at, tj.index[None, :]], src[ti, tj].to(acc),
+            fl.atomic_add(out[at, tj.index[None, :]], src[ti, tj].to(out.dtype),
                           mask=(at >= 0) & (at < R))
         else:
-            fl.atomic_add(out[ti.index[:, None], at], src[ti, tj].to(acc),
+            fl.atomic_add(out[ti.index[:, None], at], src[ti, tj].to(out.dtype),
                           mask=(at >= 0) & (at < C))
     return out
+
+
+def _accumulator(base: torch.Tensor, fresh: bool) -> torch.Tensor:
+    """The tensor the atomic adds go into: base itself when the graph made it for this op
+    alone (`fresh`) in an accumulation type, row-major, else a row-major copy of it in
+    float32 (float64)."""
+    acc = torch.float64 if base.dtype == torch.float64 else torch.float32
+    if fresh and base.dtype == acc and base.is_contiguous():
+        return base
+    return base.to(acc, memory_format=torch.contiguous_format, copy=True)
 
 
 def _check_index_put(node) -> None:
@@ -76,10 +80,11 @@ def _check_index_put(node) -> None:
         raise Unsupported("index_put whose values are broadcast")
 
 
-def _index_put(kernel, base, indices, values, accumulate=False):
-    rows = base.reshape(base.shape[0], -1)
-    out = kernel(rows, indices[0].reshape(-1), values.reshape(-1, rows.shape[1]))
-    return out.reshape(base.shape).to(base.dtype)
+def _index_put(kernel, fresh, base, indices, values, accumulate=False):
+    out = _accumulator(base, fresh)
+    rows = out.view(out.shape[0], -1)
+    kernel(rows, indices[0].reshape(-1), values.reshape(-1, rows.shape[1]))
+    return out.to(base.dtype)
 
 
 def _check_scatter_add(node) -> None:
@@ -93,8 +98,9 @@ def _check_scatter_add(node) -> None:
         raise Unsupported("scatter_add with an index larger than its source or base")
 
 
-def _scatter_add(kernel, base, dim, index, src):
-    out = kernel(base, dim % 2 == 0, index, src[:index.shape[0], :index.shape[1]])
+def _scatter_add(kernel, fresh, base, dim, index, src):
+    out = _accumulator(base, fresh)
+    kernel(out, dim % 2 == 0, index, src[:index.shape[0], :index.shape[1]])
     return out.to(base.dtype)
 
 
@@ -113,8 +119,15 @@ def _check_tensors(node, values, index, other) -> None:
         raise Unsupported("tensors on different devices")
 
 
-_OPS = {aten.index_put.default: (_scatter_rows, _check_index_put, _index_put),
+_OPS = {aten.index_put.default: (_add_rows, _check_index_put, _index_put),
         aten.scatter_add.default: (_scatter_add_2d, _check_scatter_add, _scatter_add)}
+
+
+def _made_for(base, node) -> bool:
+    """Whether base is a new tensor of the graph read by node alone: adding into it in
+    place then changes nothing else (embedding's backward scatters into a `full` of zeros)."""
+    return base.op == "call_function" and packet(base.target) in CONSTRUCTORS and \
+        list(base.users) == [node]
 
 
 @functools.lru_cache(maxsize=None)
@@ -132,8 +145,9 @@ def library_op(node, options) -> Callable | None:
     fn, check, call = entry
     check(node)
     kernel = _kernel(fn, options.backend, options.autotune, options.fast_math)
+    fresh = _made_for(node.args[0], node)
 
     def run(*args):
-        return call(kernel, *args)
-    run.__name__ = f"fusec_{fn.__name__.lstrip('_')}"
+        return call(kernel, fresh, *args)
+    run.__name__ = f"fusec_{fn.__name__.lstrip('_')}" + ("_into_its_base" if fresh else "")
     return run
