@@ -3,7 +3,7 @@
 # tests and the GPU benchmarks; logs under $OUT (env.log, install.log, gpu.log, bench.log,
 # bench.json, compile_time.log/json, launch/region_overhead/torch_host/step_host logs,
 # torch_models.log/json,
-# compile.log; memcheck.log and racecheck.log with SANITIZE=1, ncu.txt with PROFILE=1); all
+# compile.log; memcheck(-mma).log and racecheck(-mma).log with SANITIZE=1, ncu.txt with PROFILE=1); all
 # but gpu.log, bench.log/json, compile_time.log and ncu.txt end up in logs.tar.gz (at most
 # 8 files come back from a device call).
 # Switches: GPU_TESTS="paths", SKIP_TIMED_TESTS=1 (not the autotuner's timing tests),
@@ -140,6 +140,13 @@ if [ "${SANITIZE:-0}" = 1 ]; then      # the examples on both GPU backends, once
       > "$OUT/$tool.log" 2>&1
     echo "$tool exit: $?" | tee -a "$OUT/$tool.log"
     tail -5 "$OUT/$tool.log"
+    # the tensor-core dots of both backends (shared-memory staging, mma fragments)
+    "$SAN" --tool "$tool" --report-api-errors no --error-exitcode 9 \
+      python3 -m pytest -q -m gpu tests/gpu/test_dot_mma_gpu.py \
+      -k "(ptx_dots and bfloat16-mkn0-bias_relu) or (test_matmul_bias_relu and bfloat16-mkn0-blocks1)" \
+      > "$OUT/$tool-mma.log" 2>&1
+    echo "$tool (mma) exit: $?" | tee -a "$OUT/$tool-mma.log"
+    tail -5 "$OUT/$tool-mma.log"
   done
 fi
 echo "exit status: $status" | tee -a "$OUT/gpu.log"
