@@ -47,8 +47,7 @@ def dot(L, op: Op):
         if half is None:
             simt.dot(L, a_v, b_v, res, acc_ty, conv, mul, add, finish)
             return
-        c = L.new_buffer(out, (M, N), elem_ty=acc_ty)
-        mma.dot(L, a_v, b_v, half, c, conv, finish)
+        c = mma.dot(L, a_v, b_v, half, out, conv, finish)
         L.work += M * N * K * L._weight
         L.env[res] = c
         return

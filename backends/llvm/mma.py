@@ -38,31 +38,47 @@ MIN_ARCH = 80               # mma.sync m16n8k16 with bf16 operands
 MMA_M, MMA_N, MMA_K = 16, 8, 16
 PAD = 8                     # halves appended to each staged row (bank spread)
 _PTX_TYPE = {D.bfloat16: "bf16", D.float16: "f16"}
+_FLOAT32_ACCUMULATED = (D.float32, D.bfloat16, D.float16)     # results types.compute makes f32
 switches.register(__name__, "ENABLED")
 
 
 def half_type(L, a_v: Value, b_v: Value, acc_ty: ir.Type):
     """The 16-bit float type the dot a_v @ b_v runs in on tensor cores, else None."""
     s = simt.state(L)
+    if acc_ty != F32 or s.depth:
+        return None
+    return _half_type(a_v, b_v, L.ctx.target.arch, s.nthreads)
+
+
+def staged_dots(kernel, arch: str, nthreads: int) -> frozenset:
+    """The dots of a kernel that take this path (their operands are read once each, by the
+    staging: plan.Plan leaves them inline)."""
+    return frozenset(op for op in kernel.walk() if op.name == "dot"
+                     and op.results[0].type.dtype in _FLOAT32_ACCUMULATED
+                     and _half_type(*op.operands, arch, nthreads) is not None)
+
+
+def _half_type(a_v: Value, b_v: Value, arch: str, nthreads: int):
     M, K = a_v.type.shape
     N = b_v.type.shape[1]
-    if not ENABLED or acc_ty != F32 or s.depth or s.nthreads % simt.WARP or \
-            arch_number(L.ctx.target.arch) < MIN_ARCH or \
+    if not ENABLED or nthreads % simt.WARP or arch_number(arch) < MIN_ARCH or \
             M % MMA_M or N % MMA_N or K % MMA_K:
         return None
     return common_half(a_v, b_v)
 
 
-def dot(L, a_v: Value, b_v: Value, half, c, conv, finish) -> None:
-    """c[m, n] = sum_k a_v[m, k] b_v[k, n] on tensor cores (half_type gave `half`); c: the
-    result buffer, conv(value, dtype) an operand element as float32, finish the rounding of
-    an accumulator to the result type."""
+def dot(L, a_v: Value, b_v: Value, half, out, conv, finish):
+    """The buffer (float32 elements) of a_v @ b_v computed on tensor cores (half_type gave
+    `half`); out: the result dtype, conv(value, dtype) an operand element as float32,
+    finish the rounding of an accumulator to `out`."""
     M, K = a_v.type.shape
     N = b_v.type.shape[1]
     b = L.b
     bits = _bits_of(b, half)
     a_half = L.typed_buffer(I16, (M, K + PAD))
     bt_half = L.typed_buffer(I16, (N, K + PAD))
+    c = L.new_buffer(out, (M, N), elem_ty=F32)      # after the staging: shared memory
+    #                                                 goes to the operands first
     L.for_each((M, K), lambda idx: L.raw_store(
         a_half, idx, bits(conv(L.elem(a_v, idx), a_v.type.dtype))))
     L.for_each((K, N), lambda idx: L.raw_store(
@@ -121,6 +137,7 @@ def dot(L, a_v: Value, b_v: Value, half, c, conv, finish) -> None:
     loops.counted(L.ctx, rounds, round_, name="mma_tile")
     s.depth -= 1
     simt.barrier(L)
+    return c
 
 
 def _bits_of(b: ir.IRBuilder, half):

@@ -7,8 +7,8 @@ loads, computes and stores each element (and vectorizes). A value is materialize
 recomputing it would repeat real work:
 
 - it has several consumers, is used inside a nested region (a loop body would recompute it
-  every iteration), is expanded by a broadcast, or feeds a dot -- unless it is cheap (index
-  arithmetic, constants, views of buffers);
+  every iteration), is expanded by a broadcast, or feeds a dot (except one that stages its
+  operands itself) -- unless it is cheap (index arithmetic, constants, views of buffers);
 - it is a load and a store to a tensor that may alias the loaded one lies between the load
   and the point where its consumers read it (tile semantics: a program loads a whole tile
   before later stores; params may alias each other, allocs alias nothing);
@@ -44,8 +44,11 @@ def _expanding(op: Op) -> bool:
 
 
 class Plan:
-    def __init__(self, kernel: Op):
+    def __init__(self, kernel: Op, staged_dots: frozenset = frozenset()):
+        """staged_dots: dots whose lowering reads each operand element once, staging the
+        operands itself (mma.py): their operands need no buffer for the dot's sake."""
         self.kernel = kernel
+        self.staged_dots = staged_dots
         self.params = set(kernel.regions[0].args)
         self.uses: dict[Value, list[Op]] = {}
         ops = list(kernel.walk())
@@ -76,7 +79,8 @@ class Plan:
         consumers = self.uses.get(v, [])
         return (len(set(consumers)) > 1
                 or any(c.parent is not op.parent for c in consumers)
-                or any(_expanding(c) or c.name == "dot" for c in consumers)
+                or any(_expanding(c) or (c.name == "dot" and c not in self.staged_dots)
+                       for c in consumers)
                 or any(c.name in VIEW_OPS and c.results[0] in repeated for c in consumers))
 
     def cost(self, v: Value, depth: int = 0) -> int:

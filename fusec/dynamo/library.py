@@ -12,12 +12,14 @@ Half-precision gradients accumulate in float32 and are rounded once at the end.
 from __future__ import annotations
 
 import functools
+import math
 from typing import Callable
 
 import torch
+from torch.fx.node import map_arg
 
 from .. import jit, language as fl
-from ..dsl import tile, zeros
+from ..dsl import tile
 from .rules import Unsupported, aten, packet
 from .support import check_tensor, meta_value
 
@@ -29,7 +31,7 @@ CONSTRUCTORS = frozenset((aten.full, aten.zeros, aten.full_like, aten.zeros_like
 
 def _add_rows(out, indices, values):
     """out[indices[n], :] += values[n, :], in place (a negative index counts from the end,
-    as torch's; one out of range is skipped)."""
+    as torch's; one out of range is skipped: eager raises)."""
     R, D = out.shape
     N = indices.shape[0]
     for tn, td in tile([N, D]):
@@ -43,7 +45,7 @@ def _add_rows(out, indices, values):
 
 def _scatter_add_2d(out, dim0: bool, index, src):
     """out[index[i, j], j] += src[i, j] (dim0), out[i, index[i, j]] += src[i, j] (else),
-    over index's shape, in place."""
+    over index's shape, in place (an index out of range is skipped: eager raises)."""
     I, J = index.shape
     R, C = out.shape
     for ti, tj in tile([I, J]):
@@ -82,8 +84,10 @@ def _check_index_put(node) -> None:
 
 def _index_put(kernel, fresh, base, indices, values, accumulate=False):
     out = _accumulator(base, fresh)
-    rows = out.view(out.shape[0], -1)
-    kernel(rows, indices[0].reshape(-1), values.reshape(-1, rows.shape[1]))
+    width = math.prod(out.shape[1:])
+    if out.numel() and values.numel():          # (a view of -1 rows needs elements)
+        rows = out.view(out.shape[0], width)
+        kernel(rows, indices[0].reshape(-1), values.reshape(-1, width))
     return out.to(base.dtype)
 
 
@@ -109,7 +113,7 @@ def _check_tensors(node, values, index, other) -> None:
         raise Unsupported("atomic adds land in no fixed order and "
                           "torch.use_deterministic_algorithms is on")
     v, i, o = (meta_value(n) for n in (values, index, other))
-    for t, what in ((v, "values"), (i, "index"), (o, "values")):
+    for t, what in ((v, "base"), (i, "index"), (o, "values")):
         if not isinstance(t, torch.Tensor):
             raise Unsupported(f"{what} that is not a tensor")
         check_tensor(t, f"the {what} of {node.name}")
@@ -126,8 +130,10 @@ _OPS = {aten.index_put.default: (_add_rows, _check_index_put, _index_put),
 def _made_for(base, node) -> bool:
     """Whether base is a new tensor of the graph read by node alone: adding into it in
     place then changes nothing else (embedding's backward scatters into a `full` of zeros)."""
+    read = []                               # the other arguments' nodes (base may be one)
+    map_arg((node.args[1:], node.kwargs), read.append)
     return base.op == "call_function" and packet(base.target) in CONSTRUCTORS and \
-        list(base.users) == [node]
+        list(base.users) == [node] and base not in read
 
 
 @functools.lru_cache(maxsize=None)
@@ -147,7 +153,7 @@ def library_op(node, options) -> Callable | None:
     kernel = _kernel(fn, options.backend, options.autotune, options.fast_math)
     fresh = _made_for(node.args[0], node)
 
-    def run(*args):
-        return call(kernel, fresh, *args)
+    def run(*args, **kwargs):
+        return call(kernel, fresh, *args, **kwargs)
     run.__name__ = f"fusec_{fn.__name__.lstrip('_')}" + ("_into_its_base" if fresh else "")
     return run

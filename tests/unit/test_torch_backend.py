@@ -98,6 +98,28 @@ def test_library_scatter_add_matches_aten(dim, dtype):
     assert torch.equal(base, kept)           # not a fresh tensor: the op left it as it was
 
 
+def test_library_scatters_edge_cases_match_eager():
+    """A base that is also the values (never added into in place), zero-size rows."""
+    def scatter_into_itself(idx):
+        z = torch.full((64, 32), 1.0)
+        return z.scatter_add(0, idx, z)
+
+    def index_put_itself(rows):
+        z = torch.full((64, 32), 1.0)
+        return torch.index_put(z, (rows,), z, True)
+
+    def zero_width(rows):
+        return torch.index_put(torch.zeros(5, 0), [rows], torch.zeros(rows.shape[0], 0), True)
+    for fn, arg in ((scatter_into_itself, torch.randint(0, 64, (64, 32))),
+                    (index_put_itself, torch.randint(0, 64, (64,))),
+                    (zero_width, torch.tensor([1, 2]))):
+        got = torch.compile(fn, backend=fusec.torch_backend(strict=True))(arg)
+        torch.testing.assert_close(got, fn(arg))
+        calls = fusec.dynamo.graphs()[-1].library_calls
+        assert calls, fn.__name__
+        assert fn is zero_width or not any("into_its_base" in c for c in calls), calls
+
+
 def test_fused_regions_launch_fewer_kernels_than_eager():
     check_against_eager("mlp_gelu_layernorm")
     for g in fusec.dynamo.graphs():
