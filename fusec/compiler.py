@@ -542,6 +542,13 @@ def tensor_core_k_block(target: str | None) -> int:
     return TENSOR_CORE_LONG_K if fits else TENSOR_CORE_BLOCKS["dot_k"]
 
 
+# The PTX backend's tensor-core dots (backends/llvm/mma.py) stage their operands and write
+# their result per K step: at these blocks the operands, the result and the accumulator fit
+# the 48 KB of static shared memory (128 x 128 puts the last two in global scratch). Not
+# timed yet; the same for every size (no guards)
+PTX_TENSOR_CORE_BLOCKS = {"dot_m": 64, "dot_n": 64, "dot_k": 32}
+
+
 def _large_tiles_fit(target: str | None) -> bool:
     """Whether `target` stages Config().stages of the large tiles for one program an SM."""
     arch = _target_arch(target)
@@ -564,11 +571,15 @@ def _dot_roles(facts: KernelFacts) -> dict:
 def tensor_core_policy(facts: KernelFacts, backend: str, target: str | None = None
                        ) -> tuple[dict, int] | None:
     """({dim: block}, warps) for a kernel whose dot can run on tensor cores, else None."""
-    if backend != "cuda" or not facts.has_dot or not {"bfloat16", "float16"} & set(
+    if backend not in ("cuda", "ptx") or not facts.has_dot or not {"bfloat16", "float16"} & set(
             facts.dtypes):
         return None
     roles = _dot_roles(facts)
     launches = {d.launch for d in facts.dims if d.dim in roles}
+    if backend == "ptx":
+        return ({d.dim: PTX_TENSOR_CORE_BLOCKS[roles[d.dim]] if d.dim in roles else 1
+                 for d in facts.tunable if d.dim in roles or
+                 (d.parallel and d.launch in launches)}, Config().warps)
     extents = {roles[d.dim]: d.extent for d in facts.tunable if d.dim in roles}
     large = {"dot_m", "dot_n", "dot_k"} <= set(extents) and \
         extents["dot_k"] >= 1024 and min(extents["dot_m"], extents["dot_n"]) >= 1024 and \
@@ -620,6 +631,8 @@ TENSOR_CORE_THRESHOLDS = {"dot_m": 8192, "dot_n": 8192, "dot_k": 1024}
 def policy_guards(facts: KernelFacts, backend: str, target: str | None = None) -> list:
     """The sizes whose power-of-two buckets default_config's choice depends on, as guards."""
     if tensor_core_policy(facts, backend, target):
+        if backend == "ptx":
+            return []
         roles = _dot_roles(facts)
         return [sympy.Min(d.extent_expr, TENSOR_CORE_THRESHOLDS[roles[d.dim]])
                 for d in facts.tunable if d.dim in roles and d.extent_expr is not None
@@ -657,7 +670,7 @@ def build(fn, params, backend: str, target: str, config: Config | None,
     if config is None:
         module, guards, blocks, returns_tuple = trace_with_default_blocks(fn, params, cap,
                                                                           fit_extents)
-        if backend == "cuda" and any(op.name == "dot" for op in module.walk()):
+        if backend in ("cuda", "ptx") and any(op.name == "dot" for op in module.walk()):
             facts = autotune_facts(fn, params)
             config = default_config(facts, backend, target, fit_extents)
             policy = policy_guards(facts, backend, target) if fit_extents else []

@@ -339,6 +339,10 @@ def test_half_dots_run_on_tensor_cores_from_sm_80(arch, monkeypatch):
             assert ".shared" in ptx and "bar.sync" in ptx
     assert "mma.sync" not in build("float32")
     assert "mma.sync" not in build("bfloat16", blocks=(64, 60, 32))
+    if tensor_cores:                  # the fixed policy's blocks for them (no config)
+        ck = matmul.compile(spec([4096, 4096], "bfloat16"), spec([4096, 4096], "bfloat16"),
+                            spec(4096, "bfloat16"), 0.5, backend="ptx", target=arch)
+        assert list(ck.config.blocks) == [64, 64, 32] and "mma.sync" in ck.asm["ptx"]
     monkeypatch.setattr(mma, "ENABLED", False)
     matmul = fusec.kernel(matmul.fn)            # its in-memory cache keys no switch
     assert "mma.sync" not in build("bfloat16")
