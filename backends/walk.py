@@ -31,6 +31,10 @@ class OpWalker:
         return []
 
     def emit_op(self, op: Op) -> None:
+        absorbed = getattr(self, "absorbed", None)
+        if absorbed and op.results and op.results[0] in absorbed:
+            self.env[op.results[0]] = absorbed.pop(op.results[0])   # computed by another
+            return
         rule = self.op_rules.get(op.name)
         if rule is not None:
             rule(self, op)

@@ -47,7 +47,11 @@ def dot(L, op: Op):
         if half is None:
             simt.dot(L, a_v, b_v, res, acc_ty, conv, mul, add, finish)
             return
-        c = mma.dot(L, a_v, b_v, half, out, conv, finish)
+        summed = mma.carried_sum(L, op)
+        c = mma.dot(L, a_v, b_v, half, out, conv, finish,
+                    into=summed[1] if summed else None)
+        if summed:                      # the add's value is the slot, the dot's unread
+            L.absorbed[summed[0].results[0]] = c
         L.work += M * N * K * L._weight
         L.env[res] = c
         return

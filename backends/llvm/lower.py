@@ -46,6 +46,8 @@ class Lowering(OpWalker, CarriedSlots):
         self.registers: set[Value] = set()
         self.register_shapes: set[tuple] = set()
         self.slot: tuple | None = None
+        # values an earlier op's rule computed, and where (mma.carried_sum: an add)
+        self.absorbed: dict[Value, Buf] = {}
         self.vec = VectorFacts(kernel, self.env, self._unit_last_stride)
         self._weight = 1
 

@@ -32,6 +32,7 @@ from ..common import arch_number
 from ..exact_halves import common_half
 from . import loops, simt
 from .types import F16, F32, I16, I32
+from .values import Buf
 
 ENABLED = True              # the switch: False keeps every dot on simt.dot's FMA loop
 MIN_ARCH = 80               # mma.sync m16n8k16 with bf16 operands
@@ -67,18 +68,51 @@ def _half_type(a_v: Value, b_v: Value, arch: str, nthreads: int):
     return common_half(a_v, b_v)
 
 
-def dot(L, a_v: Value, b_v: Value, half, out, conv, finish):
+def carried_sum(L, dot_op) -> tuple | None:
+    """(add op, accumulator buffer) when the dot's float32 result is only added to a tile
+    carried by its loop, that tile read nowhere else and the sum only yielded back into
+    the same slot (`acc += fl.dot(a, b)` in a K loop): the mma then starts from the
+    accumulator's values and writes the sum into its slot, the add and the yield's copy
+    vanish (Lowering.absorbed). Else None."""
+    res = dot_op.results[0]
+    uses = L.plan.uses
+    block = dot_op.parent
+    if res.type.dtype != D.float32 or block is None or len(uses.get(res, ())) != 1:
+        return None
+    add = uses[res][0]
+    if add.name != "add" or add.parent is not block:
+        return None
+    acc = add.operands[0] if add.operands[1] is res else add.operands[1]
+    if acc is res or acc not in block.args or uses.get(acc) != [add]:
+        return None
+    total = add.results[0]
+    ends = uses.get(total, [])
+    if len(ends) != 1 or ends[0].name != "yield" or ends[0] is not block.ops[-1]:
+        return None
+    carried = block.args[len(block.args) - len(ends[0].operands):]
+    if list(ends[0].operands).count(total) != 1 or acc not in carried or \
+            carried.index(acc) != list(ends[0].operands).index(total):
+        return None
+    slot = L.env.get(acc)
+    if not isinstance(slot, Buf) or tuple(slot.shape) != tuple(res.type.shape) or \
+            slot.ptr.type.pointee != F32:
+        return None
+    return add, slot
+
+
+def dot(L, a_v: Value, b_v: Value, half, out, conv, finish, into=None):
     """The buffer (float32 elements) of a_v @ b_v computed on tensor cores (half_type gave
     `half`); out: the result dtype, conv(value, dtype) an operand element as float32,
-    finish the rounding of an accumulator to `out`."""
+    finish the rounding of an accumulator to `out`. into: a float32 buffer of the result's
+    shape holding the values to add the product to, which receives the sum (carried_sum)."""
     M, K = a_v.type.shape
     N = b_v.type.shape[1]
     b = L.b
     bits = _bits_of(b, half)
     a_half = L.typed_buffer(I16, (M, K + PAD))
     bt_half = L.typed_buffer(I16, (N, K + PAD))
-    c = L.new_buffer(out, (M, N), elem_ty=F32)      # after the staging: shared memory
-    #                                                 goes to the operands first
+    # after the staging, which gets shared memory first
+    c = into if into is not None else L.new_buffer(out, (M, N), elem_ty=F32)
     L.for_each((M, K), lambda idx: L.raw_store(
         a_half, idx, bits(conv(L.elem(a_v, idx), a_v.type.dtype))))
     L.for_each((K, N), lambda idx: L.raw_store(
@@ -115,12 +149,13 @@ def dot(L, a_v: Value, b_v: Value, half, out, conv, finish):
             b_regs = [word(bt_half, col, kc) for kc in (k, k8)]
             out = L.b.call(instruction, a_regs + b_regs + list(accs))
             return [L.b.extract_value(out, i) for i in range(4)]
-        accs = loops.counted(L.ctx, K // MMA_K, k_step, [zero] * 4, name="mma_k")
         out_col = L.b.add(L.b.sub(col, group), pair)         # the tile's first column + 2i
         out_col1 = L.b.add(out_col, ir.Constant(I32, 1))
-        for i, (r, cc) in enumerate(((row, out_col), (row, out_col1), (row8, out_col),
-                                     (row8, out_col1))):
-            L.raw_store(c, (r, cc), finish(accs[i]))
+        places = ((row, out_col), (row, out_col1), (row8, out_col), (row8, out_col1))
+        start = [zero] * 4 if into is None else [L.raw_load(into, p) for p in places]
+        accs = loops.counted(L.ctx, K // MMA_K, k_step, start, name="mma_k")
+        for p, value in zip(places, accs):
+            L.raw_store(c, p, finish(value))
 
     if s.needs_barrier(b):
         simt.barrier(L)

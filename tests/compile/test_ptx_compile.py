@@ -343,6 +343,10 @@ def test_half_dots_run_on_tensor_cores_from_sm_80(arch, monkeypatch):
         ck = matmul.compile(spec([4096, 4096], "bfloat16"), spec([4096, 4096], "bfloat16"),
                             spec(4096, "bfloat16"), 0.5, backend="ptx", target=arch)
         assert list(ck.config.blocks) == [64, 64, 32] and "mma.sync" in ck.asm["ptx"]
+        # acc += dot: the mma adds into the accumulator's slot (64 x 64 floats), no product
+        # buffer beside it
+        shared = re.findall(r"\.shared \.align \d+ \.b8 \S+\[(\d+)\]", ck.asm["ptx"])
+        assert shared.count(str(64 * 64 * 4)) == 1, shared
     monkeypatch.setattr(mma, "ENABLED", False)
     matmul = fusec.kernel(matmul.fn)            # its in-memory cache keys no switch
     assert "mma.sync" not in build("bfloat16")
