@@ -113,7 +113,7 @@ def dot(L, a_v: Value, b_v: Value, half, out, conv, finish, into=None):
     bt_half = L.typed_buffer(I16, (N, K + PAD))
     # after the staging, which gets shared memory first
     c = into if into is not None else L.new_buffer(out, (M, N), elem_ty=F32)
-    L.for_each((M, K), lambda idx: L.raw_store(
+    L.for_each((M, K), lambda idx: L.buf_store(           # a thread's 8 k at once
         a_half, idx, bits(conv(L.elem(a_v, idx), a_v.type.dtype))))
     L.for_each((K, N), lambda idx: L.raw_store(
         bt_half, (idx[1], idx[0]), bits(conv(L.elem(b_v, idx), b_v.type.dtype))))
