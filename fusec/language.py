@@ -29,7 +29,8 @@ _SIGNATURES = {
     "take_along": "(x, index, axis)",
 }
 _UNARY = ("exp", "exp2", "log", "log2", "sqrt", "rsqrt", "abs", "sin", "cos", "tan", "atan",
-          "tanh", "erf", "sigmoid", "relu", "silu", "floor", "ceil")
+          "tanh", "erf", "sigmoid", "relu", "silu", "floor", "ceil", "asin", "acos", "sinh",
+          "cosh", "asinh", "acosh", "atanh", "erfc")
 _REDUCTIONS = ("sum", "prod", "max", "min", "mean", "argmax", "argmin")
 
 for _name in _UNARY:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from ...ir import dtypes as D
 from ...ir.dtypes import DType
+from ...ir.ops import LIBM_UNARY
 from .types import (MATH_TYPE, WIDE, compute, float_literal, int_limits, int_literal, is_signed,
                     zero)
 
@@ -50,6 +51,7 @@ _MATH = {
         "exp": "expf({x})", "exp2": "exp2f({x})", "log": "logf({x})", "log2": "log2f({x})",
         "sqrt": "sqrtf({x})", "rsqrt": "(1.0f / sqrtf({x}))", "sin": "sinf({x})",
         "cos": "cosf({x})", "tan": "tanf({x})", "atan": "atanf({x})", "tanh": "tanhf({x})",
+        **{name: name + "f({x})" for name in LIBM_UNARY},
         "erf": "fc_erff({x})",
         "sigmoid": "(1.0f / (1.0f + expf(-({x}))))",
         "silu": "({x} / (1.0f + expf(-({x}))))",
@@ -66,6 +68,7 @@ _MATH = {
         "exp": "exp({x})", "exp2": "exp2({x})", "log": "log({x})", "log2": "log2({x})",
         "sqrt": "sqrt({x})", "rsqrt": "(1.0 / sqrt({x}))", "sin": "sin({x})",
         "cos": "cos({x})", "tan": "tan({x})", "atan": "atan({x})", "tanh": "tanh({x})",
+        **{name: name + "({x})" for name in LIBM_UNARY},
         "erf": "erf({x})",
         "sigmoid": "(1.0 / (1.0 + exp(-({x}))))",
         "silu": "({x} * (1.0 / (1.0 + exp(-({x})))))",

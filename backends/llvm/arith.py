@@ -13,6 +13,7 @@ import numpy as np
 
 from ...ir import dtypes as D
 from ...ir.dtypes import DType
+from ...ir.ops import FLOAT_UNARY
 from . import math as fmath
 from .context import Ctx
 from ..numeric import bf16_bits_to_f32, f32_to_bf16_bits
@@ -129,9 +130,7 @@ def _not(ctx, d, x):
 
 UNARY = {"neg": _neg, "abs": _abs, "relu": _relu, "not": _not}
 UNARY.update({name: _rounded(lambda ctx, d, x, _n=name: fmath.float_unary(ctx, _n, x))
-              for name in ("exp", "exp2", "log", "log2", "sqrt", "rsqrt", "sin", "cos", "tan",
-                           "atan", "tanh", "erf", "sigmoid", "gelu", "gelu_tanh", "silu",
-                           "floor", "ceil")})
+              for name in FLOAT_UNARY})
 
 
 def unary(ctx: Ctx, name: str, d: DType, x):

@@ -19,6 +19,7 @@ import math
 
 import llvmlite.ir as ir
 
+from ...ir.ops import LIBM_UNARY
 from .. import erf_polys
 from .context import Ctx
 from .types import F32, F64, I32
@@ -380,7 +381,8 @@ def _silu_f64(ctx, x):
 
 _COMMON = {"sqrt": _intrinsic("sqrt"), "rsqrt": _rsqrt, "floor": _intrinsic("floor"),
            "ceil": _intrinsic("ceil"), "sin": _libm("sin"), "cos": _libm("cos"),
-           "tan": _libm("tan"), "atan": _libm("atan")}
+           "tan": _libm("tan"), "atan": _libm("atan"),
+           **{name: _libm(name) for name in LIBM_UNARY}}
 
 MATH = {
     "float": _COMMON | {

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ..ir.ops import LIBM_UNARY
+
 aten = torch.ops.aten
 prims = torch.ops.prims
 
@@ -539,7 +541,7 @@ MATMULS = {
 RULES = {
     **{getattr(aten, n): _float_unary(n) for n in (
         "exp", "exp2", "log", "log2", "sqrt", "rsqrt", "sin", "cos", "tan", "atan", "tanh",
-        "erf", "sigmoid", "silu")},
+        "erf", "sigmoid", "silu", *LIBM_UNARY)},
     aten.log1p: _log1p, aten.expm1: _expm1,
     aten.abs: lambda e, x: f"fl.abs({tensor(x)})",
     aten.relu: lambda e, x: f"fl.relu({tensor(x)})",

@@ -47,7 +47,8 @@ def _check(kernel, args, consts=(), out_dtype="float32", what="", warps=4):
         assert_close(got, want, _tol(out_dtype), what)
 
 
-@pytest.mark.parametrize("name", ["exp", "log", "tanh", "gelu", "sigmoid", "floor"])
+@pytest.mark.parametrize("name", ["exp", "log", "tanh", "gelu", "sigmoid", "floor", "asinh",
+                                  "erfc"])
 @pytest.mark.parametrize("dtype", ["float32", "float64", "float16", "bfloat16", "int8"])
 def test_float_unary(name, dtype):
     out = dtype if dtype in FLOATS else "float32"

@@ -29,7 +29,9 @@ UNARY_REF = {
     "rsqrt": lambda x: 1.0 / np.sqrt(x), "sin": np.sin, "cos": np.cos, "tan": np.tan,
     "atan": np.arctan, "tanh": np.tanh, "erf": erf64, "sigmoid": _sigmoid, "silu": lambda x: x * _sigmoid(x),
     "gelu": lambda x: 0.5 * x * (1.0 + erf64(x / math.sqrt(2.0))),
-    "floor": np.floor, "ceil": np.ceil,
+    "floor": np.floor, "ceil": np.ceil, "asin": np.arcsin, "acos": np.arccos,
+    "sinh": np.sinh, "cosh": np.cosh, "asinh": np.arcsinh, "acosh": np.arccosh,
+    "atanh": np.arctanh, "erfc": np.vectorize(math.erfc, otypes=[np.float64]),
 }
 NUMERIC_REF = {"abs": np.abs, "relu": lambda x: np.maximum(x, 0)}
 
