@@ -120,6 +120,15 @@ def _float_unary(fn: str):
     return lambda e, x: f"fl.{fn}({_as_float(tensor(x))})"
 
 
+def _nan_ignoring(extreme: str):
+    """fmax / fmin: the other operand where one is NaN (NaN where both are)."""
+    def rule(e, a, b):
+        x, y = lit(a), lit(b)
+        return (f"fl.where({x} != {x}, {y}, fl.where({y} != {y}, {x}, "
+                f"fl.{extreme}({x}, {y})))")
+    return rule
+
+
 def _binary(symbol: str):
     return lambda e, a, b: f"({lit(a)} {symbol} {lit(b)})"
 
@@ -563,6 +572,7 @@ RULES = {
     aten.maximum: lambda e, a, b: f"fl.maximum({lit(a)}, {lit(b)})",
     aten.atan2: lambda e, a, b: f"fl.atan2({lit(a)}, {lit(b)})",
     aten.minimum: lambda e, a, b: f"fl.minimum({lit(a)}, {lit(b)})",
+    aten.fmax: _nan_ignoring("maximum"), aten.fmin: _nan_ignoring("minimum"),
     aten.clamp: _clamp,
     aten.clamp_min: lambda e, x, m: _clamp(e, x, min=m),
     aten.clamp_max: lambda e, x, m: _clamp(e, x, max=m),

@@ -330,3 +330,18 @@ def test_c_math_functions_fuse_and_match_eager(dtype):
     assert_trains_like_eager(lambda x: sum(v.sum() for v in _c_math(x)[:5]) +
                              torch.acosh(x + 2).sum() + torch.atanh(x).sum() +
                              torch.special.erfc(x).sum(), xs)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.int32])
+def test_fmax_and_fmin_ignore_nan_as_eager(dtype):
+    nan = float("nan")
+    a = torch.tensor([1.0, nan, -2.0, nan, 0.0, -0.0, 5.0, -7.0]).to(dtype)
+    b = torch.tensor([nan, 3.0, nan, nan, -0.0, 0.0, 6.0, -8.0]).to(dtype)
+
+    def f(a, b):
+        return torch.fmax(a, b), torch.fmin(a, b), torch.fmax(a, b * 2) + torch.fmin(b, a)
+    got = torch.compile(f, backend="fusec")(a, b)
+    for g, w in zip(got, f(a, b), strict=True):
+        torch.testing.assert_close(g, w, equal_nan=True, atol=0, rtol=0)
+    (graph,) = fusec.dynamo.graphs()
+    assert len(graph.regions) == 1 and graph.aten_ops == [], graph.text()
