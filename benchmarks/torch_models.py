@@ -5,7 +5,9 @@ the device waits for it), device kernels launched per iteration (torch.profiler)
 compile time (first call minus a steady one).
 
     python3 benchmarks/torch_models.py [--json out.json] [--only NAME,...] [--modes eager,fusec]
-                                       [--profile]
+                                       [--profile] [--device cpu]
+
+--device cpu: CPU-sized rows in float32, wall clock (no launch counts).
 
 Modes: eager, inductor (torch.compile's default), inductor-max (mode=
 "max-autotune-no-cudagraphs": Triton templates tuned against cuBLAS, several minutes of
@@ -41,6 +43,8 @@ MODES = {"eager": None, "inductor": ("inductor", None),
 
 
 def workloads(device):
+    if device == "cpu":
+        return cpu_workloads()
     bf = torch.bfloat16
 
     def rand(*shape, grad=False):
@@ -65,6 +69,29 @@ def workloads(device):
     }
 
 
+def cpu_workloads():
+    """The same kinds of rows at sizes a CPU runs in milliseconds, float32."""
+    def rand(*shape, grad=False):
+        return torch.randn(*shape).requires_grad_(grad)
+    return {
+        "softmax 4096x1024": (lambda x: torch.softmax(x, dim=-1), (rand(4096, 1024),), False),
+        "layernorm 4096x1024": (torch.nn.LayerNorm(1024), (rand(4096, 1024),), False),
+        "rmsnorm 4096x1024": (tm.RMSNorm(1024), (rand(4096, 1024),), False),
+        "bias+gelu 2048x2048": (lambda x, b: F.gelu(x + b), (rand(2048, 2048), rand(2048)),
+                                False),
+        "mlp 1024x256 (h 1024) fwd": (tm.MLP(256, 1024), (rand(1024, 256),), False),
+        "mlp 1024x256 (h 1024) train": (tm.MLP(256, 1024), (rand(1024, 256, grad=True),),
+                                        True),
+        "block 4x128x256 fwd": (tm.Block(256, 4), (rand(4, 128, 256),), False),
+        "block 4x128x256 train": (tm.Block(256, 4), (rand(4, 128, 256, grad=True),), True),
+    }
+
+
+def _sync(device):
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
 def step(fn, args, trains):
     if trains:
         out = fn(*args)
@@ -74,12 +101,20 @@ def step(fn, args, trains):
             fn(*args)
 
 
-def median_ms(fn, args, trains, reps=15, back_to_back=10):
+def median_ms(fn, args, trains, reps=15, back_to_back=10, device="cuda"):
     """Per iteration, as a loop sees it: `back_to_back` iterations between two events (the
-    host's work overlaps the device's where it can), median over `reps` such runs."""
+    host's work overlaps the device's where it can), median over `reps` such runs; on the
+    CPU, wall clock."""
     for _ in range(3):
         step(fn, args, trains)
     times = []
+    if device == "cpu":
+        for _ in range(reps):
+            start = time.perf_counter()
+            for _ in range(back_to_back):
+                step(fn, args, trains)
+            times.append((time.perf_counter() - start) * 1e3 / back_to_back)
+        return statistics.median(times)
     for _ in range(reps):
         a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         a.record()
@@ -108,7 +143,7 @@ def profile_table(fn, args, trains) -> str:
                                      max_name_column_width=60)
 
 
-def run(name, module, args, trains, mode, profiled=False):
+def run(name, module, args, trains, mode, profiled=False, device="cuda"):
     torch._dynamo.reset()
     fusec.dynamo.reset()
     if mode == "eager":
@@ -116,14 +151,14 @@ def run(name, module, args, trains, mode, profiled=False):
     else:
         backend, compile_mode = MODES[mode]
         fn = torch.compile(module, backend=backend, mode=compile_mode)
-    torch.cuda.synchronize()
+    _sync(device)
     start = time.perf_counter()
     step(fn, args, trains)
-    torch.cuda.synchronize()
+    _sync(device)
     first = time.perf_counter() - start
-    ms = median_ms(fn, args, trains)
+    ms = median_ms(fn, args, trains, device=device)
     row = {"workload": name, "mode": mode, "ms": ms, "compile_s": max(0.0, first - ms / 1e3),
-           "launches": launches(fn, args, trains)}
+           "launches": launches(fn, args, trains) if device == "cuda" else "-"}
     if profiled:
         print(f"# profile: {name}, {mode}\n{profile_table(fn, args, trains)}", flush=True)
     if mode.startswith("fusec"):
@@ -139,20 +174,23 @@ def main():
     ap.add_argument("--only", default="")
     ap.add_argument("--modes", default=",".join(MODES))
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--device", default="cuda", choices=("cuda", "cpu"))
     opts = ap.parse_args()
     rows = []
-    for name, (module, args, trains) in workloads("cuda").items():
+    for name, (module, args, trains) in workloads(opts.device).items():
         if opts.only and not any(part in name for part in opts.only.split(",")):
             continue
         for mode in opts.modes.split(","):
             try:
-                row = run(name, module, args, trains, mode, opts.profile)
+                row = run(name, module, args, trains, mode, opts.profile, opts.device)
             except Exception as exc:          # a row that fails is reported, not fatal
                 row = {"workload": name, "mode": mode, "error": f"{type(exc).__name__}: "
                                                                 f"{str(exc)[:300]}"}
             rows.append(row)
             print(json.dumps(row), flush=True)
-    print(f"\n{torch.cuda.get_device_name(0)}, torch {torch.__version__}")
+    where = torch.cuda.get_device_name(0) if opts.device == "cuda" else \
+        f"CPU, {torch.get_num_threads()} threads"
+    print(f"\n{where}, torch {torch.__version__}")
     print("| workload | eager | inductor | inductor max-autotune | fusec | fusec max-autotune | "
           "fusec launches (eager, inductor) | compile s (inductor, max-autotune, fusec, "
           "fusec max-autotune) |")
