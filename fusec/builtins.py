@@ -77,9 +77,25 @@ def _full(t, shape, value, dtype=None):
     return out
 
 
+def _arange_tensor(t, start, end):
+    """fl.arange outside tile loops: the int64 tensor [start, end) (end: an int, a tensor
+    size or an int parameter)."""
+    if isinstance(start, bool) or not isinstance(start, int) or isinstance(end, bool) or \
+            not isinstance(end, (int, SymSize)):
+        raise SemanticError(f"fl.arange outside tile loops takes an int start and an int or "
+                            f"size end, got ({start!r}, {end!r})")
+    n = sympy.sympify(size_value(end)) - start
+    if n.is_number and n < 0:
+        raise SemanticError(f"fl.arange({start}, {end}): end is before start")
+    tensors = t.sem.tensors
+    return tensors._wrap(t.b.value("iota", [], TensorType(D.int64, (n,)), start=start, step=1))
+
+
 def _arange(t, start, end=None):
     if end is None:
         start, end = 0, start
+    if not t.state.tile_depth:                  # outside tile loops: a whole tensor
+        return _arange_tensor(t, start, end)
     if not all(isinstance(v, int) and not isinstance(v, bool) for v in (start, end)) or end <= start:
         raise SemanticError(f"fl.arange needs constant ints start < end, got ({start}, {end})")
     from .ir import TileType

@@ -737,7 +737,7 @@ class Tracer(ast.NodeVisitor):
             whole = any(isinstance(a, TensorArg) for a in (*args, *kwargs.values())) or any(
                 isinstance(a, (list, tuple)) and any(isinstance(x, TensorArg) for x in a)
                 for a in args)                       # fl.cat((a, b)): tensors in a tuple
-            host_level = builtin in ("full", "zeros") and not self.state.tile_depth
+            host_level = builtin in ("full", "zeros", "arange") and not self.state.tile_depth
             if builtin not in ("cdiv",) and not whole and not host_level:
                 self.check_device(f"fl.{builtin}")
             return call_builtin(self, builtin, args, kwargs)

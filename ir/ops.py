@@ -123,7 +123,7 @@ MEMORY_WRITE = ("store", "atomic_add")
 # Ops with no side effects: removable when unused, mergeable when identical.
 PURE = (UNARY + BINARY + COMPARE
         + ("where", "cast", "broadcast", "expand_dims", "permute", "reduce", "dot",
-           "tile_index", "tile_begin", "const", "arange", "symval") + INDEXED_VIEWS)
+           "tile_index", "tile_begin", "const", "arange", "symval", "iota") + INDEXED_VIEWS)
 
 
 @dataclass(frozen=True)
@@ -143,6 +143,7 @@ def _table() -> dict[str, OpInfo]:
                     ("expand_dims", "shape"), ("permute", "shape"), ("reduce", "reduce"),
                     ("dot", "dot"), ("tile_index", "index"), ("tile_begin", "index"),
                     ("const", "const"), ("arange", "const"), ("symval", "const"),
+                    ("iota", "const"),
                     ("load", "memory"), ("store", "memory"), ("atomic_add", "memory"),
                     ("alloc", "host"), ("write", "write"), ("reshape", "view"),
                     ("slice", "view"), ("concat", "view"), ("take", "view"),

@@ -257,6 +257,11 @@ def _check_const(op: Op):
     elif op.name == "arange":
         s, e = op.attrs.get("start"), op.attrs.get("end")
         _expect(r == TileType(INDEX, (e - s,)), op, f"arange({s}, {e}) must give i32[{e - s}]")
+    elif op.name == "iota":
+        _expect(isinstance(r, TensorType) and r.rank == 1 and r.dtype == int64, op,
+                "iota gives a 1-D int64 tensor")
+        _expect(all(isinstance(op.attrs.get(a), int) for a in ("start", "step")), op,
+                "iota needs int start and step")
     else:
         _expect(r.rank == 0 and r.dtype in (int32, int64), op, "symval gives an int scalar")
         _expect("expr" in op.attrs, op, "symval needs expr")

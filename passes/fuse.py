@@ -351,12 +351,12 @@ def _same_space(a: Axes, b: Axes) -> bool:
         not a.reduced or not b.reduced or a.reduced == b.reduced)
 
 
-FREE_OPS = ("cast", "broadcast", "expand_dims")
+FREE_OPS = ("cast", "broadcast", "expand_dims", "iota")
 
 
 def _free_ops(ops: list[Op]) -> set:
     """Casts, broadcasts and expand_dims of params no op writes, of constants, and of each
-    other: what a group can recompute for the cost of a load."""
+    other, and index ranges (iota): what a group can recompute for the cost of a load."""
     written = {v for op in ops for v in writes(op)}
     free: set = set()
     for op in ops:

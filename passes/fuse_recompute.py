@@ -30,7 +30,7 @@ from ..ir.symbolic import hinted_value
 from .tensor_graph import Axes, NotOneSpace, in_memory
 
 RECOMPUTABLE = frozenset(UNARY + BINARY + COMPARE + ("where", "cast", "broadcast",
-                                                        "expand_dims"))
+                                                        "expand_dims", "iota"))
 MAX_CHAIN = 48          # ops copied into a group for one value: past it, the work outweighs
 
 

@@ -362,6 +362,8 @@ class _GroupEmitter:
         form = self.axes.tile_form(op) if op.name in ("expand_dims", "permute") else None
         if op.name == "broadcast":
             self.env[r] = self._broadcast(ins[0], rtype.shape)
+        elif op.name == "iota":
+            self.env[r] = self._iota(op, rtype)
         elif op.name == "reduce":
             self.env[r] = self._reduce(op, ins[0], rtype)
         elif form is not None:        # batch dims dropped: the form the tiles take
@@ -371,6 +373,15 @@ class _GroupEmitter:
             self.env[r] = self.b.value(op.name, ins, rtype, **op_attrs(op))
         if r.name and self.env[r].name is None:
             self.env[r].name = r.name
+
+    def _iota(self, op: Op, rtype: TileType) -> Value:
+        """start + step * i at the tile's indices i."""
+        v = self.b.value("cast", [self._address(op.results[0])[0]], rtype)
+        for name, attr in (("mul", "step"), ("add", "start")):
+            k = op.attrs[attr]
+            if k != (1 if name == "mul" else 0):
+                v = self.b.value(name, [v, self.b.value("const", [], rtype, value=k)], rtype)
+        return v
 
     def _reduce(self, op: Op, x: Value, rtype: TileType) -> Value:
         axis = op.attrs["axis"]

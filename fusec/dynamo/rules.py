@@ -334,6 +334,25 @@ def _full(e, size, fill_value, dtype=None, layout=None, device=None, pin_memory=
     return _constant(_sizes(size), fill_value, dtype)
 
 
+def _arange(e, *bounds, dtype=None, layout=None, device=None, pin_memory=None):
+    """arange(end), arange(start, end), arange(start, end, step) of ints: fl.arange (an
+    index range the kernel computes where it is read) scaled and shifted."""
+    start, end, step = (0, bounds[0], 1) if len(bounds) == 1 else (*bounds, 1)[:3]
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (start, end, step)):
+        raise Unsupported("arange of bounds that are not ints (floats, symbolic sizes)")
+    n = -((start - end) // step) if step else 0
+    if n <= 0:
+        raise Unsupported("an empty arange")
+    expr = f"fl.arange(0, {n})"
+    if step != 1:
+        expr = f"({expr} * {step})"
+    if start:
+        expr = f"({expr} + {start})"
+    if dtype is not None and dtype != torch.int64:
+        expr = f"{expr}.to({dtype_name(dtype)})"
+    return expr
+
+
 def _like(value):
     """full_like / zeros_like / ones_like: x's shape, x's dtype unless given."""
     def rule(e, x, *args, dtype=None, layout=None, device=None, pin_memory=None,
@@ -596,7 +615,7 @@ RULES = {
     aten.index: _index,
     aten.gather: lambda e, x, dim, index, sparse_grad=False:
         f"fl.take_along({tensor(x)}, {tensor(index)}, axis={_dims(x, dim)[0]})",
-    aten.full: _full,
+    aten.full: _full, aten.arange: _arange,
     aten.scalar_tensor: lambda e, s, dtype=None, layout=None, device=None, pin_memory=None:
         _constant("()", s, dtype),
     aten.full_like: _like(None), aten.zeros_like: _like(0), aten.ones_like: _like(1),

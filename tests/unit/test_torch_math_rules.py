@@ -345,3 +345,24 @@ def test_fmax_and_fmin_ignore_nan_as_eager(dtype):
         torch.testing.assert_close(g, w, equal_nan=True, atol=0, rtol=0)
     (graph,) = fusec.dynamo.graphs()
     assert len(graph.regions) == 1 and graph.aten_ops == [], graph.text()
+
+
+def _masks_and_positions(x):
+    pos = torch.arange(0, x.shape[1] * 2, 2, dtype=torch.float32)
+    return (torch.tril(x), torch.triu(x, 1), x * pos,
+            torch.arange(x.shape[0] - 1, -1, -1)[:, None] + x.sum(1, keepdim=True).long())
+
+
+@pytest.mark.parametrize("shape", [(6, 10), (33, 17)])
+def test_tril_triu_and_arange_fuse_as_eager(shape):
+    """tril / triu (aten.arange compared with aten.arange after decomposition), arange with a
+    step, a float dtype, a negative step: one region, eager's values, forward and backward."""
+    x = torch.randn(*shape)
+    got = torch.compile(_masks_and_positions, backend="fusec")(x)
+    for g, w in zip(got, _masks_and_positions(x), strict=True):
+        assert g.dtype == w.dtype
+        torch.testing.assert_close(g, w, atol=0, rtol=0)
+    (graph,) = fusec.dynamo.graphs()
+    assert not any("arange" in op for op, _ in graph.aten_ops), graph.text()
+    xs = torch.randn(*shape).requires_grad_()
+    assert_trains_like_eager(lambda x: (torch.tril(x) * torch.arange(shape[1])).sum(), xs)
