@@ -155,12 +155,14 @@ def _mma_impls(matmul_bias_relu, a, b, bias, backend="cuda", configs=MMA_CONFIGS
     impls = {}
     prefix = "fusec-mma" if backend == "cuda" else f"fusec-{backend}-mma"
     asm, mark = _MMA_MARK[backend]
+    from fusec.backends.llvm import mma
     for blocks, warps, stages in configs:
         name = f"{prefix} {'x'.join(map(str, blocks))} w{warps} s{stages}"
+        saved, mma.ENABLED = mma.ENABLED, True        # the PTX path is off by default
         try:
-            ck = matmul_bias_relu.compile(a, b, bias, 0.5, backend=backend,
-                                          config=fusec.Config(blocks=blocks, warps=warps,
-                                                              stages=stages))
+            ck = fusec.kernel(matmul_bias_relu.fn).compile(   # (a cache keying no switch)
+                a, b, bias, 0.5, backend=backend,
+                config=fusec.Config(blocks=blocks, warps=warps, stages=stages))
             if mark not in ck.asm[asm]:
                 raise RuntimeError("the tensor-core path was not taken")
             err = ((ck(a, b, bias, 0.5).float() - want).abs().max() /
@@ -169,6 +171,8 @@ def _mma_impls(matmul_bias_relu, a, b, bias, backend="cuda", configs=MMA_CONFIGS
             impls[name] = (lambda _ck=ck: _ck(a, b, bias, 0.5))
         except Exception as exc:                 # reported in the table
             impls[name] = exc
+        finally:
+            mma.ENABLED = saved
     return impls
 
 

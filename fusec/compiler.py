@@ -577,6 +577,9 @@ def tensor_core_policy(facts: KernelFacts, backend: str, target: str | None = No
     roles = _dot_roles(facts)
     launches = {d.launch for d in facts.dims if d.dim in roles}
     if backend == "ptx":
+        from .backends.llvm import mma
+        if not mma.ENABLED:
+            return None
         return ({d.dim: PTX_TENSOR_CORE_BLOCKS[roles[d.dim]] if d.dim in roles else 1
                  for d in facts.tunable if d.dim in roles or
                  (d.parallel and d.launch in launches)}, Config().warps)

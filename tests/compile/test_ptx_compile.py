@@ -322,7 +322,8 @@ def test_half_dots_run_on_tensor_cores_from_sm_80(arch, monkeypatch):
     there); float32 operands (tf32 would round them) and older archs keep the FMA loop,
     and so does a dot whose tile is not a multiple of the mma shape."""
     from fusec.backends.llvm import mma
-    matmul = importlib.import_module("matmul_epilogue").matmul_bias_relu
+    monkeypatch.setattr(mma, "ENABLED", True)      # off by default until run on a GPU
+    matmul = fusec.kernel(importlib.import_module("matmul_epilogue").matmul_bias_relu.fn)
 
     def build(dtype, blocks=(64, 64, 32)):
         ck = matmul.compile(spec([200, 96], dtype), spec([96, 120], dtype), spec(120, dtype), 0.5,
@@ -350,6 +351,9 @@ def test_half_dots_run_on_tensor_cores_from_sm_80(arch, monkeypatch):
     monkeypatch.setattr(mma, "ENABLED", False)
     matmul = fusec.kernel(matmul.fn)            # its in-memory cache keys no switch
     assert "mma.sync" not in build("bfloat16")
+    ck = matmul.compile(spec([4096, 4096], "bfloat16"), spec([4096, 4096], "bfloat16"),
+                        spec(4096, "bfloat16"), 0.5, backend="ptx", target=arch)
+    assert list(ck.config.blocks) != [64, 64, 32]      # the FMA loop's own policy
 
 
 def test_a_block_sum_shuffles_across_warps_and_adds_atomically_once():

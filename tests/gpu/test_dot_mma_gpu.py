@@ -30,8 +30,18 @@ def run(name, mkn, dtype, blocks, warps, inputs=None, stages=3, backend="cuda"):
         arrays = [random_array(s, dtype, seed=i + 1) for i, s in enumerate(shapes(*mkn))]
         inputs = [to_cuda(a, dtype) for a, _ in arrays]
     values = [to_host(t) for t in inputs]
-    ck = kernel.compile(*inputs, *extra, backend=backend,
-                        config=fusec.Config(blocks=blocks, warps=warps, stages=stages))
+    if backend == "ptx":            # backends/llvm/mma.py: switched on (off by default)
+        from fusec.backends.llvm import mma
+        saved, mma.ENABLED = mma.ENABLED, True
+        try:
+            ck = fusec.kernel(kernel.fn).compile(   # (its in-memory cache keys no switch)
+                *inputs, *extra, backend=backend,
+                config=fusec.Config(blocks=blocks, warps=warps, stages=stages))
+        finally:
+            mma.ENABLED = saved
+    else:
+        ck = kernel.compile(*inputs, *extra, backend=backend,
+                            config=fusec.Config(blocks=blocks, warps=warps, stages=stages))
     if backend == "cuda":
         assert f"fc_mma_{HALF[dtype]}(" in ck.asm["cuda"], "the tensor-core path was not taken"
     else:
