@@ -110,7 +110,7 @@ NUMERIC_UNARY = ("neg", "abs", "relu")
 BITWISE_UNARY = ("not",)
 UNARY = FLOAT_UNARY + NUMERIC_UNARY + BITWISE_UNARY
 ARITH_BINARY = ("add", "sub", "mul", "div", "floordiv", "mod", "maximum", "minimum", "pow",
-                "atan2")
+                "atan2", "fmod")
 BITWISE_BINARY = ("and", "or", "xor")
 BINARY = ARITH_BINARY + BITWISE_BINARY
 COMPARE = ("eq", "ne", "lt", "le", "gt", "ge")

@@ -38,7 +38,7 @@ from .fuse import Fuse
 from .tensor_graph import Axes, in_memory, whole_tensor_ops
 from .tile_loop import emit_looped
 from .tile_split import emit_split, split_plan
-from .tile_views import op_attrs, view_load
+from .tile_views import iota_tile, op_attrs, view_load
 
 
 FALLBACK_TILE_ELEMENTS = 4096
@@ -363,7 +363,7 @@ class _GroupEmitter:
         if op.name == "broadcast":
             self.env[r] = self._broadcast(ins[0], rtype.shape)
         elif op.name == "iota":
-            self.env[r] = self._iota(op, rtype)
+            self.env[r] = iota_tile(self.b, op, self._address(r)[0], rtype)
         elif op.name == "reduce":
             self.env[r] = self._reduce(op, ins[0], rtype)
         elif form is not None:        # batch dims dropped: the form the tiles take
@@ -373,15 +373,6 @@ class _GroupEmitter:
             self.env[r] = self.b.value(op.name, ins, rtype, **op_attrs(op))
         if r.name and self.env[r].name is None:
             self.env[r].name = r.name
-
-    def _iota(self, op: Op, rtype: TileType) -> Value:
-        """start + step * i at the tile's indices i."""
-        v = self.b.value("cast", [self._address(op.results[0])[0]], rtype)
-        for name, attr in (("mul", "step"), ("add", "start")):
-            k = op.attrs[attr]
-            if k != (1 if name == "mul" else 0):
-                v = self.b.value(name, [v, self.b.value("const", [], rtype, value=k)], rtype)
-        return v
 
     def _reduce(self, op: Op, x: Value, rtype: TileType) -> Value:
         axis = op.attrs["axis"]

@@ -27,6 +27,16 @@ def op_attrs(op) -> dict:
     return {k: v for k, v in op.attrs.items() if k != "group"}
 
 
+def iota_tile(b, op, index: Value, rtype: TileType) -> Value:
+    """The values of an iota (start + step * i) at the index tile `index`."""
+    v = b.value("cast", [index], rtype)
+    for name, attr, identity in (("mul", "step", 1), ("add", "start", 0)):
+        k = op.attrs[attr]
+        if k != identity:
+            v = b.value(name, [v, b.value("const", [], rtype, value=k)], rtype)
+    return v
+
+
 def view_load(emitter, op) -> Value:
     r = op.results[0]
     shape = emitter.shape(r)
@@ -54,6 +64,8 @@ def _source_tile(m: "_IndexMath", source, idx: list, mask) -> Value:
         return m.b.value(p.name, ins, TileType(source.type.dtype, m.shape), **op_attrs(p))
     if p is not None and p in m.emitter.members and p.name in ("broadcast", "expand_dims"):
         return _reshaped_source_tile(m, p, idx, mask)
+    if p is not None and p.name == "iota":          # computed at idx, never stored
+        return iota_tile(m.b, p, idx[0], TileType(source.type.dtype, m.shape))
     assert in_memory(source), f"tile: a view reads {source}, a value not in memory"
     operands = [source, *idx] + ([mask] if mask is not None else [])
     return m.b.value("load", operands, TileType(source.type.dtype, m.shape),

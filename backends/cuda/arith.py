@@ -151,6 +151,7 @@ def _int_fn(signed_fn: str, unsigned_fn: str):
 INT_BINARY = {
     "add": _wrap("+"), "sub": _wrap("-"), "mul": _wrap("*"),
     "floordiv": _int_fn("fc_sfloordiv", "fc_ufloordiv"), "mod": _int_fn("fc_smod", "fc_umod"),
+    "fmod": _int_fn("fc_sfmod", "fc_umod"),
     "maximum": lambda d, x, y: f"({x} > {y} ? {x} : {y})",
     "minimum": lambda d, x, y: f"({x} < {y} ? {x} : {y})",
     "pow": lambda d, x, y: f"fc_ipow<{compute(d)}, {WIDE[d]}>({x}, {y})",
@@ -162,13 +163,14 @@ INT_BINARY = {
 # numpy on bool arrays: + is or, * is and, // and ** go through int8 and back to bool.
 BOOL_BINARY = {
     "add": "({x} || {y})", "mul": "({x} && {y})", "maximum": "({x} || {y})",
-    "minimum": "({x} && {y})", "floordiv": "({x} && {y})", "mod": "false",
+    "minimum": "({x} && {y})", "floordiv": "({x} && {y})", "mod": "false", "fmod": "false",
     "pow": "({x} || !{y})", "and": "({x} && {y})", "or": "({x} || {y})", "xor": "({x} != {y})",
 }
 
 FLOAT_BINARY = {
     "add": "({x} + {y})", "sub": "({x} - {y})", "mul": "({x} * {y})", "div": "({x} / {y})",
     "floordiv": "fc_pyfloordiv({x}, {y})", "mod": "fc_pymod({x}, {y})",
+    "fmod": "fc_fmod({x}, {y})",
     "maximum": "fc_fmax({x}, {y})", "minimum": "fc_fmin({x}, {y})",
 }
 # the C library's binary functions, by C type

@@ -101,6 +101,10 @@ template <typename T> __device__ __forceinline__ T fc_sfloordiv(T a, T b) {
   if (r != 0 && ((r < 0) != (b < 0))) q = (T)(q - 1);
   return q;
 }
+// C's remainder (the dividend's sign); 0 for a zero divisor and for -1 (no INT_MIN trap)
+template <typename T> __device__ __forceinline__ T fc_sfmod(T a, T b) {
+  return (b == 0 || b == -1) ? (T)0 : (T)(a % b);
+}
 template <typename T> __device__ __forceinline__ T fc_smod(T a, T b) {
   if (b == 0 || b == -1) return (T)0;
   T r = (T)(a % b);

@@ -73,6 +73,8 @@ BINARY = {
     "floordiv": lambda a, b: (np.floor_divide(a, b) if a.dtype.kind == "f"
                               else _int_div(a, b, np.floor_divide)),
     "mod": lambda a, b: np.mod(a, b) if a.dtype.kind == "f" else _int_div(a, b, np.mod),
+    # C's remainder (the dividend's sign); ints: 0 for a zero divisor, as mod
+    "fmod": lambda a, b: np.fmod(a, b) if a.dtype.kind == "f" else _int_div(a, b, np.fmod),
     "maximum": np.maximum, "minimum": np.minimum, "pow": _pow, "atan2": np.arctan2,
     "and": _bitwise(np.logical_and, np.bitwise_and), "or": _bitwise(np.logical_or, np.bitwise_or),
     "xor": _bitwise(np.logical_xor, np.bitwise_xor),

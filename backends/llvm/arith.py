@@ -179,6 +179,15 @@ def _int_mod(ctx, d, x, y):
     return b.select(b.or_(zero, minus1), _zero(x.type), r)
 
 
+def _int_fmod(ctx, d, x, y):
+    """C's remainder (the dividend's sign); 0 for a zero divisor (and for -1: no trap)."""
+    b = ctx.b
+    safe, zero, minus1 = _safe_divisor(ctx, d, y)
+    if not is_signed(d):
+        return b.select(zero, _zero(x.type), b.urem(x, safe))
+    return b.select(b.or_(zero, minus1), _zero(x.type), b.srem(x, safe))
+
+
 def _int_pow(ctx, d, x, y):
     """x ** max(y, 0) with wrapping multiplication (np.power on ints), by squaring in a
     small helper function."""
@@ -226,6 +235,7 @@ def _imin(ctx, d, x, y):
 INT_BINARY = {
     "add": lambda c, d, x, y: c.b.add(x, y), "sub": lambda c, d, x, y: c.b.sub(x, y),
     "mul": lambda c, d, x, y: c.b.mul(x, y), "floordiv": _int_floordiv, "mod": _int_mod,
+    "fmod": _int_fmod,
     "maximum": _imax, "minimum": _imin, "pow": _int_pow,
     "and": lambda c, d, x, y: c.b.and_(x, y), "or": lambda c, d, x, y: c.b.or_(x, y),
     "xor": lambda c, d, x, y: c.b.xor(x, y),
@@ -236,6 +246,7 @@ BOOL_BINARY = {
     "add": lambda c, d, x, y: c.b.or_(x, y), "mul": lambda c, d, x, y: c.b.and_(x, y),
     "maximum": lambda c, d, x, y: c.b.or_(x, y), "minimum": lambda c, d, x, y: c.b.and_(x, y),
     "floordiv": lambda c, d, x, y: c.b.and_(x, y), "mod": lambda c, d, x, y: ir.Constant(I1, 0),
+    "fmod": lambda c, d, x, y: ir.Constant(I1, 0),
     "pow": lambda c, d, x, y: c.b.or_(x, c.b.xor(y, ir.Constant(I1, 1))),
     "and": lambda c, d, x, y: c.b.and_(x, y), "or": lambda c, d, x, y: c.b.or_(x, y),
     "xor": lambda c, d, x, y: c.b.xor(x, y),
@@ -293,6 +304,7 @@ FLOAT_BINARY = {
     "div": _rounded(lambda c, d, x, y: c.b.fdiv(x, y)),
     "floordiv": _rounded(_ffloordiv),
     "mod": _rounded(_fmod),
+    "fmod": _rounded(lambda c, d, x, y: c.frem(x, y)),     # exact (C's fmod)
     "pow": _rounded(lambda c, d, x, y: c.intrinsic("pow", [x, y])),
     "atan2": _rounded(lambda c, d, x, y: c.call_libm("atan2", [x, y])),
     "maximum": _fmax, "minimum": _fmin,

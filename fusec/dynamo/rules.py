@@ -590,6 +590,7 @@ RULES = {
     aten.pow: _pow,
     aten.maximum: lambda e, a, b: f"fl.maximum({lit(a)}, {lit(b)})",
     aten.atan2: lambda e, a, b: f"fl.atan2({lit(a)}, {lit(b)})",
+    aten.fmod: lambda e, a, b: f"fl.fmod({lit(a)}, {lit(b)})",
     aten.minimum: lambda e, a, b: f"fl.minimum({lit(a)}, {lit(b)})",
     aten.fmax: _nan_ignoring("maximum"), aten.fmin: _nan_ignoring("minimum"),
     aten.clamp: _clamp,

@@ -87,6 +87,8 @@ def _apply(op, a, b):
         return a // b
     if op == "mod":
         return a % b
+    if op == "fmod":
+        return fl.fmod(a, b)
     if op == "pow":
         return a ** b
     if op == "and":
@@ -125,6 +127,7 @@ def _int_ref(op, a, b, dtype):
     safe = np.where(b == 0, 1, b)
     table = {"add": a + b, "sub": a - b, "mul": a * b,
              "floordiv": np.where(b == 0, 0, a // safe), "mod": np.where(b == 0, 0, a % safe),
+             "fmod": np.where(b == 0, 0, np.fmod(a, safe)),
              "maximum": np.maximum(a, b), "minimum": np.minimum(a, b),
              "and": a & b, "or": a | b, "xor": a ^ b, "pow": a ** np.abs(b % 4)}
     return table[op].astype(dtype).astype(np.float64)
@@ -133,7 +136,7 @@ def _int_ref(op, a, b, dtype):
 def _float_ref(op, a, b):
     with np.errstate(all="ignore"):
         return {"add": a + b, "sub": a - b, "mul": a * b, "div": a / b,
-                "floordiv": np.floor_divide(a, b), "mod": np.mod(a, b), "maximum": np.maximum(a, b),
+                "floordiv": np.floor_divide(a, b), "mod": np.mod(a, b), "fmod": np.fmod(a, b), "maximum": np.maximum(a, b),
                 "minimum": np.minimum(a, b), "pow": np.power(np.abs(a), b),
                 "atan2": np.arctan2(a, b)}[op]
 
@@ -142,8 +145,9 @@ COMPARES = ("eq", "ne", "lt", "le", "gt", "ge")
 
 
 @pytest.mark.parametrize("dtype", ALL)
-@pytest.mark.parametrize("op", ["add", "sub", "mul", "div", "floordiv", "mod", "maximum",
-                                "minimum", "pow", "atan2", "and", "or", "xor", *COMPARES])
+@pytest.mark.parametrize("op", ["add", "sub", "mul", "div", "floordiv", "mod", "fmod",
+                                "maximum", "minimum", "pow", "atan2", "and", "or", "xor",
+                                *COMPARES])
 def test_binary(backend, op, dtype):
     is_float = dtype in FLOATS
     if dtype == "bool" and op not in ("add", "mul", "maximum", "minimum", "and", "or", "xor",

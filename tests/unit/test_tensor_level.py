@@ -385,18 +385,21 @@ def lower_triangle_and_positions(x, k: int):
     rows = fl.arange(0, x.shape[0])
     cols = fl.arange(x.shape[1])
     lower = fl.where(cols[None, :] <= rows[:, None] + k, x, 0.0)
-    return lower, (fl.arange(3, x.shape[1] + 3) * 2).to(fl.float32)[None, :] * x
+    rolled = fl.take(x, fl.fmod(cols + 2, x.shape[1]), axis=1)   # an index read through
+    return lower, (fl.arange(3, x.shape[1] + 3) * 2).to(fl.float32)[None, :] * x + rolled
 
 
 @pytest.mark.parametrize("shape", [(1, 1), (7, 100), (33, 257)])
 def test_arange_outside_tile_loops_is_an_index_range_computed_where_read(backend, shape):
     """fl.arange of whole tensors (int64, a size as its end): computed from the indices of
-    the tiles reading it (nothing stored): tril with an offset, scaled positions."""
+    the tiles reading it (nothing stored): tril with an offset, scaled positions, a take
+    whose index is computed from one."""
     x, xd = random_array(shape, "float32", seed=31)
     got, compiled = _run(lower_triangle_and_positions, x, 1)
     r, c = np.indices(shape)
     np.testing.assert_array_equal(got[0], np.where(c <= r + 1, x, 0.0))
-    assert_close(got[1], (np.arange(3, shape[1] + 3) * 2.0)[None, :] * xd, "float32")
+    rolled = xd[:, (np.arange(shape[1]) + 2) % shape[1]]
+    assert_close(got[1], (np.arange(3, shape[1] + 3) * 2.0)[None, :] * xd + rolled, "float32")
     assert "iota" not in str(compiled.module)          # lowered by the tile pass
     assert compiled.num_launches == 1
 

@@ -358,7 +358,7 @@ def test_tril_triu_and_arange_fuse_as_eager(shape):
     """tril / triu (aten.arange compared with aten.arange after decomposition), arange with a
     step, a float dtype, a negative step: one region, eager's values, forward and backward."""
     x = torch.randn(*shape)
-    got = torch.compile(_masks_and_positions, backend="fusec")(x)
+    got = torch.compile(_masks_and_positions, backend=fusec.torch_backend(strict=True))(x)
     for g, w in zip(got, _masks_and_positions(x), strict=True):
         assert g.dtype == w.dtype
         torch.testing.assert_close(g, w, atol=0, rtol=0)
@@ -366,3 +366,22 @@ def test_tril_triu_and_arange_fuse_as_eager(shape):
     assert not any("arange" in op for op, _ in graph.aten_ops), graph.text()
     xs = torch.randn(*shape).requires_grad_()
     assert_trains_like_eager(lambda x: (torch.tril(x) * torch.arange(shape[1])).sum(), xs)
+
+
+def _remainders(x, i):
+    return (torch.fmod(x, 0.7), torch.fmod(x, -x.flip(0) * 0.3), torch.fmod(i, 3),
+            torch.fmod(i, -4), torch.roll(x, 2, 1), torch.roll(x, -1, 0))
+
+
+def test_fmod_and_roll_fuse_as_eager():
+    """C's remainder (the dividend's sign; exact), on floats and ints; roll (arange, fmod and
+    indexing after decomposition): one region, eager's values exactly."""
+    x = torch.randn(9, 13) * 5
+    i = torch.arange(-50, 67).reshape(9, 13)
+    got = torch.compile(_remainders, backend=fusec.torch_backend(strict=True))(x, i)
+    for g, w in zip(got, _remainders(x, i), strict=True):
+        assert g.dtype == w.dtype
+        torch.testing.assert_close(g, w, atol=0, rtol=0)
+    (graph,) = fusec.dynamo.graphs()
+    assert not any(name in op for op, _ in graph.aten_ops for name in ("fmod", "roll",
+                                                                      "arange")), graph.text()
