@@ -1,7 +1,8 @@
 """Tensor-core dots of the PTX backend: `mma.sync.aligned.m16n8k16` (sm_80+) in the SIMT
 mapping (simt.py), for dots whose operands both hold values exact in one 16-bit float type
-H (backends/exact_halves.py) and accumulate in float32. The products are then exact and
-only the order of the float32 additions differs from simt.dot's FMA loop.
+H (backends/exact_halves.py) and accumulate in float32. The products are then exact; the
+sums differ from simt.dot's FMA loop in their order and in the tensor cores' own rounding
+within a k16 step (as the CUDA C backend's mma path does).
 
 A qualifying dot [M, K] x [K, N] (M % 16 == 0, N % 8 == 0, K % 16 == 0) at the program's
 top level runs in three steps, each fenced by barriers:
@@ -14,12 +15,14 @@ top level runs in three steps, each fenced by barriers:
    fragments for mma.m16n8k16): lane = 4 * group + index-in-group, A registers
    (row, k) = (group [+8], 2 * index [+8]), B registers (k, col) = (2 * index [+8], group),
    accumulators (row, col) = (group [+8], 2 * index + {0, 1});
-3. the accumulators are written to the result buffer that the rest of the program reads.
+3. the accumulators are written to the result buffer that the rest of the program reads;
+   for `acc += fl.dot(a, b)` in a K loop (carried_sum) that buffer is the accumulator's
+   slot: the mma starts from its values and the add and the yield's copy vanish.
 
 The CUDA C backend's lowering (backends/cuda/mma.py) goes further: the accumulator stays in
 registers across the sequential K loop, operands stream in with cp.async, ldmatrix loads
-the fragments, and the epilogue reads the registers. This one recomputes nothing of that:
-it makes the multiply itself run on tensor cores, with the same operands and rounding.
+the fragments, and the epilogue reads the registers. Here the accumulator makes a round trip
+through shared memory each K step and nothing is pipelined.
 """
 from __future__ import annotations
 
