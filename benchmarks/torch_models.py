@@ -66,6 +66,11 @@ def workloads(device):
                                  False),
         "block 8x512x1024 train": (tm.Block(1024, 16).to(device, bf),
                                    (rand(8, 512, 1024, grad=True),), True),
+        # the backward's index_put (a fusec kernel of atomic adds, fusec/dynamo/library.py)
+        "embedding 32000x1024 + layernorm, 8x2048 tokens train": (
+            torch.nn.Sequential(torch.nn.Embedding(32000, 1024),
+                                torch.nn.LayerNorm(1024)).to(device, bf),
+            (torch.randint(0, 32000, (8, 2048), device=device),), True),
     }
 
 
