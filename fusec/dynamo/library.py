@@ -108,11 +108,11 @@ def _scatter_add(kernel, fresh, base, dim, index, src):
     return out.to(base.dtype)
 
 
-def _check_tensors(node, values, index, other) -> None:
+def _check_tensors(node, base, index, values) -> None:
     if torch.are_deterministic_algorithms_enabled():
         raise Unsupported("atomic adds land in no fixed order and "
                           "torch.use_deterministic_algorithms is on")
-    v, i, o = (meta_value(n) for n in (values, index, other))
+    v, i, o = (meta_value(n) for n in (base, index, values))
     for t, what in ((v, "base"), (i, "index"), (o, "values")):
         if not isinstance(t, torch.Tensor):
             raise Unsupported(f"{what} that is not a tensor")
