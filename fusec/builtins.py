@@ -226,6 +226,8 @@ BUILTINS = {
     "maximum": lambda t, a, b: t.sem.binary("maximum", a, b),
     "atan2": lambda t, a, b: t.sem.binary("atan2", a, b),
     "fmod": lambda t, a, b: t.sem.binary("fmod", a, b),
+    "hypot": lambda t, a, b: t.sem.binary("hypot", a, b),
+    "copysign": lambda t, a, b: t.sem.binary("copysign", a, b),
     "minimum": lambda t, a, b: t.sem.binary("minimum", a, b),
     "load": _load, "store": _store, "atomic_add": _atomic_add, "cast": _cast, "gelu": _gelu,
     "cdiv": _cdiv, "permute": _permute, "expand_dims": _expand_dims,

@@ -19,7 +19,7 @@ def _marker(name: str, signature: str):
 _SIGNATURES = {
     "zeros": "(shape, dtype=fl.float32)", "full": "(shape, value, dtype=None)",
     "arange": "(start, end=None)", "where": "(cond, a, b)", "maximum": "(a, b)",
-    "atan2": "(y, x)", "fmod": "(x, y)",
+    "atan2": "(y, x)", "fmod": "(x, y)", "hypot": "(x, y)", "copysign": "(x, y)",
     "minimum": "(a, b)", "dot": "(a, b, out_dtype=fl.float32)", "trans": "(x)",
     "load": "(x[index], mask=None, other=None)", "store": "(x[index], value, mask=None)",
     "atomic_add": "(x[index], value, mask=None)", "cast": "(x, dtype)",

@@ -15,6 +15,7 @@ from .errors import shape_text
 from .ir import Builder, TensorType, TileType, Value, scalar
 from .ir import dtypes as D
 from .ir.dtypes import DType
+from .ir.ops import FLOAT_RESULT_BINARY
 from .ir.symbolic import is_zero
 from .tensors import TensorSemantic, is_tensor
 from .values import SymSize, TensorArg, TileHandle, TileVal, size_expr
@@ -218,7 +219,7 @@ class Semantic:
     # -- elementwise -----------------------------------------------------------------------
     def binary(self, name: str, a, b) -> TileVal:
         dtype = self.result_dtype([a, b])
-        if name in ("div", "atan2") and not dtype.is_float:
+        if name in FLOAT_RESULT_BINARY and not dtype.is_float:
             dtype = D.DEFAULT_FLOAT
         if name in ("and", "or", "xor") and dtype.is_float:
             raise SemanticError(f"bitwise {name} needs bool or int operands, got {dtype}")

@@ -110,7 +110,9 @@ NUMERIC_UNARY = ("neg", "abs", "relu")
 BITWISE_UNARY = ("not",)
 UNARY = FLOAT_UNARY + NUMERIC_UNARY + BITWISE_UNARY
 ARITH_BINARY = ("add", "sub", "mul", "div", "floordiv", "mod", "maximum", "minimum", "pow",
-                "atan2", "fmod")
+                "atan2", "fmod", "hypot", "copysign")
+# binary ops computed in floats: int and bool operands become the default float first
+FLOAT_RESULT_BINARY = ("div", "atan2", "hypot", "copysign")
 BITWISE_BINARY = ("and", "or", "xor")
 BINARY = ARITH_BINARY + BITWISE_BINARY
 COMPARE = ("eq", "ne", "lt", "le", "gt", "ge")

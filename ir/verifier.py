@@ -6,7 +6,7 @@ import sympy
 from .core import Block, Module, Op, Value
 from .dtypes import INDEX, bool_, int32, int64
 from .symbolic import is_zero
-from .ops import FLOAT_UNARY, OPS, REDUCE_KINDS, memory_operands
+from .ops import FLOAT_RESULT_BINARY, FLOAT_UNARY, OPS, REDUCE_KINDS, memory_operands
 from .types import HANDLE, TensorType, TileType
 
 
@@ -79,7 +79,7 @@ def _check_binary(op: Op):
         _expect(r == a, op, f"result type {r} differs from operand type {a}")
     if op.name in ("and", "or", "xor"):
         _expect(not a.dtype.is_float, op, "needs bool or int operands")
-    if op.name in ("div", "atan2"):
+    if op.name in FLOAT_RESULT_BINARY:
         what = "true division" if op.name == "div" else op.name
         _expect(a.dtype.is_float, op, f"{what} needs float operands")
 

@@ -175,7 +175,10 @@ FLOAT_BINARY = {
 }
 # the C library's binary functions, by C type
 _LIBRARY_BINARY = {"pow": {"float": "powf({x}, {y})", "double": "pow({x}, {y})"},
-                   "atan2": {"float": "atan2f({x}, {y})", "double": "atan2({x}, {y})"}}
+                   "atan2": {"float": "atan2f({x}, {y})", "double": "atan2({x}, {y})"},
+                   "hypot": {"float": "hypotf({x}, {y})", "double": "hypot({x}, {y})"},
+                   "copysign": {"float": "copysignf({x}, {y})",
+                                "double": "copysign({x}, {y})"}}
 _EXACT = ("maximum", "minimum")          # results already representable: no rounding
 
 

@@ -76,6 +76,7 @@ BINARY = {
     # C's remainder (the dividend's sign); ints: 0 for a zero divisor, as mod
     "fmod": lambda a, b: np.fmod(a, b) if a.dtype.kind == "f" else _int_div(a, b, np.fmod),
     "maximum": np.maximum, "minimum": np.minimum, "pow": _pow, "atan2": np.arctan2,
+    "hypot": np.hypot, "copysign": np.copysign,
     "and": _bitwise(np.logical_and, np.bitwise_and), "or": _bitwise(np.logical_or, np.bitwise_or),
     "xor": _bitwise(np.logical_xor, np.bitwise_xor),
     "eq": np.equal, "ne": np.not_equal, "lt": np.less, "le": np.less_equal,

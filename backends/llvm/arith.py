@@ -307,6 +307,8 @@ FLOAT_BINARY = {
     "fmod": _rounded(lambda c, d, x, y: c.frem(x, y)),     # exact (C's fmod)
     "pow": _rounded(lambda c, d, x, y: c.intrinsic("pow", [x, y])),
     "atan2": _rounded(lambda c, d, x, y: c.call_libm("atan2", [x, y])),
+    "hypot": _rounded(lambda c, d, x, y: c.call_libm("hypot", [x, y])),
+    "copysign": _rounded(lambda c, d, x, y: c.intrinsic("copysign", [x, y])),
     "maximum": _fmax, "minimum": _fmin,
 }
 

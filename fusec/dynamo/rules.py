@@ -591,6 +591,8 @@ RULES = {
     aten.maximum: lambda e, a, b: f"fl.maximum({lit(a)}, {lit(b)})",
     aten.atan2: lambda e, a, b: f"fl.atan2({lit(a)}, {lit(b)})",
     aten.fmod: lambda e, a, b: f"fl.fmod({lit(a)}, {lit(b)})",
+    aten.hypot: lambda e, a, b: f"fl.hypot({lit(a)}, {lit(b)})",
+    aten.copysign: lambda e, a, b: f"fl.copysign({lit(a)}, {lit(b)})",
     aten.minimum: lambda e, a, b: f"fl.minimum({lit(a)}, {lit(b)})",
     aten.fmax: _nan_ignoring("maximum"), aten.fmin: _nan_ignoring("minimum"),
     aten.clamp: _clamp,

@@ -15,6 +15,7 @@ import pytest
 
 import fusec
 import fusec.language as fl
+from fusec.ir.ops import FLOAT_RESULT_BINARY
 from fusec.backends.cuda import NVRTCError, compile_cuda, emit_source, tensor_cores
 from fusec.backends.cuda.nvrtc import compile_source
 
@@ -99,14 +100,15 @@ def test_unary_kernels_build(arch, dtype):
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_binary_kernels_build(arch, dtype):
     for op in ("add", "sub", "mul", "div", "floordiv", "mod", "maximum", "minimum", "pow",
-               "atan2", "and", "or", "xor", "eq", "ne", "lt", "le", "gt", "ge"):
+               "atan2", "hypot", "copysign", "and", "or", "xor", "eq", "ne", "lt", "le",
+               "gt", "ge"):
         if dtype == "bool" and op in ("sub", "div", "floordiv", "mod", "pow"):
             continue
         if dtype in FLOATS and op in ("and", "or", "xor"):
             continue
         if op in ("eq", "ne", "lt", "le", "gt", "ge"):
             out = "bool"
-        elif op in ("div", "atan2") and dtype not in FLOATS:
+        elif op in FLOAT_RESULT_BINARY and dtype not in FLOATS:
             out = "float32"
         else:
             out = dtype

@@ -13,6 +13,7 @@ import pytest
 
 import fusec
 import fusec.language as fl
+from fusec.ir.ops import FLOAT_RESULT_BINARY
 from conftest import as_input, assert_close, output_float64, random_array
 
 import cuda_emulator
@@ -62,7 +63,8 @@ def test_float_unary(name, dtype):
     ("floordiv", "int8"), ("mod", "int32"), ("pow", "int64"), ("sub", "uint8"),
     ("add", "bool"), ("mod", "float16"), ("floordiv", "bfloat16"), ("div", "float32"),
     ("maximum", "float64"), ("div", "int32"), ("ne", "float32"), ("xor", "int8"),
-    ("atan2", "float32"), ("atan2", "bfloat16"), ("atan2", "int16")])
+    ("atan2", "float32"), ("atan2", "bfloat16"), ("atan2", "int16"), ("hypot", "float32"),
+    ("copysign", "bfloat16"), ("copysign", "int16")])
 def test_binary(op, dtype):
     is_float = dtype in FLOATS
     x, _ = random_array((1000,), dtype, seed=3)
@@ -74,7 +76,7 @@ def test_binary(op, dtype):
             x[3::7] = np.iinfo(dtype).min    # INT_MIN // -1 wraps
     if op == "pow" and not is_float:
         y = np.abs(y % 4).astype(y.dtype)
-    out = "bool" if op == "ne" else "float32" if op in ("div", "atan2") and not is_float \
+    out = "bool" if op == "ne" else "float32" if op in FLOAT_RESULT_BINARY and not is_float \
         else dtype
     _check(ops.binary, [as_input(x, dtype), as_input(y, dtype)], [op, getattr(fl, out)], out,
            f"{op}({dtype})")

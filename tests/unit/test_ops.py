@@ -9,6 +9,7 @@ import pytest
 
 import fusec
 import fusec.language as fl
+from fusec.ir.ops import FLOAT_RESULT_BINARY
 from conftest import (as_input, assert_close, erf64, output_float64, random_array,
                       round_to_dtype)
 from device_kernels import cast
@@ -89,6 +90,10 @@ def _apply(op, a, b):
         return a % b
     if op == "fmod":
         return fl.fmod(a, b)
+    if op == "hypot":
+        return fl.hypot(a, b)
+    if op == "copysign":
+        return fl.copysign(a, b)
     if op == "pow":
         return a ** b
     if op == "and":
@@ -138,7 +143,8 @@ def _float_ref(op, a, b):
         return {"add": a + b, "sub": a - b, "mul": a * b, "div": a / b,
                 "floordiv": np.floor_divide(a, b), "mod": np.mod(a, b), "fmod": np.fmod(a, b), "maximum": np.maximum(a, b),
                 "minimum": np.minimum(a, b), "pow": np.power(np.abs(a), b),
-                "atan2": np.arctan2(a, b)}[op]
+                "atan2": np.arctan2(a, b), "hypot": np.hypot(a, b),
+                "copysign": np.copysign(a, b)}[op]
 
 
 COMPARES = ("eq", "ne", "lt", "le", "gt", "ge")
@@ -146,12 +152,12 @@ COMPARES = ("eq", "ne", "lt", "le", "gt", "ge")
 
 @pytest.mark.parametrize("dtype", ALL)
 @pytest.mark.parametrize("op", ["add", "sub", "mul", "div", "floordiv", "mod", "fmod",
-                                "maximum", "minimum", "pow", "atan2", "and", "or", "xor",
-                                *COMPARES])
+                                "maximum", "minimum", "pow", "atan2", "hypot", "copysign",
+                                "and", "or", "xor", *COMPARES])
 def test_binary(backend, op, dtype):
     is_float = dtype in FLOATS
     if dtype == "bool" and op not in ("add", "mul", "maximum", "minimum", "and", "or", "xor",
-                                      "atan2", *COMPARES):
+                                      "atan2", "hypot", "copysign", *COMPARES):
         pytest.skip("not defined on bools (raises, see test_frontend)")
     if is_float and op in ("and", "or", "xor"):
         pytest.skip("bitwise ops need ints (raises, see test_frontend)")
@@ -169,7 +175,7 @@ def test_binary(backend, op, dtype):
             want = getattr(np, {"eq": "equal", "ne": "not_equal", "lt": "less",
                                 "le": "less_equal", "gt": "greater",
                                 "ge": "greater_equal"}[op])(xv, yv).astype(np.float64)
-        elif op in ("div", "atan2"):          # true division and atan2: ints as float32
+        elif op in FLOAT_RESULT_BINARY:       # true division, atan2, ...: ints as float32
             out_dtype = dtype if is_float else "float32"
             want = round_to_dtype(_float_ref(op, xv, yv), out_dtype)
         elif dtype == "bool":

@@ -385,3 +385,27 @@ def test_fmod_and_roll_fuse_as_eager():
     (graph,) = fusec.dynamo.graphs()
     assert not any(name in op for op, _ in graph.aten_ops for name in ("fmod", "roll",
                                                                       "arange")), graph.text()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_hypot_and_copysign_fuse_as_eager(dtype):
+    """hypot (the C library's: no overflow of the squares) and copysign (the sign bit, -0.0
+    included): one region, eager's values; ints give float32, forward and backward."""
+    a = torch.tensor([3.0, -4.0, 1e30, 0.0, -0.0, float("inf"), float("nan"), 2.5, -7.0])
+    b = torch.tensor([4.0, 3.0, 1e30, -0.0, 0.0, 1.0, 1.0, -0.0, -1e-30])
+    a, b = a.to(dtype), b.to(dtype)
+
+    def f(a, b):
+        return torch.hypot(a, b), torch.copysign(a, b), torch.copysign(a, -1.0)
+    got = torch.compile(f, backend=fusec.torch_backend(strict=True))(a, b)
+    for g, w in zip(got, f(a, b), strict=True):
+        assert g.dtype == w.dtype
+        torch.testing.assert_close(g, w, equal_nan=True, atol=0,
+                                   rtol=8e-3 if dtype == torch.bfloat16 else 2.5e-7)
+        assert torch.equal(torch.signbit(g), torch.signbit(w)) or dtype == torch.bfloat16
+    i = torch.arange(-5, 7)
+    got = torch.compile(lambda i: torch.copysign(i, i - 3), backend="fusec")(i)
+    torch.testing.assert_close(got, torch.copysign(i, i - 3))
+    xs = torch.randn(5, 6, dtype=torch.float64).requires_grad_()
+    assert_trains_like_eager(lambda x: (torch.hypot(x, x * 0.5 + 1) *
+                                        torch.copysign(x, x.flip(0))).sum(), xs)
