@@ -28,7 +28,8 @@ from .gpu_plan import GPUPlan
 # transcendental functions are polynomial evaluations of a dozen or more operations.
 _CHEAP = O.NUMERIC_UNARY + O.BITWISE_UNARY + O.BINARY + O.COMPARE + ("where", "cast")
 WORK_PER_ELEMENT = {**{name: 1 for name in _CHEAP},
-                    "div": 4, "floordiv": 6, "mod": 6, "fmod": 6, "pow": 20, "atan2": 24, "hypot": 16, "copysign": 2, "floor": 1, "ceil": 1,
+                    "div": 4, "floordiv": 6, "mod": 6, "fmod": 6, "pow": 20, "atan2": 24,
+                    "hypot": 16, "copysign": 2, "floor": 1, "ceil": 1,
                     "sqrt": 4, "rsqrt": 4, "exp": 8, "exp2": 6, "log": 8, "log2": 8,
                     "sin": 12, "cos": 12, "tan": 20, "atan": 16, "tanh": 12, "sigmoid": 10, "silu": 10, "erf": 14,
                     "gelu": 16, "gelu_tanh": 14, **{name: 20 for name in O.LIBM_UNARY}}

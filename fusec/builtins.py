@@ -103,6 +103,10 @@ def _arange(t, start, end=None):
                              end=end))
 
 
+def _binary(name):
+    return lambda t, a, b: t.sem.binary(name, a, b)
+
+
 def _unary(name):
     return lambda t, x: t.sem.unary(name, x)
 
@@ -223,12 +227,8 @@ BUILTINS = {
     "reshape": _reshape, "cat": _cat, "flip": _flip, "take": _take,
     "take_along": _take_along,
     "where": lambda t, cond, a, b: t.sem.where(cond, a, b),
-    "maximum": lambda t, a, b: t.sem.binary("maximum", a, b),
-    "atan2": lambda t, a, b: t.sem.binary("atan2", a, b),
-    "fmod": lambda t, a, b: t.sem.binary("fmod", a, b),
-    "hypot": lambda t, a, b: t.sem.binary("hypot", a, b),
-    "copysign": lambda t, a, b: t.sem.binary("copysign", a, b),
-    "minimum": lambda t, a, b: t.sem.binary("minimum", a, b),
+    **{name: _binary(name) for name in ("maximum", "minimum", "atan2", "fmod", "hypot",
+                                          "copysign")},
     "load": _load, "store": _store, "atomic_add": _atomic_add, "cast": _cast, "gelu": _gelu,
     "cdiv": _cdiv, "permute": _permute, "expand_dims": _expand_dims,
     "broadcast_to": _broadcast_to,

@@ -580,11 +580,8 @@ def tensor_core_policy(facts: KernelFacts, backend: str, target: str | None = No
         from .backends.llvm import mma
         if not mma.ENABLED:
             return None
-        return ({d.dim: PTX_TENSOR_CORE_BLOCKS[roles[d.dim]] if d.dim in roles else 1
-                 for d in facts.tunable if d.dim in roles or
-                 (d.parallel and d.launch in launches)}, Config().warps)
     extents = {roles[d.dim]: d.extent for d in facts.tunable if d.dim in roles}
-    large = {"dot_m", "dot_n", "dot_k"} <= set(extents) and \
+    large = backend == "cuda" and {"dot_m", "dot_n", "dot_k"} <= set(extents) and \
         extents["dot_k"] >= 1024 and min(extents["dot_m"], extents["dot_n"]) >= 1024 and \
         extents["dot_m"] * extents["dot_n"] >= TENSOR_CORE_LARGE_PROGRAMS * \
         TENSOR_CORE_LARGE["dot_m"] * TENSOR_CORE_LARGE["dot_n"] and _large_tiles_fit(target)
@@ -592,7 +589,9 @@ def tensor_core_policy(facts: KernelFacts, backend: str, target: str | None = No
     for d in facts.tunable:
         if d.dim in roles:
             role = roles[d.dim]
-            if large:
+            if backend == "ptx":
+                blocks[d.dim] = PTX_TENSOR_CORE_BLOCKS[role]
+            elif large:
                 blocks[d.dim] = TENSOR_CORE_LARGE[role]
             elif role == "dot_k":
                 blocks[d.dim] = tensor_core_k_block(target) if d.extent >= 1024 else \

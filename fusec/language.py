@@ -6,6 +6,7 @@ tracer looks up their meaning by name in `builtins.BUILTINS`.
 from __future__ import annotations
 
 from .dsl import marker
+from .ir.ops import LIBM_UNARY
 from .ir.dtypes import (bfloat16, bool_, float16, float32, float64, int8, int16, int32, int64,
                         uint8)
 
@@ -29,8 +30,7 @@ _SIGNATURES = {
     "take_along": "(x, index, axis)",
 }
 _UNARY = ("exp", "exp2", "log", "log2", "sqrt", "rsqrt", "abs", "sin", "cos", "tan", "atan",
-          "tanh", "erf", "sigmoid", "relu", "silu", "floor", "ceil", "asin", "acos", "sinh",
-          "cosh", "asinh", "acosh", "atanh", "erfc")
+          "tanh", "erf", "sigmoid", "relu", "silu", "floor", "ceil", *LIBM_UNARY)
 _REDUCTIONS = ("sum", "prod", "max", "min", "mean", "argmax", "argmin")
 
 for _name in _UNARY:

@@ -69,8 +69,8 @@ MATH_PREFIX = "__fusec_"
 # the device math library: C math function -> number of arguments (float and double
 # versions: `__fusec_sinf`, `__fusec_sin`)
 DEVICE_LIBM = {"sin": 1, "cos": 1, "tan": 1, "atan": 1, "exp": 1, "exp2": 1, "log": 1,
-               "log2": 1, "tanh": 1, "erf": 1, "erfc": 1, "pow": 2, "atan2": 2, "fmod": 2, "hypot": 2,
-               **{name: 1 for name in LIBM_UNARY}}
+               "log2": 1, "tanh": 1, "erf": 1, "erfc": 1, "pow": 2, "atan2": 2, "fmod": 2,
+               "hypot": 2, **{name: 1 for name in LIBM_UNARY}}
 _SUFFIX = {"float": "f", "double": ""}
 # LLVM math intrinsics (llvm.<name>.*) NVPTX has no exact instruction for
 UNSELECTABLE = frozenset(("pow", "powi", "exp", "exp2", "exp10", "log", "log2", "log10",

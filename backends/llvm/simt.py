@@ -106,7 +106,7 @@ def _distributed(L, shape, body) -> None:
         def one(k):
             lin = _strided(b, k, t, s.tid)
             when(L, b.icmp_unsigned("<", lin, ir.Constant(I32, n)),
-                  lambda: body(unflatten(b, lin, shape)))
+                 lambda: body(unflatten(b, lin, shape)))
         if rounds == 1:
             one(0)
         else:
@@ -236,7 +236,7 @@ def one_thread(L, fn: Callable[[], ir.Value], ty: ir.Type) -> ir.Value:
     if s.needs_barrier(L.b):
         barrier(L)
     when(L, L.b.icmp_unsigned("==", s.tid, ir.Constant(I32, 0)),
-          lambda: L.raw_store(slot, (0,), fn()))
+         lambda: L.raw_store(slot, (0,), fn()))
     barrier(L)
     value = L.raw_load(slot, (0,))
     barrier(L)                    # the slot is read before anything else can run
