@@ -250,7 +250,7 @@ def _check_index(op: Op):
 
 def _check_const(op: Op):
     _n_operands(op, 0)
-    r = _one_result(op)
+    r = _result(op) if op.name == "iota" else _one_result(op)   # iota: a whole tensor
     if op.name == "const":
         v = op.attrs.get("value")
         _expect(isinstance(v, (bool, int, float)), op, f"bad constant {v!r}")

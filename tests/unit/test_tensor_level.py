@@ -12,6 +12,7 @@ import pytest
 
 import fusec
 import fusec.language as fl
+from fusec.passes.manager import DEFAULT_PIPELINE, PassManager
 from conftest import as_input, assert_close, output_float64, random_array
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -402,6 +403,12 @@ def test_arange_outside_tile_loops_is_an_index_range_computed_where_read(backend
     assert_close(got[1], (np.arange(3, shape[1] + 3) * 2.0)[None, :] * xd + rolled, "float32")
     assert "iota" not in str(compiled.module)          # lowered by the tile pass
     assert compiled.num_launches == 1
+    for stage, text in compiled.asm.items():           # the text form of every pass's IR
+        if stage == "ir" or stage.split(".")[0] in DEFAULT_PIPELINE:
+            m = fusec.ir.parse(text)
+            fusec.ir.verify(m)
+            assert str(m) == text, stage
+    PassManager(DEFAULT_PIPELINE, verify=True).run(fusec.ir.parse(compiled.asm["ir"]))
 
 
 def test_arange_outside_tile_loops_errors():
