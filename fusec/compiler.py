@@ -323,7 +323,7 @@ class CompiledKernel:
         native = getattr(self, "native", None)
         fixed = getattr(getattr(self._run, "__self__", None), "fixed_launch", None)
         if self.backend == "cpu" and fixed is not None:
-            return self._cpu_fast_path(runtime_args, positions, fixed)
+            return self._cpu_fast_path(runtime_args, positions, fixed, args)
         if native is None or self.backend not in DEVICE_BACKENDS:
             return lambda args: self.run([args[i] for i in positions])
         torch = arrays._torch()
@@ -355,10 +355,11 @@ class CompiledKernel:
             return self._results(rargs, made)
         return call
 
-    def _cpu_fast_path(self, runtime_args: list, positions, fixed_launch):
+    def _cpu_fast_path(self, runtime_args: list, positions, fixed_launch, args=None):
         """fast_path on the CPU: outputs made as this call's were (torch or numpy), the
         tensors' data pointers read straight off them, the argument slots of the native
-        functions filled once (CompiledCPUKernel.fixed_launch)."""
+        functions filled once (CompiledCPUKernel.fixed_launch); with `args` and torch
+        tensors, the native call path where that is available."""
         views = [arrays.numpy_view(a) if arrays.is_array(a) else a for a in runtime_args]
         if any(not views[i].flags.writeable for i, _ in self._written):
             return lambda args: self.run([args[i] for i in positions])   # run() says why
@@ -366,7 +367,15 @@ class CompiledKernel:
         shapes = self._output_shapes(views)
         made = [arrays.allocate(like, shape, t.dtype, zero)
                 for (t, _, zero), shape in zip(self._allocs, shapes)]
-        order, launch = fixed_launch(views + [arrays.numpy_view(o) for o in made])
+        now = views + [arrays.numpy_view(o) for o in made]
+        if args is not None and like is not None and arrays.is_torch_tensor(like):
+            outs = [(tuple(shape), arrays.contiguous_strides(shape), arrays.torch_dtype(t.dtype),
+                     zero) for (t, _, zero), shape in zip(self._allocs, shapes)]
+            native_plan = fixed_launch.__self__.native_plan
+            native_call = fastcall.make_cpu(self, args, list(positions), outs, now, native_plan)
+            if native_call is not None:
+                return native_call
+        order, launch = fixed_launch(now)
         torch = arrays._torch()
         if like is not None and arrays.is_torch_tensor(like):
             outputs = [(torch.zeros if zero else torch.empty, tuple(shape),

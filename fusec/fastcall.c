@@ -1,10 +1,10 @@
-/* fusec's native call path for compiled GPU kernels: one C call checks that the arguments
+/* fusec's native call path for compiled kernels: one C call checks that the arguments
  * match the specialization a launch plan was made for, allocates the outputs, writes the
- * data pointers into the plan's parameter array and launches every device function of the
- * kernel on torch's current stream.  fusec/fastcall.py builds it with the host C compiler
- * and says what each field holds; a call whose arguments do not match returns
- * NotImplemented (the Python dispatch then looks the call up), nothing else is returned
- * without launching.
+ * data pointers into the plan's parameter array and launches every function of the
+ * kernel: on a GPU on torch's current stream, on the CPU through native_pool.c's workers
+ * without the GIL.  fusec/fastcall.py builds it with the host C compiler and says what each
+ * field holds; a call whose arguments do not match returns NotImplemented (the Python
+ * dispatch then looks the call up), nothing else is returned without launching.
  *
  * No CUDA header is needed: the few driver entry points are declared here and looked up in
  * libcuda (already loaded by cuda-python) on first use.
@@ -14,6 +14,8 @@
 #include <dlfcn.h>
 #include <stdint.h>
 #include <string.h>
+
+#include "native_pool.c"
 
 typedef int CUresult;
 typedef void *CUcontext;
@@ -77,8 +79,19 @@ typedef struct {
     PyObject *name;           /* for errors */
 } Launch;
 
+/* a CPU launch: `total` programs in `parts` ranges, each range with its scratch arena */
+typedef struct {
+    program_fn fn;
+    long long total;
+    int parts;
+    char **arenas;            /* per range: 64-byte aligned, or NULL (no scratch) */
+    void *arena_block;
+} CpuLaunch;
+
 typedef struct {
     PyObject_HEAD
+    int cpu;                  /* launches are CPU functions (cpu_launches), not CUDA ones */
+    CpuLaunch *cpu_launches;
     Py_ssize_t nargs;
     Guard *guards;
     Py_ssize_t nout;
@@ -119,6 +132,11 @@ static void fastcall_dealloc(FastCall *self) {
         Py_XDECREF(self->launches[i].name);
     }
     PyMem_Free(self->launches);
+    for (Py_ssize_t i = 0; i < self->nlaunch && self->cpu_launches; i++) {
+        PyMem_RawFree(self->cpu_launches[i].arenas);
+        PyMem_RawFree(self->cpu_launches[i].arena_block);
+    }
+    PyMem_Free(self->cpu_launches);
     PyMem_Free(self->res_index);
     PyMem_Free(self->env_backend);
     PyMem_Free(self->env_interpret);
@@ -159,24 +177,55 @@ static char *copy_env(PyObject *v) {
     return c;
 }
 
+/* the CPU launches (fn, total, parts, scratch bytes) with their scratch arenas */
+static int read_cpu_launches(FastCall *self, PyObject *launches) {
+    self->cpu_launches = PyMem_Calloc(self->nlaunch ? self->nlaunch : 1, sizeof(CpuLaunch));
+    if (!self->cpu_launches) { PyErr_NoMemory(); return -1; }
+    for (Py_ssize_t i = 0; i < self->nlaunch; i++) {
+        CpuLaunch *l = &self->cpu_launches[i];
+        unsigned long long fn;
+        long long scratch;
+        if (!PyArg_ParseTuple(PyList_GET_ITEM(launches, i), "KLiL", &fn, &l->total, &l->parts,
+                              &scratch))
+            return -1;
+        if (!fn || l->parts < 1 || scratch < 0) {
+            PyErr_SetString(PyExc_ValueError, "fusec fastcall: bad CPU launch");
+            return -1;
+        }
+        l->fn = (program_fn)(uintptr_t)fn;
+        l->arenas = PyMem_RawCalloc(l->parts, sizeof(char *));
+        if (!l->arenas) { PyErr_NoMemory(); return -1; }
+        if (scratch) {
+            size_t stride = ((size_t)scratch + 63) & ~(size_t)63;
+            l->arena_block = PyMem_RawMalloc(stride * l->parts + 64);
+            if (!l->arena_block) { PyErr_NoMemory(); return -1; }
+            uintptr_t base = ((uintptr_t)l->arena_block + 63) & ~(uintptr_t)63;
+            for (int k = 0; k < l->parts; k++) l->arenas[k] = (char *)(base + stride * k);
+        }
+    }
+    return 0;
+}
+
 /* FastCall(guards, outputs, launches, results, result_kind, vals_addr, nvals, params_addr, ctx,
  *          owner, stream_fn, device, empty_strided, scratch_kwargs, tensor_types, error,
- *          kernel_name, env_backend, env_interpret)
+ *          kernel_name, env_backend, env_interpret[, cpu])
  * guards: per argument (kind, value, type, real, sizes, strides, device, align, slot)
  * (vals_addr is followed by the number of slots it holds: every slot index is checked)
  * outputs: (args, kwargs, zero, slot); launches: (fn, blocks, threads, shared, scratch_args|None,
- * scratch_slot, name); results: argument index (>= 0) or -1 - output index. */
+ * scratch_slot, name), or with cpu set (fn, total programs, parts, scratch bytes per part);
+ * results: argument index (>= 0) or -1 - output index.  With cpu set, vals_addr is the
+ * functions' argument array and params_addr, ctx and stream_fn go unused. */
 static int fastcall_init(FastCall *self, PyObject *args, PyObject *kw) {
     PyObject *guards, *outs, *launches, *results, *owner, *stream_fn, *device, *empty;
     PyObject *scratch_kwargs, *types, *error, *name, *env_b, *env_i;
     unsigned long long vals, params, ctx;
     Py_ssize_t nvals;
-    if (!PyArg_ParseTuple(args, "O!O!O!O!iKnKKOOOOOO!OOOO", &PyList_Type, &guards, &PyList_Type,
+    if (!PyArg_ParseTuple(args, "O!O!O!O!iKnKKOOOOOO!OOOO|p", &PyList_Type, &guards, &PyList_Type,
                           &outs, &PyList_Type, &launches, &PyList_Type, &results,
                           &self->result_kind, &vals, &nvals, &params, &ctx, &owner, &stream_fn,
                           &device,
                           &empty, &scratch_kwargs, &PyTuple_Type, &types, &error, &name, &env_b,
-                          &env_i))
+                          &env_i, &self->cpu))
         return -1;
     self->vals = (long long *)(uintptr_t)vals;
     self->params = (void **)(uintptr_t)params;
@@ -225,8 +274,12 @@ static int fastcall_init(FastCall *self, PyObject *args, PyObject *kw) {
         o->slot = (Py_ssize_t)slot;
     }
     self->nlaunch = PyList_GET_SIZE(launches);
-    self->launches = PyMem_Calloc(self->nlaunch ? self->nlaunch : 1, sizeof(Launch));
-    for (Py_ssize_t i = 0; i < self->nlaunch; i++) {
+    if (self->cpu) {
+        if (read_cpu_launches(self, launches)) return -1;
+    } else {
+        self->launches = PyMem_Calloc(self->nlaunch ? self->nlaunch : 1, sizeof(Launch));
+    }
+    for (Py_ssize_t i = 0; i < self->nlaunch && !self->cpu; i++) {
         Launch *l = &self->launches[i];
         unsigned long long fn;
         long long slot;
@@ -256,11 +309,11 @@ static int fastcall_init(FastCall *self, PyObject *args, PyObject *kw) {
     for (Py_ssize_t i = 0; i < self->nout; i++)
         if (self->outs[i].slot < 0 || self->outs[i].slot >= nvals)
             return bad_index("output slot", self->outs[i].slot);
-    for (Py_ssize_t i = 0; i < self->nlaunch; i++)
+    for (Py_ssize_t i = 0; i < self->nlaunch && !self->cpu; i++)
         if (self->launches[i].scratch_args && (self->launches[i].scratch_slot < 0
                                                || self->launches[i].scratch_slot >= nvals))
             return bad_index("scratch slot", self->launches[i].scratch_slot);
-    if (self->nlaunch && load_driver()) return -1;
+    if (self->nlaunch && !self->cpu && load_driver()) return -1;
     return 0;
 }
 
@@ -378,7 +431,14 @@ static PyObject *call_matching(FastCall *self, PyObject *args) {
         self->vals[o->slot] = (long long)PyLong_AsUnsignedLongLongMask(p);
         Py_DECREF(p);
     }
-    if (self->nlaunch) {
+    if (self->nlaunch && self->cpu) {
+        Py_BEGIN_ALLOW_THREADS
+        for (Py_ssize_t k = 0; k < self->nlaunch; k++) {
+            CpuLaunch *l = &self->cpu_launches[k];
+            pool_run(l->fn, self->vals, l->total, l->parts, l->arenas);
+        }
+        Py_END_ALLOW_THREADS
+    } else if (self->nlaunch) {
         PyObject *s = PyObject_CallOneArg(self->stream_fn, self->device_obj);
         if (!s) goto done;
         CUstream stream = (CUstream)(uintptr_t)PyLong_AsUnsignedLongLongMask(s);
@@ -465,8 +525,21 @@ static PyTypeObject FastCallType = {
     .tp_doc = "A compiled kernel's launch plan, callable with the kernel's arguments.",
 };
 
+/* use_openmp(path): CPU launches run on the thread team of the OpenMP runtime already
+ * loaded from path (native_pool.c); returns whether they will */
+static PyObject *use_openmp(PyObject *module, PyObject *arg) {
+    const char *path = PyUnicode_AsUTF8(arg);
+    if (!path) return NULL;
+    return PyBool_FromLong(pool_use_openmp(path));
+}
+
+static PyMethodDef fastcall_functions[] = {
+    {"use_openmp", use_openmp, METH_O, "Run CPU launches on an OpenMP runtime's threads."},
+    {NULL, NULL, 0, NULL},
+};
+
 static struct PyModuleDef fastcall_module = {
-    PyModuleDef_HEAD_INIT, "fusec_fastcall", NULL, -1, NULL,
+    PyModuleDef_HEAD_INIT, "fusec_fastcall", NULL, -1, fastcall_functions,
 };
 
 PyMODINIT_FUNC PyInit_fusec_fastcall(void) {

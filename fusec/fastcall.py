@@ -1,10 +1,11 @@
-"""The native call path of compiled GPU kernels (fastcall.c): a repeated call with the same
+"""The native call path of compiled kernels (fastcall.c): a repeated call with the same
 argument geometry is one C call that checks the arguments (what Kernel._call_key keys:
 tensors' type, dtype, shape, strides, device, 16-byte alignment; scalars' exact values; the
 FUSEC_BACKEND/FUSEC_INTERPRET variables), allocates the outputs with torch.empty_strided,
-writes the data pointers into the launch plan's parameters and launches on torch's current
-stream. It returns NotImplemented when the arguments do not match: the Python dispatch
-then runs as before.
+writes the data pointers into the launch plan's parameters and launches: on a GPU on
+torch's current stream (`make`), on the CPU with the GIL released, the programs spread over
+native worker threads (`make_cpu`, native_pool.c). It returns NotImplemented when the
+arguments do not match: the Python dispatch then runs as before.
 
 The extension is compiled once per machine and Python version with the host C compiler
 (`$CC`, else `cc`) and the Python headers, as Triton builds its launchers, into the fusec
@@ -13,10 +14,12 @@ calls take the Python path (CompiledKernel.fast_path), and `status()` says why.
 """
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import importlib.machinery
 import importlib.util
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -31,6 +34,7 @@ from . import arrays
 from .errors import LaunchError
 
 SOURCE = Path(__file__).with_name("fastcall.c")
+INCLUDED = [Path(__file__).with_name("native_pool.c")]      # #include'd by SOURCE
 MODULE_NAME = "fusec_fastcall"
 ARG_TENSOR, ARG_INT, ARG_FLOAT, ARG_OTHER = 0, 1, 2, 3
 
@@ -64,7 +68,7 @@ def _module():
 def _build() -> Path:
     """The compiled extension in the cache folder (built there once, atomically)."""
     from .autotune.cache import cache_root
-    source = SOURCE.read_bytes()
+    source = b"".join(path.read_bytes() for path in [SOURCE] + INCLUDED)
     suffix = importlib.machinery.EXTENSION_SUFFIXES[0]
     tag = hashlib.sha256(source + sys.version.encode()).hexdigest()[:16]
     folder = cache_root() / "native"
@@ -82,7 +86,8 @@ def _build() -> Path:
     os.close(fd)
     try:
         done = subprocess.run([cc, "-O2", "-shared", "-fPIC", f"-I{include}", str(SOURCE),
-                               "-o", tmp, "-ldl"], capture_output=True, text=True, timeout=120)
+                               "-o", tmp, "-ldl", "-lpthread"], capture_output=True, text=True,
+                              timeout=120)
         if done.returncode != 0:
             raise RuntimeError(f"{cc} failed: {done.stderr.strip()[-2000:]}")
         os.replace(tmp, target)
@@ -154,4 +159,73 @@ def make(compiled, plan, args, positions, outputs, made) -> object | None:
         guards, outs, launches, results, kind, plan.vals.ctypes.data, plan.vals.size, plan.params,
         plan.loaded.ctx_id, plan, plan.stream_of, plan.device, torch.empty_strided,
         {"dtype": torch.uint8, "device": device}, tensor_types, LaunchError, compiled.name,
-        os.environ.get("FUSEC_BACKEND"), os.environ.get("FUSEC_INTERPRET"))
+        os.environ.get("FUSEC_BACKEND"), os.environ.get("FUSEC_INTERPRET"), False)
+
+
+# element-ops from which a CPU launch is spread over the cores: the native workers start a
+# launch in a few microseconds, where Python's thread pool took tens (runtime.PARALLEL_WORK)
+CPU_PARALLEL_WORK = 1 << 15
+
+
+# the OpenMP runtime libraries torch may have loaded (GNU's, LLVM's, Intel's)
+_OPENMP_LIBRARY = re.compile(r"/lib(g|i|)omp[-.\w]*\.so[.\d]*$")
+
+
+def loaded_openmp() -> str | None:
+    """The path of an OpenMP runtime this process has loaded (Linux), else None."""
+    try:
+        with open("/proc/self/maps") as maps:
+            for line in maps:
+                path = line.split(None, 5)[-1].strip()
+                if _OPENMP_LIBRARY.search(path):
+                    return path
+    except OSError:
+        pass
+    return None
+
+
+def cpu_threads() -> str:
+    """Whose threads run the CPU launches of the native path: 'openmp <path>' (the
+    process's OpenMP runtime, torch's), 'fusec' (native_pool.c's own) or why none."""
+    module = _module()
+    if module is None:
+        return _state["reason"]
+    if "openmp" not in _state:
+        with _lock:
+            if "openmp" not in _state:
+                path = loaded_openmp()
+                _state["openmp"] = path if path and module.use_openmp(path) else None
+    return f"openmp {_state['openmp']}" if _state["openmp"] else "fusec"
+
+
+def make_cpu(compiled, args, positions, outputs, arrays_now, native_plan) -> object | None:
+    """make() for a kernel compiled for the CPU (torch CPU tensors): outputs as in make();
+    arrays_now: this call's runtime arrays and outputs, in the functions' argument order,
+    from which native_plan (CompiledCPUKernel.native_plan) packs the argument array."""
+    module = _module()
+    if module is None:
+        return None
+    cpu_threads()
+    torch = arrays._torch()
+    tensor_types = (torch.Tensor, torch.nn.Parameter)
+    packed, slot_of, launches = native_plan(arrays_now, CPU_PARALLEL_WORK)
+    runtime_of = {full: k for k, full in enumerate(positions)}
+    guards = []
+    for i, a in enumerate(args):
+        k = runtime_of.get(i)
+        guard = _guard(a, slot_of.get(k, -1) if k is not None else -1, tensor_types)
+        if guard is None:
+            return None
+        guards.append(guard)
+    device = torch.device("cpu")
+    n_params = len(positions)
+    outs = [((tuple(shape), tuple(strides)), {"dtype": dtype, "device": device}, int(zero),
+             slot_of[n_params + j])
+            for j, (shape, strides, dtype, zero) in enumerate(outputs)]
+    results = [positions[i] if kind == "param" else -1 - i for kind, i in compiled._returns]
+    kind = 0 if compiled._returns_tuple or len(results) > 1 else (1 if results else 2)
+    address = ctypes.addressof(packed)
+    return module.FastCall(
+        guards, outs, launches, results, kind, address, len(packed), 0, 0, (packed, native_plan),
+        None, device, torch.empty_strided, {}, tensor_types, LaunchError, compiled.name,
+        os.environ.get("FUSEC_BACKEND"), os.environ.get("FUSEC_INTERPRET"), True)

@@ -25,7 +25,7 @@ from .jit import JitModule, host_features, host_target_machine
 from .launches import serial_ops
 from .lower import Lowering
 from .plan import Plan
-from .runtime import PROGRAM_FN, ArgLayout, ScratchPool, run_grid
+from .runtime import PROGRAM_FN, ArgLayout, ScratchPool, parts, run_grid
 from .types import F64, I8, I64, I64P, VOID
 
 STACK_BUFFER_BYTES = 8 << 10       # buffers up to this size live on the stack ...
@@ -99,11 +99,8 @@ class CompiledCPUKernel:
         whose tensors' data pointers, in those positions' order, are all that is new: the
         argument slots are worked out here once. One launch at a time (a lock): the slots
         are shared by the calls."""
-        packed, grids = self._layout.pack(list(args))
-        slots = [slot for _, slot, *_ in self._layout.tensors]
+        packed, slots, launches = self._packed_launches(args)
         address = ctypes.addressof(packed)
-        launches = [(fn, math.prod(grid), work)
-                    for fn, grid, work in zip(self._fns, grids, self._works)]
         lock = threading.Lock()
         scratch = self._scratch
 
@@ -114,6 +111,27 @@ class CompiledCPUKernel:
                 for fn, total, work in launches:
                     run_grid(fn, address, total, work, scratch)
         return [pos for pos, *_ in self._layout.tensors], launch
+
+    def native_plan(self, args, threshold: int) -> tuple[object, dict[int, int], list]:
+        """For a native caller (fusec/fastcall.c) of later calls with args' geometry:
+        (the functions' argument array, filled from args and kept alive by the caller;
+        {tensor argument position: its data pointer's slot}; per launch (function address,
+        programs, ranges to cut them into for the cores, scratch bytes per range)).
+        threshold: the element-ops below which a launch runs in one range."""
+        packed, slots, launches = self._packed_launches(args)
+        positions = [pos for pos, *_ in self._layout.tensors]
+        return packed, dict(zip(positions, slots)), [
+            (ctypes.cast(fn, ctypes.c_void_p).value, total, parts(total, work, threshold),
+             self._scratch_bytes) for fn, total, work in launches]
+
+    def _packed_launches(self, args):
+        """(argument array packed from args, the tensors' pointer slots, per launch
+        (function, programs, work per program))."""
+        packed, grids = self._layout.pack(list(args))
+        slots = [slot for _, slot, *_ in self._layout.tensors]
+        launches = [(fn, math.prod(grid), work)
+                    for fn, grid, work in zip(self._fns, grids, self._works)]
+        return packed, slots, launches
 
     # -- the disk cache of whole kernels (fusec/kernel_store.py) ---------------------------
     def record(self) -> tuple[dict, dict[str, bytes]]:

@@ -187,6 +187,17 @@ def cpu_count() -> int:
         return os.cpu_count() or 1
 
 
+def _forget_pool() -> None:
+    """In a forked child: the parent's pool threads do not exist here, and a job given to
+    them would never run."""
+    global _POOL
+    _POOL = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
+
+
 def _pool() -> ThreadPoolExecutor:
     global _POOL
     if _POOL is None:
@@ -222,12 +233,20 @@ class ScratchPool:
         return (addr + 63) & ~63
 
 
+def parts(total: int, work_per_program: int, threshold: int = PARALLEL_WORK) -> int:
+    """How many ranges (one per core) a launch of `total` programs is cut into: 1 when
+    its work is below `threshold` element-ops."""
+    if total * work_per_program < threshold:
+        return 1
+    return max(1, min(cpu_count(), total))
+
+
 def run_grid(fn, args_ptr, total: int, work_per_program: int, scratch: ScratchPool) -> None:
     """Run programs [0, total) of one launch, split over the cores when worth it."""
     if total <= 0:
         return
-    n = min(cpu_count(), total)
-    if n <= 1 or total * work_per_program < PARALLEL_WORK:
+    n = parts(total, work_per_program)
+    if n <= 1:
         arena = scratch.take()
         try:
             fn(args_ptr, 0, total, ScratchPool.address(arena))

@@ -77,6 +77,16 @@ _POOL = None
 _POOL_LOCK = threading.Lock()
 
 
+def _forget_pool() -> None:
+    """In a forked child: the parent's pool threads do not exist here (a job would hang)."""
+    global _POOL
+    _POOL = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
+
+
 def _pool():
     """The thread pool of big CPU launches (made, and its module imported, on first use)."""
     global _POOL
