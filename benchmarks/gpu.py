@@ -158,7 +158,7 @@ def _mma_impls(matmul_bias_relu, a, b, bias, backend="cuda", configs=MMA_CONFIGS
     from fusec.backends.llvm import mma
     for blocks, warps, stages in configs:
         name = f"{prefix} {'x'.join(map(str, blocks))} w{warps} s{stages}"
-        saved, mma.ENABLED = mma.ENABLED, True        # the PTX path is off by default
+        saved, mma.ENABLED = mma.ENABLED, True        # whatever the default
         try:
             ck = fusec.kernel(matmul_bias_relu.fn).compile(   # (a cache keying no switch)
                 a, b, bias, 0.5, backend=backend,

@@ -37,10 +37,9 @@ from . import loops, simt
 from .types import F16, F32, I16, I32
 from .values import Buf
 
-# the switch: False keeps every dot on simt.dot's FMA loop. Off until this path has run on a
-# GPU: written 2026-12-07 without one (tests/gpu/test_dot_mma_gpu.py's PTX tests and
-# benchmarks/gpu.py's fusec-ptx-mma rows switch it on)
-ENABLED = False
+# the switch: False keeps every dot on simt.dot's FMA loop. On since its GPU tests
+# (tests/gpu/test_dot_mma_gpu.py's PTX cases) passed on an H100, 2026-12-07
+ENABLED = True
 MIN_ARCH = 80               # mma.sync m16n8k16 with bf16 operands
 MMA_M, MMA_N, MMA_K = 16, 8, 16
 PAD = 8                     # halves appended to each staged row (bank spread)

@@ -322,7 +322,7 @@ def test_half_dots_run_on_tensor_cores_from_sm_80(arch, monkeypatch):
     there); float32 operands (tf32 would round them) and older archs keep the FMA loop,
     and so does a dot whose tile is not a multiple of the mma shape."""
     from fusec.backends.llvm import mma
-    monkeypatch.setattr(mma, "ENABLED", True)      # off by default until run on a GPU
+    monkeypatch.setattr(mma, "ENABLED", True)      # whatever the default
     matmul = fusec.kernel(importlib.import_module("matmul_epilogue").matmul_bias_relu.fn)
 
     def build(dtype, blocks=(64, 64, 32)):

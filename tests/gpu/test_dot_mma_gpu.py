@@ -30,7 +30,7 @@ def run(name, mkn, dtype, blocks, warps, inputs=None, stages=3, backend="cuda"):
         arrays = [random_array(s, dtype, seed=i + 1) for i, s in enumerate(shapes(*mkn))]
         inputs = [to_cuda(a, dtype) for a, _ in arrays]
     values = [to_host(t) for t in inputs]
-    if backend == "ptx":            # backends/llvm/mma.py: switched on (off by default)
+    if backend == "ptx":            # backends/llvm/mma.py: switched on whatever the default
         from fusec.backends.llvm import mma
         saved, mma.ENABLED = mma.ENABLED, True
         try:
