@@ -12,7 +12,8 @@
 # (not benchmarks/matmul_configs.py), SKIP_TORCH_BENCH=1,
 # SKIP_HOST_BENCH=1, HOST_BENCHES="compile_time,launch" (which host benchmarks),
 # COMPILE_PROFILE=1 (cProfile of compile_time.py's warm builds),
-# SKIP_MAX_AUTOTUNE=1 (no Inductor max-autotune run), TORCH_ONLY="mlp,block" (the
+# TRANSPOSE_SWEEP=1 (benchmarks/transpose_sweep.py), SKIP_MAX_AUTOTUNE=1 (no Inductor
+# max-autotune run), TORCH_ONLY="mlp,block" (the
 # torch_models.py rows whose names contain one of these), TORCH_MODES, SANITIZE=1,
 # PROFILE=1, MATMUL_CONFIGS="128x128x64/4w/3s,..." and MATMUL_SCHEDULES="within,spread"
 # (the matmul sweep's configs and K-loop schedules),
@@ -82,6 +83,11 @@ fi
 # elementwise kernels over 3-D / 4-D tensors: the default policy's tiles vs fixed ones
 if [ "${SKIP_ND_BENCH:-0}" != 1 ]; then
   timeout 200 python3 benchmarks/nd_elementwise.py 2>&1 | tee -a "$OUT/bench.log"
+fi
+# transposed copies: the tuner's space and square tiles, staging off and on, model vs measured
+if [ "${TRANSPOSE_SWEEP:-0}" = 1 ]; then
+  timeout 200 python3 benchmarks/transpose_sweep.py --json "$OUT/transpose_sweep.json" 2>&1 \
+    | tee -a "$OUT/bench.log"
 fi
 # tensor-core matmul configs, each under the K-loop schedules (mma.py's switches), into
 # bench.log (few files come back from $OUT)
