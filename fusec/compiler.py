@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+import types
 
 import numpy as np
 import sympy
@@ -290,6 +291,9 @@ class CompiledKernel:
         written = {op.operands[0] for op in kernel.walk() if op.name in ("store", "atomic_add")}
         self._written = [(i, arg.name) for i, arg in enumerate(body.args) if arg in written]
         self.validate = None     # set by the Kernel: checks call args match the specialization
+        # the native call of later calls shaped like the first (fastcall.py; it checks the
+        # arguments itself), False where there is none
+        self._native_call = None
         # a parallel loop that no other parallel loop encloses starts one launch (also
         # when it sits in a top-level runtime `for` or `if`: counted once per call site)
         self.num_launches = sum(
@@ -304,11 +308,20 @@ class CompiledKernel:
     def __call__(self, *args):
         """Launch with all the kernel's arguments (constexpr ones included, and ignored).
         Arguments that do not match the specialization compiled for raise ValueError."""
+        native = self._native_call
+        if native:
+            result = native(args)
+            if result is not NotImplemented:
+                return result
         if self.validate is not None:
             self.validate(args)
-        if self.runtime_positions is None:
-            return self.run(list(args))
-        return self.run([args[i] for i in self.runtime_positions])
+        runtime_args = list(args) if self.runtime_positions is None else \
+            [args[i] for i in self.runtime_positions]
+        result = self.run(runtime_args)
+        if native is None:
+            fast = self.fast_path(runtime_args, args)
+            self._native_call = fast if type(fast) is not types.FunctionType else False
+        return result
 
     def fast_path(self, runtime_args: list, args: tuple | None = None):
         """A callable running later calls whose arguments match runtime_args in everything

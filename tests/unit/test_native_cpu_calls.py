@@ -178,3 +178,16 @@ def test_a_forked_child_runs_parallel_launches():
 def test_who_runs_the_cpu_launches_is_reported():
     threads = fastcall.cpu_threads()
     assert threads == "fusec" or threads.startswith("openmp /")
+
+
+def test_a_compiled_kernel_calls_natively_after_its_first_call_and_still_validates():
+    kernel = fusec.kernel(scaled_add)
+    x, y = torch.randn(100, 37), torch.randn(100, 37)
+    compiled = kernel.compile(x, y, 1.5)
+    np.testing.assert_array_equal(compiled(x, y, 1.5).numpy(), (x + 1.5 * y).numpy())
+    assert compiled._native_call and type(compiled._native_call) is not types.FunctionType
+    x, y = torch.randn(100, 37), torch.randn(100, 37)
+    np.testing.assert_array_equal(compiled(x, y, 1.5).numpy(), (x + 1.5 * y).numpy())
+    np.testing.assert_array_equal(compiled(x, y, 2.5).numpy(), (x + 2.5 * y).numpy())
+    with pytest.raises(ValueError, match="dtype|float64"):    # not its specialization
+        compiled(x.double(), y.double(), 1.5)
