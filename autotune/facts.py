@@ -105,6 +105,9 @@ class KernelFacts:
     full_extents: tuple = ()          # lengths of whole-extent `:` slices (powers of two)
     guards: tuple = field(default=(), repr=False)   # their size expressions
     dtypes: tuple = ()                # element dtypes of the tensors accessed
+    # (dim of a permuted result's last axis, dim of its load's last axis) per transposed
+    # load (transposes.py): the GPU model does not price them
+    transposed: tuple = ()
     base_ir: str = field(default="", repr=False)
     _digest: str = field(default="", repr=False)
 

@@ -23,6 +23,7 @@ from ..ir.symbolic import next_pow2
 from ..ir.types import TileType
 from .facts import DETAILS, FACTS_ONLY, KernelFacts, Monomial, Term, TileDim
 from .gpu_plan import GPUPlan
+from .transposes import transposed_dims
 
 # Relative cost of one element of an op (an add = 1), for ranking, not for cycle counts:
 # transcendental functions are polynomial evaluations of a dozen or more operations.
@@ -224,7 +225,8 @@ def kernel_facts(base: Module, probe: Module | None, factors: dict, hints: dict,
                            base_blocks)
     full_extents = tuple(next_pow2(size_function(g)(hints)) for g in guards)
     return KernelFacts(dims, tuple(terms or ()), terms is not None, full_extents,
-                       tuple(guards), tuple(sorted(reader.dtypes)), str(base))
+                       tuple(guards), tuple(sorted(reader.dtypes)),
+                       transposed_dims(base.kernel()), str(base))
 
 
 

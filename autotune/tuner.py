@@ -192,6 +192,9 @@ def choose(facts: KernelFacts, machine: Machine, cap: int, mode: str, default: C
     if len(candidates) == 1:
         tuning = Tuning(candidates[0].config, "only", [Row(candidates[0].config,
                                                            candidates[0].estimate)])
+    elif mode == "model" and facts.transposed and machine.kind != "cpu" and not user:
+        # the GPU model does not price transposed loads (transposes.py): the policy's tiles
+        tuning = Tuning(default, "model", [Row(c.config, c.estimate) for c in candidates])
     elif mode == "model":
         pick = model_pick(candidates, None if user else default, margin(machine, facts),
                           None if user or not facts.fitted else

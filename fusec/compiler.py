@@ -16,6 +16,7 @@ from .autotune.config import Config
 from .autotune.facts import KernelFacts
 from .autotune.fitting import kernel_facts, probe_factors
 from .autotune.space import fit_to_extents, shrink_to_cap
+from .autotune.transposes import transpose_blocks, transposed_dims
 from .backends.common import size_function
 from .backends.numeric import STORAGE
 from .backends.stages import Stages
@@ -197,11 +198,19 @@ def _max_tile_elements(module: Module) -> int:
     return biggest
 
 
-def trace_with_default_blocks(fn, params, cap: int, fit_extents: bool = True):
+def trace_with_default_blocks(fn, params, cap: int, fit_extents: bool = True,
+                              gpu: bool = False):
     """Trace with default blocks, fitted to the extents of this call (fit_to_extents:
     the fitted sizes' power-of-two buckets become guards) and shrunk until every tile
-    holds <= cap elements."""
+    holds <= cap elements. gpu: transposed loads get autotune/transposes.py's tiles."""
     module, guards, used, returns_tuple = trace(fn, params)
+    pairs = transposed_dims(module.kernel()) if gpu else ()
+    if pairs:
+        parallel = {op.attrs["dim"] for op in module.walk()
+                    if op.name == "tile_for" and op.attrs["parallel"]}
+        wanted = transpose_blocks(dict(used), pairs, parallel)
+        module, guards, used, returns_tuple = trace(
+            fn, params, None, lambda dim, *rest: wanted.get(dim) or _default_block(dim, *rest))
     last = {"blocks": dict(used), "module": module}
 
     def tile_elements(blocks):
@@ -677,6 +686,9 @@ def default_config(facts: KernelFacts, backend: str, target: str | None = None,
                       warps=warps)
     cap = policy_cap(backend)
     used = {d.dim: d.block for d in facts.tunable}
+    if backend in DEVICE_BACKENDS:
+        used = transpose_blocks(used, facts.transposed, {d.dim for d in facts.dims
+                                                         if d.parallel})
     if fit_extents:
         used = fit_to_extents(used, [(d.dim, d.extent, d.launch) for d in facts.dims
                                      if d.parallel])
@@ -692,8 +704,8 @@ def build(fn, params, backend: str, target: str, config: Config | None,
     cap = policy_cap(backend)
     policy = []
     if config is None:
-        module, guards, blocks, returns_tuple = trace_with_default_blocks(fn, params, cap,
-                                                                          fit_extents)
+        module, guards, blocks, returns_tuple = trace_with_default_blocks(
+            fn, params, cap, fit_extents, gpu=backend in DEVICE_BACKENDS)
         if backend in ("cuda", "ptx") and any(op.name == "dot" for op in module.walk()):
             facts = autotune_facts(fn, params)
             config = default_config(facts, backend, target, fit_extents)

@@ -1,0 +1,86 @@
+"""Transposed loads (autotune/transposes.py): found in the traced IR as tile-loop dims, and
+given square tiles of 32 on those dims by the GPU backends' policy and model mode (the
+cost model does not price them); the CPU and kernels without transposes keep their tiles."""
+from __future__ import annotations
+
+import pytest
+
+import fusec
+import fusec.language as fl
+from fusec import TensorSpec
+from fusec.autotune.transposes import TRANSPOSE_BLOCK, transpose_blocks, transposed_dims
+from fusec.compiler import trace
+from fusec.specialize import describe
+
+
+def permuted(perm, scale=2.0):
+    def copy(a):
+        return fl.permute(a, perm) * scale
+    return copy
+
+
+def tile_transpose(a):
+    M, N = a.shape
+    out = fusec.empty((N, M), a.dtype)
+    for tn, tm in fusec.tile((N, M)):
+        out[tn, tm] = fl.permute(a[tm, tn].to(fl.float32), (1, 0)).to(a.dtype)
+    return out
+
+
+def traced(fn, shape):
+    params = [describe("a", TensorSpec(list(shape), "bfloat16"), False, False)[1]]
+    return trace(fn, params)[0].kernel()
+
+
+def test_a_2d_transpose_pairs_the_output_rows_with_the_input_rows():
+    kernel = traced(permuted((1, 0)), (300, 200))
+    (pair,) = transposed_dims(kernel)
+    # out[i, j] = a[j, i]: out's last axis walks a's rows, out's first a's contiguous axis
+    loops = {op.attrs["dim"]: op.attrs["extent"] for op in kernel.walk()
+             if op.name == "tile_for"}
+    assert str(loops[pair[0]]) == "a_s0" and str(loops[pair[1]]) == "a_s1"
+
+
+def test_a_tile_kernel_permuting_its_load_after_a_cast_is_found():
+    assert len(transposed_dims(traced(tile_transpose, (300, 200)))) == 1
+
+
+@pytest.mark.parametrize("perm", [(1, 0, 2), (0, 1, 2)])
+def test_permutes_that_keep_the_last_axis_are_not_transposes(perm):
+    assert transposed_dims(traced(permuted(perm), (8, 30, 40))) == ()
+
+
+def test_transpose_blocks_sets_the_pair_and_flattens_the_other_parallel_dims():
+    assert transpose_blocks({0: 1, 1: 8, 2: 8, 3: 512}, [(2, 3)], {0, 1, 2, 3}) == \
+        {0: 1, 1: 1, 2: TRANSPOSE_BLOCK, 3: TRANSPOSE_BLOCK}
+    assert transpose_blocks({0: 8, 1: 512}, (), {0, 1}) == {0: 8, 1: 512}
+
+
+@pytest.mark.parametrize("backend", ["cuda", "ptx"])
+@pytest.mark.parametrize("autotune", [True, "default"])
+def test_gpu_backends_tile_a_transpose_32_by_32(backend, autotune):
+    kernel = fusec.kernel(permuted((1, 0)), autotune=autotune)
+    ck = kernel.compile(TensorSpec([8192, 8192], "bfloat16"), backend=backend,
+                        target="sm_90")
+    assert list(ck.config.blocks) == [32, 32]
+    kernel4 = fusec.kernel(permuted((0, 2, 3, 1)), autotune=autotune)
+    ck = kernel4.compile(TensorSpec([8, 512, 16, 64], "bfloat16"), backend=backend,
+                         target="sm_90")
+    assert list(ck.config.blocks)[2:] == [32, 32]
+
+
+def test_the_cpu_and_plain_elementwise_kernels_keep_their_tiles():
+    kernel = fusec.kernel(permuted((1, 0)))
+    cpu = kernel.compile(TensorSpec([2048, 2048], "float32"), backend="cpu")
+    assert list(cpu.config.blocks) != [32, 32]
+    plain = fusec.kernel(permuted((0, 1)))
+    ck = plain.compile(TensorSpec([8192, 8192], "bfloat16"), backend="cuda", target="sm_90")
+    assert list(ck.config.blocks) != [32, 32]
+
+
+def test_a_transpose_runs_correctly_under_its_policy_tiles():
+    np = pytest.importorskip("numpy")
+    kernel = fusec.kernel(permuted((1, 0), scale=3.0))
+    x = np.random.default_rng(0).standard_normal((70, 45)).astype(np.float32)
+    got = kernel.compile(x, backend="interpret", config=fusec.Config(blocks=[32, 32]))(x)
+    np.testing.assert_allclose(got, 3.0 * x.T, rtol=1e-6)
