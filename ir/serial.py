@@ -30,6 +30,12 @@ _NODES = {cls.__name__: cls for cls in (sympy.Add, sympy.Mul, sympy.Pow, sympy.f
                                         sympy.ceiling, sympy.Mod, sympy.Min, sympy.Max)}
 
 
+# rebuilt as stored: their args are those of an expression sympy already reduced, and
+# reducing them again compares every pair (a process's first Min took ~50 ms, most of it
+# importing sympy's relational machinery)
+_UNEVALUATED = frozenset({"Min", "Max"})
+
+
 class SerialError(ValueError):
     pass
 
@@ -61,7 +67,10 @@ def expr_from_tree(tree) -> sympy.Expr:
         p, q = tree["q"]
         return sympy.Rational(p, q)
     if isinstance(tree, list) and tree and tree[0] in _NODES:
-        return _NODES[tree[0]](*(expr_from_tree(a) for a in tree[1:]))
+        args = [expr_from_tree(a) for a in tree[1:]]
+        if tree[0] in _UNEVALUATED:
+            return _NODES[tree[0]](*args, evaluate=False)
+        return _NODES[tree[0]](*args)
     raise SerialError(f"not a size expression tree: {tree!r}")
 
 

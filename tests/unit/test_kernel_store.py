@@ -129,6 +129,11 @@ def test_serial_keeps_tuples_expressions_and_refuses_what_it_cannot_hold():
     tree = serial.expr_tree(sympy.floor((n + 3) / 4) * 2 + sympy.Max(n, 5))
     assert serial.expr_from_tree(json.loads(json.dumps(tree))) == \
         sympy.floor((n + 3) / 4) * 2 + sympy.Max(n, 5)
+    m = size_symbol("m")
+    for e in (sympy.Min(n, 1024), sympy.Max(sympy.Min(n, 64), m + 1), sympy.Min(n, m, 8)):
+        back = serial.expr_from_tree(json.loads(json.dumps(serial.expr_tree(e))))
+        assert back == e and hash(back) == hash(e) and str(back) == str(e)   # as stored
+        assert back.subs({n: 100, m: 7}) == e.subs({n: 100, m: 7})
     with pytest.raises(serial.SerialError, match="not a size symbol"):
         serial.expr_tree(sympy.Symbol("n"))          # no size assumptions
     with pytest.raises(serial.SerialError, match="node"):
