@@ -755,4 +755,6 @@ def assemble(name: str, module: Module, asm: Stages, backend: str, target: str,
                               run_fn or native.run, returns_tuple)
     compiled.from_cache = getattr(native, "from_cache", False)   # native code from disk
     compiled.native = native
+    if backend == "cpu":
+        fastcall.cpu_threads()          # its parallel launches on native threads, if built
     return compiled

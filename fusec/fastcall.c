@@ -533,8 +533,35 @@ static PyObject *use_openmp(PyObject *module, PyObject *arg) {
     return PyBool_FromLong(pool_use_openmp(path));
 }
 
+/* run_programs(fn, args, total, scratch): programs [0, total) of the CPU function at address
+ * fn over the argument array at address args, in len(scratch) ranges (one per core), range
+ * i with the arena at address scratch[i] (0: none); the GIL released meanwhile */
+static PyObject *run_programs(PyObject *module, PyObject *args) {
+    unsigned long long fn, argv;
+    long long total;
+    PyObject *scratch;
+    if (!PyArg_ParseTuple(args, "KKLO!", &fn, &argv, &total, &PyTuple_Type, &scratch))
+        return NULL;
+    Py_ssize_t parts = PyTuple_GET_SIZE(scratch);
+    if (!fn || !argv || parts < 1 || parts > POOL_MAX_WORKERS + 1) {
+        PyErr_SetString(PyExc_ValueError, "fusec run_programs: bad launch");
+        return NULL;
+    }
+    char *arenas[POOL_MAX_WORKERS + 1];
+    for (Py_ssize_t i = 0; i < parts; i++) {
+        arenas[i] = (char *)(uintptr_t)PyLong_AsUnsignedLongLong(PyTuple_GET_ITEM(scratch, i));
+        if (PyErr_Occurred()) return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    pool_run((program_fn)(uintptr_t)fn, (long long *)(uintptr_t)argv, total, (int)parts,
+             arenas);
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef fastcall_functions[] = {
     {"use_openmp", use_openmp, METH_O, "Run CPU launches on an OpenMP runtime's threads."},
+    {"run_programs", run_programs, METH_VARARGS, "Run a CPU launch over the cores."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -162,11 +162,6 @@ def make(compiled, plan, args, positions, outputs, made) -> object | None:
         os.environ.get("FUSEC_BACKEND"), os.environ.get("FUSEC_INTERPRET"), False)
 
 
-# element-ops from which a CPU launch is spread over the cores: the native workers start a
-# launch in a few microseconds, where Python's thread pool took tens (runtime.PARALLEL_WORK)
-CPU_PARALLEL_WORK = 1 << 15
-
-
 # the OpenMP runtime libraries torch may have loaded (GNU's, LLVM's, Intel's)
 _OPENMP_LIBRARY = re.compile(r"/lib(g|i|)omp[-.\w]*\.so[.\d]*$")
 
@@ -185,16 +180,20 @@ def loaded_openmp() -> str | None:
 
 
 def cpu_threads() -> str:
-    """Whose threads run the CPU launches of the native path: 'openmp <path>' (the
-    process's OpenMP runtime, torch's), 'fusec' (native_pool.c's own) or why none."""
+    """Whose threads run the CPU backend's parallel launches (the native path's, and the
+    Python path's through backends/llvm/runtime.py): 'openmp <path>' (the process's OpenMP
+    runtime, torch's), 'fusec' (native_pool.c's own) or, without the native module, why
+    not (Python's thread pool runs them)."""
     module = _module()
     if module is None:
         return _state["reason"]
     if "openmp" not in _state:
         with _lock:
             if "openmp" not in _state:
+                from .backends.llvm import runtime
                 path = loaded_openmp()
                 _state["openmp"] = path if path and module.use_openmp(path) else None
+                runtime.use_native_runner(module.run_programs)
     return f"openmp {_state['openmp']}" if _state["openmp"] else "fusec"
 
 
@@ -206,9 +205,10 @@ def make_cpu(compiled, args, positions, outputs, arrays_now, native_plan) -> obj
     if module is None:
         return None
     cpu_threads()
+    from .backends.llvm.runtime import NATIVE_PARALLEL_WORK
     torch = arrays._torch()
     tensor_types = (torch.Tensor, torch.nn.Parameter)
-    packed, slot_of, launches = native_plan(arrays_now, CPU_PARALLEL_WORK)
+    packed, slot_of, launches = native_plan(arrays_now, NATIVE_PARALLEL_WORK)
     runtime_of = {full: k for k, full in enumerate(positions)}
     guards = []
     for i, a in enumerate(args):

@@ -2,10 +2,11 @@
  * launch of `total` programs is cut into `parts` contiguous ranges, run at once.
  *
  * Where the process has an OpenMP runtime loaded (torch's), the ranges run on its thread
- * team (GOMP_parallel, looked up in it by pool_use_openmp): the threads torch's own
- * operators use, so fusec's launches and torch's take turns on the cores instead of
- * competing with each other's spinning workers (on 2 cores that made a small fusec launch
- * followed by a torch add 3-10x slower).  Otherwise the calling thread runs the first range
+ * team (GOMP_parallel, looked up in it by pool_use_openmp), at most omp_get_max_threads()
+ * of them (torch.set_num_threads sets it): the threads torch's own operators use, so
+ * fusec's launches and torch's take turns on the cores instead of competing with each
+ * other's spinning workers (on 2 cores that made a small fusec launch followed by a torch
+ * add 3-10x slower).  Otherwise the calling thread runs the first range
  * and this file's workers the others; they take no GIL (Python's thread pool cost tens of
  * microseconds a launch here: a wake-up and two GIL hand-offs per worker), look for the
  * next job for POOL_SPIN_NS after each one and then sleep on a condition variable.
@@ -46,6 +47,7 @@ static struct {
 static void (*p_gomp_parallel)(void (*)(void *), void *, unsigned, unsigned);
 static int (*p_omp_get_thread_num)(void);
 static int (*p_omp_get_num_threads)(void);
+static int (*p_omp_get_max_threads)(void);    /* torch.set_num_threads sets it */
 
 static inline void cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -81,9 +83,11 @@ static int pool_use_openmp(const char *path) {
     void *parallel = dlsym(lib, "GOMP_parallel");
     void *thread_num = dlsym(lib, "omp_get_thread_num");
     void *num_threads = dlsym(lib, "omp_get_num_threads");
-    if (!parallel || !thread_num || !num_threads) return 0;
+    void *max_threads = dlsym(lib, "omp_get_max_threads");
+    if (!parallel || !thread_num || !num_threads || !max_threads) return 0;
     p_omp_get_thread_num = (int (*)(void))thread_num;
     p_omp_get_num_threads = (int (*)(void))num_threads;
+    p_omp_get_max_threads = (int (*)(void))max_threads;
     p_gomp_parallel = (void (*)(void (*)(void *), void *, unsigned, unsigned))parallel;
     pool_register_atfork();
     return 1;
@@ -174,16 +178,19 @@ static void pool_run(program_fn fn, long long *args, long long total, int parts,
     if (total <= 0) return;
     Job job = {fn, args, total, parts, scratch};
     if (parts > 1 && p_gomp_parallel) {
-        p_gomp_parallel(openmp_member, &job, (unsigned)parts, 0);
+        int limit = p_omp_get_max_threads();      /* no more threads than torch uses */
+        if (limit < parts) job.parts = parts = limit < 1 ? 1 : limit;
+        if (parts > 1) {
+            p_gomp_parallel(openmp_member, &job, (unsigned)parts, 0);
+            return;
+        }
+        run_part(&job, 0);
         return;
     }
     pthread_mutex_lock(&pool.run_mu);
     if (parts > 1) pool_grow(parts - 1);
-    if (parts > pool.nworkers + 1) {
-        /* fewer workers than ranges (threads could not be made): the caller runs the rest */
+    if (parts > pool.nworkers + 1)      /* threads could not be made: fewer, longer ranges */
         job.parts = parts = pool.nworkers + 1;
-        job.scratch = scratch;
-    }
     pool.job = job;
     if (parts > 1) {
         atomic_store_explicit(&pool.pending, pool.nworkers, memory_order_relaxed);

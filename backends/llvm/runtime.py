@@ -41,6 +41,7 @@ from .launches import launches
 PROGRAM_FN = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
                               ctypes.c_void_p)
 PARALLEL_WORK = 1 << 16        # element-ops below which a launch runs on the calling thread
+NATIVE_PARALLEL_WORK = 1 << 15  # the same with a native runner (a launch costs microseconds)
 MAX_PLANS = 64                 # argument geometries a kernel keeps packed (then starts over)
 
 
@@ -241,11 +242,31 @@ def parts(total: int, work_per_program: int, threshold: int = PARALLEL_WORK) -> 
     return max(1, min(cpu_count(), total))
 
 
+# run(fn address, args address, total, arena addresses): a native runner of parallel
+# launches (fusec/fastcall.py sets native_pool.c's where it is built), else the thread pool
+_native_runner = None
+
+
+def use_native_runner(run) -> None:
+    global _native_runner
+    _native_runner = run
+
+
 def run_grid(fn, args_ptr, total: int, work_per_program: int, scratch: ScratchPool) -> None:
     """Run programs [0, total) of one launch, split over the cores when worth it."""
     if total <= 0:
         return
-    n = parts(total, work_per_program)
+    runner = _native_runner
+    n = parts(total, work_per_program, NATIVE_PARALLEL_WORK if runner else PARALLEL_WORK)
+    if n > 1 and runner is not None:
+        arenas = [scratch.take() for _ in range(n)]
+        try:
+            runner(ctypes.cast(fn, ctypes.c_void_p).value, args_ptr, total,
+                   tuple(ScratchPool.address(a) or 0 for a in arenas))
+        finally:
+            for a in arenas:
+                scratch.give(a)
+        return
     if n <= 1:
         arena = scratch.take()
         try:

@@ -19,6 +19,7 @@ torch = pytest.importorskip("torch")
 import fusec  # noqa: E402
 import fusec.language as fl  # noqa: E402
 from fusec import fastcall  # noqa: E402
+from fusec.backends.llvm.runtime import NATIVE_PARALLEL_WORK  # noqa: E402
 
 pytestmark = pytest.mark.skipif(fastcall.status() != "native", reason=fastcall.status())
 
@@ -94,7 +95,7 @@ def test_a_large_launch_is_spread_over_the_cores():
     cpu_kernel = compiled._run.__self__
     _, _, launches = cpu_kernel.native_plan(
         [x.numpy(), y.numpy(), 0.5, np.empty((2048, 1031), np.float32)],
-        fastcall.CPU_PARALLEL_WORK)
+        NATIVE_PARALLEL_WORK)
     if os.cpu_count() and os.cpu_count() > 1:
         assert launches[0][2] > 1
     x, y = torch.randn(2048, 1031), torch.randn(2048, 1031)
@@ -191,3 +192,27 @@ def test_a_compiled_kernel_calls_natively_after_its_first_call_and_still_validat
     np.testing.assert_array_equal(compiled(x, y, 2.5).numpy(), (x + 2.5 * y).numpy())
     with pytest.raises(ValueError, match="dtype|float64"):    # not its specialization
         compiled(x.double(), y.double(), 1.5)
+
+
+def test_numpy_calls_run_their_parallel_launches_on_the_native_threads():
+    from fusec.backends.llvm import runtime
+    kernel = fusec.kernel(scaled_add)
+    rng = np.random.default_rng(3)
+    x, y = (rng.standard_normal((2048, 1031)).astype(np.float32) for _ in range(2))
+    for _ in range(3):
+        np.testing.assert_array_equal(kernel(x, y, 0.5), x + np.float32(0.5) * y)
+    assert runtime._native_runner is not None      # set when the CPU kernel was built
+
+
+def test_torch_set_num_threads_one_runs_launches_on_the_calling_thread():
+    kernel = fusec.kernel(row_softmax)
+    x = torch.randn(4000, 300)
+    native_of(kernel, x)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        x = torch.randn(4000, 300)
+        out = kernel(x)                    # the programs in one range: still every row
+    finally:
+        torch.set_num_threads(before)
+    np.testing.assert_allclose(out.numpy(), softmax_reference(x), rtol=2e-6, atol=1e-7)
