@@ -311,10 +311,13 @@ class Tracer(ast.NodeVisitor):
 
     # -- loops -----------------------------------------------------------------------------
     def tile_loop(self, node, call):
+        if len(call.args) != 1 or isinstance(call.args[0], ast.Starred) or \
+                {k.arg for k in call.keywords} - {"block"}:
+            raise self.error(call, "fusec.tile takes (sizes, block=None): one size, or the "
+                                   "sizes as one tuple (fusec.tile(x.shape), "
+                                   "fusec.tile((M, N)))")
         args = [self.visit(a) for a in call.args]
         kwargs = {k.arg: self.visit(k.value) for k in call.keywords}
-        if len(args) != 1 or set(kwargs) - {"block"}:
-            raise self.error(call, "fusec.tile takes (sizes, block=None)")
         sizes = args[0]
         multi = isinstance(sizes, (tuple, list))
         sizes = list(sizes) if multi else [sizes]

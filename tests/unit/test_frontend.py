@@ -233,6 +233,18 @@ def test_argument_errors_name_the_parameter():
         add_kernel(np.zeros(4, np.complex64), np.zeros(4, np.float32))
 
 
+def test_tile_sizes_spread_into_the_call_get_an_error_saying_how_to_pass_them():
+    @fusec.kernel
+    def spread(x):
+        out = fusec.empty_like(x)
+        for tm, tn in fusec.tile(*x.shape):
+            out[tm, tn] = x[tm, tn]
+        return out
+    with pytest.raises(fusec.CompilationError, match=r"fusec.tile\(x.shape\)") as info:
+        spread(np.zeros((4, 4), np.float32))
+    assert "fusec.tile(*x.shape)" in str(info.value)          # the source line, pointed at
+
+
 def test_rank_errors():
     with pytest.raises(fusec.CompilationError, match="cannot unpack 1 values into 2 names"):
         transpose(np.zeros(5, np.float32))
