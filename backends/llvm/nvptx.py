@@ -252,7 +252,10 @@ def emit_module(kernel: Op, layout, names: list[str], arch: str,
     # the device math library's functions take up to ~50 registers, which a kernel calling
     # them must allow (nvJitLink refuses the link otherwise)
     library = any(f.is_declaration and f.name.startswith(MATH_PREFIX) for f in module.functions)
-    resident = RESIDENT_THREADS if registers or library else RESIDENT_THREADS_NO_TILES
+    # tensor-core dots hold fragments (and their shared memory caps residency anyway): at
+    # 32 registers the 64x64x32 matmul spilled 8.5M local-memory requests (ncu, H100)
+    resident = RESIDENT_THREADS if registers or library or plan.staged_dots else \
+        RESIDENT_THREADS_NO_TILES
     if resident:                # registers per thread capped for this many threads an SM
         blocks = resident_blocks(arch, nthreads, resident)
         for name in names:
