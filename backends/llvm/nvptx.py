@@ -41,7 +41,7 @@ from .jit import optimize
 from .launches import serial_ops
 from .lower import Lowering
 from .mma import staged_dots
-from .plan import SIMT_CHEAP_COST, Plan
+from .plan import Plan
 from .simt import SimtState, register_tiles
 from .types import F64, I8, I16, I32, I64, VOID, byte_size
 
@@ -245,7 +245,7 @@ def emit_module(kernel: Op, layout, names: list[str], arch: str,
     module.triple = TRIPLE
     module.data_layout = str(tm.target_data)
     target = NVPTXTarget(arch)
-    plan = Plan(kernel, staged_dots(kernel, arch, nthreads), SIMT_CHEAP_COST)
+    plan = Plan(kernel, staged_dots(kernel, arch, nthreads))
     registers = register_tiles(plan, nthreads) if REGISTER_TILES else set()
     scratch = [_emit_launch(module, target, kernel, plan, layout, k, name, nthreads,
                             registers) for k, name in enumerate(names)]

@@ -32,9 +32,6 @@ _FREE = frozenset(("const", "arange", "tile_index"))
 _CHEAP = frozenset(("add", "sub", "mul", "and", "or", "xor", "not", "neg", "abs", "relu",
                     "maximum", "minimum", "where", "cast") + COMPARE)
 _CHEAP_COST = 3            # arithmetic ops an inline value may repeat instead of a buffer
-# ... on a GPU (simt.py), where a buffer is shared memory written, a barrier and read back:
-# a K loop's bounds mask (`k < K`, read by both operands' loads) cost two barriers a step
-SIMT_CHEAP_COST = 16
 _INF = 1 << 30
 
 
@@ -47,12 +44,9 @@ def _expanding(op: Op) -> bool:
 
 
 class Plan:
-    def __init__(self, kernel: Op, staged_dots: frozenset = frozenset(),
-                 cheap_cost: int = _CHEAP_COST):
+    def __init__(self, kernel: Op, staged_dots: frozenset = frozenset()):
         """staged_dots: dots whose lowering reads each operand element once, staging the
-        operands itself (mma.py): their operands need no buffer for the dot's sake.
-        cheap_cost: the arithmetic ops per element a repeated value may be recomputed with
-        rather than buffered."""
+        operands itself (mma.py): their operands need no buffer for the dot's sake."""
         self.kernel = kernel
         self.staged_dots = staged_dots
         self.params = set(kernel.regions[0].args)
@@ -67,7 +61,7 @@ class Plan:
             if op.name not in INLINE_OPS or not op.results or _rank(op.results[0]) == 0:
                 continue
             v = op.results[0]
-            if not self._repeated(op, v, repeated) or self.cost(v) <= cheap_cost:
+            if not self._repeated(op, v, repeated) or self.cost(v) <= _CHEAP_COST:
                 continue
             (repeated if op.name in VIEW_OPS else self.materialized).add(v)
         for op in ops:
