@@ -390,11 +390,14 @@ class CompiledKernel:
         made = [arrays.allocate(like, shape, t.dtype, zero)
                 for (t, _, zero), shape in zip(self._allocs, shapes)]
         now = views + [arrays.numpy_view(o) for o in made]
-        if args is not None and like is not None and arrays.is_torch_tensor(like):
-            outs = [(tuple(shape), arrays.contiguous_strides(shape), arrays.torch_dtype(t.dtype),
-                     zero) for (t, _, zero), shape in zip(self._allocs, shapes)]
+        if args is not None and like is not None:
+            torch_outputs = arrays.is_torch_tensor(like)
+            outs = [(tuple(shape), arrays.contiguous_strides(shape),
+                     arrays.torch_dtype(t.dtype) if torch_outputs else STORAGE[t.dtype], zero)
+                    for (t, _, zero), shape in zip(self._allocs, shapes)]
             native_plan = fixed_launch.__self__.native_plan
-            native_call = fastcall.make_cpu(self, args, list(positions), outs, now, native_plan)
+            native_call = fastcall.make_cpu(self, args, list(positions), outs, now, native_plan,
+                                            numpy_outputs=not torch_outputs)
             if native_call is not None:
                 return native_call
         order, launch = fixed_launch(now)

@@ -51,16 +51,18 @@ static int load_driver(void) {
     return 0;
 }
 
-enum { ARG_TENSOR = 0, ARG_INT = 1, ARG_FLOAT = 2, ARG_OTHER = 3, ARG_IGNORED = 4 };
+enum { ARG_TENSOR = 0, ARG_INT = 1, ARG_FLOAT = 2, ARG_OTHER = 3, ARG_IGNORED = 4,
+       ARG_NDARRAY = 5 };
 
 typedef struct {
     int kind;
-    PyObject *value;          /* ARG_INT/ARG_OTHER: the value; ARG_TENSOR: the dtype */
-    PyTypeObject *type;       /* ARG_INT/ARG_OTHER: its exact type */
+    PyObject *value;          /* ARG_INT/ARG_OTHER: the value; ARG_TENSOR: the dtype;
+                                 ARG_NDARRAY: its buffer format (str, PEP 3118) */
+    PyTypeObject *type;       /* ARG_INT/ARG_OTHER/ARG_NDARRAY: its exact type */
     double real;              /* ARG_FLOAT */
     int ndim;
-    long long *sizes, *strides;
-    long long device;         /* tensor.get_device() */
+    long long *sizes, *strides;   /* ARG_NDARRAY: strides in bytes */
+    long long device;         /* tensor.get_device(); ARG_NDARRAY: 1 when written to */
     long long align;          /* data_ptr & 15 */
     Py_ssize_t slot;          /* its pointer slot in the parameter array, or -1 */
 } Guard;
@@ -69,6 +71,8 @@ typedef struct {
     PyObject *args, *kwargs;  /* torch.empty_strided(*args, **kwargs) */
     int zero;
     Py_ssize_t slot;
+    PyObject *make;           /* NULL, or what makes it instead (numpy.empty / numpy.zeros,
+                                 zeroed already): its data pointer is read as a buffer */
 } Output;
 
 typedef struct {
@@ -125,6 +129,7 @@ static void fastcall_dealloc(FastCall *self) {
     for (Py_ssize_t i = 0; i < self->nout && self->outs; i++) {
         Py_XDECREF(self->outs[i].args);
         Py_XDECREF(self->outs[i].kwargs);
+        Py_XDECREF(self->outs[i].make);
     }
     PyMem_Free(self->outs);
     for (Py_ssize_t i = 0; i < self->nlaunch && self->launches; i++) {
@@ -254,7 +259,7 @@ static int fastcall_init(FastCall *self, PyObject *args, PyObject *kw) {
         Py_INCREF(value); g->value = value;
         g->type = type == Py_None ? NULL : (PyTypeObject *)type;
         g->device = device_index; g->align = align; g->slot = (Py_ssize_t)slot;
-        if (g->kind == ARG_TENSOR) {
+        if (g->kind == ARG_TENSOR || g->kind == ARG_NDARRAY) {
             int n2;
             if (read_ints(sizes, &g->sizes, &g->ndim) || read_ints(strides, &g->strides, &n2))
                 return -1;
@@ -264,14 +269,15 @@ static int fastcall_init(FastCall *self, PyObject *args, PyObject *kw) {
     self->outs = PyMem_Calloc(self->nout ? self->nout : 1, sizeof(Output));
     for (Py_ssize_t i = 0; i < self->nout; i++) {
         Output *o = &self->outs[i];
-        PyObject *a, *k;
+        PyObject *a, *k, *make = Py_None;
         long long slot;
-        if (!PyArg_ParseTuple(PyList_GET_ITEM(outs, i), "O!O!iL", &PyTuple_Type, &a,
-                              &PyDict_Type, &k, &o->zero, &slot))
+        if (!PyArg_ParseTuple(PyList_GET_ITEM(outs, i), "O!O!iL|O", &PyTuple_Type, &a,
+                              &PyDict_Type, &k, &o->zero, &slot, &make))
             return -1;
         Py_INCREF(a); o->args = a;
         Py_INCREF(k); o->kwargs = k;
         o->slot = (Py_ssize_t)slot;
+        o->make = make == Py_None ? NULL : (Py_INCREF(make), make);
     }
     self->nlaunch = PyList_GET_SIZE(launches);
     if (self->cpu) {
@@ -367,12 +373,35 @@ static int check_tensor(FastCall *self, Guard *g, PyObject *a, long long *ptr) {
     return (*ptr & 15) == g->align;
 }
 
+/* a numpy array (any exporter of the buffer protocol of the guard's exact type) whose
+ * format, shape, byte strides, 16-byte alignment and, when written to, writability match:
+ * 1 (*ptr set), else 0 */
+static int check_ndarray(Guard *g, PyObject *a, long long *ptr) {
+    if (Py_TYPE(a) != g->type) return 0;
+    Py_buffer view;
+    if (PyObject_GetBuffer(a, &view, g->device ? PyBUF_RECORDS : PyBUF_RECORDS_RO) < 0) {
+        PyErr_Clear();                  /* read-only where written, or no buffer: Python */
+        return 0;
+    }
+    const char *format = PyUnicode_AsUTF8(g->value);
+    int same = format && view.format && strcmp(view.format, format) == 0
+               && view.ndim == g->ndim;
+    for (int d = 0; same && d < g->ndim; d++)
+        same = view.shape[d] == g->sizes[d] && view.strides[d] == g->strides[d];
+    *ptr = (long long)(uintptr_t)view.buf;
+    PyBuffer_Release(&view);          /* the array, an argument, keeps the memory */
+    if (PyErr_Occurred()) return -1;
+    return same && (*ptr & 15) == g->align;
+}
+
 /* 1: matches, 0: does not, -1: error */
 static int check_arg(FastCall *self, Guard *g, PyObject *a) {
     switch (g->kind) {
-    case ARG_TENSOR: {
+    case ARG_TENSOR:
+    case ARG_NDARRAY: {
         long long ptr = 0;
-        int ok = check_tensor(self, g, a, &ptr);
+        int ok = g->kind == ARG_TENSOR ? check_tensor(self, g, a, &ptr)
+                                       : check_ndarray(g, a, &ptr);
         if (ok == 1 && g->slot >= 0) self->vals[g->slot] = ptr;
         return ok;
     }
@@ -418,9 +447,17 @@ static PyObject *call_matching(FastCall *self, PyObject *args) {
     if (!outs) return NULL;
     for (Py_ssize_t i = 0; i < self->nout; i++) {
         Output *o = &self->outs[i];
-        PyObject *t = PyObject_Call(self->empty_strided, o->args, o->kwargs);
+        PyObject *t = PyObject_Call(o->make ? o->make : self->empty_strided, o->args,
+                                    o->kwargs);
         if (!t) goto done;
         PyTuple_SET_ITEM(outs, i, t);
+        if (o->make) {
+            Py_buffer view;
+            if (PyObject_GetBuffer(t, &view, PyBUF_SIMPLE | PyBUF_WRITABLE) < 0) goto done;
+            self->vals[o->slot] = (long long)(uintptr_t)view.buf;
+            PyBuffer_Release(&view);
+            continue;
+        }
         if (o->zero) {
             PyObject *z = PyObject_CallMethodNoArgs(t, s_zero);
             if (!z) goto done;

@@ -36,7 +36,7 @@ from .errors import LaunchError
 SOURCE = Path(__file__).with_name("fastcall.c")
 INCLUDED = [Path(__file__).with_name("native_pool.c")]      # #include'd by SOURCE
 MODULE_NAME = "fusec_fastcall"
-ARG_TENSOR, ARG_INT, ARG_FLOAT, ARG_OTHER = 0, 1, 2, 3
+ARG_TENSOR, ARG_INT, ARG_FLOAT, ARG_OTHER, ARG_NDARRAY = 0, 1, 2, 3, 5
 
 _lock = threading.Lock()
 _state: dict = {}              # "module" or "reason"
@@ -105,14 +105,22 @@ def _load(path: Path):
     return module
 
 
-def _guard(a, runtime_slot, tensor_types):
-    """The guard tuple of one argument, or None when the C path cannot check it."""
+def _guard(a, runtime_slot, tensor_types, written: bool = False, arrays_too: bool = False):
+    """The guard tuple of one argument, or None when the C path cannot check it; numpy
+    arrays only with arrays_too (CPU kernels; `written`: the kernel writes into it)."""
     t = type(a)
     if t in tensor_types:
         return (ARG_TENSOR, a.dtype, None, 0.0, tuple(a.shape), tuple(a.stride()),
                 a.get_device(), a.data_ptr() & 15, runtime_slot)
     if t is np.ndarray:
-        return None
+        if not arrays_too:
+            return None
+        try:
+            fmt = memoryview(a).format
+        except (TypeError, ValueError):     # a dtype the buffer protocol cannot export
+            return None
+        return (ARG_NDARRAY, fmt, np.ndarray, 0.0, a.shape, a.strides, int(written),
+                a.ctypes.data & 15, runtime_slot)
     if t is float:
         return (ARG_FLOAT, None, None, a, (), (), 0, 0, -1)
     if t is int or t is bool:
@@ -197,8 +205,10 @@ def cpu_threads() -> str:
     return f"openmp {_state['openmp']}" if _state["openmp"] else "fusec"
 
 
-def make_cpu(compiled, args, positions, outputs, arrays_now, native_plan) -> object | None:
-    """make() for a kernel compiled for the CPU (torch CPU tensors): outputs as in make();
+def make_cpu(compiled, args, positions, outputs, arrays_now, native_plan,
+             numpy_outputs: bool = False) -> object | None:
+    """make() for a kernel compiled for the CPU (torch CPU tensors or numpy arrays):
+    outputs as in make() (with numpy_outputs, numpy dtypes: made by numpy.empty/zeros);
     arrays_now: this call's runtime arrays and outputs, in the functions' argument order,
     from which native_plan (CompiledCPUKernel.native_plan) packs the argument array."""
     module = _module()
@@ -207,25 +217,33 @@ def make_cpu(compiled, args, positions, outputs, arrays_now, native_plan) -> obj
     cpu_threads()
     from .backends.llvm.runtime import NATIVE_PARALLEL_WORK
     torch = arrays._torch()
-    tensor_types = (torch.Tensor, torch.nn.Parameter)
+    tensor_types = (torch.Tensor, torch.nn.Parameter) if torch is not None else ()
     packed, slot_of, launches = native_plan(arrays_now, NATIVE_PARALLEL_WORK)
     runtime_of = {full: k for k, full in enumerate(positions)}
+    written = {positions[i] for i, _ in compiled._written}
     guards = []
     for i, a in enumerate(args):
         k = runtime_of.get(i)
-        guard = _guard(a, slot_of.get(k, -1) if k is not None else -1, tensor_types)
+        guard = _guard(a, slot_of.get(k, -1) if k is not None else -1, tensor_types,
+                       i in written, arrays_too=True)
         if guard is None:
             return None
         guards.append(guard)
-    device = torch.device("cpu")
     n_params = len(positions)
-    outs = [((tuple(shape), tuple(strides)), {"dtype": dtype, "device": device}, int(zero),
-             slot_of[n_params + j])
-            for j, (shape, strides, dtype, zero) in enumerate(outputs)]
+    if numpy_outputs:
+        outs = [((tuple(shape),), {"dtype": dtype}, int(zero), slot_of[n_params + j],
+                 np.zeros if zero else np.empty)
+                for j, (shape, _, dtype, zero) in enumerate(outputs)]
+    else:
+        device = torch.device("cpu")
+        outs = [((tuple(shape), tuple(strides)), {"dtype": dtype, "device": device},
+                 int(zero), slot_of[n_params + j])
+                for j, (shape, strides, dtype, zero) in enumerate(outputs)]
     results = [positions[i] if kind == "param" else -1 - i for kind, i in compiled._returns]
     kind = 0 if compiled._returns_tuple or len(results) > 1 else (1 if results else 2)
     address = ctypes.addressof(packed)
     return module.FastCall(
         guards, outs, launches, results, kind, address, len(packed), 0, 0, (packed, native_plan),
-        None, device, torch.empty_strided, {}, tensor_types, LaunchError, compiled.name,
-        os.environ.get("FUSEC_BACKEND"), os.environ.get("FUSEC_INTERPRET"), True)
+        None, None, torch.empty_strided if torch is not None else None, {}, tensor_types,
+        LaunchError, compiled.name, os.environ.get("FUSEC_BACKEND"),
+        os.environ.get("FUSEC_INTERPRET"), True)

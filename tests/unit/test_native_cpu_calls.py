@@ -216,3 +216,47 @@ def test_torch_set_num_threads_one_runs_launches_on_the_calling_thread():
     finally:
         torch.set_num_threads(before)
     np.testing.assert_allclose(out.numpy(), softmax_reference(x), rtol=2e-6, atol=1e-7)
+
+
+def scale_rows_in_place(x, s):
+    M, N = x.shape
+    for tm, tn in fusec.tile((M, N)):
+        x[tm, tn] = x[tm, tn] * s
+    return x
+
+
+def test_numpy_arrays_take_the_native_path_too():
+    kernel = fusec.kernel(row_softmax)
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((300, 130)).astype(np.float32)
+    native_of(kernel, x)
+    for _ in range(3):
+        x = rng.standard_normal((300, 130)).astype(np.float32) * 3
+        out = kernel(x)
+        assert type(out) is np.ndarray and out.dtype == np.float32
+        np.testing.assert_allclose(out, softmax_reference(torch.from_numpy(x)), rtol=2e-6,
+                                   atol=1e-7)
+    strided = rng.standard_normal((300, 260)).astype(np.float32)[:, ::2]   # another geometry
+    np.testing.assert_allclose(kernel(strided), softmax_reference(torch.from_numpy(
+        np.ascontiguousarray(strided))), rtol=2e-6, atol=1e-7)
+
+
+def test_numpy_zeroed_outputs_and_written_arguments():
+    sums = fusec.kernel(column_sums)
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((3000, 70)).astype(np.float32)
+    native_of(sums, x)
+    for _ in range(2):
+        x = rng.standard_normal((3000, 70)).astype(np.float32)
+        np.testing.assert_allclose(sums(x), x.astype(np.float64).sum(0), rtol=1e-4, atol=1e-3)
+    scale = fusec.kernel(scale_rows_in_place)
+    y = rng.standard_normal((64, 40)).astype(np.float32)
+    native_of(scale, y.copy(), 2.0)
+    z = y.copy()
+    assert scale(z, 2.0) is z
+    np.testing.assert_array_equal(z, y * np.float32(2.0))
+    frozen = y.copy()
+    frozen.flags.writeable = False                 # written by the kernel: refused, not run
+    with pytest.raises(ValueError, match="read-only"):
+        scale(frozen, 2.0)
+    np.testing.assert_array_equal(frozen, y)
