@@ -41,7 +41,8 @@ static struct {
     atomic_ulong gen;                  /* incremented per job */
     atomic_int pending;                /* workers yet to finish the current job */
     Job job;                           /* the current job, written before gen is incremented */
-} pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER};
+} pool = {.run_mu = PTHREAD_MUTEX_INITIALIZER, .mu = PTHREAD_MUTEX_INITIALIZER,
+          .wake = PTHREAD_COND_INITIALIZER};
 
 /* the OpenMP runtime's entry points (NULL: none loaded) */
 static void (*p_gomp_parallel)(void (*)(void *), void *, unsigned, unsigned);
