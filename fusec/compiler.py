@@ -340,20 +340,17 @@ class CompiledKernel:
         Takes the kernel's whole argument tuple (constexprs included). On a GPU, with `args`
         (this call's whole argument tuple) given, it is the native call path where that is
         available (fastcall.py): it checks the arguments itself and returns NotImplemented
-        for arguments that do not match."""
+        for arguments that do not match; so on the CPU (torch tensors or numpy arrays)."""
         positions = self.runtime_positions or range(len(runtime_args))
         native = getattr(self, "native", None)
-        fixed = getattr(getattr(self._run, "__self__", None), "fixed_launch", None)
-        if self.backend == "cpu" and fixed is not None:
-            return self._cpu_fast_path(runtime_args, positions, fixed, args)
+        if self.backend == "cpu" and hasattr(native, "fixed_launch"):
+            return self._cpu_fast_path(runtime_args, positions, native, args)
         if native is None or self.backend not in DEVICE_BACKENDS:
             return lambda args: self.run([args[i] for i in positions])
         torch = arrays._torch()
         device = next(a for a in runtime_args if arrays.is_array(a)).device
         # empty_strided: a third of torch.empty's cost when dtype and device are given
-        outs = [(tuple(shape), arrays.contiguous_strides(shape), arrays.torch_dtype(t.dtype),
-                 zero)
-                for (t, _, zero), shape in zip(self._allocs, self._output_shapes(runtime_args))]
+        outs = self._output_specs(self._output_shapes(runtime_args))
         empty = torch.empty_strided
 
         def outputs():
@@ -377,11 +374,17 @@ class CompiledKernel:
             return self._results(rargs, made)
         return call
 
-    def _cpu_fast_path(self, runtime_args: list, positions, fixed_launch, args=None):
+    def _output_specs(self, shapes, torch_dtypes: bool = True) -> list:
+        """(shape, row-major strides, torch or numpy dtype, zeroed) of each output."""
+        return [(tuple(shape), arrays.contiguous_strides(shape),
+                 arrays.torch_dtype(t.dtype) if torch_dtypes else STORAGE[t.dtype], zero)
+                for (t, _, zero), shape in zip(self._allocs, shapes)]
+
+    def _cpu_fast_path(self, runtime_args: list, positions, cpu_kernel, args=None):
         """fast_path on the CPU: outputs made as this call's were (torch or numpy), the
         tensors' data pointers read straight off them, the argument slots of the native
-        functions filled once (CompiledCPUKernel.fixed_launch); with `args` and torch
-        tensors, the native call path where that is available."""
+        functions filled once (CompiledCPUKernel.fixed_launch); with `args`, the native
+        call path where that is available."""
         views = [arrays.numpy_view(a) if arrays.is_array(a) else a for a in runtime_args]
         if any(not views[i].flags.writeable for i, _ in self._written):
             return lambda args: self.run([args[i] for i in positions])   # run() says why
@@ -392,15 +395,12 @@ class CompiledKernel:
         now = views + [arrays.numpy_view(o) for o in made]
         if args is not None and like is not None:
             torch_outputs = arrays.is_torch_tensor(like)
-            outs = [(tuple(shape), arrays.contiguous_strides(shape),
-                     arrays.torch_dtype(t.dtype) if torch_outputs else STORAGE[t.dtype], zero)
-                    for (t, _, zero), shape in zip(self._allocs, shapes)]
-            native_plan = fixed_launch.__self__.native_plan
-            native_call = fastcall.make_cpu(self, args, list(positions), outs, now, native_plan,
-                                            numpy_outputs=not torch_outputs)
+            native_call = fastcall.make_cpu(
+                self, args, list(positions), self._output_specs(shapes, torch_outputs), now,
+                cpu_kernel.native_plan, numpy_outputs=not torch_outputs)
             if native_call is not None:
                 return native_call
-        order, launch = fixed_launch(now)
+        order, launch = cpu_kernel.fixed_launch(now)
         torch = arrays._torch()
         if like is not None and arrays.is_torch_tensor(like):
             outputs = [(torch.zeros if zero else torch.empty, tuple(shape),

@@ -132,6 +132,37 @@ def _guard(a, runtime_slot, tensor_types, written: bool = False, arrays_too: boo
     return (ARG_OTHER, a, t, 0.0, (), (), 0, 0, -1)
 
 
+def _guards(args, positions, slot_of: dict, tensor_types, written=frozenset(),
+            arrays_too: bool = False) -> list | None:
+    """The guard tuples of a call's whole argument tuple (positions: the runtime params'
+    places in it; slot_of: runtime position -> pointer slot), or None when the C path
+    cannot check one of them (_guard's `written` / `arrays_too` by place)."""
+    runtime_of = {full: k for k, full in enumerate(positions)}
+    guards = []
+    for i, a in enumerate(args):
+        k = runtime_of.get(i)
+        guard = _guard(a, slot_of.get(k, -1) if k is not None else -1, tensor_types,
+                       i in written, arrays_too)
+        if guard is None:
+            return None
+        guards.append(guard)
+    return guards
+
+
+def _torch_outputs(outputs, slot_of: dict, n_params: int, device) -> list:
+    """FastCall's outputs made by torch.empty_strided on `device`."""
+    return [((tuple(shape), tuple(strides)), {"dtype": dtype, "device": device}, int(zero),
+             slot_of[n_params + j])
+            for j, (shape, strides, dtype, zero) in enumerate(outputs)]
+
+
+def _results(compiled, positions) -> tuple[list, int]:
+    """(what a call returns: argument places >= 0, outputs -1 - i; FastCall's result kind:
+    0 a tuple, 1 the one result, 2 None)."""
+    results = [positions[i] if kind == "param" else -1 - i for kind, i in compiled._returns]
+    return results, 0 if compiled._returns_tuple or len(results) > 1 else (1 if results else 2)
+
+
 def make(compiled, plan, args, positions, outputs, made) -> object | None:
     """A FastCall for later calls shaped like `args` (the kernel's whole argument tuple)
     through `plan` (its LaunchPlan); outputs: (shape, strides, torch dtype, zero) per
@@ -144,25 +175,16 @@ def make(compiled, plan, args, positions, outputs, made) -> object | None:
     tensor_types = (torch.Tensor, torch.nn.Parameter)
     rt = plan.rt
     slot_of = {pos: slot for slot, pos in plan.pointer_slots}    # runtime position -> slot
-    runtime_of = {full: k for k, full in enumerate(positions)}
-    guards = []
-    for i, a in enumerate(args):
-        k = runtime_of.get(i)
-        guard = _guard(a, slot_of.get(k, -1) if k is not None else -1, tensor_types)
-        if guard is None:
-            return None
-        guards.append(guard)
+    guards = _guards(args, positions, slot_of, tensor_types)
+    if guards is None:
+        return None
     device = made[0].device if made else next(
         a.device for a in args if type(a) in tensor_types)
-    n_params = len(positions)
-    outs = [((tuple(shape), tuple(strides)), {"dtype": dtype, "device": device}, int(zero),
-             slot_of[n_params + j])
-            for j, (shape, strides, dtype, zero) in enumerate(outputs)]
+    outs = _torch_outputs(outputs, slot_of, len(positions), device)
     launches = [(int(fn), blocks, rt.nthreads, shared, ((nbytes,), (1,)) if nbytes else None,
                  rt.layout.scratch_slots[k], rt.function_names[k])
                 for k, fn, blocks, nbytes, shared in plan.launches]
-    results = [positions[i] if kind == "param" else -1 - i for kind, i in compiled._returns]
-    kind = 0 if compiled._returns_tuple or len(results) > 1 else (1 if results else 2)
+    results, kind = _results(compiled, positions)
     return module.FastCall(
         guards, outs, launches, results, kind, plan.vals.ctypes.data, plan.vals.size, plan.params,
         plan.loaded.ctx_id, plan, plan.stream_of, plan.device, torch.empty_strided,
@@ -214,33 +236,22 @@ def make_cpu(compiled, args, positions, outputs, arrays_now, native_plan,
     module = _module()
     if module is None:
         return None
-    cpu_threads()
     from .backends.llvm.runtime import NATIVE_PARALLEL_WORK
     torch = arrays._torch()
     tensor_types = (torch.Tensor, torch.nn.Parameter) if torch is not None else ()
     packed, slot_of, launches = native_plan(arrays_now, NATIVE_PARALLEL_WORK)
-    runtime_of = {full: k for k, full in enumerate(positions)}
     written = {positions[i] for i, _ in compiled._written}
-    guards = []
-    for i, a in enumerate(args):
-        k = runtime_of.get(i)
-        guard = _guard(a, slot_of.get(k, -1) if k is not None else -1, tensor_types,
-                       i in written, arrays_too=True)
-        if guard is None:
-            return None
-        guards.append(guard)
+    guards = _guards(args, positions, slot_of, tensor_types, written, arrays_too=True)
+    if guards is None:
+        return None
     n_params = len(positions)
     if numpy_outputs:
         outs = [((tuple(shape),), {"dtype": dtype}, int(zero), slot_of[n_params + j],
                  np.zeros if zero else np.empty)
                 for j, (shape, _, dtype, zero) in enumerate(outputs)]
     else:
-        device = torch.device("cpu")
-        outs = [((tuple(shape), tuple(strides)), {"dtype": dtype, "device": device},
-                 int(zero), slot_of[n_params + j])
-                for j, (shape, strides, dtype, zero) in enumerate(outputs)]
-    results = [positions[i] if kind == "param" else -1 - i for kind, i in compiled._returns]
-    kind = 0 if compiled._returns_tuple or len(results) > 1 else (1 if results else 2)
+        outs = _torch_outputs(outputs, slot_of, n_params, torch.device("cpu"))
+    results, kind = _results(compiled, positions)
     address = ctypes.addressof(packed)
     return module.FastCall(
         guards, outs, launches, results, kind, address, len(packed), 0, 0, (packed, native_plan),

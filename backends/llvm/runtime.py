@@ -258,30 +258,21 @@ def run_grid(fn, args_ptr, total: int, work_per_program: int, scratch: ScratchPo
         return
     runner = _native_runner
     n = parts(total, work_per_program, NATIVE_PARALLEL_WORK if runner else PARALLEL_WORK)
-    if n > 1 and runner is not None:
-        arenas = [scratch.take() for _ in range(n)]
-        try:
-            runner(ctypes.cast(fn, ctypes.c_void_p).value, args_ptr, total,
-                   tuple(ScratchPool.address(a) or 0 for a in arenas))
-        finally:
-            for a in arenas:
-                scratch.give(a)
-        return
-    if n <= 1:
-        arena = scratch.take()
-        try:
-            fn(args_ptr, 0, total, ScratchPool.address(arena))
-        finally:
-            scratch.give(arena)
-        return
-    bounds = [total * i // n for i in range(n + 1)]
     arenas = [scratch.take() for _ in range(n)]
     try:
-        futures = [_pool().submit(fn, args_ptr, bounds[i], bounds[i + 1],
-                                  ScratchPool.address(arenas[i])) for i in range(1, n)]
-        fn(args_ptr, bounds[0], bounds[1], ScratchPool.address(arenas[0]))
-        for f in futures:
-            f.result()
+        addresses = [ScratchPool.address(a) for a in arenas]
+        if n == 1:
+            fn(args_ptr, 0, total, addresses[0])
+        elif runner is not None:
+            runner(ctypes.cast(fn, ctypes.c_void_p).value, args_ptr, total,
+                   tuple(a or 0 for a in addresses))
+        else:
+            bounds = [total * i // n for i in range(n + 1)]
+            futures = [_pool().submit(fn, args_ptr, bounds[i], bounds[i + 1], addresses[i])
+                       for i in range(1, n)]
+            fn(args_ptr, bounds[0], bounds[1], addresses[0])
+            for f in futures:
+                f.result()
     finally:
         for a in arenas:
             scratch.give(a)
