@@ -139,6 +139,14 @@ class FusedRegion(torch.nn.Module):
             self.forward = self._run
         return [isinstance(o, Node) and o in roots.root for o in self.output_args]
 
+    def caller(self):
+        """A plain function running the region, named after its kernel: what the compiled
+        graph calls (forward changes after the first call, so it is looked up each time)."""
+        def call(*args):
+            return self.forward(*args)
+        call.__name__ = call.__qualname__ = self.source.name
+        return call
+
     def forward(self, *args):
         if self.fallback_reason is not None:
             return self.original(*args)

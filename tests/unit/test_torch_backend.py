@@ -141,6 +141,19 @@ def test_views_outside_regions_run_as_tensor_methods():
     assert any("torch_Tensor_view(" in g.code for g in fusec.dynamo.graphs())
 
 
+def test_regions_and_matmuls_are_plain_calls_in_the_graph():
+    """The compiled graph calls each region as a plain function (not through nn.Module's
+    call) and the matmuls aten runs through their torch functions; results still match."""
+    check_against_eager("transformer_block")
+    for g in fusec.dynamo.graphs():
+        assert "self._fusec_region" not in g.code, g.code
+        for r in g.regions:
+            assert f"{r.source.name}(" in g.code, g.code
+        for op in ("mm", "bmm", "addmm"):
+            assert f"torch.ops.aten.{op}.default(" not in g.code, g.code
+    assert any("torch_mm(" in g.code or "torch.mm(" in g.code for g in fusec.dynamo.graphs())
+
+
 def test_unsupported_ops_stay_aten_and_the_rest_fuses():
     check_against_eager("unsupported_ops")
     forward = fusec.dynamo.graphs()[0]
