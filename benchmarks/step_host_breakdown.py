@@ -3,11 +3,12 @@ backend="fusec" at its real size and at a tiny size, timed per step back to back
 time spent inside fusec's regions, its launch plans and the driver's cuLaunchKernel summed
 by wrapping them (the wrappers' own cost, about 1 us a call, counts too).
 
-    python3 benchmarks/step_host_breakdown.py [--only NAME]
+    python3 benchmarks/step_host_breakdown.py [--only NAME] [--backends fusec,inductor]
 """
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 import time
 from collections import defaultdict
@@ -38,7 +39,8 @@ def timed(label, fn):
 
 
 def instrument():
-    region_mod.FusedRegion.forward = timed("region forward", region_mod.FusedRegion.forward)
+    make_caller = region_mod.FusedRegion.caller
+    region_mod.FusedRegion.caller = lambda self: timed("region call", make_caller(self))
     runtime_mod.LaunchPlan.launch = timed("plan launch", runtime_mod.LaunchPlan.launch)
     drv = runtime_mod._driver()
     drv.cuLaunchKernel = timed("cuLaunchKernel", drv.cuLaunchKernel)
@@ -61,6 +63,8 @@ def step(fn, x, trains):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--only", default="")
+    ap.add_argument("--backends", default="fusec", help="e.g. fusec,inductor (the same "
+                    "timing for Inductor: host and wall per step, no parts)")
     opts = ap.parse_args()
     instrument()
     bf = torch.bfloat16
@@ -68,9 +72,10 @@ def main():
         if opts.only not in name:
             continue
         module = module.to("cuda", bf)
-        for trains in (False, True):
+        for trains, backend in itertools.product((False, True), opts.backends.split(",")):
+            torch._dynamo.reset()
             x = torch.randn(shape, device="cuda", dtype=bf, requires_grad=trains)
-            fn = torch.compile(module, backend="fusec")
+            fn = torch.compile(module, backend=backend)
             for _ in range(5):
                 step(fn, x, trains)
             torch.cuda.synchronize()
@@ -85,7 +90,7 @@ def main():
             wall = time.perf_counter() - t
             parts = ", ".join(f"{k} {SPENT[k] / n * 1e6:.0f} us ({CALLS[k] // n}/step)"
                               for k in SPENT)
-            print(f"{name} {'train' if trains else 'fwd'}: host {host / n * 1e6:.0f} us/step, "
+            print(f"{name} {'train' if trains else 'fwd'} {backend}: host {host / n * 1e6:.0f} us/step, "
                   f"wall {wall / n * 1e6:.0f} us/step; {parts}", flush=True)
 
 

@@ -111,7 +111,7 @@ if [ "${SKIP_HOST_BENCH:-0}" != 1 ]; then
 [[ $HOST_BENCHES == *,torch_host,* ]] && timeout 120 python3 \
   benchmarks/torch_host_overhead.py --json "$OUT/torch_host.json" 2>&1 \
   | tee "$OUT/torch_host.log"
-[[ $HOST_BENCHES == *,step_host,* ]] && timeout 90 python3 benchmarks/step_host_breakdown.py \
+[[ $HOST_BENCHES == *,step_host,* ]] && timeout 150 python3 benchmarks/step_host_breakdown.py --backends fusec,inductor \
   2>&1 | tee "$OUT/step_host.log"
 fi
 # torch.compile(backend="fusec") vs eager vs Inductor on models and the anchors as torch code
