@@ -16,6 +16,7 @@ import torch
 from torch._decomp import core_aten_decompositions, get_decompositions
 from torch._dynamo.backends.common import aot_autograd
 from torch._functorch.aot_autograd import make_boxed_func
+from torch._functorch.partitioners import min_cut_rematerialization_partition
 
 from . import stats
 from .graph import compile_graph
@@ -62,6 +63,7 @@ def torch_backend(**options):
     return aot_autograd(fw_compiler=_compiler(opts, "forward"),
                         bw_compiler=_compiler(opts, "backward"),
                         inference_compiler=_compiler(opts, "inference"),
+                        partition_fn=min_cut_rematerialization_partition,
                         decompositions=decompositions())
 
 
