@@ -73,6 +73,7 @@ typedef struct {
     Py_ssize_t slot;
     PyObject *make;           /* NULL, or what makes it instead (numpy.empty / numpy.zeros,
                                  zeroed already): its data pointer is read as a buffer */
+    PyObject *fast_args;      /* NULL, or (sizes, strides, dtype) for FastCall.fast_empty */
 } Output;
 
 typedef struct {
@@ -110,6 +111,9 @@ typedef struct {
     CUcontext ctx;
     PyObject *owner;          /* keeps vals and params alive */
     PyObject *stream_fn, *device_obj, *empty_strided, *scratch_kwargs;
+    PyObject *fast_empty;     /* NULL, or torch's allocator for inductor's generated code
+                                 (positional sizes, strides, dtype; on the current device:
+                                 half empty_strided's cost) */
     PyObject *tensor_types;   /* tuple of exact types accepted as tensors */
     PyObject *error;          /* the exception class of launch failures */
     PyObject *kernel_name;
@@ -130,6 +134,7 @@ static void fastcall_dealloc(FastCall *self) {
         Py_XDECREF(self->outs[i].args);
         Py_XDECREF(self->outs[i].kwargs);
         Py_XDECREF(self->outs[i].make);
+        Py_XDECREF(self->outs[i].fast_args);
     }
     PyMem_Free(self->outs);
     for (Py_ssize_t i = 0; i < self->nlaunch && self->launches; i++) {
@@ -149,6 +154,7 @@ static void fastcall_dealloc(FastCall *self) {
     Py_XDECREF(self->stream_fn);
     Py_XDECREF(self->device_obj);
     Py_XDECREF(self->empty_strided);
+    Py_XDECREF(self->fast_empty);
     Py_XDECREF(self->scratch_kwargs);
     Py_XDECREF(self->tensor_types);
     Py_XDECREF(self->error);
@@ -213,24 +219,24 @@ static int read_cpu_launches(FastCall *self, PyObject *launches) {
 
 /* FastCall(guards, outputs, launches, results, result_kind, vals_addr, nvals, params_addr, ctx,
  *          owner, stream_fn, device, empty_strided, scratch_kwargs, tensor_types, error,
- *          kernel_name, env_backend, env_interpret[, cpu])
+ *          kernel_name, env_backend, env_interpret[, cpu[, fast_empty]])
  * guards: per argument (kind, value, type, real, sizes, strides, device, align, slot)
  * (vals_addr is followed by the number of slots it holds: every slot index is checked)
- * outputs: (args, kwargs, zero, slot); launches: (fn, blocks, threads, shared, scratch_args|None,
+ * outputs: (args, kwargs, zero, slot[, make[, fast_args]]); launches: (fn, blocks, threads, shared, scratch_args|None,
  * scratch_slot, name), or with cpu set (fn, total programs, parts, scratch bytes per part);
  * results: argument index (>= 0) or -1 - output index.  With cpu set, vals_addr is the
  * functions' argument array and params_addr, ctx and stream_fn go unused. */
 static int fastcall_init(FastCall *self, PyObject *args, PyObject *kw) {
     PyObject *guards, *outs, *launches, *results, *owner, *stream_fn, *device, *empty;
-    PyObject *scratch_kwargs, *types, *error, *name, *env_b, *env_i;
+    PyObject *scratch_kwargs, *types, *error, *name, *env_b, *env_i, *fast_empty = Py_None;
     unsigned long long vals, params, ctx;
     Py_ssize_t nvals;
-    if (!PyArg_ParseTuple(args, "O!O!O!O!iKnKKOOOOOO!OOOO|p", &PyList_Type, &guards, &PyList_Type,
+    if (!PyArg_ParseTuple(args, "O!O!O!O!iKnKKOOOOOO!OOOO|pO", &PyList_Type, &guards, &PyList_Type,
                           &outs, &PyList_Type, &launches, &PyList_Type, &results,
                           &self->result_kind, &vals, &nvals, &params, &ctx, &owner, &stream_fn,
                           &device,
                           &empty, &scratch_kwargs, &PyTuple_Type, &types, &error, &name, &env_b,
-                          &env_i, &self->cpu))
+                          &env_i, &self->cpu, &fast_empty))
         return -1;
     self->vals = (long long *)(uintptr_t)vals;
     self->params = (void **)(uintptr_t)params;
@@ -239,6 +245,7 @@ static int fastcall_init(FastCall *self, PyObject *args, PyObject *kw) {
     Py_INCREF(stream_fn); self->stream_fn = stream_fn;
     Py_INCREF(device); self->device_obj = device;
     Py_INCREF(empty); self->empty_strided = empty;
+    self->fast_empty = fast_empty == Py_None ? NULL : (Py_INCREF(fast_empty), fast_empty);
     Py_INCREF(scratch_kwargs); self->scratch_kwargs = scratch_kwargs;
     Py_INCREF(types); self->tensor_types = types;
     Py_INCREF(error); self->error = error;
@@ -269,11 +276,16 @@ static int fastcall_init(FastCall *self, PyObject *args, PyObject *kw) {
     self->outs = PyMem_Calloc(self->nout ? self->nout : 1, sizeof(Output));
     for (Py_ssize_t i = 0; i < self->nout; i++) {
         Output *o = &self->outs[i];
-        PyObject *a, *k, *make = Py_None;
+        PyObject *a, *k, *make = Py_None, *fast_args = Py_None;
         long long slot;
-        if (!PyArg_ParseTuple(PyList_GET_ITEM(outs, i), "O!O!iL|O", &PyTuple_Type, &a,
-                              &PyDict_Type, &k, &o->zero, &slot, &make))
+        if (!PyArg_ParseTuple(PyList_GET_ITEM(outs, i), "O!O!iL|OO", &PyTuple_Type, &a,
+                              &PyDict_Type, &k, &o->zero, &slot, &make, &fast_args))
             return -1;
+        if (fast_args != Py_None && !PyTuple_Check(fast_args)) {
+            PyErr_SetString(PyExc_TypeError, "fusec fastcall: fast_args must be a tuple");
+            return -1;
+        }
+        o->fast_args = fast_args == Py_None ? NULL : (Py_INCREF(fast_args), fast_args);
         Py_INCREF(a); o->args = a;
         Py_INCREF(k); o->kwargs = k;
         o->slot = (Py_ssize_t)slot;
@@ -445,10 +457,23 @@ static PyObject *call_matching(FastCall *self, PyObject *args) {
     PyObject *result = NULL;
     int pushed = 0;
     if (!outs) return NULL;
+    if (self->nlaunch && !self->cpu) {
+        CUcontext current = NULL;
+        CUresult err = p_cuCtxGetCurrent(&current);
+        if (err) { launch_error(self, NULL, err, "cuCtxGetCurrent"); goto done; }
+        if (current != self->ctx) {
+            err = p_cuCtxPushCurrent(self->ctx);
+            if (err) { launch_error(self, NULL, err, "cuCtxPushCurrent"); goto done; }
+            pushed = 1;
+        }
+    }
+    /* the fast allocator makes CUDA tensors on the current device: ours unless pushed */
+    int fast = self->fast_empty && !pushed;
     for (Py_ssize_t i = 0; i < self->nout; i++) {
         Output *o = &self->outs[i];
-        PyObject *t = PyObject_Call(o->make ? o->make : self->empty_strided, o->args,
-                                    o->kwargs);
+        PyObject *t = fast && o->fast_args && !o->make
+            ? PyObject_Call(self->fast_empty, o->fast_args, NULL)
+            : PyObject_Call(o->make ? o->make : self->empty_strided, o->args, o->kwargs);
         if (!t) goto done;
         PyTuple_SET_ITEM(outs, i, t);
         if (o->make) {
@@ -481,14 +506,7 @@ static PyObject *call_matching(FastCall *self, PyObject *args) {
         CUstream stream = (CUstream)(uintptr_t)PyLong_AsUnsignedLongLongMask(s);
         Py_DECREF(s);
         if (PyErr_Occurred()) goto done;
-        CUcontext current = NULL;
-        CUresult err = p_cuCtxGetCurrent(&current);
-        if (err) { launch_error(self, NULL, err, "cuCtxGetCurrent"); goto done; }
-        if (current != self->ctx) {
-            err = p_cuCtxPushCurrent(self->ctx);
-            if (err) { launch_error(self, NULL, err, "cuCtxPushCurrent"); goto done; }
-            pushed = 1;
-        }
+        CUresult err;
         scratch = PyList_New(0);              /* alive until every launch is enqueued */
         if (!scratch) goto done;
         for (Py_ssize_t k = 0; k < self->nlaunch; k++) {

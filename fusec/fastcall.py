@@ -150,10 +150,19 @@ def _guards(args, positions, slot_of: dict, tensor_types, written=frozenset(),
 
 
 def _torch_outputs(outputs, slot_of: dict, n_params: int, device) -> list:
-    """FastCall's outputs made by torch.empty_strided on `device`."""
+    """FastCall's outputs made by torch.empty_strided on `device` (or by _fast_empty's
+    allocator with the same sizes, strides and dtype)."""
     return [((tuple(shape), tuple(strides)), {"dtype": dtype, "device": device}, int(zero),
-             slot_of[n_params + j])
+             slot_of[n_params + j], None, (tuple(shape), tuple(strides), dtype))
             for j, (shape, strides, dtype, zero) in enumerate(outputs)]
+
+
+def _fast_empty(torch, device_type: str):
+    """torch's allocator for Inductor's generated code on `device_type` (positional sizes,
+    strides, dtype; CUDA tensors on the current device): half torch.empty_strided's cost,
+    which parses keywords. None where this torch lacks it."""
+    guards = getattr(getattr(torch._C, "_dynamo", None), "guards", None)
+    return getattr(guards, f"_empty_strided_{device_type}", None)
 
 
 def _results(compiled, positions) -> tuple[list, int]:
@@ -189,7 +198,8 @@ def make(compiled, plan, args, positions, outputs, made) -> object | None:
         guards, outs, launches, results, kind, plan.vals.ctypes.data, plan.vals.size, plan.params,
         plan.loaded.ctx_id, plan, plan.stream_of, plan.device, torch.empty_strided,
         {"dtype": torch.uint8, "device": device}, tensor_types, LaunchError, compiled.name,
-        os.environ.get("FUSEC_BACKEND"), os.environ.get("FUSEC_INTERPRET"), False)
+        os.environ.get("FUSEC_BACKEND"), os.environ.get("FUSEC_INTERPRET"), False,
+        _fast_empty(torch, device.type))
 
 
 # the OpenMP runtime libraries torch may have loaded (GNU's, LLVM's, Intel's)
@@ -257,4 +267,5 @@ def make_cpu(compiled, args, positions, outputs, arrays_now, native_plan,
         guards, outs, launches, results, kind, address, len(packed), 0, 0, (packed, native_plan),
         None, None, torch.empty_strided if torch is not None else None, {}, tensor_types,
         LaunchError, compiled.name, os.environ.get("FUSEC_BACKEND"),
-        os.environ.get("FUSEC_INTERPRET"), True)
+        os.environ.get("FUSEC_INTERPRET"), True,
+        _fast_empty(torch, "cpu") if torch is not None and not numpy_outputs else None)
