@@ -23,14 +23,16 @@ _SAME_LAYOUT = frozenset(O.UNARY + ("cast",))
 
 
 def transposed_dims(kernel: Op) -> tuple:
-    """(dim of the permuted result's last axis, dim of the load's last axis) per permute of
-    a loaded tile that moves its last axis, as tile-loop dims (Config.blocks positions);
-    pairs whose axes are not each indexed by exactly one tile loop are left out."""
+    """(dim the consumer's lanes walk, dim of the tensor's contiguous axis) per transposed
+    load, as tile-loop dims (Config.blocks positions): a permute of a loaded tile that moves
+    its last axis, or a load of a parameter specialized with a unit stride on another axis
+    than its last (a transposed view passed in: the lanes walk its last axis); pairs whose
+    axes are not each indexed by exactly one tile loop are left out."""
     handles = {}                  # tile loop handle -> its dim
     for op in kernel.walk():
         if op.name == "tile_for":
             handles[op.regions[0].args[0]] = op.attrs["dim"]
-    pairs = []
+    pairs = _strided_params(kernel, handles)
     for op in kernel.walk():
         if op.name != "permute":
             continue
@@ -47,6 +49,27 @@ def transposed_dims(kernel: Op) -> tuple:
         if last is not None and contiguous is not None and last != contiguous:
             pairs.append((last, contiguous))
     return tuple(sorted(set(pairs)))
+
+
+def _strided_params(kernel: Op, handles: dict) -> list:
+    """The pairs of loads of parameters whose unit-stride axis is not their last one."""
+    position = {v: i for i, v in enumerate(kernel.regions[0].args)}
+    unit: dict = {}
+    for p, d in kernel.attrs.get("unit_strides", []):
+        unit.setdefault(p, set()).add(d)
+    pairs = []
+    for op in kernel.walk():
+        if op.name != "load":
+            continue
+        tensor, idx = O.memory_operands(op)[:2]
+        dims = unit.get(position.get(tensor), set())
+        rank = len(idx)
+        if not rank or rank - 1 in dims or len(dims) != 1:
+            continue
+        walked, contiguous = _dim_of(idx[-1], handles), _dim_of(idx[next(iter(dims))], handles)
+        if walked is not None and contiguous is not None and walked != contiguous:
+            pairs.append((walked, contiguous))
+    return pairs
 
 
 def _loaded(v: Value) -> Op | None:

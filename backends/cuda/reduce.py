@@ -118,19 +118,29 @@ def reduce(E, op: Op):
     per_block = nt // g
     n_groups = n // width
     passes, rounds = -(-outs // per_block), -(-n_groups // g)
-    parts = [E.new_buffer(None, (nt // 32,), ty, base="part")
+    unrolled = passes * rounds <= UNROLL_MAX
+    warps = nt // 32
+    # groups wider than a warp meet through shared memory: unrolled, every pass leaves its
+    # warps' partials in a slice of its own and one barrier serves them all (a softmax over
+    # rows of 512 had two barriers per row and reduction)
+    slices = passes if unrolled else 1
+    parts = [E.new_buffer(None, (slices * warps,), ty, base="part")
              for ty, _ in s.accs] if g > 32 else []
     if E.need_sync:
         E.sync()
     E.in_loop += 1
-    unrolled = passes * rounds <= UNROLL_MAX
 
-    def one_pass(ob: str, q: int | None):
+    def output(ob: str):
+        """(output index, lane in its group, liveness) of this thread in the pass at ob."""
         o = E.declare("int", ob if g == nt else f"{ob} + (int)threadIdx.x / {g}", "o",
                       force=True)
         lane = E.declare("int", "0" if g == 1 else f"(int)threadIdx.x % {g}", "l", force=True)
         live = None if outs % per_block == 0 else E.declare("bool", f"{o} < {outs}", "live",
                                                               force=True)
+        return o, lane, live
+
+    def one_pass(ob: str, q: int | None, batched: bool = False):
+        o, lane, live = output(ob)
         accs = [E.declare(ty, init, "acc" if j == 0 else "arg", mutable=True)
                 for j, (ty, init) in enumerate(s.accs)]
         fill = {"a": accs[0], "i": accs[-1]}
@@ -168,13 +178,31 @@ def reduce(E, op: Op):
                 with E.block(f"for (int {kg} = {lane}; {kg} < {n_groups}; {kg} += {g})"):
                     accumulate(kg, None)
         _combine_warp(E, s, accs, fill, min(g, 32))
+        if batched:
+            _leave_partials(E, accs, parts, lane, (q or 0) * warps)
+            return
         done = f"{lane} == 0" + (f" && {live}" if live else "")
         if parts:
-            _combine_block(E, s, accs, fill, parts, g, lane, done)
+            _leave_partials(E, accs, parts, lane, 0)
+            E.sync()
+            _combine_partials(E, s, parts, g, done, 0, oidx, out)
+            E.sync()       # the partials are read before the next pass overwrites them
+            return
         with E.block(f"if ({done})"):
             E.line(f"{out.at(oidx)} = {s.finish.format(**fill)};")
 
-    if unrolled:
+    if unrolled and parts:
+        for q in range(passes):
+            with E.block(f"/* pass {q} */"):
+                one_pass(str(q * per_block), q, batched=True)
+        E.sync()
+        for q in range(passes):
+            with E.block(f"/* pass {q}: its warps' partials */"):
+                o, lane, live = output(str(q * per_block))
+                done = f"{lane} == 0" + (f" && {live}" if live else "")
+                _combine_partials(E, s, parts, g, done, q * warps,
+                                  E.unflatten(o, res.type.shape), out)
+    elif unrolled:
         for q in range(passes):
             with E.block(f"/* pass {q} */"):
                 one_pass(str(q * per_block), q)
@@ -201,19 +229,26 @@ def _combine_warp(E, s: Spec, accs: list, fill: dict, width: int) -> None:
         off //= 2
 
 
-def _combine_block(E, s: Spec, accs: list, fill: dict, parts: list, g: int, lane: str,
-                   done: str) -> None:
-    """Groups wider than a warp: each warp's partial through shared memory to the group's
-    first thread."""
+def _leave_partials(E, accs: list, parts: list, lane: str, base: int) -> None:
+    """Groups wider than a warp: each warp's partial (after _combine_warp) into shared
+    memory at base + its warp."""
     with E.block(f"if ({lane} % 32 == 0)"):
         for part, a in zip(parts, accs):
-            E.line(f"{part.name}[threadIdx.x / 32] = {a};")
-    E.sync()
+            E.line(f"{part.name}[{base} + threadIdx.x / 32] = {a};")
+
+
+def _combine_partials(E, s: Spec, parts: list, g: int, done: str, base: int, oidx,
+                      out) -> None:
+    """After a barrier: the group's first thread combines its warps' partials (its own
+    first, in warp order) and writes the result."""
     with E.block(f"if ({done})"):
+        accs = [E.declare(ty, f"{part.name}[{base} + threadIdx.x / 32]", "acc", mutable=True)
+                for (ty, _), part in zip(s.accs, parts)]
+        fill = {"a": accs[0], "i": accs[-1]}
         w = E.fresh("w")
         with E.block(f"for (int {w} = 1; {w} < {g // 32}; ++{w})"):
-            others = [E.declare(ty, f"{part.name}[threadIdx.x / 32 + {w}]", "other",
+            others = [E.declare(ty, f"{part.name}[{base} + threadIdx.x / 32 + {w}]", "other",
                                 force=True) for (ty, _), part in zip(s.accs, parts)]
             E.line(s.combine.format(b=others[0], j=others[-1], **fill))
-    E.sync()       # the partials are read before the next outputs' lanes overwrite them
+        E.line(f"{out.at(oidx)} = {s.finish.format(**fill)};")
 

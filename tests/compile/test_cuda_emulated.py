@@ -259,3 +259,21 @@ def test_a_tile_read_along_its_rows_is_not_staged(monkeypatch):
     ck = K.bias_gelu.compile(x, np.ones(70, np.float32), backend="interpret")
     source = cuda_emulator.Emulated(ck, 4).source
     assert "_staged_" not in source
+
+
+@pytest.mark.parametrize("n,rows_per_program", [(512, 8), (512, 3), (4096, 8)])
+def test_rows_wider_than_a_warp_meet_through_shared_memory(n, rows_per_program):
+    """A row reduced by more than one warp combines its warps' partials in shared memory:
+    every pass's partials after one barrier (rows of 512, unrolled passes), or pass by pass
+    (rows of 4096, a loop over passes); argmax keeps the first NaN."""
+    x, _ = random_array((37, n), "float32", seed=n + rows_per_program)
+    x[5, 100] = np.nan
+    config = fusec.Config(blocks=[rows_per_program])
+    for kernel in (K.log_softmax, ops.REDUCE_KERNELS["argmax"][0]):
+        ck = kernel.compile(x, *([fl.int32] if kernel is not K.log_softmax else []),
+                            backend="interpret", config=config)
+        consts = [fl.int32] if kernel is not K.log_softmax else []
+        want = output_float64(ck(x, *consts))
+        got = output_float64(cuda_emulator.Emulated(ck, 4)(x, *consts))
+        with np.errstate(all="ignore"):
+            assert_close(got, want, "float32", f"{kernel.fn.__name__} rows of {n}")

@@ -84,3 +84,24 @@ def test_a_transpose_runs_correctly_under_its_policy_tiles():
     x = np.random.default_rng(0).standard_normal((70, 45)).astype(np.float32)
     got = kernel.compile(x, backend="interpret", config=fusec.Config(blocks=[32, 32]))(x)
     np.testing.assert_allclose(got, 3.0 * x.T, rtol=1e-6)
+
+
+def added(a, b):
+    return a + b
+
+
+@pytest.mark.parametrize("backend", ["cuda", "ptx"])
+def test_a_transposed_view_passed_in_gets_the_transpose_tiles(backend):
+    """A parameter whose unit stride is not on its last axis (a transposed view) is read
+    across its rows by the lanes: the GPU policy tiles that pair 32 by 32, as a permute."""
+    kernel = fusec.kernel(added)
+    shape = (8, 512, 1024)
+    rows = TensorSpec(shape, "bfloat16")
+    columns = TensorSpec(shape, "bfloat16", strides=(512 * 1024, 1, 512))
+    ck = kernel.compile(rows, columns, backend=backend, target="sm_90")
+    assert list(ck.config.blocks)[1:] == [32, 32]
+    assert list(kernel.compile(rows, rows, backend=backend, target="sm_90").config.blocks) \
+        != [1, 32, 32]
+    params = [describe(n, s, False, False)[1] for n, s in (("a", rows), ("b", columns))]
+    (pair,) = transposed_dims(trace(added, params)[0].kernel())
+    assert pair == (2, 1)       # lanes walk the last axis; b is contiguous along dim 1
