@@ -13,7 +13,9 @@ Proved from the IR and the specialization (kernel attrs `aligned`, `stride16`, `
 - the tensor's last dim has unit stride, its other dims strides of 16 elements, and its
   data pointer is 16-byte aligned (allocated outputs: contiguous and aligned);
 - bounds checks and masks give every lane of a group the same answer: the last dim's size
-  is a multiple of the width, other checked indices and the mask have coefficient 0.
+  is a multiple of the width, other checked indices have coefficient 0, and the mask is
+  uniform over the group (coefficient 0, or bound checks of the lane index against
+  multiples of the width: a concat's parts along the last axis).
 """
 from __future__ import annotations
 
@@ -149,10 +151,7 @@ class VectorFacts:
                 not isinstance(op.attrs["value"], bool):
             return abs(op.attrs["value"]) or _BIG
         if name == "symval":
-            expr = op.attrs["expr"]
-            if expr.is_Integer:
-                return abs(int(expr)) or _BIG
-            return 16 if expr.is_Symbol and expr.name in self.div16 else 1
+            return self.expr_divisor(op.attrs["expr"])
         if name in ("expand_dims", "broadcast", "permute") or (
                 name == "cast" and op.results[0].type.dtype.is_int):
             src = op.operands[0]
@@ -175,11 +174,22 @@ class VectorFacts:
             return min(a * b, _BIG)
         return 1
 
+    def expr_divisor(self, expr) -> int:
+        """A d dividing every value of a size expression: sums and integer multiples of
+        sizes known to be multiples of 16 (a concat's part offsets a_s1, a_s1 + b_s1)."""
+        if isinstance(expr, int) or expr.is_Integer:
+            return abs(int(expr)) or _BIG
+        if expr.is_Symbol:
+            return 16 if expr.name in self.div16 else 1
+        if expr.is_Add:
+            return math.gcd(*(self.expr_divisor(t) for t in expr.args))
+        if expr.is_Mul:
+            return min(math.prod(self.expr_divisor(f) for f in expr.args), _BIG)
+        return 1
+
     # -- tensors -------------------------------------------------------------------------------
     def _size_multiple(self, size, width: int) -> bool:
-        if getattr(size, "is_Integer", False) or isinstance(size, int):
-            return int(size) % width == 0
-        return getattr(size, "is_Symbol", False) and size.name in self.div16 and 16 % width == 0
+        return self.expr_divisor(size) % width == 0
 
     def _stride_ok(self, tensor: Value, d: int) -> bool:
         """The stride of dim d (not the last) is a multiple of 16 elements."""
@@ -217,6 +227,6 @@ class VectorFacts:
             return None
         if checked[-1] and not self._size_multiple(tensor.type.shape[-1], width):
             return None
-        if mask is not None and self.coeff(mask, axis) != 0:
-            return None
+        if mask is not None and not self.uniform(mask, axis, width):
+            return None                 # (a concat's part checks: uniform where aligned)
         return min(16, nbytes)

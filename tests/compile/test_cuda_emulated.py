@@ -5,6 +5,7 @@ without a GPU. Skipped without a host C++ compiler."""
 from __future__ import annotations
 
 import importlib
+import re
 import sys
 from pathlib import Path
 
@@ -277,3 +278,27 @@ def test_rows_wider_than_a_warp_meet_through_shared_memory(n, rows_per_program):
         got = output_float64(cuda_emulator.Emulated(ck, 4)(x, *consts))
         with np.errstate(all="ignore"):
             assert_close(got, want, "float32", f"{kernel.fn.__name__} rows of {n}")
+
+
+@fusec.kernel
+def three_parts(a, b, c):
+    return fl.cat((a, b * 2.0, c), axis=1)
+
+
+@pytest.mark.parametrize("widths,vectorized", [((256, 384, 128), True), ((257, 380, 127), False)])
+def test_a_concat_along_the_last_axis_moves_whole_vectors_where_parts_align(widths,
+                                                                            vectorized):
+    """Each part's lanes of a concat along the last axis are checked against the part's
+    bounds: where those are multiples of the vector width (sizes divisible by 16) every
+    lane group lies in one part and moves as one 16-byte access; elsewhere lane by lane.
+    Both match the interpreter, part boundaries inside a program's tile included."""
+    arrays = [random_array((5, w), "bfloat16", seed=i)[0] for i, w in enumerate(widths)]
+    inputs = [as_input(a, "bfloat16") for a in arrays]
+    ck = three_parts.compile(*inputs, backend="interpret",
+                             config=fusec.Config(blocks=[2, 256]))
+    want = output_float64(ck(*inputs))
+    got = output_float64(cuda_emulator.Emulated(ck, 2)(*inputs))
+    assert_close(got, want, "bfloat16", "three_parts")
+    source = three_parts.compile(*inputs, backend="cuda", target="sm_90",
+                                 config=fusec.Config(blocks=[2, 256])).asm["cuda"]
+    assert bool(re.search(r"\(const uint\d?\*\)\(b1_ptr", source)) == vectorized, source
