@@ -12,7 +12,8 @@
 # (not benchmarks/matmul_configs.py), SKIP_TORCH_BENCH=1,
 # SKIP_HOST_BENCH=1, HOST_BENCHES="compile_time,launch" (which host benchmarks),
 # COMPILE_PROFILE=1 (cProfile of compile_time.py's warm builds),
-# TRANSPOSE_SWEEP=1 (benchmarks/transpose_sweep.py), SKIP_MAX_AUTOTUNE=1 (no Inductor
+# TRANSPOSE_SWEEP=1 (benchmarks/transpose_sweep.py), REGION_KERNELS=1 and REGION_ARGS
+# (benchmarks/region_kernels.py), SKIP_MAX_AUTOTUNE=1 (no Inductor
 # max-autotune run), TORCH_ONLY="mlp,block" (the
 # torch_models.py rows whose names contain one of these), TORCH_MODES, SANITIZE=1,
 # PROFILE=1, MATMUL_CONFIGS="128x128x64/4w/3s,..." and MATMUL_SCHEDULES="within,spread"
@@ -87,6 +88,12 @@ fi
 # transposed copies: the tuner's space and square tiles, staging off and on, model vs measured
 if [ "${TRANSPOSE_SWEEP:-0}" = 1 ]; then
   timeout 200 python3 benchmarks/transpose_sweep.py --json "$OUT/transpose_sweep.json" 2>&1 \
+    | tee -a "$OUT/bench.log"
+fi
+# the fused regions of torch.compile steps, each kernel alone (REGION_ARGS: e.g. "--measure
+# --fast-math --configs '1,2,512/4;1,1,1024/4'")
+if [ "${REGION_KERNELS:-0}" = 1 ]; then
+  eval "timeout 240 python3 benchmarks/region_kernels.py ${REGION_ARGS:-}" 2>&1 \
     | tee -a "$OUT/bench.log"
 fi
 # tensor-core matmul configs, each under the K-loop schedules (mma.py's switches), into
