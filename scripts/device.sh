@@ -124,7 +124,7 @@ fi
 # torch.compile(backend="fusec") vs eager vs Inductor on models and the anchors as torch code
 if [ "${SKIP_TORCH_BENCH:-0}" != 1 ]; then
   timeout "${TORCH_BENCH_TIMEOUT:-300}" python3 benchmarks/torch_models.py \
-    --modes "${TORCH_MODES:-eager,inductor,fusec}" --only "${TORCH_ONLY:-}" \
+    --modes "${TORCH_MODES:-eager,inductor,fusec,fusec-fast}" --only "${TORCH_ONLY:-}" \
     --json "$OUT/torch_models.json" 2>&1 \
     | tee "$OUT/torch_models.log"
   # Inductor's max-autotune-no-cudagraphs compiles for minutes: a run of its own
