@@ -446,6 +446,27 @@ def _expand(e, x, sizes):
     return f"fl.broadcast_to({x}, (" + "".join(s + ", " for s in shape) + "))"
 
 
+def _repeat(e, x, repeats):
+    """x.repeat(r...): x with a size-1 dim before each of its dims (and the new leading
+    ones), broadcast to the repeats, read back as the product shape -- one indexed view,
+    each result element reading x at its index modulo x's sizes."""
+    x = tensor(x)
+    lead = len(repeats) - x.rank
+    if lead < 0:
+        raise Unsupported("repeat with fewer repeats than dims")
+    if any(isinstance(r, Var) for r in repeats):
+        raise Unsupported("repeat with symbolic repeat counts")
+    spread, wide, out = [], [], []
+    for i, r in enumerate(repeats):
+        size = f"{x}.shape[{i - lead}]" if i >= lead else "1"
+        spread += ["1", size] if i >= lead else ["1"]
+        wide += [lit(r), size] if i >= lead else [lit(r)]
+        out.append(f"{lit(r)} * {size}" if i >= lead else lit(r))
+    expanded = e.bind(f"fl.broadcast_to({x}.reshape(({', '.join(spread)},)), "
+                      f"({', '.join(wide)},))")
+    return f"{expanded}.reshape(({', '.join(out)},))"
+
+
 # -- reductions --------------------------------------------------------------------------------
 
 def _axes(x: Var, dims) -> str:
@@ -622,7 +643,7 @@ RULES = {
     aten.scalar_tensor: lambda e, s, dtype=None, layout=None, device=None, pin_memory=None:
         _constant("()", s, dtype),
     aten.full_like: _like(None), aten.zeros_like: _like(0), aten.ones_like: _like(1),
-    aten.unsqueeze: _unsqueeze, aten.expand: _expand,
+    aten.unsqueeze: _unsqueeze, aten.expand: _expand, aten.repeat: _repeat,
     # view/reshape/slice/select stay aten (replayed at region results, or between
     # regions): lowered inside regions as fusec reshapes and slices, the transformer
     # block's training step ran 13x slower on the H200 (benchmarks/RESULTS.md)

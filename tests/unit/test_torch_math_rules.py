@@ -409,3 +409,15 @@ def test_hypot_and_copysign_fuse_as_eager(dtype):
     xs = torch.randn(5, 6, dtype=torch.float64).requires_grad_()
     assert_trains_like_eager(lambda x: (torch.hypot(x, x * 0.5 + 1) *
                                         torch.copysign(x, x.flip(0))).sum(), xs)
+
+
+@pytest.mark.parametrize("repeats", [(2, 3), (3, 1, 2), (1, 1)])
+def test_repeat_fuses_as_one_indexed_view_and_trains_like_eager(repeats):
+    """x.repeat(...) (new leading dims too) is read in the region where it is used, each
+    result element at its index modulo x's sizes; no aten repeat is left."""
+    x = torch.randn(5, 7).requires_grad_()
+    w = torch.randn(*[r * s for r, s in zip(repeats, (1,) * (len(repeats) - 2) + (5, 7))])
+    assert_trains_like_eager(lambda x: (torch.sin(x.repeat(*repeats)) * w).sum(), x)
+    (forward, _) = fusec.dynamo.graphs()
+    assert not any("repeat" in op for op, _ in forward.aten_ops), forward.text()
+    assert any("repeat" in n.name for r in forward.regions for n in r.source.nodes)
