@@ -197,7 +197,28 @@ def _with_function_attributes(text: str) -> str:
     if "avx512f" in host_features():
         attrs.append('"prefer-vector-width"="512"')
     text = re.sub(r'^(define void @"fusec_[^\n]*\))', r"\1 #0", text, flags=re.M)
-    return text + f"\nattributes #0 = {{ {' '.join(attrs)} }}\n"
+    return _loop_ids(text) + f"\nattributes #0 = {{ {' '.join(attrs)} }}\n"
+
+
+def _loop_ids(text: str) -> str:
+    """Each branch marked loops.NO_VECTORIZE gets a loop ID of its own (a distinct node
+    naming itself) asking the loop vectorizer to leave that loop alone."""
+    marker = re.compile(r", !" + re.escape(loops.NO_VECTORIZE) + r" !\d+")
+    count = len(marker.findall(text))
+    if not count:
+        return text
+    first = 1 + max((int(n) for n in re.findall(r"!(\d+)", text)), default=0)
+    ids = iter(range(first + 1, first + 1 + count))
+    numbered = []
+
+    def loop_id(_match):
+        n = next(ids)
+        numbered.append(n)
+        return f", !llvm.loop !{n}"
+    text = marker.sub(loop_id, text)
+    nodes = [f'!{first} = !{{!"llvm.loop.vectorize.enable", i1 false}}']
+    nodes += [f"!{n} = distinct !{{!{n}, !{first}}}" for n in numbered]
+    return text + "\n" + "\n".join(nodes) + "\n"
 
 
 def compile_cpu(kernel: Op, cache=None) -> CompiledCPUKernel:

@@ -15,10 +15,17 @@ from .context import Ctx
 from .types import I32
 
 
+# the metadata kind marking a loop the loop vectorizer must leave alone: a placeholder the
+# CPU backend rewrites into `llvm.loop` metadata (cpu.py; a loop ID must refer to itself,
+# which llvmlite's metadata cannot)
+NO_VECTORIZE = "fusec.no_vectorize"
+
+
 def loop(ctx: Ctx, init, cond: Callable, step: Callable, carried: Sequence[ir.Value],
-         body: Callable, name: str = "loop") -> list[ir.Value]:
+         body: Callable, name: str = "loop", vectorize: bool = True) -> list[ir.Value]:
     """while cond(iv): carried = body(iv, carried); iv = step(iv). Returns the final carried
-    values (usable after the loop)."""
+    values (usable after the loop). vectorize=False: the loop vectorizer leaves it alone
+    (NO_VECTORIZE)."""
     b = ctx.b
     fn = b.function
     pre = b.block
@@ -36,7 +43,9 @@ def loop(ctx: Ctx, init, cond: Callable, step: Callable, carried: Sequence[ir.Va
     nxt = step(iv)
     ctx.scope -= 1
     latch = b.block
-    b.branch(header)
+    back = b.branch(header)
+    if not vectorize:
+        back.set_metadata(NO_VECTORIZE, b.module.add_metadata([]))
     iv.add_incoming(init, pre)
     iv.add_incoming(nxt, latch)
     for phi, v0, v1 in zip(phis, carried, new):
@@ -76,13 +85,14 @@ def branch(ctx: Ctx, cond: ir.Value | None, then: Callable[[], object],
 
 
 def counted(ctx: Ctx, n: int, body: Callable[[ir.Value, list], list],
-            carried: Sequence[ir.Value] = (), name: str = "i") -> list[ir.Value]:
+            carried: Sequence[ir.Value] = (), name: str = "i",
+            vectorize: bool = True) -> list[ir.Value]:
     """for i in range(n) (static n >= 1), i32 induction variable."""
     b = ctx.b
     return loop(ctx, ir.Constant(I32, 0),
                 lambda iv: b.icmp_signed("<", iv, ir.Constant(I32, n)),
                 lambda iv: b.add(iv, ir.Constant(I32, 1), flags=("nuw", "nsw")),
-                carried, body, name)
+                carried, body, name, vectorize)
 
 
 def nest(ctx: Ctx, shape: Sequence[int], body: Callable[[tuple], None],

@@ -688,6 +688,26 @@ def test_contiguous_elementwise_is_vectorized():
     assert re.search(r"<(8|16) x float>", ck.asm["llvm-opt"])
 
 
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="x86 SIMD check")
+@pytest.mark.parametrize("kind", ["max", "sum"])
+def test_row_reductions_read_rows_with_contiguous_vector_loads(kind):
+    """The lanes of an innermost-axis reduction are what becomes SIMD: the loop over
+    chunks stays scalar (vectorized across chunks, a max read every element with a
+    strided gather)."""
+    fusec = pytest.importorskip("fusec")
+    import fusec.language as fl  # noqa: F401
+
+    def rows(x):
+        return x.max(axis=1) if kind == "max" else x.sum(axis=1)
+    ck = fusec.kernel(rows, static_shapes=True).compile(
+        np.zeros((64, 1024), np.float32), backend="cpu")
+    assert "gather" not in ck.asm["llvm-opt"]
+    x = np.random.default_rng(3).standard_normal((64, 1024)).astype(np.float32)
+    x[7, 100] = np.nan
+    want = x.max(axis=1) if kind == "max" else x.astype(np.float64).sum(axis=1)
+    np.testing.assert_allclose(ck(x), want.astype(np.float32), rtol=1e-6)
+
+
 def test_top_level_writes_run_as_one_program():
     text = '''kernel(div16 = [], name = "serial", sizes = [["n", 0, 0]], unit_strides = []) {
 ^(%x: tensor<f32>[n]):
