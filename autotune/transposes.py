@@ -62,7 +62,9 @@ def _strided_params(kernel: Op, handles: dict) -> list:
         if op.name != "load":
             continue
         tensor, idx = O.memory_operands(op)[:2]
-        dims = unit.get(position.get(tensor), set())
+        shape = tensor.type.shape
+        # a dim of size 1 has a unit stride whatever the layout: not a sign of one
+        dims = {d for d in unit.get(position.get(tensor), set()) if shape[d] != 1}
         rank = len(idx)
         if not rank or rank - 1 in dims or len(dims) != 1:
             continue

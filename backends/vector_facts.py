@@ -183,7 +183,10 @@ class VectorFacts:
             return 16 if expr.name in self.div16 else 1
         if expr.is_Add:
             return math.gcd(*(self.expr_divisor(t) for t in expr.args))
-        if expr.is_Mul:
+        if expr.is_Mul:                 # integer factors only (a/2 or a/b: nothing known)
+            if not all(f.is_Integer or f.is_Symbol or f.is_Add or f.is_Mul
+                       for f in expr.args):
+                return 1
             return min(math.prod(self.expr_divisor(f) for f in expr.args), _BIG)
         return 1
 

@@ -69,8 +69,9 @@ def anatomy(name, gm, inputs, calls):
             break
         args = map_arg(node.args, env.__getitem__)
         kwargs = map_arg(node.kwargs, env.__getitem__)
-        if node.op == "call_module":
-            target = getattr(gm, node.target)
+        region = getattr(node.target, "region", None)     # FusedRegion.caller()
+        if region is not None:
+            target = region
             kind = "region"
         else:
             target = node.target

@@ -114,11 +114,16 @@ typedef struct {
     PyObject *fast_empty;     /* NULL, or torch's allocator for inductor's generated code
                                  (positional sizes, strides, dtype; on the current device:
                                  half empty_strided's cost) */
+    PyObject *current_device; /* GPU: torch's current device index (a callable); the fast
+                                 allocator serves only when it is the kernel's device, which
+                                 the driver's current context does not tell (a CUDA guard may
+                                 leave torch's device index apart from it) */
     PyObject *tensor_types;   /* tuple of exact types accepted as tensors */
     PyObject *error;          /* the exception class of launch failures */
     PyObject *kernel_name;
     char *env_backend, *env_interpret;   /* NULL: unset */
     int busy;                 /* a call in progress (torch may release the GIL inside) */
+    long long device_index;   /* GPU: the kernel's device (for current_device) */
 } FastCall;
 
 static PyObject *s_dtype, *s_shape, *s_stride, *s_get_device, *s_data_ptr, *s_zero;
@@ -155,6 +160,7 @@ static void fastcall_dealloc(FastCall *self) {
     Py_XDECREF(self->device_obj);
     Py_XDECREF(self->empty_strided);
     Py_XDECREF(self->fast_empty);
+    Py_XDECREF(self->current_device);
     Py_XDECREF(self->scratch_kwargs);
     Py_XDECREF(self->tensor_types);
     Py_XDECREF(self->error);
@@ -219,7 +225,7 @@ static int read_cpu_launches(FastCall *self, PyObject *launches) {
 
 /* FastCall(guards, outputs, launches, results, result_kind, vals_addr, nvals, params_addr, ctx,
  *          owner, stream_fn, device, empty_strided, scratch_kwargs, tensor_types, error,
- *          kernel_name, env_backend, env_interpret[, cpu[, fast_empty]])
+ *          kernel_name, env_backend, env_interpret[, cpu[, fast_empty[, current_device]]])
  * guards: per argument (kind, value, type, real, sizes, strides, device, align, slot)
  * (vals_addr is followed by the number of slots it holds: every slot index is checked)
  * outputs: (args, kwargs, zero, slot[, make[, fast_args]]); launches: (fn, blocks, threads, shared, scratch_args|None,
@@ -229,14 +235,15 @@ static int read_cpu_launches(FastCall *self, PyObject *launches) {
 static int fastcall_init(FastCall *self, PyObject *args, PyObject *kw) {
     PyObject *guards, *outs, *launches, *results, *owner, *stream_fn, *device, *empty;
     PyObject *scratch_kwargs, *types, *error, *name, *env_b, *env_i, *fast_empty = Py_None;
+    PyObject *current_device = Py_None;
     unsigned long long vals, params, ctx;
     Py_ssize_t nvals;
-    if (!PyArg_ParseTuple(args, "O!O!O!O!iKnKKOOOOOO!OOOO|pO", &PyList_Type, &guards, &PyList_Type,
+    if (!PyArg_ParseTuple(args, "O!O!O!O!iKnKKOOOOOO!OOOO|pOO", &PyList_Type, &guards, &PyList_Type,
                           &outs, &PyList_Type, &launches, &PyList_Type, &results,
                           &self->result_kind, &vals, &nvals, &params, &ctx, &owner, &stream_fn,
                           &device,
                           &empty, &scratch_kwargs, &PyTuple_Type, &types, &error, &name, &env_b,
-                          &env_i, &self->cpu, &fast_empty))
+                          &env_i, &self->cpu, &fast_empty, &current_device))
         return -1;
     self->vals = (long long *)(uintptr_t)vals;
     self->params = (void **)(uintptr_t)params;
@@ -244,8 +251,17 @@ static int fastcall_init(FastCall *self, PyObject *args, PyObject *kw) {
     Py_INCREF(owner); self->owner = owner;
     Py_INCREF(stream_fn); self->stream_fn = stream_fn;
     Py_INCREF(device); self->device_obj = device;
+    self->device_index = self->cpu ? -1 : PyLong_AsLongLong(device);
+    if (self->device_index == -1 && PyErr_Occurred()) return -1;
     Py_INCREF(empty); self->empty_strided = empty;
     self->fast_empty = fast_empty == Py_None ? NULL : (Py_INCREF(fast_empty), fast_empty);
+    self->current_device = current_device == Py_None ? NULL
+                                                     : (Py_INCREF(current_device), current_device);
+    if (self->fast_empty && !self->cpu && !self->current_device) {
+        PyErr_SetString(PyExc_ValueError, "fusec fastcall: a GPU fast allocator needs the "
+                        "current-device function");
+        return -1;
+    }
     Py_INCREF(scratch_kwargs); self->scratch_kwargs = scratch_kwargs;
     Py_INCREF(types); self->tensor_types = types;
     Py_INCREF(error); self->error = error;
@@ -467,8 +483,17 @@ static PyObject *call_matching(FastCall *self, PyObject *args) {
             pushed = 1;
         }
     }
-    /* the fast allocator makes CUDA tensors on the current device: ours unless pushed */
-    int fast = self->fast_empty && !pushed;
+    /* the fast allocator makes tensors on torch's current device: used where that is the
+       kernel's (the CPU's always is) */
+    int fast = self->fast_empty != NULL;
+    if (fast && !self->cpu) {
+        PyObject *now = PyObject_CallNoArgs(self->current_device);
+        if (!now) goto done;
+        long long index = PyLong_AsLongLong(now);
+        Py_DECREF(now);
+        if (index == -1 && PyErr_Occurred()) goto done;
+        fast = index == self->device_index;
+    }
     for (Py_ssize_t i = 0; i < self->nout; i++) {
         Output *o = &self->outs[i];
         PyObject *t = fast && o->fast_args && !o->make

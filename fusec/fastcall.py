@@ -162,6 +162,8 @@ def _fast_empty(torch, device_type: str):
     strides, dtype; CUDA tensors on the current device): half torch.empty_strided's cost,
     which parses keywords. None where this torch lacks it."""
     guards = getattr(getattr(torch._C, "_dynamo", None), "guards", None)
+    if device_type == "cuda" and not hasattr(torch._C, "_cuda_getDevice"):
+        return None              # no way to tell that the current device is the kernel's
     return getattr(guards, f"_empty_strided_{device_type}", None)
 
 
@@ -199,7 +201,7 @@ def make(compiled, plan, args, positions, outputs, made) -> object | None:
         plan.loaded.ctx_id, plan, plan.stream_of, plan.device, torch.empty_strided,
         {"dtype": torch.uint8, "device": device}, tensor_types, LaunchError, compiled.name,
         os.environ.get("FUSEC_BACKEND"), os.environ.get("FUSEC_INTERPRET"), False,
-        _fast_empty(torch, device.type))
+        _fast_empty(torch, device.type), getattr(torch._C, "_cuda_getDevice", None))
 
 
 # the OpenMP runtime libraries torch may have loaded (GNU's, LLVM's, Intel's)

@@ -175,7 +175,7 @@ def compile_graph(gm: GraphModule, options, label: str) -> tuple[GraphModule, Gr
     why_not = {n.name: why for n, why in support.reasons.items()}   # fusing renews nodes
     report = GraphReport(label)
     report.matmul_choices = [(n.name, c) for n, c in support.matmul_choices.items()]
-    regions = set()                  # the call_module nodes of the regions
+    regions = set()                  # the regions' nodes (call_module until the end)
     if partitions:
         prefix = f"_fusec_region_{label}_"
         gm = fuse_by_partitions(gm, [dict.fromkeys(p) for p in partitions], prefix=prefix,

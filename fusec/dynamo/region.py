@@ -145,6 +145,7 @@ class FusedRegion(torch.nn.Module):
         def call(*args):
             return self.forward(*args)
         call.__name__ = call.__qualname__ = self.source.name
+        call.region = self                  # for tools reading the compiled graph
         return call
 
     def forward(self, *args):

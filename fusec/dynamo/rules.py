@@ -454,6 +454,8 @@ def _repeat(e, x, repeats):
     lead = len(repeats) - x.rank
     if lead < 0:
         raise Unsupported("repeat with fewer repeats than dims")
+    if not repeats:                        # a 0-d tensor repeated by (): itself
+        return str(x)
     if any(isinstance(r, Var) for r in repeats):
         raise Unsupported("repeat with symbolic repeat counts")
     spread, wide, out = [], [], []

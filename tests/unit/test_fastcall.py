@@ -135,3 +135,35 @@ def test_a_missing_compiler_is_reported_not_raised(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                          text=True, check=True).stdout
     assert "no C compiler" in out and "no-such-compiler-here" in out
+
+
+def test_the_fast_allocator_serves_only_when_the_kernels_device_is_current():
+    """A GPU FastCall makes its outputs with the positional allocator of Inductor's code
+    (on torch's current device) only while torch's current device is the kernel's (a CUDA
+    guard may leave it elsewhere than the driver's context); else with empty_strided and
+    the device named."""
+    module()
+    made = []
+
+    def fast(size, stride, dtype):
+        made.append(size)
+        return torch.empty_strided(size, stride, dtype=dtype)
+    a = torch.randn(5, 3)
+    for current, fast_used in ((0, True), (1, False)):
+        made.clear()
+        vals = np.zeros(4, dtype=np.int64)
+        outs = [(((5, 3), (3, 1)), {"dtype": torch.float32, "device": "cpu"}, 0, 1, None,
+                 ((5, 3), (3, 1), torch.float32))]
+        call = fastcall._module().FastCall(
+            [tensor_guard(a, 0)], outs, [], [-1], 1, vals.ctypes.data, vals.size, 0, 0, vals,
+            None, 0, torch.empty_strided, {}, (torch.Tensor, torch.nn.Parameter), LaunchError,
+            "k", os.environ.get("FUSEC_BACKEND"), os.environ.get("FUSEC_INTERPRET"), False,
+            fast, lambda c=current: c)
+        out = call((a,))
+        assert out.shape == (5, 3) and vals[1] == out.data_ptr()
+        assert bool(made) == fast_used, (current, made)
+    with pytest.raises(ValueError, match="current-device"):
+        fastcall._module().FastCall(
+            [tensor_guard(a, 0)], outs, [], [-1], 1, vals.ctypes.data, vals.size, 0, 0, vals,
+            None, 0, torch.empty_strided, {}, (torch.Tensor, torch.nn.Parameter), LaunchError,
+            "k", None, None, False, fast)

@@ -421,3 +421,9 @@ def test_repeat_fuses_as_one_indexed_view_and_trains_like_eager(repeats):
     (forward, _) = fusec.dynamo.graphs()
     assert not any("repeat" in op for op, _ in forward.aten_ops), forward.text()
     assert any("repeat" in n.name for r in forward.regions for n in r.source.nodes)
+
+
+def test_repeat_of_a_zero_dim_tensor_by_nothing_is_itself():
+    x = torch.tensor(1.5)
+    got = torch.compile(lambda t: torch.sin(t.repeat(())), backend="fusec")(x)
+    torch.testing.assert_close(got, torch.sin(x))

@@ -105,3 +105,17 @@ def test_a_transposed_view_passed_in_gets_the_transpose_tiles(backend):
     params = [describe(n, s, False, False)[1] for n, s in (("a", rows), ("b", columns))]
     (pair,) = transposed_dims(trace(added, params)[0].kernel())
     assert pair == (2, 1)       # lanes walk the last axis; b is contiguous along dim 1
+
+
+def test_size_one_dims_do_not_count_as_the_contiguous_axis():
+    """A size-1 dim has a unit stride whatever the layout: (1, M, N) with strides
+    (M N, 1, M) is still a transposed view, a [1, N] row is not one."""
+    kernel = fusec.kernel(added)
+    rows = TensorSpec((1, 512, 1024), "bfloat16")
+    columns = TensorSpec((1, 512, 1024), "bfloat16", strides=(512 * 1024, 1, 512))
+    ck = kernel.compile(rows, columns, backend="cuda", target="sm_90")
+    assert list(ck.config.blocks)[1:] == [32, 32]
+    row = TensorSpec((1, 4096), "bfloat16", strides=(1, 1))
+    plain = TensorSpec((1, 4096), "bfloat16")
+    params = [describe(n, s, False, False)[1] for n, s in (("a", plain), ("b", row))]
+    assert transposed_dims(trace(added, params)[0].kernel()) == ()
