@@ -200,8 +200,8 @@ def main():
         f"CPU, {torch.get_num_threads()} threads"
     print(f"\n{where}, torch {torch.__version__}")
     print("| workload | eager | inductor | inductor max-autotune | fusec | fusec max-autotune | "
-          "fusec fast_math | fusec launches (eager, inductor) | compile s (inductor, max-autotune, fusec, "
-          "fusec max-autotune) |")
+          "fusec fast_math | fusec launches (eager, inductor) | compile s (inductor, "
+          "max-autotune, fusec, fusec max-autotune) |")
     print("|---|---|---|---|---|---|---|---|---|")
     by = {(r["workload"], r["mode"]): r for r in rows}
     for name in dict.fromkeys(r["workload"] for r in rows):

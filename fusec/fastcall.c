@@ -228,8 +228,9 @@ static int read_cpu_launches(FastCall *self, PyObject *launches) {
  *          kernel_name, env_backend, env_interpret[, cpu[, fast_empty[, current_device]]])
  * guards: per argument (kind, value, type, real, sizes, strides, device, align, slot)
  * (vals_addr is followed by the number of slots it holds: every slot index is checked)
- * outputs: (args, kwargs, zero, slot[, make[, fast_args]]); launches: (fn, blocks, threads, shared, scratch_args|None,
- * scratch_slot, name), or with cpu set (fn, total programs, parts, scratch bytes per part);
+ * outputs: (args, kwargs, zero, slot[, make[, fast_args]]); launches: (fn, blocks, threads,
+ * shared, scratch_args|None, scratch_slot, name), or with cpu set (fn, total programs, parts,
+ * scratch bytes per part);
  * results: argument index (>= 0) or -1 - output index.  With cpu set, vals_addr is the
  * functions' argument array and params_addr, ctx and stream_fn go unused. */
 static int fastcall_init(FastCall *self, PyObject *args, PyObject *kw) {
