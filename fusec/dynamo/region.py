@@ -94,6 +94,22 @@ class RegionSource:
         return scope[self.name]
 
 
+def traced_for_one_shape(gm: GraphModule) -> bool:
+    """No symbolic size or stride among the region's inputs: Dynamo's guards hold every call
+    to the traced shapes, so the kernel is specialized to them exactly (no bounds checks
+    where tiles divide the sizes) and never compiles again for this graph."""
+    for n in gm.graph.nodes:
+        if n.op != "placeholder":
+            continue
+        v = meta_value(n)
+        if isinstance(v, torch.Tensor):
+            if not all(type(s) is int for s in (*v.shape, *v.stride())):
+                return False
+        elif v is not None and type(v) not in (int, float, bool):
+            return False                    # a SymInt or SymFloat input
+    return True
+
+
 class FusedRegion(torch.nn.Module):
     """Runs a region: its fusec kernel, then the views of the results aten replays. The
     first call compiles (or falls back to aten); later calls run the generated code of
@@ -107,7 +123,8 @@ class FusedRegion(torch.nn.Module):
         name = f"fusec_{label}_{next(_counter)}"
         self.source = RegionSource(gm, name, options.matmul)
         self.kernel = jit.Kernel(self.source.function(), backend=options.backend,
-                                 autotune=options.autotune, fast_math=options.fast_math)
+                                 autotune=options.autotune, fast_math=options.fast_math,
+                                 static_shapes=traced_for_one_shape(gm))
         self.placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
         position = {n: i for i, n in enumerate(self.placeholders)}
         self.param_positions = [position[p] for p in self.source.params]

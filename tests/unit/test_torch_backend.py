@@ -258,6 +258,26 @@ def test_batch_size_change_does_not_recompile():
     assert fusec.stats()["graphs_compiled"] == before["graphs_compiled"]
 
 
+def test_regions_of_a_static_graph_are_specialized_to_its_shapes():
+    """A graph traced for one shape (Dynamo guards every call to it) gets kernels
+    specialized to the exact sizes; a graph with a dynamic dim keeps symbolic ones."""
+    factory, make, _ = MODELS["mlp_gelu_layernorm"]
+    model = factory()
+    x = make(48, torch.float32)[0]
+    torch.testing.assert_close(torch.compile(model, backend="fusec")(x), model(x),
+                               rtol=1e-5, atol=1e-5)
+    regions = [r for g in fusec.dynamo.graphs() for r in g.regions]
+    assert regions and all(r.kernel.static_shapes for r in regions)
+    torch._dynamo.reset()
+    fusec.dynamo.reset()
+    x = make(48, torch.float32)[0]
+    torch._dynamo.mark_dynamic(x, 0)
+    torch.testing.assert_close(torch.compile(model, backend="fusec")(x), model(x),
+                               rtol=1e-5, atol=1e-5)
+    regions = [r for g in fusec.dynamo.graphs() for r in g.regions]
+    assert regions and not any(r.kernel.static_shapes for r in regions)
+
+
 def test_a_region_fusec_cannot_compile_falls_back_to_aten(monkeypatch):
     monkeypatch.setitem(rules.RULES, torch.ops.aten.tanh, lambda e, x: f"fl.no_such_op({x})")
     model = MODELS["batchnorm_train"][0]()
