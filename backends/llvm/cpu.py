@@ -234,7 +234,7 @@ def compile_cpu(kernel: Op, cache=None) -> CompiledCPUKernel:
     module.triple = tm.triple
     module.data_layout = str(tm.target_data)
     target = CPUTarget()
-    plan = Plan(kernel)
+    plan = Plan(kernel, reload=True)
     layout = ArgLayout(kernel)
     base = "fusec_" + "".join(c if c.isalnum() else "_" for c in kernel.attrs.get("name", "k"))
     names, works = [], []

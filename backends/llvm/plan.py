@@ -44,11 +44,17 @@ def _expanding(op: Op) -> bool:
 
 
 class Plan:
-    def __init__(self, kernel: Op, staged_dots: frozenset = frozenset()):
+    def __init__(self, kernel: Op, staged_dots: frozenset = frozenset(),
+                 reload: bool = False):
         """staged_dots: dots whose lowering reads each operand element once, staging the
-        operands itself (mma.py): their operands need no buffer for the dot's sake."""
+        operands itself (mma.py): their operands need no buffer for the dot's sake.
+        reload: a load read by several consumers of its own block is read again by each
+        (CPU: the tile is still in the cache, and a copy into a buffer is a pass of its own)
+        rather than materialized -- unless a consumer expands it or sits in a nested
+        region, or its lanes are guarded (_guarded_row)."""
         self.kernel = kernel
         self.staged_dots = staged_dots
+        self.reload = reload
         self.params = set(kernel.regions[0].args)
         self.uses: dict[Value, list[Op]] = {}
         ops = list(kernel.walk())
@@ -61,7 +67,8 @@ class Plan:
             if op.name not in INLINE_OPS or not op.results or _rank(op.results[0]) == 0:
                 continue
             v = op.results[0]
-            if not self._repeated(op, v, repeated) or self.cost(v) <= _CHEAP_COST:
+            if not self._repeated(op, v, repeated) or self.cost(v) <= _CHEAP_COST or \
+                    self._reloaded(op, v):
                 continue
             (repeated if op.name in VIEW_OPS else self.materialized).add(v)
         for op in ops:
@@ -82,6 +89,12 @@ class Plan:
                 or any(_expanding(c) or (c.name == "dot" and c not in self.staged_dots)
                        for c in consumers)
                 or any(c.name in VIEW_OPS and c.results[0] in repeated for c in consumers))
+
+    def _reloaded(self, op: Op, v: Value) -> bool:
+        consumers = self.uses.get(v, [])
+        return (self.reload and op.name == "load" and not self._guarded_row(op)
+                and all(c.parent is op.parent and not _expanding(c) and c.name != "dot"
+                        for c in consumers))
 
     def cost(self, v: Value, depth: int = 0) -> int:
         """Work to recompute one element of v (0: free to recompute; _INF: never)."""

@@ -662,6 +662,26 @@ def test_softmax(width, block):
         np.testing.assert_allclose(got[0], want / want.sum(1, keepdims=True), rtol=1e-5)
 
 
+def test_a_load_with_several_consumers_is_read_again_on_the_cpu():
+    """The CPU plan reads a tile again in each consumer of its block (it is still in the
+    cache) instead of copying it into a buffer first; the GPU plan keeps the buffer, and so
+    does the CPU's for a guarded row (masked lanes read by a row reduction)."""
+    from fusec.backends.llvm.plan import Plan
+    row_load = ("%row = load(%x, %i3, %j3, checked = [true, true], mask = false, "
+                "other = false)")
+    assert row_load in _SOFTMAX
+    k = kernel_of(_SOFTMAX.replace(row_load, row_load.replace("[true, true]",
+                                                              "[false, false]")))
+    (row,) = [op.results[0] for op in k.walk() if op.name == "load"]
+    assert row in Plan(k).materialized and row not in Plan(k, reload=True).materialized
+    guarded = kernel_of(_SOFTMAX)
+    (grow,) = [op.results[0] for op in guarded.walk() if op.name == "load"]
+    assert grow in Plan(guarded, reload=True).materialized
+    ck = compile_cpu(k)
+    x = random_array("f32", (8, 128), _rng("reload"), specials=False)
+    check(k, ck, [x])
+
+
 def test_bias_gelu_large_runs_on_threads():
     text = elementwise(["f32", "f32"], ["%s = add(%a0, %a1) : tile<f32>[256]",
                                         "%r = gelu(%s) : tile<f32>[256]"], [("r", "f32")],
