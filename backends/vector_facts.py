@@ -37,6 +37,18 @@ _BOUND_CHECKS = ("lt", "ge", "gt", "le")
 _PER_ELEMENT = frozenset(UNARY + BINARY + COMPARE + ("where", "cast", "load"))
 
 
+def _integral(expr) -> bool:
+    """A polynomial in the sizes with integer coefficients (an integer for every size)."""
+    if expr.is_Integer or expr.is_Symbol:
+        return True
+    if expr.is_Add or expr.is_Mul:
+        return all(_integral(a) for a in expr.args)
+    if expr.is_Pow:
+        base, exp = expr.args
+        return exp.is_Integer and exp >= 0 and _integral(base)
+    return False
+
+
 def _rank(v: Value) -> int:
     return v.type.rank if isinstance(v.type, TileType) else 0
 
@@ -179,15 +191,16 @@ class VectorFacts:
         sizes known to be multiples of 16 (a concat's part offsets a_s1, a_s1 + b_s1)."""
         if isinstance(expr, int) or expr.is_Integer:
             return abs(int(expr)) or _BIG
+        if not _integral(expr):         # (a/2 + 1/2) * b: nothing known
+            return 1
         if expr.is_Symbol:
             return 16 if expr.name in self.div16 else 1
         if expr.is_Add:
             return math.gcd(*(self.expr_divisor(t) for t in expr.args))
-        if expr.is_Mul:                 # integer factors only (a/2 or a/b: nothing known)
-            if not all(f.is_Integer or f.is_Symbol or f.is_Add or f.is_Mul
-                       for f in expr.args):
-                return 1
+        if expr.is_Mul:
             return min(math.prod(self.expr_divisor(f) for f in expr.args), _BIG)
+        if expr.is_Pow:                 # a nonnegative integer power (_integral)
+            return min(self.expr_divisor(expr.args[0]) ** int(expr.args[1]), _BIG)
         return 1
 
     # -- tensors -------------------------------------------------------------------------------

@@ -486,7 +486,7 @@ static PyObject *call_matching(FastCall *self, PyObject *args) {
     }
     /* the fast allocator makes tensors on torch's current device: used where that is the
        kernel's (the CPU's always is) */
-    int fast = self->fast_empty != NULL;
+    int fast = self->fast_empty != NULL && self->nout > 0;
     if (fast && !self->cpu) {
         PyObject *now = PyObject_CallNoArgs(self->current_device);
         if (!now) goto done;

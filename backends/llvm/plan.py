@@ -68,7 +68,7 @@ class Plan:
                 continue
             v = op.results[0]
             if not self._repeated(op, v, repeated) or self.cost(v) <= _CHEAP_COST or \
-                    self._reloaded(op, v):
+                    self._reloaded(op, v, repeated):
                 continue
             (repeated if op.name in VIEW_OPS else self.materialized).add(v)
         for op in ops:
@@ -90,10 +90,13 @@ class Plan:
                        for c in consumers)
                 or any(c.name in VIEW_OPS and c.results[0] in repeated for c in consumers))
 
-    def _reloaded(self, op: Op, v: Value) -> bool:
+    def _reloaded(self, op: Op, v: Value, repeated: set) -> bool:
+        """reload: the load is read again by each consumer (none expands it, sits in a
+        nested region, is a dot or a view whose elements are read repeatedly)."""
         consumers = self.uses.get(v, [])
         return (self.reload and op.name == "load" and not self._guarded_row(op)
                 and all(c.parent is op.parent and not _expanding(c) and c.name != "dot"
+                        and not (c.name in VIEW_OPS and c.results[0] in repeated)
                         for c in consumers))
 
     def cost(self, v: Value, depth: int = 0) -> int:

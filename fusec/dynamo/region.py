@@ -25,6 +25,8 @@ import warnings
 import torch
 from torch.fx import GraphModule, Node
 
+import fusec
+
 from .. import jit, language as fl
 from ..errors import LaunchError
 from .aliases import Roots, row_major
@@ -48,14 +50,27 @@ class RegionSource:
         self.params: list[Node] = []
         self.widen: list[str] = []           # 16-bit float inputs read as float32
         self.nodes = [n for n in nodes if n in rendered]    # in graph order
-        body: list[str] = []
+        self.body: list[str] = []
         for i, n in enumerate(self.nodes):
-            body += self._statements(n, f"v{i}", matmul)
-        results = ", ".join(f"{self.var[b]}.to({dtype_name(meta_value(b).dtype)})"
-                            if widened(meta_value(b).dtype) else self.var[b]
-                            for b in self.bases)
-        header = f"def {name}({', '.join(f'a{i}' for i in range(len(self.params)))}):"
-        self.text = "\n".join([header, *self.widen, *body, f"    return ({results},)", ""])
+            self.body += self._statements(n, f"v{i}", matmul)
+        self.results = [f"{self.var[b]}.to({dtype_name(meta_value(b).dtype)})"
+                        if widened(meta_value(b).dtype) else self.var[b] for b in self.bases]
+        self.text = self._render()
+
+    def _render(self) -> str:
+        header = f"def {self.name}({', '.join(f'a{i}' for i in range(len(self.params)))}):"
+        return "\n".join([header, *self.widen, *self.body,
+                          f"    return ({', '.join(self.results)},)", ""])
+
+    def copy_results(self, indices) -> None:
+        """Results the kernel returned as one of its parameters (clone(x), x.repeat(()):
+        fusec returns an argument it was handed as is) become a fresh tensor, as eager's."""
+        for k in indices:
+            copy = f"c{k}"
+            self.body += [f"    {copy} = fusec.empty_like({self.results[k]})",
+                          f"    {copy}[:] = {self.results[k]}    # a new tensor, as eager's"]
+            self.results[k] = copy
+        self.text = self._render()
 
     def _name(self, node: Node) -> str:
         if node not in self.var:             # a region input: a kernel parameter
@@ -89,7 +104,7 @@ class RegionSource:
     def function(self):
         filename = f"<fusec-region {self.name}>"
         linecache.cache[filename] = (len(self.text), None, self.text.splitlines(True), filename)
-        scope = {"fl": fl}
+        scope = {"fl": fl, "fusec": fusec}
         exec(compile(self.text, filename, "exec"), scope)
         return scope[self.name]
 
@@ -122,9 +137,7 @@ class FusedRegion(torch.nn.Module):
         self.options = options
         name = f"fusec_{label}_{next(_counter)}"
         self.source = RegionSource(gm, name, options.matmul)
-        self.kernel = jit.Kernel(self.source.function(), backend=options.backend,
-                                 autotune=options.autotune, fast_math=options.fast_math,
-                                 static_shapes=traced_for_one_shape(gm))
+        self.kernel = self._kernel()
         self.placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
         position = {n: i for i, n in enumerate(self.placeholders)}
         self.param_positions = [position[p] for p in self.source.params]
@@ -137,9 +150,16 @@ class FusedRegion(torch.nn.Module):
         self.call_text = ""              # the generated code of later calls
         self.trust_inputs([False] * len(self.placeholders))
 
+    def _kernel(self) -> jit.Kernel:
+        options = self.options
+        return jit.Kernel(self.source.function(), backend=options.backend,
+                          autotune=options.autotune, fast_math=options.fast_math,
+                          static_shapes=traced_for_one_shape(self.original))
+
     def trust_inputs(self, trusted: list[bool]) -> list[bool]:
         """Generate the call code knowing which inputs have their traced layout at run
         time; returns the same for each output."""
+        self.trusted = list(trusted)
         roots = Roots()
         for p, sure in zip(self.placeholders, trusted):
             if sure:
@@ -171,11 +191,19 @@ class FusedRegion(torch.nn.Module):
         params = [args[i] for i in self.param_positions]
         try:
             values = self.kernel(*params)
+            compiled = self.kernel.compile(*params)
+            aliased = [k for k, (kind, _) in enumerate(compiled._returns) if kind == "param"]
+            if aliased:                  # an identity of an input: copied, as eager does
+                self.source.copy_results(aliased)
+                self.kernel = self._kernel()
+                self.trust_inputs(self.trusted)
+                values = self.kernel(*params)
+                compiled = self.kernel.compile(*params)
         except LaunchError:
             raise
         except Exception as exc:         # fusec cannot compile this region: aten runs it
             return self._fall_back(exc, args)
-        self.launches_per_call = self.kernel.compile(*params).num_launches
+        self.launches_per_call = compiled.num_launches
         self.forward = self._run         # later calls: the generated code
         return self._finish(values, *args)
 

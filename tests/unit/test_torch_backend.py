@@ -258,6 +258,23 @@ def test_batch_size_change_does_not_recompile():
     assert fusec.stats()["graphs_compiled"] == before["graphs_compiled"]
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.int64, torch.bool])
+@pytest.mark.parametrize("fn", [lambda t: t.clone(), lambda t: t.repeat(()) if t.dim() == 0
+                                else t.repeat(*([1] * t.dim()))])
+def test_a_region_returning_its_input_unchanged_returns_a_new_tensor(fn, dtype):
+    """clone(x) (and an identity repeat) is a fresh tensor in eager: the compiled region's
+    result must not share memory with its input, whose later mutation would leak into it."""
+    for shape in ((4, 5), ()):
+        torch._dynamo.reset()
+        x = (torch.randn(shape) * 3).to(dtype)
+        y = torch.compile(fn, backend="fusec")(x)
+        assert y.data_ptr() != x.data_ptr()
+        assert torch.equal(y, fn(x))
+        before = y.clone()
+        x.zero_() if dtype is not torch.bool else x.logical_not_()
+        assert torch.equal(y, before)
+
+
 def test_regions_of_a_static_graph_are_specialized_to_its_shapes():
     """A graph traced for one shape (Dynamo guards every call to it) gets kernels
     specialized to the exact sizes; a graph with a dynamic dim keeps symbolic ones."""

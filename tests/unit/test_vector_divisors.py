@@ -29,3 +29,9 @@ def test_fractions_and_unknown_factors_give_nothing():
     f = _made()
     for expr in (a / 2, 3 * a / 2, a / b, sympy.Float(0.5) * a, sympy.floor(a / 2)):
         assert f.expr_divisor(expr) == 1, expr
+
+
+def test_a_product_with_a_fractional_sum_gives_nothing():
+    f = _made()
+    assert f.expr_divisor(b * (a / 2 + sympy.Rational(1, 2))) == 1
+    assert f.expr_divisor(a ** 2) == 256
