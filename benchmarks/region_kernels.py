@@ -1,5 +1,6 @@
 """The fused regions of a torch.compile(backend="fusec") step, each kernel timed alone on
-the GPU: device time (CUDA events around 20 back-to-back calls, median of 11), bytes of its
+the GPU: device time (gpu.py's graph_ms: one call captured in a CUDA graph, the median of 20
+replays, so no host launch cost counts), bytes of its
 inputs and outputs per second, its config; optionally measured tuning's pick and a list of
 configs to try on every region whose tile rank matches.
 
@@ -9,11 +10,12 @@ configs to try on every region whose tile rank matches.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 from pathlib import Path
 
 import torch
+
+from gpu import graph_ms  # noqa: E402  (benchmarks/, the script's folder)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 import torch_models as tm  # noqa: E402
@@ -49,19 +51,8 @@ def capture(module, shape, dtype):
             for name, (r, args) in seen.items()}
 
 
-def device_us(fn, calls=20, reps=11) -> float:
-    for _ in range(3):
-        fn()
-    times = []
-    for _ in range(reps):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        for _ in range(calls):
-            fn()
-        b.record()
-        b.synchronize()
-        times.append(a.elapsed_time(b) * 1e3 / calls)
-    return statistics.median(times)
+def device_us(fn) -> float:
+    return graph_ms(fn, 20) * 1e3
 
 
 def nbytes(values) -> int:
