@@ -358,7 +358,8 @@ def kernel(fn=None, *, configs=None, backend=None, static_shapes=False, autotune
     "measure" (measured wherever the call runs here), "default" (the fixed block policy).
     fast_math: on GPUs, float32/half exp, log, sin, cos, rsqrt, sigmoid, silu and division by
     the hardware approximations (a few ulp; what Triton and --use_fast_math use) instead of
-    the correctly rounded / library functions."""
+    the correctly rounded / library functions, and float32/half sums accumulated in float32
+    instead of double (cuda backend)."""
     def wrap(f):
         return Kernel(f, configs=configs, backend=backend, static_shapes=static_shapes,
                       autotune=autotune, fast_math=fast_math)

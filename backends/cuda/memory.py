@@ -98,7 +98,35 @@ _FLOAT_SOURCES = frozenset((D.float32, D.float16, D.bfloat16))   # computed in f
 
 
 def store(E, op: Op):
-    tensor_v, idx_vs, value_v, mask_v, _ = memory_operands(op)
+    """A store; the stores of its joint group (plan.joint) all at the last one: one loop
+    writing each element of all of them, their shared values computed once per element."""
+    group = E.plan.joint.get(op, (op,))
+    if op is not group[-1]:
+        return
+    overs = [_store_layout(E, s) for s in group]
+    if any(o is not overs[0] for o in overs):     # tensor-core epilogues walk their own
+        for s in group:
+            E.for_each(memory_operands(s)[2].type.shape, None, _store_group(E, s),
+                       over=_store_layout(E, s))
+        return
+    bodies = [_store_group(E, s) for s in group]
+
+    def group_body(indices):
+        for body in bodies:
+            body(indices)
+    E.for_each(memory_operands(op)[2].type.shape, None, group_body, over=overs[0])
+
+
+def _store_layout(E, op: Op):
+    """The fragment layout a tensor-core epilogue stores from (its accumulator's registers,
+    where they are), else None."""
+    _, idx_vs, value_v, mask_v, _ = memory_operands(op)
+    return E.fragment_layout(value_v, mask_v, *idx_vs)
+
+
+def _store_group(E, op: Op):
+    """The body storing one Lane group's elements of op's value."""
+    tensor_v, _, value_v, _, _ = memory_operands(op)
     t = E.env[tensor_v]
     d = tensor_v.type.dtype
 
@@ -122,9 +150,7 @@ def store(E, op: Op):
         values = [stored_value(E, value_v, d, idx) for idx in group]
         off, valid = address(E, op, group[0])
         E.write_vector(storage(d), values, f"{t.ptr} + {off}", "st", valid)
-    # a tensor-core epilogue stores from the accumulator's registers, where they are
-    E.for_each(value_v.type.shape, None, group_body,
-               over=E.fragment_layout(value_v, mask_v, *idx_vs))
+    return group_body
 
 
 # atomicAdd overloads (sm_60+): float, double, int, and long long through its unsigned twin

@@ -7,7 +7,8 @@ G spreads the block's threads over the outputs: one warp per row for a few rows,
 block for one row, one thread per output when there are more outputs than threads.
 
 Semantics (the interpreter's): sums of ints give int64 (wrapping); float sums accumulate in
-double and round once to the result type (as the interpreter's float64 sum); max/min
+double and round once to the result type (as the interpreter's float64 sum; in float32
+under fast_math); max/min
 propagate NaN; argmax/argmin give the int32 index of the first extreme, a NaN counting as
 the extreme.
 """
@@ -50,8 +51,14 @@ def _extreme(d: DType, high: bool) -> str:
     return int_literal(d, hi if high else lo)
 
 
-def spec(kind: str, d: DType, out: DType) -> Spec:
+def spec(kind: str, d: DType, out: DType, fast: bool = False) -> Spec:
+    """fast (the kernel's fast_math): float32/half sums accumulate in float32, as Triton's
+    do (the double accumulator's conversions and 2-register shuffles cost a softmax
+    backward about a tenth of its instructions)."""
     cty = compute(d)
+    if kind == "sum" and d.is_float and fast and cty == "float":
+        return Spec([("float", "0.0f")], "{a} += {x};", arith.cast(D.float32, out, "{a}"),
+                    "{a} += {b};")
     if kind == "sum" and d.is_float:
         partial = None if cty == "double" else ("float", "0.0f", "{p} += {x};",
                                                 "{a} += (double){p};")
@@ -103,7 +110,7 @@ def reduce(E, op: Op):
     x = op.operands[0]
     kind, axis = op.attrs["kind"], op.attrs["axis"]
     res = op.results[0]
-    s = spec(kind, x.type.dtype, res.type.dtype)
+    s = spec(kind, x.type.dtype, res.type.dtype, E.fast_math)
     n = x.type.shape[axis]
     outs = numel(res.type.shape)
     nt = E.nthreads

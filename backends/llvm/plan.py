@@ -24,6 +24,7 @@ from ...ir.core import Op, Value
 from ...ir.ops import BINARY, COMPARE, UNARY, memory_operands
 from ...ir.types import TileType
 from ..carried import VIEW_OPS
+from ..joint_stores import joint_groups
 
 INLINE_OPS = frozenset(UNARY + BINARY + COMPARE + (
     "where", "cast", "broadcast", "expand_dims", "permute", "const", "arange", "tile_index",
@@ -44,6 +45,9 @@ def _expanding(op: Op) -> bool:
 
 
 class Plan:
+    # stores of one shape share one loop (joint_stores.py): the GPU backends' CUDA C
+    JOINT_STORES = False
+
     def __init__(self, kernel: Op, staged_dots: frozenset = frozenset(),
                  reload: bool = False):
         """staged_dots: dots whose lowering reads each operand element once, staging the
@@ -71,6 +75,8 @@ class Plan:
                     self._reloaded(op, v, repeated):
                 continue
             (repeated if op.name in VIEW_OPS else self.materialized).add(v)
+        # {store: the stores emitted with it, where the last of them stands}
+        self.joint: dict[Op, tuple[Op, ...]] = joint_groups(self) if self.JOINT_STORES else {}
         for op in ops:
             if op.name == "load" and _rank(op.results[0]) and op.results[0] not in \
                     self.materialized and (self._load_hazard(op) or self._guarded_row(op)):
@@ -143,7 +149,8 @@ class Plan:
         block = load.parent
         sites: list[Op] = []
         self._eval_sites(load.results[0], sites)
-        positions = [block.ops.index(_ancestor_in(s, block)) for s in sites]
+        positions = [block.ops.index(_ancestor_in(self.joint.get(s, (s,))[-1], block))
+                     for s in sites]
         start = block.ops.index(load)
         for op in block.ops[start + 1:max(positions, default=start) + 1]:
             for inner in op.walk():

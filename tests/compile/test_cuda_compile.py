@@ -213,6 +213,9 @@ def test_fast_math_swaps_float_math_for_the_hardware_approximations():
     fast = fusec.kernel(softmax.fn, fast_math=True).compile(x, target="sm_90").asm["cuda"]
     assert "expf(" in accurate and "__expf" not in accurate and "__fdividef" not in accurate
     assert "__expf(" in fast and "__fdividef(" in fast
+    # and its sum accumulates in float32 (as Triton's), not in double
+    kernel_of = lambda src: src[src.index('extern "C" __global__'):]   # past the prelude
+    assert "double acc" in kernel_of(accurate) and "double" not in kernel_of(fast)
     with pytest.raises(TypeError, match="fast_math"):
         fusec.kernel(softmax.fn, fast_math="yes")
 
