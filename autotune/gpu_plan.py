@@ -19,8 +19,6 @@ class GPUPlan(Plan):
     """The CUDA backend's fusion plan (backends/cuda/plan.py: the shared plan without the
     CPU's rule for guarded row loads), without importing the CUDA backend (85 ms) for a
     kernel that may only ever run on the CPU."""
-    JOINT_STORES = True
-
     def _guarded_row(self, load) -> bool:
         return False
 

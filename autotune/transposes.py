@@ -33,14 +33,16 @@ def transposed_dims(kernel: Op) -> tuple:
         if op.name == "tile_for":
             handles[op.regions[0].args[0]] = op.attrs["dim"]
     pairs = _strided_params(kernel, handles)
+    permuted = set()                  # permutes read by another permute: seen composed there
     for op in kernel.walk():
-        if op.name != "permute":
+        if op.name == "permute" and op.operands[0].op is not None and \
+                op.operands[0].op.name == "permute":
+            permuted.add(op.operands[0].op)
+    for op in kernel.walk():
+        if op.name != "permute" or op in permuted:
             continue
-        perm = list(op.attrs["perm"])
-        if not perm or perm[-1] == len(perm) - 1:
-            continue
-        load = _loaded(op.operands[0])
-        if load is None:
+        load, perm = _loaded(op.results[0])
+        if load is None or not perm or perm[-1] == len(perm) - 1:
             continue
         idx = O.memory_operands(load)[1]
         if len(idx) != len(perm):
@@ -74,11 +76,18 @@ def _strided_params(kernel: Op, handles: dict) -> list:
     return pairs
 
 
-def _loaded(v: Value) -> Op | None:
-    """The load whose tile `v` is, elementwise (casts, unary math), else None."""
-    while v.op is not None and v.op.name in _SAME_LAYOUT:
+def _loaded(v: Value) -> tuple:
+    """(the load whose tile `v` is, elementwise (casts, unary math) and through permutes;
+    the permutation: v's axis i is the load's axis perm[i]), or (None, None)."""
+    perm = None
+    while v.op is not None and (v.op.name in _SAME_LAYOUT or v.op.name == "permute"):
+        if v.op.name == "permute":
+            p = list(v.op.attrs["perm"])
+            perm = p if perm is None else [p[i] for i in perm]
         v = v.op.operands[0]
-    return v.op if v.op is not None and v.op.name == "load" else None
+    if v.op is None or v.op.name != "load":
+        return None, None
+    return v.op, perm
 
 
 def _dim_of(v: Value, handles: dict) -> int | None:

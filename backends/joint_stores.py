@@ -1,10 +1,11 @@
-"""Stores of one shape emitted in one strided loop (GPU backends), so a value that only
+"""Stores of one shape emitted in one loop (every backend's plan), so a value that only
 they read needs no register array or buffer.
 
 A value read by two stores (SiLU's backward writes d_gate and d_up, both from sigmoid(gate))
 is materialized by the plan: each store has its own loop, so without a copy the value would
 be computed twice. Materialized whole tiles are register arrays of up to 32 elements a
-thread; three of them took the SiLU backward to 137 registers, 12 warps an SM. Emitting the
+thread on GPUs (three of them took the SiLU backward to 137 registers, 12 warps an SM) and
+buffers on the CPU (a pass of their own over the tile). Emitting the
 stores of a block that share such values as one loop, each element's work for all of them
 in one iteration, computes a shared value once per element as a local: nothing is held
 across the tile.

@@ -87,6 +87,21 @@ def _vectorizable(L, op: Op) -> bool:
 
 
 def store(L, op: Op):
+    """A store; the stores of its joint group (plan.joint) all at the last one: one loop
+    writing each element of all of them, their shared values computed once per element."""
+    group = L.plan.joint.get(op, (op,))
+    if op is not group[-1]:
+        return
+    bodies = [_store_body(L, s) for s in group]
+
+    def body(idx):
+        for one in bodies:
+            one(idx)
+    L.for_each(memory_operands(op)[2].type.shape, body)
+
+
+def _store_body(L, op: Op):
+    """The body storing one element of op's value."""
     tensor_v, _, value_v, _, _ = memory_operands(op)
     d = tensor_v.type.dtype
 
@@ -109,7 +124,7 @@ def store(L, op: Op):
                              write, scalar, L.emit_store):
                 return
         L.emit_store(lambda: scalar(at, val))
-    L.for_each(value_v.type.shape, body)
+    return body
 
 
 def atomic_add(L, op: Op):

@@ -14,6 +14,9 @@ recomputing it would repeat real work:
   before later stores; params may alias each other, allocs alias nothing);
 - it is a load with guarded lanes that an innermost-axis reduction reads (vectorization).
 
+Stores of one shape in a block whose values share work are emitted as one loop at the last
+of them (joint_stores.py): a value only they read is then inline, computed once per element.
+
 Views (broadcast, expand_dims, permute) are never materialized themselves: the demand is
 passed to the value they view, and the view reads that buffer with remapped indices.
 Results of reduce, dot, atomic_add and of loops/ifs always live in buffers (lower.py).
@@ -45,9 +48,6 @@ def _expanding(op: Op) -> bool:
 
 
 class Plan:
-    # stores of one shape share one loop (joint_stores.py): the GPU backends' CUDA C
-    JOINT_STORES = False
-
     def __init__(self, kernel: Op, staged_dots: frozenset = frozenset(),
                  reload: bool = False):
         """staged_dots: dots whose lowering reads each operand element once, staging the
@@ -76,7 +76,7 @@ class Plan:
                 continue
             (repeated if op.name in VIEW_OPS else self.materialized).add(v)
         # {store: the stores emitted with it, where the last of them stands}
-        self.joint: dict[Op, tuple[Op, ...]] = joint_groups(self) if self.JOINT_STORES else {}
+        self.joint: dict[Op, tuple[Op, ...]] = joint_groups(self)
         for op in ops:
             if op.name == "load" and _rank(op.results[0]) and op.results[0] not in \
                     self.materialized and (self._load_hazard(op) or self._guarded_row(op)):

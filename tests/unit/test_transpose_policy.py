@@ -45,6 +45,25 @@ def test_a_tile_kernel_permuting_its_load_after_a_cast_is_found():
     assert len(transposed_dims(traced(tile_transpose, (300, 200)))) == 1
 
 
+def twice_permuted(first, second):
+    def copy(a):
+        return fl.permute(fl.permute(a, first), second) * 2.0
+    return copy
+
+
+def test_a_chain_of_permutes_is_seen_composed():
+    # attention's k^T after the head split: [B, T, H, D] -> (0, 2, 1, 3) -> (0, 1, 3, 2),
+    # neither moving the last axis back: a transpose of T and D
+    kernel = traced(twice_permuted((0, 2, 1, 3), (0, 1, 3, 2)), (2, 40, 3, 24))
+    (pair,) = transposed_dims(kernel)
+    loops = {op.attrs["dim"]: str(op.attrs["extent"]) for op in kernel.walk()
+             if op.name == "tile_for"}
+    assert (loops[pair[0]], loops[pair[1]]) == ("a_s1", "a_s3")
+    # two permutes that together keep the last axis are not one
+    assert transposed_dims(traced(twice_permuted((1, 0, 2), (1, 0, 2)), (8, 30, 40))) == ()
+    assert transposed_dims(traced(twice_permuted((0, 2, 1), (0, 2, 1)), (8, 30, 40))) == ()
+
+
 @pytest.mark.parametrize("perm", [(1, 0, 2), (0, 1, 2)])
 def test_permutes_that_keep_the_last_axis_are_not_transposes(perm):
     assert transposed_dims(traced(permuted(perm), (8, 30, 40))) == ()
