@@ -33,11 +33,13 @@ def transposed_dims(kernel: Op) -> tuple:
         if op.name == "tile_for":
             handles[op.regions[0].args[0]] = op.attrs["dim"]
     pairs = _strided_params(kernel, handles)
-    permuted = set()                  # permutes read by another permute: seen composed there
+    readers: dict = {}
     for op in kernel.walk():
-        if op.name == "permute" and op.operands[0].op is not None and \
-                op.operands[0].op.name == "permute":
-            permuted.add(op.operands[0].op)
+        for v in op.operands:
+            readers.setdefault(v, []).append(op)
+    # permutes read only by other permutes: seen composed there
+    permuted = {op for op in kernel.walk() if op.name == "permute" and readers.get(
+        op.results[0]) and all(r.name == "permute" for r in readers[op.results[0]])}
     for op in kernel.walk():
         if op.name != "permute" or op in permuted:
             continue

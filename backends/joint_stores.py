@@ -37,8 +37,15 @@ def joint_groups(plan) -> dict[Op, tuple[Op, ...]]:
         for op in block.ops:
             if op.name == "store" and rank(memory_operands(op)[2]):
                 by_shape.setdefault(tuple(memory_operands(op)[2].type.shape), []).append(op)
+        # a dot's epilogue stores walk its accumulator's fragment layout (CUDA C) and the
+        # others the strided mapping: not one loop, so a shared value would be computed
+        # once per store; beside a dot only single stores are grouped (a value read twice
+        # in one store's expression)
+        with_dot = any(o.name == "dot" for op in block.ops for o in op.walk())
         for shape, stores in by_shape.items():
             group = _distinct_tensors(plan, stores)
+            if with_dot and len(group) > 1:
+                continue
             if group and _join(plan, block, shape, group):
                 for s in group:
                     joint[s] = group

@@ -75,7 +75,9 @@ class Plan:
                     self._reloaded(op, v, repeated):
                 continue
             (repeated if op.name in VIEW_OPS else self.materialized).add(v)
-        # {store: the stores emitted with it, where the last of them stands}
+        # {store: the stores emitted with it, where the last of them stands}; before the
+        # load hazards below, which check loads against where their readers are emitted
+        # (joint_stores.py relies on it for loads another group reads)
         self.joint: dict[Op, tuple[Op, ...]] = joint_groups(self)
         for op in ops:
             if op.name == "load" and _rank(op.results[0]) and op.results[0] not in \

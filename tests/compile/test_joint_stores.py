@@ -71,6 +71,22 @@ def reads_back(x):
     return a, b
 
 
+@fusec.kernel
+def product_two_outputs(a, b):
+    M, K = a.shape
+    N = b.shape[1]
+    o1 = fusec.empty([M, N], fl.float32)
+    o2 = fusec.empty([M, N], fl.float32)
+    for tm, tn in fusec.tile([M, N]):
+        acc = fl.zeros([tm, tn], fl.float32)
+        for tk in fusec.tile(K):
+            acc += fl.dot(a[tm, tk], b[tk, tn])
+        e = fl.exp(acc)
+        o1[tm, tn] = e * 2.0
+        o2[tm, tn] = e + 1.0
+    return o1, o2
+
+
 def _plan(kernel, *args, plan_class=CudaPlan):
     ck = kernel.compile(*args, backend="cuda", target="sm_90")
     return plan_class(ck.module.kernel())
@@ -109,6 +125,14 @@ def test_a_load_of_a_tensor_that_may_be_stored_is_loaded_first():
     plan = _plan(into_one_param, x, x.copy())
     assert len(plan.joint) == 1
     assert _materialized_ops(plan) == ["load", "load"]     # not the sigmoid
+
+
+def test_stores_beside_a_dot_are_not_joined():
+    """An epilogue store walks the accumulator's fragment layout: a shared value stays
+    materialized rather than being computed once per store."""
+    a, _ = random_array((64, 32), "float32", seed=11)
+    plan = _plan(product_two_outputs, a.astype(np.float16), a.T.copy().astype(np.float16))
+    assert plan.joint == {} and "exp" in _materialized_ops(plan)
 
 
 def test_a_store_read_back_keeps_its_own_loop():

@@ -64,6 +64,13 @@ def test_a_chain_of_permutes_is_seen_composed():
     assert transposed_dims(traced(twice_permuted((0, 2, 1), (0, 2, 1)), (8, 30, 40))) == ()
 
 
+def test_a_permute_read_also_by_another_op_counts_on_its_own():
+    def both(a):
+        p = fl.permute(a, (1, 0))
+        return p * 2.0 + fl.permute(p, (1, 0))      # the second composes to the identity
+    assert len(transposed_dims(traced(both, (40, 40)))) == 1
+
+
 @pytest.mark.parametrize("perm", [(1, 0, 2), (0, 1, 2)])
 def test_permutes_that_keep_the_last_axis_are_not_transposes(perm):
     assert transposed_dims(traced(permuted(perm), (8, 30, 40))) == ()
