@@ -103,25 +103,16 @@ def store(E, op: Op):
     group = E.plan.joint.get(op, (op,))
     if op is not group[-1]:
         return
-    overs = [_store_layout(E, s) for s in group]
-    if any(o is not overs[0] for o in overs):     # tensor-core epilogues walk their own
-        for s in group:
-            E.for_each(memory_operands(s)[2].type.shape, None, _store_group(E, s),
-                       over=_store_layout(E, s))
-        return
     bodies = [_store_group(E, s) for s in group]
 
     def group_body(indices):
         for body in bodies:
             body(indices)
-    E.for_each(memory_operands(op)[2].type.shape, None, group_body, over=overs[0])
-
-
-def _store_layout(E, op: Op):
-    """The fragment layout a tensor-core epilogue stores from (its accumulator's registers,
-    where they are), else None."""
+    # a tensor-core epilogue stores from the accumulator's registers, where they are (a
+    # group of several stores never stands beside a dot: joint_stores.py)
     _, idx_vs, value_v, mask_v, _ = memory_operands(op)
-    return E.fragment_layout(value_v, mask_v, *idx_vs)
+    E.for_each(value_v.type.shape, None, group_body,
+               over=E.fragment_layout(value_v, mask_v, *idx_vs))
 
 
 def _store_group(E, op: Op):
