@@ -181,3 +181,18 @@ def test_in_place_through_a_joint_store_matches_the_interpreter():
     same = x.copy()
     got = output_float64(cuda_emulator.Emulated(ck)(same, same))
     np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_joint_stores_on_the_cpu_match_the_interpreter(dtype):
+    args = [as_input(random_array((33, 1000), dtype, seed=s)[0], dtype) for s in (12, 13, 14)]
+    want = silu_backward.compile(*args, backend="interpret")(*args)
+    got = silu_backward.compile(*args, backend="cpu")(*args)
+    for w, o in zip(want, got):
+        assert_close(output_float64(o), output_float64(w), dtype)
+    x, _ = random_array((1000,), "float32", seed=15)
+    same = x.copy()
+    want = output_float64(into_one_param.compile(x, x, backend="interpret")(same, same))
+    same = x.copy()
+    got = output_float64(into_one_param.compile(x, x, backend="cpu")(same, same))
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
