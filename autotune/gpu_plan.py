@@ -16,11 +16,9 @@ _ELEMENTWISE = frozenset(O.UNARY + O.BINARY + O.COMPARE + ("where", "cast", "loa
 
 
 class GPUPlan(Plan):
-    """The CUDA backend's fusion plan (backends/cuda/plan.py: the shared plan without the
-    CPU's rule for guarded row loads), without importing the CUDA backend (85 ms) for a
-    kernel that may only ever run on the CPU."""
-    def _guarded_row(self, load) -> bool:
-        return False
+    """The CUDA backend's fusion plan (backends/cuda/plan.py: the shared plan) with what the
+    cost model asks of it, without importing the CUDA backend (85 ms) for a kernel that may
+    only ever run on the CPU."""
 
     def expanded_elements(self, v: Value) -> int:
         """When materialized v's only reason is a broadcast expanding it (through views),

@@ -11,8 +11,7 @@ recomputing it would repeat real work:
   operands itself) -- unless it is cheap (index arithmetic, constants, views of buffers);
 - it is a load and a store to a tensor that may alias the loaded one lies between the load
   and the point where its consumers read it (tile semantics: a program loads a whole tile
-  before later stores; params may alias each other, allocs alias nothing);
-- it is a load with guarded lanes that an innermost-axis reduction reads (vectorization).
+  before later stores; params may alias each other, allocs alias nothing).
 
 Stores of one shape in a block whose values share work are emitted as one loop at the last
 of them (joint_stores.py): a value only they read is then inline, computed once per element.
@@ -55,7 +54,7 @@ class Plan:
         reload: a load read by several consumers of its own block is read again by each
         (CPU: the tile is still in the cache, and a copy into a buffer is a pass of its own)
         rather than materialized -- unless a consumer expands it or sits in a nested
-        region, or its lanes are guarded (_guarded_row)."""
+        region."""
         self.kernel = kernel
         self.staged_dots = staged_dots
         self.reload = reload
@@ -81,7 +80,7 @@ class Plan:
         self.joint: dict[Op, tuple[Op, ...]] = joint_groups(self)
         for op in ops:
             if op.name == "load" and _rank(op.results[0]) and op.results[0] not in \
-                    self.materialized and (self._load_hazard(op) or self._guarded_row(op)):
+                    self.materialized and self._load_hazard(op):
                 self.materialized.add(op.results[0])
 
     def is_inline(self, v: Value) -> bool:
@@ -102,7 +101,7 @@ class Plan:
         """reload: the load is read again by each consumer (none expands it, sits in a
         nested region, is a dot or a view whose elements are read repeatedly)."""
         consumers = self.uses.get(v, [])
-        return (self.reload and op.name == "load" and not self._guarded_row(op)
+        return (self.reload and op.name == "load"
                 and all(c.parent is op.parent and not _expanding(c) and c.name != "dot"
                         and not (c.name in VIEW_OPS and c.results[0] in repeated)
                         for c in consumers))
@@ -130,18 +129,6 @@ class Plan:
                 self._eval_sites(c.results[0], out)
             else:
                 out.append(c)
-
-    def _guarded_row(self, load: Op) -> bool:
-        """A load with guarded lanes (checked dims or a mask) read by a reduction along the
-        innermost axis: reduce.py's accumulator lanes become straight-line SIMD code only
-        when the elements are branch-free, so the load gets its own (vectorized) loop."""
-        guarded = any(load.attrs.get("checked", [])) or load.attrs.get("mask")
-        if not guarded:
-            return False
-        sites: list[Op] = []
-        self._eval_sites(load.results[0], sites)
-        return any(s.name == "reduce" and s.attrs["axis"] == s.operands[0].type.rank - 1
-                   for s in sites)
 
     def may_alias(self, a: Value, b: Value) -> bool:
         return a is b or (a in self.params and b in self.params)
