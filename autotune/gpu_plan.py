@@ -16,7 +16,7 @@ _ELEMENTWISE = frozenset(O.UNARY + O.BINARY + O.COMPARE + ("where", "cast", "loa
 
 
 class GPUPlan(Plan):
-    """The CUDA backend's fusion plan (backends/cuda/plan.py: the shared plan) with what the
+    """The CUDA backend's fusion plan (backends/llvm/plan.py, which the CUDA backend uses too) with what the
     cost model asks of it, without importing the CUDA backend (85 ms) for a kernel that may
     only ever run on the CPU."""
 

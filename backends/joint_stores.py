@@ -52,6 +52,20 @@ def joint_groups(plan) -> dict[Op, tuple[Op, ...]]:
     return joint
 
 
+def stores_at(plan, op: Op) -> tuple[Op, ...]:
+    """The stores a backend emits where store `op` stands: its whole joint group at the
+    group's last store, none at the group's other stores, `op` alone outside any group."""
+    group = plan.joint.get(op, (op,))
+    return group if op is group[-1] else ()
+
+
+def ancestor_in(op: Op, block: Block) -> Op:
+    """The op of `block` that is `op` or holds it in a nested region."""
+    while op.parent is not block:
+        op = op.parent.parent
+    return op
+
+
 def _blocks(kernel: Op):
     for op in kernel.walk():
         yield from op.regions
@@ -118,14 +132,6 @@ def _loads_first(plan, block: Block, group: tuple[Op, ...]) -> set[Value] | None
         plan._eval_sites(v, sites)
         if any(s in group for s in sites):
             forced.add(v)               # loaded whole before the stores
-        elif any(_position(block, s) > first for s in sites):
+        elif any(block.ops.index(ancestor_in(s, block)) > first for s in sites):
             return None
     return forced
-
-
-def _position(block: Block, op: Op) -> int:
-    while op.parent is not block:
-        if op.parent is None or op.parent.parent is None:
-            return len(block.ops)       # outside the block: treated as after it
-        op = op.parent.parent
-    return block.ops.index(op)

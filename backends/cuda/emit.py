@@ -42,7 +42,7 @@ from .elements import ELEM_RULES
 from .layout import Layout, c_name
 from ..carried import VIEW_OPS, CarriedSlots
 from ..walk import OpWalker
-from .plan import Plan
+from ..llvm.plan import Plan
 from .types import SIZEOF, compute
 from ..residency import UNROLL_MAX, register_tiles, slots
 from .values import INLINE, Buf, Frag, Handle, Lane, Reg, Scalar, Tensor, numel, rank

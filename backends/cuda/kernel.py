@@ -26,7 +26,7 @@ def emit_source(kernel: Op, warps: int = 4, arch: str = "", stages: int | None =
     each launch, dynamic shared memory bytes of each launch). stages: the most
     shared-memory stages of a tensor-core K loop (None: tensor_cores.MIN_STAGES)."""
     from .emit import emit_function
-    from .plan import Plan
+    from ..llvm.plan import Plan
     from .prelude import PRELUDE, TENSOR_CORE_PRELUDE
     from .tensor_cores import MIN_STAGES
     stages = MIN_STAGES if stages is None else stages

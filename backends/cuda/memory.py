@@ -6,6 +6,7 @@ from __future__ import annotations
 from ...ir import dtypes as D
 from ...ir.core import Op
 from ...ir.ops import memory_operands
+from ..joint_stores import stores_at
 from . import arith
 from .types import SIZEOF, compute, storage, zero
 from .values import Lane
@@ -100,8 +101,8 @@ _FLOAT_SOURCES = frozenset((D.float32, D.float16, D.bfloat16))   # computed in f
 def store(E, op: Op):
     """A store; the stores of its joint group (plan.joint) all at the last one: one loop
     writing each element of all of them, their shared values computed once per element."""
-    group = E.plan.joint.get(op, (op,))
-    if op is not group[-1]:
+    group = stores_at(E.plan, op)
+    if not group:
         return
     bodies = [_store_group(E, s) for s in group]
 

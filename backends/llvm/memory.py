@@ -11,6 +11,7 @@ from ...ir import dtypes as D
 from ...ir.core import Op
 from ...ir.dtypes import DType
 from ...ir.ops import memory_operands
+from ..joint_stores import stores_at
 from . import arith, loops, simt, vectors
 from .types import F32, I8, I16, I32, I64, is_signed, storage
 from .values import Scalar, Tensor
@@ -89,8 +90,8 @@ def _vectorizable(L, op: Op) -> bool:
 def store(L, op: Op):
     """A store; the stores of its joint group (plan.joint) all at the last one: one loop
     writing each element of all of them, their shared values computed once per element."""
-    group = L.plan.joint.get(op, (op,))
-    if op is not group[-1]:
+    group = stores_at(L.plan, op)
+    if not group:
         return
     bodies = [_store_body(L, s) for s in group]
 

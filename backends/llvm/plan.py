@@ -26,7 +26,7 @@ from ...ir.core import Op, Value
 from ...ir.ops import BINARY, COMPARE, UNARY, memory_operands
 from ...ir.types import TileType
 from ..carried import VIEW_OPS
-from ..joint_stores import joint_groups
+from ..joint_stores import ancestor_in, joint_groups
 
 INLINE_OPS = frozenset(UNARY + BINARY + COMPARE + (
     "where", "cast", "broadcast", "expand_dims", "permute", "const", "arange", "tile_index",
@@ -138,7 +138,7 @@ class Plan:
         block = load.parent
         sites: list[Op] = []
         self._eval_sites(load.results[0], sites)
-        positions = [block.ops.index(_ancestor_in(self.joint.get(s, (s,))[-1], block))
+        positions = [block.ops.index(ancestor_in(self.joint.get(s, (s,))[-1], block))
                      for s in sites]
         start = block.ops.index(load)
         for op in block.ops[start + 1:max(positions, default=start) + 1]:
@@ -148,8 +148,3 @@ class Plan:
                     return True
         return False
 
-
-def _ancestor_in(op: Op, block) -> Op:
-    while op.parent is not block:
-        op = op.parent.parent
-    return op
