@@ -2,7 +2,11 @@
 the anchor workloads written as torch code (CUDA, bf16): time per iteration (CUDA events
 around 10 iterations back to back, median of 15 after warm-up; host overhead counts where
 the device waits for it), device kernels launched per iteration (torch.profiler), and the
-compile time (first call minus a steady one).
+compile time (first call minus a steady one). Every mode of a row is compiled first (each
+on its own copy of the module) and the modes are then timed in turns, one run of 10
+iterations each per round: these steps are host-bound, and a mode timed alone right after
+another's compile was measured up to 35% slower than the same code timed later (Inductor's
+compile workers still busy, the allocator's state), which the turns share out evenly.
 
     python3 benchmarks/torch_models.py [--json out.json] [--only NAME,...] [--modes eager,fusec]
                                        [--profile] [--device cpu]
@@ -21,6 +25,7 @@ and the host ops around them), to see where a mode's time goes.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import statistics
 import sys
@@ -109,29 +114,36 @@ def step(fn, args, trains):
             fn(*args)
 
 
-def median_ms(fn, args, trains, reps=15, back_to_back=10, device="cuda"):
-    """Per iteration, as a loop sees it: `back_to_back` iterations between two events (the
-    host's work overlaps the device's where it can), median over `reps` such runs; on the
-    CPU, wall clock."""
-    for _ in range(3):
-        step(fn, args, trains)
-    times = []
+def timed_run_ms(fn, args, trains, back_to_back=10, device="cuda") -> float:
+    """One run: `back_to_back` iterations between two events (the host's work overlaps the
+    device's where it can), per iteration; on the CPU, wall clock."""
     if device == "cpu":
-        for _ in range(reps):
-            start = time.perf_counter()
-            for _ in range(back_to_back):
-                step(fn, args, trains)
-            times.append((time.perf_counter() - start) * 1e3 / back_to_back)
-        return statistics.median(times)
-    for _ in range(reps):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
+        start = time.perf_counter()
         for _ in range(back_to_back):
             step(fn, args, trains)
-        b.record()
-        b.synchronize()
-        times.append(a.elapsed_time(b) / back_to_back)
-    return statistics.median(times)
+        return (time.perf_counter() - start) * 1e3 / back_to_back
+    a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    torch.cuda.synchronize()
+    a.record()
+    for _ in range(back_to_back):
+        step(fn, args, trains)
+    b.record()
+    b.synchronize()
+    return a.elapsed_time(b) / back_to_back
+
+
+def medians_in_turns(fns: dict, args, trains, reps=15, device="cuda") -> dict:
+    """{mode: median ms per iteration}: `reps` rounds, each timing one run of every mode,
+    the order rotated each round."""
+    for fn in fns.values():
+        for _ in range(3):
+            step(fn, args, trains)
+    times = {mode: [] for mode in fns}
+    order = list(fns)
+    for r in range(reps):
+        for mode in order[r % len(order):] + order[:r % len(order)]:
+            times[mode].append(timed_run_ms(fns[mode], args, trains, device=device))
+    return {mode: statistics.median(t) for mode, t in times.items()}
 
 
 def launches(fn, args, trains) -> int:
@@ -151,29 +163,56 @@ def profile_table(fn, args, trains) -> str:
                                      max_name_column_width=60)
 
 
-def run(name, module, args, trains, mode, profiled=False, device="cuda"):
-    torch._dynamo.reset()
-    fusec.dynamo.reset()
+def compiled(name, module, args, trains, mode, profiled=False, device="cuda"):
+    """(the callable of `mode`, its row without the time): compiled on a copy of the module
+    (the modes of a row live side by side), the first call's time, launches, fusec's
+    region counts."""
     if mode == "eager":
         fn = module
     else:
         backend, compile_mode = MODES[mode]
-        fn = torch.compile(module, backend=backend, mode=compile_mode)
+        own = copy.deepcopy(module) if isinstance(module, torch.nn.Module) else module
+        fn = torch.compile(own, backend=backend, mode=compile_mode)
+    before = fusec.stats()
     _sync(device)
     start = time.perf_counter()
     step(fn, args, trains)
     _sync(device)
     first = time.perf_counter() - start
-    ms = median_ms(fn, args, trains, device=device)
-    row = {"workload": name, "mode": mode, "ms": ms, "compile_s": max(0.0, first - ms / 1e3),
+    steady = timed_run_ms(fn, args, trains, device=device)
+    row = {"workload": name, "mode": mode, "compile_s": max(0.0, first - steady / 1e3),
            "launches": launches(fn, args, trains) if device == "cuda" else "-"}
     if profiled:
         print(f"# profile: {name}, {mode}\n{profile_table(fn, args, trains)}", flush=True)
     if mode.startswith("fusec"):
-        s = fusec.stats()
-        row["fallback_regions"] = s["fallback_regions"]
-        row["fused_regions"] = s["fused_regions"]
-    return row
+        after = fusec.stats()
+        for key in ("fallback_regions", "fused_regions"):
+            row[key] = after[key] - before[key]
+    return fn, row
+
+
+def run_row(name, module, args, trains, modes, profiled=False, device="cuda") -> list:
+    """The rows of every mode of one workload, timed in turns (medians_in_turns)."""
+    torch._dynamo.reset()
+    fusec.dynamo.reset()
+    fns, rows = {}, []
+    for mode in modes:
+        try:
+            fns[mode], row = compiled(name, module, args, trains, mode, profiled, device)
+        except Exception as exc:          # a mode that fails is reported, not fatal
+            row = {"workload": name, "mode": mode,
+                   "error": f"{type(exc).__name__}: {str(exc)[:300]}"}
+        rows.append(row)
+    try:
+        ms = medians_in_turns(fns, args, trains, device=device)
+    except Exception as exc:
+        ms = {}
+        for row in rows:
+            row.setdefault("error", f"timing: {type(exc).__name__}: {str(exc)[:300]}")
+    for row in rows:
+        if row["mode"] in ms:
+            row["ms"] = ms[row["mode"]]
+    return rows
 
 
 def main():
@@ -188,12 +227,8 @@ def main():
     for name, (module, args, trains) in workloads(opts.device).items():
         if opts.only and not any(part in name for part in opts.only.split(",")):
             continue
-        for mode in opts.modes.split(","):
-            try:
-                row = run(name, module, args, trains, mode, opts.profile, opts.device)
-            except Exception as exc:          # a row that fails is reported, not fatal
-                row = {"workload": name, "mode": mode, "error": f"{type(exc).__name__}: "
-                                                                f"{str(exc)[:300]}"}
+        for row in run_row(name, module, args, trains, opts.modes.split(","), opts.profile,
+                           opts.device):
             rows.append(row)
             print(json.dumps(row), flush=True)
     where = torch.cuda.get_device_name(0) if opts.device == "cuda" else \

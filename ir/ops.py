@@ -104,7 +104,8 @@ from dataclasses import dataclass
 FLOAT_UNARY = ("exp", "exp2", "log", "log2", "sqrt", "rsqrt", "sin", "cos", "tan", "atan",
                "tanh", "erf", "sigmoid", "gelu", "gelu_tanh", "silu", "floor", "ceil")
 # float math the backends take from the C math library (CPU libm, CUDA's device functions)
-LIBM_UNARY = ("asin", "acos", "sinh", "cosh", "asinh", "acosh", "atanh", "erfc")
+LIBM_UNARY = ("asin", "acos", "sinh", "cosh", "asinh", "acosh", "atanh", "erfc", "log1p",
+              "expm1")
 FLOAT_UNARY += LIBM_UNARY
 NUMERIC_UNARY = ("neg", "abs", "relu")
 BITWISE_UNARY = ("not",)

@@ -39,7 +39,7 @@ FLOAT_UNARY = {
     "rsqrt": lambda x: 1.0 / np.sqrt(x), "sin": np.sin, "cos": np.cos, "tan": np.tan,
     "atan": np.arctan, "asin": np.arcsin, "acos": np.arccos, "sinh": np.sinh,
     "cosh": np.cosh, "asinh": np.arcsinh, "acosh": np.arccosh, "atanh": np.arctanh,
-    "erfc": _erfc, "tanh": np.tanh, "erf": _erf, "sigmoid": _sigmoid, "gelu": lambda x: 0.5 * x * _erfc(-x / math.sqrt(2)),
+    "erfc": _erfc, "log1p": np.log1p, "expm1": np.expm1, "tanh": np.tanh, "erf": _erf, "sigmoid": _sigmoid, "gelu": lambda x: 0.5 * x * _erfc(-x / math.sqrt(2)),
     "gelu_tanh": _gelu_tanh, "silu": lambda x: x * _sigmoid(x), "floor": np.floor,
     "ceil": np.ceil,
 }

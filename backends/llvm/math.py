@@ -239,6 +239,31 @@ def log2_f32(ctx, x):
     return _log_specials(f, x, f.fma(log1p, f.k(LOG2E), e))
 
 
+def log1p_f32(ctx, x):
+    """log(1 + x) by Goldberg's identity over log_f32 (vectorizable, as log_f32): with
+    u = 1 + x rounded, log(u) * x / (u - 1) cancels u's rounding error; x where u rounds
+    to 1 (and where u is infinite: x itself)."""
+    f = _F32(ctx)
+    u = f.add(x, f.k(1.0))
+    d = f.sub(u, f.k(1.0))
+    exact = f.mul(log_f32(ctx, u), f.div(x, d))
+    keep_x = f.b.or_(f.eq(d, f.k(0.0)), f.eq(u, f.k(math.inf)))
+    return f.sel(keep_x, x, exact)
+
+
+def expm1_f32(ctx, x):
+    """exp(x) - 1 by Kahan's identity over exp_f32/log_f32: with u = exp(x) rounded,
+    (u - 1) * x / log(u); x where u rounds to 1, -1 where u - 1 does, u where u is
+    infinite."""
+    f = _F32(ctx)
+    u = exp_f32(ctx, x)
+    d = f.sub(u, f.k(1.0))
+    result = f.mul(d, f.div(x, log_f32(ctx, u)))
+    result = f.sel(f.eq(u, f.k(math.inf)), u, result)
+    result = f.sel(f.eq(d, f.k(-1.0)), d, result)
+    return f.sel(f.eq(u, f.k(1.0)), x, result)
+
+
 def tanh_f32(ctx, x):
     f = _F32(ctx)
     a = f.abs(x)
@@ -387,7 +412,7 @@ _COMMON = {"sqrt": _intrinsic("sqrt"), "rsqrt": _rsqrt, "floor": _intrinsic("flo
 MATH = {
     "float": _COMMON | {
         "exp": exp_f32, "exp2": exp2_f32, "log": log_f32, "log2": log2_f32,
-        "tanh": tanh_f32, "erf": erf_f32, "sigmoid": sigmoid_f32, "silu": silu_f32,
+        "log1p": log1p_f32, "expm1": expm1_f32, "tanh": tanh_f32, "erf": erf_f32, "sigmoid": sigmoid_f32, "silu": silu_f32,
         "gelu": gelu_f32, "gelu_tanh": gelu_tanh_f32},
     "double": _COMMON | {
         "exp": _libm("exp"), "exp2": _libm("exp2"), "log": _libm("log"),

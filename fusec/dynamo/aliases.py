@@ -117,6 +117,48 @@ class Roots:
         return root, size, stride, offset - static_layout(root)[2]
 
 
+def _permute_of_permute(node: Node):
+    """(the first permute's input, the composed dims) when `node` permutes a permute."""
+    if node.op != "call_function" or packet(node.target) is not aten.permute:
+        return None
+    inner = node.args[0]
+    if not (isinstance(inner, Node) and inner.op == "call_function"
+            and packet(inner.target) is aten.permute):
+        return None
+    outer_dims, inner_dims = node.args[1], inner.args[1]
+    rank = len(inner_dims)
+    # permute(permute(x, p), q): result dim j is x's dim p[q[j]]
+    composed = [inner_dims[q % rank] % rank for q in outer_dims]
+    return inner.args[0], composed
+
+
+def fold_permute_chains(graph: Graph) -> int:
+    """permute(permute(x, p), q) -> permute(x, p o q), or x itself when that is the
+    identity (a weight's W^T^T in a backward graph: two aten calls of host time for
+    nothing). Exact whatever x's layout: permutes only reorder sizes and strides. A graph
+    output keeps its view (the caller may tell an alias of an input from the input).
+    Returns the number of permute calls removed."""
+    removed = 0
+    for node in list(graph.nodes):
+        found = _permute_of_permute(node)
+        if found is None:
+            continue
+        source, composed = found
+        if composed == list(range(len(composed))) and \
+                all(u.op != "output" for u in node.users):
+            node.replace_all_uses_with(source)
+            graph.erase_node(node)
+            removed += 1
+        else:
+            node.args = (source, composed)
+    for node in reversed(list(graph.nodes)):
+        if not node.users and node.op == "call_function" and \
+                packet(node.target) is aten.permute:
+            graph.erase_node(node)
+            removed += 1
+    return removed
+
+
 def _alias_calls(graph: Graph) -> int:
     return sum(1 for n in graph.nodes if n.op == "call_function" and (
         n.target is REINTERPRET or Roots.view_source(n) is not None))

@@ -18,7 +18,7 @@ from torch.fx import GraphModule, Node
 from torch.fx.passes.infra.partitioner import CapabilityBasedPartitioner
 from torch.fx.passes.utils.fuser_utils import fuse_by_partitions
 
-from .aliases import Roots, collapse_views
+from .aliases import Roots, collapse_views, fold_permute_chains
 from .library import library_op
 from .region import FusedRegion
 from .rules import Unsupported, aten, computes, fast_call, is_view, launches_nothing, packet
@@ -204,6 +204,7 @@ def compile_graph(gm: GraphModule, options, label: str) -> tuple[GraphModule, Gr
             why = why_not.get(node.name) or _left_to_aten(node.target)
             report.aten_ops.append((f"{node.name} = {_target_name(node.target)}", why))
             report.aten_launching += not launches_nothing(node.target)
+    fold_permute_chains(gm.graph)
     report.view_calls = collapse_views(gm.graph, _layout_roots(gm))
     if options.dump or "graph" in os.environ.get("FUSEC_DUMP", "").split(","):
         print(report.text(), file=sys.stderr)

@@ -204,26 +204,6 @@ def _where(e, cond, a, b):
     return f"fl.where({lit(cond)}, {lit(a)}, {lit(b)})"
 
 
-def _log1p(e, x):
-    """log(1 + x) to a few ulp where 1 + x rounds (Goldberg's trick: the rounding error of
-    u = 1 + x cancels in log(u) * x / (u - 1)); x where u rounds to 1, and to infinity."""
-    x = e.bind(_as_float(tensor(x)))
-    u = e.bind(f"({x} + 1.0)")
-    d = e.bind(f"({u} - 1.0)")
-    return (f"fl.where(({d} == 0) | ({u} == {lit(math.inf)}), {x}, "
-            f"fl.log({u}) * ({x} / {d}))")
-
-
-def _expm1(e, x):
-    """exp(x) - 1 to a few ulp near 0 (Kahan's trick: (u - 1) * x / log(u), u = exp(x));
-    x where u rounds to 1, -1 where u - 1 does, infinity where u is."""
-    x = e.bind(_as_float(tensor(x)))
-    u = e.bind(f"fl.exp({x})")
-    d = e.bind(f"({u} - 1.0)")
-    exact = f"fl.where({u} == {lit(math.inf)}, {u}, {d} * ({x} / fl.log({u})))"
-    return f"fl.where({u} == 1.0, {x}, fl.where({d} == -1.0, {d}, {exact}))"
-
-
 def _gelu(e, x, approximate="none"):
     return f'fl.gelu({_as_float(tensor(x))}, approximate="{approximate}")'
 
@@ -235,14 +215,14 @@ def _leaky_relu(e, x, negative_slope=0.01):
 
 def _elu(e, x, alpha=1.0, scale=1.0, input_scale=1.0):
     """torch's elu: x * scale above 0, expm1(x * input_scale) * alpha * scale at and below
-    (expm1 through _expm1's accurate identity)."""
+    (expm1 accurate near 0)."""
     x = tensor(x)
     xf = e.bind(_as_float(x))
     dtype = x.dtype if x.dtype.is_floating_point else torch.float32
     scaled = Var(e.bind(f"({xf} * {lit(input_scale)})"), dtype, x.rank, x.device_type)
     coef = lit(alpha * scale) if not isinstance(alpha, Var) and not isinstance(scale, Var) \
         else f"{lit(alpha)} * {lit(scale)}"
-    return f"fl.where({xf} > 0, {xf} * {lit(scale)}, {_expm1(e, scaled)} * {coef})"
+    return f"fl.where({xf} > 0, {xf} * {lit(scale)}, fl.expm1({scaled}) * {coef})"
 
 
 def _trunc(e, x):
@@ -593,7 +573,6 @@ RULES = {
     **{getattr(aten, n): _float_unary(n) for n in (
         "exp", "exp2", "log", "log2", "sqrt", "rsqrt", "sin", "cos", "tan", "atan", "tanh",
         "erf", "sigmoid", "silu", *LIBM_UNARY)},
-    aten.log1p: _log1p, aten.expm1: _expm1,
     aten.abs: lambda e, x: f"fl.abs({tensor(x)})",
     aten.relu: lambda e, x: f"fl.relu({tensor(x)})",
     aten.floor: lambda e, x: f"fl.floor({tensor(x)})",

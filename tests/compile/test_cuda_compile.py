@@ -220,6 +220,21 @@ def test_fast_math_swaps_float_math_for_the_hardware_approximations():
         fusec.kernel(softmax.fn, fast_math="yes")
 
 
+def test_fast_math_keeps_log1p_and_expm1_accurate():
+    """They exist for their accuracy near 0, which log(1 + x) and exp(x) - 1 through the
+    hardware approximations would lose: fast_math leaves them to CUDA's log1pf/expm1f."""
+    @fusec.kernel(fast_math=True)
+    def near_zero(x):
+        out = fusec.empty(x.shape, x.dtype)
+        for t in fusec.tile(x.shape[0]):
+            out[t] = fl.log1p(x[t]) + fl.expm1(x[t]) + fl.exp(x[t])
+        return out
+    src = near_zero.compile(spec([1000], "float32"), target="sm_90").asm["cuda"]
+    body = src[src.index('extern "C" __global__'):]
+    assert "log1pf(" in body and "expm1f(" in body and "__expf(" in body, body
+    assert "__logf(" not in body
+
+
 def test_cubins_come_from_the_disk_cache_the_second_time():
     softmax = importlib.import_module("softmax").softmax
     x = spec([33, 200], "float32")

@@ -33,6 +33,7 @@ UNARY_REF = {
     "floor": np.floor, "ceil": np.ceil, "asin": np.arcsin, "acos": np.arccos,
     "sinh": np.sinh, "cosh": np.cosh, "asinh": np.arcsinh, "acosh": np.arccosh,
     "atanh": np.arctanh, "erfc": np.vectorize(math.erfc, otypes=[np.float64]),
+    "log1p": np.log1p, "expm1": np.expm1,
 }
 NUMERIC_REF = {"abs": np.abs, "relu": lambda x: np.maximum(x, 0)}
 

@@ -307,16 +307,18 @@ def test_tan_and_atan_fuse_and_train_like_eager():
 
 def _c_math(x):
     return (torch.asin(x), torch.acos(x), torch.sinh(x), torch.cosh(x), torch.asinh(x),
-            torch.acosh(x), torch.atanh(x), torch.special.erfc(x))
+            torch.acosh(x), torch.atanh(x), torch.special.erfc(x), torch.log1p(x),
+            torch.expm1(x))
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
 def test_c_math_functions_fuse_and_match_eager(dtype):
-    """asin, acos, sinh, cosh, asinh, acosh, atanh, erfc (the C math library's, backends'
-    LIBM_UNARY): one region, the float64 values rounded, within a few ulp, at the special
+    """asin, acos, sinh, cosh, asinh, acosh, atanh, erfc, log1p, expm1 (the C math
+    library's, backends' LIBM_UNARY): one region, the float64 values rounded, within a few ulp, at the special
     values and on their domains' edges, NaN outside them (eager's float32 sinh(89) is inf:
     the true 2.2e38 is not), forward and backward."""
-    x = torch.tensor(SPECIAL + [0.9999, -0.9999, 1.0001, 0.25, -0.75, 2.0, 10.0, -10.0, 700.0],
+    x = torch.tensor(SPECIAL + [0.9999, -0.9999, 1.0001, 0.25, -0.75, 2.0, 10.0, -10.0, 700.0,
+                      -3e-8, 5e-5, -90.0],
                      dtype=dtype)
     got = torch.compile(_c_math, backend="fusec")(x)
     for k, (g, w) in enumerate(zip(got, _c_math(x.double()), strict=True)):

@@ -119,3 +119,37 @@ def test_collapse_leaves_a_graph_without_views_untouched():
     gm.recompile()
     assert gm.code == code
     assert REINTERPRET is not None
+
+
+def test_permutes_of_permutes_fold_into_one_or_none():
+    """W^T^T (a backward's weight) is the weight itself; two permutes compose into one;
+    an identity chain that is a graph output stays a view (an alias, not the input)."""
+    def f(x, w, y):
+        a = torch.mm(torch.sin(x), w.t().t())
+        b = y.permute(2, 0, 1).permute(0, 2, 1) * 2
+        return a, b, w.t().t()
+    x, w, y = torch.randn(5, 7), torch.randn(7, 3), torch.randn(4, 6, 8)
+    got, want = compiled_outputs(f, x, w, y)
+    torch.testing.assert_close(got, want)            # b's strides are fusec's row-major
+    assert_same_tensors((got[0], got[2]), (want[0], want[2]))
+    assert got[2] is not w and got[2].data_ptr() == w.data_ptr()
+    code = fusec.dynamo.graphs()[-1].code
+    # the mm reads w itself, the region reads y's chain; the output's alias is one permute
+    assert code.count("permute(") == 1 and "permute(arg1_1, [0, 1])" in code, code
+
+
+def test_fold_permute_chains_composes_the_dims():
+    from fusec.dynamo.aliases import fold_permute_chains
+
+    def f(x):
+        return x.permute(1, 2, 0).permute(2, 0, 1).permute(0, 2, 1) + 1
+    gm = torch.fx.symbolic_trace(f)
+    for n in gm.graph.nodes:                  # as aten ops, the form the backend sees
+        if n.op == "call_method" and n.target == "permute":
+            n.op, n.target = "call_function", torch.ops.aten.permute.default
+            n.args = (n.args[0], list(n.args[1:]))
+    assert fold_permute_chains(gm.graph) == 2
+    gm.recompile()
+    x = torch.randn(2, 3, 4)
+    torch.testing.assert_close(gm(x), f(x))
+    assert gm.code.count("permute.default(") == 1, gm.code
