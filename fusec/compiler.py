@@ -332,7 +332,7 @@ class CompiledKernel:
             self._native_call = fast if type(fast) is not types.FunctionType else False
         return result
 
-    def fast_path(self, runtime_args: list, args: tuple | None = None):
+    def fast_path(self, runtime_args: list, args: tuple | None = None, known=frozenset()):
         """A callable running later calls whose arguments match runtime_args in everything
         the compile and the launch geometry depend on (dtypes, shapes, strides, alignment,
         scalar values: the Kernel's call cache keys them so), with only the data pointers
@@ -340,11 +340,13 @@ class CompiledKernel:
         Takes the kernel's whole argument tuple (constexprs included). On a GPU, with `args`
         (this call's whole argument tuple) given, it is the native call path where that is
         available (fastcall.py): it checks the arguments itself and returns NotImplemented
-        for arguments that do not match; so on the CPU (torch tensors or numpy arrays)."""
+        for arguments that do not match; so on the CPU (torch tensors or numpy arrays).
+        `known`: places in `args` of tensors whose dtype, shape, strides and device the
+        caller guarantees to be this call's: the native path checks only their alignment."""
         positions = self.runtime_positions or range(len(runtime_args))
         native = getattr(self, "native", None)
         if self.backend == "cpu" and hasattr(native, "fixed_launch"):
-            return self._cpu_fast_path(runtime_args, positions, native, args)
+            return self._cpu_fast_path(runtime_args, positions, native, args, known)
         if native is None or self.backend not in DEVICE_BACKENDS:
             return lambda args: self.run([args[i] for i in positions])
         torch = arrays._torch()
@@ -363,7 +365,7 @@ class CompiledKernel:
         made = outputs()
         plan = native.plan(list(runtime_args) + made)
         if args is not None:
-            native_call = fastcall.make(self, plan, args, list(positions), outs, made)
+            native_call = fastcall.make(self, plan, args, list(positions), outs, made, known)
             if native_call is not None:
                 return native_call
 
@@ -380,7 +382,8 @@ class CompiledKernel:
                  arrays.torch_dtype(t.dtype) if torch_dtypes else STORAGE[t.dtype], zero)
                 for (t, _, zero), shape in zip(self._allocs, shapes)]
 
-    def _cpu_fast_path(self, runtime_args: list, positions, cpu_kernel, args=None):
+    def _cpu_fast_path(self, runtime_args: list, positions, cpu_kernel, args=None,
+                       known=frozenset()):
         """fast_path on the CPU: outputs made as this call's were (torch or numpy), the
         tensors' data pointers read straight off them, the argument slots of the native
         functions filled once (CompiledCPUKernel.fixed_launch); with `args`, the native
@@ -397,7 +400,7 @@ class CompiledKernel:
             torch_outputs = arrays.is_torch_tensor(like)
             native_call = fastcall.make_cpu(
                 self, args, list(positions), self._output_specs(shapes, torch_outputs), now,
-                cpu_kernel.native_plan, numpy_outputs=not torch_outputs)
+                cpu_kernel.native_plan, numpy_outputs=not torch_outputs, known=known)
             if native_call is not None:
                 return native_call
         order, launch = cpu_kernel.fixed_launch(now)

@@ -52,7 +52,10 @@ static int load_driver(void) {
 }
 
 enum { ARG_TENSOR = 0, ARG_INT = 1, ARG_FLOAT = 2, ARG_OTHER = 3, ARG_IGNORED = 4,
-       ARG_NDARRAY = 5 };
+       ARG_NDARRAY = 5, ARG_KNOWN_TENSOR = 6 };
+/* ARG_KNOWN_TENSOR: a tensor whose dtype, sizes, strides and device the caller guarantees
+   to be the compiling call's (a fused region's input of known layout): only its type and
+   its pointer's 16-byte alignment are checked, one attribute read instead of five */
 
 typedef struct {
     int kind;
@@ -283,7 +286,7 @@ static int fastcall_init(FastCall *self, PyObject *args, PyObject *kw) {
         Py_INCREF(value); g->value = value;
         g->type = type == Py_None ? NULL : (PyTypeObject *)type;
         g->device = device_index; g->align = align; g->slot = (Py_ssize_t)slot;
-        if (g->kind == ARG_TENSOR || g->kind == ARG_NDARRAY) {
+        if (g->kind == ARG_TENSOR || g->kind == ARG_KNOWN_TENSOR || g->kind == ARG_NDARRAY) {
             int n2;
             if (read_ints(sizes, &g->sizes, &g->ndim) || read_ints(strides, &g->strides, &n2))
                 return -1;
@@ -402,6 +405,21 @@ static int check_tensor(FastCall *self, Guard *g, PyObject *a, long long *ptr) {
     return (*ptr & 15) == g->align;
 }
 
+/* check_tensor for ARG_KNOWN_TENSOR: the type and the alignment */
+static int check_known_tensor(FastCall *self, Guard *g, PyObject *a, long long *ptr) {
+    PyTypeObject *t = Py_TYPE(a);
+    int known = 0;
+    for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(self->tensor_types); k++)
+        known |= (PyObject *)t == PyTuple_GET_ITEM(self->tensor_types, k);
+    if (!known) return 0;
+    PyObject *v = PyObject_CallMethodNoArgs(a, s_data_ptr);
+    if (!v) return -1;
+    *ptr = (long long)PyLong_AsUnsignedLongLongMask(v);
+    Py_DECREF(v);
+    if (PyErr_Occurred()) return -1;
+    return (*ptr & 15) == g->align;
+}
+
 /* a numpy array (any exporter of the buffer protocol of the guard's exact type) whose
  * format, shape, byte strides, 16-byte alignment and, when written to, writability match:
  * 1 (*ptr set), else 0 */
@@ -427,10 +445,12 @@ static int check_ndarray(Guard *g, PyObject *a, long long *ptr) {
 static int check_arg(FastCall *self, Guard *g, PyObject *a) {
     switch (g->kind) {
     case ARG_TENSOR:
+    case ARG_KNOWN_TENSOR:
     case ARG_NDARRAY: {
         long long ptr = 0;
         int ok = g->kind == ARG_TENSOR ? check_tensor(self, g, a, &ptr)
-                                       : check_ndarray(g, a, &ptr);
+                 : g->kind == ARG_KNOWN_TENSOR ? check_known_tensor(self, g, a, &ptr)
+                                               : check_ndarray(g, a, &ptr);
         if (ok == 1 && g->slot >= 0) self->vals[g->slot] = ptr;
         return ok;
     }

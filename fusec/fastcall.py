@@ -36,7 +36,7 @@ from .errors import LaunchError
 SOURCE = Path(__file__).with_name("fastcall.c")
 INCLUDED = [Path(__file__).with_name("native_pool.c")]      # #include'd by SOURCE
 MODULE_NAME = "fusec_fastcall"
-ARG_TENSOR, ARG_INT, ARG_FLOAT, ARG_OTHER, ARG_NDARRAY = 0, 1, 2, 3, 5
+ARG_TENSOR, ARG_INT, ARG_FLOAT, ARG_OTHER, ARG_NDARRAY, ARG_KNOWN_TENSOR = 0, 1, 2, 3, 5, 6
 
 _lock = threading.Lock()
 _state: dict = {}              # "module" or "reason"
@@ -105,12 +105,15 @@ def _load(path: Path):
     return module
 
 
-def _guard(a, runtime_slot, tensor_types, written: bool = False, arrays_too: bool = False):
+def _guard(a, runtime_slot, tensor_types, written: bool = False, arrays_too: bool = False,
+           known: bool = False):
     """The guard tuple of one argument, or None when the C path cannot check it; numpy
-    arrays only with arrays_too (CPU kernels; `written`: the kernel writes into it)."""
+    arrays only with arrays_too (CPU kernels; `written`: the kernel writes into it);
+    `known`: a tensor whose dtype, shape, strides and device the caller guarantees (only
+    its type and alignment are checked)."""
     t = type(a)
     if t in tensor_types:
-        return (ARG_TENSOR, a.dtype, None, 0.0, tuple(a.shape), tuple(a.stride()),
+        return (ARG_KNOWN_TENSOR if known else ARG_TENSOR, a.dtype, None, 0.0, tuple(a.shape), tuple(a.stride()),
                 a.get_device(), a.data_ptr() & 15, runtime_slot)
     if t is np.ndarray:
         if not arrays_too:
@@ -133,16 +136,16 @@ def _guard(a, runtime_slot, tensor_types, written: bool = False, arrays_too: boo
 
 
 def _guards(args, positions, slot_of: dict, tensor_types, written=frozenset(),
-            arrays_too: bool = False) -> list | None:
+            arrays_too: bool = False, known=frozenset()) -> list | None:
     """The guard tuples of a call's whole argument tuple (positions: the runtime params'
     places in it; slot_of: runtime position -> pointer slot), or None when the C path
-    cannot check one of them (_guard's `written` / `arrays_too` by place)."""
+    cannot check one of them (_guard's `written` / `arrays_too` / `known` by place)."""
     runtime_of = {full: k for k, full in enumerate(positions)}
     guards = []
     for i, a in enumerate(args):
         k = runtime_of.get(i)
         guard = _guard(a, slot_of.get(k, -1) if k is not None else -1, tensor_types,
-                       i in written, arrays_too)
+                       i in written, arrays_too, i in known)
         if guard is None:
             return None
         guards.append(guard)
@@ -174,10 +177,11 @@ def _results(compiled, positions) -> tuple[list, int]:
     return results, 0 if compiled._returns_tuple or len(results) > 1 else (1 if results else 2)
 
 
-def make(compiled, plan, args, positions, outputs, made) -> object | None:
+def make(compiled, plan, args, positions, outputs, made, known=frozenset()) -> object | None:
     """A FastCall for later calls shaped like `args` (the kernel's whole argument tuple)
     through `plan` (its LaunchPlan); outputs: (shape, strides, torch dtype, zero) per
-    alloc, `made` the tensors of this call's outputs. None where the C path is unavailable
+    alloc, `made` the tensors of this call's outputs; `known`: places of tensors whose
+    layout the caller guarantees (ARG_KNOWN_TENSOR). None where the C path is unavailable
     or an argument is of a kind it does not check."""
     module = _module()
     if module is None:
@@ -186,7 +190,7 @@ def make(compiled, plan, args, positions, outputs, made) -> object | None:
     tensor_types = (torch.Tensor, torch.nn.Parameter)
     rt = plan.rt
     slot_of = {pos: slot for slot, pos in plan.pointer_slots}    # runtime position -> slot
-    guards = _guards(args, positions, slot_of, tensor_types)
+    guards = _guards(args, positions, slot_of, tensor_types, known=known)
     if guards is None:
         return None
     device = made[0].device if made else next(
@@ -240,7 +244,7 @@ def cpu_threads() -> str:
 
 
 def make_cpu(compiled, args, positions, outputs, arrays_now, native_plan,
-             numpy_outputs: bool = False) -> object | None:
+             numpy_outputs: bool = False, known=frozenset()) -> object | None:
     """make() for a kernel compiled for the CPU (torch CPU tensors or numpy arrays):
     outputs as in make() (with numpy_outputs, numpy dtypes: made by numpy.empty/zeros);
     arrays_now: this call's runtime arrays and outputs, in the functions' argument order,
@@ -253,7 +257,8 @@ def make_cpu(compiled, args, positions, outputs, arrays_now, native_plan,
     tensor_types = (torch.Tensor, torch.nn.Parameter) if torch is not None else ()
     packed, slot_of, launches = native_plan(arrays_now, NATIVE_PARALLEL_WORK)
     written = {positions[i] for i, _ in compiled._written}
-    guards = _guards(args, positions, slot_of, tensor_types, written, arrays_too=True)
+    guards = _guards(args, positions, slot_of, tensor_types, written, arrays_too=True,
+                     known=known)
     if guards is None:
         return None
     n_params = len(positions)

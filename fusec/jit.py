@@ -88,6 +88,10 @@ class Kernel:
         self._calls: dict = {}
         # the native call path (fusec/fastcall.py) last used: tried before the key is built
         self._native = None
+        # places of arguments whose dtype, shape, strides and device every call keeps (a
+        # fused region's inputs of known layout, fusec/dynamo): its native call path checks
+        # only their type and alignment
+        self.known_layouts: frozenset = frozenset()
         self._constexpr_flags = [p.name in self.constexprs for p in self.params]
         self._store = KernelStore(self)     # compiled kernels kept on disk across processes
 
@@ -311,7 +315,7 @@ class Kernel:
         runtime_args = [values[i] for i in self.runtime_positions]
         result = compiled.run(runtime_args)
         if key is not None:
-            fast = compiled.fast_path(runtime_args, args)
+            fast = compiled.fast_path(runtime_args, args, self.known_layouts)
             if fast is not None:
                 if len(self._calls) >= CALL_CACHE_ENTRIES:
                     self._calls.clear()

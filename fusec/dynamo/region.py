@@ -160,6 +160,8 @@ class FusedRegion(torch.nn.Module):
         """Generate the call code knowing which inputs have their traced layout at run
         time; returns the same for each output."""
         self.trusted = list(trusted)
+        self.kernel.known_layouts = frozenset(
+            k for k, i in enumerate(self.param_positions) if self.trusted[i])
         roots = Roots()
         for p, sure in zip(self.placeholders, trusted):
             if sure:

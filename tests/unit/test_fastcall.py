@@ -167,3 +167,20 @@ def test_the_fast_allocator_serves_only_when_the_kernels_device_is_current():
             [tensor_guard(a, 0)], outs, [], [-1], 1, vals.ctypes.data, vals.size, 0, 0, vals,
             None, 0, torch.empty_strided, {}, (torch.Tensor, torch.nn.Parameter), LaunchError,
             "k", None, None, False, fast)
+
+
+def test_a_tensor_of_known_layout_is_checked_for_its_type_and_alignment_only():
+    """ARG_KNOWN_TENSOR (a fused region's input whose layout the graph guarantees): the
+    pointer is written and the alignment and type still decide, the shape is not read."""
+    module()
+    vals = np.zeros(4, dtype=np.int64)
+    a = torch.randn(8, 4)
+    known = (fastcall.ARG_KNOWN_TENSOR,) + tensor_guard(a, 0)[1:]
+    call = fastcall._module().FastCall(
+        [known], [], [], [0], 1, vals.ctypes.data, vals.size, 0, 0, vals, None, 0,
+        torch.empty_strided, {}, (torch.Tensor, torch.nn.Parameter), LaunchError, "k",
+        os.environ.get("FUSEC_BACKEND"), os.environ.get("FUSEC_INTERPRET"))
+    other = torch.randn(32)                     # the caller's promise is not re-checked
+    assert call((other,)) is other and vals[0] == other.data_ptr()
+    assert call((torch.randn(33)[1:],)) is NotImplemented      # 16-byte alignment
+    assert call((a.numpy(),)) is NotImplemented                 # not a torch tensor

@@ -153,3 +153,21 @@ def test_fold_permute_chains_composes_the_dims():
     x = torch.randn(2, 3, 4)
     torch.testing.assert_close(gm(x), f(x))
     assert gm.code.count("permute.default(") == 1, gm.code
+
+
+def test_region_inputs_of_known_layout_skip_the_layout_checks_and_stay_right():
+    """A region reading a matmul's result (row-major, made in the graph) and a graph input
+    (the caller's strides): only the first is of known layout for its kernel's native
+    call; new inputs on every call give eager's values."""
+    def f(x, w, b):
+        return torch.relu(x @ w + b) * 2
+    w = torch.randn(16, 8)
+    fn = torch.compile(f, backend="fusec")
+    for _ in range(3):
+        x, b = torch.randn(5, 16), torch.randn(8)
+        torch.testing.assert_close(fn(x, w, b), f(x, w, b))
+    (region,) = fusec.dynamo.graphs()[-1].regions
+    mm_result = next(k for k, i in enumerate(region.param_positions)
+                     if region.placeholders[i].name.startswith("mm"))
+    assert region.kernel.known_layouts == {mm_result}, (region.kernel.known_layouts,
+                                                       region.placeholders)
