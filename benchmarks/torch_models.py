@@ -4,9 +4,10 @@ around 10 iterations back to back, median of 15 after warm-up; host overhead cou
 the device waits for it), device kernels launched per iteration (torch.profiler), and the
 compile time (first call minus a steady one). Every mode of a row is compiled first (each
 on its own copy of the module) and the modes are then timed in turns, one run of 10
-iterations each per round: these steps are host-bound, and a mode timed alone right after
-another's compile was measured up to 35% slower than the same code timed later (Inductor's
-compile workers still busy, the allocator's state), which the turns share out evenly.
+iterations each per round, the order rotated: these steps are host-bound, and timed one
+mode after another the same code measured up to 35% apart within one run (the mode timed
+right after Inductor's compile was the slow one; the cause was not isolated), which the
+turns share out evenly between the modes.
 
     python3 benchmarks/torch_models.py [--json out.json] [--only NAME,...] [--modes eager,fusec]
                                        [--profile] [--device cpu]
