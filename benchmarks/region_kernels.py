@@ -1,8 +1,10 @@
 """The fused regions of a torch.compile(backend="fusec") step, each kernel timed alone on
-the GPU: device time (gpu.py's graph_ms: one call captured in a CUDA graph, the median of 20
-replays, so no host launch cost counts), bytes of its
-inputs and outputs per second, its config; optionally measured tuning's pick and a list of
-configs to try on every region whose tile rank matches.
+the GPU: device time (10 calls back to back captured in a CUDA graph, per call, so no host
+launch cost counts), bytes of its inputs and outputs per second, its config; optionally
+measured tuning's pick and a list of configs to try on every region whose tile rank
+matches. A region's variants are built first and timed in turns (5 rounds, the order
+rotated, the median per variant): one replay at a time, the same config measured up to 40%
+apart between two variants timed one after the other.
 
     python3 benchmarks/region_kernels.py [--only block] [--measure] [--fast-math]
         [--configs "1,8,512/4;1,2,512/4;1,1,1024/4"]
@@ -10,6 +12,7 @@ configs to try on every region whose tile rank matches.
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 from pathlib import Path
 
@@ -51,8 +54,26 @@ def capture(module, shape, dtype):
             for name, (r, args) in seen.items()}
 
 
+CALLS_PER_REPLAY = 10
+ROUNDS = 5
+
+
 def device_us(fn) -> float:
-    return graph_ms(fn, 20) * 1e3
+    """Per call: CALLS_PER_REPLAY calls in one CUDA graph, the median of 5 replays."""
+    def calls():
+        for _ in range(CALLS_PER_REPLAY):
+            fn()
+    return graph_ms(calls, 5) * 1e3 / CALLS_PER_REPLAY
+
+
+def in_turns(variants: dict) -> dict:
+    """{label: median us} of device_us over ROUNDS rounds, the order rotated each round."""
+    times = {label: [] for label in variants}
+    order = list(variants)
+    for r in range(ROUNDS):
+        for label in order[r % len(order):] + order[:r % len(order)]:
+            times[label].append(device_us(variants[label]))
+    return {label: statistics.median(t) for label, t in times.items()}
 
 
 def nbytes(values) -> int:
@@ -84,30 +105,36 @@ def main():
             out = region.kernel(*args)
             moved = nbytes(args) + nbytes(out if isinstance(out, tuple) else (out,))
             ck = region.kernel.compile(*args)
-            t = device_us(lambda: region.kernel(*args))
-            total += t
-            line = [f"{case} {name}: {ck.config} x{ck.num_launches} {t:.1f} us "
-                    f"{moved / t / 1e3:.0f} GB/s"]
-            variants = []
+            variants = {"default": lambda: region.kernel(*args)}
+            labels = {"default": str(ck.config)}
+            others = []
             if opts.measure:
-                variants.append(("measured", {"autotune": "measure"}))
+                others.append(("measured", {"autotune": "measure"}))
             if opts.fast_math:
-                variants.append(("fast_math", {"fast_math": True}))
-            for label, kwargs in variants:
+                others.append(("fast_math", {"fast_math": True}))
+            for label, kwargs in others:
                 other = jit.Kernel(region.source.function(), backend="cuda", **kwargs)
                 other(*args)
-                line.append(f"{label} {other.compile(*args).config} "
-                            f"{device_us(lambda: other(*args)):.1f}")
+                variants[label] = (lambda k: lambda: k(*args))(other)
+                labels[label] = f"{label} {other.compile(*args).config}"
+            failed = []
             for blocks, warps in configs:
                 if len(blocks) != len(ck.config.blocks):
                     continue
+                label = f"{blocks}w{warps}"
                 try:
                     tried = region.kernel.compile(*args, config=fusec.Config(blocks=blocks,
                                                                              warps=warps))
-                    line.append(f"{blocks}w{warps} {device_us(lambda: tried(*args)):.1f}")
+                    variants[label] = (lambda k: lambda: k(*args))(tried)
+                    labels[label] = label
                 except Exception as exc:           # a config the kernel cannot take
-                    line.append(f"{blocks}w{warps} {type(exc).__name__}")
-            print(" | ".join(line), flush=True)
+                    failed.append(f"{label} {type(exc).__name__}")
+            us = in_turns(variants)
+            total += us["default"]
+            line = [f"{case} {name}: {ck.config} x{ck.num_launches} {us['default']:.1f} us "
+                    f"{moved / us['default'] / 1e3:.0f} GB/s"]
+            line += [f"{labels[k]} {t:.1f}" for k, t in us.items() if k != "default"]
+            print(" | ".join(line + failed), flush=True)
         print(f"{case}: {total:.0f} us over its regions", flush=True)
 
 
