@@ -73,6 +73,45 @@ def shrink_to_cap(blocks: dict, tile_elements, cap: int) -> dict:
     return blocks
 
 
+# A thread's share of the register tiles the default policy's blocks may give it (float
+# elements, each a register): past it, fewer rows a program. H100, bf16 rows of the
+# transformer block's step (benchmarks/region_kernels.py, device us): RMSNorm backward,
+# three register tiles, [4 rows] x 4 warps (96 a thread, 154 registers) 30.9, 2 rows 26.6,
+# 1 row 25.4; softmax over rows of 512, two tiles, 8 rows (64) 61.3 / 70.9 (forward /
+# backward), 4 rows 60.2 / 68.2; RMSNorm forward, one tile, 4 rows (32) 6.3, 2 rows 6.9
+REGISTER_TILE_BUDGET = 32
+
+
+def register_tile_elements(facts: KernelFacts, config: Config) -> float:
+    """The most register-tile elements a thread of `config` holds in any launch (the GPU
+    plan's materialized values its readers let be register tiles)."""
+    threads = config.warps * 32
+    most = 0.0
+    for launch in facts.work([facts.full_blocks(config.blocks)]):
+        held = sum(float(np.ravel(count)[0]) * math.ceil(float(np.ravel(elements)[0]) / threads)
+                   for count, elements, _, _, eligible in launch.materialized
+                   if float(np.ravel(eligible)[0]) > 0)
+        most = max(most, held)
+    return most
+
+
+def fit_register_tiles(facts: KernelFacts, config: Config,
+                       budget: int = REGISTER_TILE_BUDGET) -> Config:
+    """`config` with its parallel blocks halved (the largest first) until a thread's
+    register tiles hold at most `budget` elements, or every parallel block is 1: more
+    programs of fewer rows instead of fewer programs that cost occupancy."""
+    parallel = {d.dim for d in facts.tunable if d.parallel}
+    blocks = list(config.blocks)
+    for _ in range(64):
+        current = Config(facts.full_blocks(blocks), config.warps, config.stages)
+        shrinkable = [d for d in parallel if blocks[d] > 1]
+        if not shrinkable or register_tile_elements(facts, current) <= budget:
+            return current
+        dim = max(shrinkable, key=lambda d: blocks[d])
+        blocks[dim] //= 2
+    return Config(facts.full_blocks(blocks), config.warps, config.stages)
+
+
 def block_choices(facts: KernelFacts, machine: Machine, cap: int) -> dict:
     """dim -> the block sizes tried for it."""
     dots = facts.dot_dims if machine.kind == "gpu" else frozenset()

@@ -15,7 +15,7 @@ from .autotune.cache import default_cache
 from .autotune.config import Config
 from .autotune.facts import KernelFacts
 from .autotune.fitting import kernel_facts, probe_factors
-from .autotune.space import fit_to_extents, shrink_to_cap
+from .autotune.space import fit_register_tiles, fit_to_extents, shrink_to_cap
 from .autotune.transposes import transpose_blocks, transposed_dims
 from .backends.common import size_function
 from .backends.numeric import STORAGE
@@ -681,10 +681,13 @@ def policy_guards(facts: KernelFacts, backend: str, target: str | None = None) -
 
 
 def default_config(facts: KernelFacts, backend: str, target: str | None = None,
-                   fit_extents: bool = True) -> Config:
+                   fit_extents: bool = True, fit_registers: bool = True) -> Config:
     """The fixed policy's config for a kernel, from its facts (no tracing); `target`: the
     GPU arch (tensor-core tiles depend on its shared memory; None: this GPU's, if any).
-    policy_guards gives the sizes the choice depends on."""
+    policy_guards gives the sizes the choice depends on. On the CUDA backend (with
+    fit_registers), fewer rows a program where a thread's register tiles would pass
+    space.REGISTER_TILE_BUDGET (the traced policy, trace_with_default_blocks, has no such
+    step: it needs the facts)."""
     dot = tensor_core_policy(facts, backend, target)
     if dot:
         blocks, warps = dot
@@ -700,7 +703,10 @@ def default_config(facts: KernelFacts, backend: str, target: str | None = None,
                                      if d.parallel])
     blocks = shrink_to_cap(used, lambda b: facts.tile_elements(facts.full_blocks(
         [b.get(i, 1) for i in range(1 + max(b))])), cap) if used else {}
-    return Config(blocks=facts.full_blocks([blocks.get(d.dim, 1) for d in facts.dims]))
+    config = Config(blocks=facts.full_blocks([blocks.get(d.dim, 1) for d in facts.dims]))
+    if backend == "cuda" and fit_registers and facts.fitted:   # its register tiles
+        config = fit_register_tiles(facts, config)
+    return config
 
 
 def build(fn, params, backend: str, target: str, config: Config | None,

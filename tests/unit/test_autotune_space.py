@@ -155,7 +155,25 @@ def test_the_default_policy_is_recomputed_from_the_facts(facts):
         for backend in ("cpu", "cuda"):
             _, _, blocks, _ = trace_with_default_blocks(
                 kernel.fn, params(kernel, *args), TILE_ELEMENTS_CAP[backend])
-            assert list(default_config(facts[name], backend).blocks) == blocks, (name, backend)
+            assert list(default_config(facts[name], backend, fit_registers=False).blocks) \
+                == blocks, (name, backend)
+
+
+def test_the_cuda_default_takes_fewer_rows_where_register_tiles_pass_the_budget(facts):
+    """softmax 4096 x 1000 (the CASES row): 4 rows of 1024 at 4 warps hold two tiles of 32
+    a thread; the CUDA default halves the rows until a thread holds at most 32."""
+    from fusec.compiler import default_config
+    f = facts["softmax"]
+    fixed = default_config(f, "cuda", fit_registers=False)
+    fitted = default_config(f, "cuda")
+    assert space.register_tile_elements(f, fixed) > space.REGISTER_TILE_BUDGET
+    assert space.register_tile_elements(f, fitted) <= space.REGISTER_TILE_BUDGET
+    assert fitted.blocks[0] < fixed.blocks[0] and fitted.warps == fixed.warps
+    assert default_config(f, "cpu").blocks == default_config(f, "cpu", fit_registers=False).blocks
+    columns = facts["column_sum"]                  # no register tiles: unchanged
+    assert space.register_tile_elements(columns, default_config(columns, "cuda")) == 0
+    assert default_config(columns, "cuda") == default_config(columns, "cuda",
+                                                             fit_registers=False)
 
 
 @fusec.kernel
