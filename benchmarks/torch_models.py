@@ -80,6 +80,31 @@ def workloads(device):
             torch.nn.Sequential(torch.nn.Embedding(32000, 1024),
                                 torch.nn.LayerNorm(1024)).to(device, bf),
             (torch.randint(0, 32000, (8, 2048), device=device),), True),
+        **test_model_rows(device, bf, scale=1),
+    }
+
+
+def test_model_rows(device, dtype, scale: int) -> dict:
+    """The test suite's other models (tests/torch_models.py) at sizes of tens of MB (scale
+    1) or a CPU's (scale 8: an eighth of the batch): cuDNN's convolution with fusec's tail,
+    BatchNorm's training statistics, GroupNorm, int/bool ops, in-place updates of a buffer,
+    ops fusec leaves to aten (cumsum, sort) with fused regions around them."""
+    def rand(*shape):
+        return torch.randn(*shape, device=device, dtype=dtype)
+    b = 64 // scale
+    idx = torch.arange(8192 // scale * 1024, device=device).view(-1, 1024) - 9
+    return {
+        f"conv 3->8 + bias + relu + pool, {b}x3x224x224 train": (
+            tm.ConvTail().to(device, dtype), (rand(b, 3, 224, 224),), True),
+        f"batchnorm(16) train, {4096 * b} rows": (tm.BN().to(device, dtype),
+                                                 (rand(4096 * b, 16),), True),
+        f"groupnorm + silu, {b}x16x128x128 train": (tm.GroupNormSiLU().to(device, dtype),
+                                                    (rand(b, 16, 128, 128),), True),
+        f"int/bool ops {idx.shape[0]}x1024": (tm.IntBool(), (rand(*idx.shape), idx), False),
+        f"in-place ops {4096 * b}x16": (tm.InPlace().to(device, dtype), (rand(4096 * b, 16),),
+                                        False),
+        f"cumsum, sort (aten) in fused ops {idx.shape[0]}x1024 train": (
+            tm.Unsupported(), (rand(*idx.shape).requires_grad_(),), True),
     }
 
 
@@ -98,6 +123,7 @@ def cpu_workloads():
                                         True),
         "block 4x128x256 fwd": (tm.Block(256, 4), (rand(4, 128, 256),), False),
         "block 4x128x256 train": (tm.Block(256, 4), (rand(4, 128, 256, grad=True),), True),
+        **test_model_rows("cpu", torch.float32, scale=8),
     }
 
 
