@@ -186,6 +186,7 @@ class _GroupEmitter:
             return
         dots = [op for op in self.ops if op.name == "dot"]
         k_axis = axes.axes(dots[0].operands[0])[-1] if dots else None
+        long_axes = []
         for k in axes.reduced:
             if k == k_axis:
                 self.looped = k          # a matmul walks K in chunks: block set below
@@ -193,10 +194,13 @@ class _GroupEmitter:
             self.block[k] = self.tiler.whole_block(axes.extent(k))
             if self.block[k] is None:
                 self.block[k], self.looped = LOOP_BLOCK, k
-        if self.looped is not None and len(axes.reduced) > 1:
+                long_axes.append(k)
+        if self.looped is not None and len(axes.reduced) > 1 and not (
+                len(long_axes) == 1 and not dots and self._reduced_first(self.looped)):
             raise ValueError(f"the whole-tensor reductions at {last.loc} run over several axes, "
                              f"one longer than {MAX_WHOLE_REDUCTION} elements; looping over it "
-                             "is supported for a single reduced axis only")
+                             "is supported where that axis is the only long one and is "
+                             "reduced before the others (GroupNorm's statistics)")
         loops = self.parallel_loops(math.prod(self.block.values()))
         self.loop_dim = None
         if k_axis is not None:          # the K loop's dim comes after M's and N's
@@ -216,6 +220,14 @@ class _GroupEmitter:
             self.b.create("yield")
         for op in reversed(self.ops):
             erase(op)
+
+    def _reduced_first(self, k: int) -> bool:
+        """Every reduction of a value varying along axis k reduces k itself: the looped
+        reduction (tile_loop.py) then accumulates only sums over k, and the short reduced
+        axes, whole in each tile, are reduced after the loop (a reduction over one of them
+        first would carry values varying along k out of the loop)."""
+        return all(self.axes.axes(op.operands[0])[op.attrs["axis"]] == k for op in self.ops
+                   if op.name == "reduce" and self.axes.varies_along(op.operands[0], k))
 
     def parallel_loops(self, reduced_elements: int) -> list:
         """(extent, block, dim, axis) of a parallel loop per parallel axis, blocks from the

@@ -22,6 +22,14 @@ def log_softmax(x):
 
 
 @fusec.kernel
+def group_stats(x):
+    """GroupNorm's statistics over the last two axes of [N, G, C/G, H*W]."""
+    mean = x.mean(axis=(2, 3), keepdims=True)
+    d = x - mean
+    return mean, (d * d).sum(axis=(2, 3), keepdims=True) / (x.shape[2] * x.shape[3])
+
+
+@fusec.kernel
 def column_softmax(x):
     e = fl.exp(x - x.max(axis=0, keepdims=True))
     return e / e.sum(axis=0, keepdims=True)

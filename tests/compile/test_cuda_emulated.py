@@ -170,6 +170,17 @@ def test_examples(name, monkeypatch):
     assert module.main(backend="interpret") is not None
 
 
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_group_statistics_over_a_long_axis_and_a_short_one(dtype):
+    """The long axis walked in chunks, the short one reduced after the loop (passes/tile.py)."""
+    x = as_input(random_array((2, 3, 4, 9001), dtype, seed=22)[0], dtype)
+    ck = K.group_stats.compile(x, backend="interpret")
+    want = [output_float64(o) for o in ck(x)]
+    got = [output_float64(o) for o in cuda_emulator.Emulated(ck)(x)]
+    for g, w, what in zip(got, want, ("mean", "variance")):
+        assert_close(g, w, "float32", what)
+
+
 @pytest.mark.parametrize("case", range(len(K.VIEW_CASES)))
 def test_view_kernels(case):
     """Whole-tensor reshapes and slices (the index math in CUDA C) against numpy."""

@@ -519,3 +519,24 @@ def test_a_config_block_for_a_batch_dim_other_than_one_is_refused():
     ck = DOT.batched_bias_relu.compile(a, b, bias, backend="cpu",
                                        config=fusec.Config(blocks=[1, 16, 4, 8]))
     np.testing.assert_allclose(ck(a, b, bias), np.maximum(a @ b + bias, 0) * 0.5)
+
+
+def test_group_statistics_walk_the_long_axis_and_reduce_the_short_one_after(backend):
+    """GroupNorm's statistics (torch's decomposition: var_mean over [C/G, H*W] of an
+    [N, G, C/G, H*W] view) with H*W longer than one tile: the long axis is walked in chunks
+    and the short one, whole in each tile, reduced after the loop."""
+    x, xd = random_array((2, 3, 4, 9001), "float32", seed=21)
+    (mean, var), compiled = _run(K.group_stats, x)
+    assert "parallel = false" in compiled.asm["tile"]
+    assert_close(mean, xd.mean(axis=(2, 3), keepdims=True), "float32", "mean")
+    assert_close(var, xd.var(axis=(2, 3), keepdims=True), "float32", "variance")
+
+
+def test_a_short_axis_reduced_before_the_long_one_is_a_clear_error():
+    """Summing the short axis first leaves values varying along the long one to carry out
+    of the chunk loop: refused by name, not computed wrong."""
+    @fusec.kernel
+    def short_first(x):
+        return x.sum(axis=2, keepdims=True).sum(axis=3, keepdims=True)
+    with pytest.raises(fusec.CompilationError, match="reduced before the others"):
+        short_first(np.ones((2, 3, 4, 9001), np.float32))

@@ -44,6 +44,27 @@ def test_group_norm_is_lowered_forward_and_backward():
         assert g.regions, g.text()
 
 
+def test_group_norm_over_more_than_a_tile_of_pixels_is_fused():
+    """Groups of 2 channels x 96 x 96 pixels: the statistics walk the pixels (longer than
+    one tile) in chunks inside a fused region instead of falling back to aten."""
+    gn = torch.nn.GroupNorm(2, 4)
+    with torch.no_grad():
+        gn.weight.uniform_(0.5, 1.5)
+        gn.bias.uniform_(-0.5, 0.5)
+    x = (torch.randn(2, 4, 96, 96) * 3 + 1).requires_grad_()
+    fn = torch.compile(lambda t: torch.nn.functional.silu(gn(t)), backend="fusec")
+    got = fn(x)
+    want = torch.nn.functional.silu(gn(x))
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    got.sum().backward()
+    grads = x.grad.clone(), gn.weight.grad.clone()
+    x.grad = gn.weight.grad = None
+    want.sum().backward()
+    torch.testing.assert_close(grads[0], x.grad, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(grads[1], gn.weight.grad, rtol=1e-4, atol=1e-4)
+    assert fusec.stats()["fallback_regions"] == 0, [g.text() for g in fusec.dynamo.graphs()]
+
+
 def test_scatters_with_accumulation_run_as_fusec_kernels():
     """Embedding's and gather's backwards (index_put with accumulate, scatter_add after the
     core aten decompositions) run as fusec kernels of atomic adds, not aten's."""
