@@ -113,7 +113,8 @@ def main():
             if opts.fast_math:
                 others.append(("fast_math", {"fast_math": True}))
             for label, kwargs in others:
-                other = jit.Kernel(region.source.function(), backend="cuda", **kwargs)
+                other = jit.Kernel(region.source.function(), backend="cuda",
+                                   static_shapes=region.kernel.static_shapes, **kwargs)
                 other(*args)
                 variants[label] = (lambda k: lambda: k(*args))(other)
                 labels[label] = f"{label} {other.compile(*args).config}"
