@@ -59,6 +59,20 @@ def stores_at(plan, op: Op) -> tuple[Op, ...]:
     return group if op is group[-1] else ()
 
 
+def group_body(plan, op: Op, body_of):
+    """What a backend's loop runs per index where store `op` stands: the bodies
+    `body_of(s)` of every store stores_at gives, one after the other; None where there is
+    none (the store is emitted with its group's last)."""
+    bodies = [body_of(s) for s in stores_at(plan, op)]
+    if not bodies:
+        return None
+
+    def body(index):
+        for one in bodies:
+            one(index)
+    return body
+
+
 def ancestor_in(op: Op, block: Block) -> Op:
     """The op of `block` that is `op` or holds it in a nested region."""
     while op.parent is not block:

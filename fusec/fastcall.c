@@ -370,13 +370,29 @@ static int same_ints(PyObject *v, int n, const long long *want) {
     return same;
 }
 
-/* 1: a matching tensor (*ptr set), 0: no match, -1: error */
-static int check_tensor(FastCall *self, Guard *g, PyObject *a, long long *ptr) {
+/* whether a's exact type is one of the accepted tensor types */
+static int is_tensor_type(FastCall *self, PyObject *a) {
     PyTypeObject *t = Py_TYPE(a);
     int known = 0;
     for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(self->tensor_types); k++)
         known |= (PyObject *)t == PyTuple_GET_ITEM(self->tensor_types, k);
-    if (!known) return 0;
+    return known;
+}
+
+/* a tensor's data pointer into *ptr: 1 when its 16-byte alignment is the guard's, 0 when
+   not, -1: error */
+static int aligned_data_ptr(Guard *g, PyObject *a, long long *ptr) {
+    PyObject *v = PyObject_CallMethodNoArgs(a, s_data_ptr);
+    if (!v) return -1;
+    *ptr = (long long)PyLong_AsUnsignedLongLongMask(v);
+    Py_DECREF(v);
+    if (PyErr_Occurred()) return -1;
+    return (*ptr & 15) == g->align;
+}
+
+/* 1: a matching tensor (*ptr set), 0: no match, -1: error */
+static int check_tensor(FastCall *self, Guard *g, PyObject *a, long long *ptr) {
+    if (!is_tensor_type(self, a)) return 0;
     PyObject *v = PyObject_GetAttr(a, s_dtype);
     if (!v) return -1;
     int same = v == g->value;
@@ -397,27 +413,13 @@ static int check_tensor(FastCall *self, Guard *g, PyObject *a, long long *ptr) {
     same = PyLong_AsLongLong(v) == g->device;
     Py_DECREF(v);
     if (!same) return PyErr_Occurred() ? -1 : 0;
-    v = PyObject_CallMethodNoArgs(a, s_data_ptr);
-    if (!v) return -1;
-    *ptr = (long long)PyLong_AsUnsignedLongLongMask(v);
-    Py_DECREF(v);
-    if (PyErr_Occurred()) return -1;
-    return (*ptr & 15) == g->align;
+    return aligned_data_ptr(g, a, ptr);
 }
 
 /* check_tensor for ARG_KNOWN_TENSOR: the type and the alignment */
 static int check_known_tensor(FastCall *self, Guard *g, PyObject *a, long long *ptr) {
-    PyTypeObject *t = Py_TYPE(a);
-    int known = 0;
-    for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(self->tensor_types); k++)
-        known |= (PyObject *)t == PyTuple_GET_ITEM(self->tensor_types, k);
-    if (!known) return 0;
-    PyObject *v = PyObject_CallMethodNoArgs(a, s_data_ptr);
-    if (!v) return -1;
-    *ptr = (long long)PyLong_AsUnsignedLongLongMask(v);
-    Py_DECREF(v);
-    if (PyErr_Occurred()) return -1;
-    return (*ptr & 15) == g->align;
+    if (!is_tensor_type(self, a)) return 0;
+    return aligned_data_ptr(g, a, ptr);
 }
 
 /* a numpy array (any exporter of the buffer protocol of the guard's exact type) whose

@@ -6,7 +6,7 @@ from __future__ import annotations
 from ...ir import dtypes as D
 from ...ir.core import Op
 from ...ir.ops import memory_operands
-from ..joint_stores import stores_at
+from ..joint_stores import group_body
 from . import arith
 from .types import SIZEOF, compute, storage, zero
 from .values import Lane
@@ -101,18 +101,13 @@ _FLOAT_SOURCES = frozenset((D.float32, D.float16, D.bfloat16))   # computed in f
 def store(E, op: Op):
     """A store; the stores of its joint group (plan.joint) all at the last one: one loop
     writing each element of all of them, their shared values computed once per element."""
-    group = stores_at(E.plan, op)
-    if not group:
+    body = group_body(E.plan, op, lambda s: _store_group(E, s))
+    if body is None:
         return
-    bodies = [_store_group(E, s) for s in group]
-
-    def group_body(indices):
-        for body in bodies:
-            body(indices)
     # a tensor-core epilogue stores from the accumulator's registers, where they are (a
     # group of several stores never stands beside a dot: joint_stores.py)
     _, idx_vs, value_v, mask_v, _ = memory_operands(op)
-    E.for_each(value_v.type.shape, None, group_body,
+    E.for_each(value_v.type.shape, None, body,
                over=E.fragment_layout(value_v, mask_v, *idx_vs))
 
 
@@ -134,7 +129,7 @@ def _store_group(E, op: Op):
             with E.block(f"if ({valid})"):
                 write()
 
-    def group_body(group):
+    def lanes_body(group):
         if len(group) == 1 or not E.vec.width_bytes(op, len(group)):
             for idx in group:
                 one(idx)
@@ -142,7 +137,7 @@ def _store_group(E, op: Op):
         values = [stored_value(E, value_v, d, idx) for idx in group]
         off, valid = address(E, op, group[0])
         E.write_vector(storage(d), values, f"{t.ptr} + {off}", "st", valid)
-    return group_body
+    return lanes_body
 
 
 # atomicAdd overloads (sm_60+): float, double, int, and long long through its unsigned twin

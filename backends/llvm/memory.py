@@ -11,7 +11,7 @@ from ...ir import dtypes as D
 from ...ir.core import Op
 from ...ir.dtypes import DType
 from ...ir.ops import memory_operands
-from ..joint_stores import stores_at
+from ..joint_stores import group_body
 from . import arith, loops, simt, vectors
 from .types import F32, I8, I16, I32, I64, is_signed, storage
 from .values import Scalar, Tensor
@@ -90,15 +90,9 @@ def _vectorizable(L, op: Op) -> bool:
 def store(L, op: Op):
     """A store; the stores of its joint group (plan.joint) all at the last one: one loop
     writing each element of all of them, their shared values computed once per element."""
-    group = stores_at(L.plan, op)
-    if not group:
-        return
-    bodies = [_store_body(L, s) for s in group]
-
-    def body(idx):
-        for one in bodies:
-            one(idx)
-    L.for_each(memory_operands(op)[2].type.shape, body)
+    body = group_body(L.plan, op, lambda s: _store_body(L, s))
+    if body is not None:
+        L.for_each(memory_operands(op)[2].type.shape, body)
 
 
 def _store_body(L, op: Op):
