@@ -32,7 +32,8 @@ from fusec.dynamo import region as region_mod  # noqa: E402
 def cases():
     bf = torch.bfloat16
     return {"block 8x512x1024 train": (tm.Block(1024, 16), (8, 512, 1024), bf),
-            "mlp 8192x1024 train": (tm.MLP(1024, 4096), (8192, 1024), bf)}
+            "mlp 8192x1024 train": (tm.MLP(1024, 4096), (8192, 1024), bf),
+            "groupnorm 64x16x128x128 train": (tm.GroupNormSiLU(), (64, 16, 128, 128), bf)}
 
 
 def capture(module, shape, dtype):

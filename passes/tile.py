@@ -36,7 +36,7 @@ from ..ir.ops import INDEXED_VIEWS
 from ..ir.symbolic import hinted_value, next_pow2
 from .fuse import Fuse
 from .tensor_graph import Axes, in_memory, whole_tensor_ops
-from .tile_loop import emit_looped
+from .tile_loop import emit_looped, reorder_reductions
 from .tile_split import emit_split, split_plan
 from .tile_views import iota_tile, op_attrs, view_load
 
@@ -195,12 +195,21 @@ class _GroupEmitter:
             if self.block[k] is None:
                 self.block[k], self.looped = LOOP_BLOCK, k
                 long_axes.append(k)
+        if self.looped is None and not dots and \
+                math.prod(self.block[k] for k in axes.reduced) > MAX_WHOLE_REDUCTION:
+            long_axes = self._loop_outer_reduced_axis()
+        elif len(long_axes) == 1 and not dots and reorder_reductions(self.ops, axes,
+                                                                     self.looped):
+            self.axes = Axes(self.ops)
+        axes = self.axes
         if self.looped is not None and len(axes.reduced) > 1 and not (
                 len(long_axes) == 1 and not dots and self._reduced_first(self.looped)):
             raise ValueError(f"the whole-tensor reductions at {last.loc} run over several axes, "
                              f"one longer than {MAX_WHOLE_REDUCTION} elements; looping over it "
                              "is supported where that axis is the only long one and is "
-                             "reduced before the others (GroupNorm's statistics)")
+                             "reduced before the others, or where one chain of reductions of "
+                             "one kind (sum, prod, max, min) reduces them all (GroupNorm's "
+                             "statistics)")
         loops = self.parallel_loops(math.prod(self.block.values()))
         self.loop_dim = None
         if k_axis is not None:          # the K loop's dim comes after M's and N's
@@ -220,6 +229,21 @@ class _GroupEmitter:
             self.b.create("yield")
         for op in reversed(self.ops):
             erase(op)
+
+    def _loop_outer_reduced_axis(self) -> list:
+        """Several reduced axes, each short but too many elements together (GroupNorm's
+        backward sums H x W): walk the outermost of them in chunks, the inner ones whole in
+        each chunk, where every reduction along it can reduce it first (chains of one kind
+        are reordered: `reorder_reductions`); else all stay whole. Returns [the looped
+        axis] or []."""
+        k = next(k for k in self.axes.reduced if self.block[k] > 1)
+        if reorder_reductions(self.ops, self.axes, k):
+            self.axes = Axes(self.ops)
+        if not self._reduced_first(k):
+            return []
+        inner = math.prod(self.block[j] for j in self.axes.reduced if j != k)
+        self.block[k], self.looped = max(1, LOOP_BLOCK // inner), k
+        return [k]
 
     def _reduced_first(self, k: int) -> bool:
         """Every reduction of a value varying along axis k reduces k itself: the looped

@@ -17,6 +17,45 @@ from .tensor_graph import mapped_operands
 _COMBINE = {"sum": "add", "prod": "mul", "max": "maximum", "min": "minimum"}
 
 
+def reorder_reductions(ops: list[Op], axes, k: int) -> bool:
+    """Make each chain of reductions of one kind (sum over W, then over H) that covers
+    axis k reduce k first: the looped reduction over k needs that, and sum, prod, max and
+    min do not depend on the order (in exact arithmetic). `axes`: the group's Axes, stale
+    afterwards. Returns whether anything changed."""
+    users: dict = {}
+    for op in ops:
+        for v in op.operands:
+            users.setdefault(v, []).append(op)
+
+    def next_in_chain(op):
+        after = users.get(op.results[0], [])
+        if len(after) == 1 and after[0].name == "reduce" and \
+                after[0].attrs["kind"] == op.attrs["kind"]:
+            return after[0]
+        return None
+
+    continued = {next_in_chain(op) for op in ops if op.name == "reduce"} - {None}
+    changed = False
+    for op in ops:
+        if op.name != "reduce" or op.attrs["kind"] not in _COMBINE or op in continued:
+            continue
+        chain = [op]
+        while (after := next_in_chain(chain[-1])) is not None:
+            chain.append(after)
+        reduced = [axes.axes(c.operands[0])[c.attrs["axis"]] for c in chain]
+        if k not in reduced or reduced[0] == k:
+            continue
+        dims = list(axes.axes(op.operands[0]))
+        shape = list(op.operands[0].type.shape)
+        for c, axis in zip(chain, [k] + [a for a in reduced if a != k]):
+            i = dims.index(axis)
+            del dims[i], shape[i]
+            c.attrs["axis"] = i
+            c.results[0].type = c.results[0].type.with_shape(shape)
+        changed = True
+    return changed
+
+
 def _phases(emitter, k: int):
     """(loop of each reduce over k, loop of each write of a k-varying value, when each
     value (and write) not varying along k can be computed: 0 before the first loop, i after

@@ -33,13 +33,15 @@ SPLIT_ABOVE = 512          # k's power-of-two bucket must be above this (with ot
 ROW_CHUNK = 64             # rows of k per program when k is not the contiguous axis
 FLAT_CHUNK = 4096          # elements per program of a full reduction along memory
 FLAT_SPLIT_ABOVE = 8 * FLAT_CHUNK   # a full reduction of fewer runs in one program
+FEW_ROWS = 128             # a row reduction with fewer rows (of more elements) splits
 MAX_CHUNKS = 8192          # the second launch holds a block's partials in one tile
 COMBINABLE = ("sum", "max", "min")
 _SPLIT = "split"           # the key of the chunk loop among the emitter's loop handles
 
 
-def split_plan(emitter) -> tuple[int, int, dict] | None:
-    """(k, chunk, blocks of the other reduced axes) when the group is to be split."""
+def split_plan(emitter) -> tuple[int, int, dict, tuple] | None:
+    """(k, chunk, blocks of the reduced axes held whole, reduced axes that are grid axes of
+    launch 1) when the group is to be split."""
     axes = emitter.axes
     if not axes.reduced or any(op.name == "dot" for op in emitter.ops):
         return None
@@ -52,23 +54,56 @@ def split_plan(emitter) -> tuple[int, int, dict] | None:
         read += [op.results[0] for op in emitter.ops if op.name in INDEXED_VIEWS
                  and op.results[0] not in axes.viewed_only]
         if any(axes.axes(v) and axes.axes(v)[-1] in axes.reduced for v in read):
-            return None               # a row reduction: one program per row already
+            return _few_rows_plan(emitter, blocks, buckets)
         k = max(axes.reduced, key=lambda j: (buckets[j], -j))   # the longest is chunked
     else:
         k = axes.reduced[0]           # the outermost: chunks of it are contiguous
     held = {j: n for j, n in blocks.items() if j != k}
     if None in held.values():
         return None                   # another reduced axis is looped
+    return _checked(emitter, k, held, buckets[k], SPLIT_ABOVE if axes.parallel
+                    else FLAT_SPLIT_ABOVE, ROW_CHUNK if axes.parallel else FLAT_CHUNK, ())
+
+
+def _few_rows_plan(emitter, blocks: dict, buckets: dict):
+    """A row reduction over several axes with few rows (a bias gradient of a convolution:
+    [N, C, H, W] summed over N, H and W, C rows of millions of elements): one program a
+    row would leave the GPU idle. k is the outermost reduced axis whose inner reduced axes
+    fit FLAT_CHUNK elements together; those are held whole, k is chunked, and the reduced
+    axes outside k are grid axes of launch 1 (one element a program), reduced in launch 2
+    with the chunks' partials."""
+    axes = emitter.axes
+    rows = math.prod(hinted_value(axes.extent(j), emitter.tiler.hints) for j in axes.parallel)
+    if rows > FEW_ROWS or math.prod(buckets.values()) <= FLAT_SPLIT_ABOVE:
+        return None
+    reduced = axes.reduced
+    k = next((j for i, j in enumerate(reduced)
+              if None not in (held := [blocks[m] for m in reduced[i + 1:]])
+              and math.prod(held) <= FLAT_CHUNK), None)
+    if k is None:
+        return None
+    grid = tuple(j for j in reduced if j < k)
+    # reductions over a grid axis come after k's: launch 1 has one element of it a program
+    if any(op.name == "reduce" and axes.axes(op.operands[0])[op.attrs["axis"]] in grid
+           and axes.varies_along(op.operands[0], k) for op in emitter.ops):
+        return None
+    held = {j: blocks[j] for j in reduced if j > k}
+    return _checked(emitter, k, held, buckets[k], 0, FLAT_CHUNK, grid)
+
+
+def _checked(emitter, k, held, bucket, least, elements, grid):
+    """The plan (k, chunk, held, grid) when the group can split along k with about
+    `elements` elements a program and k's bucket times the held elements above `least`."""
+    axes = emitter.axes
     reduces = [op for op in emitter.ops if op.name == "reduce"
                and axes.axes(op.operands[0])[op.attrs["axis"]] == k]
     if any(op.attrs["kind"] not in COMBINABLE for op in reduces):
         return None
     held_elements = math.prod(held.values())
-    least = SPLIT_ABOVE if axes.parallel else FLAT_SPLIT_ABOVE
-    if buckets[k] * held_elements <= least:
+    if bucket * held_elements <= least:
         return None
     # about ROW_CHUNK rows (of all reduced axes together) or FLAT_CHUNK elements a program
-    chunk = max(1, (ROW_CHUNK if axes.parallel else FLAT_CHUNK) // held_elements)
+    chunk = max(1, elements // held_elements)
     hint = hinted_value(axes.extent(k), emitter.tiler.hints)
     if next_pow2(math.ceil(hint / chunk)) > MAX_CHUNKS:
         return None
@@ -79,14 +114,14 @@ def split_plan(emitter) -> tuple[int, int, dict] | None:
             tainted.add(op.results[0])
             if along(op.results[0]):
                 return None           # needs the reduction back along k (x - x.mean(0))
-    return k, chunk, held
+    return k, chunk, held, grid
 
 
 def _partial_dtype(dtype: D.DType) -> D.DType:
     return D.float32 if dtype.is_float and dtype.bits == 16 else dtype
 
 
-def emit_split(emitter, k: int, chunk: int, held: dict) -> None:
+def emit_split(emitter, k: int, chunk: int, held: dict, grid: tuple = ()) -> None:
     axes, b = emitter.axes, emitter.b
     last = emitter.ops[-1]
     reduces = [op for op in emitter.ops if op.name == "reduce"
@@ -106,11 +141,14 @@ def emit_split(emitter, k: int, chunk: int, held: dict) -> None:
         buf.name = f"{r.name or 'reduced'}_partials"
         partials[op] = buf
 
-    # launch 1: a chunk of k and a block of the other axes per program
+    # launch 1: a chunk of k, an element of each grid axis and a block of the other axes
+    # per program
     emitter.block[k] = chunk
     emitter.block[_SPLIT] = 1
-    loops = [(chunks, 1, emitter.tiler.new_dim(), _SPLIT)] + emitter.parallel_loops(
-        chunk * held_elements)
+    emitter.block.update({g: 1 for g in grid})
+    loops = [(chunks, 1, emitter.tiler.new_dim(), _SPLIT)] + [
+        (axes.extent(g), 1, emitter.tiler.new_dim(), g) for g in grid] + \
+        emitter.parallel_loops(chunk * held_elements)
     with b.at_end(emitter._nest(loops, last)):
         emitter.indices(held)
         chunk_index = emitter.index.pop(_SPLIT)
@@ -127,12 +165,15 @@ def emit_split(emitter, k: int, chunk: int, held: dict) -> None:
                     emitter._lower(op)
         b.create("yield")
 
-    # launch 2: a block's partials reduced, then what follows the reductions
+    # launch 2: a block's partials reduced, then what follows the reductions (the grid
+    # axes' reductions among it, their axes whole)
     emitter.env, emitter.loaded = {}, {}
-    loops = emitter.parallel_loops(n_held) or [
+    whole = {**held, **{g: emitter.tiler.whole_block(axes.extent(g)) for g in grid}}
+    emitter.block.update(whole)
+    loops = emitter.parallel_loops(n_held * math.prod(whole.values())) or [
         (sympy.Integer(1), 1, emitter.tiler.new_dim(), None)]
     with b.at_end(emitter._nest(loops, last)):
-        emitter.indices(held)
+        emitter.indices(whole)
         index = b.value("arange", [], TileType(D.INDEX, (n_held,)), start=0, end=n_held)
         bound = b.value("symval", [], TileType(D.INDEX), expr=chunks)
         bound = emitter._broadcast(b.value("expand_dims", [bound], TileType(D.INDEX, (1,)),

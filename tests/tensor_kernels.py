@@ -30,6 +30,20 @@ def group_stats(x):
 
 
 @fusec.kernel
+def pixel_sums(x, g):
+    """GroupNorm's backward: per-channel sums over H x W of [N, C, H, W]."""
+    return (x * g).sum(axis=(2, 3)), x.sum(axis=(2, 3))
+
+
+@fusec.kernel
+def bias_grad(x):
+    """A convolution's bias gradient after an elementwise op: [N, C, H, W] summed over
+    N, H and W, the product written too."""
+    y = x * 0.5
+    return y.sum(axis=(0, 2, 3)), y
+
+
+@fusec.kernel
 def column_softmax(x):
     e = fl.exp(x - x.max(axis=0, keepdims=True))
     return e / e.sum(axis=0, keepdims=True)

@@ -19,6 +19,7 @@ from torch.fx.passes.infra.partitioner import CapabilityBasedPartitioner
 from torch.fx.passes.utils.fuser_utils import fuse_by_partitions
 
 from .aliases import Roots, collapse_views, fold_permute_chains
+from .merged_reductions import unmerge_reductions
 from .library import library_op
 from .region import FusedRegion
 from .rules import Unsupported, aten, computes, fast_call, is_view, launches_nothing, packet
@@ -171,6 +172,7 @@ def _layout_roots(gm: GraphModule) -> Roots:
 
 def compile_graph(gm: GraphModule, options, label: str) -> tuple[GraphModule, GraphReport]:
     support = FusecSupport(options)
+    unmerge_reductions(gm.graph)
     partitions = _partitions(gm, support)
     why_not = {n.name: why for n, why in support.reasons.items()}   # fusing renews nodes
     report = GraphReport(label)

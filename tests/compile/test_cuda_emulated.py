@@ -181,6 +181,21 @@ def test_group_statistics_over_a_long_axis_and_a_short_one(dtype):
         assert_close(g, w, "float32", what)
 
 
+@pytest.mark.parametrize("kernel, shapes", [
+    (K.pixel_sums, [(2, 3, 96, 100), (2, 3, 96, 100)]),   # H looped, W whole, sums reordered
+    (K.bias_grad, [(16, 3, 100, 90)]),                     # split: partials, then channels
+])
+def test_reductions_over_several_short_axes(kernel, shapes):
+    """Reductions over several axes, too many elements together for one tile
+    (passes/tile.py, passes/tile_split.py): the emulated CUDA C against the interpreter."""
+    args = [random_array(s, "float32", seed=30 + i)[0] for i, s in enumerate(shapes)]
+    ck = kernel.compile(*args, backend="interpret")
+    want = [output_float64(o) for o in ck(*args)]
+    got = [output_float64(o) for o in cuda_emulator.Emulated(ck)(*args)]
+    for i, (g, w) in enumerate(zip(got, want)):
+        assert_close(g, w, "float32", f"{kernel.fn.__name__} output {i}")
+
+
 @pytest.mark.parametrize("case", range(len(K.VIEW_CASES)))
 def test_view_kernels(case):
     """Whole-tensor reshapes and slices (the index math in CUDA C) against numpy."""

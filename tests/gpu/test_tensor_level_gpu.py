@@ -78,6 +78,27 @@ def test_split_groups_on_the_gpu(backend):
 
 
 @pytest.mark.parametrize("backend", ["cuda", "ptx"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_reductions_over_several_short_axes_on_the_gpu(backend, dtype):
+    """GroupNorm's backward sums (H looped, W whole) and a convolution's bias gradient (split
+    into two launches)."""
+    name = {torch.float32: "float32", torch.bfloat16: "bfloat16"}[dtype]
+    x = torch.randn(3, 5, 97, 100, device="cuda").to(dtype)
+    g = torch.randn(3, 5, 97, 100, device="cuda").to(dtype)
+    a, s = K.pixel_sums.compile(x, g, backend=backend)(x, g)
+    xd, gd = x.double(), g.double()
+    assert_close(a.double().cpu().numpy(), (xd * gd).sum((2, 3)).cpu().numpy(), name)
+    assert_close(s.double().cpu().numpy(), xd.sum((2, 3)).cpu().numpy(), name)
+    x = torch.randn(16, 3, 101, 90, device="cuda").to(dtype)
+    compiled = K.bias_grad.compile(x, backend=backend)
+    assert compiled.num_launches == 2
+    total, scaled = compiled(x)
+    want = x.double() * 0.5
+    assert_close(scaled.double().cpu().numpy(), want.cpu().numpy(), name)
+    assert_close(total.double().cpu().numpy(), want.sum((0, 2, 3)).cpu().numpy(), name)
+
+
+@pytest.mark.parametrize("backend", ["cuda", "ptx"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("mkn", [(100, 72, 200), (1, 16, 7), (1000, 130, 33), (512, 256, 384)])
 def test_matmul_epilogue(backend, dtype, mkn):

@@ -533,10 +533,46 @@ def test_group_statistics_walk_the_long_axis_and_reduce_the_short_one_after(back
 
 
 def test_a_short_axis_reduced_before_the_long_one_is_a_clear_error():
-    """Summing the short axis first leaves values varying along the long one to carry out
-    of the chunk loop: refused by name, not computed wrong."""
+    """Taking the max of the short axis first and summing the long one after leaves values
+    varying along the long one to carry out of the chunk loop (a max and a sum do not
+    trade places): refused by name, not computed wrong."""
     @fusec.kernel
     def short_first(x):
-        return x.sum(axis=2, keepdims=True).sum(axis=3, keepdims=True)
+        return x.max(axis=2).sum(axis=2)
     with pytest.raises(fusec.CompilationError, match="reduced before the others"):
         short_first(np.ones((2, 3, 4, 9001), np.float32))
+
+
+def test_a_chain_of_sums_reducing_the_short_axis_first_is_reordered(backend):
+    """Two sums trade places: the long axis is summed first, in chunks, and the short one
+    after the loop."""
+    @fusec.kernel
+    def short_first(x):
+        return x.sum(axis=2).sum(axis=2), x.max(axis=2).max(axis=2)
+    x, xd = random_array((2, 3, 4, 9001), "float32", seed=23)
+    (total, peak), compiled = _run(short_first, x)
+    assert "parallel = false" in compiled.asm["tile"]
+    assert_close(total, xd.sum(axis=(2, 3)), "float32", "sum")
+    assert_close(peak, xd.max(axis=(2, 3)), "float32", "max")
+
+
+def test_sums_over_two_axes_too_many_elements_together_loop_over_the_outer(backend):
+    """GroupNorm's backward sums H x W (each short, 16384 elements together): H is walked
+    in chunks with W whole in each, the sums reordered to reduce H first."""
+    x, xd = random_array((2, 3, 96, 100), "float32", seed=24)
+    g, gd = random_array((2, 3, 96, 100), "float32", seed=25)
+    (a, b), compiled = _run(K.pixel_sums, x, g)
+    assert "parallel = false" in compiled.asm["tile"]
+    assert_close(a, (xd * gd).sum(axis=(2, 3)), "float32", "sum of x * g")
+    assert_close(b, xd.sum(axis=(2, 3)), "float32", "sum of x")
+
+
+def test_a_bias_gradient_over_few_channels_splits_into_two_launches(backend):
+    """A convolution's bias gradient: [N, C, H, W] summed over N, H and W for C = 3 rows of
+    millions of elements. One program a row would leave a GPU idle: launch 1 sums chunks of
+    H (W whole) for each image, launch 2 the partials of each channel."""
+    x, xd = random_array((16, 3, 100, 90), "float32", seed=26)
+    (total, scaled), compiled = _run(K.bias_grad, x)
+    assert compiled.num_launches == 2 and "_partials" in compiled.asm["tile"]
+    assert_close(scaled, xd * 0.5, "float32", "scaled input")
+    assert_close(total, (xd * 0.5).sum(axis=(0, 2, 3)), "float32", "bias gradient")
