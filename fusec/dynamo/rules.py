@@ -418,6 +418,12 @@ def _unsqueeze(e, x, dim):
     return f"fl.expand_dims({x}, {dim % (tensor(x).rank + 1)})"
 
 
+def _squeeze(e, x, dim):
+    """Only squeezes naming dims all of size 1 reach here (support.check_squeeze)."""
+    dims = [dim] if isinstance(dim, int) else list(dim)
+    return f"{x}.squeeze({lit(tuple(d % tensor(x).rank for d in dims))})"
+
+
 def _expand(e, x, sizes):
     x = tensor(x)
     lead = len(sizes) - x.rank
@@ -624,7 +630,8 @@ RULES = {
     aten.scalar_tensor: lambda e, s, dtype=None, layout=None, device=None, pin_memory=None:
         _constant("()", s, dtype),
     aten.full_like: _like(None), aten.zeros_like: _like(0), aten.ones_like: _like(1),
-    aten.unsqueeze: _unsqueeze, aten.expand: _expand, aten.repeat: _repeat,
+    aten.unsqueeze: _unsqueeze, aten.squeeze: _squeeze, aten.expand: _expand,
+    aten.repeat: _repeat,
     # view/reshape/slice/select stay aten (replayed at region results, or between
     # regions): lowered inside regions as fusec reshapes and slices, the transformer
     # block's training step ran 13x slower on the H200 (benchmarks/RESULTS.md)

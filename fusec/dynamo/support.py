@@ -13,7 +13,7 @@ import torch
 from torch.fx import Node
 from torch.fx.passes.operator_support import OperatorSupportBase
 
-from .rules import (DTYPES, MATMULS, Emitter, RULES, Unsupported, Var,
+from .rules import (DTYPES, MATMULS, Emitter, RULES, Unsupported, Var, aten,
                     is_view, packet, replayed_by_aten, rule_for)
 
 SCALARS = (int, float, bool, torch.SymInt, torch.SymFloat, torch.SymBool)
@@ -61,6 +61,24 @@ def has_rule(node: Node) -> bool:
     return packet(node.target) in RULES
 
 
+def check_squeeze(node: Node) -> None:
+    """A squeeze is lowered (fl.squeeze: free after a keepdim reduction) where the dims it
+    names have static size 1; aten's squeeze skips dims of other sizes, which would need
+    the sizes at lowering time (a view for aten otherwise)."""
+    source = meta_value(node.args[0]) if isinstance(node.args[0], Node) else None
+    if not isinstance(source, torch.Tensor):
+        raise Unsupported("squeeze of a non-tensor")
+    dims = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
+    dims = [dims] if isinstance(dims, int) else dims
+    if not dims or any(type(source.shape[d]) is not int or source.shape[d] != 1
+                       for d in dims):
+        raise Unsupported("a squeeze not naming dims all of static size 1 (aten runs it)")
+
+
+# checks of a node's arguments beyond its rule's (sizes the rule cannot see)
+NODE_CHECKS = {aten.squeeze: check_squeeze}
+
+
 class FusecSupport(OperatorSupportBase):
     """The partitioner asks this which nodes may join a fused region; `reasons` keeps why
     the others may not (FUSEC_DUMP=graph prints them)."""
@@ -99,6 +117,8 @@ class FusecSupport(OperatorSupportBase):
         if is_view(node.target) and not has_rule(node):
             return                       # replayed by aten at a region's results
         rule = rule_for(node.target, self.matmul)
+        if packet(node.target) in NODE_CHECKS:
+            NODE_CHECKS[packet(node.target)](node)
         args, kwargs = rule_args(node, lambda n: n.name)
         devices = {a.device_type for a in (*args, *kwargs.values())
                    if isinstance(a, Var) and a.is_tensor}

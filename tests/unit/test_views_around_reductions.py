@@ -1,5 +1,6 @@
-"""Reductions over a view's merged dims become reductions over the dims it merged
-(fusec/dynamo/merged_reductions.py), so they fuse with the ops before the view."""
+"""Views around reductions in torch.compile graphs: a reduction over a view's merged dims
+becomes one over the dims it merged (fusec/dynamo/merged_reductions.py) and a squeeze of a
+keepdim reduction's size-1 dims is lowered, so both fuse with the ops around them."""
 from __future__ import annotations
 
 import pytest
@@ -58,3 +59,28 @@ def test_views_not_rewritten_keep_their_view(reduction):
     report = fusec.dynamo.graphs()[-1]
     assert any(" = aten.view" in op or " = aten.reshape" in op or "_unsafe_view" in op
                for op, _ in report.aten_ops), report.text()
+
+
+def test_a_squeeze_after_a_keepdim_reduction_stays_in_the_region():
+    """BatchNorm's running statistics squeeze var_mean's keepdim results: lowered as a
+    squeeze (free after the reduction), the updates join the statistics' region."""
+    x, running = torch.randn(64, 16), torch.randn(16)
+
+    def fn(a, r):
+        var, mean = torch.var_mean(a, [0], correction=0, keepdim=True)
+        return mean.squeeze(0) * 0.1 + r * 0.9, var.squeeze([0]) * 2.0
+    for g, w in zip(torch.compile(fn, backend="fusec")(x, running), fn(x, running)):
+        torch.testing.assert_close(g, w)
+    report = fusec.dynamo.graphs()[-1]
+    assert len(report.regions) == 1 and not report.aten_ops, report.text()
+
+
+def test_a_squeeze_of_a_dim_not_of_size_1_is_left_to_aten():
+    """aten's squeeze skips dims of other sizes (a no-op there); fusec leaves it to aten."""
+    x = torch.randn(4, 6)
+
+    def fn(a):
+        return (a.exp().squeeze(1) + 1).sum(0)
+    torch.testing.assert_close(torch.compile(fn, backend="fusec")(x), fn(x))
+    report = fusec.dynamo.graphs()[-1]
+    assert any("squeeze" in op for op, _ in report.aten_ops), report.text()
