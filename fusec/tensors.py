@@ -190,13 +190,19 @@ class TensorSemantic:
             raise self.error(f"{kind} needs a single axis (the tensor has rank {x.ndim})")
         if kind in ("sum", "prod") and x.dtype.is_bool:
             x = self.cast(x, D.int64)
-        value = x.value
+        # one reduce op an axis: a 16-bit float's partial sums (products) over the first
+        # axes would be rounded to 16 bits; they are kept in float32, rounded once
+        narrow = x.dtype if len(axes) > 1 and kind in ("sum", "prod") and _is_16_bit(x) \
+            else None
+        value = (self.cast(x, D.float32) if narrow else x).value
         for a in reversed(axes):
             t = value.type
             value = self.b.value("reduce", [value], TensorType(
                 D.reduction_dtype(kind, t.dtype), t.shape[:a] + t.shape[a + 1:]),
                 kind=kind, axis=a)
         out = self._wrap(value)
+        if narrow:
+            out = self.cast(out, narrow)
         if keepdims:
             for a in axes:
                 out = self.expand_dims(out, a)
@@ -205,13 +211,15 @@ class TensorSemantic:
     def mean(self, x: TensorArg, axis, keepdims: bool) -> TensorVal:
         if not x.dtype.is_float:
             raise self.error(f"mean needs a float tensor, got {x.dtype}; cast it with .to()")
-        total = self.reduce("sum", x, axis, keepdims)
+        narrow = x.dtype if _is_16_bit(x) else None    # the sum and the division in float32
+        total = self.reduce("sum", self.cast(x, D.float32) if narrow else x, axis, keepdims)
         count = sympy.Integer(1)
         for a in self.axes(x, axis):
             count *= x.value.type.shape[a]
         n = int(count) if count.is_Integer else SymSize(count)
         divisor = self.sem.cast(self.sem.to_tile(n), total.dtype)
-        return self.binary("div", total.dtype, total, divisor)
+        mean = self.binary("div", total.dtype, total, divisor)
+        return self.cast(mean, narrow) if narrow else mean
 
     # -- matmul ----------------------------------------------------------------------------
     def dot(self, a, b, out_dtype: DType) -> TensorVal:
@@ -262,3 +270,6 @@ class TensorSemantic:
         self.b.create("write", [out, x.value])
         return TensorArg(out, name)
 
+
+def _is_16_bit(x) -> bool:
+    return x.dtype.is_float and x.dtype.bits == 16

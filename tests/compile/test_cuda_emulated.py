@@ -196,6 +196,21 @@ def test_reductions_over_several_short_axes(kernel, shapes):
         assert_close(g, w, "float32", f"{kernel.fn.__name__} output {i}")
 
 
+def test_16_bit_sums_over_several_axes_round_once():
+    """CUDA C holds a bf16 tile's values in bf16: a sum over several axes rounded each axis's
+    partial sums (1403.4 came out 1408, an ulp off). The partial sums stay in float32 and
+    the result is within half an ulp of the float64 sum."""
+    @fusec.kernel
+    def sums(x):
+        return x.sum(axis=(0, 2, 3))
+    x, xd = random_array((16, 3, 101, 90), "bfloat16", seed=27)
+    x = as_input(x, "bfloat16")
+    got = output_float64(cuda_emulator.Emulated(sums.compile(x, backend="interpret"))(x))
+    want = xd.sum(axis=(0, 2, 3))
+    half_ulp = 2.0 ** (np.floor(np.log2(np.abs(want))) - 8)
+    assert (np.abs(got - want) <= half_ulp * 1.001).all(), (got, want)
+
+
 @pytest.mark.parametrize("case", range(len(K.VIEW_CASES)))
 def test_view_kernels(case):
     """Whole-tensor reshapes and slices (the index math in CUDA C) against numpy."""

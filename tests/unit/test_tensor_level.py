@@ -567,6 +567,22 @@ def test_sums_over_two_axes_too_many_elements_together_loop_over_the_outer(backe
     assert_close(b, xd.sum(axis=(2, 3)), "float32", "sum of x")
 
 
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_16_bit_sums_over_several_axes(backend, dtype):
+    """Sums and means over several axes of a 16-bit tensor (their partial sums kept in
+    float32; the CUDA C emulation checks the rounding: test_cuda_emulated.py) within the
+    dtype's tolerance of float64 over 10^5 elements."""
+    @fusec.kernel
+    def sums(x):
+        return x.sum(axis=(0, 2, 3)), x.mean(axis=(2, 3)), x.sum(axis=1)
+    x, xd = random_array((16, 3, 101, 90), dtype, seed=27)
+    x = as_input(x, dtype)
+    total, mean, rows = (output_float64(o) for o in sums(x))
+    assert_close(total, xd.sum(axis=(0, 2, 3)), dtype, "sum over N, H, W")
+    assert_close(mean, xd.mean(axis=(2, 3)), dtype, "mean over H, W")
+    assert_close(rows, xd.sum(axis=1), dtype, "sum over C")
+
+
 def test_a_bias_gradient_over_few_channels_splits_into_two_launches(backend):
     """A convolution's bias gradient: [N, C, H, W] summed over N, H and W for C = 3 rows of
     millions of elements. One program a row would leave a GPU idle: launch 1 sums chunks of
