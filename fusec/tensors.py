@@ -212,14 +212,18 @@ class TensorSemantic:
         if not x.dtype.is_float:
             raise self.error(f"mean needs a float tensor, got {x.dtype}; cast it with .to()")
         narrow = x.dtype if _is_16_bit(x) else None    # the sum and the division in float32
-        total = self.reduce("sum", self.cast(x, D.float32) if narrow else x, axis, keepdims)
+        total = self.reduce("sum", self.cast(x, D.float32) if narrow else x, axis, False)
         count = sympy.Integer(1)
         for a in self.axes(x, axis):
             count *= x.value.type.shape[a]
         n = int(count) if count.is_Integer else SymSize(count)
         divisor = self.sem.cast(self.sem.to_tile(n), total.dtype)
         mean = self.binary("div", total.dtype, total, divisor)
-        return self.cast(mean, narrow) if narrow else mean
+        mean = self.cast(mean, narrow) if narrow else mean
+        if keepdims:          # last: a squeeze of the result drops them again, no copy
+            for a in self.axes(x, axis):
+                mean = self.expand_dims(mean, a)
+        return mean
 
     # -- matmul ----------------------------------------------------------------------------
     def dot(self, a, b, out_dtype: DType) -> TensorVal:

@@ -525,11 +525,22 @@ def _variance(e, x, dims, correction, keepdim) -> tuple[str, str]:
         raise Unsupported("var of a non-float tensor")
     correction = 1 if correction is None else correction
     axes = _axes(x, dims)
-    mean = e.bind(f"{x}.mean(axis={axes}, keepdims=True)")
-    centered = e.bind(f"({x} - {mean})")
-    var = (f"(({centered} * {centered}).sum(axis={axes}, keepdims={keepdim}) / "
+    # reduced, computed on, then given their size-1 dims back: a squeeze of a keepdim
+    # result (BatchNorm's running statistics) then drops the expand_dims, no copy
+    mean = e.bind(f"{x}.mean(axis={axes}, keepdims=False)")
+    kept = sorted(range(x.rank) if axes == "None" else _dims(x, dims))
+    kept_mean = _with_dims(mean, kept)
+    centered = e.bind(f"({x} - {kept_mean})")
+    var = (f"(({centered} * {centered}).sum(axis={axes}, keepdims=False) / "
            f"({_count(x, dims)} - {lit(correction)}))")
-    return var, (mean if keepdim else f"{x}.mean(axis={axes}, keepdims=False)")
+    return (_with_dims(var, kept), kept_mean) if keepdim else (var, mean)
+
+
+def _with_dims(value: str, dims: list) -> str:
+    """value with size-1 dims inserted at `dims` (ascending: positions in the result)."""
+    for d in dims:
+        value = f"fl.expand_dims({value}, {d})"
+    return value
 
 
 def _var(e, x, dims=None, correction=None, keepdim=False):
