@@ -21,8 +21,10 @@ A merge is refused, and the reason kept in the kernel's `fusion_notes`, when
     axis of the merged space to run in parallel, though each side had some;
   - it would need a global barrier: a reduction over every axis of the space (one program)
     and ops after it that run over the reduced axes (x / x.sum());
-  - a reduced axis is longer than one program can hold in one tile (`max_reduce` elements);
-    such reductions stay alone (the tile pass loops over them);
+  - a reduced axis is longer than one program can hold in one tile (`max_reduce` elements),
+    unless the tile pass will split the merged group in two launches (tile_split.py: the
+    ops computing the reduced values run in the first, what follows the reductions in the
+    second); other such reductions stay alone (the tile pass loops over them);
   - a matmul would take a second matmul or a reduction (one feeding its K dimension, or one
     of its result): a matmul group is the matmul, the element ops computing its operands
     (prologue casts) and those applied to its result (bias, activation, residual, scaling);
@@ -45,6 +47,7 @@ from ..ir.symbolic import hinted_value
 from .fuse_recompute import (narrow_crossing_values, recompute_cheap_values,
                              write_where_computed)
 from .tensor_graph import Axes, NotOneSpace, chain_sources, in_memory, whole_tensor_ops
+from .tile_split import would_split
 
 
 def reads(op: Op) -> set:
@@ -164,7 +167,8 @@ class _Fuser:
             if k in k_axes:
                 continue                # a matmul walks its K in chunks
             n = hinted_value(axes.extent(k), self.hints)
-            if n is None or n > self.max_reduce:
+            if (n is None or n > self.max_reduce) and not would_split(merged, axes,
+                                                                       self.hints):
                 return (f"the reduced axis of size {axes.extent(k)} does not fit one tile "
                         f"(> {self.max_reduce} elements); the reduction is tiled on its own")
         if not axes.parallel:

@@ -37,14 +37,14 @@ from ..ir.symbolic import hinted_value, next_pow2
 from .fuse import Fuse
 from .tensor_graph import Axes, in_memory, whole_tensor_ops
 from .tile_loop import emit_looped, reorder_reductions
-from .tile_split import emit_split, split_plan
+from .tile_split import MAX_WHOLE_REDUCTION, emit_split, split_plan
 from .tile_views import iota_tile, op_attrs, view_load
 
 
 FALLBACK_TILE_ELEMENTS = 4096
-# A reduced axis up to this long is held whole in every program (one tile); a longer one
-# is walked in chunks of LOOP_BLOCK by sequential loops (passes/tile_loop.py).
-MAX_WHOLE_REDUCTION = 8192
+# A reduced axis up to MAX_WHOLE_REDUCTION long (tile_split.py) is held whole in every
+# program (one tile); a longer one is walked in chunks of LOOP_BLOCK by sequential loops
+# (passes/tile_loop.py).
 LOOP_BLOCK = 2048
 
 

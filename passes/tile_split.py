@@ -29,6 +29,7 @@ from ..ir.ops import INDEXED_VIEWS
 from ..ir.symbolic import hinted_value, next_pow2
 from .tensor_graph import in_memory, mapped_operands
 
+MAX_WHOLE_REDUCTION = 8192 # a longer reduced axis is not held whole in a tile (tile.py)
 SPLIT_ABOVE = 512          # k's power-of-two bucket must be above this (with other axes)
 ROW_CHUNK = 64             # rows of k per program when k is not the contiguous axis
 FLAT_CHUNK = 4096          # elements per program of a full reduction along memory
@@ -115,6 +116,35 @@ def _checked(emitter, k, held, bucket, least, elements, grid):
             if along(op.results[0]):
                 return None           # needs the reduction back along k (x - x.mean(0))
     return k, chunk, held, grid
+
+
+class _Unknown(Exception):
+    """A reduced size without a value hint."""
+
+
+class _GroupFacts:
+    """What split_plan reads of a group's emitter, for a group the fuse pass is forming:
+    its ops and axes, and whole blocks without recording guards."""
+
+    def __init__(self, ops, axes, hints):
+        self.ops, self.axes, self.hints = ops, axes, hints
+        self.tiler = self
+
+    def whole_block(self, extent) -> int | None:
+        value = hinted_value(extent, self.hints)
+        if value is None:
+            raise _Unknown
+        return None if value > MAX_WHOLE_REDUCTION else next_pow2(value)
+
+
+def would_split(ops, axes, hints) -> bool:
+    """Whether the tile pass will split this group into two launches: its producers then
+    run in the first launch and what follows its reductions in the second, none of them
+    a launch of its own (the fuse pass asks before joining them to a long reduction)."""
+    try:
+        return split_plan(_GroupFacts(ops, axes, hints)) is not None
+    except _Unknown:
+        return False
 
 
 def _partial_dtype(dtype: D.DType) -> D.DType:

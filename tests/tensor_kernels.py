@@ -44,6 +44,14 @@ def bias_grad(x):
 
 
 @fusec.kernel
+def column_grads(x, g, w):
+    """BatchNorm's backward shape: column sums (over many rows) of values computed from the
+    inputs, a scaling after the sums, an elementwise output."""
+    d = g * (1 - x * x)
+    return d.sum(axis=0), (d * x).sum(axis=0) * w, d * w
+
+
+@fusec.kernel
 def column_softmax(x):
     e = fl.exp(x - x.max(axis=0, keepdims=True))
     return e / e.sum(axis=0, keepdims=True)

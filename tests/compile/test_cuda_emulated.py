@@ -184,6 +184,7 @@ def test_group_statistics_over_a_long_axis_and_a_short_one(dtype):
 @pytest.mark.parametrize("kernel, shapes", [
     (K.pixel_sums, [(2, 3, 96, 100), (2, 3, 96, 100)]),   # H looped, W whole, sums reordered
     (K.bias_grad, [(16, 3, 100, 90)]),                     # split: partials, then channels
+    (K.column_grads, [(40000, 19), (40000, 19), (19,)]),    # split with its producers
 ])
 def test_reductions_over_several_short_axes(kernel, shapes):
     """Reductions over several axes, too many elements together for one tile

@@ -583,6 +583,23 @@ def test_16_bit_sums_over_several_axes(backend, dtype):
     assert_close(rows, xd.sum(axis=1), dtype, "sum over C")
 
 
+def test_column_sums_of_computed_values_split_with_their_producers(backend):
+    """Column sums over 40000 rows of values computed from the inputs (BatchNorm's
+    backward): the products are computed in the split's first launch, not written to a
+    buffer by a launch of their own, and the scaling after the sums runs in its second."""
+    x, xd = random_array((40000, 19), "float32", seed=28)
+    g, gd = random_array((40000, 19), "float32", seed=29)
+    w, wd = random_array((19,), "float32", seed=30)
+    (s, sx, dw), compiled = _run(K.column_grads, x, g, w)
+    tiled = compiled.asm["tile"]
+    assert compiled.num_launches == 2, tiled
+    assert not any("_buf = alloc" in line and "40000" in line for line in tiled.splitlines())
+    d = gd * (1 - xd * xd)
+    assert_close(s, d.sum(axis=0), "float32", "sum")
+    assert_close(sx, (d * xd).sum(axis=0) * wd, "float32", "scaled sum")
+    assert_close(dw, d * wd, "float32", "elementwise")
+
+
 def test_a_bias_gradient_over_few_channels_splits_into_two_launches(backend):
     """A convolution's bias gradient: [N, C, H, W] summed over N, H and W for C = 3 rows of
     millions of elements. One program a row would leave a GPU idle: launch 1 sums chunks of
