@@ -74,8 +74,9 @@ def _few_rows_plan(emitter, blocks: dict, buckets: dict):
     axes outside k are grid axes of launch 1 (one element a program), reduced in launch 2
     with the chunks' partials."""
     axes = emitter.axes
-    rows = math.prod(hinted_value(axes.extent(j), emitter.tiler.hints) for j in axes.parallel)
-    if rows > FEW_ROWS or math.prod(buckets.values()) <= FLAT_SPLIT_ABOVE:
+    extents = [hinted_value(axes.extent(j), emitter.tiler.hints) for j in axes.parallel]
+    if None in extents or math.prod(extents) > FEW_ROWS or \
+            math.prod(buckets.values()) <= FLAT_SPLIT_ABOVE:
         return None
     reduced = axes.reduced
     k = next((j for i, j in enumerate(reduced)
