@@ -113,8 +113,9 @@ def _guard(a, runtime_slot, tensor_types, written: bool = False, arrays_too: boo
     its type and alignment are checked)."""
     t = type(a)
     if t in tensor_types:
-        return (ARG_KNOWN_TENSOR if known else ARG_TENSOR, a.dtype, None, 0.0, tuple(a.shape), tuple(a.stride()),
-                a.get_device(), a.data_ptr() & 15, runtime_slot)
+        return (ARG_KNOWN_TENSOR if known else ARG_TENSOR, a.dtype, None, 0.0,
+                tuple(a.shape), tuple(a.stride()), a.get_device(), a.data_ptr() & 15,
+                runtime_slot)
     if t is np.ndarray:
         if not arrays_too:
             return None

@@ -162,15 +162,12 @@ class _Fuser:
             reason = _matmul_refusal(dots, merged)
             if reason is not None:
                 return reason
-        k_axes = {axes.of[op.operands[0]][-1] for op in dots}
-        for k in axes.reduced:
-            if k in k_axes:
-                continue                # a matmul walks its K in chunks
-            n = hinted_value(axes.extent(k), self.hints)
-            if (n is None or n > self.max_reduce) and not would_split(merged, axes,
-                                                                       self.hints):
-                return (f"the reduced axis of size {axes.extent(k)} does not fit one tile "
-                        f"(> {self.max_reduce} elements); the reduction is tiled on its own")
+        k_axes = {axes.of[op.operands[0]][-1] for op in dots}   # a matmul walks K in chunks
+        too_long = [k for k in axes.reduced if k not in k_axes and (
+            (n := hinted_value(axes.extent(k), self.hints)) is None or n > self.max_reduce)]
+        if too_long and not would_split(merged, axes, self.hints):
+            return (f"the reduced axis of size {axes.extent(too_long[0])} does not fit one "
+                    f"tile (> {self.max_reduce} elements); the reduction is tiled on its own")
         if not axes.parallel:
             if all(self._has_parallel_axes(g) for g in (g1, g2)):
                 return ("reductions over different axes would leave no axis to run in "

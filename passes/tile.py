@@ -33,11 +33,11 @@ import sympy
 from ..ir import HANDLE, Block, Builder, Module, Op, TensorType, TileType, Value, erase, uses
 from ..ir import dtypes as D
 from ..ir.ops import INDEXED_VIEWS
-from ..ir.symbolic import hinted_value, next_pow2
+from ..ir.symbolic import hinted_value
 from .fuse import Fuse
 from .tensor_graph import Axes, in_memory, whole_tensor_ops
 from .tile_loop import emit_looped, reorder_reductions
-from .tile_split import MAX_WHOLE_REDUCTION, emit_split, split_plan
+from .tile_split import MAX_WHOLE_REDUCTION, emit_split, split_plan, whole_block_size
 from .tile_views import iota_tile, op_attrs, view_load
 
 
@@ -156,9 +156,7 @@ class _Tiler:
                              "kernel's `hints` attr gives sizes for `fusec opt`)")
         if not extent.is_Integer and extent not in self.options.guards:
             self.options.guards.append(extent)
-        if value > MAX_WHOLE_REDUCTION:
-            return None                     # looped
-        return next_pow2(value)
+        return whole_block_size(value)
 
 
 class _GroupEmitter:
@@ -198,9 +196,8 @@ class _GroupEmitter:
         if self.looped is None and not dots and \
                 math.prod(self.block[k] for k in axes.reduced) > MAX_WHOLE_REDUCTION:
             long_axes = self._loop_outer_reduced_axis()
-        elif len(long_axes) == 1 and not dots and reorder_reductions(self.ops, axes,
-                                                                     self.looped):
-            self.axes = Axes(self.ops)
+        elif len(long_axes) == 1 and not dots:
+            self._reorder_to_reduce_first(self.looped)
         axes = self.axes
         if self.looped is not None and len(axes.reduced) > 1 and not (
                 len(long_axes) == 1 and not dots and self._reduced_first(self.looped)):
@@ -237,13 +234,18 @@ class _GroupEmitter:
         are reordered: `reorder_reductions`); else all stay whole. Returns [the looped
         axis] or []."""
         k = next(k for k in self.axes.reduced if self.block[k] > 1)
-        if reorder_reductions(self.ops, self.axes, k):
-            self.axes = Axes(self.ops)
+        self._reorder_to_reduce_first(k)
         if not self._reduced_first(k):
             return []
         inner = math.prod(self.block[j] for j in self.axes.reduced if j != k)
         self.block[k], self.looped = max(1, LOOP_BLOCK // inner), k
         return [k]
+
+    def _reorder_to_reduce_first(self, k: int) -> None:
+        """Chains of one kind of reduction covering k reduce it first (the group's axes
+        rebuilt when one changed)."""
+        if reorder_reductions(self.ops, self.axes, k):
+            self.axes = Axes(self.ops)
 
     def _reduced_first(self, k: int) -> bool:
         """Every reduction of a value varying along axis k reduces k itself: the looped

@@ -119,6 +119,12 @@ def _checked(emitter, k, held, bucket, least, elements, grid):
     return k, chunk, held, grid
 
 
+def whole_block_size(value: int) -> int | None:
+    """The tile size holding a reduced axis of `value` elements whole: the next power of
+    two, or None past MAX_WHOLE_REDUCTION (looped)."""
+    return None if value > MAX_WHOLE_REDUCTION else next_pow2(value)
+
+
 class _Unknown(Exception):
     """A reduced size without a value hint."""
 
@@ -135,7 +141,7 @@ class _GroupFacts:
         value = hinted_value(extent, self.hints)
         if value is None:
             raise _Unknown
-        return None if value > MAX_WHOLE_REDUCTION else next_pow2(value)
+        return whole_block_size(value)
 
 
 def would_split(ops, axes, hints) -> bool:

@@ -17,7 +17,7 @@ from .rules import aten
 
 # reductions taking (x, dims, keepdim, ...): their result depends on the reduced elements only
 REDUCTIONS = {aten.sum.dim_IntList, aten.mean.dim, aten.amax.default, aten.amin.default}
-VIEWS = {aten.view.default, aten._unsafe_view.default, aten.reshape.default}
+MERGING_VIEWS = {aten.view.default, aten._unsafe_view.default, aten.reshape.default}
 
 
 def _static_shape(node) -> tuple | None:
@@ -52,7 +52,7 @@ def merged_groups(source: tuple, merged: tuple) -> list[list[int]] | None:
 def _rewritten_dims(node: Node) -> list[int] | None:
     """The source dims `node` reduces when its operand is a merging view, else None."""
     view = node.args[0]
-    if not (isinstance(view, Node) and view.op == "call_function" and view.target in VIEWS):
+    if not (isinstance(view, Node) and view.op == "call_function" and view.target in MERGING_VIEWS):
         return None
     source, merged = _static_shape(view.args[0]), _static_shape(view)
     dims = node.args[1] if len(node.args) > 1 else None

@@ -512,10 +512,14 @@ def _extreme_with_index(kind: str):
     return rule
 
 
+def _reduced_dims(x: Var, dims) -> list:
+    """The dims a reduction over `dims` covers, ascending (None and [] mean every dim)."""
+    return list(range(x.rank)) if _axes(x, dims) == "None" else sorted(_dims(x, dims))
+
+
 def _count(x: Var, dims) -> str:
     """The number of elements the reduction over `dims` takes (DSL size arithmetic)."""
-    axes = range(x.rank) if _axes(x, dims) == "None" else _dims(x, dims)
-    return " * ".join(f"{x}.shape[{d}]" for d in axes) or "1"
+    return " * ".join(f"{x}.shape[{d}]" for d in _reduced_dims(x, dims)) or "1"
 
 
 def _variance(e, x, dims, correction, keepdim) -> tuple[str, str]:
@@ -528,7 +532,7 @@ def _variance(e, x, dims, correction, keepdim) -> tuple[str, str]:
     # reduced, computed on, then given their size-1 dims back: a squeeze of a keepdim
     # result (BatchNorm's running statistics) then drops the expand_dims, no copy
     mean = e.bind(f"{x}.mean(axis={axes}, keepdims=False)")
-    kept = sorted(range(x.rank) if axes == "None" else _dims(x, dims))
+    kept = _reduced_dims(x, dims)
     kept_mean = _with_dims(mean, kept)
     centered = e.bind(f"({x} - {kept_mean})")
     var = (f"(({centered} * {centered}).sum(axis={axes}, keepdims=False) / "
