@@ -10,7 +10,7 @@ import inspect
 import sympy
 
 from .ir import TensorType, dtypes as D
-from .ir.ops import FLOAT_UNARY, NUMERIC_UNARY
+from .ir.ops import FLOAT_UNARY, NUMERIC_UNARY, SCAN_KINDS
 from .semantic import SemanticError, size_value
 from .tensors import is_tensor
 from .values import SymSize, TensorArg, TileHandle, TileVal
@@ -125,6 +125,17 @@ def _reduction(kind):
     return reduce
 
 
+def _scan(kind):
+    def scan(t, x, axis=0, reverse=False):
+        if not isinstance(reverse, bool):
+            raise SemanticError(f"cum{kind}: reverse must be a constant bool, got {reverse!r}")
+        return t.sem.scan(kind, x, axis, reverse)
+    return scan
+
+
+SCANS = {f"cum{kind}": _scan(kind) for kind in SCAN_KINDS}
+
+
 def _dot(t, a, b, out_dtype=D.float32):
     return t.sem.dot(a, b, _dtype(out_dtype, "out_dtype"))
 
@@ -231,7 +242,7 @@ BUILTINS = {
                                           "copysign")},
     "load": _load, "store": _store, "atomic_add": _atomic_add, "cast": _cast, "gelu": _gelu,
     "cdiv": _cdiv, "permute": _permute, "expand_dims": _expand_dims,
-    "broadcast_to": _broadcast_to,
+    "broadcast_to": _broadcast_to, **SCANS,
 }
 for _n in FLOAT_UNARY + NUMERIC_UNARY:
     if _n not in ("gelu", "gelu_tanh", "neg"):
@@ -295,7 +306,7 @@ TILE_METHODS = {
     "min": _reduction("min"),
     "mean": _reduction("mean"), "argmax": _reduction("argmax"), "argmin": _reduction("argmin"),
     "exp": _unary("exp"), "log": _unary("log"), "sqrt": _unary("sqrt"), "abs": _unary("abs"),
-    "sigmoid": _unary("sigmoid"), "tanh": _unary("tanh"),
+    "sigmoid": _unary("sigmoid"), "tanh": _unary("tanh"), **SCANS,
 }
 
 

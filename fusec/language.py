@@ -28,6 +28,8 @@ _SIGNATURES = {
     "expand_dims": "(x, axis)", "broadcast_to": "(x, shape)", "reshape": "(x, shape)",
     "cat": "(tensors, axis=0)", "flip": "(x, dims)", "take": "(x, index, axis=0)",
     "take_along": "(x, index, axis)",
+    "cumsum": "(x, axis=0, reverse=False)", "cumprod": "(x, axis=0, reverse=False)",
+    "cummax": "(x, axis=0, reverse=False)", "cummin": "(x, axis=0, reverse=False)",
 }
 _UNARY = ("exp", "exp2", "log", "log2", "sqrt", "rsqrt", "abs", "sin", "cos", "tan", "atan",
           "tanh", "erf", "sigmoid", "relu", "silu", "floor", "ceil", *LIBM_UNARY)

@@ -316,6 +316,25 @@ class Semantic:
                 out = self.expand_dims(out, a)
         return out
 
+    def scan(self, kind: str, x, axis: int, reverse: bool) -> TileVal:
+        """fl.cumsum & co: the running reduction along one axis (masked lanes count as the
+        identity, as in reductions)."""
+        if is_tensor(x):
+            return self.tensors.scan(kind, x, axis, reverse)
+        x = self.to_tile(x)
+        if x.rank == 0:
+            raise SemanticError(f"cum{kind} of a scalar: scans need a tile")
+        if not isinstance(axis, int):
+            raise SemanticError(f"cum{kind}: axis must be one int, got {axis!r}")
+        a = self._axes(x, axis)[0]
+        if kind in ("sum", "prod") and x.dtype.is_bool:
+            x = self.cast(x, D.int64)
+        v = self._masked_for_reduce(x, [a], D.reduction_identity(kind, x.dtype))
+        value = self.b.value("scan", [v.value], TileType(D.reduction_dtype(kind, x.dtype),
+                                                          x.shape), kind=kind, axis=a,
+                             reverse=bool(reverse))
+        return TileVal(value, x.masks)
+
     def mean(self, x, axis=None, keepdims: bool = False) -> TileVal:
         if is_tensor(x):
             return self.tensors.mean(x, axis, keepdims)

@@ -208,6 +208,19 @@ class TensorSemantic:
                 out = self.expand_dims(out, a)
         return out
 
+    def scan(self, kind: str, x: TensorArg, axis, reverse: bool) -> TensorVal:
+        if x.ndim == 0:
+            raise self.error(f"cum{kind} of a 0-d tensor: scans need dims")
+        if not isinstance(axis, int):
+            raise self.error(f"cum{kind}: axis must be one int, got {axis!r}")
+        a = self.axes(x, axis)[0]
+        if kind in ("sum", "prod") and x.dtype.is_bool:
+            x = self.cast(x, D.int64)
+        t = x.value.type
+        return self._wrap(self.b.value("scan", [x.value], TensorType(
+            D.reduction_dtype(kind, t.dtype), t.shape), kind=kind, axis=a,
+            reverse=bool(reverse)))
+
     def mean(self, x: TensorArg, axis, keepdims: bool) -> TensorVal:
         if not x.dtype.is_float:
             raise self.error(f"mean needs a float tensor, got {x.dtype}; cast it with .to()")

@@ -50,6 +50,13 @@ Tile values (held by one program)
                     (half floats accumulate in float32 or wider); argmax/argmin give the int32 lane
                     index of the first extreme. Masked lanes were replaced with the
                     reduction's identity by the frontend (`where`), so reduce sees all lanes.
+  scan(x) {kind, axis, reverse} -> x's shape: the inclusive running reduction along `axis`
+                    (cumsum, cumprod, cummax, cummin), from its last element back when
+                    reverse. kind in SCAN_KINDS; result dtypes as reduce's (sums and
+                    products of ints give int64); float sums and products accumulate in
+                    float64 (float32 under fast_math) and round each element once; max/min
+                    propagate NaN. Masked lanes were replaced with the identity by the
+                    frontend, as for reduce.
   dot(a, b)         a [M, K] x b [K, N] -> [M, N] in the result's dtype (accumulated in it).
 
 Memory
@@ -64,7 +71,7 @@ Memory
 
 Tensor-level ops (whole tensors, in the kernel's own block only; the fuse and tile passes
 turn them into tile loops, see passes/fuse.py and passes/tile.py)
-  The unary, binary, compare, where, cast, expand_dims, permute, reduce and dot ops above also
+  The unary, binary, compare, where, cast, expand_dims, permute, reduce, scan and dot ops above also
   take and give `tensor` values: whole tensors with symbolic shapes, computed as numpy
   would compute them on the whole arrays. A tensor param or alloc used as an operand is
   read (its contents at that point of the program). broadcast also takes a scalar (rank-0
@@ -118,6 +125,7 @@ BITWISE_BINARY = ("and", "or", "xor")
 BINARY = ARITH_BINARY + BITWISE_BINARY
 COMPARE = ("eq", "ne", "lt", "le", "gt", "ge")
 REDUCE_KINDS = ("sum", "prod", "max", "min", "argmax", "argmin")
+SCAN_KINDS = ("sum", "prod", "max", "min")
 # Whole-tensor views that read their operand at computed indices (see the table above).
 INDEXED_VIEWS = ("reshape", "slice", "concat", "take", "take_along")
 TERMINATORS = ("return", "yield")
@@ -125,7 +133,7 @@ REGION_OPS = ("kernel", "tile_for", "for", "if")
 MEMORY_WRITE = ("store", "atomic_add")
 # Ops with no side effects: removable when unused, mergeable when identical.
 PURE = (UNARY + BINARY + COMPARE
-        + ("where", "cast", "broadcast", "expand_dims", "permute", "reduce", "dot",
+        + ("where", "cast", "broadcast", "expand_dims", "permute", "reduce", "scan", "dot",
            "tile_index", "tile_begin", "const", "arange", "symval", "iota") + INDEXED_VIEWS)
 
 
@@ -144,6 +152,7 @@ def _table() -> dict[str, OpInfo]:
             table[n] = OpInfo(n, kind)
     for n, kind in (("where", "where"), ("cast", "cast"), ("broadcast", "shape"),
                     ("expand_dims", "shape"), ("permute", "shape"), ("reduce", "reduce"),
+                    ("scan", "scan"),
                     ("dot", "dot"), ("tile_index", "index"), ("tile_begin", "index"),
                     ("const", "const"), ("arange", "const"), ("symval", "const"),
                     ("iota", "const"),

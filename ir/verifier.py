@@ -6,7 +6,7 @@ import sympy
 from .core import Block, Module, Op, Value
 from .dtypes import INDEX, bool_, int32, int64
 from .symbolic import is_zero
-from .ops import FLOAT_RESULT_BINARY, FLOAT_UNARY, OPS, REDUCE_KINDS, memory_operands
+from .ops import FLOAT_RESULT_BINARY, FLOAT_UNARY, OPS, REDUCE_KINDS, SCAN_KINDS, memory_operands
 from .types import HANDLE, TensorType, TileType
 
 
@@ -215,6 +215,21 @@ def _check_reduce(op: Op):
         _expect(r.dtype == a.dtype, op, "reduction changes dtype")
 
 
+def _check_scan(op: Op):
+    _n_operands(op, 1)
+    a, r = _shaped(op, op.operands[0], "operand"), _result(op)
+    kind, axis = op.attrs.get("kind"), op.attrs.get("axis")
+    _expect(kind in SCAN_KINDS, op, f"unknown scan {kind!r}")
+    _expect(isinstance(axis, int) and 0 <= axis < a.rank, op, f"bad axis {axis} for {a}")
+    _expect(isinstance(op.attrs.get("reverse"), bool), op, "scan needs a bool `reverse`")
+    _expect(r.shape == a.shape, op, "a scan keeps its operand's shape")
+    _expect(type(r) is type(a), op, "a scan of a tile is a tile, of a tensor a tensor")
+    if kind in ("sum", "prod") and not a.dtype.is_float:
+        _expect(r.dtype == int64, op, f"{kind} scan of ints gives int64")
+    else:
+        _expect(r.dtype == a.dtype, op, "scan changes dtype")
+
+
 def _check_dot(op: Op):
     _n_operands(op, 2)
     a, b = (_shaped(op, v, "operand") for v in op.operands)
@@ -351,7 +366,7 @@ def _check_structure(op: Op):
 
 _CHECKS = {"unary": _check_unary, "binary": _check_binary, "compare": _check_binary,
            "where": _check_where, "cast": _check_cast, "shape": _check_shape,
-           "reduce": _check_reduce, "dot": _check_dot, "view": _check_view, "index": _check_index,
+           "reduce": _check_reduce, "scan": _check_scan, "dot": _check_dot, "view": _check_view, "index": _check_index,
            "const": _check_const, "memory": _check_memory, "host": _check_host, "write": _check_write,
            "structure": _check_structure}
 

@@ -390,7 +390,7 @@ def _matmul_refusal(dots: list[Op], merged: list[Op]) -> str | None:
     second matmul or a reduction."""
     if len(dots) > 1:
         return "two matmuls in one launch (each walks its own K); the second is not fused"
-    reduces = [op for op in merged if op.name == "reduce"]
+    reduces = [op for op in merged if op.name in ("reduce", "scan")]
     if not reduces:
         return None
     upstream = _ancestors(dots[0])

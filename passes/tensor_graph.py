@@ -20,7 +20,8 @@ from ..ir import Op, TensorType, Value
 from ..ir.ops import BINARY, COMPARE, INDEXED_VIEWS, UNARY
 from ..ir.symbolic import is_zero
 
-WHOLE_TENSOR_KINDS = ("unary", "binary", "compare", "where", "cast", "shape", "reduce", "dot")
+WHOLE_TENSOR_KINDS = ("unary", "binary", "compare", "where", "cast", "shape", "reduce", "scan",
+                      "dot")
 
 
 def is_whole_tensor_op(op: Op) -> bool:
@@ -149,8 +150,9 @@ class Axes:
         self.domain = list(anchor.type.shape)
         self.of[anchor] = [k if not _is_one(d) else None for k, d in enumerate(anchor.type.shape)]
         self._solve()
+        # a scan's axis is held whole in every program too, as a reduction's is
         self.reduced = sorted(({self.of[op.operands[0]][op.attrs["axis"]] for op in ops
-                                if op.name == "reduce"}
+                                if op.name in ("reduce", "scan")}
                                | {self.of[op.operands[0]][-1] for op in ops if op.name == "dot"})
                               - {None})
         self.parallel = [k for k in range(len(self.domain)) if k not in self.reduced]

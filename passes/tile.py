@@ -6,7 +6,7 @@ Per group (passes/tensor_graph.Axes gives its iteration space):
   - the axes no reduction covers are the grid: one parallel `tile_for` each, with block
     sizes from the config (`blocks`, by `dim`, numbered after the kernel's own tile dims)
     or the default policy (`default_block`);
-  - a reduced axis is held whole in every program: a tile of its size rounded up to a power
+  - a reduced axis (and a scan's axis) is held whole in every program: a tile of its size rounded up to a power
     of two (the size is recorded in `guards`: the compiled kernel is specific to its
     power-of-two bucket), lanes past the size masked out of the reductions; a reduced axis
     longer than MAX_WHOLE_REDUCTION is walked in chunks instead (passes/tile_loop.py);
@@ -199,6 +199,13 @@ class _GroupEmitter:
         elif len(long_axes) == 1 and not dots:
             self._reorder_to_reduce_first(self.looped)
         axes = self.axes
+        scans = [op for op in self.ops if op.name == "scan"]
+        if scans and self.looped is not None:
+            raise ValueError(
+                f"the scan (cum{scans[0].attrs['kind']}) at {scans[0].loc} runs over "
+                f"{' x '.join(map(str, (axes.extent(k) for k in axes.reduced)))} elements "
+                f"held in one program; more than {MAX_WHOLE_REDUCTION} are not supported "
+                "yet (scans are not walked in chunks)")
         if self.looped is not None and len(axes.reduced) > 1 and not (
                 len(long_axes) == 1 and not dots and self._reduced_first(self.looped)):
             raise ValueError(f"the whole-tensor reductions at {last.loc} run over several axes, "
@@ -402,7 +409,7 @@ class _GroupEmitter:
             self.env[r] = self._broadcast(ins[0], rtype.shape)
         elif op.name == "iota":
             self.env[r] = iota_tile(self.b, op, self._address(r)[0], rtype)
-        elif op.name == "reduce":
+        elif op.name in ("reduce", "scan"):
             self.env[r] = self._reduce(op, ins[0], rtype)
         elif form is not None:        # batch dims dropped: the form the tiles take
             self.env[r] = ins[0] if form == ("same",) else self.b.value(
@@ -413,13 +420,15 @@ class _GroupEmitter:
             self.env[r].name = r.name
 
     def _reduce(self, op: Op, x: Value, rtype: TileType) -> Value:
+        """A reduce or scan: lanes past the reduced size do not count (a reversed scan
+        meets them first)."""
         axis = op.attrs["axis"]
         k = self.axes.axes(op.operands[0])[axis]
-        if k in self.mask:            # lanes past the reduced size do not count
+        if k in self.mask:
             mask = self._placed(self.mask[k], axis, x.type.shape)
             x = self.b.value("where", [mask, x, self.identity(op.attrs["kind"], x.type)],
                              x.type)
-        return self.b.value("reduce", [x], rtype, kind=op.attrs["kind"], axis=axis)
+        return self.b.value(op.name, [x], rtype, **op_attrs(op))
 
     def identity(self, kind: str, t: TileType) -> Value:
         fill = D.reduction_identity(kind, t.dtype)

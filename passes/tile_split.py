@@ -44,7 +44,7 @@ def split_plan(emitter) -> tuple[int, int, dict, tuple] | None:
     """(k, chunk, blocks of the reduced axes held whole, reduced axes that are grid axes of
     launch 1) when the group is to be split."""
     axes = emitter.axes
-    if not axes.reduced or any(op.name == "dot" for op in emitter.ops):
+    if not axes.reduced or any(op.name in ("dot", "scan") for op in emitter.ops):
         return None
     blocks = {j: emitter.tiler.whole_block(axes.extent(j)) for j in axes.reduced}   # guards
     buckets = {j: next_pow2(hinted_value(axes.extent(j), emitter.tiler.hints))

@@ -37,7 +37,7 @@ from ...ir.core import Op, Value
 from ...ir.ops import memory_operands
 from ...ir.dtypes import DType
 from ..llvm.launches import serial_ops
-from . import arith, control, dot, fragments, memory, reduce, tensor_cores, transpose
+from . import arith, control, dot, fragments, memory, reduce, scan, tensor_cores, transpose
 from .elements import ELEM_RULES
 from .layout import Layout, c_name
 from ..carried import VIEW_OPS, CarriedSlots
@@ -64,8 +64,8 @@ ACCESS_TYPE = {16: "uint4", 8: "uint2", 4: "unsigned int", 2: "unsigned short"}
 # ops that materialize or loop: they emit their own statements
 OP_RULES: dict[str, Callable] = {
     "store": memory.store, "atomic_add": memory.atomic_add, "reduce": reduce.reduce,
-    "dot": dot.dot, "tile_for": control.tile_for, "for": control.for_, "if": control.if_,
-    "alloc": control.alloc,
+    "scan": scan.scan, "dot": dot.dot, "tile_for": control.tile_for, "for": control.for_,
+    "if": control.if_, "alloc": control.alloc,
 }
 
 

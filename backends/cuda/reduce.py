@@ -98,7 +98,7 @@ def spec(kind: str, d: DType, out: DType, fast: bool = False) -> Spec:
 
 
 # shuffles move 32/64-bit values: narrower accumulators travel as int
-_SHUFFLE_AS = {"bool": "int", "signed char": "int", "unsigned char": "unsigned int",
+SHUFFLE_AS = {"bool": "int", "signed char": "int", "unsigned char": "unsigned int",
                "short": "int"}
 
 
@@ -229,7 +229,7 @@ def _combine_warp(E, s: Spec, accs: list, fill: dict, width: int) -> None:
     while off >= 1:
         others = []
         for (ty, _), a in zip(s.accs, accs):
-            via = _SHUFFLE_AS.get(ty, ty)
+            via = SHUFFLE_AS.get(ty, ty)
             others.append(E.declare(ty, f"({ty})__shfl_xor_sync(0xffffffffu, ({via}){a}, "
                                         f"{off})", "other", force=True))
         E.line(s.combine.format(b=others[0], j=others[-1], **fill))

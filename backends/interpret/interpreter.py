@@ -99,6 +99,22 @@ def _reduce(x: np.ndarray, kind: str, axis: int, in_dtype: D.DType, out_dtype: D
     return total(x.astype(np.int64), axis=axis)
 
 
+_ACCUMULATE = {"sum": np.add, "prod": np.multiply, "max": np.maximum, "min": np.minimum}
+
+
+def _scan(x: np.ndarray, kind: str, axis: int, reverse: bool, in_dtype: D.DType,
+          out_dtype: D.DType):
+    """Inclusive running reductions; float sums and products in float64, each element
+    rounded once; max/min propagate NaN (np.maximum does)."""
+    if reverse:
+        return np.flip(_scan(np.flip(x, axis), kind, axis, False, in_dtype, out_dtype), axis)
+    if kind in ("sum", "prod"):
+        wide = np.float64 if in_dtype.is_float else np.int64
+        out = _ACCUMULATE[kind].accumulate(x.astype(wide), axis=axis)
+        return round_to(out, out_dtype) if in_dtype.is_float else out
+    return _ACCUMULATE[kind].accumulate(x, axis=axis)
+
+
 class _Handle:
     __slots__ = ("begin", "block")
 
@@ -232,6 +248,10 @@ class Interpreter:
     def op_reduce(self, op, ins, t):
         return [np.asarray(_reduce(ins[0], op.attrs["kind"], op.attrs["axis"],
                                    op.operands[0].type.dtype, t.dtype))]
+
+    def op_scan(self, op, ins, t):
+        return [np.asarray(_scan(ins[0], op.attrs["kind"], op.attrs["axis"],
+                                 op.attrs["reverse"], op.operands[0].type.dtype, t.dtype))]
 
     def op_dot(self, op, ins, t):
         a, b = ins

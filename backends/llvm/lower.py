@@ -19,7 +19,7 @@ from ...ir import dtypes as D
 from ...ir.core import Op, Value
 from ...ir.dtypes import DType
 from ...ir.ops import BINARY, COMPARE, UNARY
-from . import arith, control, dot, loops, memory, reduce, simt, vectors
+from . import arith, control, dot, loops, memory, reduce, scan, simt, vectors
 from .context import Ctx
 from ..carried import CarriedSlots
 from ..vector_facts import VectorFacts
@@ -335,6 +335,7 @@ ELEM_RULES.update({"where": _where, "cast": _cast, "broadcast": _broadcast,
 # ops that materialize: they emit their own loop nests
 OP_RULES: dict[str, Callable] = {
     "store": memory.store, "atomic_add": memory.atomic_add, "reduce": reduce.reduce,
+    "scan": scan.scan,
     "dot": dot.dot, "tile_for": control.tile_for, "for": control.for_, "if": control.if_,
     "alloc": control.alloc,
 }

@@ -48,7 +48,7 @@ class Spec:
     group: Callable | None = None
 
 
-def _value_spec(L, kind: str, d: DType, out: DType) -> Spec:
+def value_spec(L, kind: str, d: DType, out: DType) -> Spec:
     b, ctx = L.b, L.ctx
     cty = compute(d)
     if kind == "sum" and d.is_float:
@@ -144,7 +144,7 @@ def reduce(L, op: Op):
     d = x.type.dtype
     res = op.results[0]
     spec = (_arg_spec(L, kind, d) if kind in ("argmax", "argmin")
-            else _value_spec(L, kind, d, res.type.dtype))
+            else value_spec(L, kind, d, res.type.dtype))
     threads = L.ctx.target.simt is not None
     if axis == x.type.rank - 1:
         (simt.reduce_innermost if threads else _innermost)(L, x, res, spec)

@@ -80,16 +80,25 @@ struct __attribute__((aligned(16))) uint4 { unsigned int x, y, z, w; };
 struct __attribute__((aligned(8))) uint2 { unsigned int x, y; };
 // every thread of the block runs the emitted shuffles (they are never under a branch), so
 // a block-wide exchange through memory between two barriers stands for the warp's
-template <typename T> static T __shfl_xor_sync(unsigned, T v, int lane_mask) {
+template <typename T> static T fc_exchange(T v, unsigned from) {
   unsigned long long bits = 0;
   __builtin_memcpy(&bits, &v, sizeof(T));
   fc_lanes[threadIdx.x] = bits;
   fc_sync();
-  bits = fc_lanes[threadIdx.x ^ lane_mask];
+  bits = fc_lanes[from];
   fc_sync();
   T r;
   __builtin_memcpy(&r, &bits, sizeof(T));
   return r;
+}
+template <typename T> static T __shfl_xor_sync(unsigned, T v, int lane_mask) {
+  return fc_exchange(v, threadIdx.x ^ lane_mask);
+}
+template <typename T> static T __shfl_up_sync(unsigned, T v, unsigned delta) {
+  return fc_exchange(v, threadIdx.x % 32 >= delta ? threadIdx.x - delta : threadIdx.x);
+}
+template <typename T> static T __shfl_sync(unsigned, T v, int src_lane) {
+  return fc_exchange(v, (threadIdx.x & ~31u) + src_lane);
 }
 #define __global__
 #define __device__
