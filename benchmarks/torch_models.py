@@ -88,7 +88,7 @@ def test_model_rows(device, dtype, scale: int) -> dict:
     """The test suite's other models (tests/torch_models.py) at sizes of tens of MB (scale
     1) or a CPU's (scale 8: an eighth of the batch): cuDNN's convolution with fusec's tail,
     BatchNorm's training statistics, GroupNorm, int/bool ops, in-place updates of a buffer,
-    ops fusec leaves to aten (cumsum, sort) with fused regions around them."""
+    an op fusec leaves to aten (sort) with fused regions around it, cumsum in them."""
     def rand(*shape):
         return torch.randn(*shape, device=device, dtype=dtype)
     b = 64 // scale
@@ -103,7 +103,7 @@ def test_model_rows(device, dtype, scale: int) -> dict:
         f"int/bool ops {idx.shape[0]}x1024": (tm.IntBool(), (rand(*idx.shape), idx), False),
         f"in-place ops {4096 * b}x16": (tm.InPlace().to(device, dtype), (rand(4096 * b, 16),),
                                         False),
-        f"cumsum, sort (aten) in fused ops {idx.shape[0]}x1024 train": (
+        f"cumsum (fusec), sort (aten) {idx.shape[0]}x1024 train": (
             tm.Unsupported(), (rand(*idx.shape).requires_grad_(),), True),
     }
 

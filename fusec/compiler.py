@@ -26,6 +26,7 @@ from .ir import Block, Builder, Loc, Module, Op, TensorType, TileType, scalar
 from .ir import dtypes as D
 from .ir.symbolic import hinted_value, size_symbol
 from .passes.fuse import Fuse
+from .passes.scan_flips import ScanFlips
 from .passes.manager import DEFAULT_PIPELINE, PassManager
 from .passes.tensor_graph import whole_tensor_ops
 from .passes.tile import Tile
@@ -170,11 +171,13 @@ def trace(fn, params: list, blocks=None, default_block=_default_block):
 def tile_whole_tensor_ops(module: Module, options: TraceOptions, hints: dict,
                           guards: list) -> dict:
     """Whole-tensor statements -> fusion groups -> tile loops, right after tracing (so that
-    block choices, the autotuner's facts and every backend see tile-level IR). Returns the
-    stages' texts: "ir" (as traced), "fuse", "tile" ({} when there are none)."""
+    block choices, the autotuner's facts and every backend see tile-level IR), reversed scans
+    folded first (passes/scan_flips.py). Returns the stages' texts: "ir" (as traced),
+    "fuse", "tile" ({} when there are none)."""
     if not whole_tensor_ops(module.kernel()):
         return {}
     stages = {"ir": str(module)}
+    ScanFlips().run(module)
     Fuse(hints=hints).run(module)
     stages["fuse"] = str(module)
     kernel = module.kernel()

@@ -25,6 +25,8 @@ A merge is refused, and the reason kept in the kernel's `fusion_notes`, when
     unless the tile pass will split the merged group in two launches (tile_split.py: the
     ops computing the reduced values run in the first, what follows the reductions in the
     second); other such reductions stay alone (the tile pass loops over them);
+  - a scan would share its launch with reductions over other axes whose elements, with
+    the scan's, do not fit one tile (scans are not walked in chunks);
   - a matmul would take a second matmul or a reduction (one feeding its K dimension, or one
     of its result): a matmul group is the matmul, the element ops computing its operands
     (prologue casts) and those applied to its result (bias, activation, residual, scaling);
@@ -38,16 +40,17 @@ Each op gets `group = k` (groups numbered in the order their launches run).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import ClassVar
 
 from ..ir import Module, Op, TensorType, erase
 from ..ir.ops import INDEXED_VIEWS
-from ..ir.symbolic import hinted_value
+from ..ir.symbolic import hinted_value, next_pow2
 from .fuse_recompute import (narrow_crossing_values, recompute_cheap_values,
                              write_where_computed)
 from .tensor_graph import Axes, NotOneSpace, chain_sources, in_memory, whole_tensor_ops
-from .tile_split import would_split
+from .tile_split import MAX_WHOLE_REDUCTION, would_split
 
 
 def reads(op: Op) -> set:
@@ -168,6 +171,9 @@ class _Fuser:
         if too_long and not would_split(merged, axes, self.hints):
             return (f"the reduced axis of size {axes.extent(too_long[0])} does not fit one "
                     f"tile (> {self.max_reduce} elements); the reduction is tiled on its own")
+        reason = self._scan_refusal(merged, axes)
+        if reason is not None:
+            return reason
         if not axes.parallel:
             if all(self._has_parallel_axes(g) for g in (g1, g2)):
                 return ("reductions over different axes would leave no axis to run in "
@@ -176,6 +182,18 @@ class _Fuser:
                 return ("it would need a global barrier: the reduction covers every axis and "
                         "ops after it run over them")
         return self._reordering(g1, g2, merged)
+
+    def _scan_refusal(self, merged: list[Op], axes: Axes) -> str | None:
+        """A scan holds the group's reduced axes whole in every program (it is not walked in
+        chunks): they must fit one tile together."""
+        if not any(op.name == "scan" for op in merged) or len(axes.reduced) < 2:
+            return None
+        sizes = [hinted_value(axes.extent(k), self.hints) for k in axes.reduced]
+        if None in sizes or math.prod(map(next_pow2, sizes)) > MAX_WHOLE_REDUCTION:
+            return (f"a scan holds every reduced axis of its launch whole, and "
+                    f"{' x '.join(str(axes.extent(k)) for k in axes.reduced)} elements do not "
+                    f"fit one tile (> {MAX_WHOLE_REDUCTION})")
+        return None
 
     def _view_of_member(self, merged: list[Op]) -> str | None:
         inside = set(merged)

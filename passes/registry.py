@@ -8,6 +8,7 @@ from .dce import DeadCodeElimination
 from .fuse import Fuse
 from .loop_fuse import LoopFusion
 from .mask_elim import MaskElimination
+from .scan_flips import ScanFlips
 from .tile import Tile
 
 PASSES: dict[str, type] = {
@@ -18,6 +19,7 @@ PASSES: dict[str, type] = {
     "fuse": Fuse,
     "tile": Tile,
     "loop-fuse": LoopFusion,
+    "scan-flips": ScanFlips,
 }
 
 

@@ -55,7 +55,8 @@ class InPlace(nn.Module):
 
 
 class Unsupported(nn.Module):
-    """cumsum and sort have no fusec lowering: aten runs them, fusec fuses around them."""
+    """sort has no fusec lowering: aten runs it, fusec fuses around it (the cumsum, a scan,
+    and its gradient, a reversed one, included)."""
     def forward(s, x):
         y = torch.exp(x * 0.5) + 1
         z = torch.cumsum(y, dim=1)

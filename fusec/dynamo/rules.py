@@ -512,6 +512,18 @@ def _extreme_with_index(kind: str):
     return rule
 
 
+def _scan(kind: str):
+    """cumsum / cumprod (`dtype=` cast first; ints and bools give int64, as in torch); a
+    0-d tensor is its own running sum."""
+    def rule(e, x, dim, dtype=None):
+        source = _cast_first(tensor(x), dtype)
+        if x.rank == 0:
+            keep = dtype is not None or x.dtype.is_floating_point
+            return source if keep else f"{source}.to(fl.int64)"
+        return f"fl.cum{kind}({source}, axis={_dims(x, dim)[0]})"
+    return rule
+
+
 def _reduced_dims(x: Var, dims) -> list:
     """The dims a reduction over `dims` covers, ascending (None and [] mean every dim)."""
     return list(range(x.rank)) if _axes(x, dims) == "None" else sorted(_dims(x, dims))
@@ -656,6 +668,7 @@ RULES = {
     aten.argmax: _arg_extreme("argmax"), aten.argmin: _arg_extreme("argmin"),
     aten.max: _extreme_with_index("max"), aten.min: _extreme_with_index("min"),
     aten.var: _var, aten.var_mean: _var_mean,
+    aten.cumsum: _scan("sum"), aten.cumprod: _scan("prod"),
     aten.any: _any_all("max"), aten.all: _any_all("min"), aten.sign: _sign,
 }
 

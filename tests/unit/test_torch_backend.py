@@ -179,9 +179,9 @@ def test_unsupported_ops_stay_aten_and_the_rest_fuses():
     check_against_eager("unsupported_ops")
     forward = fusec.dynamo.graphs()[0]
     reasons = dict(forward.aten_ops)
-    assert any("cumsum" in op and "no fusec lowering" in why for op, why in reasons.items())
-    assert any("sort" in op for op in reasons)
-    assert len(forward.regions) >= 2          # before the cumsum and after the sort
+    assert any("sort" in op and "no fusec lowering" in why for op, why in reasons.items())
+    assert not any("cumsum" in op for op in reasons)      # a fusec scan
+    assert len(forward.regions) == 2          # before the sort (the cumsum in it) and after
 
 
 def test_matmul_option_fuses_the_epilogue_into_a_fusec_matmul():
@@ -337,7 +337,7 @@ def test_dump_prints_the_partition(monkeypatch, capsys):
         torch.compile(model, backend="fusec")(torch.randn(4, 13))
     err = capsys.readouterr().err
     assert "fusec graph" in err and "region fusec_" in err and "def fusec_" in err
-    assert "no fusec lowering for cumsum" in err
+    assert "no fusec lowering for sort" in err
 
 
 @pytest.mark.parametrize("options, message", [
