@@ -17,6 +17,7 @@ from .reduce import SHUFFLE_AS, spec
 from .values import numel
 
 WARP = 32
+UNROLL = 8                # segments of a row in flight at once
 
 
 def scan(E, op: Op) -> None:
@@ -43,6 +44,8 @@ def scan(E, op: Op) -> None:
         ridx = E.unflatten(row, rows_shape)
         carry = E.declare(ty, init, "carry", mutable=True)
         seg = E.fresh("seg")
+        # unrolled, the segments' loads and lane scans overlap; only the carry chains them
+        E.line(f"#pragma unroll {UNROLL}")
         with E.block(f"for (int {seg} = 0; {seg} < {n}; {seg} += {WARP})"):
             walked = f"{seg} + {lane}"
             k = E.declare("int", f"{n - 1} - ({walked})" if reverse else walked, "k",
