@@ -547,7 +547,7 @@ def test_parse_pipeline():
     assert parse_pipeline("canonicalize, cse,,dce") == ["canonicalize", "cse", "dce"]
     assert parse_pipeline("default") == DEFAULT_PIPELINE
     assert parse_pipeline("") == []
-    with pytest.raises(UnknownPassError, match="known passes: canonicalize, cse, dce, fuse, loop-fuse, mask-elim, tile"):
+    with pytest.raises(UnknownPassError, match="known passes: canonicalize, cse, dce, fuse, loop-fuse, mask-elim, scan-flips, tile"):
         parse_pipeline("cse,frob")
 
 
