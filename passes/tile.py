@@ -36,7 +36,7 @@ from ..ir.ops import INDEXED_VIEWS
 from ..ir.symbolic import hinted_value
 from .fuse import Fuse
 from .tensor_graph import Axes, in_memory, whole_tensor_ops
-from .tile_loop import emit_looped, reorder_reductions
+from .tile_loop import emit_looped, looped_scan, reorder_reductions
 from .tile_split import MAX_WHOLE_REDUCTION, emit_split, split_plan, whole_block_size
 from .tile_views import iota_tile, op_attrs, view_load
 
@@ -169,6 +169,7 @@ class _GroupEmitter:
         self.axes = Axes(ops)
         self.env: dict[Value, Value] = {}
         self.loaded: dict[Value, Value] = {}
+        self.scan_carry = None       # in a looped phase: scan op -> its loop-carried value
 
     def emit(self):
         axes = self.axes
@@ -200,12 +201,12 @@ class _GroupEmitter:
             self._reorder_to_reduce_first(self.looped)
         axes = self.axes
         scans = [op for op in self.ops if op.name == "scan"]
-        if scans and self.looped is not None:
+        if scans and self.looped is not None and (len(axes.reduced) > 1 or dots):
             raise ValueError(
                 f"the scan (cum{scans[0].attrs['kind']}) at {scans[0].loc} runs over "
                 f"{' x '.join(map(str, (axes.extent(k) for k in axes.reduced)))} elements "
-                f"held in one program; more than {MAX_WHOLE_REDUCTION} are not supported "
-                "yet (scans are not walked in chunks)")
+                f"held in one program; more than {MAX_WHOLE_REDUCTION} are walked in chunks "
+                "only where the scanned axis is the one reduced axis (not supported yet)")
         if self.looped is not None and len(axes.reduced) > 1 and not (
                 len(long_axes) == 1 and not dots and self._reduced_first(self.looped)):
             raise ValueError(f"the whole-tensor reductions at {last.loc} run over several axes, "
@@ -428,6 +429,8 @@ class _GroupEmitter:
             mask = self._placed(self.mask[k], axis, x.type.shape)
             x = self.b.value("where", [mask, x, self.identity(op.attrs["kind"], x.type)],
                              x.type)
+        if self.scan_carry and op in self.scan_carry:       # walked in chunks
+            return looped_scan(self, op, x, rtype)
         return self.b.value(op.name, [x], rtype, **op_attrs(op))
 
     def identity(self, kind: str, t: TileType) -> Value:

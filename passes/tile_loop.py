@@ -7,6 +7,12 @@ loops. A reduction over k accumulates its chunks in a loop-carried tile; a value
 a reduction's result can only be computed in a later loop, so softmax walks its row three
 times (max, sum of exp, the stores), recomputing exp(x - max) from x rather than keeping a
 row that does not fit. Each loop computes what it needs on demand (the emitter's `get`).
+
+A scan along k is computed in every loop that needs it: each chunk is scanned, the carry
+(the reduction of the chunks before it, loop-carried; float64 for float sums and products)
+combined in. Reversed scans walk k from its end: the loop's indices along k count down (lanes past
+the start masked), so the chunk's scan runs forward over its lanes; a loop cannot hold
+scans of both directions.
 """
 from __future__ import annotations
 
@@ -131,23 +137,60 @@ def _accumulator_type(t: TileType) -> TileType:
     return t.with_dtype(D.float32) if t.dtype.is_float and t.dtype.bits == 16 else t
 
 
+def _scans_needed(emitter, k: int, reduces: list[Op], writes: list[Op]) -> list[Op]:
+    """The scans along k whose values the loop's reductions and writes use (through the
+    group's ops that vary along k), in program order."""
+    along = lambda v: emitter.axes.varies_along(v, k)  # noqa: E731
+    found, seen = set(), set()
+    todo = [v for op in reduces for v in op.operands] + [op.operands[1] for op in writes]
+    while todo:
+        v = todo.pop()
+        op = v.op
+        if v in seen or op is None or op not in emitter.members or not along(v):
+            continue
+        seen.add(v)
+        if op.name == "scan":
+            found.add(op)
+        todo += op.operands
+    return [op for op in emitter.ops if op in found]
+
+
+def _scan_direction(scans: list[Op]) -> bool:
+    """Whether the loop walks k backwards (its scans are reversed)."""
+    directions = {op.attrs["reverse"] for op in scans}
+    if len(directions) > 1:
+        raise ValueError(f"the scans at {scans[0].loc} run both ways along a dim longer than "
+                         "one tile; one loop walks it in one direction (not supported yet)")
+    return directions == {True}
+
+
 def _loop(emitter, k: int, reduces: list[Op], writes: list[Op]) -> None:
     b = emitter.b
+    scans = _scans_needed(emitter, k, reduces, writes)
+    backwards = _scan_direction(scans)
     rtypes = [TileType(op.results[0].type.dtype, emitter.shape(op.results[0]))
               for op in reduces]
     acc_types = [_accumulator_type(t) for t in rtypes]
-    inits = [emitter.identity(_kind(op), t) for op, t in zip(reduces, acc_types)]
-    body = Block([HANDLE] + acc_types)
+    carry_types = [_carry_type(op, TileType(op.results[0].type.dtype, _without(
+        emitter.shape(op.results[0]), op.attrs["axis"]))) for op in scans]
+    inits = [emitter.identity(_kind(op), t) for op, t in zip(reduces + scans,
+                                                              acc_types + carry_types)]
+    body = Block([HANDLE] + acc_types + carry_types)
     dim, emitter.loop_dim = emitter.loop_dim, None     # a matmul's K dim, chosen earlier
     if dim is None:
         dim = emitter.tiler.new_dim()
-    loop = b.create("tile_for", inits, acc_types,
+    loop = b.create("tile_for", inits, acc_types + carry_types,
                     {"extent": emitter.axes.extent(k), "block": emitter.block[k],
                      "parallel": False, "dim": dim}, [body])
     saved_env, saved_loaded = dict(emitter.env), dict(emitter.loaded)
     with b.at_end(body):
-        emitter.set_index(k, b.value("tile_index", [body.args[0]],
-                                     TileType(D.INDEX, (emitter.block[k],))))
+        index = b.value("tile_index", [body.args[0]], TileType(D.INDEX, (emitter.block[k],)))
+        emitter.set_index(k, index)
+        if backwards:
+            _count_down(emitter, k, index)
+        carries = body.args[1 + len(reduces):]
+        emitter.scan_carry = dict(zip(scans, carries))
+        emitter.scan_next = {}
         outs = []
         for op, acc, t, at in zip(reduces, body.args[1:], rtypes, acc_types):
             with b.at_loc(op.loc):
@@ -161,7 +204,8 @@ def _loop(emitter, k: int, reduces: list[Op], writes: list[Op]) -> None:
         for op in writes:
             with b.at_loc(op.loc):
                 emitter._lower(op)
-        b.create("yield", outs)
+        b.create("yield", outs + [emitter.scan_next[op] for op in scans])
+    emitter.scan_carry = emitter.scan_next = None
     emitter.env, emitter.loaded = saved_env, saved_loaded    # chunk values stay in the loop
     for op, result, t in zip(reduces, loop.results, rtypes):
         emitter.env[op.results[0]] = result if result.type == t else b.value("cast", [result], t)
@@ -169,4 +213,49 @@ def _loop(emitter, k: int, reduces: list[Op], writes: list[Op]) -> None:
             emitter.env[op.results[0]].name = op.results[0].name
 
 
-__all__ = ["emit_looped"]
+def _carry_type(op: Op, t: TileType) -> TileType:
+    """A scan's carry: float sums and products in float64, as a scan accumulates (each
+    element rounded once from it)."""
+    return t.with_dtype(D.float64) if t.dtype.is_float and op.attrs["kind"] in (
+        "sum", "prod") else t
+
+
+def _without(shape: tuple, axis: int) -> tuple:
+    return tuple(shape[:axis]) + tuple(shape[axis + 1:])
+
+
+def _count_down(emitter, k: int, index) -> None:
+    """Indices along k from its end: extent - 1 - i for the chunk's i (masked past 0)."""
+    b = emitter.b
+    t = index.type
+    last = b.value("symval", [], TileType(D.INDEX), expr=emitter.axes.extent(k) - 1)
+    last = b.value("broadcast", [b.value("expand_dims", [last], TileType(D.INDEX, (1,)),
+                                         axis=0)], t)
+    # the mask set_index made (i < extent) keeps the same lanes: those at index >= 0
+    emitter.index[k] = b.value("sub", [last, index], t)
+
+
+def looped_scan(emitter, op: Op, x, rtype: TileType):
+    """A scan along the looped axis, in a loop's body: this chunk's scan (forward over the
+    lanes, which count down for a reversed scan) with the carry of the chunks before it
+    combined in; the carry for the next chunk is recorded for the loop's yield."""
+    b = emitter.b
+    carry = emitter.scan_carry[op]
+    axis, kind = op.attrs["axis"], op.attrs["kind"]
+    wide = x.type.with_dtype(carry.type.dtype)
+    if x.type != wide:
+        x = b.value("cast", [x], wide)
+    part = b.value("scan", [x], wide, kind=kind, axis=axis, reverse=False)
+    spread = b.value("broadcast", [b.value("expand_dims", [carry], carry.type.with_shape(
+        _with_one(carry.type.shape, axis)), axis=axis)], wide)
+    value = b.value(_COMBINE[kind], [spread, part], wide)
+    total = b.value("reduce", [x], carry.type, kind=kind, axis=axis)
+    emitter.scan_next[op] = b.value(_COMBINE[kind], [carry, total], carry.type)
+    return value if wide == rtype else b.value("cast", [value], rtype)
+
+
+def _with_one(shape: tuple, axis: int) -> tuple:
+    return tuple(shape[:axis]) + (1,) + tuple(shape[axis:])
+
+
+__all__ = ["emit_looped", "looped_scan"]

@@ -13,7 +13,6 @@ import torch
 from torch.fx import Node
 from torch.fx.passes.operator_support import OperatorSupportBase
 
-from ..passes.tile_split import MAX_WHOLE_REDUCTION
 from .rules import (DTYPES, MATMULS, Emitter, RULES, Unsupported, Var, aten,
                     is_view, packet, replayed_by_aten, rule_for)
 
@@ -76,23 +75,8 @@ def check_squeeze(node: Node) -> None:
         raise Unsupported("a squeeze not naming dims all of static size 1 (aten runs it)")
 
 
-def check_scan(node: Node) -> None:
-    """A cumsum / cumprod is lowered where its dim has a static size one program holds
-    whole (fusec's scans are not walked in chunks); aten runs the others."""
-    source = meta_value(node.args[0]) if isinstance(node.args[0], Node) else None
-    if not isinstance(source, torch.Tensor):
-        raise Unsupported("a scan of a non-tensor")
-    if source.dim() == 0:
-        return
-    size = source.shape[node.args[1] if len(node.args) > 1 else node.kwargs["dim"]]
-    if type(size) is not int or size > MAX_WHOLE_REDUCTION:
-        raise Unsupported(f"a scan over a dim of size {size}: fusec scans dims of static "
-                          f"size up to {MAX_WHOLE_REDUCTION} (aten runs it)")
-
-
 # checks of a node's arguments beyond its rule's (sizes the rule cannot see)
-NODE_CHECKS = {aten.squeeze: check_squeeze, aten.cumsum: check_scan,
-               aten.cumprod: check_scan}
+NODE_CHECKS = {aten.squeeze: check_squeeze}
 
 
 class FusecSupport(OperatorSupportBase):

@@ -57,6 +57,16 @@ def test_warp_scans_of_whole_tensors(shape, axis, reverse, warps):
 
 
 @emulated
+@pytest.mark.parametrize("kind", ["sum", "max"])
+@pytest.mark.parametrize("reverse", [False, True])
+def test_scans_walked_in_chunks(kind, reverse):
+    """9000 > 8192: a loop over chunks with the carry in a loop-carried value."""
+    x = scans._input(kind, np.float32, (2, 9000), 13)
+    got, want = _emulated(scans.tensor_scans, [x], [kind, 1, reverse])
+    assert_close(got, want, "float32")
+
+
+@emulated
 def test_the_fused_softmax_scan_kernel():
     x = np.random.default_rng(1).standard_normal((9, 300)).astype(np.float32)
     w = np.random.default_rng(2).standard_normal(300).astype(np.float32)
@@ -75,3 +85,5 @@ def test_scan_kernels_build(arch, backend):
                                            target=arch), arch)
     x = fusec.TensorSpec([7, 33], fl.float16)
     check(scans.tensor_scans.compile(x, "sum", 0, True, backend=backend, target=arch), arch)
+    x = fusec.TensorSpec([3, 20000], fl.bfloat16)             # walked in chunks
+    check(scans.tensor_scans.compile(x, "sum", 1, True, backend=backend, target=arch), arch)

@@ -1,5 +1,5 @@
 """Scans on a GPU through both backends against float64 references: bf16, fp16 and fp32,
-scan lengths 1 to 4097, rows along the last and an outer axis, reversed, strided inputs,
+scan lengths 1 to 20000 (past 8192 walked in chunks), rows along the last and an outer axis, reversed, strided inputs,
 and an output poisoned with NaN that every element of must be written."""
 from __future__ import annotations
 
@@ -29,7 +29,8 @@ def _want(x: torch.Tensor, kind: str, axis: int, reverse: bool) -> np.ndarray:
 @pytest.mark.parametrize("backend", ["cuda", "ptx"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("shape, axis", [((1, 1), 1), ((7, 7), 1), ((100, 100), 0),
-                                         ((3, 1000), 1), ((2, 4097), 1), ((5, 9, 33), 1)])
+                                         ((3, 1000), 1), ((2, 4097), 1), ((5, 9, 33), 1),
+                                         ((2, 20000), 1), ((9000, 3), 0)])
 @pytest.mark.parametrize("reverse", [False, True])
 def test_cumsum_and_cummax(backend, dtype, shape, axis, reverse):
     torch.manual_seed(sum(shape))

@@ -165,10 +165,44 @@ def test_a_flip_used_elsewhere_stays():
     np.testing.assert_array_equal(f, np.flip(x, 1))
 
 
-def test_a_scan_longer_than_a_tile_is_refused_by_name():
-    x = fusec.TensorSpec((4, 20000), fl.float32)
-    with pytest.raises(fusec.CompilationError, match=r"scan \(cumsum\).*not supported"):
-        tensor_scans.compile(x, "sum", 1, False, backend="cpu")
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@pytest.mark.parametrize("kind", ["sum", "prod", "max"])
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("shape, axis", [((3, 17000), 1), ((20000, 2), 0), ((9000,), 0)])
+def test_scans_longer_than_a_tile_walk_it_in_chunks(backend, kind, reverse, shape, axis):
+    """The chunks' carry is loop-carried (float64 for a float sum: the 1e-5 float32
+    tolerance holds over 20000 elements); a reversed scan walks the chunks from the end."""
+    x = _input(kind, np.float32, shape, 8)
+    ck = tensor_scans.compile(x, kind, axis, reverse, backend=backend)
+    assert ck.num_launches == 1
+    _check(ck(x, kind, axis, reverse), running(x, kind, axis, reverse), np.float32,
+           f"cum{kind} {shape} reverse={reverse}")
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_a_long_scan_is_recomputed_in_each_loop_that_needs_it(backend):
+    """c / c.max() over 20000: the max's loop and the stores' loop each scan the row."""
+    x = np.random.default_rng(1).standard_normal((3, 20000)).astype(np.float32)
+    w = np.random.default_rng(2).standard_normal(20000).astype(np.float32)
+    ck = fused_scan.compile(x, w, backend=backend)
+    e = np.exp(x.astype(np.float64) - x.max(1, keepdims=True))
+    c = np.cumsum(e, 1)
+    assert_close(ck(x, w), c / c.max(1, keepdims=True) * w, "float32")
+
+
+@fusec.kernel
+def both_ways(x):
+    return x.cumsum(1) + x.cumsum(1, reverse=True)
+
+
+@pytest.mark.parametrize("n", [100, 20000])
+def test_scans_both_ways(n):
+    """Held whole, one launch; walked in chunks, each direction its own launch (a loop
+    walks one way)."""
+    x = np.random.default_rng(3).standard_normal((4, n)).astype(np.float32)
+    ck = both_ways.compile(x, backend="cpu")
+    assert ck.num_launches == (1 if n == 100 else 3)
+    assert_close(ck(x), running(x, "sum", 1) + running(x, "sum", 1, True), "float32")
 
 
 @fusec.kernel
