@@ -33,7 +33,8 @@ def cases():
     bf = torch.bfloat16
     return {"block 8x512x1024 train": (tm.Block(1024, 16), (8, 512, 1024), bf),
             "mlp 8192x1024 train": (tm.MLP(1024, 4096), (8192, 1024), bf),
-            "groupnorm 64x16x128x128 train": (tm.GroupNormSiLU(), (64, 16, 128, 128), bf)}
+            "groupnorm 64x16x128x128 train": (tm.GroupNormSiLU(), (64, 16, 128, 128), bf),
+            "cumsum 8192x1024 train": (tm.Unsupported(), (8192, 1024), bf)}
 
 
 def capture(module, shape, dtype):
