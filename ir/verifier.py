@@ -366,7 +366,8 @@ def _check_structure(op: Op):
 
 _CHECKS = {"unary": _check_unary, "binary": _check_binary, "compare": _check_binary,
            "where": _check_where, "cast": _check_cast, "shape": _check_shape,
-           "reduce": _check_reduce, "scan": _check_scan, "dot": _check_dot, "view": _check_view, "index": _check_index,
+           "reduce": _check_reduce, "scan": _check_scan, "dot": _check_dot,
+           "view": _check_view, "index": _check_index,
            "const": _check_const, "memory": _check_memory, "host": _check_host, "write": _check_write,
            "structure": _check_structure}
 

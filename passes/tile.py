@@ -6,10 +6,11 @@ Per group (passes/tensor_graph.Axes gives its iteration space):
   - the axes no reduction covers are the grid: one parallel `tile_for` each, with block
     sizes from the config (`blocks`, by `dim`, numbered after the kernel's own tile dims)
     or the default policy (`default_block`);
-  - a reduced axis (and a scan's axis) is held whole in every program: a tile of its size rounded up to a power
-    of two (the size is recorded in `guards`: the compiled kernel is specific to its
-    power-of-two bucket), lanes past the size masked out of the reductions; a reduced axis
-    longer than MAX_WHOLE_REDUCTION is walked in chunks instead (passes/tile_loop.py);
+  - a reduced axis (and a scan's axis) is held whole in every program: a tile of its size
+    rounded up to a power of two (the size is recorded in `guards`: the compiled kernel is
+    specific to its power-of-two bucket), lanes past the size masked out of the reductions;
+    a reduced axis longer than MAX_WHOLE_REDUCTION is walked in chunks instead
+    (passes/tile_loop.py);
   - a long reduction over an axis that is not the contiguous one (a column sum), or over
     all of a group's axes, is split into two launches (passes/tile_split.py);
   - tensors the group reads are loaded with masked loads at the tile's indices, values are
@@ -170,6 +171,7 @@ class _GroupEmitter:
         self.env: dict[Value, Value] = {}
         self.loaded: dict[Value, Value] = {}
         self.scan_carry = None       # in a looped phase: scan op -> its loop-carried value
+        self.scan_next = None        # ... and the value it carries to the next chunk
 
     def emit(self):
         axes = self.axes

@@ -8,11 +8,11 @@ a reduction's result can only be computed in a later loop, so softmax walks its 
 times (max, sum of exp, the stores), recomputing exp(x - max) from x rather than keeping a
 row that does not fit. Each loop computes what it needs on demand (the emitter's `get`).
 
-A scan along k is computed in every loop that needs it: each chunk is scanned, the carry
+A scan along k is computed in every loop that needs it: each chunk is scanned and the carry
 (the reduction of the chunks before it, loop-carried; float64 for float sums and products)
-combined in. Reversed scans walk k from its end: the loop's indices along k count down (lanes past
-the start masked), so the chunk's scan runs forward over its lanes; a loop cannot hold
-scans of both directions.
+combined in. Reversed scans walk k from its end: the loop's indices along k count down
+(lanes past the start masked), so the chunk's scan runs forward over its lanes; a loop
+cannot hold scans of both directions.
 """
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 """Scans on a GPU through both backends against float64 references: bf16, fp16 and fp32,
-scan lengths 1 to 20000 (past 8192 walked in chunks), rows along the last and an outer axis, reversed, strided inputs,
-and an output poisoned with NaN that every element of must be written."""
+scan lengths 1 to 20000 (past 8192 walked in chunks), rows along the last and an outer
+axis, reversed, strided inputs, and an output poisoned with NaN that every element of must
+be written."""
 from __future__ import annotations
 
 import sys
