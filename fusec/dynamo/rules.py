@@ -567,6 +567,72 @@ def _var_mean(e, x, dims=None, correction=None, keepdim=False):
     return _variance(e, x, dims, correction, keepdim)
 
 
+# -- pooling -----------------------------------------------------------------------------------
+
+def _pool_window(x: Var, kernel_size, stride, padding=0, dilation=1, ceil_mode=False):
+    """(kh, kw) of a 2-D max pool over windows that tile the input (stride = kernel, no
+    padding, dilation or ceil_mode: the common 2x2 pool), else Unsupported."""
+    pair = lambda v: list(v) * (2 if len(v) == 1 else 1) if isinstance(  # noqa: E731
+        v, (list, tuple)) else [v, v]
+    kernel = pair(kernel_size)
+    stride = pair(stride) if stride not in (None, [], ()) else kernel
+    if x.rank not in (3, 4) or stride != kernel or pair(padding) != [0, 0] or \
+            pair(dilation) != [1, 1] or ceil_mode or not all(
+                isinstance(k, int) and k > 0 for k in kernel):
+        raise Unsupported("max_pool2d other than windows that tile the input (stride = "
+                          "kernel, no padding, dilation or ceil_mode)")
+    return kernel
+
+
+def _max_pool2d(e, x, kernel_size, stride=(), padding=0, dilation=1, ceil_mode=False):
+    """The max of each window and the flat index (h * W + w) of its first maximum, a NaN
+    winning as in aten's kernels; the windows are strided slices of x (no launch)."""
+    x = tensor(x)
+    kh, kw = _pool_window(x, kernel_size, stride, padding, dilation, ceil_mode)
+    lead = ":, " * (x.rank - 2)
+    w = f"{x}.shape[{x.rank - 1}]"
+    oh_n = e.bind(f"{x}.shape[{x.rank - 2}] // {kh}")
+    ow_n = e.bind(f"{w} // {kw}")
+    # the output's rows and columns from one range (two ranges of one size would share
+    # an axis of the fuse pass's iteration space)
+    q = e.bind(f"fl.arange(0, {oh_n} * {ow_n}).reshape(({oh_n}, {ow_n}))")
+    oh, ow = e.bind(f"{q} // {ow_n}"), e.bind(f"{q} % {ow_n}")
+    best = idx = None
+    for di in range(kh):
+        for dj in range(kw):
+            window = e.bind(f"{x}[{lead}{di}:{di} + {oh_n} * {kh}:{kh}, "
+                            f"{dj}:{dj} + {ow_n} * {kw}:{kw}]")
+            at = f"(({oh} * {kh} + {di}) * {w} + {ow} * {kw} + {dj})"
+            if best is None:
+                best, idx = window, e.bind(f"fl.broadcast_to({at}, {window}.shape)")
+                continue
+            take = e.bind(f"({window} > {best}) | ({window} != {window})")
+            best = e.bind(f"fl.where({take}, {window}, {best})")
+            idx = e.bind(f"fl.where({take}, {at}, {idx})")
+    return best, idx
+
+
+def _max_pool2d_backward(e, grad, x, kernel_size, stride, padding, dilation, ceil_mode,
+                         indices):
+    """Each input element takes its window's gradient where the window's index names it
+    (windows tile the input: one window an element, none past the last full one)."""
+    grad, x, indices = tensor(grad), tensor(x), tensor(indices)
+    kh, kw = _pool_window(x, kernel_size, stride, padding, dilation, ceil_mode)
+    r = x.rank
+    h, w = f"{x}.shape[{r - 2}]", f"{x}.shape[{r - 1}]"
+    oh_n, ow_n = f"{grad}.shape[{r - 2}]", f"{grad}.shape[{r - 1}]"
+    # each input element's window, from one range reshaped (as in the forward)
+    q = e.bind(f"fl.arange(0, {h} * {w}).reshape(({h}, {w}))")
+    hh, ww = e.bind(f"{q} // {w}"), e.bind(f"{q} % {w}")
+    window = e.bind(f"({hh} // {kh}) * {ow_n} + {ww} // {kw}")
+    flat_shape = ", ".join([f"{grad}.shape[{i}]" for i in range(r - 2)] + [f"{oh_n} * {ow_n}"])
+    g = e.bind(f"{grad}.reshape(({flat_shape},))")
+    i = e.bind(f"{indices}.reshape(({flat_shape},))")
+    hit = e.bind(f"({hh} < {oh_n} * {kh}) & ({ww} < {ow_n} * {kw}) & "
+                 f"(fl.take({i}, {window}, axis={r - 2}) == {q})")
+    return f"fl.where({hit}, fl.take({g}, {window}, axis={r - 2}), 0)"
+
+
 # -- matmul (only with Options.matmul == "fusec") ---------------------------------------------
 
 def matmul_accumulator(dtype: torch.dtype) -> str:
@@ -669,6 +735,8 @@ RULES = {
     aten.max: _extreme_with_index("max"), aten.min: _extreme_with_index("min"),
     aten.var: _var, aten.var_mean: _var_mean,
     aten.cumsum: _scan("sum"), aten.cumprod: _scan("prod"),
+    aten.max_pool2d_with_indices: _max_pool2d,
+    aten.max_pool2d_with_indices_backward: _max_pool2d_backward,
     aten.any: _any_all("max"), aten.all: _any_all("min"), aten.sign: _sign,
 }
 

@@ -1,0 +1,76 @@
+"""max_pool2d in torch.compile graphs: pools whose windows tile the input (stride = kernel,
+no padding, dilation or ceil_mode) are lowered, forward (values and the flat index of each
+window's first maximum, a NaN winning) and backward (each element takes its window's
+gradient where the index names it), fused with the ops around them; other pools stay
+aten. Checked exactly against eager."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import fusec
+import fusec.dynamo
+
+
+def _compiled_matches_eager(fn, x, grad=True):
+    xc = x.detach().clone().requires_grad_(grad)
+    xe = x.detach().clone().requires_grad_(grad)
+    got, want = torch.compile(fn, backend="fusec")(xc), fn(xe)
+    torch.testing.assert_close(got, want, rtol=0, atol=0, equal_nan=True)
+    if grad:
+        g = torch.randn_like(want)
+        got.backward(g)
+        want.backward(g)
+        torch.testing.assert_close(xc.grad, xe.grad, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("shape, k", [((2, 3, 9, 11), 2), ((2, 3, 8, 10), 2), ((3, 12, 9), 3),
+                                      ((1, 2, 5, 4), (2, 1)),
+                                      ((8, 8, 9, 9), 2)])    # equal sizes: distinct axes
+def test_tiling_max_pools_fuse_forward_and_backward(fresh_dynamo, shape, k):
+    torch.manual_seed(sum(shape))
+    x = torch.randn(*shape)
+
+    def fn(t):
+        return F.max_pool2d(torch.relu(t) * 0.5 + t, k) * 2
+    _compiled_matches_eager(fn, x)
+    forward, backward = fusec.dynamo.graphs()[:2]
+    assert not forward.aten_ops and not backward.aten_ops, (forward.aten_ops, backward.aten_ops)
+    assert fusec.stats()["launches_per_call"] == {forward.label: 1, backward.label: 1}
+
+
+def test_indices_follow_aten_ties_and_nans(fresh_dynamo):
+    """Equal values: the first of the window; a NaN: the last NaN of the window."""
+    x = torch.zeros(1, 1, 4, 4)
+    x[0, 0, 0, 3] = x[0, 0, 1, 2] = float("nan")
+    x[0, 0, 2:, :2] = 5.0
+
+    def fn(t):
+        return F.max_pool2d(t, 2, return_indices=True)
+    got = torch.compile(fn, backend="fusec")(x)
+    want = fn(x)
+    torch.testing.assert_close(got[0], want[0], rtol=0, atol=0, equal_nan=True)
+    assert torch.equal(got[1], want[1])
+    assert not fusec.dynamo.graphs()[0].aten_ops
+
+
+@pytest.mark.parametrize("kwargs", [dict(kernel_size=3, stride=2), dict(kernel_size=2, padding=1),
+                                    dict(kernel_size=2, ceil_mode=True),
+                                    dict(kernel_size=2, dilation=2)])
+def test_other_pools_stay_aten_and_match(fresh_dynamo, kwargs):
+    torch.manual_seed(1)
+    x = torch.randn(2, 3, 9, 9)
+    _compiled_matches_eager(lambda t: F.max_pool2d(torch.relu(t) * 3, **kwargs), x)
+    reasons = dict(fusec.dynamo.graphs()[0].aten_ops)
+    assert any("max_pool2d" in op and "windows that tile the input" in why
+               for op, why in reasons.items()), reasons
+
+
+def test_bf16_pool_tail(fresh_dynamo):
+    """Ops exact in bf16 before the pool: a region compares the float32 values it computes,
+    which eager rounds first (a rounding can tie two elements of a window and move the
+    gradient to the other one)."""
+    torch.manual_seed(2)
+    x = torch.randn(2, 4, 10, 12, dtype=torch.bfloat16)
+    _compiled_matches_eager(lambda t: F.max_pool2d(torch.relu(t) * 2, 2), x)
