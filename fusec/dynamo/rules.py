@@ -569,8 +569,9 @@ def _var_mean(e, x, dims=None, correction=None, keepdim=False):
 
 # -- pooling -----------------------------------------------------------------------------------
 
-def _pool_window(x: Var, kernel_size, stride, padding=0, dilation=1, ceil_mode=False):
-    """(kh, kw) of a 2-D max pool over windows that tile the input (stride = kernel, no
+def _pool_window(x: Var, kernel_size, stride, padding=0, dilation=1, ceil_mode=False,
+                 what="max_pool2d"):
+    """(kh, kw) of a 2-D pool over windows that tile the input (stride = kernel, no
     padding, dilation or ceil_mode: the common 2x2 pool), else Unsupported."""
     pair = lambda v: list(v) * (2 if len(v) == 1 else 1) if isinstance(  # noqa: E731
         v, (list, tuple)) else [v, v]
@@ -579,36 +580,56 @@ def _pool_window(x: Var, kernel_size, stride, padding=0, dilation=1, ceil_mode=F
     if x.rank not in (3, 4) or stride != kernel or pair(padding) != [0, 0] or \
             pair(dilation) != [1, 1] or ceil_mode or not all(
                 isinstance(k, int) and k > 0 for k in kernel):
-        raise Unsupported("max_pool2d other than windows that tile the input (stride = "
+        raise Unsupported(f"{what} other than windows that tile the input (stride = "
                           "kernel, no padding, dilation or ceil_mode)")
     return kernel
 
 
+def _windows(e, x: Var, kh: int, kw: int):
+    """(output rows, output columns, [the strided slice of x at each window offset])."""
+    lead = ":, " * (x.rank - 2)
+    oh_n = e.bind(f"{x}.shape[{x.rank - 2}] // {kh}")
+    ow_n = e.bind(f"{x}.shape[{x.rank - 1}] // {kw}")
+    return oh_n, ow_n, [(di, dj, e.bind(f"{x}[{lead}{di}:{di} + {oh_n} * {kh}:{kh}, "
+                                        f"{dj}:{dj} + {ow_n} * {kw}:{kw}]"))
+                        for di in range(kh) for dj in range(kw)]
+
+
+def _spread(e, grad: Var, x: Var, kh: int, kw: int):
+    """The backward of a tiling pool: (each input element's window's gradient, gathered;
+    its window's flattened index of it; whether a window covers it; the element's flat
+    index h * W + w). Rows and columns come from one range reshaped (two ranges of one
+    size would share an axis of the fuse pass's iteration space)."""
+    r = x.rank
+    h, w = f"{x}.shape[{r - 2}]", f"{x}.shape[{r - 1}]"
+    oh_n, ow_n = f"{grad}.shape[{r - 2}]", f"{grad}.shape[{r - 1}]"
+    q = e.bind(f"fl.arange(0, {h} * {w}).reshape(({h}, {w}))")
+    hh, ww = e.bind(f"{q} // {w}"), e.bind(f"{q} % {w}")
+    window = e.bind(f"({hh} // {kh}) * {ow_n} + {ww} // {kw}")
+    flat_shape = ", ".join([f"{grad}.shape[{i}]" for i in range(r - 2)] + [f"{oh_n} * {ow_n}"])
+    g = e.bind(f"fl.take({grad}.reshape(({flat_shape},)), {window}, axis={r - 2})")
+    covered = e.bind(f"({hh} < {oh_n} * {kh}) & ({ww} < {ow_n} * {kw})")
+    return g, window, covered, q, flat_shape
+
+
 def _max_pool2d(e, x, kernel_size, stride=(), padding=0, dilation=1, ceil_mode=False):
-    """The max of each window and the flat index (h * W + w) of its first maximum, a NaN
-    winning as in aten's kernels; the windows are strided slices of x (no launch)."""
+    """The max of each window and the flat index (h * W + w) of its maximum -- the first,
+    or the last NaN, as aten's kernels -- over strided slices of x (no launch)."""
     x = tensor(x)
     kh, kw = _pool_window(x, kernel_size, stride, padding, dilation, ceil_mode)
-    lead = ":, " * (x.rank - 2)
+    oh_n, ow_n, windows = _windows(e, x, kh, kw)
     w = f"{x}.shape[{x.rank - 1}]"
-    oh_n = e.bind(f"{x}.shape[{x.rank - 2}] // {kh}")
-    ow_n = e.bind(f"{w} // {kw}")
-    # the output's rows and columns from one range (two ranges of one size would share
-    # an axis of the fuse pass's iteration space)
-    q = e.bind(f"fl.arange(0, {oh_n} * {ow_n}).reshape(({oh_n}, {ow_n}))")
+    q = e.bind(f"fl.arange(0, {oh_n} * {ow_n}).reshape(({oh_n}, {ow_n}))")    # see _spread
     oh, ow = e.bind(f"{q} // {ow_n}"), e.bind(f"{q} % {ow_n}")
     best = idx = None
-    for di in range(kh):
-        for dj in range(kw):
-            window = e.bind(f"{x}[{lead}{di}:{di} + {oh_n} * {kh}:{kh}, "
-                            f"{dj}:{dj} + {ow_n} * {kw}:{kw}]")
-            at = f"(({oh} * {kh} + {di}) * {w} + {ow} * {kw} + {dj})"
-            if best is None:
-                best, idx = window, e.bind(f"fl.broadcast_to({at}, {window}.shape)")
-                continue
-            take = e.bind(f"({window} > {best}) | ({window} != {window})")
-            best = e.bind(f"fl.where({take}, {window}, {best})")
-            idx = e.bind(f"fl.where({take}, {at}, {idx})")
+    for di, dj, window in windows:
+        at = f"(({oh} * {kh} + {di}) * {w} + {ow} * {kw} + {dj})"
+        if best is None:
+            best, idx = window, e.bind(f"fl.broadcast_to({at}, {window}.shape)")
+            continue
+        take = e.bind(f"({window} > {best}) | ({window} != {window})")
+        best = e.bind(f"fl.where({take}, {window}, {best})")
+        idx = e.bind(f"fl.where({take}, {at}, {idx})")
     return best, idx
 
 
@@ -618,19 +639,37 @@ def _max_pool2d_backward(e, grad, x, kernel_size, stride, padding, dilation, cei
     (windows tile the input: one window an element, none past the last full one)."""
     grad, x, indices = tensor(grad), tensor(x), tensor(indices)
     kh, kw = _pool_window(x, kernel_size, stride, padding, dilation, ceil_mode)
-    r = x.rank
-    h, w = f"{x}.shape[{r - 2}]", f"{x}.shape[{r - 1}]"
-    oh_n, ow_n = f"{grad}.shape[{r - 2}]", f"{grad}.shape[{r - 1}]"
-    # each input element's window, from one range reshaped (as in the forward)
-    q = e.bind(f"fl.arange(0, {h} * {w}).reshape(({h}, {w}))")
-    hh, ww = e.bind(f"{q} // {w}"), e.bind(f"{q} % {w}")
-    window = e.bind(f"({hh} // {kh}) * {ow_n} + {ww} // {kw}")
-    flat_shape = ", ".join([f"{grad}.shape[{i}]" for i in range(r - 2)] + [f"{oh_n} * {ow_n}"])
-    g = e.bind(f"{grad}.reshape(({flat_shape},))")
-    i = e.bind(f"{indices}.reshape(({flat_shape},))")
-    hit = e.bind(f"({hh} < {oh_n} * {kh}) & ({ww} < {ow_n} * {kw}) & "
-                 f"(fl.take({i}, {window}, axis={r - 2}) == {q})")
-    return f"fl.where({hit}, fl.take({g}, {window}, axis={r - 2}), 0)"
+    g, window, covered, q, flat_shape = _spread(e, grad, x, kh, kw)
+    picked = f"fl.take({indices}.reshape(({flat_shape},)), {window}, axis={x.rank - 2})"
+    return f"fl.where({covered} & ({picked} == {q}), {g}, 0)"
+
+
+def _avg_pool2d(e, x, kernel_size, stride=(), padding=0, ceil_mode=False,
+                count_include_pad=True, divisor_override=None):
+    x = tensor(x)
+    kh, kw = _pool_window(x, kernel_size, stride, padding, 1, ceil_mode, "avg_pool2d")
+    _, _, windows = _windows(e, x, kh, kw)
+    total = " + ".join(window for _, _, window in windows)
+    return f"({total}) / {divisor_override or kh * kw}"
+
+
+def _avg_pool2d_backward(e, grad, x, kernel_size, stride, padding, ceil_mode,
+                         count_include_pad, divisor_override):
+    grad, x = tensor(grad), tensor(x)
+    kh, kw = _pool_window(x, kernel_size, stride, padding, 1, ceil_mode, "avg_pool2d")
+    g, _, covered, _, _ = _spread(e, grad, x, kh, kw)
+    return f"fl.where({covered}, {g} / {divisor_override or kh * kw}, 0)"
+
+
+def _global_avg_pool(e, x, output_size):
+    """adaptive_avg_pool2d to 1 x 1 (support.check_global_pool): the mean over H and W."""
+    return f"{tensor(x)}.mean(axis=(-2, -1), keepdims=True)"
+
+
+def _global_avg_pool_backward(e, grad, x):
+    x = tensor(x)
+    size = f"({x}.shape[{x.rank - 2}] * {x}.shape[{x.rank - 1}])"
+    return f"fl.broadcast_to({tensor(grad)} / {size}, {x}.shape)"
 
 
 # -- matmul (only with Options.matmul == "fusec") ---------------------------------------------
@@ -737,6 +776,9 @@ RULES = {
     aten.cumsum: _scan("sum"), aten.cumprod: _scan("prod"),
     aten.max_pool2d_with_indices: _max_pool2d,
     aten.max_pool2d_with_indices_backward: _max_pool2d_backward,
+    aten.avg_pool2d: _avg_pool2d, aten.avg_pool2d_backward: _avg_pool2d_backward,
+    aten._adaptive_avg_pool2d: _global_avg_pool,
+    aten._adaptive_avg_pool2d_backward: _global_avg_pool_backward,
     aten.any: _any_all("max"), aten.all: _any_all("min"), aten.sign: _sign,
 }
 

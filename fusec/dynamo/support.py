@@ -75,8 +75,18 @@ def check_squeeze(node: Node) -> None:
         raise Unsupported("a squeeze not naming dims all of static size 1 (aten runs it)")
 
 
+def check_global_pool(node: Node) -> None:
+    """adaptive_avg_pool2d is lowered to a mean where its output is 1 x 1 (global average
+    pooling); its backward where the gradient is."""
+    backward = packet(node.target) is aten._adaptive_avg_pool2d_backward
+    out = meta_value(node.args[0] if backward else node)
+    if not isinstance(out, torch.Tensor) or tuple(out.shape[-2:]) != (1, 1):
+        raise Unsupported("adaptive_avg_pool2d to an output other than 1 x 1 (aten runs it)")
+
+
 # checks of a node's arguments beyond its rule's (sizes the rule cannot see)
-NODE_CHECKS = {aten.squeeze: check_squeeze}
+NODE_CHECKS = {aten.squeeze: check_squeeze, aten._adaptive_avg_pool2d: check_global_pool,
+               aten._adaptive_avg_pool2d_backward: check_global_pool}
 
 
 class FusecSupport(OperatorSupportBase):

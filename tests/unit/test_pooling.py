@@ -74,3 +74,43 @@ def test_bf16_pool_tail(fresh_dynamo):
     torch.manual_seed(2)
     x = torch.randn(2, 4, 10, 12, dtype=torch.bfloat16)
     _compiled_matches_eager(lambda t: F.max_pool2d(torch.relu(t) * 2, 2), x)
+
+
+@pytest.mark.parametrize("shape, k", [((2, 3, 9, 11), 2), ((8, 8, 6, 6), 3), ((3, 12, 9), (2, 3))])
+def test_tiling_avg_pools_fuse_forward_and_backward(fresh_dynamo, shape, k):
+    torch.manual_seed(sum(shape))
+    x = torch.randn(*shape, dtype=torch.float64)
+
+    def fn(t):
+        return F.avg_pool2d(torch.relu(t) + t, k) * 2
+    xc, xe = x.clone().requires_grad_(), x.clone().requires_grad_()
+    got, want = torch.compile(fn, backend="fusec")(xc), fn(xe)
+    torch.testing.assert_close(got, want)
+    g = torch.randn_like(want)
+    got.backward(g)
+    want.backward(g)
+    torch.testing.assert_close(xc.grad, xe.grad)
+    forward, backward = fusec.dynamo.graphs()[:2]
+    assert not forward.aten_ops and not backward.aten_ops, (forward.aten_ops, backward.aten_ops)
+    assert fusec.stats()["launches_per_call"] == {forward.label: 1, backward.label: 1}
+
+
+def test_global_average_pooling_is_a_mean(fresh_dynamo):
+    """adaptive_avg_pool2d to 1 x 1 (ResNet's head) is a mean over H and W; to another size
+    it stays aten."""
+    torch.manual_seed(3)
+    x = torch.randn(4, 6, 7, 5, dtype=torch.float64)
+    for size, lowered in ((1, True), ((2, 1), False)):
+        torch._dynamo.reset()
+        fusec.dynamo.reset()
+
+        def fn(t):
+            return F.adaptive_avg_pool2d(t * 3, size).relu()
+        xc, xe = x.clone().requires_grad_(), x.clone().requires_grad_()
+        got, want = torch.compile(fn, backend="fusec")(xc), fn(xe)
+        torch.testing.assert_close(got, want)
+        got.sum().backward()
+        want.sum().backward()
+        torch.testing.assert_close(xc.grad, xe.grad)
+        aten = [op for g in fusec.dynamo.graphs() for op, _ in g.aten_ops]
+        assert lowered == (not any("adaptive" in op for op in aten)), aten
