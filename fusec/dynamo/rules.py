@@ -455,6 +455,33 @@ def _repeat(e, x, repeats):
     return f"{expanded}.reshape(({', '.join(out)},))"
 
 
+def _copy(e, x, src, non_blocking=False):
+    """aten.copy (a functionalized in-place copy): src broadcast to x's shape in x's dtype
+    (rounded as the copy rounds)."""
+    x = tensor(x)
+    source = tensor(src) if isinstance(src, Var) and src.is_tensor else lit(src)
+    return f"fl.broadcast_to(({source}).to({dtype_name(x.dtype)}), {x}.shape)"
+
+
+def _slice_scatter(e, x, src, dim=0, start=None, end=None, step=1):
+    """x with src written over x[start:end:step] along dim: each position of dim inside
+    the slice takes src's element (src gathered along dim, fl.take), the others x's."""
+    x, src = tensor(x), tensor(src)
+    if not all(v is None or (isinstance(v, int) and not isinstance(v, bool))
+               for v in (start, end)) or not isinstance(step, int) or step <= 0:
+        raise Unsupported("slice_scatter with bounds that are not ints")
+    d = _dims(x, dim)[0]
+    size = f"{x}.shape[{d}]"
+    first = f"({size} + {start})" if start is not None and start < 0 else str(start or 0)
+    stop = size if end is None else f"({size} + {end})" if end < 0 else str(end)
+    p = e.bind(f"fl.arange(0, {size})")
+    inside = e.bind(f"({p} >= {first}) & ({p} < {stop}) & (({p} - {first}) % {step} == 0)")
+    place = ", ".join(size if i == d else "1" for i in range(x.rank))
+    inside = e.bind(f"{inside}.reshape(({place},))")
+    taken = f"fl.take({src}, ({p} - {first}) // {step}, axis={d})"
+    return f"fl.where({inside}, {taken}, {x})"
+
+
 # -- reductions --------------------------------------------------------------------------------
 
 def _axes(x: Var, dims) -> str:
@@ -752,6 +779,7 @@ RULES = {
     aten.permute: _permute, aten.transpose: _transpose, aten.t: _t, aten.cat: _cat,
     aten.constant_pad_nd: _constant_pad_nd,
     aten.flip: lambda e, x, dims: f"fl.flip({tensor(x)}, {lit(_dims(x, dims))})",
+    aten.copy: _copy, aten.slice_scatter: _slice_scatter,
     aten.index_select: _index_select,
     aten.embedding: lambda e, weight, indices, padding_idx=-1, scale_grad_by_freq=False,
     sparse=False: f"fl.take({tensor(weight)}, {tensor(indices)}, axis=0)",

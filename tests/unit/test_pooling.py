@@ -1,8 +1,9 @@
-"""max_pool2d in torch.compile graphs: pools whose windows tile the input (stride = kernel,
-no padding, dilation or ceil_mode) are lowered, forward (values and the flat index of each
-window's first maximum, a NaN winning) and backward (each element takes its window's
-gradient where the index names it), fused with the ops around them; other pools stay
-aten. Checked exactly against eager."""
+"""Pooling in torch.compile graphs: max and average pools whose windows tile the input
+(stride = kernel, no padding, dilation or ceil_mode) are lowered, forward (a max pool's
+values and the flat index of each window's first maximum, a NaN winning) and backward
+(each element takes its window's gradient, where the index names it for a max pool),
+fused with the ops around them; other pools stay aten; global average pooling is a
+mean."""
 from __future__ import annotations
 
 import pytest
@@ -114,3 +115,4 @@ def test_global_average_pooling_is_a_mean(fresh_dynamo):
         torch.testing.assert_close(xc.grad, xe.grad)
         aten = [op for g in fusec.dynamo.graphs() for op, _ in g.aten_ops]
         assert lowered == (not any("adaptive" in op for op in aten)), aten
+
