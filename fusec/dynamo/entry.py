@@ -29,6 +29,7 @@ aten = torch.ops.aten
 # gelu stays whole (fl.gelu is the accurate erf form).
 EXTRA_DECOMPOSITIONS = [aten._softmax, aten._log_softmax, aten.native_layer_norm,
                         aten._native_batch_norm_legit_functional,
+                        aten._native_batch_norm_legit,      # no running stats (InstanceNorm)
                         aten._native_batch_norm_legit_no_training,
                         aten._softmax_backward_data, aten._log_softmax_backward_data,
                         aten.native_layer_norm_backward, aten.native_batch_norm_backward,
