@@ -458,9 +458,8 @@ def _repeat(e, x, repeats):
 def _copy(e, x, src, non_blocking=False):
     """aten.copy (a functionalized in-place copy): src broadcast to x's shape in x's dtype
     (rounded as the copy rounds)."""
-    x = tensor(x)
-    source = tensor(src) if isinstance(src, Var) and src.is_tensor else lit(src)
-    return f"fl.broadcast_to(({source}).to({dtype_name(x.dtype)}), {x}.shape)"
+    x, src = tensor(x), tensor(src)
+    return f"fl.broadcast_to({src}.to({dtype_name(x.dtype)}), {x}.shape)"
 
 
 def _slice_scatter(e, x, src, dim=0, start=None, end=None, step=1):
