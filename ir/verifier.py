@@ -200,12 +200,19 @@ def _check_view(op: Op):
                 f"bad step {step!r} on dim {d}")
 
 
-def _check_reduce(op: Op):
+def _along_axis(op: Op, kinds, what: str):
+    """(operand type, result type, kind, axis) of a reduce or scan, its kind and axis
+    checked."""
     _n_operands(op, 1)
     a, r = _shaped(op, op.operands[0], "operand"), _result(op)
     kind, axis = op.attrs.get("kind"), op.attrs.get("axis")
-    _expect(kind in REDUCE_KINDS, op, f"unknown reduction {kind!r}")
+    _expect(kind in kinds, op, f"unknown {what} {kind!r}")
     _expect(isinstance(axis, int) and 0 <= axis < a.rank, op, f"bad axis {axis} for {a}")
+    return a, r, kind, axis
+
+
+def _check_reduce(op: Op):
+    a, r, kind, axis = _along_axis(op, REDUCE_KINDS, "reduction")
     _expect(r.shape == a.shape[:axis] + a.shape[axis + 1:], op, "wrong result shape")
     if kind in ("argmax", "argmin"):
         _expect(r.dtype == INDEX, op, "arg reductions give int32")
@@ -216,11 +223,7 @@ def _check_reduce(op: Op):
 
 
 def _check_scan(op: Op):
-    _n_operands(op, 1)
-    a, r = _shaped(op, op.operands[0], "operand"), _result(op)
-    kind, axis = op.attrs.get("kind"), op.attrs.get("axis")
-    _expect(kind in SCAN_KINDS, op, f"unknown scan {kind!r}")
-    _expect(isinstance(axis, int) and 0 <= axis < a.rank, op, f"bad axis {axis} for {a}")
+    a, r, kind, axis = _along_axis(op, SCAN_KINDS, "scan")
     _expect(isinstance(op.attrs.get("reverse"), bool), op, "scan needs a bool `reverse`")
     _expect(r.shape == a.shape, op, "a scan keeps its operand's shape")
     _expect(type(r) is type(a), op, "a scan of a tile is a tile, of a tensor a tensor")

@@ -26,10 +26,10 @@ class ScanFlips:
 
 
 def fold_scan_flips(kernel: Op) -> None:
-    body = kernel.regions[0]
-    users = uses(kernel)
-    for scan in [op for op in body.ops if op.name == "scan"
-                 and isinstance(op.results[0].type, TensorType)]:
+    scans = [op for op in kernel.regions[0].ops if op.name == "scan"
+             and isinstance(op.results[0].type, TensorType)]
+    users = uses(kernel) if scans else {}
+    for scan in scans:
         axis = scan.attrs["axis"]
         before = scan.operands[0].op
         readers = users.get(scan.results[0], [])

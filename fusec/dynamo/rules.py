@@ -595,16 +595,21 @@ def _var_mean(e, x, dims=None, correction=None, keepdim=False):
 
 # -- pooling -----------------------------------------------------------------------------------
 
+def _pair(v) -> list:
+    """A pool's per-dim argument as [height, width] (an int, or a list of one or two)."""
+    if not isinstance(v, (list, tuple)):
+        return [v, v]
+    return list(v) * 2 if len(v) == 1 else list(v)
+
+
 def _pool_window(x: Var, kernel_size, stride, padding=0, dilation=1, ceil_mode=False,
                  what="max_pool2d"):
     """(kh, kw) of a 2-D pool over windows that tile the input (stride = kernel, no
     padding, dilation or ceil_mode: the common 2x2 pool), else Unsupported."""
-    pair = lambda v: list(v) * (2 if len(v) == 1 else 1) if isinstance(  # noqa: E731
-        v, (list, tuple)) else [v, v]
-    kernel = pair(kernel_size)
-    stride = pair(stride) if stride not in (None, [], ()) else kernel
-    if x.rank not in (3, 4) or stride != kernel or pair(padding) != [0, 0] or \
-            pair(dilation) != [1, 1] or ceil_mode or not all(
+    kernel = _pair(kernel_size)
+    stride = _pair(stride) if stride not in (None, [], ()) else kernel
+    if x.rank not in (3, 4) or stride != kernel or _pair(padding) != [0, 0] or \
+            _pair(dilation) != [1, 1] or ceil_mode or not all(
                 isinstance(k, int) and k > 0 for k in kernel):
         raise Unsupported(f"{what} other than windows that tile the input (stride = "
                           "kernel, no padding, dilation or ceil_mode)")
@@ -622,8 +627,8 @@ def _windows(e, x: Var, kh: int, kw: int):
 
 
 def _spread(e, grad: Var, x: Var, kh: int, kw: int):
-    """The backward of a tiling pool: (each input element's window's gradient, gathered;
-    its window's flattened index of it; whether a window covers it; the element's flat
+    """The backward of a tiling pool: (gathered(t): the element of t -- grad's shape -- at
+    each input element's window; whether a window covers the element; the element's flat
     index h * W + w). Rows and columns come from one range reshaped (two ranges of one
     size would share an axis of the fuse pass's iteration space)."""
     r = x.rank
@@ -633,9 +638,11 @@ def _spread(e, grad: Var, x: Var, kh: int, kw: int):
     hh, ww = e.bind(f"{q} // {w}"), e.bind(f"{q} % {w}")
     window = e.bind(f"({hh} // {kh}) * {ow_n} + {ww} // {kw}")
     flat_shape = ", ".join([f"{grad}.shape[{i}]" for i in range(r - 2)] + [f"{oh_n} * {ow_n}"])
-    g = e.bind(f"fl.take({grad}.reshape(({flat_shape},)), {window}, axis={r - 2})")
+
+    def gathered(t: Var) -> str:
+        return e.bind(f"fl.take({t}.reshape(({flat_shape},)), {window}, axis={r - 2})")
     covered = e.bind(f"({hh} < {oh_n} * {kh}) & ({ww} < {ow_n} * {kw})")
-    return g, window, covered, q, flat_shape
+    return gathered, covered, q
 
 
 def _max_pool2d(e, x, kernel_size, stride=(), padding=0, dilation=1, ceil_mode=False):
@@ -665,9 +672,8 @@ def _max_pool2d_backward(e, grad, x, kernel_size, stride, padding, dilation, cei
     (windows tile the input: one window an element, none past the last full one)."""
     grad, x, indices = tensor(grad), tensor(x), tensor(indices)
     kh, kw = _pool_window(x, kernel_size, stride, padding, dilation, ceil_mode)
-    g, window, covered, q, flat_shape = _spread(e, grad, x, kh, kw)
-    picked = f"fl.take({indices}.reshape(({flat_shape},)), {window}, axis={x.rank - 2})"
-    return f"fl.where({covered} & ({picked} == {q}), {g}, 0)"
+    gathered, covered, q = _spread(e, grad, x, kh, kw)
+    return f"fl.where({covered} & ({gathered(indices)} == {q}), {gathered(grad)}, 0)"
 
 
 def _avg_pool2d(e, x, kernel_size, stride=(), padding=0, ceil_mode=False,
@@ -683,8 +689,8 @@ def _avg_pool2d_backward(e, grad, x, kernel_size, stride, padding, ceil_mode,
                          count_include_pad, divisor_override):
     grad, x = tensor(grad), tensor(x)
     kh, kw = _pool_window(x, kernel_size, stride, padding, 1, ceil_mode, "avg_pool2d")
-    g, _, covered, _, _ = _spread(e, grad, x, kh, kw)
-    return f"fl.where({covered}, {g} / {divisor_override or kh * kw}, 0)"
+    gathered, covered, _ = _spread(e, grad, x, kh, kw)
+    return f"fl.where({covered}, {gathered(grad)} / {divisor_override or kh * kw}, 0)"
 
 
 def _global_avg_pool(e, x, output_size):
