@@ -93,6 +93,12 @@ def in_memory(v: Value) -> bool:
     return isinstance(v.type, TensorType) and (v.op is None or v.op.name == "alloc")
 
 
+def _repeats(dims: list) -> bool:
+    """Two dims of one value on the same axis."""
+    taken = [k for k in dims if k is not None]
+    return len(taken) != len(set(taken))
+
+
 class NotOneSpace(Exception):
     """The ops' dims do not map onto one iteration space; the message says where."""
 
@@ -281,8 +287,7 @@ class Axes:
                 if k is None and not _is_one(v.type.shape[d]):
                     self._adopt(v, d)
         for v, dims in self.of.items():
-            taken = [k for k in dims if k is not None]
-            if len(taken) != len(set(taken)):
+            if _repeats(dims):
                 raise NotOneSpace(f"two dims of a {v.type} map to the same axis")
 
     def _propagate(self):
@@ -294,17 +299,26 @@ class Axes:
 
     def _adopt(self, v: Value, d: int):
         """A dim no constraint reached from the anchor (a reduction's reduced dim seen from
-        its result only): the first axis of that size the value does not use
-        yet, else a new axis."""
+        its result only): the first axis of that size the value does not use yet and
+        that, propagated, leaves no value with two dims on one axis (a [1, G, C, 1] weight
+        of a group norm whose N, G and C are all 4 must not take N's axis for its C: its
+        product with the [N, G, 1, 1] statistics would have N twice), else a new axis."""
         size = v.type.shape[d]
         used = set(self.of[v])
         for k, dsize in enumerate(self.domain):
-            if k not in used and (is_zero(dsize - size) or self.same_size(dsize, size)):
-                self.of[v][d] = k
-                break
-        else:
-            self.domain.append(size)
-            self.of[v][d] = len(self.domain) - 1
+            if k in used or not (is_zero(dsize - size) or self.same_size(dsize, size)):
+                continue
+            before = {u: list(dims) for u, dims in self.of.items()}
+            self.of[v][d] = k
+            try:
+                self._propagate()
+                if not any(_repeats(dims) for dims in self.of.values()):
+                    return
+            except NotOneSpace:
+                pass
+            self.of = before
+        self.domain.append(size)
+        self.of[v][d] = len(self.domain) - 1
         self._propagate()
 
     # -- queries ---------------------------------------------------------------------------

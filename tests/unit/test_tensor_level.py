@@ -609,3 +609,26 @@ def test_a_bias_gradient_over_few_channels_splits_into_two_launches(backend):
     assert compiled.num_launches == 2 and "_partials" in compiled.asm["tile"]
     assert_close(scaled, xd * 0.5, "float32", "scaled input")
     assert_close(total, (xd * 0.5).sum(axis=(0, 2, 3)), "float32", "bias gradient")
+
+
+def test_equal_sizes_of_unrelated_dims_get_distinct_axes(backend):
+    """A group norm's statistics times its [1, G, C, 1] weight with N = G = C = 4 and static
+    shapes: the weight's C dim (reached by no constraint from the [N, G, C, HW] input) must
+    take an axis of size 4 that keeps N, G and C apart in the [N, G, C, 1] product."""
+    @fusec.kernel(static_shapes=True)
+    def scale_and_shift(x, w, b):
+        mean = x.mean(axis=(2, 3), keepdims=True)
+        scale = fl.rsqrt(((x - mean) * (x - mean)).mean(axis=(2, 3), keepdims=True) + 1e-5)
+        scale = scale * w.to(fl.float32)
+        return scale, b.to(fl.float32) - mean * scale
+
+    torch = pytest.importorskip("torch")
+    gen = torch.Generator().manual_seed(7)
+    x = torch.randn(4, 4, 4, 9, generator=gen)
+    w, b = (torch.randn(1, 4, 4, 1, generator=gen).to(torch.bfloat16) for _ in range(2))
+    got = scale_and_shift(x, w, b)
+    x64, w64, b64 = (output_float64(t) for t in (x, w, b))
+    mean = x64.mean(axis=(2, 3), keepdims=True)
+    scale = w64 / np.sqrt(x64.var(axis=(2, 3), keepdims=True) + 1e-5)
+    assert_close(output_float64(got[0]), scale, "float32")
+    assert_close(output_float64(got[1]), b64 - mean * scale, "float32")

@@ -44,6 +44,14 @@ def test_group_norm_is_lowered_forward_and_backward():
         assert g.regions, g.text()
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_group_norm_whose_batch_groups_and_channels_are_equal_sizes(dtype):
+    """4 images, 4 groups of 4 channels: the regions' dims of size 4 keep distinct axes (the
+    statistics times the weight viewed [1, G, C, 1] ran as aten ops before)."""
+    check_against_eager("groupnorm_silu", dtype, batch=4)
+    assert fusec.stats()["fallback_regions"] == 0, fusec.stats()
+
+
 def test_group_norm_over_more_than_a_tile_of_pixels_is_fused():
     """Groups of 2 channels x 96 x 96 pixels: the statistics walk the pixels (longer than
     one tile) in chunks inside a fused region instead of falling back to aten."""
