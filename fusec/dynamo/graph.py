@@ -19,10 +19,12 @@ from torch.fx.passes.infra.partitioner import CapabilityBasedPartitioner
 from torch.fx.passes.utils.fuser_utils import fuse_by_partitions
 
 from .aliases import Roots, collapse_views, fold_permute_chains
+from .cast_views import move_views_past_casts
 from .merged_reductions import unmerge_reductions
 from .library import library_op
 from .region import FusedRegion
-from .rules import Unsupported, aten, computes, fast_call, is_view, launches_nothing, packet
+from .rules import (Unsupported, aten, computes, fast_call, is_cast, is_view, launches_nothing,
+                    packet)
 from .support import FusecSupport, interior_views
 
 MAX_REPARTITIONS = 64
@@ -95,8 +97,48 @@ def _partitions(gm: GraphModule, support: FusecSupport):
             for c in [c for c in parts if not _reads_a_tensor(c)]:
                 for n in c:       # a constructor alone: its kernel would not know the device
                     support.reasons[n] = "a constructor with no tensor input: aten runs it"
-            return [c for c in parts if _reads_a_tensor(c)]
+            return _casts_joined([c for c in parts if _reads_a_tensor(c)])
     raise RuntimeError("fusec: partitioning did not settle")    # pragma: no cover
+
+
+def _casts_joined(parts: list[list]) -> list[list]:
+    """A part that only casts (and views) values of one other part joins that part: the
+    partitioner leaves a bf16 rounding of a norm's saved statistics in a partition of its
+    own, a launch for a few bytes, where the region computing them can store them rounded."""
+    owner = {n: i for i, part in enumerate(parts) for n in part}
+    for i, part in enumerate(parts):
+        if any(computes(n) and not is_cast(n) for n in part):
+            continue
+        inside = set(part)
+        sources = {owner.get(a) for n in part for a in n.all_input_nodes if a not in inside}
+        if len(sources) != 1 or None in sources:
+            continue
+        j = sources.pop()
+        if _depends_through_others(part, parts[j]):
+            continue
+        parts[j] = parts[j] + part
+        parts[i] = []
+        owner.update({n: j for n in part})
+    return [p for p in parts if p]
+
+
+def _depends_through_others(part: list, target: list) -> bool:
+    """Whether a node of `part` reads, through nodes of neither, a node of `target` (joined,
+    they would form a cycle through those nodes)."""
+    inside, goal = set(part), set(target)
+    todo = [a for n in part for a in n.all_input_nodes if a not in inside and a not in goal]
+    seen = set()
+    while todo:
+        n = todo.pop()
+        if n in seen:
+            continue
+        seen.add(n)
+        for a in n.all_input_nodes:
+            if a in goal:
+                return True
+            if a not in inside:
+                todo.append(a)
+    return False
 
 
 def _independent_parts(nodes: list) -> list[list]:
@@ -173,6 +215,7 @@ def _layout_roots(gm: GraphModule) -> Roots:
 def compile_graph(gm: GraphModule, options, label: str) -> tuple[GraphModule, GraphReport]:
     support = FusecSupport(options)
     unmerge_reductions(gm.graph)
+    move_views_past_casts(gm.graph)
     partitions = _partitions(gm, support)
     why_not = {n.name: why for n, why in support.reasons.items()}   # fusing renews nodes
     report = GraphReport(label)

@@ -20,6 +20,7 @@ import operator
 from dataclasses import dataclass
 
 import torch
+from torch.fx import Node
 
 from ..ir.ops import LIBM_UNARY
 
@@ -925,6 +926,13 @@ def is_row_major_copy(node) -> bool:
 def replayed_by_aten(node) -> bool:
     """A region's node that aten replays on the kernel's results (a view), not computed."""
     return is_view(node.target) and not is_row_major_copy(node)
+
+
+def is_cast(node) -> bool:
+    """x.to(dtype): an _to_copy changing the dtype only."""
+    return (isinstance(node, Node) and node.op == "call_function"
+            and node.target is aten._to_copy.default and len(node.args) == 1
+            and set(node.kwargs) == {"dtype"})
 
 
 def computes(node) -> bool:
