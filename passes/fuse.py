@@ -31,7 +31,9 @@ A merge is refused, and the reason kept in the kernel's `fusion_notes`, when
     of its result): a matmul group is the matmul, the element ops computing its operands
     (prologue casts) and those applied to its result (bias, activation, residual, scaling);
   - it would reorder memory effects: a write of a tensor another op reads or writes lies
-    between the ops, or the group's values are already read by another group placed earlier;
+    between the ops, or the group's values are already read by another group placed earlier
+    (unless the merged group's later ops, and what they need, can move up before that
+    reader's first read: BatchNorm's running-statistics updates after the variance);
   - an indexed view (reshape, slice) would be in the group that computes its operand: it
     reads the operand from memory at computed indices, so the operand is written by its own
     launch first (the view itself rides in its consumers' group; a chain of views, and a
@@ -234,11 +236,78 @@ class _Fuser:
             a, b = effects(op)
             if b & (r | w) or a & w:
                 return f"{_name(op)} between them reads or writes the same tensors"
-        results = {res for op in merged for res in op.results}
-        for op, gid in self.group.items():
-            if gid not in (g1, g2) and any(v in results for v in op.operands):
-                return f"{_name(op)} (another launch, earlier) already reads its values"
+        reader = self._earlier_reader(g1, g2, merged)
+        if reader is not None and self._hoist(merged, inside):
+            merged.sort(key=self.position.get)
+            return self._reordering(g1, g2, merged)
+        if reader is not None:
+            return f"{_name(reader)} (another launch, earlier) already reads its values"
         return None
+
+    def _last(self, gid: int) -> int:
+        return max(self.position[op] for op in self.members[gid])
+
+    def _earlier_reader(self, g1: int, g2: int, merged: list[Op]) -> Op | None:
+        """An op of another group reading the merged group's values, where that group runs
+        (at its last op) before the merged one would."""
+        results = {res for op in merged for res in op.results}
+        end = self.position[merged[-1]]
+        for op, gid in self.group.items():
+            if gid not in (g1, g2) and any(v in results for v in op.operands) and \
+                    self._last(gid) < end:
+                return op
+        return None
+
+    def _hoist(self, merged: list[Op], inside: set) -> bool:
+        """Move the merged group's ops placed after the first op of another group that reads
+        its values (and what they need from there on) up before that op, so that the group
+        runs first: BatchNorm's running-mean update, written after the variance that reads
+        the mean, joins the launch finishing the mean. Only where nothing they pass over
+        touches their memory and every value they read is computed by then; returns whether
+        it moved them."""
+        results = {res for op in merged for res in op.results}
+        readers = [op for op, gid in self.group.items()
+                   if op not in inside and any(v in results for v in op.operands)]
+        start = min(self.position[op] for op in readers)
+        move, todo = set(), [op for op in merged if self.position[op] > start]
+        while todo:
+            op = todo.pop()
+            if op in move:
+                continue
+            move.add(op)
+            gid = self.group.get(op)
+            if gid is not None and op not in inside:    # another group's op moves: all of it
+                members = self.members[gid]
+                if any(self.position[m] < start or any(v in results for v in m.operands)
+                       for m in members):
+                    return False
+                todo += members
+            for v in op.operands:
+                p = self.producer.get(v)
+                if p is None:
+                    continue
+                if self.position[p] >= start:
+                    todo.append(p)
+                elif p in self.group and p not in inside and \
+                        self._last(self.group[p]) >= start:
+                    return False              # a group that runs after the new place
+        if not move:
+            return False
+        end = max(self.position[op] for op in move)
+        stay = [op for op in self.body.ops[start:end] if op not in move]
+        r, w = set(), set()
+        for op in move:
+            a, b = effects(op)
+            r |= a
+            w |= b
+        for op in stay:
+            a, b = effects(op)
+            if b & (r | w) or a & w:
+                return False
+        ops = self.body.ops
+        ops[start:end + 1] = [op for op in ops[start:end + 1] if op in move] + stay
+        self.position = {o: i for i, o in enumerate(ops)}
+        return True
 
     def _horizontal(self):
         """Groups reading a common tensor over the same iteration space: one pass over it;

@@ -260,13 +260,24 @@ def write_where_computed(fuser) -> bool:
         dst, value = w.operands
         source = _same_bits(value)
         p = fuser.producer.get(source)
-        if p is None or p not in fuser.group or fuser.group[p] == fuser.group[w] or \
+        if p is None or p not in fuser.group or \
                 dst.op is None or dst.op.name != "alloc" or \
                 tuple(dst.type.shape) != tuple(source.type.shape) or \
                 dst.type.dtype != source.type.dtype or \
                 any(dst in o.operands for o in fuser.kernel.walk()
                     if o is not w and o.name != "return"):
             continue                # read or written elsewhere (tile loops included)
+        if fuser.group[p] == fuser.group[w]:
+            # stored by the launch computing it already (moved up there by the fuse pass):
+            # it stores the value other launches read, which they then read from there
+            if value is not source and any(
+                    source in o.operands and g != fuser.group[p] for o, g in fuser.group.items()):
+                w.operands = [dst, source]
+                fuser.notes.append(f"written where computed: {_label(source)} is stored into "
+                                   f"%{dst.name} by the launch computing it; the launches "
+                                   f"reading it read it from there")
+                moved = True
+            continue
         w.operands = [dst, source]
         if fuser.body.ops.index(dst.op) > fuser.body.ops.index(p):
             fuser.body.ops.remove(dst.op)       # defined before the write's new place

@@ -335,8 +335,8 @@ def test_column_sums_recompute_the_row_pass_values_and_share_one_pass(backend, d
     and, reading g like the other column sum, runs in one group with it; the input
     gradient's write, no longer behind a launch reading the row pass's values, joins the row
     pass: 2 launches. In float32 the buffer is no dearer than reading x and g again: it
-    stays, the row pass stores dx itself (fuse_recompute.write_where_computed) and the
-    column sums share a launch: 2 launches too."""
+    stays, the row pass stores dx itself (the write moves up before the column sums, which
+    read the row pass's values) and the column sums share a launch: 2 launches too."""
     rows, cols = 37, 70
     x, xd = random_array((rows, cols), dtype, seed=21)
     g, gd = random_array((rows, cols), dtype, seed=22)
@@ -358,7 +358,7 @@ def test_column_sums_recompute_the_row_pass_values_and_share_one_pass(backend, d
         assert "recomputed" in notes, notes
         assert compiled.num_launches == 2, notes
     else:
-        assert "recomputed" not in notes and "written where computed" in notes, notes
+        assert "recomputed" not in notes and "write(%out0, %dx, group = 0)" in notes, notes
         assert compiled.num_launches == 2, notes
 
 
@@ -632,3 +632,43 @@ def test_equal_sizes_of_unrelated_dims_get_distinct_axes(backend):
     scale = w64 / np.sqrt(x64.var(axis=(2, 3), keepdims=True) + 1e-5)
     assert_close(output_float64(got[0]), scale, "float32")
     assert_close(output_float64(got[1]), b64 - mean * scale, "float32")
+
+
+@fusec.kernel
+def _batch_norm_with_running_mean(x, running_mean):
+    m = x.mean(axis=0)
+    d = x - m
+    v = (d * d).mean(axis=0)
+    return d * fl.rsqrt(v + 1e-5), m * 0.1 + running_mean * 0.9
+
+
+@fusec.kernel
+def _running_mean_updated_in_place(x, running_mean):
+    m = x.mean(axis=0)
+    d = x - m + running_mean
+    v = (d * d).mean(axis=0)
+    running_mean[:] = m * 0.1 + running_mean * 0.9
+    return d * fl.rsqrt(v + 1e-5)
+
+
+def test_an_update_of_a_split_mean_joins_the_launch_finishing_the_mean(backend):
+    """BatchNorm's running-mean update comes after the variance that reads the mean: its
+    ops move up before that read, so the launch finishing the split mean computes it (5
+    launches: mean and variance two each, the normalization), not a launch of its own."""
+    x, xd = random_array((70001, 16), "float32", seed=9)
+    rm, rmd = random_array((16,), "float32", seed=10)
+    (y, new_mean), compiled = _run(_batch_norm_with_running_mean, x, rm)
+    assert compiled.num_launches == 5, compiled.module.kernel().attrs.get("fusion_notes")
+    assert_close(new_mean, xd.mean(0) * 0.1 + rmd * 0.9, "float32")
+    assert_close(y, (xd - xd.mean(0)) / np.sqrt(xd.var(0) + 1e-5), "float32")
+
+
+def test_an_update_in_place_stays_after_the_reads_of_the_old_values(backend):
+    """The running mean is read (the old values) before it is overwritten: the write is not
+    moved up past that read."""
+    x, xd = random_array((70001, 16), "float32", seed=11)
+    rm, rmd = random_array((16,), "float32", seed=12)
+    y = _running_mean_updated_in_place(x, rm)
+    d = xd - xd.mean(0) + rmd
+    assert_close(y, d / np.sqrt((d * d).mean(0) + 1e-5), "float32")
+    assert_close(rm, xd.mean(0) * 0.1 + rmd * 0.9, "float32")
