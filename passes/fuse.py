@@ -18,7 +18,11 @@ group that uses one gets it, a copy of its own where several do.
 A merge is refused, and the reason kept in the kernel's `fusion_notes`, when
   - the ops' dims do not map onto one iteration space (a transposed use of the same data);
   - reductions over different axes (row sums and column sums of one tensor) would leave no
-    axis of the merged space to run in parallel, though each side had some;
+    axis of the merged space to run in parallel, though each side had some -- unless the
+    tile pass splits the merged group and its second launch holds every reduction's
+    partials in one tile (tile_split.splits_with_small_partials: the column sums of a
+    small tensor, a full reduction beside a row pass over the same tensor), the first
+    launch then running a program per chunk of rows;
   - it would need a global barrier: a reduction over every axis of the space (one program)
     and ops after it that run over the reduced axes (x / x.sum());
   - a reduced axis is longer than one program can hold in one tile (`max_reduce` elements),
@@ -52,7 +56,7 @@ from ..ir.symbolic import hinted_value, next_pow2
 from .fuse_recompute import (narrow_crossing_values, recompute_cheap_values,
                              write_where_computed)
 from .tensor_graph import Axes, NotOneSpace, chain_sources, in_memory, whole_tensor_ops
-from .tile_split import MAX_WHOLE_REDUCTION, would_split
+from .tile_split import MAX_WHOLE_REDUCTION, splits_with_small_partials, would_split
 
 
 def reads(op: Op) -> set:
@@ -176,7 +180,7 @@ class _Fuser:
         reason = self._scan_refusal(merged, axes)
         if reason is not None:
             return reason
-        if not axes.parallel:
+        if not axes.parallel and not splits_with_small_partials(merged, axes, self.hints):
             if all(self._has_parallel_axes(g) for g in (g1, g2)):
                 return ("reductions over different axes would leave no axis to run in "
                         "parallel (each side has some)")
@@ -329,9 +333,25 @@ class _Fuser:
                     all(map(a.same_size, a.domain, b.domain))
                 shared = (self._reads(g1) & self._reads(g2)) or (
                     self._sources(g1) & self._sources(g2)) or alike
-                if shared and _same_space(a, b) and self._lines_up(g1, g2, a, b):
+                if shared and (_same_space(a, b) or self._rides_split(g1, g2, a, b)) and \
+                        self._lines_up(g1, g2, a, b):
                     self._try_merge(g1, g2, f"group of {_name(self.members[g1][-1])} and group "
                                             f"of {_name(self.members[g2][-1])}")
+
+    def _rides_split(self, g1: int, g2: int, a: Axes, b: Axes) -> bool:
+        """A full reduction (no axis left in parallel) beside a pass reducing some of its
+        axes over the same tensor (`(idx > 0).all()` beside the row sums of idx): one
+        launch when the tile pass splits them, the full reduction in chunk partials."""
+        full, other = (a, b) if not a.parallel else (b, a)
+        if full.parallel or not full.reduced or len(a.domain) != len(b.domain) or \
+                not set(other.reduced) <= set(full.reduced):
+            return False
+        merged = sorted(self.members[g1] + self.members[g2], key=self.position.get)
+        try:
+            axes = Axes(merged)
+        except NotOneSpace:
+            return False
+        return not axes.parallel and splits_with_small_partials(merged, axes, self.hints)
 
     def _lines_up(self, g1: int, g2: int, a: Axes, b: Axes) -> bool:
         """Joined, the groups' axes are those of one of them: what they share maps every

@@ -154,6 +154,27 @@ def would_split(ops, axes, hints) -> bool:
         return False
 
 
+def splits_with_small_partials(ops, axes, hints) -> bool:
+    """Whether the tile pass splits this group and its second launch holds each reduction's
+    partials in one tile of at most MAX_WHOLE_REDUCTION elements (a full reduction's: one
+    number a chunk). Such a group may have no axis to run in parallel: the first launch
+    runs a program a chunk (a pass computing row sums takes a full reduction along)."""
+    try:
+        plan = split_plan(_GroupFacts(ops, axes, hints))
+    except _Unknown:
+        return False
+    if plan is None:
+        return False
+    k, chunk, held, _ = plan
+    chunks = next_pow2(math.ceil(hinted_value(axes.extent(k), hints) / chunk))
+    for op in ops:
+        if op.name == "reduce" and axes.axes(op.operands[0])[op.attrs["axis"]] == k:
+            kept = math.prod(held.get(j, 1) for j in axes.axes(op.results[0]) if j is not None)
+            if chunks * kept > MAX_WHOLE_REDUCTION:
+                return False
+    return True
+
+
 def _partial_dtype(dtype: D.DType) -> D.DType:
     return D.float32 if dtype.is_float and dtype.bits == 16 else dtype
 

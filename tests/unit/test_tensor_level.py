@@ -437,7 +437,7 @@ def test_an_output_is_stored_by_the_launch_computing_it(backend):
     launch (the same bits), is stored by the row pass into the output, which the column
     sums read: no buffer of its own, no copy."""
     torch = pytest.importorskip("torch")
-    x = torch.randn(300, 70, generator=torch.Generator().manual_seed(44)).to(torch.bfloat16)
+    x = torch.randn(300, 700, generator=torch.Generator().manual_seed(44)).to(torch.bfloat16)
     (out, sums), compiled = _run(centered_and_column_sums, x)
     xd = x.double()
     y = (xd - xd.mean(1, keepdim=True)).to(torch.bfloat16).double()
@@ -449,6 +449,22 @@ def test_an_output_is_stored_by_the_launch_computing_it(backend):
         ["out0", "out1"]
     assert any(n.startswith("written where computed") for n in
                compiled.module.kernel().attrs["fusion_notes"])
+
+
+def test_row_pass_and_column_sums_of_a_small_tensor_are_one_split_launch(backend):
+    """300 x 70: the column sums' partials of all chunks fit one tile, so the row pass
+    (its rows whole) takes them along: launch 1 a program per chunk of rows, storing the
+    centered values and the chunk's column sums; launch 2 adds the partials."""
+    torch = pytest.importorskip("torch")
+    x = torch.randn(300, 70, generator=torch.Generator().manual_seed(45)).to(torch.bfloat16)
+    (out, sums), compiled = _run(centered_and_column_sums, x)
+    xd = x.double()
+    y = (xd - xd.mean(1, keepdim=True)).to(torch.bfloat16).double()
+    assert_close(out.double().numpy(), y.numpy(), "bfloat16")
+    torch.testing.assert_close(sums.double(), out.double().sum(0), rtol=1e-5, atol=1e-4)
+    assert compiled.num_launches == 2
+    assert sorted(op.results[0].name for op in compiled.module.walk() if op.name == "alloc") \
+        == ["out0", "out1", "reduced_partials"]
 
 
 @fusec.kernel
@@ -672,3 +688,18 @@ def test_an_update_in_place_stays_after_the_reads_of_the_old_values(backend):
     d = xd - xd.mean(0) + rmd
     assert_close(y, d / np.sqrt((d * d).mean(0) + 1e-5), "float32")
     assert_close(rm, xd.mean(0) * 0.1 + rmd * 0.9, "float32")
+
+
+@fusec.kernel
+def _row_sums_and_total_max(x):
+    return fl.exp(x).sum(axis=1), fl.abs(x).max()
+
+
+def test_a_full_reduction_rides_along_the_row_pass_over_the_same_tensor(backend):
+    """The maximum over everything, split in chunk partials, joins the row sums' pass over
+    x (one read of x): 2 launches, the second reducing the partials."""
+    x, xd = random_array((3001, 1000), "float32", seed=13)
+    (sums, top), compiled = _run(_row_sums_and_total_max, x)
+    assert compiled.num_launches == 2, compiled.asm["fuse"]
+    assert_close(sums, np.exp(xd).sum(1), "float32")
+    assert_close(top, np.abs(xd).max(), "float32")
