@@ -49,3 +49,19 @@ def test_group_norm_of_bf16_writes_no_float32_copy(fresh_dynamo):
     torch.testing.assert_close(got, gn(x), rtol=2e-2, atol=2e-2)
     forward = fusec.dynamo.graphs()[0]
     assert fusec.stats()["launches_per_call"][forward.label] == 2, forward.text()
+
+
+def test_chains_of_views_and_views_with_other_readers(fresh_dynamo):
+    """x.float() viewed twice, and a view read both rounded and as it is: every view moves
+    to the narrow side, the values stay eager's."""
+    x = torch.randn(4, 6, 10, dtype=torch.bfloat16)
+
+    def fn(t):
+        wide = t.float().view(4, 60).view(4, 3, 20)
+        y = (wide * 3).sum(2)
+        v = y.view(12)
+        return v.to(torch.bfloat16), v * 2, wide.amax(1)
+    got = torch.compile(fn, backend=fusec.torch_backend(strict=True))(x)
+    for g, w in zip(got, fn(x)):
+        assert g.dtype == w.dtype
+        torch.testing.assert_close(g, w, rtol=0, atol=0)
