@@ -341,3 +341,29 @@ def layernorm_backward(x, g, mean, rstd, w):
     dx = rstd / n * (gw * n - gw.sum(axis=1, keepdims=True)
                      - xhat * (gw * xhat).sum(axis=1, keepdims=True))
     return dx.to(x.dtype), (g32 * xhat).sum(axis=0), g32.sum(axis=0)
+
+
+@fusec.kernel
+def batch_norm_with_running_mean(x, running_mean):
+    """BatchNorm's statistics over rows with the running-mean update written after the
+    variance that reads the mean (fuse's hoist)."""
+    m = x.mean(axis=0)
+    d = x - m
+    v = (d * d).mean(axis=0)
+    return d * fl.rsqrt(v + 1e-5), m * 0.1 + running_mean * 0.9
+
+
+@fusec.kernel
+def running_mean_updated_in_place(x, running_mean):
+    """The same with the running mean read (old values) and then overwritten in place."""
+    m = x.mean(axis=0)
+    d = x - m + running_mean
+    v = (d * d).mean(axis=0)
+    running_mean[:] = m * 0.1 + running_mean * 0.9
+    return d * fl.rsqrt(v + 1e-5)
+
+
+@fusec.kernel
+def row_sums_and_total_max(x):
+    """A full reduction beside a row pass over the same tensor (one split launch)."""
+    return fl.exp(x).sum(axis=1), fl.abs(x).max()

@@ -197,6 +197,21 @@ def test_reductions_over_several_short_axes(kernel, shapes):
         assert_close(g, w, "float32", f"{kernel.fn.__name__} output {i}")
 
 
+@pytest.mark.parametrize("kernel, shapes", [
+    (K.batch_norm_with_running_mean, [(20001, 16), (16,)]),   # update hoisted into a split
+    (K.row_sums_and_total_max, [(300, 100)]),                # a full reduction rides along
+])
+def test_split_launches_that_take_other_work_along(kernel, shapes):
+    """The fuse pass's hoist and full reductions riding a row pass (split launches doing
+    more than one reduction's share): the emulated CUDA C against the interpreter."""
+    args = [random_array(s, "float32", seed=40 + i)[0] for i, s in enumerate(shapes)]
+    ck = kernel.compile(*args, backend="interpret")
+    want = [output_float64(o) for o in ck(*args)]
+    got = [output_float64(o) for o in cuda_emulator.Emulated(ck)(*args)]
+    for i, (g, w) in enumerate(zip(got, want)):
+        assert_close(g, w, "float32", f"{kernel.fn.__name__} output {i}")
+
+
 def test_16_bit_sums_over_several_axes_round_once():
     """CUDA C holds a bf16 tile's values in bf16: a sum over several axes rounded each axis's
     partial sums (1403.4 came out 1408, an ulp off). The partial sums stay in float32 and

@@ -650,30 +650,13 @@ def test_equal_sizes_of_unrelated_dims_get_distinct_axes(backend):
     assert_close(output_float64(got[1]), b64 - mean * scale, "float32")
 
 
-@fusec.kernel
-def _batch_norm_with_running_mean(x, running_mean):
-    m = x.mean(axis=0)
-    d = x - m
-    v = (d * d).mean(axis=0)
-    return d * fl.rsqrt(v + 1e-5), m * 0.1 + running_mean * 0.9
-
-
-@fusec.kernel
-def _running_mean_updated_in_place(x, running_mean):
-    m = x.mean(axis=0)
-    d = x - m + running_mean
-    v = (d * d).mean(axis=0)
-    running_mean[:] = m * 0.1 + running_mean * 0.9
-    return d * fl.rsqrt(v + 1e-5)
-
-
 def test_an_update_of_a_split_mean_joins_the_launch_finishing_the_mean(backend):
     """BatchNorm's running-mean update comes after the variance that reads the mean: its
     ops move up before that read, so the launch finishing the split mean computes it (5
     launches: mean and variance two each, the normalization), not a launch of its own."""
     x, xd = random_array((70001, 16), "float32", seed=9)
     rm, rmd = random_array((16,), "float32", seed=10)
-    (y, new_mean), compiled = _run(_batch_norm_with_running_mean, x, rm)
+    (y, new_mean), compiled = _run(K.batch_norm_with_running_mean, x, rm)
     assert compiled.num_launches == 5, compiled.module.kernel().attrs.get("fusion_notes")
     assert_close(new_mean, xd.mean(0) * 0.1 + rmd * 0.9, "float32")
     assert_close(y, (xd - xd.mean(0)) / np.sqrt(xd.var(0) + 1e-5), "float32")
@@ -684,22 +667,17 @@ def test_an_update_in_place_stays_after_the_reads_of_the_old_values(backend):
     moved up past that read."""
     x, xd = random_array((70001, 16), "float32", seed=11)
     rm, rmd = random_array((16,), "float32", seed=12)
-    y = _running_mean_updated_in_place(x, rm)
+    y = K.running_mean_updated_in_place(x, rm)
     d = xd - xd.mean(0) + rmd
     assert_close(y, d / np.sqrt((d * d).mean(0) + 1e-5), "float32")
     assert_close(rm, xd.mean(0) * 0.1 + rmd * 0.9, "float32")
-
-
-@fusec.kernel
-def _row_sums_and_total_max(x):
-    return fl.exp(x).sum(axis=1), fl.abs(x).max()
 
 
 def test_a_full_reduction_rides_along_the_row_pass_over_the_same_tensor(backend):
     """The maximum over everything, split in chunk partials, joins the row sums' pass over
     x (one read of x): 2 launches, the second reducing the partials."""
     x, xd = random_array((3001, 1000), "float32", seed=13)
-    (sums, top), compiled = _run(_row_sums_and_total_max, x)
+    (sums, top), compiled = _run(K.row_sums_and_total_max, x)
     assert compiled.num_launches == 2, compiled.asm["fuse"]
     assert_close(sums, np.exp(xd).sum(1), "float32")
     assert_close(top, np.abs(xd).max(), "float32")
