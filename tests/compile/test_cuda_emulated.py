@@ -189,7 +189,12 @@ def test_group_statistics_over_a_long_axis_and_a_short_one(dtype):
 def test_reductions_over_several_short_axes(kernel, shapes):
     """Reductions over several axes, too many elements together for one tile
     (passes/tile.py, passes/tile_split.py): the emulated CUDA C against the interpreter."""
-    args = [random_array(s, "float32", seed=30 + i)[0] for i, s in enumerate(shapes)]
+    _outputs_match_the_interpreter(kernel, shapes, seed=30)
+
+
+def _outputs_match_the_interpreter(kernel, shapes, seed):
+    """Every output of the emulated CUDA C against the interpreter's, float32 inputs."""
+    args = [random_array(s, "float32", seed=seed + i)[0] for i, s in enumerate(shapes)]
     ck = kernel.compile(*args, backend="interpret")
     want = [output_float64(o) for o in ck(*args)]
     got = [output_float64(o) for o in cuda_emulator.Emulated(ck)(*args)]
@@ -204,12 +209,7 @@ def test_reductions_over_several_short_axes(kernel, shapes):
 def test_split_launches_that_take_other_work_along(kernel, shapes):
     """The fuse pass's hoist and full reductions riding a row pass (split launches doing
     more than one reduction's share): the emulated CUDA C against the interpreter."""
-    args = [random_array(s, "float32", seed=40 + i)[0] for i, s in enumerate(shapes)]
-    ck = kernel.compile(*args, backend="interpret")
-    want = [output_float64(o) for o in ck(*args)]
-    got = [output_float64(o) for o in cuda_emulator.Emulated(ck)(*args)]
-    for i, (g, w) in enumerate(zip(got, want)):
-        assert_close(g, w, "float32", f"{kernel.fn.__name__} output {i}")
+    _outputs_match_the_interpreter(kernel, shapes, seed=40)
 
 
 def test_16_bit_sums_over_several_axes_round_once():
