@@ -82,6 +82,16 @@ def effects(op: Op) -> tuple[set, set]:
     return r, w
 
 
+def _all_effects(ops) -> tuple[set, set]:
+    """(tensors read, tensors written) by any of ops."""
+    r, w = set(), set()
+    for op in ops:
+        a, b = effects(op)
+        r |= a
+        w |= b
+    return r, w
+
+
 @dataclass
 class Fuse:
     name: ClassVar[str] = "fuse"
@@ -228,11 +238,7 @@ class _Fuser:
         op may write what it reads or touch what it writes, and no other group may already
         read its values."""
         inside = set(merged)
-        r, w = set(), set()
-        for op in merged:
-            a, b = effects(op)
-            r |= a
-            w |= b
+        r, w = _all_effects(merged)
         lo, hi = self.position[merged[0]], self.position[merged[-1]]
         for op in self.body.ops[lo:hi]:
             if op in inside:
@@ -299,11 +305,7 @@ class _Fuser:
             return False
         end = max(self.position[op] for op in move)
         stay = [op for op in self.body.ops[start:end] if op not in move]
-        r, w = set(), set()
-        for op in move:
-            a, b = effects(op)
-            r |= a
-            w |= b
+        r, w = _all_effects(move)
         for op in stay:
             a, b = effects(op)
             if b & (r | w) or a & w:

@@ -254,7 +254,8 @@ def _same_bits(v):
 
 def write_where_computed(fuser) -> bool:
     """Move a write of an output (an alloc written once, in full) whose value another
-    group computes into that group. True when it moved any."""
+    group computes into that group, storing the bits it computes (which then cross to the
+    other groups through the output). True when it changed any."""
     moved = False
     for w in [op for op in fuser.body.ops if op.name == "write" and op in fuser.group]:
         dst, value = w.operands
@@ -267,24 +268,21 @@ def write_where_computed(fuser) -> bool:
                 any(dst in o.operands for o in fuser.kernel.walk()
                     if o is not w and o.name != "return"):
             continue                # read or written elsewhere (tile loops included)
-        if fuser.group[p] == fuser.group[w]:
-            # stored by the launch computing it already (moved up there by the fuse pass):
-            # it stores the value other launches read, which they then read from there
-            if value is not source and any(
-                    source in o.operands and g != fuser.group[p] for o, g in fuser.group.items()):
-                w.operands = [dst, source]
-                fuser.notes.append(f"written where computed: {_label(source)} is stored into "
-                                   f"%{dst.name} by the launch computing it; the launches "
-                                   f"reading it read it from there")
-                moved = True
+        # stored by the launch computing it already (moved up there by the fuse pass): it
+        # then stores the bits other launches read, which they read from there
+        here = fuser.group[p] == fuser.group[w]
+        if here and (value is source or not any(
+                source in o.operands and g != fuser.group[p] for o, g in fuser.group.items())):
             continue
         w.operands = [dst, source]
-        if fuser.body.ops.index(dst.op) > fuser.body.ops.index(p):
-            fuser.body.ops.remove(dst.op)       # defined before the write's new place
-            fuser.body.insert(0, dst.op)
-        _move_after(fuser, [w], p, fuser.group[w])
+        if not here:
+            if fuser.body.ops.index(dst.op) > fuser.body.ops.index(p):
+                fuser.body.ops.remove(dst.op)       # defined before the write's new place
+                fuser.body.insert(0, dst.op)
+            _move_after(fuser, [w], p, fuser.group[w])
+        readers = ("the launches reading it read it from there" if here else
+                   f"the launch that stored %{dst.name} before reads it from there")
         fuser.notes.append(f"written where computed: {_label(source)} is stored into "
-                           f"%{dst.name} by the launch computing it; the launch that stored "
-                           f"%{dst.name} before reads it from there")
+                           f"%{dst.name} by the launch computing it; {readers}")
         moved = True
     return moved

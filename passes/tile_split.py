@@ -97,8 +97,7 @@ def _checked(emitter, k, held, bucket, least, elements, grid):
     """The plan (k, chunk, held, grid) when the group can split along k with about
     `elements` elements a program and k's bucket times the held elements above `least`."""
     axes = emitter.axes
-    reduces = [op for op in emitter.ops if op.name == "reduce"
-               and axes.axes(op.operands[0])[op.attrs["axis"]] == k]
+    reduces = _reductions_over(emitter.ops, axes, k)
     if any(op.attrs["kind"] not in COMBINABLE for op in reduces):
         return None
     held_elements = math.prod(held.values())
@@ -106,8 +105,7 @@ def _checked(emitter, k, held, bucket, least, elements, grid):
         return None
     # about ROW_CHUNK rows (of all reduced axes together) or FLAT_CHUNK elements a program
     chunk = max(1, elements // held_elements)
-    hint = hinted_value(axes.extent(k), emitter.tiler.hints)
-    if next_pow2(math.ceil(hint / chunk)) > MAX_CHUNKS:
+    if _chunk_bucket(axes, k, chunk, emitter.tiler.hints) > MAX_CHUNKS:
         return None
     along = lambda v: axes.varies_along(v, k)  # noqa: E731
     tainted = {op.results[0] for op in reduces}
@@ -144,14 +142,30 @@ class _GroupFacts:
         return whole_block_size(value)
 
 
+def _reductions_over(ops, axes, k) -> list:
+    """The group's reductions over axis k."""
+    return [op for op in ops if op.name == "reduce"
+            and axes.axes(op.operands[0])[op.attrs["axis"]] == k]
+
+
+def _chunk_bucket(axes, k, chunk, hints) -> int:
+    """The chunks of k, rounded up to a power of two (launch 2's tile of partials)."""
+    return next_pow2(math.ceil(hinted_value(axes.extent(k), hints) / chunk))
+
+
+def _plan_for(ops, axes, hints):
+    """split_plan of a group the fuse pass is forming (None where a size has no hint)."""
+    try:
+        return split_plan(_GroupFacts(ops, axes, hints))
+    except _Unknown:
+        return None
+
+
 def would_split(ops, axes, hints) -> bool:
     """Whether the tile pass will split this group into two launches: its producers then
     run in the first launch and what follows its reductions in the second, none of them
     a launch of its own (the fuse pass asks before joining them to a long reduction)."""
-    try:
-        return split_plan(_GroupFacts(ops, axes, hints)) is not None
-    except _Unknown:
-        return False
+    return _plan_for(ops, axes, hints) is not None
 
 
 def splits_with_small_partials(ops, axes, hints) -> bool:
@@ -159,20 +173,14 @@ def splits_with_small_partials(ops, axes, hints) -> bool:
     partials in one tile of at most MAX_WHOLE_REDUCTION elements (a full reduction's: one
     number a chunk). Such a group may have no axis to run in parallel: the first launch
     runs a program a chunk (a pass computing row sums takes a full reduction along)."""
-    try:
-        plan = split_plan(_GroupFacts(ops, axes, hints))
-    except _Unknown:
-        return False
+    plan = _plan_for(ops, axes, hints)
     if plan is None:
         return False
     k, chunk, held, _ = plan
-    chunks = next_pow2(math.ceil(hinted_value(axes.extent(k), hints) / chunk))
-    for op in ops:
-        if op.name == "reduce" and axes.axes(op.operands[0])[op.attrs["axis"]] == k:
-            kept = math.prod(held.get(j, 1) for j in axes.axes(op.results[0]) if j is not None)
-            if chunks * kept > MAX_WHOLE_REDUCTION:
-                return False
-    return True
+    chunks = _chunk_bucket(axes, k, chunk, hints)
+    return all(chunks * math.prod(held.get(j, 1) for j in axes.axes(op.results[0])
+                                  if j is not None) <= MAX_WHOLE_REDUCTION
+               for op in _reductions_over(ops, axes, k))
 
 
 def _partial_dtype(dtype: D.DType) -> D.DType:
@@ -182,12 +190,11 @@ def _partial_dtype(dtype: D.DType) -> D.DType:
 def emit_split(emitter, k: int, chunk: int, held: dict, grid: tuple = ()) -> None:
     axes, b = emitter.axes, emitter.b
     last = emitter.ops[-1]
-    reduces = [op for op in emitter.ops if op.name == "reduce"
-               and axes.axes(op.operands[0])[op.attrs["axis"]] == k]
+    reduces = _reductions_over(emitter.ops, axes, k)
     along = lambda v: axes.varies_along(v, k)  # noqa: E731
     extent = axes.extent(k)
     chunks = sympy.ceiling(extent / chunk)
-    n_held = next_pow2(math.ceil(hinted_value(extent, emitter.tiler.hints) / chunk))
+    n_held = _chunk_bucket(axes, k, chunk, emitter.tiler.hints)
     emitter.block.update(held)
     held_elements = math.prod(held.values())
     partials = {}

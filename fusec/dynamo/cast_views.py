@@ -21,10 +21,11 @@ import torch
 from torch.fx import Graph, Node
 
 from .rules import COPIES, is_cast, is_view, packet
+from .support import meta_value
 
 
 def _tensor(node) -> torch.Tensor | None:
-    value = node.meta.get("val") if isinstance(node, Node) else None
+    value = meta_value(node) if isinstance(node, Node) else None
     return value if isinstance(value, torch.Tensor) else None
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import torch
 from torch.fx import GraphModule, Node
 from torch.fx.passes.infra.partitioner import CapabilityBasedPartitioner
-from torch.fx.passes.utils.fuser_utils import fuse_by_partitions
+from torch.fx.passes.utils.fuser_utils import fuse_by_partitions, validate_partition
 
 from .aliases import Roots, collapse_views, fold_permute_chains
 from .cast_views import move_views_past_casts
@@ -114,31 +114,12 @@ def _casts_joined(parts: list[list]) -> list[list]:
         if len(sources) != 1 or None in sources:
             continue
         j = sources.pop()
-        if _depends_through_others(part, parts[j]):
+        if not validate_partition(parts[j] + part):     # joined, they would form a cycle
             continue
         parts[j] = parts[j] + part
         parts[i] = []
         owner.update({n: j for n in part})
     return [p for p in parts if p]
-
-
-def _depends_through_others(part: list, target: list) -> bool:
-    """Whether a node of `part` reads, through nodes of neither, a node of `target` (joined,
-    they would form a cycle through those nodes)."""
-    inside, goal = set(part), set(target)
-    todo = [a for n in part for a in n.all_input_nodes if a not in inside and a not in goal]
-    seen = set()
-    while todo:
-        n = todo.pop()
-        if n in seen:
-            continue
-        seen.add(n)
-        for a in n.all_input_nodes:
-            if a in goal:
-                return True
-            if a not in inside:
-                todo.append(a)
-    return False
 
 
 def _independent_parts(nodes: list) -> list[list]:
