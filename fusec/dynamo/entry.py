@@ -21,6 +21,7 @@ from torch._functorch.partitioners import min_cut_rematerialization_partition
 from . import stats
 from .graph import compile_graph
 from .options import Options
+from .pool_offsets import save_pool_offsets
 
 aten = torch.ops.aten
 
@@ -48,6 +49,13 @@ def decompositions() -> dict:
 _graph_ids = itertools.count()
 
 
+def _partition(joint, joint_inputs, **kwargs):
+    """AOT autograd's min-cut partition, after the joint graph's rewrites of what the
+    forward saves for the backward."""
+    save_pool_offsets(joint)
+    return min_cut_rematerialization_partition(joint, joint_inputs, **kwargs)
+
+
 def _compiler(options: Options, kind: str):
     def compile_one(gm, example_inputs):
         label = f"{next(_graph_ids)}_{kind}"
@@ -64,7 +72,7 @@ def torch_backend(**options):
     return aot_autograd(fw_compiler=_compiler(opts, "forward"),
                         bw_compiler=_compiler(opts, "backward"),
                         inference_compiler=_compiler(opts, "inference"),
-                        partition_fn=min_cut_rematerialization_partition,
+                        partition_fn=_partition,
                         decompositions=decompositions())
 
 

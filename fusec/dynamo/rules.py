@@ -23,6 +23,7 @@ import torch
 from torch.fx import Node
 
 from ..ir.ops import LIBM_UNARY
+from .pool_offsets import OFFSETS, OFFSETS_BACKWARD, tiling_window
 
 aten = torch.ops.aten
 prims = torch.ops.prims
@@ -596,22 +597,11 @@ def _var_mean(e, x, dims=None, correction=None, keepdim=False):
 
 # -- pooling -----------------------------------------------------------------------------------
 
-def _pair(v) -> list:
-    """A pool's per-dim argument as [height, width] (an int, or a list of one or two)."""
-    if not isinstance(v, (list, tuple)):
-        return [v, v]
-    return list(v) * 2 if len(v) == 1 else list(v)
-
-
 def _pool_window(x: Var, kernel_size, stride, padding=0, dilation=1, ceil_mode=False,
                  what="max_pool2d"):
-    """(kh, kw) of a 2-D pool over windows that tile the input (stride = kernel, no
-    padding, dilation or ceil_mode: the common 2x2 pool), else Unsupported."""
-    kernel = _pair(kernel_size)
-    stride = _pair(stride) if stride not in (None, [], ()) else kernel
-    if x.rank not in (3, 4) or stride != kernel or _pair(padding) != [0, 0] or \
-            _pair(dilation) != [1, 1] or ceil_mode or not all(
-                isinstance(k, int) and k > 0 for k in kernel):
+    """(kh, kw) of a 2-D pool over windows that tile the input, else Unsupported."""
+    kernel = tiling_window(kernel_size, stride, padding, dilation, ceil_mode)
+    if x.rank not in (3, 4) or kernel is None:
         raise Unsupported(f"{what} other than windows that tile the input (stride = "
                           "kernel, no padding, dilation or ceil_mode)")
     return kernel
@@ -627,13 +617,13 @@ def _windows(e, x: Var, kh: int, kw: int):
                         for di in range(kh) for dj in range(kw)]
 
 
-def _spread(e, grad: Var, x: Var, kh: int, kw: int):
-    """The backward of a tiling pool: (gathered(t): the element of t -- grad's shape -- at
-    each input element's window; whether a window covers the element; the element's flat
-    index h * W + w). Rows and columns come from one range reshaped (two ranges of one
-    size would share an axis of the fuse pass's iteration space)."""
-    r = x.rank
-    h, w = f"{x}.shape[{r - 2}]", f"{x}.shape[{r - 1}]"
+def _spread(e, grad: Var, h: str, w: str, kh: int, kw: int):
+    """The backward of a tiling pool over an input of h x w (DSL sizes): (gathered(t): the
+    element of t -- grad's shape -- at each input element's window; whether a window covers
+    the element; the element's row and column). Rows and columns come from one range
+    reshaped (two ranges of one size would share an axis of the fuse pass's iteration
+    space)."""
+    r = grad.rank
     oh_n, ow_n = f"{grad}.shape[{r - 2}]", f"{grad}.shape[{r - 1}]"
     q = e.bind(f"fl.arange(0, {h} * {w}).reshape(({h}, {w}))")
     hh, ww = e.bind(f"{q} // {w}"), e.bind(f"{q} % {w}")
@@ -643,28 +633,47 @@ def _spread(e, grad: Var, x: Var, kh: int, kw: int):
     def gathered(t: Var) -> str:
         return e.bind(f"fl.take({t}.reshape(({flat_shape},)), {window}, axis={r - 2})")
     covered = e.bind(f"({hh} < {oh_n} * {kh}) & ({ww} < {ow_n} * {kw})")
-    return gathered, covered, q
+    return gathered, covered, hh, ww
 
 
-def _max_pool2d(e, x, kernel_size, stride=(), padding=0, dilation=1, ceil_mode=False):
-    """The max of each window and the flat index (h * W + w) of its maximum -- the first,
-    or the last NaN, as aten's kernels -- over strided slices of x (no launch)."""
-    x = tensor(x)
-    kh, kw = _pool_window(x, kernel_size, stride, padding, dilation, ceil_mode)
-    oh_n, ow_n, windows = _windows(e, x, kh, kw)
-    w = f"{x}.shape[{x.rank - 1}]"
-    q = e.bind(f"fl.arange(0, {oh_n} * {ow_n}).reshape(({oh_n}, {ow_n}))")    # see _spread
-    oh, ow = e.bind(f"{q} // {ow_n}"), e.bind(f"{q} % {ow_n}")
-    best = idx = None
+def _input_size(x: Var) -> tuple[str, str]:
+    return f"{x}.shape[{x.rank - 2}]", f"{x}.shape[{x.rank - 1}]"
+
+
+def _window_max(e, windows, position):
+    """The max over `windows` (of _windows) and `position(di, dj)` (DSL source) of each
+    maximum -- the first, or the last NaN, as aten's kernels (no launch)."""
+    best = where = None
     for di, dj, window in windows:
-        at = f"(({oh} * {kh} + {di}) * {w} + {ow} * {kw} + {dj})"
+        at = position(di, dj)
         if best is None:
-            best, idx = window, e.bind(f"fl.broadcast_to({at}, {window}.shape)")
+            best, where = window, e.bind(f"fl.broadcast_to({at}, {window}.shape)")
             continue
         take = e.bind(f"({window} > {best}) | ({window} != {window})")
         best = e.bind(f"fl.where({take}, {window}, {best})")
-        idx = e.bind(f"fl.where({take}, {at}, {idx})")
-    return best, idx
+        where = e.bind(f"fl.where({take}, {at}, {where})")
+    return best, where
+
+
+def _max_pool2d(e, x, kernel_size, stride=(), padding=0, dilation=1, ceil_mode=False):
+    """The max of each window and the flat index (h * W + w) of its maximum."""
+    x = tensor(x)
+    kh, kw = _pool_window(x, kernel_size, stride, padding, dilation, ceil_mode)
+    oh_n, ow_n, windows = _windows(e, x, kh, kw)
+    w = _input_size(x)[1]
+    q = e.bind(f"fl.arange(0, {oh_n} * {ow_n}).reshape(({oh_n}, {ow_n}))")    # see _spread
+    oh, ow = e.bind(f"{q} // {ow_n}"), e.bind(f"{q} % {ow_n}")
+    return _window_max(e, windows,
+                       lambda di, dj: f"(({oh} * {kh} + {di}) * {w} + {ow} * {kw} + {dj})")
+
+
+def _max_pool2d_offsets(e, x, kernel):
+    """pool_offsets.max_pool2d_offsets: the max and its offset in the window (int8)."""
+    x = tensor(x)
+    kh, kw = _pool_window(x, kernel, kernel)
+    oh_n, ow_n, windows = _windows(e, x, kh, kw)
+    return _window_max(e, windows,
+                       lambda di, dj: f"fl.full(({oh_n}, {ow_n}), {di * kw + dj}, fl.int8)")
 
 
 def _max_pool2d_backward(e, grad, x, kernel_size, stride, padding, dilation, ceil_mode,
@@ -673,8 +682,22 @@ def _max_pool2d_backward(e, grad, x, kernel_size, stride, padding, dilation, cei
     (windows tile the input: one window an element, none past the last full one)."""
     grad, x, indices = tensor(grad), tensor(x), tensor(indices)
     kh, kw = _pool_window(x, kernel_size, stride, padding, dilation, ceil_mode)
-    gathered, covered, q = _spread(e, grad, x, kh, kw)
-    return f"fl.where({covered} & ({gathered(indices)} == {q}), {gathered(grad)}, 0)"
+    h, w = _input_size(x)
+    gathered, covered, hh, ww = _spread(e, grad, h, w, kh, kw)
+    return f"fl.where({covered} & ({gathered(indices)} == {hh} * {w} + {ww}), " \
+           f"{gathered(grad)}, 0)"
+
+
+def _max_pool2d_offsets_backward(e, grad, offsets, kernel, input_size):
+    """pool_offsets.max_pool2d_offsets_backward: as _max_pool2d_backward, matching the
+    element's offset in its window (input_size: static ints, pool_offsets checks)."""
+    grad, offsets = tensor(grad), tensor(offsets)
+    kh, kw = _pool_window(grad, kernel, kernel)
+    if not all(type(n) is int for n in input_size):
+        raise Unsupported("max_pool2d_offsets_backward of a symbolic input size")
+    gathered, covered, hh, ww = _spread(e, grad, *map(str, input_size), kh, kw)
+    at = f"({hh} % {kh}) * {kw} + {ww} % {kw}"
+    return f"fl.where({covered} & ({gathered(offsets)} == {at}), {gathered(grad)}, 0)"
 
 
 def _avg_pool2d(e, x, kernel_size, stride=(), padding=0, ceil_mode=False,
@@ -690,7 +713,7 @@ def _avg_pool2d_backward(e, grad, x, kernel_size, stride, padding, ceil_mode,
                          count_include_pad, divisor_override):
     grad, x = tensor(grad), tensor(x)
     kh, kw = _pool_window(x, kernel_size, stride, padding, 1, ceil_mode, "avg_pool2d")
-    gathered, covered, _ = _spread(e, grad, x, kh, kw)
+    gathered, covered, _, _ = _spread(e, grad, *_input_size(x), kh, kw)
     return f"fl.where({covered}, {gathered(grad)} / {divisor_override or kh * kw}, 0)"
 
 
@@ -810,6 +833,8 @@ RULES = {
     aten.cumsum: _scan("sum"), aten.cumprod: _scan("prod"),
     aten.max_pool2d_with_indices: _max_pool2d,
     aten.max_pool2d_with_indices_backward: _max_pool2d_backward,
+    OFFSETS.overloadpacket: _max_pool2d_offsets,
+    OFFSETS_BACKWARD.overloadpacket: _max_pool2d_offsets_backward,
     aten.avg_pool2d: _avg_pool2d, aten.avg_pool2d_backward: _avg_pool2d_backward,
     aten._adaptive_avg_pool2d: _global_avg_pool,
     aten._adaptive_avg_pool2d_backward: _global_avg_pool_backward,

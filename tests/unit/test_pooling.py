@@ -116,3 +116,68 @@ def test_global_average_pooling_is_a_mean(fresh_dynamo):
         aten = [op for g in fusec.dynamo.graphs() for op, _ in g.aten_ops]
         assert lowered == (not any("adaptive" in op for op in aten)), aten
 
+
+
+def _saved_for_backward(fn, x):
+    """(dtype, shape) of each tensor the compiled forward saves for the backward."""
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(
+            lambda t: saved.append((t.dtype, tuple(t.shape))) or t, lambda t: t):
+        out = torch.compile(fn, backend="fusec")(x)
+    out.sum().backward()
+    return saved
+
+
+@pytest.mark.parametrize("shape, k", [((2, 3, 9, 11), 2), ((3, 12, 9), (2, 3))])
+def test_a_max_pool_saves_int8_window_offsets_not_indices_or_its_input(fresh_dynamo, shape, k):
+    """The backward takes each window's offset (a byte) and the input's height and width:
+    neither int64 indices nor the pool's input are saved; the relu's mask is."""
+    x = torch.randn(*shape, requires_grad=True)
+    pooled = F.max_pool2d(x.detach(), k).shape
+    saved = _saved_for_backward(lambda t: F.max_pool2d(torch.relu(t) * 0.5, k) * 2, x)
+    assert sorted(saved, key=str) == sorted([(torch.int8, tuple(pooled)),
+                                             (torch.bool, shape)], key=str), saved
+
+
+def test_a_max_pool_whose_indices_are_returned_keeps_them(fresh_dynamo):
+    torch.manual_seed(5)
+    x = torch.randn(2, 3, 8, 6)
+
+    def fn(t):
+        values, indices = F.max_pool2d(t * 3, 2, return_indices=True)
+        return values * indices
+    _compiled_matches_eager(fn, x)
+
+
+def test_symbolic_heights_keep_aten_indices(fresh_dynamo):
+    torch.manual_seed(6)
+    fn = torch.compile(lambda t: F.max_pool2d(t.relu() - t, 2), backend="fusec", dynamic=True)
+    for shape in ((2, 3, 8, 10), (3, 2, 12, 6)):
+        x = torch.randn(*shape)
+        xc, xe = x.clone().requires_grad_(), x.clone().requires_grad_()
+        got, want = fn(xc), F.max_pool2d(xe.relu() - xe, 2)
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
+        g = torch.randn_like(want)
+        got.backward(g)
+        want.backward(g)
+        torch.testing.assert_close(xc.grad, xe.grad, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("shape, k", [((2, 3, 9, 11), (2, 2)), ((3, 12, 9), (2, 3)),
+                                      ((1, 2, 5, 4), (2, 1))])
+def test_the_offset_ops_run_eagerly_as_aten_would(shape, k):
+    """Where no region takes them the offset ops run through aten: values, the gradient
+    (ties: the first; NaNs: the last NaN of the window, as aten) match aten's pool."""
+    from fusec.dynamo.pool_offsets import OFFSETS, OFFSETS_BACKWARD
+    torch.manual_seed(7)
+    x = torch.randint(-2, 3, shape).float()          # many ties
+    x.view(-1)[::7] = float("nan")
+    values, offsets = OFFSETS(x, list(k))
+    want, indices = torch.ops.aten.max_pool2d_with_indices(x, list(k))
+    torch.testing.assert_close(values, want, rtol=0, atol=0, equal_nan=True)
+    assert offsets.dtype == torch.int8 and int(offsets.min()) >= 0
+    assert int(offsets.max()) < k[0] * k[1]
+    g = torch.randn_like(want)
+    got = OFFSETS_BACKWARD(g, offsets, list(k), list(shape[-2:]))
+    torch.testing.assert_close(got, torch.ops.aten.max_pool2d_with_indices_backward(
+        g, x, list(k), list(k), [0, 0], [1, 1], False, indices), rtol=0, atol=0)
