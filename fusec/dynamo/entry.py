@@ -73,6 +73,9 @@ def torch_backend(**options):
                         bw_compiler=_compiler(opts, "backward"),
                         inference_compiler=_compiler(opts, "inference"),
                         partition_fn=_partition,
+                        # mutated inputs (buffers) written back by copy_ in the graph,
+                        # which a region stores (support.is_store), not after it
+                        keep_inference_input_mutations=True,
                         decompositions=decompositions())
 
 

@@ -25,7 +25,7 @@ from .library import library_op
 from .region import FusedRegion
 from .rules import (Unsupported, aten, computes, fast_call, is_cast, is_view, launches_nothing,
                     packet)
-from .support import FusecSupport, interior_views
+from .support import FusecSupport, interior_views, is_store
 
 MAX_REPARTITIONS = 64
 
@@ -97,7 +97,8 @@ def _partitions(gm: GraphModule, support: FusecSupport):
             for c in [c for c in parts if not _reads_a_tensor(c)]:
                 for n in c:       # a constructor alone: its kernel would not know the device
                     support.reasons[n] = "a constructor with no tensor input: aten runs it"
-            return _casts_joined([c for c in parts if _reads_a_tensor(c)])
+            return _stores_after_reads(
+                _casts_joined([c for c in parts if _reads_a_tensor(c)]), support)
     raise RuntimeError("fusec: partitioning did not settle")    # pragma: no cover
 
 
@@ -120,6 +121,31 @@ def _casts_joined(parts: list[list]) -> list[list]:
         parts[i] = []
         owner.update({n: j for n in part})
     return [p for p in parts if p]
+
+
+def _stores_after_reads(parts: list[list], support: FusecSupport) -> list[list]:
+    """A region storing into a graph input (copy_) runs where the partition puts it, which
+    may be before an op outside it that reads the input's old value: its copy_ stays
+    aten's (at the graph's end) unless every reader outside the region is one the region
+    depends on."""
+    kept = []
+    for part in parts:
+        inside = set(part)
+        before, todo = set(), [a for n in part for a in n.all_input_nodes if a not in inside]
+        while todo:
+            n = todo.pop()
+            if n not in before:
+                before.add(n)
+                todo += n.all_input_nodes
+        for store in [n for n in part if is_store(n)]:
+            dst = store.args[0]
+            if any(u is not store and u not in inside and u not in before for u in dst.users):
+                part.remove(store)
+                support.reasons[store] = ("copy_ into an input read outside the region after "
+                                          "it would run: aten writes it at the graph's end")
+        if any(computes(n) for n in part):
+            kept.append(part)
+    return kept
 
 
 def _independent_parts(nodes: list) -> list[list]:

@@ -32,7 +32,7 @@ from ..errors import LaunchError
 from .aliases import Roots, row_major
 from .region_call import region_call
 from .rules import Emitter, computed_dtype, dtype_name, fast_view, rule_for, widened
-from .support import meta_value, result_tensors, rule_args, split_region
+from .support import is_store, meta_value, result_tensors, rule_args, split_region
 
 _counter = itertools.count()
 
@@ -59,8 +59,8 @@ class RegionSource:
 
     def _render(self) -> str:
         header = f"def {self.name}({', '.join(f'a{i}' for i in range(len(self.params)))}):"
-        return "\n".join([header, *self.widen, *self.body,
-                          f"    return ({', '.join(self.results)},)", ""])
+        results = "".join(f"{r}, " for r in self.results)
+        return "\n".join([header, *self.widen, *self.body, f"    return ({results})", ""])
 
     def copy_results(self, indices) -> None:
         """Results the kernel returned as one of its parameters (clone(x), x.repeat(()):
@@ -87,6 +87,13 @@ class RegionSource:
         if node.target is operator.getitem:
             self.var[node] = f"{self.var[node.args[0]]}_{node.args[1]}"
             return []
+        if is_store(node):       # into the input's own memory, in its dtype
+            dst, src = node.args[:2]
+            self._name(dst)
+            param = f"a{self.params.index(dst)}"
+            self.var[node] = param
+            dtype = dtype_name(meta_value(dst).dtype)
+            return [f"    {param}[:] = ({self.var[src]}).to({dtype})    # {node.format_node()}"]
         args, kwargs = rule_args(node, self._name)
         emit = Emitter(name)
         out = rule_for(node.target, matmul)(emit, *args, **kwargs)

@@ -809,6 +809,8 @@ RULES = {
     aten.constant_pad_nd: _constant_pad_nd,
     aten.flip: lambda e, x, dims: f"fl.flip({tensor(x)}, {lit(_dims(x, dims))})",
     aten.copy: _copy, aten.slice_scatter: _slice_scatter,
+    # the store itself is written by region.RegionSource (it needs the raw parameter)
+    aten.copy_: lambda e, dst, src, non_blocking=False: tensor(dst).name,
     aten.index_select: _index_select,
     aten.embedding: lambda e, weight, indices, padding_idx=-1, scale_grad_by_freq=False,
     sparse=False: f"fl.take({tensor(weight)}, {tensor(indices)}, axis=0)",

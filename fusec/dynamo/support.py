@@ -85,7 +85,26 @@ def check_global_pool(node: Node) -> None:
 
 
 # checks of a node's arguments beyond its rule's (sizes the rule cannot see)
-NODE_CHECKS = {aten.squeeze: check_squeeze, aten._adaptive_avg_pool2d: check_global_pool,
+def is_store(node: Node) -> bool:
+    """copy_ into a graph input: AOT autograd's write-back of a mutated input (a buffer,
+    an argument changed in place) that a region's kernel stores itself."""
+    return node.op == "call_function" and node.target is aten.copy_.default
+
+
+def check_store(node: Node) -> None:
+    """A region takes copy_ where it writes a whole graph input with a value of its shape,
+    and nothing reads what copy_ returns (graph.py checks the order of the other reads)."""
+    dst, src = node.args[:2]
+    if not (isinstance(dst, Node) and dst.op == "placeholder" and isinstance(src, Node)):
+        raise Unsupported("copy_ other than of a computed value into a graph input")
+    if node.users or set(node.kwargs) - {"non_blocking"}:
+        raise Unsupported("copy_ whose result is used")
+    into, value = meta_value(dst), meta_value(src)
+    if not isinstance(value, torch.Tensor) or tuple(into.shape) != tuple(value.shape):
+        raise Unsupported("copy_ broadcasting its source")
+
+
+NODE_CHECKS = {aten.squeeze: check_squeeze, aten.copy_: check_store, aten._adaptive_avg_pool2d: check_global_pool,
                aten._adaptive_avg_pool2d_backward: check_global_pool}
 
 
@@ -163,7 +182,7 @@ def split_region(nodes: list[Node], is_result) -> tuple[list[Node], set, set]:
             m = m.args[0]
         if m in inside and m not in bases:
             bases.append(m)
-    rendered, todo = set(), list(bases)
+    rendered, todo = set(), bases + [n for n in nodes if is_store(n)]
     while todo:
         n = todo.pop()
         if n not in rendered:
