@@ -5,6 +5,7 @@ object (same assumptions), which the parser relies on for round-tripping.
 """
 from __future__ import annotations
 
+import functools
 import re
 
 import sympy
@@ -33,9 +34,15 @@ def constant_difference(a, b) -> sympy.Expr | None:
     """a - b where it is the same number for every value of the size symbols, else None.
     A polynomial difference (the common case: sums and products of sizes) is decided by
     expanding it; only the rest (floor, ceiling, Mod, Max, Min, division by a size) goes to
-    sympy.simplify, which takes milliseconds and imports much of sympy (~0.2 s) the first
-    time it runs."""
-    diff = sympy.expand(as_expr(a) - as_expr(b))
+    sympy.simplify, which takes milliseconds to a tenth of a second (floors of pooled
+    sizes) and imports much of sympy (~0.2 s) the first time it runs: answers are kept,
+    since the fuse pass asks the same questions of every candidate merge."""
+    return _difference(as_expr(a), as_expr(b))
+
+
+@functools.lru_cache(maxsize=8192)
+def _difference(a: sympy.Expr, b: sympy.Expr) -> sympy.Expr | None:
+    diff = sympy.expand(a - b)
     if diff.is_number:
         return diff
     if diff.is_polynomial():
