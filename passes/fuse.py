@@ -176,6 +176,9 @@ class _Fuser:
             axes = Axes(merged)
         except NotOneSpace as exc:
             return str(exc)
+        reason = _cross_product(merged, axes)
+        if reason is not None:
+            return reason
         dots = [op for op in merged if op.name == "dot"]
         if dots:
             reason = _matmul_refusal(dots, merged)
@@ -491,6 +494,19 @@ def _runs_after_full_reduction(merged: list[Op], axes: Axes) -> bool:
                     a is not None for r in op.results for a in axes.of.get(r, ())):
                 return True
     return False
+
+
+def _cross_product(merged: list[Op], axes: Axes) -> str | None:
+    """One launch runs every op over all of its parallel axes: some value of the group must
+    vary along each of them, or an op would be recomputed (and its result stored again)
+    once per element of axes it does not vary along -- a max pool's 112 x 112 windows
+    beside the 224 x 224 relu mask it came from made one launch of 112 x 112 x 224 x 224."""
+    wide = {k for k in axes.parallel if axes.extent(k) != 1}
+    if any(wide <= set(axes.of[v]) for op in merged for v in (*op.operands, *op.results)
+           if v in axes.of):
+        return None
+    return ("no value varies along every parallel axis of the two together: one launch "
+            "would run each side once per element of the other's")
 
 
 def _matmul_refusal(dots: list[Op], merged: list[Op]) -> str | None:

@@ -38,7 +38,9 @@ def test_tiling_max_pools_fuse_forward_and_backward(fresh_dynamo, shape, k):
     _compiled_matches_eager(fn, x)
     forward, backward = fusec.dynamo.graphs()[:2]
     assert not forward.aten_ops and not backward.aten_ops, (forward.aten_ops, backward.aten_ops)
-    assert fusec.stats()["launches_per_call"] == {forward.label: 1, backward.label: 1}
+    # the forward: the pool (values and offsets) and the relu's mask over the whole input,
+    # two launches (one over windows and pixels together would run the mask per window)
+    assert fusec.stats()["launches_per_call"] == {forward.label: 2, backward.label: 1}
 
 
 def test_indices_follow_aten_ties_and_nans(fresh_dynamo):
@@ -93,7 +95,8 @@ def test_tiling_avg_pools_fuse_forward_and_backward(fresh_dynamo, shape, k):
     torch.testing.assert_close(xc.grad, xe.grad)
     forward, backward = fusec.dynamo.graphs()[:2]
     assert not forward.aten_ops and not backward.aten_ops, (forward.aten_ops, backward.aten_ops)
-    assert fusec.stats()["launches_per_call"] == {forward.label: 1, backward.label: 1}
+    # the pool and the relu's mask over the whole input: two launches, as for max pools
+    assert fusec.stats()["launches_per_call"] == {forward.label: 2, backward.label: 1}
 
 
 def test_global_average_pooling_is_a_mean(fresh_dynamo):
