@@ -113,7 +113,7 @@ def _rewritable(pool: Node):
     backward = list(picks[1].users)
     if not backward or any(
             u.target is not aten.max_pool2d_with_indices_backward.default
-            or u.args[1] is not x or u.args[7] is not picks[1] or u.kwargs
+            or len(u.args) != 8 or u.args[1] is not x or u.args[7] is not picks[1] or u.kwargs
             or tiling_window(*u.args[2:7]) != window for u in backward):
         return None
     return window, size, picks, backward
@@ -137,6 +137,8 @@ def save_pool_offsets(joint: GraphModule) -> int:
         window, size, picks, backward = found
         x = pool.args[0]
         mode = torch._guards.detect_fake_mode([x.meta["val"]])
+        if mode is None:               # values not traced as fake tensors: nothing to size by
+            continue
         with mode:
             values, offsets = OFFSETS(x.meta["val"], window)
         with graph.inserting_after(pool):
