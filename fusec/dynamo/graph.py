@@ -130,22 +130,31 @@ def _stores_after_reads(parts: list[list], support: FusecSupport) -> list[list]:
     depends on."""
     kept = []
     for part in parts:
-        inside = set(part)
-        before, todo = set(), [a for n in part for a in n.all_input_nodes if a not in inside]
-        while todo:
-            n = todo.pop()
-            if n not in before:
-                before.add(n)
-                todo += n.all_input_nodes
-        for store in [n for n in part if is_store(n)]:
-            dst = store.args[0]
-            if any(u is not store and u not in inside and u not in before for u in dst.users):
-                part.remove(store)
-                support.reasons[store] = ("copy_ into an input read outside the region after "
-                                          "it would run: aten writes it at the graph's end")
-        if any(computes(n) for n in part):
+        stores = [n for n in part if is_store(n)]
+        if stores:
+            inside = set(part)
+            before = _ancestors(a for n in part for a in n.all_input_nodes if a not in inside)
+            for store in stores:
+                if any(u is not store and u not in inside and u not in before
+                       for u in store.args[0].users):
+                    part.remove(store)
+                    support.reasons[store] = ("copy_ into an input read outside the region "
+                                              "after it would run: aten writes it at the "
+                                              "graph's end")
+        if _computes(part):
             kept.append(part)
     return kept
+
+
+def _ancestors(nodes) -> set:
+    """The nodes and every node they read, transitively."""
+    seen, todo = set(), list(nodes)
+    while todo:
+        n = todo.pop()
+        if n not in seen:
+            seen.add(n)
+            todo += n.all_input_nodes
+    return seen
 
 
 def _independent_parts(nodes: list) -> list[list]:

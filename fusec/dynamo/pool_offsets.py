@@ -96,8 +96,8 @@ OFFSETS_BACKWARD = torch.ops.fusec.max_pool2d_offsets_backward.default
 
 
 def _rewritable(pool: Node):
-    """(kh, kw, [H, W], the indices' getitem, the backward nodes) of a max_pool2d_with_indices
-    node the rewrite applies to, else None."""
+    """([kh, kw], [H, W], {index: getitem node} of its results, the backward nodes) of a
+    max_pool2d_with_indices node the rewrite applies to, else None."""
     x = pool.args[0]
     value = x.meta.get("val") if isinstance(x, Node) else None
     window = tiling_window(*pool.args[1:], **pool.kwargs)

@@ -84,7 +84,6 @@ def check_global_pool(node: Node) -> None:
         raise Unsupported("adaptive_avg_pool2d to an output other than 1 x 1 (aten runs it)")
 
 
-# checks of a node's arguments beyond its rule's (sizes the rule cannot see)
 def is_store(node: Node) -> bool:
     """copy_ into a graph input: AOT autograd's write-back of a mutated input (a buffer,
     an argument changed in place) that a region's kernel stores itself."""
@@ -104,7 +103,9 @@ def check_store(node: Node) -> None:
         raise Unsupported("copy_ broadcasting its source")
 
 
-NODE_CHECKS = {aten.squeeze: check_squeeze, aten.copy_: check_store, aten._adaptive_avg_pool2d: check_global_pool,
+# checks of a node's arguments beyond its rule's (sizes the rule cannot see)
+NODE_CHECKS = {aten.squeeze: check_squeeze, aten.copy_: check_store,
+               aten._adaptive_avg_pool2d: check_global_pool,
                aten._adaptive_avg_pool2d_backward: check_global_pool}
 
 
